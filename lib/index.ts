@@ -1,0 +1,20 @@
+/**
+ * Kiln: train, harden, explain and serve convolutional image classifiers from Node.js,
+ * on libtorch (CPU or CUDA). This module re-exports the public API.
+ */
+export { KilnError, KilnErrorCode, invalidParameterError } from './errors';
+export { info, setNumThreads, KilnInfo } from './info';
+export { DType, Device, TypedArray, DTYPES } from './tensor/dtype';
+export { Tensor, NestedArray, Operand, ToOptions } from './tensor/tensor';
+export {
+  tensor, zeros, ones, empty, full, rand, randn, randint, randperm, arange, linspace, eye,
+  zerosLike, onesLike, emptyLike, fullLike, randLike, randnLike, randintLike, manualSeed,
+  CreateOptions, TensorData,
+} from './tensor/creation';
+export { cat, stack, where, matmul } from './tensor/ops';
+export { tidy, tidyAsync, keep, memory, MemoryInfo } from './tensor/memory';
+export { autograd, noGrad, enableGrad, isGradEnabled, GradOptions } from './autograd';
+
+import * as functional from './nn/functional';
+/** Neural-network building blocks. `nn.functional` holds the stateless ops. */
+export const nn = { functional };

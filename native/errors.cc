@@ -1,0 +1,63 @@
+#include "errors.h"
+#include "tensor.h"
+
+namespace kiln {
+
+std::string torchMessage(const c10::Error& e) {
+  std::string msg = e.what_without_backtrace();
+  // Older libtorch versions append "Exception raised from ..." inside the message itself.
+  auto pos = msg.find("\nException raised from");
+  if (pos != std::string::npos) msg = msg.substr(0, pos);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return msg;
+}
+
+void throwJs(napi_env env, const char* code, const std::string& message) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) return;  // a JS exception is already on its way; keep the first one
+  KilnEnv* k = nullptr;
+  napi_get_instance_data(env, reinterpret_cast<void**>(&k));
+  napi_value ctor = nullptr;
+  if (k && k->errorCtor) napi_get_reference_value(env, k->errorCtor, &ctor);
+  napi_value msg, codeV, err;
+  napi_create_string_utf8(env, message.c_str(), message.size(), &msg);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &codeV);
+  if (ctor) {
+    napi_value argv[2] = {msg, codeV};
+    if (napi_new_instance(env, ctor, 2, argv, &err) == napi_ok) {
+      napi_throw(env, err);
+      return;
+    }
+  }
+  napi_create_error(env, codeV, msg, &err);
+  napi_throw(env, err);
+}
+
+void throwCurrent(napi_env env) {
+  try {
+    throw;
+  } catch (const KilnFailure& e) {
+    throwJs(env, e.code.c_str(), e.what());
+  } catch (const c10::Error& e) {
+    throwJs(env, "TORCH", torchMessage(e));
+  } catch (const Napi::Error& e) {
+    // already a JS exception (thrown by node-addon-api); leave it pending
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) throwJs(env, "NATIVE", e.Message());
+  } catch (const std::bad_alloc&) {
+    throwJs(env, "OUT_OF_MEMORY", "out of memory while allocating a tensor");
+  } catch (const std::exception& e) {
+    throwJs(env, "NATIVE", e.what());
+  } catch (...) {
+    throwJs(env, "NATIVE", "unknown native error");
+  }
+}
+
+Napi::Error toNapiError(Napi::Env env, const char* code, const std::string& message) {
+  throwJs(env, code, message);
+  return env.GetAndClearPendingException();
+}
+
+}  // namespace kiln

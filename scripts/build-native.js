@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// Builds the native addon with cmake-js against the libtorch that find-libtorch.js resolves.
+// Skips the build when build/Release/kiln.node is newer than every native source (use --force).
+'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { spawnSync } = require('child_process');
+const { findLibtorch } = require('./find-libtorch');
+
+const root = path.resolve(__dirname, '..');
+const output = path.join(root, 'build', 'Release', 'kiln.node');
+const force = process.argv.includes('--force');
+
+function newestSource() {
+  let newest = 0;
+  const files = [path.join(root, 'CMakeLists.txt'), ...fs.readdirSync(path.join(root, 'native')).map((f) => path.join(root, 'native', f))];
+  for (const f of files) newest = Math.max(newest, fs.statSync(f).mtimeMs);
+  return newest;
+}
+
+function main() {
+  const lt = findLibtorch();
+  console.log(`kiln: building against libtorch ${lt.version}${lt.cuda ? ' (CUDA)' : ' (CPU)'} from ${lt.source}`);
+  console.log(`kiln:   Torch_DIR=${lt.torchDir}`);
+  const stamp = path.join(root, 'build', 'libtorch.json');
+  let previous = null;
+  try { previous = JSON.parse(fs.readFileSync(stamp, 'utf8')); } catch { /* first build */ }
+  const sameTorch = previous && previous.torchDir === lt.torchDir;
+  if (!force && sameTorch && fs.existsSync(output) && fs.statSync(output).mtimeMs > newestSource()) {
+    console.log('kiln: native addon is up to date');
+    return;
+  }
+  const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+  const jobs = String(Math.max(1, (os.availableParallelism ? os.availableParallelism() : os.cpus().length)));
+  const args = [cmakeJs, sameTorch ? 'compile' : 'rebuild', '--CDTorch_DIR=' + lt.torchDir, '--CDCMAKE_BUILD_TYPE=Release'];
+  if (lt.cuda && process.env.TORCH_CUDA_ARCH_LIST) args.push('--CDTORCH_CUDA_ARCH_LIST=' + process.env.TORCH_CUDA_ARCH_LIST);
+  const hasNinja = spawnSync('ninja', ['--version'], { stdio: 'ignore' }).status === 0;
+  if (hasNinja) args.push('-G', 'Ninja');
+  const r = spawnSync(process.execPath, args, {
+    cwd: root, stdio: 'inherit', env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: jobs },
+  });
+  if (r.status !== 0) {
+    console.error('kiln: native build failed (see the compiler output above)');
+    process.exit(r.status || 1);
+  }
+  fs.writeFileSync(stamp, JSON.stringify(lt, null, 2));
+  console.log(`kiln: built ${path.relative(root, output)}`);
+}
+
+try {
+  main();
+} catch (e) {
+  console.error(e.message);
+  process.exit(1);
+}
