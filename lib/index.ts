@@ -15,6 +15,7 @@ export { cat, stack, where, matmul } from './tensor/ops';
 export { tidy, tidyAsync, keep, memory, MemoryInfo } from './tensor/memory';
 export { autograd, noGrad, enableGrad, isGradEnabled, GradOptions } from './autograd';
 
-import * as functional from './nn/functional';
-/** Neural-network building blocks. `nn.functional` holds the stateless ops. */
-export const nn = { functional };
+/** Neural-network building blocks: modules, layers, `nn.functional`, `nn.init`, `nn.utils`. */
+export * as nn from './nn';
+/** Optimizers and learning-rate schedules. */
+export * as optim from './optim';

@@ -82,6 +82,15 @@ export interface NativeAddon {
   uniform_(x: H, lo: number, hi: number): void;
   normal_(x: H, mean: number, std: number): void;
   bernoulli(x: H): H;
+  setData(x: H, src: H): void;
+  retainGrad(x: H): void;
+  // optimizers (native/optim.cc)
+  sgdStep(p: H[], buf: H[], steps: Float64Array, lr: number, momentum: number, dampening: number, wd: number, nesterov: boolean, maximize: boolean): void;
+  adamStep(p: H[], m: H[], v: H[], vmax: H[], steps: Float64Array, lr: number, b1: number, b2: number, eps: number, wd: number, decoupled: boolean, amsgrad: boolean, maximize: boolean): void;
+  rmspropStep(p: H[], sq: H[], mb: H[], ga: H[], steps: Float64Array, lr: number, alpha: number, eps: number, wd: number, momentum: number, centered: boolean, maximize: boolean): void;
+  zeroGrad(p: H[], setToNone: boolean): void;
+  clipGradNorm(p: H[], maxNorm: number, normType: number, errorIfNonfinite: boolean): H;
+  clipGradValue(p: H[], clip: number): void;
   // kiln.nn.functional (native/functional.cc)
   conv2d(x: H, w: H, b: H, stride: number[], padding: number[] | string, dilation: number[], groups: number): H;
   maxPool2d(x: H, kernel: number[], stride: number[], padding: number[], dilation: number[], ceilMode: boolean): H;

@@ -15,6 +15,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   kiln::registerOps(env, exports, k);
   kiln::registerFunctional(env, exports, k);
   kiln::registerWorkers(env, exports, k);
+  kiln::registerOptim(env, exports, k);
   return exports;
 }
 

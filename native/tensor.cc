@@ -546,6 +546,32 @@ static napi_value autogradGrad(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/** setData(id, srcId): swaps the data under a tensor, keeping its identity (module.to()). */
+static napi_value setData(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  at::Tensor& t = const_cast<at::Tensor&>(a.t(0));
+  const at::Tensor& src = a.t(1);
+  {
+    at::NoGradGuard ng;
+    t.set_data(src);
+  }
+  int64_t bytes = src.device().is_cpu() ? static_cast<int64_t>(src.numel() * src.element_size()) : 0;
+  a.k->externalPending += bytes - a.k->slotBytes[a.i32(0)];
+  a.k->slotBytes[a.i32(0)] = bytes;
+  return a.undefined();
+  KILN_CATCH(env)
+}
+
+/** retainGrad(id): keep .grad of a non-leaf tensor (Grad-CAM activations). */
+static napi_value retainGrad(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  a.t(0).retain_grad();
+  return a.undefined();
+  KILN_CATCH(env)
+}
+
 static napi_value setGradEnabled(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
@@ -573,7 +599,7 @@ void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
       {"setRequiresGrad", setRequiresGrad}, {"isContiguous", isContiguous}, {"isLeaf", isLeaf},
       {"toBuffer", toBuffer}, {"item", item},
       {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad},
-      {"setGradEnabled", setGradEnabled}, {"isGradEnabled", isGradEnabled},
+      {"setGradEnabled", setGradEnabled}, {"setData", setData}, {"retainGrad", retainGrad}, {"isGradEnabled", isGradEnabled},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

@@ -74,5 +74,6 @@ void registerTensor(napi_env env, napi_value exports, KilnEnv* k);
 void registerOps(napi_env env, napi_value exports, KilnEnv* k);
 void registerFunctional(napi_env env, napi_value exports, KilnEnv* k);
 void registerWorkers(napi_env env, napi_value exports, KilnEnv* k);
+void registerOptim(napi_env env, napi_value exports, KilnEnv* k);
 
 }  // namespace kiln

@@ -1,0 +1,264 @@
+/**
+ * `imageFolder(root, options)`: the `root/<class>/<…>/<image>` layout of torchvision's
+ * ImageFolder and Keras's flow_from_directory, decoded with sharp in parallel.
+ */
+import { promises as fsp, Dirent } from 'fs';
+import * as path from 'path';
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor } from '../tensor/tensor';
+import { tensor } from '../tensor/creation';
+import { Dataset, Sample, Batch, checkIndex } from './dataset';
+import { decodeImage, checkSize, Decoded, Fit, IMAGE_EXTENSIONS } from './decode';
+
+/** Options of `imageFolder`. */
+export interface ImageFolderOptions {
+  /** output [height, width] (or one number); absent: every image must already have the same size */
+  size?: number | [number, number];
+  /** how images are fitted into `size` (default 'cover': scale and centre-crop) */
+  fit?: Fit;
+  /** 1: grayscale, 3: RGB (default) */
+  channels?: 1 | 3;
+  /** keep decoded uint8 pixels in memory, so each file is decoded once (default false) */
+  cache?: boolean;
+  /** unreadable files: 'skip' (default; dropped from batches, one warning) or 'throw' (KilnError 'IO') */
+  onError?: 'skip' | 'throw';
+  /** decodes in flight at once (default 16) */
+  concurrency?: number;
+  /** allow class folders without images (default false: a clear error) */
+  allowEmptyClasses?: boolean;
+}
+
+/** Limits how many async jobs run at once. */
+class Semaphore {
+  private waiting: (() => void)[] = [];
+  private active = 0;
+  constructor(private readonly max: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
+function hasImageExtension(name: string): boolean {
+  return IMAGE_EXTENSIONS.includes(path.extname(name).toLowerCase());
+}
+
+async function readDir(dir: string): Promise<Dirent[]> {
+  try {
+    return await fsp.readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such folder' : code === 'ENOTDIR' ? 'not a folder' : code ?? (e as Error).message;
+    throw new KilnError(`imageFolder: cannot read ${dir} (${why})`, 'IO');
+  }
+}
+
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Image files under `dir`, recursively, in sorted order (hidden entries skipped; symlinks followed). */
+async function listImages(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const entries = (await readDir(dir)).filter((e) => !e.name.startsWith('.')).sort((a, b) => byName(a.name, b.name));
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      const st = await fsp.stat(p).catch(() => null);
+      isDir = !!st?.isDirectory();
+      isFile = !!st?.isFile();
+    }
+    if (isDir) out.push(...(await listImages(p)));
+    else if (isFile && hasImageExtension(e.name)) out.push(p);
+  }
+  return out;
+}
+
+/** A data set over an image folder. Create it with `imageFolder()`. */
+export class ImageFolder implements Dataset {
+  /** the folder */
+  readonly root: string;
+  /** class names (sorted subfolder names), index = label */
+  readonly classNames: string[];
+  /** every image path, in class then name order */
+  readonly files: string[];
+  /** the label of each file */
+  readonly targets: Int32Array;
+  /** output [height, width], or null for the images' own size */
+  readonly size: [number, number] | null;
+  readonly channels: 1 | 3;
+  private readonly fit: Fit;
+  private readonly onError: 'skip' | 'throw';
+  private readonly limit: Semaphore;
+  private readonly cache: (Decoded | undefined)[] | null;
+  private readonly bad = new Map<number, string>();
+  private warnedCount = 0;
+
+  /** @internal use `imageFolder()` */
+  constructor(root: string, classNames: string[], files: string[], targets: Int32Array, o: Required<Omit<ImageFolderOptions, 'size'>> & { size: [number, number] | null }) {
+    this.root = root;
+    this.classNames = classNames;
+    this.files = files;
+    this.targets = targets;
+    this.size = o.size;
+    this.fit = o.fit;
+    this.channels = o.channels;
+    this.onError = o.onError;
+    this.limit = new Semaphore(o.concurrency);
+    this.cache = o.cache ? new Array(files.length) : null;
+  }
+
+  get length(): number {
+    return this.files.length;
+  }
+
+  /** The labels of all images (no decoding). */
+  labels(): Int32Array {
+    return this.targets;
+  }
+
+  /** Files that failed to decode so far (path and reason). */
+  get skipped(): { file: string; reason: string }[] {
+    return [...this.bad.entries()].map(([i, reason]) => ({ file: this.files[i], reason }));
+  }
+
+  /** Decodes (or takes from the cache) image i; null when it is unreadable and onError is 'skip'. */
+  private async pixels(i: number): Promise<Decoded | null> {
+    const hit = this.cache?.[i];
+    if (hit) return hit;
+    if (this.bad.has(i)) return null;
+    try {
+      const d = await this.limit.run(() => decodeImage(this.files[i], { size: this.size ?? undefined, fit: this.fit, channels: this.channels }));
+      if (this.cache) this.cache[i] = d;
+      return d;
+    } catch (e) {
+      if (this.onError === 'throw' || !(e instanceof KilnError) || e.code !== 'IO') throw e;
+      this.bad.set(i, e.message);
+      return null;
+    }
+  }
+
+  /** One image as uint8 [C, H, W] and its label. An unreadable file throws KilnError 'IO' even with onError 'skip'. */
+  async get(i: number): Promise<Sample> {
+    checkIndex(i, this.length);
+    const d = await this.pixels(i);
+    if (!d) throw new KilnError(`${this.files[i]}: cannot decode image (${this.bad.get(i)}; skipped in batches)`, 'IO');
+    const hwc = tensor(new Uint8Array(d.data.buffer, d.data.byteOffset, d.data.length), { shape: [d.height, d.width, d.channels] });
+    const x = hwc.permute(2, 0, 1);
+    hwc.dispose();
+    const c = x.contiguous();
+    x.dispose();
+    return { x: c, y: this.targets[i] };
+  }
+
+  /**
+   * Decodes the images at `indices` in parallel into one uint8 [B, C, H, W] tensor and int64
+   * labels [B]. With onError 'skip', unreadable files are left out (B can be smaller).
+   */
+  async getBatch(indices: ArrayLike<number>): Promise<Batch> {
+    const idx = Array.from(indices, (i) => checkIndex(i, this.length));
+    const decoded = await Promise.all(idx.map((i) => this.pixels(i)));
+    const keepIdx: number[] = [];
+    let first: Decoded | null = null;
+    for (let k = 0; k < idx.length; k++) {
+      const d = decoded[k];
+      if (!d) continue;
+      if (!first) first = d;
+      else if (d.height !== first.height || d.width !== first.width)
+        throw new KilnError(`imageFolder: ${this.files[idx[k]]} is ${d.width}×${d.height} but ${this.files[idx[keepIdx[0]]]} is ${first.width}×${first.height}; give {size: [h, w]} to resize`, 'INVALID_ARGUMENT');
+      keepIdx.push(k);
+    }
+    const h = first?.height ?? this.size?.[0] ?? 0, w = first?.width ?? this.size?.[1] ?? 0, c = this.channels;
+    const per = h * w * c;
+    const buf = new Uint8Array(keepIdx.length * per);
+    const y = new Int32Array(keepIdx.length);
+    keepIdx.forEach((k, j) => {
+      buf.set(decoded[k]!.data, j * per);
+      y[j] = this.targets[idx[k]];
+    });
+    const bhwc = tensor(buf, { shape: [keepIdx.length, h, w, c] });
+    const perm = bhwc.permute(0, 3, 1, 2);
+    bhwc.dispose();
+    const x = perm.contiguous();
+    perm.dispose();
+    return { x, y: tensor(y, { dtype: 'int64' }) };
+  }
+
+  /**
+   * Decodes every image once (in parallel) into the cache (needs `cache: true`), so that the
+   * first epoch is as fast as the next; reports unreadable files once.
+   */
+  async preload(): Promise<this> {
+    if (!this.cache) throw new KilnError('imageFolder.preload(): create the data set with {cache: true}', 'INVALID_ARGUMENT');
+    await Promise.all(this.files.map((_, i) => this.pixels(i)));
+    this.reportSkipped();
+    return this;
+  }
+
+  /** Warns (once per new batch of findings) about files that could not be decoded. The DataLoader calls this after each epoch. */
+  reportSkipped(): void {
+    if (this.bad.size <= this.warnedCount) return;
+    const list = this.skipped;
+    const shown = list.slice(0, 5).map((s) => `  ${s.file}`).join('\n');
+    const more = list.length > 5 ? `\n  … and ${list.length - 5} more (see dataset.skipped)` : '';
+    process.emitWarning(`imageFolder(${this.root}): skipped ${list.length} unreadable image file(s):\n${shown}${more}`, { code: 'KILN_DATA_SKIPPED' });
+    this.warnedCount = this.bad.size;
+  }
+
+  /** Drops the cached pixels. */
+  clearCache(): void {
+    this.cache?.fill(undefined);
+  }
+}
+
+/**
+ * Scans `root/<class>/…` (classes: sorted subfolder names; images may sit in nested folders;
+ * extensions png, jpg, jpeg, webp, gif, tif, tiff, avif in any case) and returns a data set
+ * that decodes with sharp. Throws a clear KilnError for a missing or empty root or an empty class.
+ */
+export async function imageFolder(root: string, options: ImageFolderOptions = {}): Promise<ImageFolder> {
+  if (typeof root !== 'string' || root.length === 0) throw invalidParameterError('root', 'a folder path', root);
+  if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
+  const size = options.size === undefined ? null : checkSize(options.size);
+  const fit = options.fit ?? 'cover';
+  if (!['cover', 'contain', 'fill'].includes(fit)) throw invalidParameterError('fit', "'cover', 'contain' or 'fill'", fit);
+  const channels = options.channels ?? 3;
+  if (channels !== 1 && channels !== 3) throw invalidParameterError('channels', '1 or 3', channels);
+  const onError = options.onError ?? 'skip';
+  if (onError !== 'skip' && onError !== 'throw') throw invalidParameterError('onError', "'skip' or 'throw'", onError);
+  const concurrency = options.concurrency ?? 16;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw invalidParameterError('concurrency', 'a positive integer', concurrency);
+  if (options.cache !== undefined && typeof options.cache !== 'boolean') throw invalidParameterError('cache', 'a boolean', options.cache);
+  const abs = path.resolve(root);
+  const entries = await readDir(abs);
+  const classNames: string[] = [];
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue;
+    const isDir = e.isDirectory() || (e.isSymbolicLink() && !!(await fsp.stat(path.join(abs, e.name)).catch(() => null))?.isDirectory());
+    if (isDir) classNames.push(e.name);
+  }
+  classNames.sort(byName);
+  if (classNames.length === 0) throw new KilnError(`imageFolder: ${abs} has no class subfolders (expected root/<class>/<image>)`, 'IO');
+  const files: string[] = [];
+  const labels: number[] = [];
+  const empty: string[] = [];
+  for (let c = 0; c < classNames.length; c++) {
+    const imgs = await listImages(path.join(abs, classNames[c]));
+    if (imgs.length === 0) empty.push(classNames[c]);
+    for (const f of imgs) {
+      files.push(f);
+      labels.push(c);
+    }
+  }
+  if (files.length === 0) throw new KilnError(`imageFolder: no image files under ${abs} (extensions: ${IMAGE_EXTENSIONS.join(' ')})`, 'IO');
+  if (empty.length > 0 && !options.allowEmptyClasses)
+    throw new KilnError(`imageFolder: class folder(s) without images under ${abs}: ${empty.join(', ')} (remove them or pass {allowEmptyClasses: true})`, 'IO');
+  return new ImageFolder(abs, classNames, files, Int32Array.from(labels), { size, fit, channels, onError, concurrency, cache: !!options.cache, allowEmptyClasses: !!options.allowEmptyClasses });
+}

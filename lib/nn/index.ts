@@ -1,0 +1,11 @@
+/** `kiln.nn`: modules, layers, containers, initialisers, functional ops and gradient utilities. */
+export { Module, LoadReport, ForwardHook } from './module';
+export {
+  Conv2d, Conv2dOptions, Linear, BatchNorm2d, BatchNormOptions, Dropout, Dropout2d, MaxPool2d, AvgPool2d,
+  AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, ReLU, LeakyReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, Identity, Mul,
+} from './layers';
+export { Sequential, Residual } from './containers';
+import * as functional from './functional';
+import * as init from './init';
+import * as utils from './utils';
+export { functional, init, utils };

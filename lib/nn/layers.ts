@@ -1,0 +1,192 @@
+/** Built-in layers (PyTorch's names, options in camelCase, PyTorch's default initialisation). */
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor } from '../tensor/tensor';
+import { empty, zeros, ones } from '../tensor/creation';
+import { Module } from './module';
+import * as F from './functional';
+import { kaimingUniform_, uniform_, fans } from './init';
+
+type Pair = number | [number, number];
+
+function posInt(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw invalidParameterError(name, 'a positive integer', v);
+  return v;
+}
+function pairOf(v: Pair, name: string): [number, number] {
+  const p = typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0)) throw invalidParameterError(name, 'a non-negative integer or [h, w]', v);
+  return p as [number, number];
+}
+
+/** PyTorch's default init for conv/linear: kaiming_uniform(a=√5) weights, U(±1/√fanIn) bias. */
+function resetLinearLike(weight: Tensor, bias: Tensor | null): void {
+  kaimingUniform_(weight, { a: Math.sqrt(5) });
+  if (bias) {
+    const [fanIn] = fans(weight);
+    const b = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
+    uniform_(bias, -b, b);
+  }
+}
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  /** a size, [h, w], 'same' or 'valid' */
+  padding?: Pair | 'same' | 'valid';
+  dilation?: Pair;
+  groups?: number;
+  bias?: boolean;
+  paddingMode?: 'zeros' | 'reflect' | 'replicate' | 'circular';
+}
+/** 2-D convolution layer: weight [out, in/groups, kH, kW], bias [out]. */
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly options: {
+    stride: [number, number]; padding: [number, number] | 'same' | 'valid'; dilation: [number, number]; groups: number;
+    bias: boolean; paddingMode: 'zeros' | 'reflect' | 'replicate' | 'circular'; kernelSize: [number, number];
+  };
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair, o: Conv2dOptions = {}) {
+    super();
+    posInt(inChannels, 'inChannels');
+    posInt(outChannels, 'outChannels');
+    const groups = posInt(o.groups ?? 1, 'groups');
+    if (inChannels % groups || outChannels % groups) throw new KilnError(`Conv2d: inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${groups})`, 'INVALID_ARGUMENT');
+    const k = pairOf(kernelSize, 'kernelSize');
+    const padding = o.padding === 'same' || o.padding === 'valid' ? o.padding : pairOf(o.padding ?? 0, 'padding');
+    const paddingMode = o.paddingMode ?? 'zeros';
+    if (!['zeros', 'reflect', 'replicate', 'circular'].includes(paddingMode)) throw invalidParameterError('paddingMode', "'zeros', 'reflect', 'replicate' or 'circular'", paddingMode);
+    this.options = { stride: pairOf(o.stride ?? 1, 'stride'), padding, dilation: pairOf(o.dilation ?? 1, 'dilation'), groups, bias: o.bias ?? true, paddingMode, kernelSize: k };
+    if (padding === 'same' && (this.options.stride[0] !== 1 || this.options.stride[1] !== 1)) throw new KilnError("Conv2d: padding 'same' needs stride 1", 'INVALID_ARGUMENT');
+    this.weight = this.registerParameter('weight', empty([outChannels, inChannels / groups, k[0], k[1]]))!;
+    this.bias = this.registerParameter('bias', this.options.bias ? empty([outChannels]) : null);
+    resetLinearLike(this.weight, this.bias);
+  }
+  forward(x: Tensor): Tensor {
+    const o = this.options;
+    if (o.paddingMode === 'zeros' || o.padding === 'valid') return F.conv2d(x, this.weight, this.bias, o);
+    // Non-zero padding modes: pad explicitly, then convolve without padding (as PyTorch does).
+    const [ph, pw] = o.padding === 'same'
+      ? [o.dilation[0] * (o.kernelSize[0] - 1), o.dilation[1] * (o.kernelSize[1] - 1)].map((t) => [Math.floor(t / 2), t - Math.floor(t / 2)])
+      : [[o.padding[0], o.padding[0]], [o.padding[1], o.padding[1]]];
+    const padded = F.pad(x, [pw[0], pw[1], ph[0], ph[1]], o.paddingMode as 'reflect' | 'replicate' | 'circular');
+    try {
+      return F.conv2d(padded, this.weight, this.bias, { ...o, padding: 0 });
+    } finally {
+      padded.dispose();
+    }
+  }
+}
+
+/** Fully connected layer: y = x Wᵀ + b, weight [out, in]. */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, { bias = true } = {}) {
+    super();
+    posInt(inFeatures, 'inFeatures');
+    posInt(outFeatures, 'outFeatures');
+    this.weight = this.registerParameter('weight', empty([outFeatures, inFeatures]))!;
+    this.bias = this.registerParameter('bias', bias ? empty([outFeatures]) : null);
+    resetLinearLike(this.weight, this.bias);
+  }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+export interface BatchNormOptions {
+  eps?: number;
+  momentum?: number;
+  affine?: boolean;
+  trackRunningStats?: boolean;
+}
+/** Batch normalisation over channels of [N, C, H, W] input. */
+export class BatchNorm2d extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor | null;
+  readonly runningVar: Tensor | null;
+  readonly numBatchesTracked: Tensor | null;
+  readonly eps: number;
+  readonly momentum: number;
+  constructor(readonly numFeatures: number, o: BatchNormOptions = {}) {
+    super();
+    posInt(numFeatures, 'numFeatures');
+    this.eps = o.eps ?? 1e-5;
+    this.momentum = o.momentum ?? 0.1;
+    if (!(this.eps > 0)) throw invalidParameterError('eps', 'a positive number', o.eps);
+    if (!(this.momentum >= 0 && this.momentum <= 1)) throw invalidParameterError('momentum', 'a number in [0, 1]', o.momentum);
+    const affine = o.affine ?? true, track = o.trackRunningStats ?? true;
+    this.weight = this.registerParameter('weight', affine ? ones([numFeatures]) : null);
+    this.bias = this.registerParameter('bias', affine ? zeros([numFeatures]) : null);
+    this.runningMean = this.registerBuffer('running_mean', track ? zeros([numFeatures]) : null);
+    this.runningVar = this.registerBuffer('running_var', track ? ones([numFeatures]) : null);
+    this.numBatchesTracked = this.registerBuffer('num_batches_tracked', track ? zeros([], { dtype: 'int64' }) : null);
+  }
+  forward(x: Tensor): Tensor {
+    if (x.ndim !== 4) throw new KilnError(`BatchNorm2d: expected [N, C, H, W] input, got shape [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+    if (x.size(1) !== this.numFeatures) throw new KilnError(`BatchNorm2d: expected ${this.numFeatures} channels, got ${x.size(1)}`, 'INVALID_ARGUMENT');
+    const useBatchStats = this.training || !this.runningMean;
+    if (this.training && this.numBatchesTracked) this.numBatchesTracked.add_(1);
+    return F.batchNorm(x, this.runningMean, this.runningVar, { weight: this.weight, bias: this.bias, training: useBatchStats, momentum: this.momentum, eps: this.eps });
+  }
+}
+
+/** Randomly zeroes elements with probability p in training mode. */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) { super(); if (!(p >= 0 && p <= 1)) throw invalidParameterError('p', 'a probability in [0, 1]', p); }
+  forward(x: Tensor): Tensor { return F.dropout(x, this.p, this.training); }
+}
+/** Randomly zeroes whole channels with probability p in training mode. */
+export class Dropout2d extends Module {
+  constructor(readonly p = 0.5) { super(); if (!(p >= 0 && p <= 1)) throw invalidParameterError('p', 'a probability in [0, 1]', p); }
+  forward(x: Tensor): Tensor { return F.dropout2d(x, this.p, this.training); }
+}
+/** Max pooling layer. */
+export class MaxPool2d extends Module {
+  constructor(readonly kernelSize: Pair, readonly options: F.Pool2dOptions & { dilation?: Pair } = {}) { super(); pairOf(kernelSize, 'kernelSize'); }
+  forward(x: Tensor): Tensor { return F.maxPool2d(x, this.kernelSize, this.options); }
+}
+/** Average pooling layer. */
+export class AvgPool2d extends Module {
+  constructor(readonly kernelSize: Pair, readonly options: F.Pool2dOptions & { countIncludePad?: boolean } = {}) { super(); pairOf(kernelSize, 'kernelSize'); }
+  forward(x: Tensor): Tensor { return F.avgPool2d(x, this.kernelSize, this.options); }
+}
+/** Adaptive average pooling to a fixed output size. */
+export class AdaptiveAvgPool2d extends Module {
+  constructor(readonly outputSize: Pair) { super(); pairOf(outputSize, 'outputSize'); }
+  forward(x: Tensor): Tensor { return F.adaptiveAvgPool2d(x, this.outputSize); }
+}
+/** Adaptive max pooling to a fixed output size. */
+export class AdaptiveMaxPool2d extends Module {
+  constructor(readonly outputSize: Pair) { super(); pairOf(outputSize, 'outputSize'); }
+  forward(x: Tensor): Tensor { return F.adaptiveMaxPool2d(x, this.outputSize); }
+}
+/** Flattens dims startDim..endDim (default: all but the batch dim). */
+export class Flatten extends Module {
+  constructor(readonly startDim = 1, readonly endDim = -1) { super(); }
+  forward(x: Tensor): Tensor { return x.flatten(this.startDim, this.endDim); }
+}
+export class ReLU extends Module { forward(x: Tensor): Tensor { return x.relu(); } }
+export class LeakyReLU extends Module {
+  constructor(readonly negativeSlope = 0.01) { super(); }
+  forward(x: Tensor): Tensor { return x.leakyRelu(this.negativeSlope); }
+}
+export class GELU extends Module {
+  constructor(readonly approximate: 'none' | 'tanh' = 'none') { super(); }
+  forward(x: Tensor): Tensor { return x.gelu(this.approximate); }
+}
+export class SiLU extends Module { forward(x: Tensor): Tensor { return x.silu(); } }
+export class Tanh extends Module { forward(x: Tensor): Tensor { return x.tanh(); } }
+export class Sigmoid extends Module { forward(x: Tensor): Tensor { return x.sigmoid(); } }
+export class Softmax extends Module {
+  constructor(readonly dim = -1) { super(); }
+  forward(x: Tensor): Tensor { return x.softmax(this.dim); }
+}
+/** Returns its input unchanged (as a new handle, a view of the same memory). */
+export class Identity extends Module { forward(x: Tensor): Tensor { return x.view(x.shape); } }
+/** Multiplies by a constant (e.g. airbench's scaled classifier head). */
+export class Mul extends Module {
+  constructor(readonly scale: number) { super(); if (typeof scale !== 'number') throw invalidParameterError('scale', 'a number', scale); }
+  forward(x: Tensor): Tensor { return x.mul(this.scale); }
+}

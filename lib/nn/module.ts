@@ -1,0 +1,322 @@
+/**
+ * Module: the base of every layer and model. Holds parameters, buffers and child modules
+ * under PyTorch's names (so `stateDict()` keys match a PyTorch model of the same
+ * architecture), switches train/eval, moves between devices, and runs forward passes.
+ * Subclass it in TS: register parameters/submodules in the constructor, write `forward`.
+ */
+import { N } from '../native';
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor, idOf } from '../tensor/tensor';
+import { DType, Device, checkDevice, dtypeCode, isFloating } from '../tensor/dtype';
+import { keep, tidy } from '../tensor/memory';
+import { noGrad } from '../autograd';
+import { zeros } from '../tensor/creation';
+
+/** What `loadStateDict` found. */
+export interface LoadReport {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+  shapeMismatches: { key: string; expected: number[]; actual: number[] }[];
+}
+
+/** A forward hook: sees a module's input and output (may return a replacement output). */
+export type ForwardHook = (module: Module, input: Tensor, output: Tensor) => Tensor | void;
+
+export abstract class Module {
+  /** true in training mode (dropout active, batch norm uses batch statistics) */
+  training = true;
+  /** @internal */ readonly _parameters = new Map<string, Tensor | null>();
+  /** @internal */ readonly _buffers = new Map<string, Tensor | null>();
+  /** @internal */ readonly _modules = new Map<string, Module>();
+  private _hooks: ForwardHook[] = [];
+
+  /** The computation. Call children with `child.call(x)` so hooks see them. */
+  abstract forward(x: Tensor): Tensor;
+
+  /** Runs `forward` with the module's hooks (use this rather than `forward` from outside). */
+  call(x: Tensor): Tensor {
+    if (this._hooks.length === 0) return this.forward(x);
+    let out = this.forward(x);
+    for (const h of this._hooks) {
+      const r = h(this, x, out);
+      if (r instanceof Tensor) out = r;
+    }
+    return out;
+  }
+
+  /** Inference without gradients, off the event loop where possible; resolves with the output. */
+  async forwardAsync(x: Tensor): Promise<Tensor> {
+    await new Promise<void>((r) => setImmediate(r));
+    return noGrad(() => this.call(x));
+  }
+
+  /** Adds a hook called after every forward of this module; returns a function that removes it. */
+  registerForwardHook(hook: ForwardHook): () => void {
+    if (typeof hook !== 'function') throw invalidParameterError('hook', 'a function', hook);
+    this._hooks.push(hook);
+    return () => {
+      this._hooks = this._hooks.filter((h) => h !== hook);
+    };
+  }
+
+  // ------------------------------------------------------------------ registration
+
+  /** Registers a trainable tensor under `name` (it is kept out of tidy scopes). */
+  registerParameter(name: string, t: Tensor | null): Tensor | null {
+    checkName(name, this);
+    if (t !== null) {
+      idOf(t, name);
+      if (!isFloating(t.dtype)) throw new KilnError(`parameter '${name}' must be floating-point, got ${t.dtype}`, 'INVALID_ARGUMENT');
+      keep(t);
+      if (!t.requiresGrad) t.requiresGrad_(true);
+    }
+    this._parameters.set(name, t);
+    return t;
+  }
+  /** Registers a non-trainable state tensor (e.g. running statistics). */
+  registerBuffer(name: string, t: Tensor | null): Tensor | null {
+    checkName(name, this);
+    if (t !== null) keep(t);
+    this._buffers.set(name, t);
+    return t;
+  }
+  /** Registers a child module under `name`. */
+  registerModule<M extends Module>(name: string, m: M): M {
+    checkName(name, this);
+    if (!(m instanceof Module)) throw invalidParameterError(`module '${name}'`, 'a Module', m);
+    this._modules.set(name, m);
+    return m;
+  }
+
+  // ------------------------------------------------------------------ traversal
+
+  /** Child modules with their names. */
+  namedChildren(): [string, Module][] {
+    return [...this._modules.entries()];
+  }
+  /** This module and all descendants with dotted names ('' for this one). */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, m] of this._modules) out.push(...m.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+  /** Parameters with PyTorch-style dotted names (`features.0.weight`). */
+  namedParameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    const seen = new Set<Tensor>();
+    for (const [prefix, m] of this.namedModules())
+      for (const [n, p] of m._parameters)
+        if (p && !seen.has(p)) {
+          seen.add(p);
+          out.push([prefix ? `${prefix}.${n}` : n, p]);
+        }
+    return out;
+  }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+  namedBuffers(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [prefix, m] of this.namedModules())
+      for (const [n, b] of m._buffers) if (b) out.push([prefix ? `${prefix}.${n}` : n, b]);
+    return out;
+  }
+  buffers(): Tensor[] {
+    return this.namedBuffers().map(([, b]) => b);
+  }
+  /** The descendant at a dotted path, e.g. `model.get('layer4.1.conv2')`. */
+  get(path: string): Module {
+    if (typeof path !== 'string') throw invalidParameterError('path', 'a dotted module name', path);
+    if (path === '') return this;
+    let m: Module = this;
+    for (const part of path.split('.')) {
+      const c = m._modules.get(part);
+      if (!c) throw new KilnError(`no submodule '${path}' (at '${part}'; children here: ${[...m._modules.keys()].join(', ') || 'none'})`, 'INVALID_ARGUMENT');
+      m = c;
+    }
+    return m;
+  }
+  /** Replaces the descendant at a dotted path (e.g. a new classification head); returns the old one. */
+  set(path: string, module: Module): Module {
+    if (!(module instanceof Module)) throw invalidParameterError('module', 'a Module', module);
+    const parts = path.split('.');
+    const last = parts.pop()!;
+    const parent = this.get(parts.join('.'));
+    const old = parent._modules.get(last);
+    if (!old) throw new KilnError(`no submodule '${path}' to replace`, 'INVALID_ARGUMENT');
+    parent._modules.set(last, module);
+    const own = Object.entries(parent).find(([, v]) => v === old);
+    if (own) (parent as unknown as Record<string, Module>)[own[0]] = module;
+    return old;
+  }
+
+  // ------------------------------------------------------------------ state
+
+  /** Parameters and buffers by PyTorch key. The tensors are the module's own (do not dispose them). */
+  stateDict(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [n, p] of m._parameters) if (p) out.set(prefix ? `${prefix}.${n}` : n, p);
+      for (const [n, b] of m._buffers) if (b) out.set(prefix ? `${prefix}.${n}` : n, b);
+    }
+    return out;
+  }
+
+  /**
+   * Copies values from `state` into this module's tensors (dtype and device converted).
+   * strict (default): any missing/unexpected key or shape mismatch throws, naming them all.
+   */
+  loadStateDict(state: Map<string, Tensor> | Record<string, Tensor>, { strict = true } = {}): LoadReport {
+    const src = state instanceof Map ? state : new Map(Object.entries(state ?? {}));
+    if (!(state instanceof Map) && (state === null || typeof state !== 'object')) throw invalidParameterError('state', 'a Map or object of Tensors', state);
+    const own = this.stateDict();
+    const report: LoadReport = { missingKeys: [], unexpectedKeys: [], shapeMismatches: [] };
+    for (const k of own.keys()) if (!src.has(k)) report.missingKeys.push(k);
+    for (const [k, v] of src) {
+      const dst = own.get(k);
+      if (!dst) { report.unexpectedKeys.push(k); continue; }
+      if (!(v instanceof Tensor)) throw invalidParameterError(`state['${k}']`, 'a Tensor', v);
+      const a = v.shape, e = dst.shape;
+      if (a.length !== e.length || a.some((s, i) => s !== e[i])) report.shapeMismatches.push({ key: k, expected: e, actual: a });
+    }
+    const bad = report.missingKeys.length + report.unexpectedKeys.length + report.shapeMismatches.length;
+    if (strict && bad > 0) {
+      const lines: string[] = [];
+      if (report.missingKeys.length) lines.push(`missing keys: ${report.missingKeys.join(', ')}`);
+      if (report.unexpectedKeys.length) lines.push(`unexpected keys: ${report.unexpectedKeys.join(', ')}`);
+      for (const m of report.shapeMismatches) lines.push(`shape mismatch for ${m.key}: model has [${m.expected}], state has [${m.actual}]`);
+      throw new KilnError(`loadStateDict (strict): ${lines.join('; ')}`, 'INVALID_ARGUMENT');
+    }
+    const mismatched = new Set(report.shapeMismatches.map((m) => m.key));
+    noGrad(() => {
+      for (const [k, v] of src) {
+        const dst = own.get(k);
+        if (dst && !mismatched.has(k)) dst.copy_(v);
+      }
+    });
+    return report;
+  }
+
+  /** Training mode on (default) or off; applies to all descendants. Returns this. */
+  train(on = true): this {
+    for (const [, m] of this.namedModules()) m.training = on;
+    return this;
+  }
+  /** Evaluation mode (`train(false)`). */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /**
+   * Moves parameters and buffers to a device and/or casts floating ones to a dtype, in place:
+   * tensors keep their identity, so optimizers created before still hold them.
+   */
+  to(deviceOrDtype: Device | DType | { device?: Device; dtype?: DType }): this {
+    const o = typeof deviceOrDtype === 'string'
+      ? (['cpu'].includes(deviceOrDtype) || deviceOrDtype.startsWith('cuda') ? { device: deviceOrDtype as Device } : { dtype: deviceOrDtype as DType })
+      : deviceOrDtype;
+    if (!o || typeof o !== 'object') throw invalidParameterError('to()', 'a device, a dtype or {device, dtype}', deviceOrDtype);
+    if (o.device !== undefined) checkDevice(o.device);
+    if (o.dtype !== undefined) {
+      dtypeCode(o.dtype);
+      if (!isFloating(o.dtype)) throw invalidParameterError('dtype', 'a floating-point dtype for a module', o.dtype);
+    }
+    for (const t of [...this.parameters(), ...this.buffers()]) {
+      const cast = o.dtype !== undefined && isFloating(t.dtype) ? o.dtype : undefined;
+      const moved = t.to({ device: o.device, dtype: cast });
+      N.setData(t.id, moved.id);
+      moved.dispose();
+      const g = N.grad(t.id);
+      if (g >= 0) { N.free(g); N.setGrad(t.id, -1); }
+    }
+    return this;
+  }
+
+  /** Clears the gradients of all parameters (`setToNone` frees them instead of zeroing). */
+  zeroGrad(setToNone = true): void {
+    N.zeroGrad(this.parameters().map((p) => p.id), setToNone);
+  }
+
+  /** Number of parameter elements (trainable only, or all). */
+  numParameters(trainableOnly = false): number {
+    return this.parameters().filter((p) => !trainableOnly || p.requiresGrad).reduce((a, p) => a + p.numel, 0);
+  }
+
+  /** Stops gradients for parameters whose name starts with `prefix` (all when omitted). */
+  freeze(prefix = ''): this {
+    for (const [n, p] of this.namedParameters()) if (n.startsWith(prefix)) p.requiresGrad_(false);
+    return this;
+  }
+  /** Re-enables gradients for parameters whose name starts with `prefix` (all when omitted). */
+  unfreeze(prefix = ''): this {
+    for (const [n, p] of this.namedParameters()) if (n.startsWith(prefix)) p.requiresGrad_(true);
+    return this;
+  }
+
+  /**
+   * Runs `x` forward and returns the output together with the activation of the layer at
+   * `layer` (retaining its gradient after `backward`) — what Grad-CAM needs.
+   */
+  forwardWithActivation(x: Tensor, layer: string): { output: Tensor; activation: Tensor } {
+    const target = this.get(layer);
+    let activation: Tensor | null = null;
+    const remove = target.registerForwardHook((_m, _i, out) => {
+      activation = out;
+      if (out.requiresGrad) N.retainGrad(out.id);
+    });
+    try {
+      const output = this.call(x);
+      if (!activation) throw new KilnError(`layer '${layer}' was not called during forward (call children with .call(x))`, 'INVALID_ARGUMENT');
+      return { output, activation };
+    } finally {
+      remove();
+    }
+  }
+
+  /** A Keras-style table: layer, output shape, parameters (runs one forward on zeros). */
+  summary(inputShape: number[]): string {
+    const rows: [string, string, string, number][] = [];
+    const removers: (() => void)[] = [];
+    for (const [name, m] of this.namedModules()) {
+      if (name === '' || m._modules.size > 0) continue;
+      removers.push(m.registerForwardHook((mod, _i, out) => {
+        const own = [...mod._parameters.values()].reduce((a, p) => a + (p ? p.numel : 0), 0);
+        rows.push([name, mod.constructor.name, `[${out.shape.join(', ')}]`, own]);
+      }));
+    }
+    const wasTraining = this.training;
+    const device = this.parameters()[0]?.device ?? 'cpu';
+    this.eval();
+    try {
+      tidy(() => noGrad(() => this.call(zeros(inputShape, { device }))));
+    } finally {
+      removers.forEach((r) => r());
+      this.train(wasTraining);
+    }
+    const header = ['Layer (type)', 'Output shape', 'Param #'];
+    const body = rows.map(([n, t, s, p]) => [`${n} (${t})`, s, p.toLocaleString('en-US')]);
+    const w = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+    const line = (r: string[]) => r.map((c, i) => (i === 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('   ');
+    const total = this.numParameters(), trainable = this.numParameters(true);
+    const sep = '─'.repeat(w.reduce((a, b) => a + b + 3, -3));
+    return [sep, line(header), sep, ...body.map(line), sep,
+      `Total params: ${total.toLocaleString('en-US')}`, `Trainable params: ${trainable.toLocaleString('en-US')}`,
+      `Non-trainable params: ${(total - trainable).toLocaleString('en-US')}`, sep].join('\n');
+  }
+
+  /** Frees every parameter and buffer of this module and its descendants. */
+  dispose(): void {
+    for (const t of [...this.parameters(), ...this.buffers()]) t.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function checkName(name: unknown, m: Module): void {
+  if (typeof name !== 'string' || name === '' || name.includes('.'))
+    throw invalidParameterError('name', 'a non-empty name without dots', name);
+  const taken = [m._parameters, m._buffers, m._modules].filter((x) => x.has(name)).length;
+  if (taken && !m._parameters.has(name) && !m._buffers.has(name) && !m._modules.has(name))
+    throw new KilnError(`'${name}' is already registered`, 'INVALID_ARGUMENT');
+}

@@ -1,0 +1,209 @@
+/**
+ * Optimizers. Each step is one native call per parameter group (native/optim.cc runs
+ * PyTorch's single-tensor algorithm over the group); state tensors (momentum, moments) are
+ * ordinary Kiln tensors owned here, so they save and load with checkpoints.
+ */
+import { N } from '../native';
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor, idOf } from '../tensor/tensor';
+import { zerosLike } from '../tensor/creation';
+import { keep } from '../tensor/memory';
+
+/** A parameter group: its tensors and the options that override the optimizer's defaults. */
+export interface ParamGroup<O> {
+  params: Tensor[];
+  options: O;
+}
+/** Parameters as a list, or as groups with their own options (e.g. no weight decay on BN). */
+export type Params<O> = Tensor[] | ({ params: Tensor[] } & Partial<O>)[];
+
+interface GroupState {
+  steps: Float64Array;
+  tensors: Record<string, Tensor[]>;
+}
+
+/** Serializable optimizer state: option values per group and state tensors by key. */
+export interface OptimizerState {
+  groups: Record<string, number | boolean>[];
+  steps: number[][];
+  tensors: Map<string, Tensor>;
+}
+
+export abstract class Optimizer<O extends { lr: number }> {
+  readonly paramGroups: ParamGroup<O>[];
+  private state: GroupState[];
+
+  constructor(params: Params<O>, defaults: O, private readonly stateNames: (o: O) => string[]) {
+    if (!Array.isArray(params) || params.length === 0) throw invalidParameterError('params', 'a non-empty array of Tensors or parameter groups', params);
+    const groups = params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as ({ params: Tensor[] } & Partial<O>)[]);
+    this.paramGroups = groups.map((g, gi) => {
+      if (!g || !Array.isArray(g.params)) throw invalidParameterError(`params[${gi}]`, 'a Tensor or {params: Tensor[], ...options}', g);
+      g.params.forEach((p, i) => {
+        idOf(p, `params[${gi}].params[${i}]`);
+        if (!p.requiresGrad) throw new KilnError(`params[${gi}].params[${i}] does not require grad (frozen?); leave it out of the optimizer`, 'INVALID_ARGUMENT');
+      });
+      const { params: ps, ...over } = g;
+      const options = { ...defaults, ...over } as O;
+      this.validate(options);
+      return { params: ps, options };
+    });
+    this.state = this.paramGroups.map((g) => ({ steps: new Float64Array(g.params.length), tensors: {} }));
+  }
+
+  /** Checks option values (called for every group). */
+  protected abstract validate(o: O): void;
+  /** Runs the native update for one group. */
+  protected abstract update(params: number[], state: Record<string, number[]>, steps: Float64Array, o: O): void;
+
+  /** Learning rate of group 0 (set: all groups). */
+  get lr(): number {
+    return this.paramGroups[0].options.lr;
+  }
+  set lr(v: number) {
+    for (let i = 0; i < this.paramGroups.length; i++) this.setLr(v, i);
+  }
+  /** Learning rate of one group. */
+  getLr(group = 0): number {
+    return this.group(group).options.lr;
+  }
+  setLr(v: number, group = 0): void {
+    if (typeof v !== 'number' || !(v >= 0)) throw invalidParameterError('lr', 'a non-negative number', v);
+    this.group(group).options.lr = v;
+  }
+  private group(i: number): ParamGroup<O> {
+    const g = this.paramGroups[i];
+    if (!g) throw invalidParameterError('group', `an index below ${this.paramGroups.length}`, i);
+    return g;
+  }
+
+  /** Applies one update to every parameter that has a gradient. */
+  step(): void {
+    this.paramGroups.forEach((g, gi) => {
+      const st = this.state[gi];
+      for (const name of this.stateNames(g.options))
+        st.tensors[name] ??= g.params.map((p) => keep(zerosLike(p, { requiresGrad: false })));
+      const ids: Record<string, number[]> = {};
+      for (const [k, ts] of Object.entries(st.tensors)) ids[k] = ts.map((t) => t.id);
+      this.update(g.params.map((p) => p.id), ids, st.steps, g.options);
+    });
+  }
+
+  /** Clears parameter gradients (`setToNone`, the default, frees them). */
+  zeroGrad(setToNone = true): void {
+    for (const g of this.paramGroups) N.zeroGrad(g.params.map((p) => p.id), setToNone);
+  }
+
+  /** Options, step counts and state tensors (the optimizer's own tensors; do not dispose). */
+  stateDict(): OptimizerState {
+    const tensors = new Map<string, Tensor>();
+    this.state.forEach((s, gi) => {
+      for (const [name, ts] of Object.entries(s.tensors)) ts.forEach((t, i) => tensors.set(`${gi}.${i}.${name}`, t));
+    });
+    return {
+      groups: this.paramGroups.map((g) => ({ ...(g.options as unknown as Record<string, number | boolean>) })),
+      steps: this.state.map((s) => Array.from(s.steps)),
+      tensors,
+    };
+  }
+
+  /** Restores what `stateDict` returned (group and parameter counts must match). */
+  loadStateDict(sd: OptimizerState): void {
+    if (!sd || !Array.isArray(sd.groups) || !Array.isArray(sd.steps) || !(sd.tensors instanceof Map))
+      throw invalidParameterError('state', 'an optimizer stateDict() result', sd);
+    if (sd.groups.length !== this.paramGroups.length)
+      throw new KilnError(`optimizer state has ${sd.groups.length} parameter groups, this optimizer has ${this.paramGroups.length}`, 'INVALID_ARGUMENT');
+    this.paramGroups.forEach((g, gi) => {
+      if (sd.steps[gi].length !== g.params.length)
+        throw new KilnError(`optimizer state group ${gi} has ${sd.steps[gi].length} parameters, this optimizer has ${g.params.length}`, 'INVALID_ARGUMENT');
+      Object.assign(g.options as object, sd.groups[gi]);
+      this.state[gi].steps.set(sd.steps[gi]);
+      for (const name of this.stateNames(g.options)) {
+        const ts = (this.state[gi].tensors[name] ??= g.params.map((p) => keep(zerosLike(p, { requiresGrad: false }))));
+        ts.forEach((t, i) => {
+          const src = sd.tensors.get(`${gi}.${i}.${name}`);
+          if (src) t.copy_(src);
+        });
+      }
+    });
+  }
+
+  /** Frees the optimizer's state tensors. */
+  dispose(): void {
+    for (const s of this.state) {
+      for (const ts of Object.values(s.tensors)) ts.forEach((t) => t.dispose());
+      s.tensors = {};
+    }
+  }
+}
+
+function checkNum(o: Record<string, unknown>, key: string, lo: number, hi = Infinity, loOpen = false): void {
+  const v = o[key];
+  if (typeof v !== 'number' || !(loOpen ? v > lo : v >= lo) || !(v <= hi)) throw invalidParameterError(key, `a number in ${loOpen ? '(' : '['}${lo}, ${hi}]`, v);
+}
+
+/** SGD options (PyTorch's names). */
+export interface SGDOptions { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; maximize: boolean }
+/** Stochastic gradient descent with momentum, dampening, Nesterov and weight decay. */
+export class SGD extends Optimizer<SGDOptions> {
+  constructor(params: Params<SGDOptions>, o: Partial<SGDOptions> & { lr: number }) {
+    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false, ...o }, (g) => (g.momentum !== 0 ? ['momentum_buffer'] : []));
+  }
+  protected validate(o: SGDOptions): void {
+    checkNum(o as never, 'lr', 0);
+    checkNum(o as never, 'momentum', 0);
+    checkNum(o as never, 'weightDecay', 0);
+    if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) throw new KilnError('SGD: nesterov needs momentum > 0 and dampening 0', 'INVALID_ARGUMENT');
+  }
+  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: SGDOptions): void {
+    N.sgdStep(p, s.momentum_buffer ?? [], steps, o.lr, o.momentum, o.dampening, o.weightDecay, o.nesterov, o.maximize);
+  }
+}
+
+/** Adam / AdamW options. */
+export interface AdamOptions { lr: number; betas: [number, number]; eps: number; weightDecay: number; amsgrad: boolean; maximize: boolean }
+function checkAdam(o: AdamOptions): void {
+  checkNum(o as never, 'lr', 0);
+  checkNum(o as never, 'eps', 0);
+  checkNum(o as never, 'weightDecay', 0);
+  if (!Array.isArray(o.betas) || o.betas.length !== 2 || !o.betas.every((b) => b >= 0 && b < 1)) throw invalidParameterError('betas', '[beta1, beta2] in [0, 1)', o.betas);
+}
+const adamState = (o: AdamOptions) => (o.amsgrad ? ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'] : ['exp_avg', 'exp_avg_sq']);
+
+/** Adam (L2 weight decay added to the gradient). */
+export class Adam extends Optimizer<AdamOptions> {
+  protected decoupled = false;
+  constructor(params: Params<AdamOptions>, o: Partial<AdamOptions> = {}) {
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false, maximize: false, ...o }, adamState);
+  }
+  protected validate(o: AdamOptions): void { checkAdam(o); }
+  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: AdamOptions): void {
+    N.adamStep(p, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq ?? [], steps, o.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, this.decoupled, o.amsgrad, o.maximize);
+  }
+}
+/** AdamW: Adam with decoupled weight decay (default 0.01, as PyTorch). */
+export class AdamW extends Adam {
+  protected override decoupled = true;
+  constructor(params: Params<AdamOptions>, o: Partial<AdamOptions> = {}) {
+    super(params, { weightDecay: 0.01, ...o });
+  }
+}
+
+/** RMSprop options. */
+export interface RMSpropOptions { lr: number; alpha: number; eps: number; weightDecay: number; momentum: number; centered: boolean; maximize: boolean }
+/** RMSprop (optionally centered, with momentum). */
+export class RMSprop extends Optimizer<RMSpropOptions> {
+  constructor(params: Params<RMSpropOptions>, o: Partial<RMSpropOptions> = {}) {
+    super(params, { lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, centered: false, maximize: false, ...o },
+      (g) => ['square_avg', ...(g.momentum > 0 ? ['momentum_buffer'] : []), ...(g.centered ? ['grad_avg'] : [])]);
+  }
+  protected validate(o: RMSpropOptions): void {
+    checkNum(o as never, 'lr', 0);
+    checkNum(o as never, 'alpha', 0, 1);
+    checkNum(o as never, 'eps', 0);
+    checkNum(o as never, 'momentum', 0);
+    checkNum(o as never, 'weightDecay', 0);
+  }
+  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: RMSpropOptions): void {
+    N.rmspropStep(p, s.square_avg, s.momentum_buffer ?? [], s.grad_avg ?? [], steps, o.lr, o.alpha, o.eps, o.weightDecay, o.momentum, o.centered, o.maximize);
+  }
+}
