@@ -19,3 +19,8 @@ export { autograd, noGrad, enableGrad, isGradEnabled, GradOptions } from './auto
 export * as nn from './nn';
 /** Optimizers and learning-rate schedules. */
 export * as optim from './optim';
+/** The model zoo: simpleCnn, resnet9, resnet18/34 (torchvision keys), airbench94. */
+export { models, Architecture } from './models';
+export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel } from './io';
+/** Data sets, image folders (sharp), IDX files, the DataLoader and batch transforms. */
+export * as data from './data';

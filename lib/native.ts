@@ -32,7 +32,7 @@ export interface NativeAddon {
   setRequiresGrad(x: H, on: boolean): void;
   isContiguous(x: H): boolean;
   isLeaf(x: H): boolean;
-  toBuffer(x: H): ArrayBuffer;
+  toBuffer(x: H, raw?: boolean): ArrayBuffer;
   dataAsync(x: H): Promise<ArrayBuffer>;
   item(x: H): number | boolean;
   backward(x: H, grad: H, retainGraph: boolean, createGraph: boolean): void;

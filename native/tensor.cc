@@ -60,6 +60,7 @@ void KilnEnv::flushExternal(napi_env env, bool force) {
 Args::Args(napi_env e, napi_callback_info info) : env(e) {
   void* data = nullptr;
   napi_get_cb_info(env, info, &argc, argv, nullptr, &data);
+  if (argc > kMaxArgs) argc = kMaxArgs;  // napi reports the real count; only kMaxArgs were filled
   auto* fd = static_cast<FnData*>(data);
   k = fd->k;
   op = fd->op;
@@ -454,19 +455,18 @@ static napi_value isLeaf(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------- readback
 
-/** A contiguous CPU copy in a dtype JS can hold (half/bfloat16 read back as float32). */
-at::Tensor readable(const at::Tensor& t) {
+at::Tensor readable(const at::Tensor& t, bool raw) {
   at::Tensor r = t.detach();
-  if (r.scalar_type() == at::kHalf || r.scalar_type() == at::kBFloat16) r = r.to(at::kFloat);
+  if (!raw && (r.scalar_type() == at::kHalf || r.scalar_type() == at::kBFloat16)) r = r.to(at::kFloat);
   if (!r.device().is_cpu()) r = r.to(at::kCPU);
   return r.contiguous();
 }
 
-/** Synchronous readback into a fresh ArrayBuffer. */
+/** Synchronous readback into a fresh ArrayBuffer: toBuffer(id, raw) (raw keeps half types' bytes). */
 static napi_value toBuffer(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
-  at::Tensor r = readable(a.t(0));
+  at::Tensor r = readable(a.t(0), a.flag(1));
   size_t n = r.numel() * r.element_size();
   void* dst;
   napi_value ab;

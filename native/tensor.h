@@ -32,8 +32,9 @@ struct Args {
   napi_env env;
   KilnEnv* k = nullptr;
   void* op = nullptr;
-  size_t argc = 12;
-  napi_value argv[12];
+  static constexpr size_t kMaxArgs = 16;
+  size_t argc = kMaxArgs;
+  napi_value argv[kMaxArgs];
 
   Args(napi_env e, napi_callback_info info);
   bool has(size_t i) const;  // present and not undefined/null
@@ -63,7 +64,7 @@ at::ScalarType toScalarType(int32_t code);
 at::Device parseDevice(const std::string& s);
 
 /** A contiguous CPU copy in a dtype JS can hold (half/bfloat16 read back as float32). */
-at::Tensor readable(const at::Tensor& t);
+at::Tensor readable(const at::Tensor& t, bool raw = false);
 
 using RawFn = napi_value (*)(napi_env, napi_callback_info);
 /** Defines exports[name] = fn with FnData{k, op} as callback data. */

@@ -19,7 +19,28 @@ function newestSource() {
   return newest;
 }
 
+/** cmake and a C++ compiler; on Debian/Ubuntu as root, installs what is missing. */
+function ensureTools() {
+  const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
+  const missing = [['cmake', 'cmake'], ['g++', 'g++'], ['ninja', 'ninja-build'], ['ccache', 'ccache']].filter(([c]) => !has(c)).map(([, p]) => p);
+  if (!missing.length) return;
+  const debian = fs.existsSync('/etc/debian_version');
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (debian && root) {
+    console.log(`kiln: installing ${missing.join(' ')} with apt-get`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    let r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
+      r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+    }
+  }
+  for (const required of ['cmake', 'g++'])
+    if (!has(required)) throw new Error(`kiln: '${required}' is needed to build the native addon (Debian/Ubuntu: sudo apt-get install cmake g++)`);
+}
+
 function main() {
+  ensureTools();
   const lt = findLibtorch();
   console.log(`kiln: building against libtorch ${lt.version}${lt.cuda ? ' (CUDA)' : ' (CPU)'} from ${lt.source}`);
   console.log(`kiln:   Torch_DIR=${lt.torchDir}`);

@@ -119,13 +119,32 @@ function download() {
   return d && { source: `official archive ${url}`, torchDir: d };
 }
 
-/** Finds libtorch; returns {source, torchDir, prefix, version, cuda}. Throws one error listing the options. */
+/** The _GLIBCXX_USE_CXX11_ABI define this libtorch was built with (from TORCH_CXX_FLAGS). */
+function abiDefine(torchDir) {
+  try {
+    const m = fs.readFileSync(path.join(torchDir, CONFIG), 'utf8').match(/_GLIBCXX_USE_CXX11_ABI=(\d)/);
+    if (m) return `_GLIBCXX_USE_CXX11_ABI=${m[1]}`;
+  } catch { /* default below */ }
+  return '_GLIBCXX_USE_CXX11_ABI=1';
+}
+
+/** Include and library folders of a libtorch (official layout, pip wheel, or Debian's multiarch). */
+function layout(torchDir) {
+  let prefix = torchDir;
+  for (let i = 0; i < 6 && !fs.existsSync(path.join(prefix, 'include', 'torch')); i++) prefix = path.dirname(prefix);
+  const includeDirs = [path.join(prefix, 'include'), path.join(prefix, 'include', 'torch', 'csrc', 'api', 'include')];
+  const libCandidates = [path.join(prefix, 'lib'), path.resolve(torchDir, '../..'), path.resolve(torchDir, '../../..')];
+  const libDir = libCandidates.find((d) => fs.existsSync(path.join(d, 'libtorch.so')) || fs.existsSync(path.join(d, 'libtorch_cpu.so'))) || libCandidates[0];
+  return { prefix, includeDirs, libDir };
+}
+
+/** Finds libtorch; returns {source, torchDir, prefix, includeDirs, libDir, version, cuda}. Throws one error listing the options. */
 function findLibtorch({ install = true } = {}) {
   const steps = [fromEnv, fromPython, fromSystem];
   if (install) steps.push(aptInstall, download);
   for (const step of steps) {
     const r = step();
-    if (r) return { ...r, prefix: path.resolve(r.torchDir, '../../..'), version: versionOf(r.torchDir), cuda: hasCuda(r.torchDir) };
+    if (r) return { ...r, ...layout(r.torchDir), version: versionOf(r.torchDir), cuda: hasCuda(r.torchDir) };
   }
   throw new Error([
     'kiln: could not find libtorch. Options:',
@@ -142,7 +161,11 @@ module.exports = { findLibtorch };
 if (require.main === module) {
   try {
     const r = findLibtorch({ install: !process.argv.includes('--no-install') });
-    if (process.argv.includes('--json')) console.log(JSON.stringify(r));
+    // For binding.gyp: one value per line.
+    if (process.argv.includes('--include-dirs')) console.log(r.includeDirs.join('\n'));
+    else if (process.argv.includes('--libs')) console.log([`-L${r.libDir}`, `-Wl,-rpath,${r.libDir}`, ...(r.cuda ? ['-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed'] : []), '-ltorch', '-ltorch_cpu', '-lc10'].join('\n'));
+    else if (process.argv.includes('--defines')) console.log(abiDefine(r.torchDir));
+    else if (process.argv.includes('--json')) console.log(JSON.stringify(r));
     else console.log(`libtorch ${r.version}${r.cuda ? ' (CUDA)' : ' (CPU)'} from ${r.source}: ${r.torchDir}`);
   } catch (e) {
     console.error(e.message);

@@ -179,6 +179,10 @@ export class Subset implements Dataset {
       parentIdx.dispose();
     }
   }
+  /** Passes the DataLoader's end-of-epoch report on to the parent (image folders warn about skipped files). */
+  reportSkipped(): void {
+    (this.dataset as { reportSkipped?: () => void }).reportSkipped?.();
+  }
   /** Frees the cached index tensor (not the parent's data). */
   dispose(): void {
     this._index?.dispose();

@@ -101,12 +101,12 @@ export function dropout2d(input: Tensor, p = 0.5, training = true): Tensor {
 export function linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   return new Tensor(N.linear(idOf(input, 'input'), idOf(weight, 'weight'), optId(bias, 'bias')));
 }
-export function relu(x: Tensor): Tensor { return x.relu(); }
-export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { return x.gelu(approximate); }
-export function silu(x: Tensor): Tensor { return x.silu(); }
-export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor { return x.leakyRelu(negativeSlope); }
-export function softmax(x: Tensor, dim: number): Tensor { return x.softmax(dim); }
-export function logSoftmax(x: Tensor, dim: number): Tensor { return x.logSoftmax(dim); }
+export function relu(x: Tensor): Tensor { idOf(x, 'input'); return x.relu(); }
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { idOf(x, 'input'); return x.gelu(approximate); }
+export function silu(x: Tensor): Tensor { idOf(x, 'input'); return x.silu(); }
+export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor { idOf(x, 'input'); return x.leakyRelu(negativeSlope); }
+export function softmax(x: Tensor, dim: number): Tensor { idOf(x, 'input'); return x.softmax(dim); }
+export function logSoftmax(x: Tensor, dim: number): Tensor { idOf(x, 'input'); return x.logSoftmax(dim); }
 
 export interface CrossEntropyOptions {
   /** per-class weights, shape [C] */
@@ -194,5 +194,6 @@ export function pad(input: Tensor, pads: number[], mode: 'constant' | 'reflect' 
 }
 /** One-hot encoding of int64 class indices. */
 export function oneHot(x: Tensor, numClasses = -1): Tensor {
+  idOf(x, 'input');
   return x.oneHot(numClasses);
 }

@@ -128,6 +128,8 @@ export function empty(shape: number[] | number, options?: CreateOptions): Tensor
 /** A tensor filled with `value`. */
 export function full(shape: number[] | number, value: number | boolean, options?: CreateOptions): Tensor {
   if (typeof value !== 'number' && typeof value !== 'boolean') throw invalidParameterError('value', 'a number or boolean', value);
+  // as torch.full: a boolean fill value gives a bool tensor unless dtype says otherwise
+  if (typeof value === 'boolean' && (options === undefined || (typeof options === 'object' && options !== null && options.dtype === undefined))) options = { ...options, dtype: 'bool' };
   return mkFull(shape, options, value);
 }
 /** Uniform random values in [0, 1). */

@@ -41,6 +41,8 @@ export function isFloating(d: DType): boolean {
 
 /** The dtype whose data a readback returns (half types are read back as float32). */
 export function readbackArray(d: DType, buf: ArrayBuffer): TypedArray {
+  // an empty tensor's buffer may come back detached (no backing store): view a fresh empty one
+  if (buf.byteLength === 0) buf = new ArrayBuffer(0);
   switch (d) {
     case 'float32': case 'float16': case 'bfloat16': return new Float32Array(buf);
     case 'float64': return new Float64Array(buf);

@@ -168,7 +168,15 @@ export class Tensor implements Tracked {
     return g < 0 ? null : new Tensor(g);
   }
   set grad(g: Tensor | null) {
-    N.setGrad(this.id, optId(g, 'grad'));
+    const gid = optId(g, 'grad');
+    if (g) {
+      // as PyTorch's Python setter: libtorch's C++ one does not check the gradient's shape
+      const s = this.shape, gs = g.shape;
+      if (s.length !== gs.length || s.some((v, i) => v !== gs[i]))
+        throw new KilnError(`grad: assigned gradient has shape [${gs.join(', ')}] but the tensor has shape [${s.join(', ')}]`, 'INVALID_ARGUMENT');
+      if (g.dtype !== this.dtype) throw new KilnError(`grad: assigned gradient has dtype ${g.dtype} but the tensor has dtype ${this.dtype}`, 'INVALID_ARGUMENT');
+    }
+    N.setGrad(this.id, gid);
   }
   /** A tensor sharing data with this one, cut from the autograd graph. */
   detach(): Tensor {
@@ -180,7 +188,11 @@ export class Tensor implements Tracked {
   /** Moves and/or casts: `to('cuda')`, `to('float16')`, `to({device, dtype, nonBlocking})`. */
   to(target: DType | Device | ToOptions): Tensor {
     let o: ToOptions;
-    if (typeof target === 'string') o = isDType(target) ? { dtype: target } : { device: checkDevice(target, 'to(device)') };
+    if (typeof target === 'string') {
+      if (isDType(target)) o = { dtype: target };
+      else if (/^(cpu|cuda(:\d+)?)$/.test(target)) o = { device: target as Device };
+      else throw invalidParameterError('to()', "a dtype (float32, float64, float16, bfloat16, int64, int32, uint8, bool) or a device ('cpu', 'cuda', 'cuda:N')", target);
+    }
     else if (target && typeof target === 'object') o = target;
     else throw invalidParameterError('to()', 'a dtype, a device or {dtype, device}', target);
     const dt = o.dtype === undefined ? -1 : dtypeCode(o.dtype);
@@ -268,7 +280,17 @@ export class Tensor implements Tracked {
   remainder(other: Operand): Tensor { return this.bin(other, B('remainder'), S('remainderScalar'), 'other'); }
   maximum(other: Tensor): Tensor { return new Tensor(B('maximum')(this.id, idOf(other, 'other'))); }
   minimum(other: Tensor): Tensor { return new Tensor(B('minimum')(this.id, idOf(other, 'other'))); }
-  matmul(other: Tensor): Tensor { return new Tensor(B('matmul')(this.id, idOf(other, 'other'))); }
+  matmul(other: Tensor): Tensor {
+    const o = idOf(other, 'other');
+    try {
+      return new Tensor(B('matmul')(this.id, o));
+    } catch (e) {
+      // libtorch's message names both shapes only for 2-D operands: always name them
+      if (e instanceof KilnError && e.code === 'TORCH')
+        throw new KilnError(`matmul: shapes [${this.shape.join(', ')}] and [${other.shape.join(', ')}] cannot be multiplied (${e.message})`, 'TORCH');
+      throw e;
+    }
+  }
   atan2(other: Tensor): Tensor { return new Tensor(B('atan2')(this.id, idOf(other, 'other'))); }
 
   eq(other: Operand): Tensor { return this.cmp(other, 'eq'); }

@@ -1,0 +1,23 @@
+// Pure C++ libtorch peer of bench/dispatch.ts: median ns per `add` (result freed) over repeats.
+#include <torch/torch.h>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+int main(int argc, char** argv) {
+  int iters = argc > 1 ? std::atoi(argv[1]) : 100000, repeats = argc > 2 ? std::atoi(argv[2]) : 7;
+  at::set_num_threads(1);
+  for (int64_t n : {1, 1000}) {
+    auto a = torch::ones({n}), b = torch::ones({n});
+    for (int i = 0; i < iters / 10; ++i) { auto c = a.add(b); }
+    std::vector<double> t;
+    for (int r = 0; r < repeats; ++r) {
+      auto s = std::chrono::steady_clock::now();
+      for (int i = 0; i < iters; ++i) { auto c = a.add(b); }
+      t.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - s).count() / iters);
+    }
+    std::sort(t.begin(), t.end());
+    std::printf("{\"numel\": %lld, \"ns\": %.1f}\n", (long long)n, t[t.size() / 2]);
+  }
+}

@@ -1,0 +1,15 @@
+/** `npm run bench`: runs every benchmark (or those named: `npm run bench -- dispatch`). */
+import * as dispatch from './dispatch';
+
+const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run };
+
+async function main(): Promise<void> {
+  const names = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(all);
+  for (const n of names) {
+    const b = all[n];
+    if (!b) throw new Error(`unknown benchmark '${n}' (have: ${Object.keys(all).join(', ')})`);
+    console.log(`\n# ${n}`);
+    await b();
+  }
+}
+main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,232 @@
+/**
+ * DataLoader: batches of a Dataset as NCHW float32 images and int64 labels, shuffled
+ * (seeded, a new order every epoch), prefetched while the consumer computes.
+ *
+ *   for await (const { x, y } of loader) { … x.dispose(); y.dispose(); }
+ */
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor } from '../tensor/tensor';
+import { Device, checkDevice } from '../tensor/dtype';
+import { tensor, arange, randperm } from '../tensor/creation';
+import { stack } from '../tensor/ops';
+import { Dataset, Batch, checkDataset } from './dataset';
+import { checkSeed, mixSeed, permutation } from './rng';
+import { BatchTransform } from './transforms';
+
+/** Options of `DataLoader`. */
+export interface DataLoaderOptions {
+  /** samples per batch (default 32) */
+  batchSize?: number;
+  /** a new random order every epoch (default false) */
+  shuffle?: boolean;
+  /**
+   * seed of the shuffle: epoch e uses a permutation derived from (seed, e), independent of
+   * libtorch's generator. Without it, the order comes from `randperm` (set by `kiln.manualSeed`).
+   */
+  seed?: number;
+  /** drop the last, smaller batch (default false) */
+  dropLast?: boolean;
+  /** batches prepared ahead of the one being consumed (default 2; 0: none) */
+  prefetch?: number;
+  /** samples read at once for data sets without a batch method (default 16) */
+  concurrency?: number;
+  /** where batches go (default 'cpu'); copies are non-blocking */
+  device?: Device;
+  /**
+   * applied to each whole batch x (float32 [B, C, H, W] in 0..1 on `device`) just before it
+   * is handed over, in batch order, so random transforms follow `kiln.manualSeed` reproducibly
+   */
+  transform?: BatchTransform;
+  /** convert uint8 images to float32 / 255 (default true); false hands uint8 over as is */
+  toFloat?: boolean;
+}
+
+type Order = { kind: 'tensor'; t: Tensor } | { kind: 'array'; a: Int32Array };
+
+/** Batches a data set; iterate with `for await`. Each batch's tensors belong to the consumer. */
+export class DataLoader implements AsyncIterable<Batch> {
+  readonly dataset: Dataset;
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly seed: number | undefined;
+  readonly dropLast: boolean;
+  readonly prefetch: number;
+  readonly concurrency: number;
+  readonly device: Device;
+  readonly transform: BatchTransform | undefined;
+  readonly toFloat: boolean;
+  private _epoch = 0;
+
+  constructor(dataset: Dataset, options: DataLoaderOptions = {}) {
+    this.dataset = checkDataset(dataset);
+    if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
+    const int = (v: unknown, name: string, min: number, dflt: number) => {
+      if (v === undefined) return dflt;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw invalidParameterError(name, `an integer ≥ ${min}`, v);
+      return v;
+    };
+    const bool = (v: unknown, name: string, dflt: boolean) => {
+      if (v === undefined) return dflt;
+      if (typeof v !== 'boolean') throw invalidParameterError(name, 'a boolean', v);
+      return v;
+    };
+    this.batchSize = int(options.batchSize, 'batchSize', 1, 32);
+    this.shuffle = bool(options.shuffle, 'shuffle', false);
+    this.seed = options.seed === undefined ? undefined : checkSeed(options.seed);
+    this.dropLast = bool(options.dropLast, 'dropLast', false);
+    this.prefetch = int(options.prefetch, 'prefetch', 0, 2);
+    this.concurrency = int(options.concurrency, 'concurrency', 1, 16);
+    this.device = options.device === undefined ? 'cpu' : checkDevice(options.device);
+    if (options.transform !== undefined && typeof options.transform !== 'function') throw invalidParameterError('transform', 'a function (x: Tensor) => Tensor', options.transform);
+    this.transform = options.transform;
+    this.toFloat = bool(options.toFloat, 'toFloat', true);
+  }
+
+  /** Batches per epoch. */
+  get length(): number {
+    const n = this.dataset.length;
+    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+  }
+
+  /** Epochs started so far (the next epoch's number). */
+  get epoch(): number {
+    return this._epoch;
+  }
+  /** Sets the number of the next epoch (to resume a run: its shuffle order follows the seed and this number). */
+  setEpoch(epoch: number): void {
+    if (!Number.isInteger(epoch) || epoch < 0) throw invalidParameterError('epoch', 'a non-negative integer', epoch);
+    this._epoch = epoch;
+  }
+
+  private order(epoch: number, native: boolean): Order {
+    const n = this.dataset.length;
+    if (!this.shuffle) return native ? { kind: 'tensor', t: arange(n) } : { kind: 'array', a: Int32Array.from({ length: n }, (_, i) => i) };
+    if (this.seed !== undefined) {
+      const p = permutation(n, mixSeed(this.seed, epoch));
+      return native ? { kind: 'tensor', t: tensor(p, { dtype: 'int64' }) } : { kind: 'array', a: p };
+    }
+    const t = randperm(n);
+    if (native) return { kind: 'tensor', t };
+    const a = Int32Array.from(t.dataSync() as BigInt64Array, Number);
+    t.dispose();
+    return { kind: 'array', a };
+  }
+
+  /** Reads batch k (uint8 or float, on the CPU), moved to the device. */
+  private async produce(order: Order, k: number): Promise<Batch> {
+    const start = k * this.batchSize;
+    const len = Math.min(this.batchSize, this.dataset.length - start);
+    let b: Batch;
+    if (order.kind === 'tensor') {
+      const idx = order.t.narrow(0, start, len);
+      try {
+        b = this.dataset.batchFromIndex!(idx);
+      } finally {
+        idx.dispose();
+      }
+    } else {
+      const ids = order.a.subarray(start, start + len);
+      b = typeof this.dataset.getBatch === 'function' ? await this.dataset.getBatch(ids) : await this.readSamples(ids);
+    }
+    if (this.device !== 'cpu') {
+      const x = b.x.to({ device: this.device, nonBlocking: true });
+      const y = b.y.to({ device: this.device, nonBlocking: true });
+      b.x.dispose();
+      b.y.dispose();
+      b = { x, y };
+    }
+    return b;
+  }
+
+  /** Collation for data sets with only `get`: reads with bounded concurrency, stacks natively. */
+  private async readSamples(ids: Int32Array): Promise<Batch> {
+    const xs: Tensor[] = new Array(ids.length);
+    const ys = new Int32Array(ids.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length) {
+        const j = next++;
+        const s = await this.dataset.get(ids[j]);
+        xs[j] = s.x;
+        ys[j] = s.y;
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(this.concurrency, ids.length) }, worker));
+      for (const x of xs) if (!(x instanceof Tensor) || x.ndim !== 3) throw new KilnError(`DataLoader: dataset.get() must return x as a [C, H, W] tensor, got ${x instanceof Tensor ? `shape [${x.shape.join(', ')}]` : typeof x}`, 'INVALID_ARGUMENT');
+      return { x: stack(xs), y: tensor(ys, { dtype: 'int64' }) };
+    } finally {
+      for (const x of xs) if (x instanceof Tensor) x.dispose();
+    }
+  }
+
+  /** uint8 → float32 / 255, then the transform. */
+  private finish(b: Batch): Batch {
+    let x = b.x;
+    const dtype = x.dtype;
+    if (this.toFloat && dtype !== 'float32') {
+      const f = x.to({ dtype: 'float32' });
+      x.dispose();
+      if (dtype === 'uint8') {
+        x = f.div(255);
+        f.dispose();
+      } else x = f;
+    }
+    if (this.transform) {
+      let t: Tensor;
+      try {
+        t = this.transform(x);
+      } catch (e) {
+        x.dispose();
+        b.y.dispose();
+        throw e;
+      }
+      if (!(t instanceof Tensor)) {
+        x.dispose();
+        b.y.dispose();
+        throw new KilnError(`DataLoader: transform must return a Tensor, got ${typeof t}`, 'INVALID_ARGUMENT');
+      }
+      if (t !== x) x.dispose();
+      x = t;
+    }
+    return { x, y: b.y };
+  }
+
+  /** One epoch of batches. Each `for await` starts a new epoch (a new order when shuffling). */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Batch, void, undefined> {
+    const native = typeof this.dataset.batchFromIndex === 'function';
+    const order = this.order(this._epoch++, native);
+    const nb = this.length;
+    const queue: Promise<Batch>[] = [];
+    let next = 0;
+    // `prefetch` batches are read ahead of the one the consumer holds.
+    const fill = (ahead: number) => {
+      while (queue.length < ahead && next < nb) {
+        const p = this.produce(order, next++);
+        p.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
+        queue.push(p);
+      }
+    };
+    try {
+      fill(this.prefetch + 1);
+      while (queue.length > 0) {
+        const b = await queue.shift()!;
+        fill(this.prefetch); // start the next read before handing this batch over
+        if (b.x.size(0) === 0) {
+          b.x.dispose();
+          b.y.dispose();
+          continue;
+        }
+        yield this.finish(b);
+      }
+      (this.dataset as { reportSkipped?: () => void }).reportSkipped?.();
+    } finally {
+      if (order.kind === 'tensor') order.t.dispose();
+      for (const p of queue.splice(0)) {
+        const b = await p.catch(() => null);
+        b?.x.dispose();
+        b?.y.dispose();
+      }
+    }
+  }
+}

@@ -1,0 +1,3 @@
+/** Files: safetensors weights (PyTorch key names) and whole zoo models. */
+export { saveSafetensors, loadSafetensors, SafetensorsFile } from './safetensors';
+export { saveModel, loadModel } from './model';

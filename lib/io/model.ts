@@ -1,0 +1,39 @@
+/** Saving and loading whole models: weights as safetensors plus the zoo architecture in metadata. */
+import { KilnError, invalidParameterError } from '../errors';
+import { Module } from '../nn/module';
+import { models, architectureOf, Architecture } from '../models';
+import { saveSafetensors, loadSafetensors } from './safetensors';
+
+const ARCH_KEY = 'kiln.architecture';
+
+/**
+ * Writes `model`'s state dict to a safetensors file. Zoo models also record their
+ * architecture so `loadModel` can rebuild them; `metadata` adds string entries (e.g. class names).
+ */
+export function saveModel(file: string, model: Module, metadata: Record<string, string> = {}): void {
+  if (!(model instanceof Module)) throw invalidParameterError('model', 'a Module', model);
+  const arch = architectureOf(model);
+  const meta: Record<string, string> = { format: 'pt', ...metadata };
+  if (arch) meta[ARCH_KEY] = JSON.stringify(arch);
+  saveSafetensors(file, model.stateDict(), meta);
+}
+
+/** A model rebuilt from a file written by `saveModel`, with its metadata. */
+export function loadModel(file: string): { model: Module; metadata: Record<string, string> } {
+  const { tensors, metadata } = loadSafetensors(file);
+  try {
+    const raw = metadata[ARCH_KEY];
+    if (!raw) throw new KilnError(`${file} has no '${ARCH_KEY}' metadata: build the model yourself and call model.loadStateDict(loadSafetensors(file).tensors)`, 'IO');
+    let arch: Architecture;
+    try {
+      arch = JSON.parse(raw) as Architecture;
+    } catch {
+      throw new KilnError(`${file}: '${ARCH_KEY}' metadata is not valid JSON`, 'IO');
+    }
+    const model = models.create(arch.name, arch.options);
+    model.loadStateDict(tensors);
+    return { model, metadata };
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * safetensors files (the Hugging Face format): 8-byte little-endian header length, a JSON
+ * header {name: {dtype, shape, data_offsets}, __metadata__: {string: string}}, then raw
+ * little-endian data. Keys are PyTorch state_dict names, so files exchange with Python.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { N } from '../native';
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor, idOf } from '../tensor/tensor';
+import { DType, DTYPE_CODE } from '../tensor/dtype';
+
+const ST_DTYPE: Record<DType, string> = {
+  float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', uint8: 'U8', bool: 'BOOL',
+};
+const KILN_DTYPE: Record<string, DType> = Object.fromEntries(Object.entries(ST_DTYPE).map(([k, v]) => [v, k as DType]));
+const ELEMENT: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, uint8: 1, bool: 1 };
+
+/** Writes tensors (any device/dtype Kiln supports) and string metadata; atomic (temp file + rename). */
+export function saveSafetensors(file: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): void {
+  if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
+  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors ?? {});
+  for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw invalidParameterError(`metadata['${k}']`, 'a string', v);
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const chunks: Buffer[] = [];
+  let offset = 0;
+  for (const [name, t] of entries) {
+    idOf(t, `tensors['${name}']`);
+    const bytes = Buffer.from(N.toBuffer(t.id, true));
+    header[name] = { dtype: ST_DTYPE[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    chunks.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    fs.writeSync(fd, head);
+    fs.writeSync(fd, Buffer.from(json));
+    for (const c of chunks) fs.writeSync(fd, c);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+/** What `loadSafetensors` returns. */
+export interface SafetensorsFile {
+  tensors: Map<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
+function corrupt(file: string, why: string): KilnError {
+  return new KilnError(`${file}: not a valid safetensors file (${why})`, 'IO');
+}
+
+/** Reads a safetensors file into CPU tensors; a truncated or malformed file throws a KilnError (code IO). */
+export function loadSafetensors(file: string): SafetensorsFile {
+  if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new KilnError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 'IO');
+  }
+  if (buf.length < 8) throw corrupt(file, 'shorter than its 8-byte header');
+  const n = Number(buf.readBigUInt64LE(0));
+  if (n > buf.length - 8 || n > 100 * 1024 * 1024) throw corrupt(file, `header length ${n} exceeds the file size`);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  } catch {
+    throw corrupt(file, 'header is not JSON');
+  }
+  if (!header || typeof header !== 'object' || Array.isArray(header)) throw corrupt(file, 'header is not an object');
+  const dataStart = 8 + n;
+  const dataLen = buf.length - dataStart;
+  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const [name, info] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const { dtype, shape, data_offsets: off } = (info ?? {}) as { dtype?: string; shape?: number[]; data_offsets?: number[] };
+      const d = dtype ? KILN_DTYPE[dtype] : undefined;
+      if (!d) throw corrupt(file, `tensor '${name}' has unsupported dtype ${dtype}`);
+      if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0)) throw corrupt(file, `tensor '${name}' has a bad shape`);
+      if (!Array.isArray(off) || off.length !== 2 || !(off[0] <= off[1]) || off[1] > dataLen) throw corrupt(file, `tensor '${name}' data lies outside the file (truncated?)`);
+      const numel = shape.reduce((a, b) => a * b, 1);
+      if (numel * ELEMENT[d] !== off[1] - off[0]) throw corrupt(file, `tensor '${name}' has ${off[1] - off[0]} bytes for shape [${shape}] of ${dtype}`);
+      // Copy into an aligned buffer of the element width, then hand it to the native side.
+      const bytes = new Uint8Array(off[1] - off[0]);
+      bytes.set(buf.subarray(dataStart + off[0], dataStart + off[1]));
+      const view = ELEMENT[d] === 8 ? new Float64Array(bytes.buffer) : ELEMENT[d] === 4 ? new Float32Array(bytes.buffer) : ELEMENT[d] === 2 ? new Uint16Array(bytes.buffer) : bytes;
+      tensors.set(name, new Tensor(N.fromBuffer(view, shape, DTYPE_CODE[d], DTYPE_CODE[d], undefined, false)));
+    }
+  } catch (e) {
+    for (const t of tensors.values()) t.dispose();
+    throw e;
+  }
+  return { tensors, metadata };
+}

@@ -1,0 +1,111 @@
+/** ResNets with torchvision's architecture and state_dict key names (resnet18/34). */
+import { Tensor } from '../tensor/tensor';
+import { Module } from '../nn/module';
+import { Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, Linear, Identity } from '../nn/layers';
+import { Sequential } from '../nn/containers';
+import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
+
+/** torchvision's BasicBlock: conv1, bn1, relu, conv2, bn2, optional downsample. */
+export class BasicBlock extends Module {
+  readonly conv1: Conv2d;
+  readonly bn1: BatchNorm2d;
+  readonly relu = this.registerModule('relu', new ReLU());
+  readonly conv2: Conv2d;
+  readonly bn2: BatchNorm2d;
+  readonly downsample: Module | null;
+  constructor(inplanes: number, planes: number, stride = 1) {
+    super();
+    this.conv1 = this.registerModule('conv1', new Conv2d(inplanes, planes, 3, { stride, padding: 1, bias: false }));
+    this.bn1 = this.registerModule('bn1', new BatchNorm2d(planes));
+    this.conv2 = this.registerModule('conv2', new Conv2d(planes, planes, 3, { padding: 1, bias: false }));
+    this.bn2 = this.registerModule('bn2', new BatchNorm2d(planes));
+    this.downsample = stride !== 1 || inplanes !== planes
+      ? this.registerModule('downsample', new Sequential(new Conv2d(inplanes, planes, 1, { stride, bias: false }), new BatchNorm2d(planes)))
+      : null;
+  }
+  forward(x: Tensor): Tensor {
+    const a = this.conv1.call(x);
+    const b = this.bn1.call(a); a.dispose();
+    const c = b.relu_();
+    const d = this.conv2.call(c); c.dispose();
+    const e = this.bn2.call(d); d.dispose();
+    const idn = this.downsample ? this.downsample.call(x) : x;
+    const out = e.add_(idn).relu_();
+    if (idn !== x) idn.dispose();
+    return out;
+  }
+}
+
+/** Options of the ResNet constructors. */
+export interface ResNetOptions {
+  numClasses?: number;
+  inChannels?: number;
+  /** 'imagenet' (7×7/2 conv + max pool, torchvision) or 'cifar' (3×3/1 conv, no pool) for small images */
+  stem?: 'imagenet' | 'cifar';
+}
+
+/** torchvision's ResNet with BasicBlocks; `layers` = blocks per stage. */
+export class ResNet extends Module {
+  readonly conv1: Conv2d;
+  readonly bn1: BatchNorm2d;
+  readonly relu: ReLU;
+  readonly maxpool: Module;
+  readonly layer1: Sequential;
+  readonly layer2: Sequential;
+  readonly layer3: Sequential;
+  readonly layer4: Sequential;
+  readonly avgpool: AdaptiveAvgPool2d;
+  fc: Linear;
+  constructor(layers: number[], o: ResNetOptions = {}) {
+    super();
+    const inC = o.inChannels ?? 3, numClasses = o.numClasses ?? 1000;
+    const cifar = o.stem === 'cifar';
+    this.conv1 = this.registerModule('conv1', cifar ? new Conv2d(inC, 64, 3, { padding: 1, bias: false }) : new Conv2d(inC, 64, 7, { stride: 2, padding: 3, bias: false }));
+    this.bn1 = this.registerModule('bn1', new BatchNorm2d(64));
+    this.relu = this.registerModule('relu', new ReLU());
+    this.maxpool = this.registerModule('maxpool', cifar ? new Identity() : new MaxPool2d(3, { stride: 2, padding: 1 }));
+    let inplanes = 64;
+    const stage = (planes: number, blocks: number, stride: number): Sequential => {
+      const s = new Sequential();
+      for (let i = 0; i < blocks; i++) {
+        s.append(new BasicBlock(inplanes, planes, i === 0 ? stride : 1));
+        inplanes = planes;
+      }
+      return s;
+    };
+    this.layer1 = this.registerModule('layer1', stage(64, layers[0], 1));
+    this.layer2 = this.registerModule('layer2', stage(128, layers[1], 2));
+    this.layer3 = this.registerModule('layer3', stage(256, layers[2], 2));
+    this.layer4 = this.registerModule('layer4', stage(512, layers[3], 2));
+    this.avgpool = this.registerModule('avgpool', new AdaptiveAvgPool2d(1));
+    this.fc = this.registerModule('fc', new Linear(512, numClasses));
+    // torchvision's initialisation
+    for (const [, m] of this.namedModules()) {
+      if (m instanceof Conv2d) kaimingNormal_(m.weight, { mode: 'fanOut', nonlinearity: 'relu' });
+      else if (m instanceof BatchNorm2d) { ones_(m.weight!); zeros_(m.bias!); }
+    }
+  }
+  forward(x: Tensor): Tensor {
+    let h = this.conv1.call(x);
+    const steps: Module[] = [this.bn1, this.relu, this.maxpool, this.layer1, this.layer2, this.layer3, this.layer4, this.avgpool];
+    for (const m of steps) {
+      const next = m.call(h);
+      h.dispose();
+      h = next;
+    }
+    const flat = h.flatten(1);
+    h.dispose();
+    const out = this.fc.call(flat);
+    flat.dispose();
+    return out;
+  }
+}
+
+/** ResNet-18 (torchvision key names: conv1.weight, layer1.0.bn1.running_mean, fc.weight …). */
+export function resnet18(o: ResNetOptions = {}): ResNet {
+  return new ResNet([2, 2, 2, 2], o);
+}
+/** ResNet-34. */
+export function resnet34(o: ResNetOptions = {}): ResNet {
+  return new ResNet([3, 4, 6, 3], o);
+}

@@ -1,0 +1,90 @@
+"""Interop with Python PyTorch (Debian's python3-torch / python3-torchvision, /usr/bin/python3).
+
+  fixture            writes test/fixtures/interop.json and test/fixtures/tiny_py.safetensors:
+                     torchvision resnet18 logits for deterministic weights/input, and a small
+                     Python-written safetensors model with its expected output
+  check FILE OUT     loads a Kiln-written resnet18 safetensors file into torchvision's resnet18,
+                     runs the deterministic input, prints the logits as JSON (the reverse direction)
+
+Deterministic tensors: value[i] = sin(0.37*i + h(key)) * scale, computed in float64 then cast
+to float32, with h = (sum of the key's character codes) mod 97 — Kiln computes the same.
+"""
+import json, math, struct, sys
+import torch, torchvision
+
+DT = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "U8": torch.uint8, "BOOL": torch.bool, "I32": torch.int32}
+ST = {v: k for k, v in DT.items()}
+
+def h(key):
+    return sum(ord(c) for c in key) % 97
+
+def det(key, shape, scale):
+    n = 1
+    for s in shape: n *= s
+    return (torch.sin(torch.arange(n, dtype=torch.float64) * 0.37 + h(key)) * scale).reshape(shape).float()
+
+def det_state(model):
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked"): sd[k] = torch.zeros_like(v); continue
+        if k.endswith("running_var"): sd[k] = 1 + 0.5 * det(k, v.shape, 1.0).abs(); continue
+        fan_in = v[0].numel() if v.dim() > 1 else v.numel()
+        sd[k] = det(k, v.shape, 1 / math.sqrt(fan_in))
+    model.load_state_dict(sd)
+
+def det_input(shape):
+    return det("input", shape, 1.0)
+
+def write_safetensors(path, tensors, metadata):
+    header, blobs, off = {"__metadata__": metadata}, [], 0
+    for k, t in tensors.items():
+        b = t.contiguous().numpy().tobytes() if t.dtype not in (torch.bfloat16,) else t.view(torch.int16).numpy().tobytes()
+        header[k] = {"dtype": ST[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b); off += len(b)
+    j = json.dumps(header).encode()
+    j += b" " * ((8 - len(j) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(j))); f.write(j)
+        for b in blobs: f.write(b)
+
+def read_safetensors(path):
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for k, info in header.items():
+        if k == "__metadata__": continue
+        a, b = info["data_offsets"]
+        buf = bytearray(data[8 + n + a: 8 + n + b])
+        out[k] = torch.frombuffer(buf, dtype=DT[info["dtype"]]).reshape(info["shape"]).clone() if b > a else torch.empty(info["shape"], dtype=DT[info["dtype"]])
+    return out, header.get("__metadata__", {})
+
+def resnet():
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+def fixture():
+    torch.manual_seed(0)
+    m = resnet(); det_state(m)
+    x = det_input([2, 3, 64, 64])
+    with torch.no_grad(): logits = m(x)
+    tiny = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 3))
+    with torch.no_grad():
+        for p in tiny.parameters(): p.normal_()
+        tiny[1].running_mean.normal_(); tiny[1].running_var.uniform_(0.5, 2.0); tiny[1].num_batches_tracked.fill_(7)
+    tiny.eval()
+    tx = det_input([2, 1, 5, 5])
+    with torch.no_grad(): ty = tiny(tx)
+    write_safetensors("test/fixtures/tiny_py.safetensors", tiny.state_dict(), {"format": "pt", "writer": "python"})
+    json.dump({"torch": torch.__version__, "resnet18": {"inputShape": [2, 3, 64, 64], "logits": logits.flatten().tolist(), "keys": list(m.state_dict().keys())},
+               "tiny": {"inputShape": [2, 1, 5, 5], "output": ty.flatten().tolist()}}, open("test/fixtures/interop.json", "w"))
+    print("wrote test/fixtures/interop.json and test/fixtures/tiny_py.safetensors")
+
+def check(path):
+    sd, meta = read_safetensors(path)
+    m = resnet(); m.load_state_dict(sd)
+    with torch.no_grad(): logits = m(det_input([2, 3, 64, 64]))
+    print(json.dumps({"logits": logits.flatten().tolist(), "metadata": meta}))
+
+if __name__ == "__main__":
+    if sys.argv[1] == "fixture": fixture()
+    elif sys.argv[1] == "check": check(sys.argv[2])

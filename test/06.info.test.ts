@@ -1,0 +1,103 @@
+/** kiln.info() and the intra-op thread count. */
+import { expect } from 'chai';
+import { spawnSync } from 'child_process';
+import * as os from 'os';
+import * as path from 'path';
+import * as kiln from '../lib';
+import { expectKilnError } from './helpers';
+
+const usableCores = () => (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+
+/** kiln.info().numThreads in a fresh process with the given environment overrides. */
+function threadsWith(env: Record<string, string | undefined>): number {
+  const lib = path.resolve(__dirname, '..', 'lib');
+  const childEnv: NodeJS.ProcessEnv = { ...process.env };
+  delete childEnv.KILN_NUM_THREADS;
+  delete childEnv.OMP_NUM_THREADS;
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = v;
+  const r = spawnSync(process.execPath, ['-e', `console.log(JSON.stringify(require(${JSON.stringify(lib)}).info().numThreads))`], {
+    encoding: 'utf8',
+    env: childEnv,
+    timeout: 60000,
+  });
+  expect(r.status, r.stderr).to.equal(0);
+  return JSON.parse(r.stdout.trim()) as number;
+}
+
+describe('info', () => {
+  it('reports versions, CUDA facts and threads', () => {
+    const i = kiln.info();
+    const pkg = require(path.resolve(__dirname, '..', '..', 'package.json')) as { version: string };
+    expect(i.kilnVersion).to.equal(pkg.version);
+    expect(i.torchVersion).to.match(/^\d+\.\d+\.\d+/);
+    expect(i.buildConfig).to.be.a('string').and.include('PyTorch built with');
+    const built = /TORCH_VERSION=([\d.]+)/.exec(i.buildConfig);
+    if (built) expect(i.torchVersion).to.equal(built[1]);
+    expect(i.cudaAvailable).to.be.a('boolean');
+    expect(i.cudnnAvailable).to.be.a('boolean');
+    expect(i.deviceCount).to.be.a('number');
+    expect(i.cudaAvailable).to.equal(i.deviceCount > 0);
+    expect(i.numThreads).to.be.a('number').and.to.be.at.least(1);
+    expect(i.numInteropThreads).to.be.a('number').and.to.be.at.least(1);
+  });
+
+  it("on this machine: Debian's CPU libtorch 1.13, no CUDA", function () {
+    const i = kiln.info();
+    if (!/USE_CUDA=OFF/.test(i.buildConfig)) this.skip(); // a CUDA libtorch: covered by the test above
+    expect(i.torchVersion).to.match(/^1\.13\.\d+$/);
+    expect(i.cudaAvailable).to.equal(false);
+    expect(i.cudnnAvailable).to.equal(false);
+    expect(i.deviceCount).to.equal(0);
+    expect(i.cudaVersion).to.equal(null);
+    expect(i.cudnnVersion).to.equal(null);
+  });
+
+  it('returns a fresh object each call (callers cannot corrupt the cache)', () => {
+    const a = kiln.info();
+    (a as { torchVersion: string }).torchVersion = 'changed';
+    expect(kiln.info().torchVersion).to.not.equal('changed');
+  });
+});
+
+describe('threads', () => {
+  it('numThreads defaults to the usable cores unless KILN_NUM_THREADS / OMP_NUM_THREADS is set', function () {
+    const env = process.env.KILN_NUM_THREADS || process.env.OMP_NUM_THREADS;
+    const expected = env && Number.isInteger(Number(env)) && Number(env) > 0 ? Number(env) : usableCores();
+    expect(kiln.info().numThreads).to.equal(expected);
+  });
+
+  it('the environment overrides the default (KILN_NUM_THREADS first, then OMP_NUM_THREADS)', function () {
+    this.timeout(120000);
+    expect(threadsWith({})).to.equal(usableCores());
+    expect(threadsWith({ OMP_NUM_THREADS: '1' })).to.equal(1);
+    expect(threadsWith({ KILN_NUM_THREADS: '3' })).to.equal(3);
+    expect(threadsWith({ KILN_NUM_THREADS: '3', OMP_NUM_THREADS: '1' })).to.equal(3);
+    expect(threadsWith({ KILN_NUM_THREADS: 'lots' })).to.equal(usableCores()); // ignored when invalid
+  });
+
+  it('setNumThreads changes the intra-op thread count', () => {
+    const prev = kiln.info().numThreads;
+    try {
+      kiln.setNumThreads(1);
+      expect(kiln.info().numThreads).to.equal(1);
+      kiln.setNumThreads(2);
+      expect(kiln.info().numThreads).to.equal(2);
+      // ops still compute the same results
+      const a = kiln.arange(10000, undefined, 1, { dtype: 'float64' });
+      expect(a.sum().item()).to.equal(49995000);
+    } finally {
+      kiln.setNumThreads(prev);
+    }
+    expect(kiln.info().numThreads).to.equal(prev);
+  });
+
+  it('setNumThreads validates its argument', () => {
+    const prev = kiln.info().numThreads;
+    expectKilnError(() => kiln.setNumThreads(0), 'INVALID_ARGUMENT', 'setNumThreads(n)', 'a positive integer', 'number 0');
+    expectKilnError(() => kiln.setNumThreads(-2), 'INVALID_ARGUMENT', 'setNumThreads(n)', 'number -2');
+    expectKilnError(() => kiln.setNumThreads(1.5), 'INVALID_ARGUMENT', 'setNumThreads(n)', 'number 1.5');
+    expectKilnError(() => kiln.setNumThreads(NaN), 'INVALID_ARGUMENT', 'setNumThreads(n)', 'NaN');
+    expectKilnError(() => kiln.setNumThreads('4' as unknown as number), 'INVALID_ARGUMENT', 'setNumThreads(n)', "string '4'");
+    expect(kiln.info().numThreads).to.equal(prev);
+  });
+});
