@@ -20,8 +20,6 @@ export class KilnError extends Error {
   constructor(message: string, code: KilnErrorCode | string = 'NATIVE') {
     super(message);
     this.name = 'KilnError';
-    // libtorch reports a failed CPU allocation (and CUDA OOM) as a plain c10::Error
-    if (code === 'TORCH' && /can't allocate memory|CUDA out of memory/.test(message)) code = 'OUT_OF_MEMORY';
     this.code = code as KilnErrorCode;
   }
 }

@@ -40,7 +40,10 @@ void throwCurrent(napi_env env) {
   } catch (const KilnFailure& e) {
     throwJs(env, e.code.c_str(), e.what());
   } catch (const c10::Error& e) {
-    throwJs(env, "TORCH", torchMessage(e));
+    std::string msg = torchMessage(e);
+    // libtorch reports failed CPU allocations and CUDA OOM as plain c10::Errors
+    bool oom = msg.find("can't allocate memory") != std::string::npos || msg.find("out of memory") != std::string::npos;
+    throwJs(env, oom ? "OUT_OF_MEMORY" : "TORCH", msg);
   } catch (const Napi::Error& e) {
     // already a JS exception (thrown by node-addon-api); leave it pending
     bool pending = false;
@@ -49,7 +52,9 @@ void throwCurrent(napi_env env) {
   } catch (const std::bad_alloc&) {
     throwJs(env, "OUT_OF_MEMORY", "out of memory while allocating a tensor");
   } catch (const std::exception& e) {
-    throwJs(env, "NATIVE", e.what());
+    // Kiln's own failures are KilnFailure; anything else came out of libtorch (some 1.13
+    // checks, e.g. view/reshape size errors, throw std::runtime_error).
+    throwJs(env, "TORCH", e.what());
   } catch (...) {
     throwJs(env, "NATIVE", "unknown native error");
   }
