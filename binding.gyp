@@ -3,7 +3,7 @@
     {
       "target_name": "kiln",
       "sources": [
-        "native/addon.cc", "native/errors.cc", "native/functional.cc", "native/ops.cc",
+        "native/addon.cc", "native/errors.cc", "native/functional.cc", "native/module.cc", "native/ops.cc",
         "native/optim.cc", "native/tensor.cc", "native/workers.cc"
       ],
       "include_dirs": [

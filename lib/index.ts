@@ -24,3 +24,5 @@ export { models, Architecture } from './models';
 export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel } from './io';
 /** Data sets, image folders (sharp), IDX files, the DataLoader and batch transforms. */
 export * as data from './data';
+/** TorchScript: `kiln.jit.load(path)` for models saved by Python's torch.jit.save. */
+export * as jit from './nn/jit';

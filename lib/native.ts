@@ -91,6 +91,15 @@ export interface NativeAddon {
   zeroGrad(p: H[], setToNone: boolean): void;
   clipGradNorm(p: H[], maxNorm: number, normType: number, errorIfNonfinite: boolean): H;
   clipGradValue(p: H[], clip: number): void;
+  // native modules (native/module.cc): compiled inference programs and TorchScript
+  compileProgram(spec: object): number;
+  freeRunnable(h: number): void;
+  runSync(h: number, x: H, grad: boolean): H;
+  runAsync(h: number, x: H): Promise<H>;
+  jitLoad(path: string, device?: string): number;
+  jitTrain(h: number, on: boolean): void;
+  jitTo(h: number, device: string, dtype: number): void;
+  jitState(h: number): [string, H][];
   // kiln.nn.functional (native/functional.cc)
   conv2d(x: H, w: H, b: H, stride: number[], padding: number[] | string, dilation: number[], groups: number): H;
   maxPool2d(x: H, kernel: number[], stride: number[], padding: number[], dilation: number[], ceilMode: boolean): H;

@@ -16,6 +16,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   kiln::registerFunctional(env, exports, k);
   kiln::registerWorkers(env, exports, k);
   kiln::registerOptim(env, exports, k);
+  kiln::registerModule(env, exports, k);
   return exports;
 }
 

@@ -14,6 +14,7 @@ struct KilnEnv {
   napi_ref errorCtor = nullptr;      // lib/errors.ts KilnError
   int64_t live = 0;                  // live handles
   int64_t externalPending = 0;       // bytes not yet passed to napi_adjust_external_memory
+  std::shared_ptr<void> runnables;   // module.cc's table of compiled programs / TorchScript modules
 
   int32_t put(at::Tensor t);
   const at::Tensor& get(int32_t id) const;
@@ -76,5 +77,6 @@ void registerOps(napi_env env, napi_value exports, KilnEnv* k);
 void registerFunctional(napi_env env, napi_value exports, KilnEnv* k);
 void registerWorkers(napi_env env, napi_value exports, KilnEnv* k);
 void registerOptim(napi_env env, napi_value exports, KilnEnv* k);
+void registerModule(napi_env env, napi_value exports, KilnEnv* k);
 
 }  // namespace kiln

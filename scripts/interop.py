@@ -3,7 +3,8 @@
   fixture            writes test/fixtures/interop.json and test/fixtures/tiny_py.safetensors:
                      torchvision resnet18 logits for deterministic weights/input, and a small
                      Python-written safetensors model with its expected output
-  check FILE OUT     loads a Kiln-written resnet18 safetensors file into torchvision's resnet18,
+  script             writes test/fixtures/tiny_script.pt (torch.jit.script) and script.json
+  check FILE         loads a Kiln-written resnet18 safetensors file into torchvision's resnet18,
                      runs the deterministic input, prints the logits as JSON (the reverse direction)
 
 Deterministic tensors: value[i] = sin(0.37*i + h(key)) * scale, computed in float64 then cast
@@ -79,6 +80,31 @@ def fixture():
                "tiny": {"inputShape": [2, 1, 5, 5], "output": ty.flatten().tolist()}}, open("test/fixtures/interop.json", "w"))
     print("wrote test/fixtures/interop.json and test/fixtures/tiny_py.safetensors")
 
+def script():
+    """A small TorchScript CNN (with dropout, so eval() matters) and its outputs/input gradient."""
+    torch.manual_seed(0)
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(4)
+            self.drop = torch.nn.Dropout(0.5)
+            self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+        def forward(self, x):
+            return self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))
+    net = Net()
+    with torch.no_grad():
+        net.bn.running_mean.normal_(); net.bn.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    sm = torch.jit.script(net)
+    sm.save("test/fixtures/tiny_script.pt")
+    x = det_input([2, 3, 6, 6]).requires_grad_(True)
+    y = sm(x)
+    y.sum().backward()
+    json.dump({"inputShape": [2, 3, 6, 6], "output": y.detach().flatten().tolist(), "inputGrad": x.grad.flatten().tolist(),
+               "keys": [k for k, _ in sm.named_parameters()] + [k for k, _ in sm.named_buffers()]}, open("test/fixtures/script.json", "w"))
+    print("wrote test/fixtures/tiny_script.pt and test/fixtures/script.json")
+
 def check(path):
     sd, meta = read_safetensors(path)
     m = resnet(); m.load_state_dict(sd)
@@ -88,3 +114,4 @@ def check(path):
 if __name__ == "__main__":
     if sys.argv[1] == "fixture": fixture()
     elif sys.argv[1] == "check": check(sys.argv[2])
+    elif sys.argv[1] == "script": script()

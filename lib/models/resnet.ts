@@ -4,6 +4,8 @@ import { Module } from '../nn/module';
 import { Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, Linear, Identity } from '../nn/layers';
 import { Sequential } from '../nn/containers';
 import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
+import { ModuleSpec } from '../nn/module';
+import { specsOf } from '../nn/spec';
 
 /** torchvision's BasicBlock: conv1, bn1, relu, conv2, bn2, optional downsample. */
 export class BasicBlock extends Module {
@@ -33,6 +35,12 @@ export class BasicBlock extends Module {
     const out = e.add_(idn).relu_();
     if (idn !== x) idn.dispose();
     return out;
+  }
+  override toSpec(): ModuleSpec | null {
+    const main = specsOf([this.conv1, this.bn1, this.relu, this.conv2, this.bn2]);
+    const shortcut = this.downsample ? this.downsample.toSpec() : null;
+    if (!main || (this.downsample && !shortcut)) return null;
+    return { op: 'residual', main: { op: 'sequential', children: main }, shortcut, post: { op: 'relu' } };
   }
 }
 
@@ -98,6 +106,11 @@ export class ResNet extends Module {
     const out = this.fc.call(flat);
     flat.dispose();
     return out;
+  }
+  override toSpec(): ModuleSpec | null {
+    const body = specsOf([this.conv1, this.bn1, this.relu, this.maxpool, this.layer1, this.layer2, this.layer3, this.layer4, this.avgpool]);
+    const fc = this.fc.toSpec();
+    return body && fc && { op: 'sequential', children: [...body, { op: 'flatten', start: 1, end: -1 }, fc] };
   }
 }
 

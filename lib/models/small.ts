@@ -1,5 +1,6 @@
 /** Small CNNs: simpleCnn, resnet9 (DAWNBench) and airbench94 (94% CIFAR-10 speed run). */
-import { Module } from '../nn/module';
+import { Module, ModuleSpec } from '../nn/module';
+import { specsOf } from '../nn/spec';
 import { Conv2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Dropout, GELU, Mul, AdaptiveMaxPool2d } from '../nn/layers';
 import { Sequential, Residual } from '../nn/containers';
 import { Tensor } from '../tensor/tensor';
@@ -72,6 +73,10 @@ export class ConvGroup extends Module {
       h = next;
     }
     return h;
+  }
+  override toSpec(): ModuleSpec | null {
+    const children = specsOf([this.conv1, this.pool, this.norm1, this.activ, this.conv2, this.norm2, this.activ]);
+    return children && { op: 'sequential', children };
   }
 }
 

@@ -1,5 +1,6 @@
 /** `kiln.nn`: modules, layers, containers, initialisers, functional ops and gradient utilities. */
-export { Module, LoadReport, ForwardHook } from './module';
+export { Module, LoadReport, ForwardHook, ModuleSpec } from './module';
+import './spec'; // native inference specs of the built-in layers (forwardAsync on a worker thread)
 export {
   Conv2d, Conv2dOptions, Linear, BatchNorm2d, BatchNormOptions, Dropout, Dropout2d, MaxPool2d, AvgPool2d,
   AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, ReLU, LeakyReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, Identity, Mul,

@@ -17,6 +17,22 @@ function pairOf(v: Pair, name: string): [number, number] {
   if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0)) throw invalidParameterError(name, 'a non-negative integer or [h, w]', v);
   return p as [number, number];
 }
+function posPairOf(v: Pair, name: string): [number, number] {
+  const p = typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 1)) throw invalidParameterError(name, 'a positive integer or [h, w]', v);
+  return p as [number, number];
+}
+function intOf(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidParameterError(name, 'an integer', v);
+  return v;
+}
+/** Checks pooling options at construction (stride/dilation positive, padding non-negative). */
+function checkPool(o: F.Pool2dOptions & { dilation?: Pair }): void {
+  if (o === null || typeof o !== 'object') throw invalidParameterError('options', 'an options object', o);
+  if (o.stride !== undefined) posPairOf(o.stride, 'stride');
+  if (o.padding !== undefined) pairOf(o.padding, 'padding');
+  if (o.dilation !== undefined) posPairOf(o.dilation, 'dilation');
+}
 
 /** PyTorch's default init for conv/linear: kaiming_uniform(a=√5) weights, U(±1/√fanIn) bias. */
 function resetLinearLike(weight: Tensor, bias: Tensor | null): void {
@@ -51,11 +67,11 @@ export class Conv2d extends Module {
     posInt(outChannels, 'outChannels');
     const groups = posInt(o.groups ?? 1, 'groups');
     if (inChannels % groups || outChannels % groups) throw new KilnError(`Conv2d: inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${groups})`, 'INVALID_ARGUMENT');
-    const k = pairOf(kernelSize, 'kernelSize');
+    const k = posPairOf(kernelSize, 'kernelSize');
     const padding = o.padding === 'same' || o.padding === 'valid' ? o.padding : pairOf(o.padding ?? 0, 'padding');
     const paddingMode = o.paddingMode ?? 'zeros';
     if (!['zeros', 'reflect', 'replicate', 'circular'].includes(paddingMode)) throw invalidParameterError('paddingMode', "'zeros', 'reflect', 'replicate' or 'circular'", paddingMode);
-    this.options = { stride: pairOf(o.stride ?? 1, 'stride'), padding, dilation: pairOf(o.dilation ?? 1, 'dilation'), groups, bias: o.bias ?? true, paddingMode, kernelSize: k };
+    this.options = { stride: posPairOf(o.stride ?? 1, 'stride'), padding, dilation: posPairOf(o.dilation ?? 1, 'dilation'), groups, bias: o.bias ?? true, paddingMode, kernelSize: k };
     if (padding === 'same' && (this.options.stride[0] !== 1 || this.options.stride[1] !== 1)) throw new KilnError("Conv2d: padding 'same' needs stride 1", 'INVALID_ARGUMENT');
     this.weight = this.registerParameter('weight', empty([outChannels, inChannels / groups, k[0], k[1]]))!;
     this.bias = this.registerParameter('bias', this.options.bias ? empty([outChannels]) : null);
@@ -144,12 +160,12 @@ export class Dropout2d extends Module {
 }
 /** Max pooling layer. */
 export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: Pair, readonly options: F.Pool2dOptions & { dilation?: Pair } = {}) { super(); pairOf(kernelSize, 'kernelSize'); }
+  constructor(readonly kernelSize: Pair, readonly options: F.Pool2dOptions & { dilation?: Pair } = {}) { super(); posPairOf(kernelSize, 'kernelSize'); checkPool(options); }
   forward(x: Tensor): Tensor { return F.maxPool2d(x, this.kernelSize, this.options); }
 }
 /** Average pooling layer. */
 export class AvgPool2d extends Module {
-  constructor(readonly kernelSize: Pair, readonly options: F.Pool2dOptions & { countIncludePad?: boolean } = {}) { super(); pairOf(kernelSize, 'kernelSize'); }
+  constructor(readonly kernelSize: Pair, readonly options: F.Pool2dOptions & { countIncludePad?: boolean } = {}) { super(); posPairOf(kernelSize, 'kernelSize'); checkPool(options); }
   forward(x: Tensor): Tensor { return F.avgPool2d(x, this.kernelSize, this.options); }
 }
 /** Adaptive average pooling to a fixed output size. */
@@ -164,23 +180,23 @@ export class AdaptiveMaxPool2d extends Module {
 }
 /** Flattens dims startDim..endDim (default: all but the batch dim). */
 export class Flatten extends Module {
-  constructor(readonly startDim = 1, readonly endDim = -1) { super(); }
+  constructor(readonly startDim = 1, readonly endDim = -1) { super(); intOf(startDim, 'startDim'); intOf(endDim, 'endDim'); }
   forward(x: Tensor): Tensor { return x.flatten(this.startDim, this.endDim); }
 }
 export class ReLU extends Module { forward(x: Tensor): Tensor { return x.relu(); } }
 export class LeakyReLU extends Module {
-  constructor(readonly negativeSlope = 0.01) { super(); }
+  constructor(readonly negativeSlope = 0.01) { super(); if (typeof negativeSlope !== 'number' || Number.isNaN(negativeSlope)) throw invalidParameterError('negativeSlope', 'a number', negativeSlope); }
   forward(x: Tensor): Tensor { return x.leakyRelu(this.negativeSlope); }
 }
 export class GELU extends Module {
-  constructor(readonly approximate: 'none' | 'tanh' = 'none') { super(); }
+  constructor(readonly approximate: 'none' | 'tanh' = 'none') { super(); if (approximate !== 'none' && approximate !== 'tanh') throw invalidParameterError('approximate', "'none' or 'tanh'", approximate); }
   forward(x: Tensor): Tensor { return x.gelu(this.approximate); }
 }
 export class SiLU extends Module { forward(x: Tensor): Tensor { return x.silu(); } }
 export class Tanh extends Module { forward(x: Tensor): Tensor { return x.tanh(); } }
 export class Sigmoid extends Module { forward(x: Tensor): Tensor { return x.sigmoid(); } }
 export class Softmax extends Module {
-  constructor(readonly dim = -1) { super(); }
+  constructor(readonly dim = -1) { super(); intOf(dim, 'dim'); }
   forward(x: Tensor): Tensor { return x.softmax(this.dim); }
 }
 /** Returns its input unchanged (as a new handle, a view of the same memory). */

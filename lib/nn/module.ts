@@ -22,6 +22,16 @@ export interface LoadReport {
 /** A forward hook: sees a module's input and output (may return a replacement output). */
 export type ForwardHook = (module: Module, input: Tensor, output: Tensor) => Tensor | void;
 
+/** A node of the native inference program (see `Module.toSpec`). */
+export interface ModuleSpec {
+  op: string;
+  [key: string]: unknown;
+}
+
+/** Bumped on every structural change, so cached programs know to recompile. */
+let structureVersion = 0;
+const programs = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
+
 export abstract class Module {
   /** true in training mode (dropout active, batch norm uses batch statistics) */
   training = true;
@@ -44,10 +54,53 @@ export abstract class Module {
     return out;
   }
 
-  /** Inference without gradients, off the event loop where possible; resolves with the output. */
+  /**
+   * No-grad inference that resolves with the output. When the whole tree is built from Kiln's
+   * layers (every zoo model), it is in eval mode and no hooks are set, the forward runs on a
+   * native worker thread — the event loop stays free. Otherwise (a TS-defined module, training
+   * mode, hooks) it runs `call(x)` on the main thread after yielding once.
+   */
   async forwardAsync(x: Tensor): Promise<Tensor> {
+    idOf(x, 'input');
+    const prog = this.program();
+    if (prog >= 0) return new Tensor(await N.runAsync(prog, x.id));
     await new Promise<void>((r) => setImmediate(r));
     return noGrad(() => this.call(x));
+  }
+
+  /**
+   * The native inference spec of this module (see native/module.cc), or null when its forward
+   * is TS logic the native side cannot run. Layers and containers override it.
+   */
+  toSpec(): ModuleSpec | null {
+    return null;
+  }
+
+  /** Whether forwardAsync can run on a worker thread right now. */
+  get runsNatively(): boolean {
+    return this.program() >= 0;
+  }
+
+  private _program: { handle: number; version: number } | null = null;
+
+  /** @internal A compiled program for forwardAsync, or -1 (recompiled when the tree changes). */
+  program(): number {
+    for (const [, m] of this.namedModules()) if (m.training || m._hooks.length) return -1;
+    if (this._program && this._program.version === structureVersion) return this._program.handle;
+    this.freeProgram();
+    const spec = this.toSpec();
+    if (!spec) return -1;
+    const handle = N.compileProgram(spec);
+    this._program = { handle, version: structureVersion };
+    programs.register(this, handle, this);
+    return handle;
+  }
+
+  private freeProgram(): void {
+    if (!this._program) return;
+    N.freeRunnable(this._program.handle);
+    programs.unregister(this);
+    this._program = null;
   }
 
   /** Adds a hook called after every forward of this module; returns a function that removes it. */
@@ -64,6 +117,7 @@ export abstract class Module {
   /** Registers a trainable tensor under `name` (it is kept out of tidy scopes). */
   registerParameter(name: string, t: Tensor | null): Tensor | null {
     checkName(name, this);
+    structureVersion++;
     if (t !== null) {
       idOf(t, name);
       if (!isFloating(t.dtype)) throw new KilnError(`parameter '${name}' must be floating-point, got ${t.dtype}`, 'INVALID_ARGUMENT');
@@ -76,6 +130,7 @@ export abstract class Module {
   /** Registers a non-trainable state tensor (e.g. running statistics). */
   registerBuffer(name: string, t: Tensor | null): Tensor | null {
     checkName(name, this);
+    structureVersion++;
     if (t !== null) keep(t);
     this._buffers.set(name, t);
     return t;
@@ -83,6 +138,7 @@ export abstract class Module {
   /** Registers a child module under `name`. */
   registerModule<M extends Module>(name: string, m: M): M {
     checkName(name, this);
+    structureVersion++;
     if (!(m instanceof Module)) throw invalidParameterError(`module '${name}'`, 'a Module', m);
     this._modules.set(name, m);
     return m;
@@ -145,6 +201,7 @@ export abstract class Module {
     const old = parent._modules.get(last);
     if (!old) throw new KilnError(`no submodule '${path}' to replace`, 'INVALID_ARGUMENT');
     parent._modules.set(last, module);
+    structureVersion++;
     const own = Object.entries(parent).find(([, v]) => v === old);
     if (own) (parent as unknown as Record<string, Module>)[own[0]] = module;
     return old;
@@ -226,6 +283,7 @@ export abstract class Module {
       const moved = t.to({ device: o.device, dtype: cast });
       N.setData(t.id, moved.id);
       moved.dispose();
+      (t as unknown as { _dtype?: DType })._dtype = undefined; // Tensor caches its dtype; setData changed it
       const g = N.grad(t.id);
       if (g >= 0) { N.free(g); N.setGrad(t.id, -1); }
     }
@@ -261,8 +319,11 @@ export abstract class Module {
     const target = this.get(layer);
     let activation: Tensor | null = null;
     const remove = target.registerForwardHook((_m, _i, out) => {
+      activation?.dispose(); // a module called twice: keep the last activation
       activation = out;
       if (out.requiresGrad) N.retainGrad(out.id);
+      // hand the caller its own handle: containers dispose intermediates, the activation stays ours
+      return out.view(out.shape);
     });
     try {
       const output = this.call(x);
@@ -306,6 +367,7 @@ export abstract class Module {
 
   /** Frees every parameter and buffer of this module and its descendants. */
   dispose(): void {
+    for (const [, m] of this.namedModules()) m.freeProgram();
     for (const t of [...this.parameters(), ...this.buffers()]) t.dispose();
   }
   [Symbol.dispose](): void {

@@ -1,0 +1,409 @@
+#include "module.h"
+#include <torch/script.h>
+#include <mutex>
+
+namespace kiln {
+
+namespace {
+
+// ---------------------------------------------------------------- spec reading
+
+struct Spec {
+  napi_env env;
+  napi_value obj;
+  KilnEnv* k;
+  napi_value prop(const char* name) const {
+    napi_value v;
+    napi_get_named_property(env, obj, name, &v);
+    return v;
+  }
+  bool has(const char* name) const {
+    napi_value v = prop(name);
+    napi_valuetype t;
+    napi_typeof(env, v, &t);
+    return t != napi_undefined && t != napi_null;
+  }
+  std::string str(const char* name) const {
+    napi_value v = prop(name);
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) fail("INVALID_ARGUMENT", std::string("module spec: '") + name + "' must be a string");
+    std::string s(len, '\0');
+    napi_get_value_string_utf8(env, v, &s[0], len + 1, &len);
+    return s;
+  }
+  double num(const char* name) const {
+    double d;
+    if (napi_get_value_double(env, prop(name), &d) != napi_ok) fail("INVALID_ARGUMENT", std::string("module spec: '") + name + "' must be a number");
+    return d;
+  }
+  bool flag(const char* name) const {
+    bool b = false;
+    napi_get_value_bool(env, prop(name), &b);
+    return b;
+  }
+  std::vector<int64_t> ints(const char* name) const {
+    napi_value arr = prop(name);
+    uint32_t n = 0;
+    if (napi_get_array_length(env, arr, &n) != napi_ok) fail("INVALID_ARGUMENT", std::string("module spec: '") + name + "' must be an array");
+    std::vector<int64_t> out(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      napi_value e;
+      napi_get_element(env, arr, i, &e);
+      napi_get_value_int64(env, e, &out[i]);
+    }
+    return out;
+  }
+  /** A tensor by handle (the program keeps its own reference), or undefined for -1/absent. */
+  at::Tensor tensor(const char* name) const {
+    if (!has(name)) return at::Tensor();
+    int32_t id;
+    napi_get_value_int32(env, prop(name), &id);
+    return id < 0 ? at::Tensor() : k->get(id);
+  }
+  Spec child(const char* name) const { return Spec{env, prop(name), k}; }
+};
+
+std::shared_ptr<Node> build(const Spec& s);
+
+template <typename F>
+struct Fn : Node {
+  F f;
+  explicit Fn(F fn) : f(std::move(fn)) {}
+  at::Tensor forward(const at::Tensor& x) const override { return f(x); }
+};
+template <typename F>
+std::shared_ptr<Node> fn(F f) { return std::make_shared<Fn<F>>(std::move(f)); }
+
+struct Sequence : Node {
+  std::vector<std::shared_ptr<Node>> children;
+  at::Tensor forward(const at::Tensor& x) const override {
+    at::Tensor h = x;
+    for (auto& c : children) h = c->forward(h);
+    return h;
+  }
+};
+
+struct Residual : Node {
+  std::shared_ptr<Node> main, shortcut, post;
+  at::Tensor forward(const at::Tensor& x) const override {
+    at::Tensor out = main->forward(x).add(shortcut ? shortcut->forward(x) : x);
+    return post ? post->forward(out) : out;
+  }
+};
+
+std::shared_ptr<Node> build(const Spec& s) {
+  std::string op = s.str("op");
+  if (op == "sequential") {
+    auto seq = std::make_shared<Sequence>();
+    napi_value arr = s.prop("children");
+    uint32_t n = 0;
+    napi_get_array_length(s.env, arr, &n);
+    for (uint32_t i = 0; i < n; ++i) {
+      napi_value e;
+      napi_get_element(s.env, arr, i, &e);
+      seq->children.push_back(build(Spec{s.env, e, s.k}));
+    }
+    return seq;
+  }
+  if (op == "residual") {
+    auto r = std::make_shared<Residual>();
+    r->main = build(s.child("main"));
+    if (s.has("shortcut")) r->shortcut = build(s.child("shortcut"));
+    if (s.has("post")) r->post = build(s.child("post"));
+    return r;
+  }
+  if (op == "conv2d") {
+    at::Tensor w = s.tensor("weight"), b = s.tensor("bias");
+    auto stride = s.ints("stride"), dil = s.ints("dilation");
+    int64_t groups = static_cast<int64_t>(s.num("groups"));
+    std::vector<int64_t> pre = s.has("pad") ? s.ints("pad") : std::vector<int64_t>();
+    std::string padMode = s.has("padMode") ? s.str("padMode") : "constant";
+    if (s.has("paddingStr")) {
+      std::string p = s.str("paddingStr");
+      return fn([=](const at::Tensor& x) { return at::conv2d(x, w, b, stride, p, dil, groups); });
+    }
+    auto padding = s.ints("padding");
+    if (!pre.empty()) {
+      namespace F = torch::nn::functional;
+      auto po = F::PadFuncOptions(pre);
+      if (padMode == "reflect") po = po.mode(torch::kReflect);
+      else if (padMode == "replicate") po = po.mode(torch::kReplicate);
+      else if (padMode == "circular") po = po.mode(torch::kCircular);
+      return fn([=](const at::Tensor& x) { return at::conv2d(F::pad(x, po), w, b, stride, padding, dil, groups); });
+    }
+    return fn([=](const at::Tensor& x) { return at::conv2d(x, w, b, stride, padding, dil, groups); });
+  }
+  if (op == "batchnorm") {
+    at::Tensor w = s.tensor("weight"), b = s.tensor("bias"), rm = s.tensor("runningMean"), rv = s.tensor("runningVar");
+    double eps = s.num("eps");
+    bool batchStats = !rm.defined();
+    return fn([=](const at::Tensor& x) {
+      return at::batch_norm(x, w, b, rm, rv, batchStats, 0.0, eps, at::globalContext().userEnabledCuDNN());
+    });
+  }
+  if (op == "linear") {
+    at::Tensor w = s.tensor("weight"), b = s.tensor("bias");
+    return fn([=](const at::Tensor& x) { return at::linear(x, w, b); });
+  }
+  if (op == "maxpool2d") {
+    auto k = s.ints("kernel"), st = s.ints("stride"), p = s.ints("padding"), d = s.ints("dilation");
+    bool ceil = s.flag("ceilMode");
+    return fn([=](const at::Tensor& x) { return at::max_pool2d(x, k, st, p, d, ceil); });
+  }
+  if (op == "avgpool2d") {
+    auto k = s.ints("kernel"), st = s.ints("stride"), p = s.ints("padding");
+    bool ceil = s.flag("ceilMode"), cip = s.flag("countIncludePad");
+    return fn([=](const at::Tensor& x) { return at::avg_pool2d(x, k, st, p, ceil, cip); });
+  }
+  if (op == "adaptiveavgpool2d") {
+    auto size = s.ints("size");
+    return fn([=](const at::Tensor& x) { return at::adaptive_avg_pool2d(x, size); });
+  }
+  if (op == "adaptivemaxpool2d") {
+    auto size = s.ints("size");
+    return fn([=](const at::Tensor& x) { return std::get<0>(at::adaptive_max_pool2d(x, size)); });
+  }
+  if (op == "flatten") {
+    int64_t a = static_cast<int64_t>(s.num("start")), e = static_cast<int64_t>(s.num("end"));
+    return fn([=](const at::Tensor& x) { return x.flatten(a, e); });
+  }
+  if (op == "mul") {
+    double m = s.num("scale");
+    return fn([=](const at::Tensor& x) { return x.mul(m); });
+  }
+  if (op == "leakyrelu") {
+    double slope = s.num("slope");
+    return fn([=](const at::Tensor& x) { return at::leaky_relu(x, slope); });
+  }
+  if (op == "softmax") {
+    int64_t dim = static_cast<int64_t>(s.num("dim"));
+    return fn([=](const at::Tensor& x) { return x.softmax(dim); });
+  }
+  if (op == "gelu") {
+    bool tanhApprox = s.has("approximate") && s.str("approximate") == "tanh";
+    return fn([=](const at::Tensor& x) { return tanhApprox ? at::gelu(x, "tanh") : at::gelu(x); });
+  }
+  if (op == "relu") return fn([](const at::Tensor& x) { return x.relu(); });
+  if (op == "silu") return fn([](const at::Tensor& x) { return at::silu(x); });
+  if (op == "tanh") return fn([](const at::Tensor& x) { return x.tanh(); });
+  if (op == "sigmoid") return fn([](const at::Tensor& x) { return x.sigmoid(); });
+  if (op == "identity") return fn([](const at::Tensor& x) { return x; });
+  fail("INVALID_ARGUMENT", "module spec: unknown op '" + op + "'");
+}
+
+// ---------------------------------------------------------------- runnables
+
+struct ProgramRunnable : Runnable {
+  std::shared_ptr<Node> root;
+  at::Tensor run(const at::Tensor& x) override { return root->forward(x); }
+};
+
+struct ScriptRunnable : Runnable {
+  torch::jit::Module module;
+  std::mutex mu;  // a scripted module's forward is not guaranteed re-entrant
+  at::Tensor run(const at::Tensor& x) override {
+    std::lock_guard<std::mutex> lock(mu);
+    c10::IValue out = module.forward({x});
+    if (out.isTensor()) return out.toTensor();
+    if (out.isTuple() && !out.toTuple()->elements().empty() && out.toTuple()->elements()[0].isTensor())
+      return out.toTuple()->elements()[0].toTensor();
+    fail("INVALID_ARGUMENT", "TorchScript forward did not return a tensor");
+  }
+};
+
+/** Per-environment table of runnables (programs and TorchScript modules). */
+struct RunnableTable {
+  std::vector<std::shared_ptr<Runnable>> slots;
+  std::vector<int32_t> freeList;
+  int32_t put(std::shared_ptr<Runnable> r) {
+    if (!freeList.empty()) {
+      int32_t id = freeList.back();
+      freeList.pop_back();
+      slots[id] = std::move(r);
+      return id;
+    }
+    slots.push_back(std::move(r));
+    return static_cast<int32_t>(slots.size() - 1);
+  }
+  std::shared_ptr<Runnable> get(int32_t id) const {
+    if (id < 0 || static_cast<size_t>(id) >= slots.size() || !slots[id]) fail("DISPOSED", "module handle " + std::to_string(id) + " is not alive (it was disposed)");
+    return slots[id];
+  }
+  template <typename T>
+  T* as(int32_t id) const {
+    auto* p = dynamic_cast<T*>(get(id).get());
+    if (!p) fail("INVALID_ARGUMENT", "module handle " + std::to_string(id) + " has the wrong kind");
+    return p;
+  }
+  void release(int32_t id) {
+    if (id < 0 || static_cast<size_t>(id) >= slots.size() || !slots[id]) return;
+    slots[id].reset();
+    freeList.push_back(id);
+  }
+};
+
+RunnableTable& table(KilnEnv* k) {
+  if (!k->runnables) k->runnables = std::shared_ptr<void>(new RunnableTable(), [](void* p) { delete static_cast<RunnableTable*>(p); });
+  return *static_cast<RunnableTable*>(k->runnables.get());
+}
+
+napi_value compileProgram(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto p = std::make_shared<ProgramRunnable>();
+  p->root = build(Spec{env, a.argv[0], a.k});
+  return a.retNum(table(a.k).put(p));
+  KILN_CATCH(env)
+}
+
+napi_value freeRunnable(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  table(a.k).release(a.i32(0));
+  return nullptr;
+  KILN_CATCH(env)
+}
+
+/** runSync(handle, x, grad): forward on the calling thread (TorchScript's sync forward). */
+napi_value runSync(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto r = table(a.k).get(a.i32(0));
+  at::Tensor x = a.t(1);
+  if (a.flag(2)) return a.ret(r->run(x));
+  at::NoGradGuard ng;
+  return a.ret(r->run(x));
+  KILN_CATCH(env)
+}
+
+struct RunJob {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  std::shared_ptr<Runnable> runnable;  // the job's own references: dispose cannot free them
+  at::Tensor input, output;
+  std::string error, code;
+};
+
+void runExecute(napi_env, void* data) {
+  auto* job = static_cast<RunJob*>(data);
+  try {
+    at::NoGradGuard ng;
+    job->output = job->runnable->run(job->input);
+  } catch (const KilnFailure& e) {
+    job->code = e.code;
+    job->error = e.what();
+  } catch (const c10::Error& e) {
+    job->code = "TORCH";
+    job->error = torchMessage(e);
+  } catch (const std::exception& e) {
+    job->code = "TORCH";
+    job->error = e.what();
+  }
+}
+
+void runComplete(napi_env env, napi_status status, void* data) {
+  std::unique_ptr<RunJob> job(static_cast<RunJob*>(data));
+  napi_delete_async_work(env, job->work);
+  if (!job->error.empty() || status != napi_ok) {
+    throwJs(env, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "forwardAsync cancelled" : job->error);
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_reject_deferred(env, job->deferred, err);
+    return;
+  }
+  KilnEnv* k = nullptr;
+  napi_get_instance_data(env, reinterpret_cast<void**>(&k));
+  napi_value id;
+  napi_create_int32(env, k->put(std::move(job->output)), &id);
+  k->flushExternal(env);
+  napi_resolve_deferred(env, job->deferred, id);
+}
+
+/** runAsync(handle, x) -> Promise<handle>: no-grad forward on a libuv worker thread. */
+napi_value runAsync(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto job = std::make_unique<RunJob>();
+  job->runnable = table(a.k).get(a.i32(0));
+  job->input = a.t(1);
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "kiln.forwardAsync", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, nullptr, name, runExecute, runComplete, job.get(), &job->work);
+  napi_queue_async_work(env, job->work);
+  job.release();
+  return promise;
+  KILN_CATCH(env)
+}
+
+// ---------------------------------------------------------------- TorchScript
+
+/** jitLoad(path, device|undefined) -> handle */
+napi_value jitLoad(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  std::string path = a.str(0);
+  auto s = std::make_shared<ScriptRunnable>();
+  c10::optional<at::Device> device;
+  if (a.has(1)) device = parseDevice(a.str(1));
+  try {
+    s->module = torch::jit::load(path, device);
+  } catch (const c10::Error& e) {
+    fail("IO", "cannot load TorchScript file " + path + ": " + torchMessage(e));
+  } catch (const std::exception& e) {
+    fail("IO", "cannot load TorchScript file " + path + ": " + e.what());
+  }
+  s->module.eval();
+  return a.retNum(table(a.k).put(s));
+  KILN_CATCH(env)
+}
+
+/** jitTrain(handle, on) */
+napi_value jitTrain(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  table(a.k).as<ScriptRunnable>(a.i32(0))->module.train(a.flag(1));
+  return nullptr;
+  KILN_CATCH(env)
+}
+
+/** jitTo(handle, device, dtype|-1) */
+napi_value jitTo(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto* s = table(a.k).as<ScriptRunnable>(a.i32(0));
+  at::Device d = parseDevice(a.str(1));
+  int32_t dt = a.i32(2);
+  if (dt >= 0) s->module.to(d, toScalarType(dt));
+  else s->module.to(d);
+  return nullptr;
+  KILN_CATCH(env)
+}
+
+/** jitNamedParameters(handle) -> [[name, handle], ...] (parameters and buffers) */
+napi_value jitState(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto* s = table(a.k).as<ScriptRunnable>(a.i32(0));
+  napi_value arr;
+  napi_create_array(env, &arr);
+  uint32_t i = 0;
+  auto add = [&](const std::string& name, const at::Tensor& t) {
+    napi_value pair;
+    napi_create_array_with_length(env, 2, &pair);
+    napi_set_element(env, pair, 0, a.retStr(name));
+    napi_value id;
+    napi_create_int32(env, a.k->put(t), &id);
+    napi_set_element(env, pair, 1, id);
+    napi_set_element(env, arr, i++, pair);
+  };
+  for (const auto& p : s->module.named_parameters(true)) add(p.name, p.value);
+  for (const auto& b : s->module.named_buffers(true)) add(b.name, b.value);
+  return arr;
+  KILN_CATCH(env)
+}
+
+}  // namespace
+
+void registerModule(napi_env env, napi_value exports, KilnEnv* k) {
+  struct { const char* name; RawFn fn; } fns[] = {
+      {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runSync", runSync},
+      {"runAsync", runAsync}, {"jitLoad", jitLoad}, {"jitTrain", jitTrain}, {"jitTo", jitTo},
+      {"jitState", jitState},
+  };
+  for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
+}
+
+}  // namespace kiln

@@ -1,0 +1,185 @@
+/**
+ * Native inference: forwardAsync of Kiln modules on a worker thread (compiled program),
+ * its fallbacks, and TorchScript models saved by Python (kiln.jit).
+ */
+import { expect } from 'chai';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as kiln from '../lib';
+
+const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
+const script = JSON.parse(fs.readFileSync(path.join(FIX, 'script.json'), 'utf8'));
+
+function h(key: string): number {
+  let s = 0;
+  for (const c of key) s += c.charCodeAt(0);
+  return s % 97;
+}
+function detInput(shape: number[]): kiln.Tensor {
+  return kiln.tidy(() => kiln.arange(0, shape.reduce((a, b) => a * b, 1), 1, { dtype: 'float64' }).mul(0.37).add(h('input')).sin().reshape(shape).to('float32'));
+}
+function maxAbsDiff(a: kiln.Tensor, b: ArrayLike<number> | kiln.Tensor): number {
+  const x = a.dataSync() as Float32Array;
+  const y = b instanceof kiln.Tensor ? (b.dataSync() as Float32Array) : b;
+  expect(x.length).to.equal(y.length);
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
+  return m;
+}
+
+describe('native forward', function () {
+  this.timeout(60000);
+
+  describe('forwardAsync on a worker thread', () => {
+    for (const [name, shape] of [['simple-cnn', [3, 1, 28, 28]], ['resnet18', [2, 3, 32, 32]], ['resnet9', [2, 3, 32, 32]], ['airbench94', [2, 3, 32, 32]]] as const) {
+      it(`${name}: runs natively and equals call() exactly`, async () => {
+        const m = kiln.models.create(name, name === 'simple-cnn' ? {} : { numClasses: 10 }).eval();
+        expect(m.runsNatively).to.equal(true);
+        const x = kiln.randn([...shape]);
+        const a = kiln.noGrad(() => m.call(x));
+        const b = await m.forwardAsync(x);
+        expect(b.requiresGrad).to.equal(false);
+        expect(maxAbsDiff(a, b)).to.equal(0);
+        for (const t of [x, a, b]) t.dispose();
+        m.dispose();
+      });
+    }
+
+    it('keeps the event loop free while it computes', async () => {
+      const m = kiln.models.resnet18({ numClasses: 10 }).eval();
+      const x = kiln.randn([16, 3, 64, 64]);
+      let ticks = 0;
+      const iv = setInterval(() => ticks++, 0);
+      const y = await m.forwardAsync(x);
+      clearInterval(iv);
+      expect(ticks).to.be.greaterThan(2);
+      expect(y.shape).to.deep.equal([16, 10]);
+      x.dispose(); y.dispose(); m.dispose();
+    });
+
+    it('sees weight updates made after compiling, and recompiles when a layer is replaced', async () => {
+      const m = new kiln.nn.Sequential(new kiln.nn.Flatten(), new kiln.nn.Linear(4, 2)).eval();
+      const x = kiln.ones([1, 2, 2]);
+      const y1 = await m.forwardAsync(x);
+      kiln.noGrad(() => (m.at(1) as kiln.nn.Linear).weight.fill_(1));
+      kiln.noGrad(() => (m.at(1) as kiln.nn.Linear).bias!.fill_(0));
+      const y2 = await m.forwardAsync(x);
+      expect(y2.arraySync()).to.deep.equal([[4, 4]]);
+      m.set('1', new kiln.nn.Linear(4, 3));
+      m.eval();
+      const y3 = await m.forwardAsync(x);
+      expect(y3.shape).to.deep.equal([1, 3]);
+      for (const t of [x, y1, y2, y3]) t.dispose();
+      m.dispose();
+    });
+
+    it('falls back to the main thread for TS-defined modules, training mode and hooks — same results', async () => {
+      class Twice extends kiln.nn.Module {
+        forward(x: kiln.Tensor): kiln.Tensor { return x.mul(2); }
+      }
+      const custom = new kiln.nn.Sequential(new Twice(), new kiln.nn.ReLU()).eval();
+      expect(custom.runsNatively).to.equal(false);
+      const x = kiln.tensor([[-1, 2]]);
+      const y = await custom.forwardAsync(x);
+      expect(y.arraySync()).to.deep.equal([[0, 4]]);
+      const bn = new kiln.nn.Sequential(new kiln.nn.BatchNorm2d(2));
+      expect(bn.runsNatively).to.equal(false); // training mode
+      bn.eval();
+      expect(bn.runsNatively).to.equal(true);
+      let seen = 0;
+      const remove = bn.at(0).registerForwardHook(() => { seen++; });
+      expect(bn.runsNatively).to.equal(false);
+      const z = await bn.forwardAsync(kiln.ones([1, 2, 1, 1]));
+      expect(seen).to.equal(1);
+      remove();
+      for (const t of [x, y, z]) t.dispose();
+      custom.dispose();
+      bn.dispose();
+    });
+
+    it('disposing the model and input while a job runs is safe; errors reject with KilnError', async () => {
+      const m = kiln.models.resnet9({ numClasses: 10 }).eval();
+      const x = kiln.randn([4, 3, 32, 32]);
+      const p = m.forwardAsync(x);
+      x.dispose();
+      m.dispose();
+      const y = await p;
+      expect(y.shape).to.deep.equal([4, 10]);
+      y.dispose();
+      const m2 = kiln.models.resnet9({ numClasses: 10 }).eval();
+      const bad = kiln.randn([4, 1, 32, 32]); // wrong channel count
+      let err: unknown;
+      try { await m2.forwardAsync(bad); } catch (e) { err = e; }
+      expect(err).to.be.instanceOf(kiln.KilnError);
+      expect((err as kiln.KilnError).code).to.equal('TORCH');
+      expect((err as kiln.KilnError).message).to.match(/channels/);
+      let err2: unknown;
+      try { await m2.forwardAsync('x' as unknown as kiln.Tensor); } catch (e) { err2 = e; }
+      expect(err2).to.be.instanceOf(kiln.KilnError);
+      bad.dispose();
+      m2.dispose();
+    });
+  });
+
+  describe('kiln.jit (TorchScript)', () => {
+    const file = path.join(FIX, 'tiny_script.pt');
+
+    it('loads a torch.jit.script model saved by Python and gives its outputs', async () => {
+      const m = kiln.jit.load(file).eval();
+      const x = detInput(script.inputShape);
+      const y = kiln.noGrad(() => m.forward(x));
+      expect(maxAbsDiff(y, script.output)).to.be.below(1e-5);
+      const ya = await m.forwardAsync(x);
+      expect(maxAbsDiff(ya, script.output)).to.be.below(1e-5);
+      const sd = m.stateDict();
+      expect([...sd.keys()]).to.deep.equal(script.keys);
+      for (const t of [x, y, ya, ...sd.values()]) t.dispose();
+      m.dispose();
+    });
+
+    it('gives gradients with respect to the input', () => {
+      const m = kiln.jit.load(file).eval();
+      const x = detInput(script.inputShape).requiresGrad_(true);
+      const y = m.forward(x);
+      const s = y.sum();
+      s.backward();
+      const g = x.grad!;
+      expect(maxAbsDiff(g, script.inputGrad)).to.be.below(1e-5);
+      for (const t of [x, y, s, g]) t.dispose();
+      m.dispose();
+    });
+
+    it('train() turns dropout on; to() casts; eval() restores', () => {
+      const m = kiln.jit.load(file).train();
+      const x = detInput(script.inputShape);
+      kiln.manualSeed(1);
+      const a = kiln.noGrad(() => m.forward(x));
+      expect(maxAbsDiff(a, script.output)).to.be.above(1e-3);
+      m.dispose(); // its batch-norm statistics moved in training mode; cast a fresh copy
+      const m64 = kiln.jit.load(file).eval().to('cpu', 'float64');
+      const x64 = x.to('float64');
+      const b = kiln.noGrad(() => m64.forward(x64));
+      expect(b.dtype).to.equal('float64');
+      const b32 = b.to('float32');
+      expect(maxAbsDiff(b32, script.output)).to.be.below(1e-5);
+      for (const t of [x, a, x64, b, b32]) t.dispose();
+      m64.dispose();
+    });
+
+    it('missing or corrupt files, disposed modules and wrong inputs give clear KilnErrors', () => {
+      expect(() => kiln.jit.load('/no/such/model.pt')).to.throw(kiln.KilnError, /no such file/).with.property('code', 'IO');
+      const bad = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-jit-')), 'bad.pt');
+      fs.writeFileSync(bad, 'not a zip archive');
+      expect(() => kiln.jit.load(bad)).to.throw(kiln.KilnError, /cannot load TorchScript file/).with.property('code', 'IO');
+      expect(() => kiln.jit.load(file, { device: 'cuda' })).to.throw(kiln.KilnError).with.property('code', 'CUDA_UNAVAILABLE');
+      const m = kiln.jit.load(file);
+      const wrong = kiln.zeros([2, 5, 6, 6]);
+      expect(() => m.forward(wrong)).to.throw(kiln.KilnError);
+      m.dispose();
+      m.dispose();
+      expect(() => m.forward(wrong)).to.throw(kiln.KilnError, /disposed/).with.property('code', 'DISPOSED');
+      wrong.dispose();
+    });
+  });
+});
