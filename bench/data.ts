@@ -12,6 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import * as kiln from '../lib';
+import { machine, table, record } from './harness';
 import * as data from '../lib/data';
 
 const QUICK = process.argv.includes('--quick');
@@ -101,7 +102,8 @@ async function kilnRate(dir: string, o: data.ImageFolderOptions, transform: data
   return { cold: median(cold), cached: median(cached) };
 }
 
-async function main(): Promise<void> {
+/** Runs the data benchmark and records its tables in bench/RESULTS.md. */
+export async function run(): Promise<void> {
   const root = path.join(os.tmpdir(), 'kiln-bench-data');
   const n = QUICK ? 800 : 4000;
   const sets = await makeSets(root, n);
@@ -137,14 +139,15 @@ async function main(): Promise<void> {
     memRows.push([`in-memory ${fm.length}×1×28×28, batch 128, ${name}`, median(rates).toFixed(0)]);
   }
   fm.dispose();
-  console.log(`kiln data bench — ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, libtorch threads ${kiln.info().numThreads}, ${REPEATS} repeat(s), medians`);
-  console.log('\n| images | Kiln cold img/s | Kiln cached img/s | PIL img/s (1 process) | Kiln/PIL cold / cached |\n|---|---:|---:|---:|---:|');
-  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-  console.log('\n| loader | batches/s |\n|---|---:|');
-  for (const r of memRows) console.log(`| ${r.join(' | ')} |`);
+  const head = `${new Date().toISOString().slice(0, 10)} — ${machine()}; libtorch threads ${kiln.info().numThreads}; ${REPEATS} repeat(s), medians`;
+  const t1 = table(['images', 'Kiln cold img/s', 'Kiln cached img/s', 'PIL img/s (1 process)', 'Kiln/PIL cold / cached'], rows);
+  const t2 = table(['loader', 'batches/s'], memRows);
+  console.log(`${head}\n\n${t1}\n\n${t2}`);
+  record('Data loading (CPU)', `${head}\n\n${t1}\n\n${t2}`);
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (require.main === module)
+  run().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });

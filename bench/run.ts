@@ -1,7 +1,9 @@
 /** `npm run bench`: runs every benchmark (or those named: `npm run bench -- dispatch`). */
 import * as dispatch from './dispatch';
+import * as models from './models';
+import * as data from './data';
 
-const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run };
+const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run };
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(all);

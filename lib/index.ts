@@ -21,7 +21,7 @@ export * as nn from './nn';
 export * as optim from './optim';
 /** The model zoo: simpleCnn, resnet9, resnet18/34 (torchvision keys), airbench94. */
 export { models, Architecture } from './models';
-export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel } from './io';
+export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel, save, load } from './io';
 /** Data sets, image folders (sharp), IDX files, the DataLoader and batch transforms. */
 export * as data from './data';
 /** TorchScript: `kiln.jit.load(path)` for models saved by Python's torch.jit.save. */

@@ -68,6 +68,12 @@ def fixture():
     m = resnet(); det_state(m)
     x = det_input([2, 3, 64, 64])
     with torch.no_grad(): logits = m(x)
+    # gradients (eval mode): of sum(logits * w) with w = det('gradOut'), w.r.t. the input and two weights
+    xg = x.clone().requires_grad_(True)
+    (m(xg) * det("gradOut", [2, 10], 1.0)).sum().backward()
+    sample = lambda t: t.flatten()[::97].tolist()
+    grads = {"input": sample(xg.grad), "conv1.weight": sample(m.conv1.weight.grad), "layer3.1.bn2.weight": m.layer3[1].bn2.weight.grad.tolist(),
+             "fc.weight": m.fc.weight.grad.flatten().tolist()}
     tiny = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 3))
     with torch.no_grad():
         for p in tiny.parameters(): p.normal_()
@@ -76,7 +82,7 @@ def fixture():
     tx = det_input([2, 1, 5, 5])
     with torch.no_grad(): ty = tiny(tx)
     write_safetensors("test/fixtures/tiny_py.safetensors", tiny.state_dict(), {"format": "pt", "writer": "python"})
-    json.dump({"torch": torch.__version__, "resnet18": {"inputShape": [2, 3, 64, 64], "logits": logits.flatten().tolist(), "keys": list(m.state_dict().keys())},
+    json.dump({"torch": torch.__version__, "resnet18": {"inputShape": [2, 3, 64, 64], "logits": logits.flatten().tolist(), "keys": list(m.state_dict().keys()), "grads": grads, "gradStride": 97},
                "tiny": {"inputShape": [2, 1, 5, 5], "output": ty.flatten().tolist()}}, open("test/fixtures/interop.json", "w"))
     print("wrote test/fixtures/interop.json and test/fixtures/tiny_py.safetensors")
 

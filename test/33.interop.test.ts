@@ -64,6 +64,28 @@ describe('interop with PyTorch', function () {
     m.dispose();
   });
 
+  it('resnet18 gradients w.r.t. the input and weights match torchvision (rtol 1e-4 of the largest)', () => {
+    const m = kiln.models.resnet18({ numClasses: 10 }).eval();
+    detState(m);
+    const x = det('input', fixture.resnet18.inputShape, 1).requiresGrad_(true);
+    kiln.tidy(() => m.call(x).mul(det('gradOut', [2, 10], 1)).sum().backward());
+    const stride: number = fixture.resnet18.gradStride;
+    const sampled = (t: kiln.Tensor, every: number) => Array.from(t.dataSync() as Float32Array).filter((_, i) => i % every === 0);
+    const named = new Map(m.namedParameters());
+    const got: Record<string, number[]> = {
+      input: sampled(x.grad!, stride),
+      'conv1.weight': sampled(named.get('conv1.weight')!.grad!, stride),
+      'layer3.1.bn2.weight': sampled(named.get('layer3.1.bn2.weight')!.grad!, 1),
+      'fc.weight': sampled(named.get('fc.weight')!.grad!, 1),
+    };
+    for (const [k, want] of Object.entries(fixture.resnet18.grads as Record<string, number[]>)) {
+      const scale = Math.max(...want.map(Math.abs));
+      expect(maxAbsDiff(got[k], want) / scale, k).to.be.below(1e-4);
+    }
+    x.dispose();
+    m.dispose();
+  });
+
   it('loads a safetensors file written by Python into a Kiln model', () => {
     const { tensors, metadata } = kiln.loadSafetensors(path.join(FIX, 'tiny_py.safetensors'));
     expect(metadata.writer).to.equal('python');

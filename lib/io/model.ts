@@ -37,3 +37,10 @@ export function loadModel(file: string): { model: Module; metadata: Record<strin
     for (const t of tensors.values()) t.dispose();
   }
 }
+
+/** `kiln.save(path, model)`: `saveModel`. */
+export const save = saveModel;
+/** `kiln.load(path)`: the model a `saveModel` file describes (use `loadModel` for its metadata too). */
+export function load(file: string): Module {
+  return loadModel(file).model;
+}

@@ -1,0 +1,90 @@
+/**
+ * Model-level speed, Kiln vs Python PyTorch eager on the same device in the same run:
+ * torchvision resnet18 inference throughput (images/s) and a training step (SGD, cross-entropy).
+ * Device: BENCH_DEVICE (default cpu). On the CPU the sizes are small; on CUDA they follow issue 6.
+ */
+import * as path from 'path';
+import * as kiln from '../lib';
+import { runPeer, pythonWithTorch, machine, table, record, ROOT } from './harness';
+
+const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
+const GPU = DEVICE !== 'cpu';
+
+interface Case { name: string; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; iters: number; warmup: number }
+
+const CASES: Case[] = GPU
+  ? [
+      { name: 'resnet18 infer 224² b1 fp32', kind: 'infer', batch: 1, size: 224, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b32 fp32', kind: 'infer', batch: 32, size: 224, iters: 30, warmup: 5 },
+      { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
+      { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
+      { name: 'resnet18 train step 32² b512', kind: 'train', batch: 512, size: 32, iters: 20, warmup: 5 },
+    ]
+  : [
+      { name: 'resnet18 infer 64² b1', kind: 'infer', batch: 1, size: 64, iters: 20, warmup: 3 },
+      { name: 'resnet18 infer 64² b32', kind: 'infer', batch: 32, size: 64, iters: 5, warmup: 2 },
+      { name: 'resnet18 train step 32² b64', kind: 'train', batch: 64, size: 32, iters: 5, warmup: 2 },
+    ];
+
+function sync(t: kiln.Tensor): void {
+  if (GPU) t.sum().item(); // reading a value waits for the queued kernels
+}
+
+function timed(fn: () => void, iters: number, warmup: number): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const s = process.hrtime.bigint();
+    fn();
+    ts.push(Number(process.hrtime.bigint() - s) / 1e9);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)];
+}
+
+function kilnCase(c: Case): number {
+  kiln.manualSeed(0);
+  const m = kiln.models.resnet18({ numClasses: 10 }).to(DEVICE);
+  try {
+    if (c.kind === 'infer') {
+      m.eval();
+      if (c.bf16) m.to('bfloat16');
+      const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE, dtype: c.bf16 ? 'bfloat16' : 'float32' });
+      const t = timed(() => kiln.tidy(() => sync(kiln.noGrad(() => m.call(x)))), c.iters, c.warmup);
+      x.dispose();
+      return t;
+    }
+    m.train();
+    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true });
+    const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE });
+    const y = kiln.randint(0, 10, [c.batch], { device: DEVICE });
+    const t = timed(() => kiln.tidy(() => {
+      opt.zeroGrad();
+      const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
+      loss.backward();
+      opt.step();
+      sync(loss);
+    }), c.iters, c.warmup);
+    x.dispose(); y.dispose(); opt.dispose();
+    return t;
+  } finally {
+    m.dispose();
+  }
+}
+
+export function run(): void {
+  const threads = kiln.info().numThreads;
+  const kilnTimes = CASES.map(kilnCase);
+  const py = pythonWithTorch();
+  const peer = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'models.py'), DEVICE, JSON.stringify(CASES), String(threads)]) : null;
+  const rows = CASES.map((c, i) => {
+    const p = peer?.find((r) => r.name === c.name)?.seconds as number | undefined;
+    const ips = (t: number) => (c.batch / t).toFixed(1);
+    return [c.name, (kilnTimes[i] * 1000).toFixed(2), p ? (p * 1000).toFixed(2) : 'n/a', ips(kilnTimes[i]), p ? ips(p) : 'n/a', p ? (kilnTimes[i] / p).toFixed(3) : 'n/a'];
+  });
+  const t = table(['case', 'Kiln ms', 'PyTorch ms', 'Kiln img/s', 'PyTorch img/s', 'time ratio Kiln/PyTorch'], rows);
+  console.log(t);
+  record(`Models on ${DEVICE}`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; device ${DEVICE}; ${threads} intra-op threads for both; median step time; Python eager (no torch.compile).\n\n${t}`);
+}
+
+if (require.main === module) run();

@@ -1,0 +1,43 @@
+# Python PyTorch peer of bench/models.ts: torchvision resnet18 inference throughput and a
+# training step, eager mode, on the given device. Prints one JSON line per case.
+import json, sys, time
+import torch, torchvision
+
+device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
+cases = json.loads(sys.argv[2])
+threads = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+if threads: torch.set_num_threads(threads)
+
+def sync():
+    if device.startswith("cuda"): torch.cuda.synchronize()
+
+def timed(fn, iters, warmup):
+    for _ in range(warmup): fn()
+    sync()
+    ts = []
+    for _ in range(iters):
+        s = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - s)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+for c in cases:
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if c.get("bf16") else torch.float32
+    m = torchvision.models.resnet18(num_classes=10).to(device)
+    if c["kind"] == "infer":
+        m = m.eval().to(dtype)
+        x = torch.randn(c["batch"], 3, c["size"], c["size"], device=device, dtype=dtype)
+        def f():
+            with torch.no_grad(): m(x)
+        t = timed(f, c["iters"], c["warmup"])
+    else:
+        m.train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        x = torch.randn(c["batch"], 3, c["size"], c["size"], device=device)
+        y = torch.randint(0, 10, (c["batch"],), device=device)
+        def f():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+        t = timed(f, c["iters"], c["warmup"])
+    print(json.dumps({"name": c["name"], "seconds": t, "torch": torch.__version__}), flush=True)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (../shared/GPU.md): builds Kiln against the CUDA libtorch inside the
+# machine's Python torch (resolver step 2), runs the device-generic tests on cuda plus the
+# whole suite, and the GPU benchmarks against Python PyTorch; prints one short table last.
+# Full logs go to $OUT (or ./gpu-out). Prepare here first with scripts/gpu-pack.sh.
+set -uo pipefail
+out=${OUT:-$PWD/gpu-out}
+mkdir -p "$out"
+xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PATH
+[ -d node_modules ] || tar -xJf .device/nm.tar.xz
+{
+  echo "== machine"; nvidia-smi -L; node --version
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.utils.cmake_prefix_path)'
+} 2>&1 | tee "$out/env.log"
+arch=$(python3 -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}.{c[1]}")' 2>/dev/null || echo 9.0)
+echo "== build (TORCH_CUDA_ARCH_LIST=$arch)"
+TORCH_CUDA_ARCH_LIST=$arch KILN_NO_DOWNLOAD=1 node scripts/build-native.js --force > "$out/build.log" 2>&1
+build=$?
+tail -5 "$out/build.log"
+status() { if [ "$1" = 0 ]; then echo pass; else echo "FAIL($1)"; fi; }
+mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc --timeout 120000"
+node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
+KILN_TEST_DEVICE=cuda $mocha dist/test/40.device.test.js > "$out/test-cuda.log" 2>&1; cuda=$?
+$mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?
+BENCH_DEVICE=cuda node dist/bench/run.js models > "$out/bench.log" 2>&1; bench=$?
+echo "== results"
+grep -E "passing|failing|pending" "$out/test-cuda.log" "$out/test-all.log"
+cat "$out/bench.log" | grep '^|' || tail -20 "$out/bench.log"
+printf '| step | result |\n|---|---|\n| build against CUDA libtorch | %s |\n| device tests on cuda | %s |\n| whole suite (CUDA build) | %s |\n| GPU benchmarks | %s |\n' \
+  "$(status $build)" "$(status $cuda)" "$(status $all)" "$(status $bench)"
+cp bench/RESULTS.md "$out/" 2>/dev/null || true

@@ -1,0 +1,107 @@
+/**
+ * Device-generic checks: the same computations on KILN_TEST_DEVICE (default 'cpu'; 'cuda' on
+ * a GPU machine, see scripts/gpu-check.sh) agree with the CPU — tensors, autograd, modules,
+ * optimizers, forwardAsync and the data loader's device option.
+ */
+import { expect } from 'chai';
+import * as kiln from '../lib';
+
+const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
+
+function close(a: kiln.Tensor, b: kiln.Tensor, tol: number): void {
+  const x = a.cpu(), y = b.cpu();
+  const d = x.sub(y).abs().max();
+  const diff = d.item();
+  for (const t of [x, y, d]) t.dispose();
+  expect(diff, `max abs diff ${diff}`).to.be.at.most(tol);
+}
+
+describe(`40 device-generic (${DEVICE})`, function () {
+  this.timeout(120000);
+  before(function () {
+    if (DEVICE !== 'cpu' && !kiln.info().cudaAvailable) {
+      console.log(`      (skipped: KILN_TEST_DEVICE=${DEVICE} but CUDA is not available)`);
+      this.skip();
+    }
+  });
+
+  it('tensors move to the device and back; ops and readback agree with the CPU', async () => {
+    kiln.manualSeed(0);
+    const a = kiln.randn([64, 33]);
+    const d = a.to(DEVICE);
+    expect(d.device.startsWith(DEVICE)).to.equal(true);
+    const r1 = kiln.tidy(() => a.matmul(a.t()).softmax(1).sum(0));
+    const r2 = kiln.tidy(() => d.matmul(d.t()).softmax(1).sum(0));
+    expect(r2.device.startsWith(DEVICE)).to.equal(true);
+    close(r1, r2, 1e-4);
+    const data = await r2.data();
+    expect(data.length).to.equal(64);
+    for (const dt of ['float16', 'bfloat16', 'int64', 'uint8', 'bool'] as const) {
+      const c = d.to(dt), back = c.cpu();
+      expect(back.dtype).to.equal(dt);
+      for (const t of [c, back]) t.dispose();
+    }
+    for (const t of [a, d, r1, r2]) t.dispose();
+  });
+
+  it('autograd through conv2d gives the same input gradient', () => {
+    kiln.manualSeed(1);
+    const x = kiln.randn([2, 3, 8, 8]), w = kiln.randn([4, 3, 3, 3]);
+    const grads = (['cpu', DEVICE] as kiln.Device[]).map((dev) => kiln.tidy(() => {
+      const xi = x.to(dev).requiresGrad_(true);
+      const y = kiln.nn.functional.conv2d(xi, w.to(dev), null, { padding: 1 }).relu().sum();
+      const [g] = kiln.autograd.grad(y, xi);
+      return g!;
+    }));
+    close(grads[0], grads[1], 1e-4);
+    for (const t of [x, w, ...grads]) t.dispose();
+  });
+
+  it('a model and its optimizer train on the device like on the CPU', () => {
+    const losses: number[][] = [];
+    for (const dev of ['cpu', DEVICE]) {
+      kiln.manualSeed(2);
+      const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 1, width: 8, dropout: 0 }).to(dev as kiln.Device);
+      const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.05, momentum: 0.9 });
+      kiln.manualSeed(3);
+      const x = kiln.randn([8, 1, 12, 12]).to(dev as kiln.Device), y = kiln.randint(0, 3, [8]).to(dev as kiln.Device);
+      const run: number[] = [];
+      for (let i = 0; i < 5; i++) kiln.tidy(() => {
+        const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+        run.push(loss.item());
+      });
+      losses.push(run);
+      for (const p of m.parameters()) expect(p.device.startsWith(dev)).to.equal(true);
+      x.dispose(); y.dispose(); opt.dispose(); m.dispose();
+    }
+    for (let i = 0; i < losses[0].length; i++) expect(Math.abs(losses[0][i] - losses[1][i])).to.be.below(1e-3);
+  });
+
+  it('forwardAsync runs on the device', async () => {
+    const m = kiln.models.resnet9({ numClasses: 10 }).to(DEVICE).eval();
+    const x = kiln.randn([4, 3, 32, 32]).to(DEVICE);
+    const a = kiln.noGrad(() => m.call(x));
+    const b = await m.forwardAsync(x);
+    expect(b.device.startsWith(DEVICE)).to.equal(true);
+    close(a, b, 1e-5);
+    for (const t of [x, a, b]) t.dispose();
+    m.dispose();
+  });
+
+  it('the DataLoader delivers batches on the device', async () => {
+    const ds = new kiln.data.TensorDataset(kiln.randint(0, 255, [10, 1, 4, 4], { dtype: 'uint8' }), kiln.randint(0, 2, [10]));
+    const loader = new kiln.data.DataLoader(ds, { batchSize: 4, device: DEVICE });
+    let n = 0;
+    for await (const { x, y } of loader) {
+      expect(x.device.startsWith(DEVICE)).to.equal(true);
+      expect(y.device.startsWith(DEVICE)).to.equal(true);
+      n += x.size(0);
+      x.dispose(); y.dispose();
+    }
+    expect(n).to.equal(10);
+    ds.dispose();
+  });
+});
