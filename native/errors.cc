@@ -60,6 +60,34 @@ void throwCurrent(napi_env env) {
   }
 }
 
+void captureCurrent(std::string& code, std::string& message) {
+  try {
+    throw;
+  } catch (const KilnFailure& e) {
+    code = e.code;
+    message = e.what();
+  } catch (const c10::Error& e) {
+    code = "TORCH";
+    message = torchMessage(e);
+  } catch (const std::bad_alloc&) {
+    code = "OUT_OF_MEMORY";
+    message = "out of memory while allocating a tensor";
+  } catch (const std::exception& e) {
+    code = "TORCH";
+    message = e.what();
+  } catch (...) {
+    code = "NATIVE";
+    message = "unknown native error";
+  }
+}
+
+void rejectJs(napi_env env, napi_deferred deferred, const char* code, const std::string& message) {
+  throwJs(env, code, message);
+  napi_value err;
+  napi_get_and_clear_last_exception(env, &err);
+  napi_reject_deferred(env, deferred, err);
+}
+
 Napi::Error toNapiError(Napi::Env env, const char* code, const std::string& message) {
   throwJs(env, code, message);
   return env.GetAndClearPendingException();

@@ -20,6 +20,12 @@ void throwJs(napi_env env, const char* code, const std::string& message);
 /** Converts the exception in flight (inside a catch block) into a pending JS exception. */
 void throwCurrent(napi_env env);
 
+/** In a catch block on a worker thread: records the exception's KilnError code and message. */
+void captureCurrent(std::string& code, std::string& message);
+
+/** Rejects a promise with `new KilnError(message, code)`. */
+void rejectJs(napi_env env, napi_deferred deferred, const char* code, const std::string& message);
+
 /** Same, for node-addon-api code: returns a Napi::Error to throw. */
 Napi::Error toNapiError(Napi::Env env, const char* code, const std::string& message);
 

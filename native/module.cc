@@ -286,15 +286,8 @@ void runExecute(napi_env, void* data) {
   try {
     at::NoGradGuard ng;
     job->output = job->runnable->run(job->input);
-  } catch (const KilnFailure& e) {
-    job->code = e.code;
-    job->error = e.what();
-  } catch (const c10::Error& e) {
-    job->code = "TORCH";
-    job->error = torchMessage(e);
-  } catch (const std::exception& e) {
-    job->code = "TORCH";
-    job->error = e.what();
+  } catch (...) {
+    captureCurrent(job->code, job->error);
   }
 }
 
@@ -302,10 +295,7 @@ void runComplete(napi_env env, napi_status status, void* data) {
   std::unique_ptr<RunJob> job(static_cast<RunJob*>(data));
   napi_delete_async_work(env, job->work);
   if (!job->error.empty() || status != napi_ok) {
-    throwJs(env, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "forwardAsync cancelled" : job->error);
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_reject_deferred(env, job->deferred, err);
+    rejectJs(env, job->deferred, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "forwardAsync cancelled" : job->error);
     return;
   }
   KilnEnv* k = nullptr;

@@ -19,12 +19,8 @@ void readExecute(napi_env, void* data) {
   try {
     job->result = readable(job->src);
     if (job->result.data_ptr() == job->src.data_ptr()) job->result = job->result.clone();
-  } catch (const c10::Error& e) {
-    job->code = "TORCH";
-    job->error = torchMessage(e);
-  } catch (const std::exception& e) {
-    job->code = "NATIVE";
-    job->error = e.what();
+  } catch (...) {
+    captureCurrent(job->code, job->error);
   }
 }
 
@@ -32,11 +28,7 @@ void readComplete(napi_env env, napi_status status, void* data) {
   std::unique_ptr<ReadJob> job(static_cast<ReadJob*>(data));
   napi_delete_async_work(env, job->work);
   if (!job->error.empty() || status != napi_ok) {
-    // Build the KilnError through the same path as synchronous failures, then reject with it.
-    throwJs(env, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "readback cancelled" : job->error);
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_reject_deferred(env, job->deferred, err);
+    rejectJs(env, job->deferred, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "readback cancelled" : job->error);
     return;
   }
   // Zero-copy: the ArrayBuffer owns a reference to the CPU tensor's memory.

@@ -10,22 +10,11 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
+import { det } from './helpers';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const fixture = JSON.parse(fs.readFileSync(path.join(FIX, 'interop.json'), 'utf8'));
 
-function h(key: string): number {
-  let s = 0;
-  for (const c of key) s += c.charCodeAt(0);
-  return s % 97;
-}
-/** The same deterministic tensor as scripts/interop.py's det(). */
-function det(key: string, shape: number[], scale: number): kiln.Tensor {
-  return kiln.tidy(() => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    return kiln.arange(0, n, 1, { dtype: 'float64' }).mul(0.37).add(h(key)).sin().mul(scale).reshape(shape).to('float32');
-  });
-}
 function detState(model: kiln.nn.Module): void {
   kiln.tidy(() => {
     const state = new Map<string, kiln.Tensor>();

@@ -7,18 +7,12 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as kiln from '../lib';
+import { det } from './helpers';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const script = JSON.parse(fs.readFileSync(path.join(FIX, 'script.json'), 'utf8'));
 
-function h(key: string): number {
-  let s = 0;
-  for (const c of key) s += c.charCodeAt(0);
-  return s % 97;
-}
-function detInput(shape: number[]): kiln.Tensor {
-  return kiln.tidy(() => kiln.arange(0, shape.reduce((a, b) => a * b, 1), 1, { dtype: 'float64' }).mul(0.37).add(h('input')).sin().reshape(shape).to('float32'));
-}
+const detInput = (shape: number[]) => det('input', shape);
 function maxAbsDiff(a: kiln.Tensor, b: ArrayLike<number> | kiln.Tensor): number {
   const x = a.dataSync() as Float32Array;
   const y = b instanceof kiln.Tensor ? (b.dataSync() as Float32Array) : b;

@@ -136,3 +136,16 @@ export function gc(): void {
 export function tick(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
+
+/** Deterministic tensors shared with scripts/interop.py: value[i] = sin(0.37·i + h(key))·scale (computed in float64). */
+export function interopHash(key: string): number {
+  let s = 0;
+  for (const c of key) s += c.charCodeAt(0);
+  return s % 97;
+}
+export function det(key: string, shape: number[], scale = 1): kiln.Tensor {
+  return kiln.tidy(() => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return kiln.arange(0, n, 1, { dtype: 'float64' }).mul(0.37).add(interopHash(key)).sin().mul(scale).reshape(shape).to('float32');
+  });
+}
