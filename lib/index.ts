@@ -26,3 +26,5 @@ export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel
 export * as data from './data';
 /** TorchScript: `kiln.jit.load(path)` for models saved by Python's torch.jit.save. */
 export * as jit from './nn/jit';
+/** Mixed precision: autocast (fp16/bf16), GradScaler, cuDNN benchmark. */
+export * as amp from './amp';

@@ -83,6 +83,9 @@ export interface NativeAddon {
   normal_(x: H, mean: number, std: number): void;
   bernoulli(x: H): H;
   setData(x: H, src: H): void;
+  autocastEnter(cuda: boolean, dtype: number): [boolean, number];
+  autocastExit(cuda: boolean, prevEnabled: boolean, prevDtype: number): void;
+  setCudnnBenchmark(on: boolean): boolean;
   retainGrad(x: H): void;
   // optimizers (native/optim.cc)
   sgdStep(p: H[], buf: H[], steps: Float64Array, lr: number, momentum: number, dampening: number, wd: number, nesterov: boolean, maximize: boolean): void;

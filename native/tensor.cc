@@ -1,6 +1,7 @@
 // Tensor table, argument helpers, creation, metadata, readback and autograd entry points.
 #include "tensor.h"
 #include <torch/version.h>
+#include <ATen/autocast_mode.h>
 
 namespace kiln {
 
@@ -572,6 +573,82 @@ static napi_value retainGrad(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+// ---------------------------------------------------------------- autocast (mixed precision)
+// libtorch 2.4 replaced the per-backend setters with ones taking a device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define KILN_AUTOCAST_BY_DEVICE 1
+#endif
+
+static bool autocastEnabled(bool cuda) {
+#ifdef KILN_AUTOCAST_BY_DEVICE
+  return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+static at::ScalarType autocastDtype(bool cuda) {
+#ifdef KILN_AUTOCAST_BY_DEVICE
+  return at::autocast::get_autocast_dtype(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+static void setAutocastState(bool cuda, bool on, at::ScalarType dtype) {
+#ifdef KILN_AUTOCAST_BY_DEVICE
+  at::autocast::set_autocast_enabled(cuda ? at::kCUDA : at::kCPU, on);
+  at::autocast::set_autocast_dtype(cuda ? at::kCUDA : at::kCPU, dtype);
+#else
+  if (cuda) {
+    at::autocast::set_enabled(on);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_cpu_enabled(on);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+#endif
+}
+
+/** autocastEnter(isCuda, dtype) -> [prevEnabled, prevDtype]: turns autocast on for the calling thread. */
+static napi_value autocastEnter(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  bool cuda = a.flag(0);
+  at::ScalarType dt = toScalarType(a.i32(1));
+  if (dt != at::kHalf && dt != at::kBFloat16) fail("INVALID_ARGUMENT", "autocast dtype must be float16 or bfloat16");
+  bool prev = autocastEnabled(cuda);
+  at::ScalarType prevDt = autocastDtype(cuda);
+  setAutocastState(cuda, true, dt);
+  at::autocast::increment_nesting();
+  napi_value arr;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_set_element(env, arr, 0, a.retBool(prev));
+  napi_set_element(env, arr, 1, a.retNum(static_cast<int>(prevDt)));
+  return arr;
+  KILN_CATCH(env)
+}
+
+/** autocastExit(isCuda, prevEnabled, prevDtype): restores the state autocastEnter returned. */
+static napi_value autocastExit(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  setAutocastState(a.flag(0), a.flag(1), static_cast<at::ScalarType>(a.i32(2)));
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  return a.undefined();
+  KILN_CATCH(env)
+}
+
+/** setCudnnBenchmark(on) -> previous */
+static napi_value setCudnnBenchmark(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  bool prev = at::globalContext().benchmarkCuDNN();
+  at::globalContext().setBenchmarkCuDNN(a.flag(0));
+  return a.retBool(prev);
+  KILN_CATCH(env)
+}
+
 static napi_value setGradEnabled(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
@@ -599,7 +676,8 @@ void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
       {"setRequiresGrad", setRequiresGrad}, {"isContiguous", isContiguous}, {"isLeaf", isLeaf},
       {"toBuffer", toBuffer}, {"item", item},
       {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad},
-      {"setGradEnabled", setGradEnabled}, {"setData", setData}, {"retainGrad", retainGrad}, {"isGradEnabled", isGradEnabled},
+      {"setGradEnabled", setGradEnabled}, {"setData", setData}, {"retainGrad", retainGrad},
+      {"autocastEnter", autocastEnter}, {"autocastExit", autocastExit}, {"setCudnnBenchmark", setCudnnBenchmark}, {"isGradEnabled", isGradEnabled},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

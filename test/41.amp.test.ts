@@ -1,0 +1,80 @@
+/** Mixed precision: autocast on the CPU (bfloat16) and on KILN_TEST_DEVICE=cuda, GradScaler. */
+import { expect } from 'chai';
+import * as kiln from '../lib';
+import { expectKilnError } from './helpers';
+
+const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as 'cpu' | 'cuda';
+
+describe('41 mixed precision', () => {
+  it(`autocast on ${DEVICE} runs conv2d/matmul in low precision and restores the mode after`, () => {
+    const dtype = DEVICE === 'cpu' ? 'bfloat16' : 'float16';
+    const x = kiln.randn([2, 3, 8, 8], { device: DEVICE }), w = kiln.randn([4, 3, 3, 3], { device: DEVICE });
+    const [inside, mm] = kiln.amp.autocast(() => [kiln.nn.functional.conv2d(x, w), x.flatten(1).matmul(x.flatten(1).t())], { device: DEVICE, dtype });
+    expect(inside.dtype).to.equal(dtype);
+    expect(mm.dtype).to.equal(dtype);
+    const after = kiln.nn.functional.conv2d(x, w);
+    expect(after.dtype).to.equal('float32');
+    // close to the float32 result (low-precision rounding only)
+    const diff = inside.to('float32').sub(after).abs().max().item();
+    expect(diff).to.be.below(0.25);
+    for (const t of [x, w, inside, mm, after]) t.dispose();
+  });
+
+  it('a model trains under autocast: gradients are float32 like the weights', () => {
+    const m = kiln.models.simpleCnn({ numClasses: 3, width: 8 }).to(DEVICE);
+    const x = kiln.randn([4, 1, 12, 12], { device: DEVICE }), y = kiln.randint(0, 3, [4], { device: DEVICE });
+    kiln.tidy(() => {
+      const loss = kiln.amp.autocast(() => kiln.nn.functional.crossEntropy(m.call(x), y), { device: DEVICE, dtype: DEVICE === 'cpu' ? 'bfloat16' : 'float16' });
+      loss.backward();
+      const g = m.parameters()[0].grad!;
+      expect(g.dtype).to.equal('float32');
+      expect(Number.isFinite(g.abs().sum().item())).to.equal(true);
+    });
+    x.dispose(); y.dispose(); m.dispose();
+  });
+
+  it('autocast rejects bad options and async functions', () => {
+    expectKilnError(() => kiln.amp.autocast(() => 1, { dtype: 'float32' as never }), 'INVALID_ARGUMENT', 'dtype');
+    expectKilnError(() => kiln.amp.autocast(() => 1, { device: 'tpu' as never }), 'INVALID_ARGUMENT', 'device');
+    expectKilnError(() => kiln.amp.autocast((async () => 1) as never, { device: 'cpu' }), 'INVALID_ARGUMENT', 'synchronous');
+    expectKilnError(() => kiln.amp.autocast(42 as never), 'INVALID_ARGUMENT', 'fn');
+    // the mode was restored after each failure
+    const a = kiln.ones([2, 2]);
+    const b = a.matmul(a);
+    expect(b.dtype).to.equal('float32');
+    a.dispose(); b.dispose();
+  });
+
+  it('GradScaler scales the loss, unscales gradients, skips overflowed steps and adapts the scale', () => {
+    const p = kiln.tensor([1, 2], { requiresGrad: true });
+    const opt = new kiln.optim.SGD([p], { lr: 0.1 });
+    const scaler = new kiln.amp.GradScaler({ initScale: 1024, growthInterval: 2 });
+    // a clean step: gradient 2·scale, unscaled to 2 → p − 0.1·2
+    kiln.tidy(() => scaler.scaleLoss(p.mul(2).sum()).backward());
+    expect(scaler.step(opt)).to.equal(true);
+    scaler.update();
+    expect(Array.from(p.dataSync() as Float32Array)).to.deep.equal([Math.fround(0.8), Math.fround(1.8)]);
+    opt.zeroGrad();
+    // an overflow: step skipped, scale halved
+    kiln.tidy(() => { p.grad = kiln.tensor([Infinity, 1]); });
+    expect(scaler.step(opt)).to.equal(false);
+    scaler.update();
+    expect(scaler.scale).to.equal(512);
+    expect(Array.from(p.dataSync() as Float32Array)).to.deep.equal([Math.fround(0.8), Math.fround(1.8)]);
+    // two clean steps grow it back
+    for (let i = 0; i < 2; i++) {
+      opt.zeroGrad();
+      kiln.tidy(() => scaler.scaleLoss(p.sum()).backward());
+      scaler.step(opt);
+      scaler.update();
+    }
+    expect(scaler.scale).to.equal(1024);
+    const s = scaler.stateDict();
+    const again = new kiln.amp.GradScaler();
+    again.loadStateDict(s);
+    expect(again.scale).to.equal(1024);
+    expectKilnError(() => new kiln.amp.GradScaler({ backoffFactor: 2 }), 'INVALID_ARGUMENT', 'backoffFactor');
+    opt.dispose();
+    p.dispose();
+  });
+});
