@@ -77,4 +77,18 @@ describe('41 mixed precision', () => {
     opt.dispose();
     p.dispose();
   });
+
+  it('channels-last weights and inputs give the same outputs as contiguous ones', () => {
+    kiln.manualSeed(5);
+    const m = kiln.models.resnet9({ numClasses: 10 }).to(DEVICE).eval();
+    const x = kiln.randn([2, 3, 32, 32], { device: DEVICE });
+    const a = kiln.noGrad(() => m.call(x));
+    m.to({ memoryFormat: 'channelsLast' });
+    const xc = x.contiguous('channelsLast');
+    const b = kiln.noGrad(() => m.call(xc));
+    expect(a.sub(b).abs().max().item()).to.be.below(1e-4);
+    expectKilnError(() => m.to({ memoryFormat: 'nhwc' as never }), 'INVALID_ARGUMENT', 'memoryFormat');
+    for (const t of [x, xc, a, b]) t.dispose();
+    m.dispose();
+  });
 });

@@ -265,22 +265,31 @@ export abstract class Module {
   }
 
   /**
-   * Moves parameters and buffers to a device and/or casts floating ones to a dtype, in place:
-   * tensors keep their identity, so optimizers created before still hold them.
+   * Moves parameters and buffers to a device and/or casts floating ones to a dtype, and/or
+   * lays 4-D weights out channels-last, in place: tensors keep their identity, so optimizers
+   * created before still hold them.
    */
-  to(deviceOrDtype: Device | DType | { device?: Device; dtype?: DType }): this {
+  to(deviceOrDtype: Device | DType | { device?: Device; dtype?: DType; memoryFormat?: 'contiguous' | 'channelsLast' }): this {
     const o = typeof deviceOrDtype === 'string'
       ? (['cpu'].includes(deviceOrDtype) || deviceOrDtype.startsWith('cuda') ? { device: deviceOrDtype as Device } : { dtype: deviceOrDtype as DType })
       : deviceOrDtype;
     if (!o || typeof o !== 'object') throw invalidParameterError('to()', 'a device, a dtype or {device, dtype}', deviceOrDtype);
     if (o.device !== undefined) checkDevice(o.device);
+    const format = 'memoryFormat' in o ? o.memoryFormat : undefined;
+    if (format !== undefined && format !== 'contiguous' && format !== 'channelsLast') throw invalidParameterError('memoryFormat', "'contiguous' or 'channelsLast'", format);
     if (o.dtype !== undefined) {
       dtypeCode(o.dtype);
       if (!isFloating(o.dtype)) throw invalidParameterError('dtype', 'a floating-point dtype for a module', o.dtype);
     }
     for (const t of [...this.parameters(), ...this.buffers()]) {
       const cast = o.dtype !== undefined && isFloating(t.dtype) ? o.dtype : undefined;
-      const moved = t.to({ device: o.device, dtype: cast });
+      let moved = t.to({ device: o.device, dtype: cast });
+      if (format && moved.ndim === 4) {
+        // channels-last weights let cuDNN pick NHWC kernels (feed channels-last inputs too)
+        const c = moved.contiguous(format);
+        moved.dispose();
+        moved = c;
+      }
       N.setData(t.id, moved.id);
       moved.dispose();
       (t as unknown as { _dtype?: DType })._dtype = undefined; // Tensor caches its dtype; setData changed it
