@@ -2,8 +2,9 @@
 import * as dispatch from './dispatch';
 import * as models from './models';
 import * as data from './data';
+import * as loader from './loader';
 
-const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run };
+const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run };
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(all);
