@@ -8,7 +8,7 @@ export { DType, Device, TypedArray, DTYPES } from './tensor/dtype';
 export { Tensor, NestedArray, Operand, ToOptions } from './tensor/tensor';
 export {
   tensor, zeros, ones, empty, full, rand, randn, randint, randperm, arange, linspace, eye,
-  zerosLike, onesLike, emptyLike, fullLike, randLike, randnLike, randintLike, manualSeed,
+  zerosLike, onesLike, emptyLike, fullLike, randLike, randnLike, randintLike, manualSeed, getRngState, setRngState,
   CreateOptions, TensorData,
 } from './tensor/creation';
 export { cat, stack, where, matmul } from './tensor/ops';
@@ -28,3 +28,9 @@ export * as data from './data';
 export * as jit from './nn/jit';
 /** Mixed precision: autocast (fp16/bf16), GradScaler, cuDNN benchmark. */
 export * as amp from './amp';
+/** Training: Trainer, History, callbacks, metrics, loggers, plots. */
+export * as train from './train';
+export {
+  Trainer, History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, CSVLogger, JSONLinesLogger, TensorBoardLogger,
+  LambdaCallback, LRSchedulerCallback,
+} from './train';

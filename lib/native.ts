@@ -20,6 +20,8 @@ export interface NativeAddon {
   info(): { torchVersion: string; cudaAvailable: boolean; cudnnAvailable: boolean; deviceCount: number; numThreads: number; numInteropThreads: number; config: string; parallelInfo: string };
   setNumThreads(n: number): void;
   manualSeed(seed: number): void;
+  getRngState(device: string): H;
+  setRngState(device: string, state: H): void;
   memory(): [number, number, number];
   free(id: H): void;
   fromBuffer(data: ArrayBufferView, shape: number[], srcDtype: number, dtype: number, device: string | undefined, requiresGrad: boolean): H;

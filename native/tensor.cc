@@ -284,6 +284,27 @@ static napi_value setNumThreads(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/** getRngState(device) -> handle of a uint8 tensor with the default generator's state */
+static napi_value getRngState(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  at::Generator gen = at::globalContext().defaultGenerator(parseDevice(a.str(0)));
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return a.ret(gen.get_state());
+  KILN_CATCH(env)
+}
+
+/** setRngState(device, stateId) */
+static napi_value setRngState(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  at::Generator gen = at::globalContext().defaultGenerator(parseDevice(a.str(0)));
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(a.t(1));
+  return a.undefined();
+  KILN_CATCH(env)
+}
+
 static napi_value manualSeed(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
@@ -668,7 +689,7 @@ static napi_value isGradEnabled(napi_env env, napi_callback_info info) {
 void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
       {"setErrorClass", setErrorClass}, {"info", info}, {"setNumThreads", setNumThreads},
-      {"manualSeed", manualSeed}, {"memory", memory}, {"free", freeTensor},
+      {"manualSeed", manualSeed}, {"getRngState", getRngState}, {"setRngState", setRngState}, {"memory", memory}, {"free", freeTensor},
       {"fromBuffer", fromBuffer}, {"zeros", zeros}, {"ones", ones}, {"empty", empty}, {"full", full},
       {"rand", rand}, {"randn", randn}, {"randint", randint}, {"arange", arange},
       {"linspace", linspace}, {"eye", eye}, {"randperm", randperm},

@@ -91,4 +91,20 @@ describe('41 mixed precision', () => {
     for (const t of [x, xc, a, b]) t.dispose();
     m.dispose();
   });
+
+  it(`Trainer with mixedPrecision ${DEVICE === 'cpu' ? "'bf16'" : "'fp16'"} learns a separable toy problem; fp16 on the CPU is refused`, async () => {
+    kiln.manualSeed(7);
+    const n = 256;
+    const y = kiln.randint(0, 2, [n]);
+    const x = kiln.tidy(() => kiln.randn([n, 1, 8, 8]).mul(0.3).add(y.to('float32').mul(2).sub(1).reshape(n, 1, 1, 1)));
+    const m = kiln.models.simpleCnn({ numClasses: 2, width: 8 });
+    const opt = new kiln.optim.AdamW(m.parameters(), { lr: 0.01 });
+    const t = new kiln.Trainer(m, { optimizer: opt, device: DEVICE, verbose: 0, mixedPrecision: DEVICE === 'cpu' ? 'bf16' : 'fp16' });
+    const h = await t.fit({ x, y }, { epochs: 3, batchSize: 32 });
+    const ev = await t.evaluate({ x, y });
+    expect(ev.accuracy as number).to.be.above(0.9);
+    expect(h.get('loss')!.length).to.equal(3);
+    if (DEVICE === 'cpu') expect(() => new kiln.Trainer(m, { optimizer: opt, mixedPrecision: 'fp16' })).to.throw(kiln.KilnError, /fp16.*CUDA/);
+    x.dispose(); y.dispose(); opt.dispose(); m.dispose();
+  });
 });

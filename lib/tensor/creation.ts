@@ -192,3 +192,13 @@ export function manualSeed(seed: number): void {
   if (!Number.isInteger(seed) || seed < 0) throw invalidParameterError('seed', 'a non-negative integer', seed);
   N.manualSeed(seed);
 }
+
+/** The default random generator's state for `device` (a uint8 tensor), for checkpoints. */
+export function getRngState(device: Device = 'cpu'): Tensor {
+  return new Tensor(N.getRngState(checkDevice(device)));
+}
+/** Restores a state `getRngState` returned: random ops continue exactly from there. */
+export function setRngState(state: Tensor, device: Device = 'cpu'): void {
+  if (!(state instanceof Tensor) || state.dtype !== 'uint8') throw invalidParameterError('state', 'a uint8 Tensor from getRngState()', state);
+  N.setRngState(checkDevice(device), state.id);
+}

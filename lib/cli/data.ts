@@ -1,0 +1,82 @@
+/**
+ * `--data` for the CLI: the named data sets (fashion-mnist, mnist, shapes) or an image
+ * folder (`train/` + `test/` or `val/` subfolders of class folders, or only class folders,
+ * which are split 80/20 with class proportions kept). Returns train/test data sets plus
+ * what a saved model must remember to preprocess new images (size, channels, mean/std).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Dataset, Subset } from '../data/dataset';
+import { fashionMnist, mnist, FASHION_MNIST_CLASSES } from '../data/datasets';
+import { shapes } from '../data/shapes';
+import { imageFolder } from '../data/image-folder';
+import { stratifiedSplit } from '../data/split';
+import { UsageError } from './args';
+
+/** Resolved data for a CLI command. */
+export interface CliData {
+  name: string;
+  train: Dataset;
+  test: Dataset;
+  classNames: string[];
+  channels: 1 | 3;
+  size: [number, number];
+  mean: number[];
+  std: number[];
+}
+
+/** Built-in data set names. */
+export const DATA_NAMES = ['fashion-mnist', 'mnist', 'shapes'];
+
+function firstN(ds: Dataset, n: number | undefined): Dataset {
+  if (!n || n >= ds.length) return ds;
+  return new Subset(ds, Array.from({ length: n }, (_, i) => i));
+}
+
+/**
+ * Loads `--data`. `limit` caps the training set (and the test set at a quarter of it, at
+ * least 64) for quick runs; `size`/`channels` apply to image folders.
+ */
+export async function loadData(spec: string, o: { seed: number; limit?: number; size?: number; channels?: 1 | 3; testOnly?: boolean }): Promise<CliData> {
+  let d: CliData;
+  if (spec === 'fashion-mnist') {
+    const test = await fashionMnist({ train: false });
+    const train = o.testOnly ? test : await fashionMnist({ train: true });
+    d = { name: spec, train, test, classNames: FASHION_MNIST_CLASSES.slice(), channels: 1, size: [28, 28], mean: [0.286], std: [0.353] };
+  } else if (spec === 'mnist') {
+    const all = await mnist();
+    const [train, test] = await stratifiedSplit(all, [0.85, 0.15], o.seed);
+    d = { name: spec, train, test, classNames: all.classNames ?? [], channels: 1, size: [28, 28], mean: [0.13], std: [0.31] };
+  } else if (spec === 'shapes') {
+    const size = o.size ?? 32;
+    const all = await shapes({ n: 600, size, seed: 0, classes: 3, folder: { size: [size, size], channels: o.channels ?? 3, cache: true } });
+    const [train, test] = await stratifiedSplit(all, [0.8, 0.2], 0);
+    d = { name: spec, train, test, classNames: all.classNames, channels: o.channels ?? 3, size: [size, size], mean: [0.5, 0.5, 0.5].slice(0, o.channels ?? 3), std: [0.25, 0.25, 0.25].slice(0, o.channels ?? 3) };
+  } else {
+    const root = path.resolve(spec);
+    if (!fs.existsSync(root) || !fs.statSync(root).isDirectory())
+      throw new UsageError(`--data: '${spec}' is neither ${DATA_NAMES.join(', ')} nor an existing folder`);
+    const size = o.size ?? 32;
+    const channels = o.channels ?? 3;
+    const folder = { size: [size, size] as [number, number], channels, cache: true };
+    const sub = (n: string) => fs.existsSync(path.join(root, n)) && fs.statSync(path.join(root, n)).isDirectory();
+    let train: Dataset, test: Dataset, classNames: string[];
+    if (sub('train') && (sub('test') || sub('val'))) {
+      const tr = await imageFolder(path.join(root, 'train'), folder);
+      const te = await imageFolder(path.join(root, sub('test') ? 'test' : 'val'), folder);
+      if (tr.classNames.join('\n') !== te.classNames.join('\n'))
+        throw new UsageError(`--data: ${root}/train and ${root}/${sub('test') ? 'test' : 'val'} have different class folders`);
+      [train, test, classNames] = [tr, te, tr.classNames];
+    } else {
+      const all = await imageFolder(root, folder);
+      [train, test] = await stratifiedSplit(all, [0.8, 0.2], o.seed);
+      classNames = all.classNames;
+    }
+    d = { name: root, train, test, classNames, channels, size: [size, size], mean: new Array(channels).fill(0.5), std: new Array(channels).fill(0.25) };
+  }
+  if (o.limit) {
+    d.train = firstN(d.train, o.limit);
+    d.test = firstN(d.test, Math.max(64, Math.floor(o.limit / 4)));
+  }
+  return d;
+}

@@ -1,0 +1,113 @@
+/**
+ * The `kiln` command: `train`, `evaluate`, `predict`, `info`. User mistakes print one line
+ * (`kiln: error: …`) and exit non-zero without a stack; `KILN_DEBUG=1` shows stacks.
+ */
+import * as path from 'path';
+import { KilnError } from '../errors';
+import { FlagSpec, UsageError, parseArgs, formatOptions } from './args';
+
+const EXAMPLES = `Examples:
+  kiln train --data fashion-mnist --out runs/fmnist                # the README's demo recipe (simple-cnn, 8 epochs)
+  kiln train --data shapes --epochs 2 --limit 200 --json            # a quick synthetic run
+  kiln train --data ./photos --model resnet18 --size 64 --augment basic --device cuda --out runs/photos
+  kiln train --data fashion-mnist --out runs/fmnist --resume        # continue after Ctrl-C
+  kiln evaluate --model runs/fmnist --json
+  kiln predict --model runs/fmnist --top 3 shoe.png shirt.png
+  kiln info`;
+
+const USAGE = `kiln — train, evaluate and run image classifiers on libtorch from Node.js
+
+Usage: kiln <command> [options]
+
+Commands:
+  train      train a model (fashion-mnist, mnist, shapes or an image folder); writes model, checkpoint, history, metrics, plots
+  evaluate   accuracy, loss, per-class precision/recall/F1 and calibration of a trained model on a test set
+  predict    class probabilities for image files
+  info       versions, CUDA availability, threads
+
+Run 'kiln <command> --help' for its options.
+
+${EXAMPLES}`;
+
+const INFO_FLAGS: Record<string, FlagSpec> = {
+  json: { type: 'boolean', help: 'print JSON' },
+  help: { type: 'boolean', alias: 'h', help: 'show this help' },
+};
+
+/** Help text of one command. */
+async function commandHelp(cmd: string): Promise<string> {
+  const spec = await flagsOf(cmd);
+  const usage = cmd === 'predict' ? 'kiln predict --model DIR [options] image…' : `kiln ${cmd} [options]`;
+  const examples = EXAMPLES.split('\n').filter((l) => l.includes(`kiln ${cmd}`)).join('\n');
+  return `Usage: ${usage}\n\nOptions:\n${formatOptions(spec)}\n${examples ? `\nExamples:\n${examples}\n` : ''}`;
+}
+
+async function flagsOf(cmd: string): Promise<Record<string, FlagSpec>> {
+  if (cmd === 'train') return (await import('./train')).TRAIN_FLAGS;
+  if (cmd === 'evaluate') return (await import('./inference')).EVALUATE_FLAGS;
+  if (cmd === 'predict') return (await import('./inference')).PREDICT_FLAGS;
+  if (cmd === 'info') return INFO_FLAGS;
+  throw new UsageError(`unknown command '${cmd}' (commands: train, evaluate, predict, info; see kiln --help)`);
+}
+
+/** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    if (cmd === 'help' && rest[0]) process.stdout.write((await commandHelp(rest[0])) + '\n');
+    else process.stdout.write(USAGE + '\n');
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === '-v') {
+    process.stdout.write(require(path.resolve(__dirname, '..', '..', '..', 'package.json')).version + '\n');
+    return 0;
+  }
+  const spec = await flagsOf(cmd);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write((await commandHelp(cmd)) + '\n');
+    return 0;
+  }
+  const { flags, positional } = parseArgs(rest, spec, cmd);
+  if (cmd !== 'predict' && positional.length) throw new UsageError(`unexpected argument '${positional[0]}' for 'kiln ${cmd}' (options start with --)`);
+  const log = (s: string) => (flags.json ? process.stderr : process.stdout).write(s + '\n');
+  if (cmd === 'info') {
+    const { info } = await import('../info');
+    const i = info();
+    const short = { kiln: i.kilnVersion, torch: i.torchVersion, cuda: i.cudaAvailable, cudaVersion: i.cudaVersion, cudnn: i.cudnnVersion, devices: i.deviceCount, threads: i.numThreads };
+    if (flags.json) process.stdout.write(JSON.stringify(short) + '\n');
+    else log(`kiln ${i.kilnVersion} · libtorch ${i.torchVersion} · CUDA ${i.cudaAvailable ? `${i.cudaVersion ?? 'yes'} (${i.deviceCount} device${i.deviceCount === 1 ? '' : 's'})` : 'not available'} · cuDNN ${i.cudnnVersion ?? 'no'} · ${i.numThreads} CPU threads`);
+    return 0;
+  }
+  if (flags.device === 'cuda') {
+    const { info } = await import('../info');
+    if (!info().cudaAvailable) throw new UsageError('--device cuda: CUDA is not available in this libtorch build or on this machine (kiln info)');
+  }
+  if (cmd === 'train') return (await import('./train')).train(flags, log);
+  if (cmd === 'evaluate') return (await import('./inference')).evaluate(flags, log);
+  return (await import('./inference')).predict(flags, positional, log);
+}
+
+/** Entry point of bin/kiln.js: runs and exits with the code; errors become one line. */
+export function main(argv = process.argv.slice(2)): void {
+  run(argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      const debug = !!process.env.KILN_DEBUG;
+      if (e instanceof UsageError) {
+        process.stderr.write(`kiln: error: ${e.message}\n`);
+        process.exitCode = 2;
+      } else if (e instanceof KilnError) {
+        process.stderr.write(`kiln: error: ${e.message.split('\n')[0]}\n${debug ? e.stack + '\n' : ''}`);
+        process.exitCode = 1;
+      } else {
+        const err = e as Error;
+        process.stderr.write(`kiln: internal error: ${err?.message ?? String(e)}${debug ? `\n${err?.stack}` : ' (set KILN_DEBUG=1 for the stack)'}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}
+
+if (require.main === module) main();

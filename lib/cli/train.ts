@@ -1,0 +1,144 @@
+/** `kiln train`: trains a zoo model on a data set and leaves the model, checkpoint, history, metrics and plots in --out. */
+import * as fs from 'fs';
+import * as path from 'path';
+import { manualSeed } from '../tensor/creation';
+import { Device } from '../tensor/dtype';
+import { models } from '../models';
+import { SGD, AdamW, Adam } from '../optim/optimizer';
+import { CosineAnnealingLR, OneCycleLR } from '../optim/schedulers';
+import { DataLoader } from '../data/loader';
+import { compose, normalize, randomCrop, randomHorizontalFlip, BatchTransform } from '../data/transforms';
+import { saveModel } from '../io/model';
+import { Trainer } from '../train/trainer';
+import { CSVLogger } from '../train/loggers';
+import { Scheduler } from '../train/callbacks';
+import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
+import { classificationReport } from '../train/metrics';
+import { plotHistory, plotConfusionMatrix } from '../train/plots';
+import { FlagSpec, UsageError } from './args';
+import { loadData } from './data';
+
+/** Options of `kiln train`. */
+export const TRAIN_FLAGS: Record<string, FlagSpec> = {
+  data: { type: 'string', help: 'fashion-mnist, mnist, shapes, or an image folder (train/ + test/ or val/, or class folders)', meta: 'name|dir' },
+  model: { type: 'string', choices: ['simple-cnn', 'resnet18', 'resnet9', 'airbench94'], default: 'simple-cnn', help: 'architecture' },
+  width: { type: 'int', min: 4, help: 'channel width of simple-cnn (default 16 on fashion-mnist/mnist, else 32)' },
+  epochs: { type: 'int', min: 1, default: 8, help: 'epochs to train' },
+  'batch-size': { type: 'int', min: 1, default: 128, help: 'images per batch' },
+  lr: { type: 'number', min: 0, help: 'learning rate (peak lr with onecycle; default 0.01 for adam/adamw, 0.1 for sgd)' },
+  optimizer: { type: 'string', choices: ['sgd', 'adam', 'adamw'], default: 'adamw', help: 'optimizer' },
+  'weight-decay': { type: 'number', min: 0, default: 5e-4, help: 'weight decay' },
+  schedule: { type: 'string', choices: ['none', 'cosine', 'onecycle'], default: 'onecycle', help: 'learning-rate schedule' },
+  augment: { type: 'string', choices: ['none', 'basic'], default: 'none', help: 'basic: random crop (pad 2) and horizontal flip' },
+  'label-smoothing': { type: 'number', min: 0, max: 0.99, default: 0.1, help: 'label smoothing of the cross-entropy' },
+  size: { type: 'int', min: 8, help: 'image side for image folders and shapes (default 32)' },
+  channels: { type: 'int', min: 1, max: 3, help: 'image channels for image folders: 1 or 3 (default 3)' },
+  device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to train' },
+  seed: { type: 'int', min: 0, default: 0, help: 'random seed (runs with the same seed repeat exactly on the CPU)' },
+  out: { type: 'string', default: 'kiln-out', help: 'output folder', meta: 'dir' },
+  resume: { type: 'boolean', help: 'continue the run whose checkpoint is in <out>/checkpoint' },
+  limit: { type: 'int', min: 1, help: 'use only the first N training images (and N/4 test images) for a quick run' },
+  json: { type: 'boolean', help: 'print one JSON object with the final metrics as the last line' },
+  quiet: { type: 'boolean', alias: 'q', help: 'no progress output' },
+  help: { type: 'boolean', alias: 'h', help: 'show this help' },
+};
+
+type Flags = Record<string, string | number | boolean | undefined>;
+
+const FLAG_OF: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', labelSmoothing: 'label-smoothing' };
+
+/** --resume must repeat the options that shape the run (data, model, epochs, schedule, …). */
+function checkSameConfig(ckptDir: string, now: Record<string, unknown>): void {
+  const found = findCheckpoint(ckptDir)!;
+  let before: Record<string, unknown> = {};
+  try {
+    const st = JSON.parse(fs.readFileSync(path.join(found, 'trainer.json'), 'utf8'));
+    before = JSON.parse(st.extra?.config ?? '{}');
+  } catch {
+    return;
+  }
+  const diffs = Object.keys(now).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(now[k]))
+    .map((k) => `--${FLAG_OF[k] ?? k} ${before[k] ?? '(unset)'} (now ${now[k] ?? 'unset'})`);
+  if (diffs.length) throw new UsageError(`--resume: the checkpoint was written with ${diffs.join(', ')}; resume with the same options`);
+}
+
+/** Runs `kiln train`; returns the process exit code (130 when interrupted). */
+export async function train(f: Flags, log: (s: string) => void): Promise<number> {
+  const t0 = Date.now();
+  if (f.data === undefined) throw new UsageError("kiln train needs --data (fashion-mnist, mnist, shapes or an image folder); see 'kiln train --help'");
+  if (f.channels !== undefined && f.channels !== 1 && f.channels !== 3) throw new UsageError(`--channels must be 1 or 3 (got ${f.channels})`);
+  const out = path.resolve(String(f.out));
+  const ckptDir = path.join(out, 'checkpoint');
+  const seed = f.seed as number;
+  const device = f.device as Device;
+  const epochs = f.epochs as number;
+  if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
+  const config = { data: f.data, model: f.model, width: f.width, epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit };
+
+  if (f.resume) checkSameConfig(ckptDir, config);
+  manualSeed(seed);
+  const data = await loadData(String(f.data), { seed, limit: f.limit as number | undefined, size: f.size as number | undefined, channels: f.channels as 1 | 3 | undefined });
+  const numClasses = data.classNames.length;
+  const small = data.size[0] <= 28;
+  const opts: Record<string, unknown> = { numClasses, inChannels: data.channels };
+  if (f.model === 'simple-cnn') opts.width = (f.width as number | undefined) ?? (small ? 16 : 32);
+  else if (f.width !== undefined) throw new UsageError('--width applies only to --model simple-cnn');
+  const model = models.create(String(f.model), opts);
+  model.to(device);
+  const norm = normalize(data.mean, data.std);
+  let transform: BatchTransform = norm;
+  if (f.augment === 'basic') transform = compose(randomCrop(data.size, { padding: 2 }), randomHorizontalFlip(), norm);
+  const bs = f['batch-size'] as number;
+  const trainLoader = new DataLoader(data.train, { batchSize: bs, shuffle: true, seed, transform, device });
+  const testLoader = new DataLoader(data.test, { batchSize: Math.max(bs, 256), transform: norm, device });
+  const lr = (f.lr as number | undefined) ?? (f.optimizer === 'sgd' ? 0.1 : 0.01);
+  const wd = f['weight-decay'] as number;
+  const params = model.parameters();
+  const optimizer = f.optimizer === 'sgd' ? new SGD(params, { lr, momentum: 0.9, nesterov: true, weightDecay: wd })
+    : f.optimizer === 'adam' ? new Adam(params, { lr, weightDecay: wd }) : new AdamW(params, { lr, weightDecay: wd });
+  const steps = epochs * trainLoader.length;
+  let scheduler: Scheduler | undefined;
+  if (f.schedule === 'onecycle') scheduler = new OneCycleLR(optimizer, { maxLr: lr, totalSteps: steps + 1 });
+  else if (f.schedule === 'cosine') scheduler = new CosineAnnealingLR(optimizer, { tMax: steps });
+  const trainer = new Trainer(model, {
+    optimizer, scheduler, schedulerInterval: 'batch', seed, device, classNames: data.classNames,
+    loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1,
+  });
+  fs.mkdirSync(out, { recursive: true });
+  if (!f.resume) fs.rmSync(ckptDir, { recursive: true, force: true });
+  const args = process.argv.slice(2).filter((a) => a !== '--resume');
+  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule, device ${device}${f.resume ? ', resuming' : ''}`);
+  const history = await trainer.fit(trainLoader, {
+    epochs, validation: testLoader, checkpointDir: ckptDir,
+    resumeFrom: f.resume ? ckptDir : undefined,
+    resumeHint: `kiln ${args.join(' ')} --resume`,
+    checkpointExtra: { config: JSON.stringify(config) },
+    callbacks: [new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume })],
+  });
+  if (history.interrupted) return 130;
+  const ev = await trainer.evaluate(testLoader);
+  const seconds = (Date.now() - t0) / 1000;
+  const meta = {
+    classNames: JSON.stringify(data.classNames), inputSize: JSON.stringify(data.size), channels: String(data.channels),
+    mean: JSON.stringify(data.mean), std: JSON.stringify(data.std), dataset: String(f.data), config: JSON.stringify(config),
+  };
+  saveModel(path.join(out, 'model.safetensors'), model, meta);
+  const report = ev.confusionMatrix ? classificationReport(ev.confusionMatrix) : null;
+  const metrics = {
+    test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report?.macroF1 ?? null, test_ece: ev.ece,
+    epochs: history.length, seconds: +seconds.toFixed(2), train_images: data.train.length, test_images: ev.samples,
+    model: f.model, parameters: model.numParameters(), stop_reason: history.stopReason,
+    per_class: report ? Object.fromEntries(data.classNames.map((c, i) => [c, { precision: report.precision[i], recall: report.recall[i], f1: report.f1[i], support: report.support[i] }])) : null,
+    confusion_matrix: ev.confusionMatrix, history: history.toJSON().history, config, out,
+  };
+  writeFileAtomic(path.join(out, 'metrics.json'), JSON.stringify(metrics, null, 1));
+  if (history.length > 0) await plotHistory(history, path.join(out, 'curves.png'), { title: `${f.model} on ${path.basename(String(f.data))}` });
+  if (ev.confusionMatrix) await plotConfusionMatrix(ev.confusionMatrix, path.join(out, 'confusion.png'), { classNames: data.classNames, title: `${path.basename(String(f.data))} test set` });
+  log(`kiln: test accuracy ${(100 * metrics.test_accuracy).toFixed(2)}% · test loss ${ev.loss.toFixed(4)} · ${history.length} epochs in ${seconds.toFixed(1)} s`);
+  log(`kiln: wrote ${['model.safetensors', 'checkpoint/', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png'].map((n) => path.join(out, n)).join(', ')}`);
+  if (f.json) {
+    const { per_class: _p, confusion_matrix: _c, history: _h, config: _cfg, ...short } = metrics;
+    process.stdout.write(JSON.stringify(short) + '\n');
+  }
+  return 0;
+}

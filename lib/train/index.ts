@@ -1,0 +1,29 @@
+/**
+ * `kiln.train`: the Trainer (fit / evaluate / predict), metrics, callbacks, progress,
+ * checkpoints, TensorBoard event files and plots.
+ */
+export { Trainer, TrainerOptions, FitOptions, EvaluateResult, LossFn } from './trainer';
+export { History, Logs } from './history';
+export { MetricSpec } from './accumulator';
+export { BatchSource, TensorPair } from './sources';
+export { Callback, BatchLogs, LambdaCallback, MonitorMode } from './callback';
+export {
+  EarlyStopping, EarlyStoppingOptions, TerminateOnNaN, LRSchedulerCallback, LRSchedulerCallbackOptions,
+  ReduceLROnPlateau, ReduceLROnPlateauOptions, Scheduler,
+} from './callbacks';
+export {
+  ModelCheckpoint, ModelCheckpointOptions, CheckpointState, saveCheckpoint, loadCheckpoint, findCheckpoint,
+  writeFolderAtomic, writeFileAtomic, formatPath,
+} from './checkpoint';
+export { CSVLogger, JSONLinesLogger } from './loggers';
+export {
+  TensorBoardLogger, TensorBoardLoggerOptions, SummaryWriter, crc32c, maskedCrc32c, tfRecord, readTFRecords, encodeEvent, decodeProto,
+} from './tensorboard';
+export { Progress, Verbosity } from './progress';
+export {
+  accuracy, topKAccuracy, confusionMatrix, classificationReport, ClassificationReport, precisionRecallF1,
+  expectedCalibrationError, CalibrationOptions,
+} from './metrics';
+export {
+  plotHistory, plotConfusionMatrix, trainingCurvesSvg, confusionMatrixSvg, confusionMatrixPng, CurvesOptions, ConfusionPlotOptions,
+} from './plots';

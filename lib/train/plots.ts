@@ -1,0 +1,207 @@
+/**
+ * Plots drawn as SVG and rendered to PNG by sharp: training curves (one panel per metric,
+ * train vs validation, with axes, ticks, labels and a legend) and the confusion matrix
+ * (a heat map with counts, class names on both axes and a colour scale).
+ */
+import sharp from 'sharp';
+import * as fs from 'fs';
+import * as path from 'path';
+import { KilnError, invalidParameterError } from '../errors';
+import { History } from './history';
+
+const FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
+const TRAIN_COLOR = '#1f77b4';
+const VAL_COLOR = '#ff7f0e';
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** About `n` round tick values covering [lo, hi]. */
+export function niceTicks(lo: number, hi: number, n = 5): number[] {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [0, 1];
+  if (hi - lo < 1e-12) {
+    const d = Math.abs(lo) > 0 ? Math.abs(lo) * 0.1 : 1;
+    lo -= d;
+    hi += d;
+  }
+  const raw = (hi - lo) / Math.max(1, n);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  const out: number[] = [];
+  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  if (out[out.length - 1] < hi) out.push(+(out[out.length - 1] + step).toPrecision(12));
+  return out;
+}
+
+function tickLabel(v: number): string {
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1);
+  return (+v.toPrecision(4)).toString();
+}
+
+/** Metric panels for a history: loss first, then each other train metric (val_* paired with it). */
+function panels(h: History): { name: string; train: number[]; val: number[] | null }[] {
+  const out: { name: string; train: number[]; val: number[] | null }[] = [];
+  const skip = new Set(['lr', 'seconds', 'epoch_seconds', 'images_per_second']);
+  for (const k of h.keys) {
+    if (k.startsWith('val_') || skip.has(k)) continue;
+    out.push({ name: k, train: h.history[k], val: h.history[`val_${k}`] ?? null });
+  }
+  for (const k of h.keys) if (k.startsWith('val_') && !(k.slice(4) in h.history)) out.push({ name: k.slice(4), train: [], val: h.history[k] });
+  out.sort((a, b) => (a.name === 'loss' ? -1 : b.name === 'loss' ? 1 : 0));
+  return out;
+}
+
+/** Options of the training-curves plot. */
+export interface CurvesOptions {
+  title?: string;
+  /** width of one panel in pixels (default 420) */
+  panelWidth?: number;
+  /** height of one panel (default 300) */
+  panelHeight?: number;
+}
+
+/** The training curves as an SVG document (one panel per metric, side by side, up to 3 per row). */
+export function trainingCurvesSvg(history: History, o: CurvesOptions = {}): { svg: string; width: number; height: number } {
+  if (!(history instanceof History)) throw invalidParameterError('history', 'a History (what fit returns)', history);
+  const ps = panels(history);
+  if (history.length === 0 || ps.length === 0) throw new KilnError('plotHistory: the history has no epochs to plot', 'INVALID_ARGUMENT');
+  const pw = o.panelWidth ?? 420, ph = o.panelHeight ?? 300;
+  const cols = Math.min(3, ps.length), rows = Math.ceil(ps.length / cols);
+  const top = o.title ? 36 : 8;
+  const width = cols * pw, height = rows * ph + top;
+  const epochs = history.epoch.map((e) => e + 1);
+  const parts: string[] = [`<rect width="100%" height="100%" fill="white"/>`];
+  if (o.title) parts.push(`<text x="${width / 2}" y="24" font-size="17" font-weight="bold" text-anchor="middle">${esc(o.title)}</text>`);
+  ps.forEach((p, i) => {
+    const ox = (i % cols) * pw, oy = top + Math.floor(i / cols) * ph;
+    const L = ox + 62, R = ox + pw - 16, T = oy + 42, B = oy + ph - 48;
+    const vals = [...p.train, ...(p.val ?? [])].filter(Number.isFinite);
+    const yt = niceTicks(vals.length ? Math.min(...vals) : 0, vals.length ? Math.max(...vals) : 1);
+    const y0 = yt[0], y1 = yt[yt.length - 1];
+    const x0 = epochs[0], x1 = Math.max(epochs[epochs.length - 1], x0 + 1);
+    const sx = (e: number) => L + ((e - x0) / (x1 - x0)) * (R - L);
+    const sy = (v: number) => B - ((v - y0) / (y1 - y0 || 1)) * (B - T);
+    parts.push(`<text x="${L}" y="${oy + 24}" font-size="15" font-weight="bold">${esc(p.name)}</text>`);
+    for (const v of yt) {
+      parts.push(`<line x1="${L}" x2="${R}" y1="${sy(v)}" y2="${sy(v)}" stroke="#e5e5e5"/>`);
+      parts.push(`<text x="${L - 6}" y="${sy(v) + 4}" font-size="11" text-anchor="end">${tickLabel(v)}</text>`);
+    }
+    const xt = niceTicks(x0, x1, Math.min(8, x1 - x0)).filter((v) => Number.isInteger(v) && v >= x0 && v <= x1);
+    for (const v of xt) {
+      parts.push(`<line x1="${sx(v)}" x2="${sx(v)}" y1="${B}" y2="${B + 5}" stroke="#333"/>`);
+      parts.push(`<text x="${sx(v)}" y="${B + 18}" font-size="11" text-anchor="middle">${v}</text>`);
+    }
+    parts.push(`<line x1="${L}" x2="${R}" y1="${B}" y2="${B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${B}" stroke="#333"/>`);
+    parts.push(`<text x="${(L + R) / 2}" y="${B + 36}" font-size="12" text-anchor="middle">epoch</text>`);
+    parts.push(`<text transform="translate(${ox + 16} ${(T + B) / 2}) rotate(-90)" font-size="12" text-anchor="middle">${esc(p.name)}</text>`);
+    const series: [number[], string, string][] = [];
+    if (p.train.length) series.push([p.train, TRAIN_COLOR, 'train']);
+    if (p.val) series.push([p.val, VAL_COLOR, 'validation']);
+    for (const [ys, color] of series) {
+      const pts = ys.map((v, j) => (Number.isFinite(v) ? `${sx(epochs[j]).toFixed(1)},${sy(v).toFixed(1)}` : null)).filter((s): s is string => s !== null);
+      if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
+      for (const pt of pts) {
+        const [cx, cy] = pt.split(',');
+        parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${color}"/>`);
+      }
+    }
+    // legend: one row above the plot area, right-aligned
+    series.forEach(([, color, label], j) => {
+      const lx = R - (series.length - j) * 96 + 6, ly = T - 20;
+      parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5"/>`);
+      parts.push(`<text x="${lx + 24}" y="${ly + 4}" font-size="11">${label}</text>`);
+    });
+  });
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT}">${parts.join('')}</svg>`;
+  return { svg, width, height };
+}
+
+/** Options of the confusion-matrix plot. */
+export interface ConfusionPlotOptions {
+  classNames?: string[];
+  title?: string;
+  /** colour by row-normalised rates (default true); cells always show counts */
+  normalize?: boolean;
+}
+
+function checkMatrix(cm: unknown): number[][] {
+  if (!Array.isArray(cm) || cm.length === 0 || !cm.every((r) => Array.isArray(r) && r.length === cm.length && r.every((v) => typeof v === 'number')))
+    throw invalidParameterError('confusion matrix', 'a square C×C array of counts', cm);
+  return cm as number[][];
+}
+
+/** The confusion matrix (rows: true class, columns: predicted) as an SVG heat map. */
+export function confusionMatrixSvg(cmIn: number[][], o: ConfusionPlotOptions = {}): { svg: string; width: number; height: number } {
+  const cm = checkMatrix(cmIn);
+  const c = cm.length;
+  const names = o.classNames ?? cm.map((_, i) => String(i));
+  if (!Array.isArray(names) || names.length !== c) throw invalidParameterError('classNames', `${c} class names`, o.classNames);
+  const cell = Math.max(22, Math.min(56, Math.floor(560 / c)));
+  const labelW = Math.min(160, 12 + 7 * Math.max(...names.map((n) => n.length)));
+  const L = labelW + 34, T = (o.title ? 40 : 14), gridW = c * cell;
+  const width = L + gridW + 90, height = T + gridW + labelW + 30;
+  const rowSums = cm.map((r) => r.reduce((a, b) => a + b, 0));
+  const max = Math.max(1, ...cm.flat());
+  const rate = (i: number, j: number) => (o.normalize === false ? cm[i][j] / max : rowSums[i] > 0 ? cm[i][j] / rowSums[i] : 0);
+  const color = (t: number) => {
+    // white → dark blue
+    const a = [247, 251, 255], b = [8, 48, 107];
+    return `rgb(${a.map((v, k) => Math.round(v + (b[k] - v) * t)).join(',')})`;
+  };
+  const fs = Math.max(8, Math.min(13, cell / 3.2));
+  const parts: string[] = [`<rect width="100%" height="100%" fill="white"/>`];
+  if (o.title) parts.push(`<text x="${width / 2}" y="24" font-size="16" font-weight="bold" text-anchor="middle">${esc(o.title)}</text>`);
+  for (let i = 0; i < c; i++)
+    for (let j = 0; j < c; j++) {
+      const t = rate(i, j);
+      const x = L + j * cell, y = T + i * cell;
+      parts.push(`<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${color(t)}" stroke="#ddd" stroke-width="0.5"/>`);
+      if (cell >= 22) parts.push(`<text x="${x + cell / 2}" y="${y + cell / 2 + fs / 3}" font-size="${fs}" text-anchor="middle" fill="${t > 0.5 ? 'white' : 'black'}">${cm[i][j]}</text>`);
+    }
+  names.forEach((n, i) => {
+    parts.push(`<text x="${L - 6}" y="${T + i * cell + cell / 2 + 4}" font-size="11" text-anchor="end">${esc(n)}</text>`);
+    const x = L + i * cell + cell / 2, y = T + gridW + 8;
+    parts.push(`<text transform="translate(${x + 4} ${y}) rotate(-45)" font-size="11" text-anchor="end">${esc(n)}</text>`);
+  });
+  parts.push(`<text transform="translate(14 ${T + gridW / 2}) rotate(-90)" font-size="13" text-anchor="middle">true class</text>`);
+  parts.push(`<text x="${L + gridW / 2}" y="${height - 8}" font-size="13" text-anchor="middle">predicted class</text>`);
+  // colour scale
+  const cx = L + gridW + 24;
+  parts.push(`<defs><linearGradient id="g" x1="0" y1="1" x2="0" y2="0"><stop offset="0" stop-color="${color(0)}"/><stop offset="1" stop-color="${color(1)}"/></linearGradient></defs>`);
+  parts.push(`<rect x="${cx}" y="${T}" width="14" height="${gridW}" fill="url(#g)" stroke="#999"/>`);
+  const top = o.normalize === false ? String(max) : '100%';
+  parts.push(`<text x="${cx + 18}" y="${T + 10}" font-size="10">${top}</text><text x="${cx + 18}" y="${T + gridW}" font-size="10">0</text>`);
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT}">${parts.join('')}</svg>`;
+  return { svg, width, height };
+}
+
+/** Renders an SVG string to PNG bytes. */
+export async function svgToPng(svg: string): Promise<Buffer> {
+  return sharp(Buffer.from(svg)).png().toBuffer();
+}
+
+async function writePng(file: string, svg: string): Promise<void> {
+  if (typeof file !== 'string' || file === '') throw invalidParameterError('file', 'a .png path', file);
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}.png`;
+  await sharp(Buffer.from(svg)).png().toFile(tmp);
+  fs.renameSync(tmp, file);
+}
+
+/** The confusion matrix as PNG bytes (for TensorBoard) with its size. */
+export async function confusionMatrixPng(cm: number[][], o: ConfusionPlotOptions = {}): Promise<{ png: Buffer; width: number; height: number }> {
+  const { svg, width, height } = confusionMatrixSvg(cm, o);
+  return { png: await svgToPng(svg), width, height };
+}
+
+/** Writes the training curves of `history` to a PNG file. */
+export async function plotHistory(history: History, file: string, o: CurvesOptions = {}): Promise<void> {
+  await writePng(file, trainingCurvesSvg(history, o).svg);
+}
+
+/** Writes the confusion matrix to a PNG file. */
+export async function plotConfusionMatrix(cm: number[][], file: string, o: ConfusionPlotOptions = {}): Promise<void> {
+  await writePng(file, confusionMatrixSvg(cm, o).svg);
+}

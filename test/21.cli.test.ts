@@ -1,0 +1,145 @@
+/** The `kiln` command: argument parsing, one-line user errors, and a tiny end-to-end train → evaluate → predict. */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { spawn, spawnSync } from 'child_process';
+import { expect } from 'chai';
+import * as kiln from '../lib';
+import { parseArgs, UsageError, FlagSpec } from '../lib/cli/args';
+import { run } from '../lib/cli/main';
+
+const BIN = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
+
+function kilnCli(args: string[], timeout = 60000): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout, env: { ...process.env, KILN_DEBUG: '' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function expectUserError(args: string[], re: RegExp): void {
+  const r = kilnCli(args);
+  expect(r.code, r.stderr).to.equal(2);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines, r.stderr).to.have.length(1);
+  expect(lines[0]).to.match(/^kiln: error: /);
+  expect(lines[0]).to.match(re);
+  expect(r.stderr).to.not.match(/\n\s+at /);
+}
+
+describe('cli: argument parser', () => {
+  const spec: Record<string, FlagSpec> = {
+    epochs: { type: 'int', min: 1, default: 3, help: '' },
+    lr: { type: 'number', help: '' },
+    model: { type: 'string', choices: ['a', 'b'], help: '' },
+    json: { type: 'boolean', help: '' },
+    quiet: { type: 'boolean', alias: 'q', help: '' },
+  };
+  it('parses values, =, booleans, --no-, aliases, defaults and positionals', () => {
+    const p = parseArgs(['--lr=0.5', '--model', 'b', '--json', '-q', 'img.png', '--no-json', '--', '--x'], spec, 't');
+    expect(p.flags).to.deep.equal({ lr: 0.5, model: 'b', json: false, quiet: true, epochs: 3 });
+    expect(p.positional).to.deep.equal(['img.png', '--x']);
+    expect(parseArgs(['--lr', '-1e-3'], spec, 't').flags.lr).to.equal(-0.001);
+  });
+  it('rejects mistakes with UsageErrors naming the flag', () => {
+    const bad = (argv: string[], re: RegExp) => expect(() => parseArgs(argv, spec, 't')).to.throw(UsageError, re);
+    bad(['--epoch', '2'], /unknown option --epoch .*did you mean --epochs\?/);
+    bad(['--epochs', '1.5'], /--epochs must be an integer \(got '1.5'\)/);
+    bad(['--epochs', '0'], /--epochs must be ≥ 1/);
+    bad(['--lr'], /--lr needs a value/);
+    bad(['--lr', 'x'], /--lr must be a number/);
+    bad(['--model', 'c'], /--model must be one of a, b \(got 'c'\)/);
+    bad(['--json=maybe'], /--json takes no value/);
+    bad(['-z'], /unknown option -z/);
+    expect(new UsageError('x')).to.be.instanceOf(kiln.KilnError);
+  });
+});
+
+describe('cli: kiln command', function () {
+  this.timeout(120000);
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-cli-'));
+
+  it('--help lists the commands with examples; each command has --help', () => {
+    const r = kilnCli(['--help']);
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.include('train').and.include('evaluate').and.include('predict').and.include('info').and.include('Examples:');
+    const t = kilnCli(['train', '--help']);
+    expect(t.code).to.equal(0);
+    expect(t.stdout).to.include('--batch-size').and.include('--schedule <none|cosine|onecycle>').and.include('kiln train --data fashion-mnist');
+    expect(kilnCli(['info', '--json']).stdout).to.match(/"torch":"1\./);
+  });
+
+  it('user errors exit non-zero with one line and no stack', async () => {
+    expectUserError(['fly'], /unknown command 'fly'/);
+    expectUserError(['train', '--data', 'shapes', '--optimizer', 'lion'], /--optimizer must be one of sgd, adam, adamw/);
+    const rejects = async (argv: string[], re: RegExp) => {
+      try {
+        await run(argv);
+      } catch (e) {
+        expect(e).to.be.instanceOf(UsageError);
+        expect((e as Error).message).to.match(re);
+        return;
+      }
+      expect.fail(`kiln ${argv.join(' ')} should fail`);
+    };
+    await rejects(['train', '--epochs', '2'], /needs --data/);
+    await rejects(['train', '--data', 'shapes', '--batch-size', '0'], /--batch-size must be ≥ 1/);
+    await rejects(['train', '--data', '/no/such/folder', '--out', path.join(out, 'x')], /neither fashion-mnist, mnist, shapes nor an existing folder/);
+    await rejects(['train', '--data', 'shapes', '--out', path.join(out, 'none'), '--resume'], /--resume: no checkpoint in/);
+    await rejects(['train', '--data', 'shapes', '--model', 'resnet18', '--width', '8'], /--width applies only to --model simple-cnn/);
+    if (!kiln.info().cudaAvailable) await rejects(['train', '--data', 'shapes', '--device', 'cuda'], /--device cuda: CUDA is not available/);
+    await rejects(['evaluate'], /--model is required/);
+    await rejects(['evaluate', '--model', path.join(out, 'missing')], /does not exist/);
+    await rejects(['predict', '--model', out], /needs at least one image/);
+    await rejects(['evaluate', 'extra'], /unexpected argument 'extra'/);
+  });
+
+  it('train → evaluate → predict end to end on shapes, then resume', () => {
+    const dir = path.join(out, 'run');
+    const r = kilnCli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '96', '--batch-size', '32', '--out', dir, '--json', '--quiet']);
+    expect(r.code, r.stderr).to.equal(0);
+    const last = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(last).to.include.keys('test_accuracy', 'test_loss', 'epochs', 'seconds');
+    expect(last.epochs).to.equal(1);
+    for (const f of ['model.safetensors', 'checkpoint/trainer.json', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png']) expect(fs.existsSync(path.join(dir, f)), f).to.equal(true);
+    const { metadata, tensors } = kiln.loadSafetensors(path.join(dir, 'model.safetensors'));
+    for (const t of tensors.values()) t.dispose();
+    expect(JSON.parse(metadata['kiln.architecture']).name).to.equal('simple-cnn');
+    expect(JSON.parse(metadata.classNames)).to.deep.equal(['circle', 'square', 'triangle']);
+
+    const ev = kilnCli(['evaluate', '--model', dir, '--limit', '96', '--json']);
+    expect(ev.code, ev.stderr).to.equal(0);
+    expect(JSON.parse(ev.stdout.trim().split('\n').pop()!).test_images).to.equal(64);
+
+    const img = fs.readdirSync(path.join(os.tmpdir())).filter((n) => n.startsWith('kiln-shapes-circle-square-triangle-n600-s32'))[0];
+    const file = path.join(os.tmpdir(), img, 'square', fs.readdirSync(path.join(os.tmpdir(), img, 'square'))[0]);
+    const pr = kilnCli(['predict', '--model', dir, '--top', '2', file, '--json']);
+    expect(pr.code, pr.stderr).to.equal(0);
+    const res = JSON.parse(pr.stdout.trim().split('\n').pop()!);
+    expect(res[0].predictions).to.have.length(2);
+    expect(res[0].predictions[0].probability).to.be.within(0, 1);
+
+  });
+
+  it('Ctrl-C during kiln train checkpoints and says how to resume; --resume finishes the run', async () => {
+    const dir = path.join(out, 'int');
+    const args = ['train', '--data', 'shapes', '--epochs', '4', '--limit', '320', '--batch-size', '16', '--out', dir];
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '', stdout = '', sent = false;
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (!sent && /Epoch 1\/4 ·/.test(stderr)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code, stderr).to.equal(130);
+    expect(stdout + stderr).to.match(/Interrupted (during|after) epoch .*Checkpoint written to .*checkpoint\. Resume with: kiln train --data shapes .*--resume/);
+    const st = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint', 'trainer.json'), 'utf8'));
+    expect(st.epoch).to.be.within(1, 3);
+    const rr = kilnCli([...args, '--json', '--quiet', '--resume']);
+    expect(rr.code, rr.stderr).to.equal(0);
+    expect(JSON.parse(rr.stdout.trim().split('\n').pop()!).epochs).to.equal(4);
+    expect(fs.readFileSync(path.join(dir, 'history.csv'), 'utf8').trim().split('\n')).to.have.length(5);
+  });
+});
