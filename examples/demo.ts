@@ -7,9 +7,11 @@
  * Needs the Fashion-MNIST IDX files (Debian/Ubuntu: `apt-get install dataset-fashion-mnist`).
  * Environment knobs for experiments: DEMO_EPOCHS, DEMO_WIDTH, DEMO_BATCH, DEMO_LR, DEMO_LIMIT.
  */
+import * as fs from 'fs';
 import * as path from 'path';
+import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
-import { fashionMnist, DataLoader, normalize } from '../lib/data';
+import { fashionMnist, DataLoader, normalize, FASHION_MNIST_ROOT } from '../lib/data';
 import { models } from '../lib/models';
 import { OneCycleLR } from '../lib/optim/schedulers';
 import { saveModel } from '../lib/io';
@@ -18,7 +20,7 @@ import { Trainer, CSVLogger, plotHistory, plotConfusionMatrix, classificationRep
 
 /** The default recipe (tuned on a 2-core CPU: see the report in the README). */
 export const RECIPE = {
-  epochs: Number(process.env.DEMO_EPOCHS ?? 8),
+  epochs: Number(process.env.DEMO_EPOCHS ?? 6),
   width: Number(process.env.DEMO_WIDTH ?? 16),
   batchSize: Number(process.env.DEMO_BATCH ?? 128),
   maxLr: Number(process.env.DEMO_LR ?? 0.01),
@@ -27,8 +29,21 @@ export const RECIPE = {
   seed: 0,
 };
 
+/** On Debian/Ubuntu as root, installs the data set package when it is missing (the README's one-command promise). */
+function ensureFashionMnist(): void {
+  if (fs.existsSync(FASHION_MNIST_ROOT) || !fs.existsSync('/etc/debian_version') || process.getuid?.() !== 0) return;
+  console.log('Fashion-MNIST is not installed; installing Debian\'s dataset-fashion-mnist with apt-get …');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let r = spawnSync('apt-get', ['install', '-y', '-q', 'dataset-fashion-mnist'], { stdio: 'inherit', env });
+  if (r.status !== 0) {
+    spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
+    r = spawnSync('apt-get', ['install', '-y', '-q', 'dataset-fashion-mnist'], { stdio: 'inherit', env });
+  }
+}
+
 async function main(): Promise<void> {
   const out = process.argv[2] ?? 'demo-out';
+  ensureFashionMnist();
   const t0 = Date.now();
   kiln.manualSeed(RECIPE.seed);
   const train = await fashionMnist({ train: true });

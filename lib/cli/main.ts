@@ -7,7 +7,7 @@ import { KilnError } from '../errors';
 import { FlagSpec, UsageError, parseArgs, formatOptions } from './args';
 
 const EXAMPLES = `Examples:
-  kiln train --data fashion-mnist --out runs/fmnist                # the README's demo recipe (simple-cnn, 8 epochs)
+  kiln train --data fashion-mnist --out runs/fmnist                # the README's demo recipe (simple-cnn, 6 epochs)
   kiln train --data shapes --epochs 2 --limit 200 --json            # a quick synthetic run
   kiln train --data ./photos --model resnet18 --size 64 --augment basic --device cuda --out runs/photos
   kiln train --data fashion-mnist --out runs/fmnist --resume        # continue after Ctrl-C

@@ -23,7 +23,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   data: { type: 'string', help: 'fashion-mnist, mnist, shapes, or an image folder (train/ + test/ or val/, or class folders)', meta: 'name|dir' },
   model: { type: 'string', choices: ['simple-cnn', 'resnet18', 'resnet9', 'airbench94'], default: 'simple-cnn', help: 'architecture' },
   width: { type: 'int', min: 4, help: 'channel width of simple-cnn (default 16 on fashion-mnist/mnist, else 32)' },
-  epochs: { type: 'int', min: 1, default: 8, help: 'epochs to train' },
+  epochs: { type: 'int', min: 1, default: 6, help: 'epochs to train' },
   'batch-size': { type: 'int', min: 1, default: 128, help: 'images per batch' },
   lr: { type: 'number', min: 0, help: 'learning rate (peak lr with onecycle; default 0.01 for adam/adamw, 0.1 for sgd)' },
   optimizer: { type: 'string', choices: ['sgd', 'adam', 'adamw'], default: 'adamw', help: 'optimizer' },

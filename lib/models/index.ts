@@ -51,7 +51,7 @@ export const models = {
   names: modelNames,
   architectureOf,
   /** 2 conv blocks with batch norm (Fashion-MNIST-sized inputs by default: 1 channel, 10 classes) */
-  simpleCnn: wrap<ModelOptions & { width?: number; dropout?: number }>('simple-cnn'),
+  simpleCnn: wrap<ModelOptions & { width?: number; dropout?: number; poolSize?: number }>('simple-cnn'),
   /** DAWNBench ResNet-9 for CIFAR-sized inputs */
   resnet9: wrap<ModelOptions>('resnet9'),
   /** torchvision resnet18 (same state_dict keys) */

@@ -1,7 +1,7 @@
 /** Small CNNs: simpleCnn, resnet9 (DAWNBench) and airbench94 (94% CIFAR-10 speed run). */
 import { Module, ModuleSpec } from '../nn/module';
 import { specsOf } from '../nn/spec';
-import { Conv2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Dropout, GELU, Mul, AdaptiveMaxPool2d } from '../nn/layers';
+import { Conv2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Dropout, GELU, Mul, AdaptiveMaxPool2d, AdaptiveAvgPool2d } from '../nn/layers';
 import { Sequential, Residual } from '../nn/containers';
 import { Tensor } from '../tensor/tensor';
 import { noGrad } from '../autograd';
@@ -14,18 +14,21 @@ export interface ModelOptions {
   inChannels?: number;
 }
 
-/** Two conv blocks with batch norm, then a dropout + linear head (`features.*`, `classifier.*`). */
-export function simpleCnn(o: ModelOptions & { width?: number; dropout?: number } = {}): Sequential {
-  const c = o.inChannels ?? 1, w = o.width ?? 32, n = o.numClasses ?? 10;
+/**
+ * Two conv blocks with batch norm, an adaptive average pool to `poolSize`² cells (any input
+ * size works), then a dropout + linear head (`features.*`, `classifier.*`).
+ */
+export function simpleCnn(o: ModelOptions & { width?: number; dropout?: number; poolSize?: number } = {}): Sequential {
+  const c = o.inChannels ?? 1, w = o.width ?? 32, n = o.numClasses ?? 10, p = o.poolSize ?? 4;
   const block = (i: number, out: number) => [new Conv2d(i, out, 3, { padding: 1, bias: false }), new BatchNorm2d(out), new ReLU()];
   return new Sequential({
     features: new Sequential(
       ...block(c, w), ...block(w, w), new MaxPool2d(2),
       ...block(w, 2 * w), ...block(2 * w, 2 * w), new MaxPool2d(2),
     ),
-    pool: new AdaptiveMaxPool2d(1),
+    pool: new AdaptiveAvgPool2d(p),
     flatten: new Flatten(),
-    classifier: new Sequential(new Dropout(o.dropout ?? 0.1), new Linear(2 * w, n)),
+    classifier: new Sequential(new Dropout(o.dropout ?? 0.1), new Linear(2 * w * p * p, n)),
   });
 }
 
