@@ -26,7 +26,16 @@ function cppPeer(): Record<string, unknown>[] | null {
 }
 
 export function run(): void {
+  const threads = kiln.info().numThreads;
   kiln.setNumThreads(1);
+  try {
+    measure();
+  } finally {
+    kiln.setNumThreads(threads);
+  }
+}
+
+function measure(): void {
   const results: Record<string, Record<number, number>> = { kiln: {}, 'kiln (in tidy)': {} };
   for (const n of [1, 1000]) {
     const a = kiln.ones([n]), b = kiln.ones([n]);

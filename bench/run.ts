@@ -7,7 +7,8 @@ import * as loader from './loader';
 const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run };
 
 async function main(): Promise<void> {
-  const names = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(all);
+  const args = process.argv.slice(2).filter((a) => !a.startsWith('--')); // flags (e.g. --quick) are read by the benchmarks
+  const names = args.length ? args : Object.keys(all);
   for (const n of names) {
     const b = all[n];
     if (!b) throw new Error(`unknown benchmark '${n}' (have: ${Object.keys(all).join(', ')})`);
