@@ -34,6 +34,7 @@ export interface NativeAddon {
   setRequiresGrad(x: H, on: boolean): void;
   isContiguous(x: H): boolean;
   isLeaf(x: H): boolean;
+  isPinned(x: H): boolean;
   toBuffer(x: H, raw?: boolean): ArrayBuffer;
   dataAsync(x: H): Promise<ArrayBuffer>;
   item(x: H): number | boolean;

@@ -468,6 +468,14 @@ static napi_value isContiguous(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+static napi_value isPinned(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  // is_pinned() asks the CUDA hooks; without CUDA nothing can be pinned
+  return a.retBool(torch::cuda::is_available() && a.t(0).is_pinned());
+  KILN_CATCH(env)
+}
+
 static napi_value isLeaf(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
@@ -694,7 +702,7 @@ void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
       {"rand", rand}, {"randn", randn}, {"randint", randint}, {"arange", arange},
       {"linspace", linspace}, {"eye", eye}, {"randperm", randperm},
       {"shape", shape}, {"dtype", dtype}, {"device", device}, {"requiresGrad", requiresGrad},
-      {"setRequiresGrad", setRequiresGrad}, {"isContiguous", isContiguous}, {"isLeaf", isLeaf},
+      {"setRequiresGrad", setRequiresGrad}, {"isContiguous", isContiguous}, {"isLeaf", isLeaf}, {"isPinned", isPinned},
       {"toBuffer", toBuffer}, {"item", item},
       {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad},
       {"setGradEnabled", setGradEnabled}, {"setData", setData}, {"retainGrad", retainGrad},

@@ -104,4 +104,22 @@ describe(`40 device-generic (${DEVICE})`, function () {
     expect(n).to.equal(10);
     ds.dispose();
   });
+
+  it('pinMemory: page-locked host copies with CUDA, a clear KilnError without', () => {
+    const t = kiln.ones([4]);
+    expect(t.isPinned()).to.equal(false);
+    if (kiln.info().cudaAvailable) {
+      const p = t.pinMemory();
+      expect(p.isPinned()).to.equal(true);
+      expect(Array.from(p.dataSync() as Float32Array)).to.deep.equal([1, 1, 1, 1]);
+      p.dispose();
+    } else {
+      expect(() => t.pinMemory()).to.throw(kiln.KilnError).with.property('code', 'TORCH');
+      // a CPU DataLoader never pins; asking for it on the CPU is allowed and ignored
+      const ds = new kiln.data.TensorDataset(kiln.zeros([2, 1, 2, 2], { dtype: 'uint8' }), kiln.zeros([2], { dtype: 'int64' }));
+      expect(new kiln.data.DataLoader(ds, { batchSize: 2 }).pinMemory).to.equal(false);
+      ds.dispose();
+    }
+    t.dispose();
+  });
 });

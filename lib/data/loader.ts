@@ -32,6 +32,8 @@ export interface DataLoaderOptions {
   concurrency?: number;
   /** where batches go (default 'cpu'); copies are non-blocking */
   device?: Device;
+  /** stage CUDA-bound batches in page-locked memory (default true when `device` is CUDA) */
+  pinMemory?: boolean;
   /**
    * applied to each whole batch x (float32 [B, C, H, W] in 0..1 on `device`) just before it
    * is handed over, in batch order, so random transforms follow `kiln.manualSeed` reproducibly
@@ -53,6 +55,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   readonly prefetch: number;
   readonly concurrency: number;
   readonly device: Device;
+  readonly pinMemory: boolean;
   readonly transform: BatchTransform | undefined;
   readonly toFloat: boolean;
   private _epoch = 0;
@@ -77,6 +80,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.prefetch = int(options.prefetch, 'prefetch', 0, 2);
     this.concurrency = int(options.concurrency, 'concurrency', 1, 16);
     this.device = options.device === undefined ? 'cpu' : checkDevice(options.device);
+    this.pinMemory = bool(options.pinMemory, 'pinMemory', this.device.startsWith('cuda'));
     if (options.transform !== undefined && typeof options.transform !== 'function') throw invalidParameterError('transform', 'a function (x: Tensor) => Tensor', options.transform);
     this.transform = options.transform;
     this.toFloat = bool(options.toFloat, 'toFloat', true);
@@ -129,8 +133,18 @@ export class DataLoader implements AsyncIterable<Batch> {
       b = typeof this.dataset.getBatch === 'function' ? await this.dataset.getBatch(ids) : await this.readSamples(ids);
     }
     if (this.device !== 'cpu') {
-      const x = b.x.to({ device: this.device, nonBlocking: true });
-      const y = b.y.to({ device: this.device, nonBlocking: true });
+      // page-locked staging makes the host→device copies asynchronous (PyTorch's pin_memory=True)
+      const move = (t: Tensor): Tensor => {
+        if (!this.pinMemory) return t.to({ device: this.device, nonBlocking: true });
+        const pinned = t.pinMemory();
+        try {
+          return pinned.to({ device: this.device, nonBlocking: true });
+        } finally {
+          pinned.dispose();
+        }
+      };
+      const x = move(b.x);
+      const y = move(b.y);
       b.x.dispose();
       b.y.dispose();
       b = { x, y };

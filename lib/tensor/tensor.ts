@@ -212,6 +212,10 @@ export class Tensor implements Tracked {
   int(): Tensor { return this.to({ dtype: 'int32' }); }
   bool(): Tensor { return this.to({ dtype: 'bool' }); }
   clone(): Tensor { return new Tensor(U('clone')(this.id)); }
+  /** A copy in page-locked host memory (fast, asynchronous copies to CUDA); needs a CUDA libtorch. */
+  pinMemory(): Tensor { return new Tensor(U('pinMemory')(this.id)); }
+  /** Whether the tensor lives in page-locked host memory. */
+  isPinned(): boolean { return N.isPinned(this.id); }
   contiguous(memoryFormat: 'contiguous' | 'channelsLast' = 'contiguous'): Tensor {
     return new Tensor(U(memoryFormat === 'channelsLast' ? 'contiguousChannelsLast' : 'contiguous')(this.id));
   }
