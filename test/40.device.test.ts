@@ -105,6 +105,19 @@ describe(`40 device-generic (${DEVICE})`, function () {
     ds.dispose();
   });
 
+  it('a TensorDataset held on the device feeds the loader without host copies', async () => {
+    const ds = new kiln.data.TensorDataset(kiln.randint(0, 255, [9, 1, 4, 4], { dtype: 'uint8' }), kiln.arange(9)).to(DEVICE);
+    expect(ds.x.device.startsWith(DEVICE)).to.equal(true);
+    const seen: number[] = [];
+    for await (const { x, y } of new kiln.data.DataLoader(ds, { batchSize: 4, shuffle: true, seed: 3, device: DEVICE })) {
+      expect(x.device.startsWith(DEVICE)).to.equal(true);
+      seen.push(...Array.from(y.cpu().dataSync() as BigInt64Array, Number));
+      x.dispose(); y.dispose();
+    }
+    expect(seen.sort((a, b) => a - b)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    ds.dispose();
+  });
+
   it('pinMemory: page-locked host copies with CUDA, a clear KilnError without', () => {
     const t = kiln.ones([4]);
     expect(t.isPinned()).to.equal(false);

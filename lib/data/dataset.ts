@@ -6,6 +6,7 @@
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
+import { Device, checkDevice } from '../tensor/dtype';
 import { tensor } from '../tensor/creation';
 import { keep } from '../tensor/memory';
 
@@ -107,9 +108,30 @@ export class TensorDataset implements Dataset {
     return this._labels;
   }
 
-  /** The batch at `index` (int64 [B]), gathered natively. */
+  /** The batch at `index` (int64 [B]), gathered natively (on the data's device). */
   batchFromIndex(index: Tensor): Batch {
-    return { x: this.x.indexSelect(0, index), y: this.y.indexSelect(0, index) };
+    const dev = this.x.device;
+    if (index.device === dev) return { x: this.x.indexSelect(0, index), y: this.y.indexSelect(0, index) };
+    const idx = index.to({ device: dev });
+    try {
+      return { x: this.x.indexSelect(0, idx), y: this.y.indexSelect(0, idx) };
+    } finally {
+      idx.dispose();
+    }
+  }
+
+  /**
+   * Moves the stored images and labels to `device` in place (small data sets held on the GPU
+   * skip the per-batch host→device copy); returns this.
+   */
+  to(device: Device): this {
+    checkDevice(device);
+    for (const key of ['x', 'y'] as const) {
+      const moved = keep(this[key].to({ device }));
+      this[key].dispose();
+      (this as { -readonly [K in 'x' | 'y']: Tensor })[key] = moved;
+    }
+    return this;
   }
 
   async getBatch(indices: ArrayLike<number>): Promise<Batch> {

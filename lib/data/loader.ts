@@ -135,7 +135,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (this.device !== 'cpu') {
       // page-locked staging makes the host→device copies asynchronous (PyTorch's pin_memory=True)
       const move = (t: Tensor): Tensor => {
-        if (!this.pinMemory) return t.to({ device: this.device, nonBlocking: true });
+        if (!this.pinMemory || t.device !== 'cpu') return t.to({ device: this.device, nonBlocking: true });
         const pinned = t.pinMemory();
         try {
           return pinned.to({ device: this.device, nonBlocking: true });
