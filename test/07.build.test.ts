@@ -1,0 +1,57 @@
+/** The libtorch resolver (scripts/find-libtorch.js): what it finds here, overrides, and its errors. */
+import { expect } from 'chai';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import * as kiln from '../lib';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SCRIPT = path.join(ROOT, 'scripts', 'find-libtorch.js');
+
+function resolve(env: Record<string, string | undefined>, ...args: string[]): { status: number | null; out: string; err: string } {
+  const e = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete e[k];
+  const r = spawnSync(process.execPath, [SCRIPT, '--no-install', ...args], { encoding: 'utf8', env: e });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('07 finding libtorch', function () {
+  this.timeout(60000);
+  const clean = { LIBTORCH: undefined, Torch_DIR: undefined, TORCH_DIR: undefined };
+
+  it('finds the libtorch the addon was built against and reports its version', () => {
+    const r = resolve(clean, '--json');
+    expect(r.status, r.err).to.equal(0);
+    const info = JSON.parse(r.out);
+    expect(fs.existsSync(path.join(info.torchDir, 'TorchConfig.cmake'))).to.equal(true);
+    expect(kiln.info().torchVersion.startsWith(info.version.split('.').slice(0, 2).join('.'))).to.equal(true);
+    expect(info.includeDirs.some((d: string) => fs.existsSync(path.join(d, 'torch', 'torch.h')))).to.equal(true);
+    const built = JSON.parse(fs.readFileSync(path.join(ROOT, 'build', 'libtorch.json'), 'utf8'));
+    expect(built.torchDir).to.equal(info.torchDir);
+  });
+
+  it('an explicit Torch_DIR / LIBTORCH wins and is named as the source', () => {
+    const found = JSON.parse(resolve(clean, '--json').out);
+    const r = resolve({ ...clean, Torch_DIR: found.torchDir }, '--json');
+    expect(JSON.parse(r.out).source).to.equal('environment variable Torch_DIR');
+    // a libtorch-style root: <root>/share/cmake/Torch
+    const fake = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-lt-'));
+    fs.mkdirSync(path.join(fake, 'share', 'cmake'), { recursive: true });
+    fs.symlinkSync(found.torchDir, path.join(fake, 'share', 'cmake', 'Torch'));
+    const r2 = resolve({ ...clean, LIBTORCH: fake }, '--json');
+    expect(JSON.parse(r2.out).source).to.equal('environment variable LIBTORCH');
+  });
+
+  it('a LIBTORCH without TorchConfig.cmake is a clear error', () => {
+    const r = resolve({ ...clean, LIBTORCH: '/nonexistent/libtorch' });
+    expect(r.status).to.equal(1);
+    expect(r.err).to.match(/LIBTORCH=\/nonexistent\/libtorch does not contain TorchConfig\.cmake/);
+  });
+
+  it('prints the include dirs, libraries and ABI define that binding.gyp uses', () => {
+    expect(resolve(clean, '--include-dirs').out.trim().split('\n').length).to.equal(2);
+    expect(resolve(clean, '--libs').out).to.match(/-ltorch\b[\s\S]*-lc10/);
+    expect(resolve(clean, '--defines').out.trim()).to.match(/^_GLIBCXX_USE_CXX11_ABI=[01]$/);
+  });
+});
