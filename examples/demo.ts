@@ -9,7 +9,6 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
 import { fashionMnist, DataLoader, normalize, FASHION_MNIST_ROOT } from '../lib/data';
 import { models } from '../lib/models';
@@ -31,14 +30,11 @@ export const RECIPE = {
 
 /** On Debian/Ubuntu as root, installs the data set package when it is missing (the README's one-command promise). */
 function ensureFashionMnist(): void {
-  if (fs.existsSync(FASHION_MNIST_ROOT) || !fs.existsSync('/etc/debian_version') || process.getuid?.() !== 0) return;
-  console.log('Fashion-MNIST is not installed; installing Debian\'s dataset-fashion-mnist with apt-get …');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = spawnSync('apt-get', ['install', '-y', '-q', 'dataset-fashion-mnist'], { stdio: 'inherit', env });
-  if (r.status !== 0) {
-    spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
-    r = spawnSync('apt-get', ['install', '-y', '-q', 'dataset-fashion-mnist'], { stdio: 'inherit', env });
-  }
+  // scripts/apt.js is plain JS shared with the build scripts
+  const { canApt, aptInstall } = require(path.resolve(__dirname, '..', '..', 'scripts', 'apt.js')) as { canApt(): boolean; aptInstall(p: string[]): boolean };
+  if (fs.existsSync(FASHION_MNIST_ROOT) || !canApt()) return;
+  console.log("Fashion-MNIST is not installed; installing Debian's dataset-fashion-mnist with apt-get …");
+  aptInstall(['dataset-fashion-mnist']);
 }
 
 async function main(): Promise<void> {

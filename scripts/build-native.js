@@ -7,6 +7,7 @@ const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { findLibtorch } = require('./find-libtorch');
+const { canApt, aptInstall } = require('./apt');
 
 const root = path.resolve(__dirname, '..');
 const output = path.join(root, 'build', 'Release', 'kiln.node');
@@ -24,16 +25,9 @@ function ensureTools() {
   const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
   const missing = [['cmake', 'cmake'], ['g++', 'g++'], ['ninja', 'ninja-build'], ['ccache', 'ccache']].filter(([c]) => !has(c)).map(([, p]) => p);
   if (!missing.length) return;
-  const debian = fs.existsSync('/etc/debian_version');
-  const root = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (debian && root) {
+  if (canApt()) {
     console.log(`kiln: installing ${missing.join(' ')} with apt-get`);
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    let r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
-    if (r.status !== 0) {
-      spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
-      r = spawnSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
-    }
+    aptInstall(missing);
   }
   for (const required of ['cmake', 'g++'])
     if (!has(required)) throw new Error(`kiln: '${required}' is needed to build the native addon (Debian/Ubuntu: sudo apt-get install cmake g++)`);

@@ -13,6 +13,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync, spawnSync } = require('child_process');
+const { canApt, aptInstall } = require('./apt');
 
 const CONFIG = 'TorchConfig.cmake';
 
@@ -80,20 +81,10 @@ function fromSystem() {
   return null;
 }
 
-function isDebianLike() {
-  try { return /\b(debian|ubuntu)\b/i.test(fs.readFileSync('/etc/os-release', 'utf8')); } catch { return false; }
-}
-
-function aptInstall() {
-  if (!isDebianLike() || typeof process.getuid !== 'function' || process.getuid() !== 0) return null;
+function aptLibtorch() {
+  if (!canApt()) return null;
   console.error('kiln: no libtorch found; installing Debian/Ubuntu libtorch-dev with apt-get …');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = spawnSync('apt-get', ['install', '-y', '-q', 'libtorch-dev'], { stdio: 'inherit', env });
-  if (r.status !== 0) {
-    spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
-    r = spawnSync('apt-get', ['install', '-y', '-q', 'libtorch-dev'], { stdio: 'inherit', env });
-  }
-  if (r.status !== 0) return null;
+  if (!aptInstall(['libtorch-dev'])) return null;
   const s = fromSystem();
   return s && { ...s, source: 'system CMake package (installed now with apt-get libtorch-dev)' };
 }
@@ -141,7 +132,7 @@ function layout(torchDir) {
 /** Finds libtorch; returns {source, torchDir, prefix, includeDirs, libDir, version, cuda}. Throws one error listing the options. */
 function findLibtorch({ install = true } = {}) {
   const steps = [fromEnv, fromPython, fromSystem];
-  if (install) steps.push(aptInstall, download);
+  if (install) steps.push(aptLibtorch, download);
   for (const step of steps) {
     const r = step();
     if (r) return { ...r, ...layout(r.torchDir), version: versionOf(r.torchDir), cuda: hasCuda(r.torchDir) };

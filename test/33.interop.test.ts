@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
-import { det } from './helpers';
+import { det, maxAbsDiff } from './helpers';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const fixture = JSON.parse(fs.readFileSync(path.join(FIX, 'interop.json'), 'utf8'));
@@ -26,12 +26,6 @@ function detState(model: kiln.nn.Module): void {
     }
     model.loadStateDict(state);
   });
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).to.equal(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 describe('interop with PyTorch', function () {

@@ -7,20 +7,12 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as kiln from '../lib';
-import { det } from './helpers';
+import { det, maxAbsDiff } from './helpers';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const script = JSON.parse(fs.readFileSync(path.join(FIX, 'script.json'), 'utf8'));
 
 const detInput = (shape: number[]) => det('input', shape);
-function maxAbsDiff(a: kiln.Tensor, b: ArrayLike<number> | kiln.Tensor): number {
-  const x = a.dataSync() as Float32Array;
-  const y = b instanceof kiln.Tensor ? (b.dataSync() as Float32Array) : b;
-  expect(x.length).to.equal(y.length);
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
-  return m;
-}
 
 describe('native forward', function () {
   this.timeout(60000);

@@ -149,3 +149,13 @@ export function det(key: string, shape: number[], scale = 1): kiln.Tensor {
     return kiln.arange(0, n, 1, { dtype: 'float64' }).mul(0.37).add(interopHash(key)).sin().mul(scale).reshape(shape).to('float32');
   });
 }
+
+/** Largest absolute elementwise difference (tensors are read back; lengths must match). */
+export function maxAbsDiff(a: kiln.Tensor | ArrayLike<number>, b: kiln.Tensor | ArrayLike<number>): number {
+  const x = a instanceof kiln.Tensor ? (a.dataSync() as Float32Array) : a;
+  const y = b instanceof kiln.Tensor ? (b.dataSync() as Float32Array) : b;
+  expect(x.length).to.equal(y.length);
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
+  return m;
+}
