@@ -3,8 +3,9 @@ import * as dispatch from './dispatch';
 import * as models from './models';
 import * as data from './data';
 import * as loader from './loader';
+import * as airbench from './airbench';
 
-const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run };
+const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run, airbench: airbench.run };
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2).filter((a) => !a.startsWith('--')); // flags (e.g. --quick) are read by the benchmarks

@@ -45,7 +45,6 @@ import { Tensor, Device, KilnError, invalidParameterError } from '../lib';
 import { Sequential, Conv2d, Module } from '../lib/nn';
 import * as F from '../lib/nn/functional';
 import { cropAt } from '../lib/data/transforms';
-import { ConvGroup } from '../lib/models';
 import { LambdaLR } from '../lib/optim/schedulers';
 
 /** CIFAR-10's per-channel mean and std (airbench's CIFAR_MEAN / CIFAR_STD). */
@@ -289,24 +288,9 @@ export class AirbenchLoader {
 
 // ------------------------------------------------------------------ model
 
-/**
- * airbench94 as airbench builds it: `kiln.models.airbench94`, then the partial identity init
- * of every 3×3 conv (airbench's `Conv.reset_parameters`: `dirac_(w[:w.size(1)])`).
- */
+/** airbench94 as airbench builds it (`kiln.models.airbench94` includes airbench's partial identity conv init). */
 export function makeNet(o: { numClasses?: number; inChannels?: number; widths?: [number, number, number] } = {}): Sequential {
-  const model = kiln.models.airbench94({ numClasses: o.numClasses ?? 10, inChannels: o.inChannels ?? 3, widths: o.widths }) as Sequential;
-  kiln.noGrad(() => {
-    for (const [, m] of model.namedModules()) {
-      if (!(m instanceof ConvGroup)) continue;
-      for (const conv of [m.conv1, m.conv2]) {
-        const w = conv.weight;
-        const head = w.narrow(0, 0, Math.min(w.size(0), w.size(1)));
-        kiln.nn.init.dirac_(head);
-        head.dispose();
-      }
-    }
-  });
-  return model;
+  return kiln.models.airbench94({ numClasses: o.numClasses ?? 10, inChannels: o.inChannels ?? 3, widths: o.widths }) as Sequential;
 }
 
 /** airbench's lr factor at a step: 0.2 → 1 over the first 23% of the steps, then 1 → 0.07. */
@@ -336,7 +320,7 @@ export class LookaheadState {
   readonly ema = new Map<string, Tensor>();
   constructor(readonly model: Module) {
     kiln.noGrad(() => {
-      for (const [k, v] of model.stateDict()) if (FLOATS.has(v.dtype)) this.ema.set(k, kiln.keep(v.detach().clone()));
+      for (const [k, v] of model.stateDict()) if (FLOATS.has(v.dtype)) this.ema.set(k, kiln.keep(v.clone())) // under noGrad: a plain copy;
     });
   }
   update(decay: number): void {
@@ -457,9 +441,9 @@ export function trainAirbench(options: AirbenchOptions): AirbenchResult {
     throw new KilnError(`test images [${test.images.shape.slice(1).join(', ')}] do not match the training images [${c}, ${h}, ${w}]`, 'INVALID_ARGUMENT');
   if (translate >= h || translate >= w) throw new KilnError(`translate (${translate}) must be smaller than the images (${h}×${w}) for reflect padding`, 'INVALID_ARGUMENT');
   if (n < batchSize) throw new KilnError(`airbench drops the last partial batch: ${n} training images give no batch of ${batchSize}`, 'INVALID_ARGUMENT');
-  const stats = options.mean || options.std ? null : c === 3 ? { mean: CIFAR_MEAN, std: CIFAR_STD } : channelStats(train.images);
-  const mean = options.mean ?? stats!.mean, std = options.std ?? stats!.std;
   if (!options.mean !== !options.std) throw new KilnError('give both mean and std, or neither', 'INVALID_ARGUMENT');
+  const stats = options.mean ? null : c === 3 ? { mean: CIFAR_MEAN, std: CIFAR_STD } : channelStats(train.images);
+  const mean = options.mean ?? stats!.mean, std = options.std ?? stats!.std;
   const evalEvery = !!options.evalEveryEpoch;
   const evalBs = posInt(options.evalBatchSize ?? 2000, 'evalBatchSize');
 

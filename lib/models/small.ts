@@ -6,6 +6,7 @@ import { Sequential, Residual } from '../nn/containers';
 import { Tensor } from '../tensor/tensor';
 import { noGrad } from '../autograd';
 import { tensor } from '../tensor/creation';
+import { dirac_ } from '../nn/init';
 import { cat } from '../tensor/ops';
 
 /** Options every zoo model takes. */
@@ -92,19 +93,28 @@ function airbenchNorm(c: number, momentum: number): BatchNorm2d {
 
 /**
  * airbench94 (Keller Jordan's cifar10-airbench): a 2×2 whitening conv (24 channels), GELU,
- * three conv groups 64/256/256, 3×3 max pool, linear head scaled by 1/9.
+ * three conv groups 64/256/256 (3×3 convs with airbench's partial identity init), 3×3 max pool,
+ * linear head scaled by 1/9.
  * `whiten(model, images)` initialises the first conv from data (see airbench).
  */
 export function airbench94(o: ModelOptions & { widths?: [number, number, number] } = {}): Sequential {
   const c = o.inChannels ?? 3, n = o.numClasses ?? 10;
   const [w1, w2, w3] = o.widths ?? [64, 256, 256];
   const whitenWidth = 2 * c * 2 * 2;
+  const groups = [new ConvGroup(whitenWidth, w1), new ConvGroup(w1, w2), new ConvGroup(w2, w3)];
+  // airbench's Conv.reset_parameters: the first in_channels filters of every 3×3 conv start as the identity
+  noGrad(() => {
+    for (const g of groups)
+      for (const conv of [g.conv1, g.conv2]) {
+        const head = conv.weight.narrow(0, 0, Math.min(conv.weight.size(0), conv.weight.size(1)));
+        dirac_(head);
+        head.dispose();
+      }
+  });
   return new Sequential(
     new Conv2d(c, whitenWidth, 2, { padding: 0, bias: true }),
     new GELU(),
-    new ConvGroup(whitenWidth, w1),
-    new ConvGroup(w1, w2),
-    new ConvGroup(w2, w3),
+    ...groups,
     new MaxPool2d(3),
     new Flatten(),
     new Linear(w3, n, { bias: false }),
