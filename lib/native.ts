@@ -56,6 +56,8 @@ export interface NativeAddon {
   minDim(x: H, dim: number, keepdim: boolean): H[];
   argmax(x: H, dim: number, keepdim: boolean): H;
   argmin(x: H, dim: number, keepdim: boolean): H;
+  allDim(x: H, dim: number, keepdim: boolean): H;
+  anyDim(x: H, dim: number, keepdim: boolean): H;
   topk(x: H, k: number, dim: number, largest: boolean, sorted: boolean): H[];
   sort(x: H, dim: number, descending: boolean): H[];
   softmax(x: H, dim: number): H;

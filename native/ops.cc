@@ -174,6 +174,17 @@ static napi_value argmax(napi_env env, napi_callback_info info) {
   return a.ret(a.t(0).argmax(a.i64(1), a.flag(2)));
   KILN_CATCH(env)
 }
+/** allDim/anyDim(x, dim, keepdim) */
+static napi_value allDim(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.ret(a.t(0).all(a.i64(1), a.flag(2)));
+  KILN_CATCH(env)
+}
+static napi_value anyDim(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.ret(a.t(0).any(a.i64(1), a.flag(2)));
+  KILN_CATCH(env)
+}
 static napi_value argmin(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   return a.ret(a.t(0).argmin(a.i64(1), a.flag(2)));
@@ -411,7 +422,7 @@ void registerOps(napi_env env, napi_value exports, KilnEnv* k) {
       {"clamp", clamp}, {"clamp_", clamp_}, {"addScaled_", addScaled_}, {"addScaled", addScaled},
       {"lerp_", lerp_}, {"sum", sum}, {"mean", mean}, {"logsumexp", logsumexp}, {"amax", amax},
       {"amin", amin}, {"std", std}, {"var", var}, {"norm", norm}, {"maxDim", maxDim},
-      {"minDim", minDim}, {"argmax", argmax}, {"argmin", argmin}, {"topk", topk}, {"sort", sort},
+      {"minDim", minDim}, {"argmax", argmax}, {"argmin", argmin}, {"allDim", allDim}, {"anyDim", anyDim}, {"topk", topk}, {"sort", sort},
       {"softmax", softmax}, {"logSoftmax", logSoftmax}, {"cumsum", cumsum},
       {"reshape", reshape}, {"view", view}, {"permute", permute}, {"expand", expand},
       {"repeat", repeat}, {"flip", flip}, {"roll", roll}, {"transpose", transpose},

@@ -378,6 +378,16 @@ describe('math', () => {
 });
 
 describe('reductions', () => {
+  it('all / any over everything or along a dim', () => {
+    const t = kiln.tensor([[true, false], [true, true]]);
+    expect(t.all().item()).to.equal(false);
+    expect(t.any().item()).to.equal(true);
+    expect(t.all(1).arraySync()).to.deep.equal([false, true]);
+    expect(t.any(0, true).arraySync()).to.deep.equal([[true, true]]);
+    expect(kiln.tensor([[0, 2], [0, 0]]).any(1).arraySync()).to.deep.equal([true, false]);
+    expect(() => t.all(1.5)).to.throw(kiln.KilnError, /dim/);
+  });
+
   const m = () => kiln.tensor([[1, 5, 3], [4, 2, 6]]);
 
   it('sum / mean over all, dims and with keepdim', () => {

@@ -432,8 +432,14 @@ export class Tensor implements Tracked {
   argmin(dim?: number, keepdim = false): Tensor {
     return new Tensor(dim === undefined ? U('argminAll')(this.id) : N.argmin(this.id, intArg(dim, 'dim'), keepdim));
   }
-  all(): Tensor { return new Tensor(U('allAll')(this.id)); }
-  any(): Tensor { return new Tensor(U('anyAll')(this.id)); }
+  /** Whether all elements (or all along `dim`) are non-zero. */
+  all(dim?: number, keepdim = false): Tensor {
+    return new Tensor(dim === undefined ? U('allAll')(this.id) : N.allDim(this.id, intArg(dim, 'dim'), keepdim));
+  }
+  /** Whether any element (or any along `dim`) is non-zero. */
+  any(dim?: number, keepdim = false): Tensor {
+    return new Tensor(dim === undefined ? U('anyAll')(this.id) : N.anyDim(this.id, intArg(dim, 'dim'), keepdim));
+  }
   /** The k largest (or smallest) elements along `dim` and their indices. */
   topk(k: number, dim = -1, { largest = true, sorted = true } = {}): { values: Tensor; indices: Tensor } {
     const [v, i] = N.topk(this.id, intArg(k, 'k'), intArg(dim, 'dim'), largest, sorted);
