@@ -231,6 +231,30 @@ describe('train: reproducibility and resume', function () {
     expect(resumed.get('val_accuracy')).to.deep.equal(full.get('val_accuracy'));
   });
 
+  it('callback state (EarlyStopping best/patience/best weights, ModelCheckpoint best) survives a resume', async () => {
+    const dirA = tmpDir('cbA'), dirB = tmpDir('cbB');
+    // mode 'max' on a falling loss: the best epoch is the first one, before the resume point
+    const cbs = (d: string) => [new EarlyStopping({ monitor: 'val_loss', mode: 'max', patience: 10, restoreBestWeights: true }), new ModelCheckpoint({ filepath: path.join(d, 'best.safetensors'), monitor: 'val_loss', mode: 'max', saveBestOnly: true })];
+    const fullCbs = cbs(dirA);
+    const trFull = fresh();
+    await run(3, { checkpointDir: path.join(dirA, 'ckpt'), callbacks: fullCbs }, trFull);
+    const partCbs = cbs(dirB);
+    await run(2, { checkpointDir: path.join(dirB, 'ckpt'), callbacks: partCbs }, fresh());
+    expect(fs.readdirSync(path.join(dirB, 'ckpt'))).to.include('callbacks.safetensors');
+    const resumedCbs = cbs(dirB);
+    const trResumed = fresh();
+    await run(3, { resumeFrom: path.join(dirB, 'ckpt'), callbacks: resumedCbs }, trResumed);
+    const [esFull, mcFull] = fullCbs as [EarlyStopping, ModelCheckpoint];
+    const [esRes, mcRes] = resumedCbs as [EarlyStopping, ModelCheckpoint];
+    expect(esRes.best).to.equal(esFull.best);
+    expect(esRes.bestEpoch).to.equal(esFull.bestEpoch);
+    expect(esFull.bestEpoch).to.equal(0);
+    expect(mcRes.best).to.equal(mcFull.best);
+    // both runs ended with the best weights restored: the same weights
+    const a = trFull.model.stateDict(), b = trResumed.model.stateDict();
+    for (const [k, t] of a) expect(t.equal(b.get(k)!), k).to.equal(true);
+  });
+
   it('SIGINT finishes the step, writes a checkpoint and says how to resume; resuming mid-epoch matches exactly, dropout included', async () => {
     const dir = tmpDir('int');
     const m = toyModel(1, 0.3);

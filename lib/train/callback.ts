@@ -6,6 +6,7 @@
 import { invalidParameterError } from '../errors';
 import type { Logs } from './history';
 import type { Trainer } from './trainer';
+import { Tensor } from '../tensor/tensor';
 
 /**
  * What `onBatchEnd` receives. Scalars are read back from the device only every
@@ -41,6 +42,16 @@ export interface Callback {
   onEpochEnd?(epoch: number, logs: Logs): void | Promise<void>;
   onBatchBegin?(batch: number, logs: BatchLogs): void | Promise<void>;
   onBatchEnd?(batch: number, logs: BatchLogs): void | Promise<void>;
+  /** state to keep in checkpoints (JSON values plus tensors), so a resumed run continues it */
+  stateDict?(): CallbackState;
+  /** restores what stateDict returned (called after onTrainBegin when fit resumes) */
+  loadStateDict?(state: CallbackState): void;
+}
+
+/** A callback's checkpointed state: plain JSON values and optional tensors (copied by the loader). */
+export interface CallbackState {
+  json: Record<string, unknown>;
+  tensors?: Map<string, Tensor>;
 }
 
 const HOOKS = ['setTrainer', 'onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchBegin', 'onBatchEnd'] as const;

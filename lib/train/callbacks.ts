@@ -6,7 +6,7 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { keep } from '../tensor/memory';
 import { noGrad } from '../autograd';
-import { Callback, BatchLogs, MonitorMode, resolveMode, monitored } from './callback';
+import { Callback, CallbackState, BatchLogs, MonitorMode, resolveMode, monitored } from './callback';
 import type { Logs } from './history';
 import type { Trainer } from './trainer';
 
@@ -126,6 +126,23 @@ export class EarlyStopping implements Callback {
     this.freeWeights();
   }
 
+  /** best value, its epoch, the patience counter and (with restoreBestWeights) the best weights */
+  stateDict(): CallbackState {
+    return { json: { best: encodeNum(this.best), bestEpoch: this.bestEpoch, wait: this.wait }, tensors: this.bestWeights ?? undefined };
+  }
+
+  loadStateDict(s: CallbackState): void {
+    this.best = decodeNum(s.json.best);
+    this.bestEpoch = Number(s.json.bestEpoch ?? -1);
+    this.wait = Number(s.json.wait ?? 0);
+    this.freeWeights();
+    if (s.tensors && s.tensors.size) {
+      const copy = new Map<string, Tensor>();
+      noGrad(() => { for (const [k, v] of s.tensors!) copy.set(k, keep(v.clone())); });
+      this.bestWeights = copy;
+    }
+  }
+
   private snapshot(): void {
     this.freeWeights();
     const t = needTrainer(this.trainer, 'EarlyStopping');
@@ -140,6 +157,14 @@ export class EarlyStopping implements Callback {
     if (this.bestWeights) for (const v of this.bestWeights.values()) v.dispose();
     this.bestWeights = null;
   }
+}
+
+/** JSON has no NaN/Infinity: numbers that may be non-finite travel as strings. */
+export function encodeNum(v: number): number | string {
+  return Number.isFinite(v) ? v : String(v);
+}
+export function decodeNum(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v ?? NaN);
 }
 
 function fmt(v: number): string {

@@ -1,7 +1,8 @@
 /**
  * Checkpoints. A training checkpoint is a folder — `model.safetensors` (weights, with the
  * zoo architecture in its metadata), `optimizer.safetensors` (state tensors), `rng.safetensors`
- * (random generator states, so a mid-epoch resume draws the same random numbers) and
+ * (random generator states, so a mid-epoch resume draws the same random numbers), `callbacks.safetensors`
+ * (tensors of callback states, e.g. EarlyStopping's best weights) and
  * `trainer.json` (epoch, position inside an interrupted epoch, history, optimizer options
  * and step counts, scheduler state, seed) — written to a temporary folder and swapped in
  * by renames, so a crash never leaves a half-written checkpoint. `ModelCheckpoint` saves
@@ -13,9 +14,11 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Module } from '../nn/module';
 import { saveSafetensors, loadSafetensors } from '../io/safetensors';
 import { saveModel } from '../io/model';
+import { Tensor } from '../tensor/tensor';
 import { getRngState, setRngState } from '../tensor/creation';
 import { Device } from '../tensor/dtype';
-import { Callback, MonitorMode, resolveMode, monitored } from './callback';
+import { Callback, CallbackState, MonitorMode, resolveMode, monitored } from './callback';
+import { encodeNum, decodeNum } from './callbacks';
 import { History, Logs } from './history';
 import type { Trainer } from './trainer';
 
@@ -36,6 +39,8 @@ export interface CheckpointState {
   scheduler: object | null;
   /** anything the caller adds (CLI config, class names, …) */
   extra: Record<string, unknown>;
+  /** callbacks' states by position in fit's callback list (null: none); their tensors in callbacks.safetensors */
+  callbacks?: ({ type: string; state: Record<string, unknown> } | null)[];
   savedAt: string;
 }
 
@@ -90,9 +95,16 @@ export function saveWeights(file: string, model: Module, metadata: Record<string
 }
 
 /** Writes a full training checkpoint folder for `trainer` (see the module comment). */
-export async function saveCheckpoint(dir: string, trainer: Trainer, state: Omit<CheckpointState, 'format' | 'version' | 'optimizer' | 'scheduler' | 'savedAt' | 'globalStep' | 'seed' | 'history'>): Promise<void> {
+export async function saveCheckpoint(dir: string, trainer: Trainer, state: Omit<CheckpointState, 'format' | 'version' | 'optimizer' | 'scheduler' | 'savedAt' | 'globalStep' | 'seed' | 'history' | 'callbacks'>): Promise<void> {
   if (typeof dir !== 'string' || dir === '') throw invalidParameterError('checkpoint dir', 'a folder path', dir);
   const opt = trainer.optimizer.stateDict();
+  const cbTensors = new Map<string, Tensor>();
+  const callbacks = trainer.activeCallbacks.map((c, i) => {
+    if (typeof c.stateDict !== 'function') return null;
+    const s = c.stateDict();
+    for (const [k, t] of s.tensors ?? []) cbTensors.set(`${i}.${k}`, t);
+    return { type: c.constructor.name, state: s.json };
+  });
   const json: CheckpointState = {
     format: 'kiln-checkpoint',
     version: 1,
@@ -100,6 +112,7 @@ export async function saveCheckpoint(dir: string, trainer: Trainer, state: Omit<
     globalStep: trainer.globalStep,
     seed: trainer.seed,
     history: trainer.history.toJSON(),
+    callbacks,
     optimizer: { type: trainer.optimizer.constructor.name, groups: opt.groups, steps: opt.steps },
     scheduler: trainer.scheduler && typeof trainer.scheduler.stateDict === 'function' ? trainer.scheduler.stateDict() : null,
     savedAt: new Date().toISOString(),
@@ -117,6 +130,7 @@ export async function saveCheckpoint(dir: string, trainer: Trainer, state: Omit<
     } finally {
       for (const t of rng.values()) t.dispose();
     }
+    if (cbTensors.size) saveSafetensors(path.join(tmp, 'callbacks.safetensors'), cbTensors, { format: 'kiln-callbacks' });
     fs.writeFileSync(path.join(tmp, 'trainer.json'), JSON.stringify(json, null, 1));
   });
 }
@@ -191,6 +205,14 @@ export class ModelCheckpoint implements Callback {
   readonly saved: string[] = [];
   private trainer: Trainer | null = null;
 
+  /** the best monitored value, so best-only saving continues after a resume */
+  stateDict(): CallbackState {
+    return { json: { best: encodeNum(this.best) } };
+  }
+  loadStateDict(s: CallbackState): void {
+    this.best = decodeNum(s.json.best);
+  }
+
   constructor(o: ModelCheckpointOptions) {
     if (typeof o === 'string') o = { filepath: o };
     if (!o || typeof o !== 'object') throw invalidParameterError('ModelCheckpoint(options)', 'an object with filepath', o);
@@ -256,6 +278,26 @@ export function restoreRngStates(dir: string): void {
   const { tensors } = loadSafetensors(file);
   try {
     for (const [device, state] of tensors) setRngState(state, device as Device);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
+
+/** Gives each callback the state it had when the checkpoint was written (matched by position and type). */
+export function restoreCallbackStates(dir: string, callbacks: Callback[]): void {
+  const found = findCheckpoint(dir);
+  if (!found) return;
+  const json = JSON.parse(fs.readFileSync(path.join(found, 'trainer.json'), 'utf8')) as CheckpointState;
+  const saved = json.callbacks ?? [];
+  const file = path.join(found, 'callbacks.safetensors');
+  const tensors = fs.existsSync(file) ? loadSafetensors(file).tensors : new Map<string, Tensor>();
+  try {
+    callbacks.forEach((c, i) => {
+      const s = saved[i];
+      if (!s || typeof c.loadStateDict !== 'function' || s.type !== c.constructor.name) return;
+      const own = new Map([...tensors].filter(([k]) => k.startsWith(`${i}.`)).map(([k, t]) => [k.slice(String(i).length + 1), t]));
+      c.loadStateDict({ json: s.state, tensors: own });
+    });
   } finally {
     for (const t of tensors.values()) t.dispose();
   }

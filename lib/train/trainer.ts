@@ -19,7 +19,7 @@ import { Optimizer } from '../optim/optimizer';
 import { mixSeed, checkSeed } from '../data/rng';
 import { Batch } from '../data/dataset';
 import { History, Logs } from './history';
-import { BatchLogs, checkCallbacks, runHook } from './callback';
+import { BatchLogs, Callback, checkCallbacks, runHook } from './callback';
 import { Scheduler, checkScheduler, needsMetric } from './callbacks';
 import { Accumulator, MetricSpec, resolveMetrics } from './accumulator';
 import { accumulateConfusion, confusionFromCounts, accumulateCalibration, calibrationFromSums } from './metrics';
@@ -28,7 +28,7 @@ import { BatchSource, Source, toSource, splitForValidation } from './sources';
 import { LossFn, TrainerOptions, FitOptions, EvaluateResult, makeLoss, disposeBatch } from './options';
 
 export { LossFn, TrainerOptions, FitOptions, EvaluateResult };
-import { saveCheckpoint, loadCheckpoint, restoreRngStates, CheckpointState } from './checkpoint';
+import { saveCheckpoint, loadCheckpoint, restoreRngStates, restoreCallbackStates, CheckpointState } from './checkpoint';
 
 
 /** Trains, evaluates and runs a classifier. */
@@ -43,6 +43,8 @@ export class Trainer {
   readonly verbose: Verbosity;
   readonly logInterval: number;
   readonly mixedPrecision: false | 'bf16' | 'fp16';
+  /** the callbacks of the running (or last) fit, whose states checkpoints keep */
+  activeCallbacks: Callback[] = [];
   private autocastOptions: AutocastOptions | null = null;
   private scaler: GradScaler | null = null;
   /** the seed of reproducible runs (null: none) */
@@ -149,6 +151,7 @@ export class Trainer {
     if (o.validation !== undefined && o.validationSplit !== undefined) throw new KilnError('fit: give either validation or validationSplit, not both', 'INVALID_ARGUMENT');
     if (o.checkpointDir !== undefined && (typeof o.checkpointDir !== 'string' || !o.checkpointDir)) throw invalidParameterError('fit: checkpointDir', 'a folder path', o.checkpointDir);
     const callbacks = checkCallbacks(o.callbacks);
+    this.activeCallbacks = callbacks;
     let resume: CheckpointState | null = null;
     if (o.resumeFrom !== undefined) resume = this.loadCheckpoint(o.resumeFrom);
     else if (!o.initialEpoch) {
@@ -185,6 +188,7 @@ export class Trainer {
     let epoch = initialEpoch;
     try {
       await runHook(callbacks, 'onTrainBegin', { epochs: o.epochs, initialEpoch });
+      if (o.resumeFrom !== undefined) restoreCallbackStates(o.resumeFrom, callbacks);
       for (; epoch < o.epochs && !this.stopTraining; epoch++) {
         const t0 = Date.now() - (skip > 0 && resume?.partial ? resume.partial.seconds * 1000 : 0);
         this.epochStarts.push([epoch, this.globalStep - skip]);
