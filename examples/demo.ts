@@ -7,10 +7,9 @@
  * Needs the Fashion-MNIST IDX files (Debian/Ubuntu: `apt-get install dataset-fashion-mnist`).
  * Environment knobs for experiments: DEMO_EPOCHS, DEMO_WIDTH, DEMO_BATCH, DEMO_LR, DEMO_LIMIT.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import * as kiln from '../lib';
-import { fashionMnist, DataLoader, normalize, FASHION_MNIST_ROOT } from '../lib/data';
+import { fashionMnist, DataLoader, normalize } from '../lib/data';
 import { models } from '../lib/models';
 import { OneCycleLR } from '../lib/optim/schedulers';
 import { saveModel } from '../lib/io';
@@ -28,18 +27,9 @@ export const RECIPE = {
   seed: 0,
 };
 
-/** On Debian/Ubuntu as root, installs the data set package when it is missing (the README's one-command promise). */
-function ensureFashionMnist(): void {
-  // scripts/apt.js is plain JS shared with the build scripts
-  const { canApt, aptInstall } = require(path.resolve(__dirname, '..', '..', 'scripts', 'apt.js')) as { canApt(): boolean; aptInstall(p: string[]): boolean };
-  if (fs.existsSync(FASHION_MNIST_ROOT) || !canApt()) return;
-  console.log("Fashion-MNIST is not installed; installing Debian's dataset-fashion-mnist with apt-get …");
-  aptInstall(['dataset-fashion-mnist']);
-}
-
 async function main(): Promise<void> {
   const out = process.argv[2] ?? 'demo-out';
-  ensureFashionMnist();
+  // `npm run demo` runs scripts/fetch-data.js first (apt-get install dataset-fashion-mnist as root)
   const t0 = Date.now();
   kiln.manualSeed(RECIPE.seed);
   const train = await fashionMnist({ train: true });
