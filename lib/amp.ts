@@ -4,11 +4,11 @@
  * loss so that small gradients survive, skipping steps whose gradients overflowed.
  */
 import { N } from './native';
-import { KilnError, invalidParameterError } from './errors';
+import { invalidParameterError } from './errors';
 import { Tensor, idOf } from './tensor/tensor';
 import { DTYPE_CODE } from './tensor/dtype';
 import { tidy } from './tensor/memory';
-import { noGrad } from './autograd';
+import { noGrad, inMode } from './autograd';
 
 /** Options of `autocast`. */
 export interface AutocastOptions {
@@ -30,15 +30,8 @@ export function autocast<T>(fn: () => T, o: AutocastOptions = {}): T {
   if (device !== 'cuda' && device !== 'cpu') throw invalidParameterError('device', "'cuda' or 'cpu'", device);
   const dtype = o.dtype ?? (device === 'cuda' ? 'float16' : 'bfloat16');
   if (dtype !== 'float16' && dtype !== 'bfloat16') throw invalidParameterError('dtype', "'float16' or 'bfloat16'", dtype);
-  const [prev, prevDtype] = N.autocastEnter(device === 'cuda', DTYPE_CODE[dtype]);
-  try {
-    const r = fn();
-    if (r && typeof (r as { then?: unknown }).then === 'function')
-      throw new KilnError('autocast takes a synchronous function (the mode cannot follow awaits)', 'INVALID_ARGUMENT');
-    return r;
-  } finally {
-    N.autocastExit(device === 'cuda', prev, prevDtype);
-  }
+  const cuda = device === 'cuda';
+  return inMode('autocast', fn, () => N.autocastEnter(cuda, DTYPE_CODE[dtype]), ([prev, prevDtype]) => N.autocastExit(cuda, prev, prevDtype));
 }
 
 /** Sets cuDNN's autotuner (best for fixed input sizes); returns the previous setting. */

@@ -37,17 +37,25 @@ function grad(outputs: Tensor | Tensor[], inputs: Tensor | Tensor[], options: Gr
 
 export const autograd = { grad };
 
-function withGradMode<T>(enabled: boolean, fn: () => T): T {
+/**
+ * Runs a synchronous `fn` between `enter()` and `exit(state)` (a thread-local mode such as grad
+ * mode or autocast). An async fn is refused: the mode could not follow its awaits.
+ */
+export function inMode<T, S>(what: string, fn: () => T, enter: () => S, exit: (state: S) => void): T {
   if (typeof fn !== 'function') throw invalidParameterError('fn', 'a function', fn);
-  const prev = N.setGradEnabled(enabled);
+  const state = enter();
   try {
     const r = fn();
     if (r && typeof (r as { then?: unknown }).then === 'function')
-      throw new KilnError('noGrad/enableGrad take a synchronous function (grad mode cannot follow awaits); wrap the synchronous part', 'INVALID_ARGUMENT');
+      throw new KilnError(`${what} takes a synchronous function (the mode cannot follow awaits); wrap the synchronous part`, 'INVALID_ARGUMENT');
     return r;
   } finally {
-    N.setGradEnabled(prev);
+    exit(state);
   }
+}
+
+function withGradMode<T>(enabled: boolean, fn: () => T): T {
+  return inMode(enabled ? 'enableGrad' : 'noGrad', fn, () => N.setGradEnabled(enabled), (prev) => N.setGradEnabled(prev));
 }
 
 /** Runs `fn` with gradient tracking off (inference, parameter updates). Synchronous only. */
