@@ -292,7 +292,7 @@ export abstract class Module {
       }
       N.setData(t.id, moved.id);
       moved.dispose();
-      (t as unknown as { _dtype?: DType })._dtype = undefined; // Tensor caches its dtype; setData changed it
+      t._invalidate(); // the tensor caches shape and dtype; setData changed what lies under it
       const g = N.grad(t.id);
       if (g >= 0) { N.free(g); N.setGrad(t.id, -1); }
     }

@@ -86,6 +86,12 @@ export class Tensor implements Tracked {
     track(this);
   }
 
+  /** @internal Forgets cached metadata after the data under the handle was swapped (Module.to). */
+  _invalidate(): void {
+    this._shape = undefined;
+    this._dtype = undefined;
+  }
+
   /** The native handle; throws if the tensor was disposed. */
   get id(): number {
     if (this._id < 0) throw disposedError();
