@@ -34,3 +34,5 @@ export {
   Trainer, History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, CSVLogger, JSONLinesLogger, TensorBoardLogger,
   LambdaCallback, LRSchedulerCallback,
 } from './train';
+/** Explanations: integrated gradients, saliency. */
+export * as explain from './explain';
