@@ -22,7 +22,7 @@ mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc 
 node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
 KILN_TEST_DEVICE=cuda $mocha dist/test/40.device.test.js dist/test/41.amp.test.js > "$out/test-cuda.log" 2>&1; cuda=$?
 $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?
-BENCH_DEVICE=cuda node dist/bench/run.js models > "$out/bench.log" 2>&1; bench=$?
+BENCH_DEVICE=cuda node dist/bench/run.js models airbench explain > "$out/bench.log" 2>&1; bench=$?
 echo "== results"
 grep -E "passing|failing|pending" "$out/test-cuda.log" "$out/test-all.log"
 cat "$out/bench.log" | grep '^|' || tail -20 "$out/bench.log"
