@@ -34,8 +34,9 @@ describe('08 worker threads', function () {
       expect(r.shape).to.deep.equal([4, 10]);
       expect(r.tensors).to.be.greaterThan(0);
     }
-    // the workers' tensors live in their own tables
-    expect(kiln.memory().numTensors).to.equal(before);
+    // the workers' tensors live in their own tables (the main count may only drop: the GC backstop
+    // can free earlier tests' leftovers meanwhile)
+    expect(kiln.memory().numTensors).to.be.at.most(before);
     const t = kiln.ones([3]);
     expect(t.sum().item()).to.equal(3);
     t.dispose();
