@@ -181,7 +181,8 @@ describe('10 data', function () {
       await expectRejects(async () => {
         for await (const { x, y } of new data.DataLoader(ds, { batchSize: 3 })) { x.dispose(); y.dispose(); }
       }, 'IO', path.join('dog', ''));
-      expect(kiln.memory().numTensors).to.equal(before);
+      // nothing leaked (at most: across awaits the GC backstop may free earlier tests' leftovers)
+      expect(kiln.memory().numTensors).to.be.at.most(before);
     });
 
     it('cache + preload decode each file once (files may vanish afterwards)', async () => {
@@ -455,7 +456,8 @@ describe('10 data', function () {
       const t = data.compose(data.randomCrop(2, { padding: 1 }), data.randomHorizontalFlip());
       for (const opts of [{}, { shuffle: true, seed: 1, transform: t }, { shuffle: true }] as data.DataLoaderOptions[]) {
         for await (const { x, y } of new data.DataLoader(ds, { batchSize: 6, ...opts })) { x.dispose(); y.dispose(); }
-        expect(kiln.memory().numTensors).to.equal(base);
+        // at most: across awaits the GC backstop may free earlier tests' leftovers
+        expect(kiln.memory().numTensors).to.be.at.most(base);
       }
       let k = 0;
       for await (const { x, y } of new data.DataLoader(ds, { batchSize: 4, prefetch: 3 })) {
@@ -463,7 +465,7 @@ describe('10 data', function () {
         y.dispose();
         if (++k === 2) break;
       }
-      expect(kiln.memory().numTensors).to.equal(base);
+      expect(kiln.memory().numTensors).to.be.at.most(base);
       ds.dispose();
     });
 

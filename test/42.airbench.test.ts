@@ -209,6 +209,7 @@ describe('airbench94 example: a short run on Fashion-MNIST', function () {
     } finally {
       r.model.dispose();
     }
-    expect(kiln.memory().numTensors).to.equal(before);
+    // nothing leaked (at most: across awaits the GC backstop may free earlier tests' leftovers)
+    expect(kiln.memory().numTensors).to.be.at.most(before);
   });
 });
