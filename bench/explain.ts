@@ -5,7 +5,7 @@
  */
 import * as path from 'path';
 import * as kiln from '../lib';
-import { runPeer, pythonWithTorch, machine, table, record, ROOT } from './harness';
+import { runPeer, pythonWithTorch, machine, table, record, medianSeconds, ROOT } from './harness';
 
 const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
 const GPU = DEVICE !== 'cpu';
@@ -23,15 +23,7 @@ export function run(): void {
     r.attributions.dispose();
     r.delta.dispose();
   };
-  once();
-  const ts: number[] = [];
-  for (let i = 0; i < ITERS; i++) {
-    const s = process.hrtime.bigint();
-    once();
-    ts.push(Number(process.hrtime.bigint() - s) / 1e9);
-  }
-  ts.sort((a, b) => a - b);
-  const kilnS = ts[Math.floor(ts.length / 2)];
+  const kilnS = medianSeconds(once, ITERS, 1);
   for (const t of [x, target]) t.dispose();
   m.dispose();
   const py = pythonWithTorch();

@@ -20,6 +20,19 @@ export function medianNs(fn: () => void, iters: number, repeats: number): number
   return t[Math.floor(t.length / 2)];
 }
 
+/** Median seconds of `iters` calls of fn after `warmup` untimed calls (fn must wait for the device itself). */
+export function medianSeconds(fn: () => void, iters: number, warmup: number): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const s = process.hrtime.bigint();
+    fn();
+    ts.push(Number(process.hrtime.bigint() - s) / 1e9);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)];
+}
+
 /** Runs a command and returns its stdout lines parsed as JSON (null if the peer is unavailable). */
 export function runPeer(cmd: string, args: string[], opts: { cwd?: string } = {}): Record<string, unknown>[] | null {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd ?? ROOT, maxBuffer: 1 << 24 });

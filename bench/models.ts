@@ -5,7 +5,7 @@
  */
 import * as path from 'path';
 import * as kiln from '../lib';
-import { runPeer, pythonWithTorch, machine, table, record, ROOT } from './harness';
+import { runPeer, pythonWithTorch, machine, table, record, medianSeconds, ROOT } from './harness';
 
 const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
 const GPU = DEVICE !== 'cpu';
@@ -30,18 +30,6 @@ function sync(t: kiln.Tensor): void {
   if (GPU) t.sum().item(); // reading a value waits for the queued kernels
 }
 
-function timed(fn: () => void, iters: number, warmup: number): number {
-  for (let i = 0; i < warmup; i++) fn();
-  const ts: number[] = [];
-  for (let i = 0; i < iters; i++) {
-    const s = process.hrtime.bigint();
-    fn();
-    ts.push(Number(process.hrtime.bigint() - s) / 1e9);
-  }
-  ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)];
-}
-
 function kilnCase(c: Case): number {
   kiln.manualSeed(0);
   const m = kiln.models.resnet18({ numClasses: 10 }).to(DEVICE);
@@ -50,7 +38,7 @@ function kilnCase(c: Case): number {
       m.eval();
       if (c.bf16) m.to('bfloat16');
       const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE, dtype: c.bf16 ? 'bfloat16' : 'float32' });
-      const t = timed(() => kiln.tidy(() => sync(kiln.noGrad(() => m.call(x)))), c.iters, c.warmup);
+      const t = medianSeconds(() => kiln.tidy(() => sync(kiln.noGrad(() => m.call(x)))), c.iters, c.warmup);
       x.dispose();
       return t;
     }
@@ -58,7 +46,7 @@ function kilnCase(c: Case): number {
     const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true });
     const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE });
     const y = kiln.randint(0, 10, [c.batch], { device: DEVICE });
-    const t = timed(() => kiln.tidy(() => {
+    const t = medianSeconds(() => kiln.tidy(() => {
       opt.zeroGrad();
       const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
       loss.backward();
