@@ -1,4 +1,5 @@
 #include "module.h"
+#include "workers.h"
 #include <torch/script.h>
 #include <mutex>
 
@@ -312,13 +313,7 @@ napi_value runAsync(napi_env env, napi_callback_info info) {
   auto job = std::make_unique<RunJob>();
   job->runnable = table(a.k).get(a.i32(0));
   job->input = a.t(1);
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "kiln.forwardAsync", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, nullptr, name, runExecute, runComplete, job.get(), &job->work);
-  napi_queue_async_work(env, job->work);
-  job.release();
-  return promise;
+  return queueJob(env, std::move(job), "kiln.forwardAsync", runExecute, runComplete);
   KILN_CATCH(env)
 }
 

@@ -51,13 +51,7 @@ napi_value dataAsync(napi_env env, napi_callback_info info) {
   Args a(env, info);
   auto job = std::make_unique<ReadJob>();
   job->src = a.t(0);
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "kiln.data", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, nullptr, name, readExecute, readComplete, job.get(), &job->work);
-  napi_queue_async_work(env, job->work);
-  job.release();
-  return promise;
+  return queueJob(env, std::move(job), "kiln.data", readExecute, readComplete);
   KILN_CATCH(env)
 }
 

@@ -3,3 +3,23 @@
 // cannot free memory still in use.
 #pragma once
 #include "tensor.h"
+
+namespace kiln {
+
+/**
+ * Queues `job` (a struct with `napi_async_work work` and `napi_deferred deferred`) on libuv's
+ * pool and returns its promise; `complete` takes ownership of the job and settles the promise.
+ */
+template <typename Job>
+napi_value queueJob(napi_env env, std::unique_ptr<Job> job, const char* name, napi_async_execute_callback execute,
+                    napi_async_complete_callback complete) {
+  napi_value promise, resource;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  napi_create_async_work(env, nullptr, resource, execute, complete, job.get(), &job->work);
+  napi_queue_async_work(env, job->work);
+  job.release();
+  return promise;
+}
+
+}  // namespace kiln

@@ -7,23 +7,8 @@ import * as zlib from 'zlib';
 import sharp from 'sharp';
 import * as kiln from '../lib';
 import * as data from '../lib/data';
-import { expectKilnError, expectClose, values } from './helpers';
+import { expectKilnError, expectRejects, expectClose, values } from './helpers';
 
-/** Awaits a promise that must reject with a KilnError of `code` whose message holds the fragments. */
-async function expectRejects(p: Promise<unknown> | (() => Promise<unknown>), code: string, ...fragments: string[]): Promise<kiln.KilnError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  if (err === undefined) expect.fail(`expected a KilnError (${code}) but the promise resolved`);
-  expect(err, String(err)).to.be.instanceOf(kiln.KilnError);
-  const k = err as kiln.KilnError;
-  expect(k.code, k.message).to.equal(code);
-  for (const f of fragments) expect(k.message).to.include(f);
-  return k;
-}
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-data-test-'));
 const rgb = (w: number, h: number, v: number[]) => sharp(Buffer.from(Array.from({ length: w * h }, () => v).flat()), { raw: { width: w, height: h, channels: v.length as 1 | 3 | 4 } });

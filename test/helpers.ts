@@ -80,6 +80,22 @@ export function expectKilnError(fn: () => unknown, code: string, ...fragments: (
     err = e;
   }
   if (err === undefined) expect.fail(`expected a KilnError (${code}) but nothing was thrown`);
+  return checkKilnError(err, code, fragments);
+}
+
+/** Awaits a promise (or async function) that must reject with a KilnError of `code` whose message holds the fragments. */
+export async function expectRejects(p: Promise<unknown> | (() => Promise<unknown>), code: string, ...fragments: (string | RegExp)[]): Promise<kiln.KilnError> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  if (err === undefined) expect.fail(`expected a KilnError (${code}) but the promise resolved`);
+  return checkKilnError(err, code, fragments);
+}
+
+function checkKilnError(err: unknown, code: string, fragments: (string | RegExp)[]): kiln.KilnError {
   expect(err, String(err)).to.be.instanceOf(kiln.KilnError);
   const k = err as kiln.KilnError;
   expect(k.code, k.message).to.equal(code);
