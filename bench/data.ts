@@ -1,7 +1,7 @@
 /**
  * Data-pipeline benchmark: images/s of imageFolder decode + augment (small PNGs 28×28 and
- * 32×32; 320×240 JPEGs resized to 224×224), cold (first epoch, decoding) and cached (later
- * epochs), against Python PIL decoding the same files in the same run (one process, like a
+ * 32×32; 320×240 JPEGs resized to 224×224), cold (first epoch, decoding: the native decoder,
+ * and with decoder 'sharp' for comparison) and cached (later epochs), against Python PIL decoding the same files in the same run (one process, like a
  * torchvision DataLoader with num_workers=0); and batches/s of the in-memory loader.
  *
  *   npx tsc -p . && node dist/bench/data.js [--quick]
@@ -107,7 +107,7 @@ export async function run(): Promise<void> {
   const root = path.join(os.tmpdir(), 'kiln-bench-data');
   const n = QUICK ? 800 : 4000;
   const sets = await makeSets(root, n);
-  const rows: [string, string, string, string, string][] = [];
+  const rows: [string, string, string, string, string, string][] = [];
   const fmt = (v: number | null) => (v === null ? 'n/a' : v.toFixed(0));
   const ratio = (a: number, b: number | null) => (b ? (a / b).toFixed(2) + '×' : 'n/a');
   const cases: [string, string, data.ImageFolderOptions, data.BatchTransform, 'L' | 'RGB', number | null][] = [
@@ -117,8 +117,9 @@ export async function run(): Promise<void> {
   ];
   for (const [name, dir, o, t, mode, size] of cases) {
     const k = await kilnRate(dir, o, t);
+    const viaSharp = await kilnRate(dir, { ...o, decoder: 'sharp' }, t);
     const p = pil(dir, mode, size);
-    rows.push([name, fmt(k.cold), fmt(k.cached), fmt(p), `${ratio(k.cold, p)} / ${ratio(k.cached, p)}`]);
+    rows.push([name, fmt(k.cold), fmt(viaSharp.cold), fmt(k.cached), fmt(p), `${ratio(k.cold, p)} / ${ratio(k.cached, p)}`]);
   }
   // In-memory loader: Fashion-MNIST (or MNIST) tensors, native indexing.
   const fm = await data.fashionMnist().catch(() => data.mnist());
@@ -140,7 +141,7 @@ export async function run(): Promise<void> {
   }
   fm.dispose();
   const head = `${new Date().toISOString().slice(0, 10)} — ${machine()}; libtorch threads ${kiln.info().numThreads}; ${REPEATS} repeat(s), medians`;
-  const t1 = table(['images', 'Kiln cold img/s', 'Kiln cached img/s', 'PIL img/s (1 process)', 'Kiln/PIL cold / cached'], rows);
+  const t1 = table(['images', 'Kiln cold img/s', 'cold, decoder sharp', 'Kiln cached img/s', 'PIL img/s (1 process)', 'Kiln/PIL cold / cached'], rows);
   const t2 = table(['loader', 'batches/s'], memRows);
   console.log(`${head}\n\n${t1}\n\n${t2}`);
   record('Data loading (CPU)', `${head}\n\n${t1}\n\n${t2}`);

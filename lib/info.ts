@@ -17,6 +17,10 @@ export interface KilnInfo {
   /** intra-op threads used by CPU kernels */
   numThreads: number;
   numInteropThreads: number;
+  /** whether glibc's allocator keeps large blocks on the heap (see tuneAllocator; KILN_MALLOC_TUNING=0 turns it off) */
+  allocatorTuned: boolean;
+  /** formats decoded natively (libspng, libturbojpeg) for data loading; others go through sharp */
+  nativeImageDecoding: { png: boolean; jpeg: boolean };
   /** libtorch's build configuration text (at::show_config) */
   buildConfig: string;
 }
@@ -38,6 +42,8 @@ export function info(): KilnInfo {
       cudnnAvailable: n.cudnnAvailable,
       cudnnVersion: cudnn ? cudnn[1] : null,
       deviceCount: n.deviceCount,
+      nativeImageDecoding: N.decodeFormats(),
+      allocatorTuned,
       buildConfig: n.config,
     };
   }
@@ -63,3 +69,13 @@ export function defaultNumThreads(env: NodeJS.ProcessEnv = process.env): number 
 }
 
 setNumThreads(defaultNumThreads());
+
+/**
+ * Large CPU tensors come from glibc's malloc, which serves blocks over 32 MiB with fresh mmap()s
+ * and returns freed heap tops to the system: each training or loading step then page-faults
+ * its big buffers in again (a batch of 64 images at 224² spent 2× longer in float conversion
+ * and flips than with warm memory — bench/RESULTS.md). Kiln keeps blocks below 1 GiB on the
+ * heap and returns freed memory only above 1 GiB, so repeated steps reuse warm pages; peak
+ * memory is kept for reuse rather than given back. KILN_MALLOC_TUNING=0 leaves malloc alone.
+ */
+const allocatorTuned = process.env.KILN_MALLOC_TUNING === '0' ? false : N.tuneAllocator(1 << 30, 1 << 30);

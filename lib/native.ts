@@ -19,6 +19,7 @@ export interface NativeAddon {
   setErrorClass(ctor: unknown): void;
   info(): { torchVersion: string; cudaAvailable: boolean; cudnnAvailable: boolean; deviceCount: number; numThreads: number; numInteropThreads: number; config: string; parallelInfo: string };
   setNumThreads(n: number): void;
+  tuneAllocator(mmapThreshold: number, trimThreshold: number): boolean;
   manualSeed(seed: number): void;
   getRngState(device: string): H;
   setRngState(device: string, state: H): void;
@@ -37,6 +38,9 @@ export interface NativeAddon {
   isPinned(x: H): boolean;
   toBuffer(x: H, raw?: boolean): ArrayBuffer;
   dataAsync(x: H): Promise<ArrayBuffer>;
+  // image decoding for data loading (native/decode.cc)
+  decodeImagesAsync(inputs: (string | { data: Uint8Array; height: number; width: number; channels: number })[], height: number, width: number, fit: number, channels: number, autoOrient: boolean, threads: number): Promise<({ data: ArrayBuffer; height: number; width: number } | string)[]>;
+  decodeFormats(): { png: boolean; jpeg: boolean };
   item(x: H): number | boolean;
   backward(x: H, grad: H, retainGraph: boolean, createGraph: boolean): void;
   grad(x: H): H;
@@ -125,7 +129,9 @@ export interface NativeAddon {
   l1Loss(x: H, target: H, reduction: number): H;
   klDiv(x: H, target: H, reduction: number, logTarget: boolean): H;
   bceWithLogits(x: H, target: H, weight: H, reduction: number): H;
-  interpolate(x: H, size: number[] | null, scale: number[] | null, mode: string, alignCorners: number): H;
+  interpolate(x: H, size: number[] | null, scale: number[] | null, mode: string, alignCorners: number, antialias: boolean): H;
+  gridSample(x: H, grid: H, mode: number, padding: number, alignCorners: boolean): H;
+  affineGrid(theta: H, size: number[], alignCorners: boolean): H;
   pad(x: H, pads: number[], mode: string, value: number): H;
 }
 

@@ -17,6 +17,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   kiln::registerWorkers(env, exports, k);
   kiln::registerOptim(env, exports, k);
   kiln::registerModule(env, exports, k);
+  kiln::registerDecode(env, exports, k);
   return exports;
 }
 

@@ -101,7 +101,7 @@ static napi_value bceWithLogits(napi_env env, napi_callback_info info) {
   return a.ret(at::binary_cross_entropy_with_logits(a.t(0), a.t(1), a.optT(2), c10::nullopt, a.i64(3)));
   KILN_CATCH(env)
 }
-/** interpolate(x, size[]|null, scaleFactor[]|null, mode, alignCorners(-1 unset,0,1)) */
+/** interpolate(x, size[]|null, scaleFactor[]|null, mode, alignCorners(-1 unset,0,1), antialias) */
 static napi_value interpolate(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   namespace F = torch::nn::functional;
@@ -121,7 +121,20 @@ static napi_value interpolate(napi_env env, napi_callback_info info) {
   else fail("INVALID_ARGUMENT", "interpolate: unknown mode '" + mode + "'");
   int32_t ac = a.i32(4);
   if (ac >= 0) o = o.align_corners(ac == 1);
+  if (a.flag(5)) o = o.antialias(true);
   return a.ret(F::interpolate(a.t(0), o));
+  KILN_CATCH(env)
+}
+/** gridSample(x, grid, mode(0 bilinear,1 nearest,2 bicubic), padding(0 zeros,1 border,2 reflection), alignCorners) */
+static napi_value gridSample(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.ret(at::grid_sampler(a.t(0), a.t(1), a.i64(2), a.i64(3), a.flag(4)));
+  KILN_CATCH(env)
+}
+/** affineGrid(theta [N, 2, 3], size [N, C, H, W], alignCorners) */
+static napi_value affineGrid(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.ret(at::affine_grid_generator(a.t(0), a.ints(1), a.flag(2)));
   KILN_CATCH(env)
 }
 /** pad(x, pads[], mode, value) */
@@ -147,6 +160,7 @@ void registerFunctional(napi_env env, napi_value exports, KilnEnv* k) {
       {"dropout2d", dropout2d}, {"linear", linear}, {"crossEntropy", crossEntropy},
       {"nllLoss", nllLoss}, {"mseLoss", mseLoss}, {"l1Loss", l1Loss}, {"klDiv", klDiv},
       {"bceWithLogits", bceWithLogits}, {"interpolate", interpolate}, {"pad", pad},
+      {"gridSample", gridSample}, {"affineGrid", affineGrid},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

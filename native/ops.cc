@@ -59,7 +59,7 @@ static const Entry kUnary[] = {
     U(expm1, x.expm1()), U(sqrt, x.sqrt()), U(rsqrt, x.rsqrt()), U(sign, x.sign()),
     U(sigmoid, x.sigmoid()), U(tanh, x.tanh()), U(relu, x.relu()), U(gelu, at::gelu(x)),
     U(geluTanh, at::gelu(x, "tanh")), U(silu, at::silu(x)), U(floor, x.floor()), U(ceil, x.ceil()),
-    U(round, x.round()), U(sin, x.sin()), U(cos, x.cos()), U(reciprocal, x.reciprocal()),
+    U(round, x.round()), U(sin, x.sin()), U(cos, x.cos()), U(tan, x.tan()), U(reciprocal, x.reciprocal()),
     U(square, x.square()), U(logicalNot, x.logical_not()), U(contiguous, x.contiguous()),
     U(contiguousChannelsLast, x.contiguous(at::MemoryFormat::ChannelsLast)),
     U(clone, x.clone()), U(detach, x.detach()), U(isnan, x.isnan()), U(isinf, x.isinf()),

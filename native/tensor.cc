@@ -2,6 +2,9 @@
 #include "tensor.h"
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace kiln {
 
@@ -281,6 +284,24 @@ static napi_value setNumThreads(napi_env env, napi_callback_info info) {
   Args a(env, info);
   at::set_num_threads(a.i32(0));
   return a.undefined();
+  KILN_CATCH(env)
+}
+
+/**
+ * tuneAllocator(mmapThreshold, trimThreshold) -> whether it applied (glibc only). glibc serves
+ * blocks over 32 MiB with fresh mmap()s, so every large CPU tensor (a batch of 224² images, a
+ * layer's activations) page-faults its memory in again on every step; keeping them on the heap
+ * makes repeated allocations reuse warm pages (what PyTorch gets from jemalloc/tcmalloc).
+ */
+static napi_value tuneAllocator(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+#if defined(__GLIBC__)
+  bool ok = mallopt(M_MMAP_THRESHOLD, a.i32(0)) == 1 && mallopt(M_TRIM_THRESHOLD, a.i32(1)) == 1;
+  return a.retBool(ok);
+#else
+  return a.retBool(false);
+#endif
   KILN_CATCH(env)
 }
 
@@ -696,7 +717,7 @@ static napi_value isGradEnabled(napi_env env, napi_callback_info info) {
 
 void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
-      {"setErrorClass", setErrorClass}, {"info", info}, {"setNumThreads", setNumThreads},
+      {"setErrorClass", setErrorClass}, {"info", info}, {"setNumThreads", setNumThreads}, {"tuneAllocator", tuneAllocator},
       {"manualSeed", manualSeed}, {"getRngState", getRngState}, {"setRngState", setRngState}, {"memory", memory}, {"free", freeTensor},
       {"fromBuffer", fromBuffer}, {"zeros", zeros}, {"ones", ones}, {"empty", empty}, {"full", full},
       {"rand", rand}, {"randn", randn}, {"randint", randint}, {"arange", arange},

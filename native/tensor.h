@@ -78,5 +78,6 @@ void registerFunctional(napi_env env, napi_value exports, KilnEnv* k);
 void registerWorkers(napi_env env, napi_value exports, KilnEnv* k);
 void registerOptim(napi_env env, napi_value exports, KilnEnv* k);
 void registerModule(napi_env env, napi_value exports, KilnEnv* k);
+void registerDecode(napi_env env, napi_value exports, KilnEnv* k);
 
 }  // namespace kiln

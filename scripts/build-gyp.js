@@ -37,7 +37,7 @@ const check = spawnSync(process.execPath, ['-e', `
   const a = N.ones([2, 2], 6, undefined, false), b = N.matmul(a, a);
   const v = new Float32Array(N.toBuffer(b));
   if (v.join() !== '2,2,2,2') throw new Error('unexpected result ' + v.join());
-  console.log('kiln: node-gyp addon loads; libtorch ' + N.info().torchVersion + ', ones(2,2) @ ones(2,2) = [' + v.join(', ') + ']');
+  console.log('kiln: node-gyp addon loads; libtorch ' + N.info().torchVersion + ', ones(2,2) @ ones(2,2) = [' + v.join(', ') + ']; native image decoding ' + JSON.stringify(N.decodeFormats()));
 `], { stdio: 'inherit' });
 if (!process.argv.includes('--keep')) fs.rmSync(work, { recursive: true, force: true });
 process.exit(check.status || 0);

@@ -20,6 +20,22 @@ function newestSource() {
   return newest;
 }
 
+/**
+ * libspng and libturbojpeg for native PNG/JPEG decoding (native/decode.cc). Optional: without
+ * them images decode through sharp, slower on small files. Installed with apt when we can.
+ */
+function optionalImageLibs() {
+  const have = (header) => ['/usr/include', '/usr/local/include'].some((d) => fs.existsSync(path.join(d, header)));
+  const missing = [['spng.h', 'libspng-dev'], ['turbojpeg.h', 'libturbojpeg0-dev']].filter(([h]) => !have(h)).map(([, p]) => p);
+  if (!missing.length || !canApt()) return;
+  console.log(`kiln: installing ${missing.join(' ')} with apt-get (native image decoding)`);
+  try {
+    aptInstall(missing);
+  } catch (e) {
+    console.warn(`kiln: could not install ${missing.join(' ')} (${e.message}); images will decode through sharp`);
+  }
+}
+
 /** cmake and a C++ compiler; on Debian/Ubuntu as root, installs what is missing. */
 function ensureTools() {
   const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
@@ -29,6 +45,7 @@ function ensureTools() {
     console.log(`kiln: installing ${missing.join(' ')} with apt-get`);
     aptInstall(missing);
   }
+  optionalImageLibs();
   for (const required of ['cmake', 'g++'])
     if (!has(required)) throw new Error(`kiln: '${required}' is needed to build the native addon (Debian/Ubuntu: sudo apt-get install cmake g++)`);
 }

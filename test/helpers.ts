@@ -175,3 +175,10 @@ export function maxAbsDiff(a: kiln.Tensor | ArrayLike<number>, b: kiln.Tensor | 
   for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
   return m;
 }
+
+/** Element-wise |a − b| ≤ atol for two tensors of the same shape. */
+export function expectNear(a: kiln.Tensor, b: kiln.Tensor, atol: number, what = ''): void {
+  expect(a.shape, `${what} shape`).to.deep.equal(b.shape);
+  const d = maxAbsDiff(a, b);
+  expect(d, `${what} max |a − b|`).to.be.at.most(atol);
+}

@@ -116,8 +116,8 @@ export async function predict(f: Flags, files: string[], log: (s: string) => voi
   for (const file of files) {
     const img = await decodeImage(file, { size: m.size, channels: m.channels });
     const probs = tidy(() => noGrad(() => {
-      const hwc = tensor(new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.length), { shape: [1, img.height, img.width, img.channels] });
-      const x = norm(hwc.permute(0, 3, 1, 2).float().div(255).to({ device }));
+      const chw = tensor(img.data, { shape: [1, img.channels, img.height, img.width] });
+      const x = norm(chw.float().div(255).to({ device }));
       return m.model.call(x).softmax(1).cpu();
     }));
     const p = Array.from(probs.dataSync() as Float32Array);

@@ -1,13 +1,24 @@
 /**
- * Decoding one image file with sharp into interleaved uint8 pixels [H, W, C]: alpha removed,
- * palette and 16-bit images converted to 8-bit, grayscale ↔ RGB as asked, optional resize.
- * sharp does the work on libuv's thread pool, off the main thread.
+ * Decoding image files into planar uint8 pixels [C, H, W]: alpha removed, palette and 16-bit
+ * images converted to 8-bit, RGB or grey (ITU-R 601-2 luma, as PIL's convert('L')), EXIF
+ * orientation applied, optional resize.
+ *
+ * PNG and JPEG files go to the native decoder (native/decode.cc: libspng / libjpeg-turbo, many
+ * files per call on a pool of threads); every other format, and any file the native path
+ * declines (CMYK JPEG, a decode error), is decoded by sharp on libuv's pool. Either way the
+ * grey conversion and the resizing (PIL's antialiased bilinear filter, bit for bit) are native,
+ * so a PNG/JPEG folder gives exactly what torchvision's PIL loader gives.
  */
 import sharp from 'sharp';
+import * as os from 'os';
 import { KilnError, invalidParameterError } from '../errors';
+import { N } from '../native';
 
-/** How an image is fitted into `size` (sharp's fit modes; 'contain' letterboxes in black). */
+/** How an image is fitted into `size` ('cover': scale and centre-crop, 'contain': letterbox in black, 'fill': stretch). */
 export type Fit = 'cover' | 'contain' | 'fill';
+
+/** Which decoder handles PNG and JPEG files: 'auto' (native when built in) or 'sharp' (always sharp). */
+export type Decoder = 'auto' | 'sharp';
 
 /** What decoding needs to know. */
 export interface DecodeOptions {
@@ -15,11 +26,17 @@ export interface DecodeOptions {
   size?: [number, number];
   fit?: Fit;
   channels: 1 | 3;
+  /** rotate/mirror as the EXIF Orientation tag says (default true; false: raw stored pixels, as PIL) */
+  autoOrient?: boolean;
+  /** default 'auto' */
+  decoder?: Decoder;
+  /** native decoding threads per call (default: the usable cores) */
+  threads?: number;
 }
 
-/** Decoded pixels, interleaved HWC uint8. */
+/** Decoded pixels, planar CHW uint8. */
 export interface Decoded {
-  data: Buffer;
+  data: Uint8Array;
   height: number;
   width: number;
   channels: 1 | 3;
@@ -27,6 +44,9 @@ export interface Decoded {
 
 /** The file extensions image folders accept (matched case-insensitively). */
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif'];
+
+const FITS: Fit[] = ['cover', 'contain', 'fill'];
+const usableCores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 
 /** Validates `size` ([h, w] positive integers, or one number for a square). */
 export function checkSize(size: unknown, name = 'size'): [number, number] {
@@ -36,21 +56,104 @@ export function checkSize(size: unknown, name = 'size'): [number, number] {
   return [s[0], s[1]];
 }
 
-/** Decodes one file (or encoded bytes); throws KilnError 'IO' naming `file` when it cannot. */
-export async function decodeImage(input: string | Buffer, o: DecodeOptions, file = typeof input === 'string' ? input : '<buffer>'): Promise<Decoded> {
+/** Validates the decoder options shared by imageFolder and decodeImages. */
+export function checkDecoderOptions(o: { decoder?: unknown; autoOrient?: unknown; threads?: unknown }): void {
+  if (o.decoder !== undefined && o.decoder !== 'auto' && o.decoder !== 'sharp') throw invalidParameterError('decoder', "'auto' or 'sharp'", o.decoder);
+  if (o.autoOrient !== undefined && typeof o.autoOrient !== 'boolean') throw invalidParameterError('autoOrient', 'a boolean', o.autoOrient);
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || (o.threads as number) < 1)) throw invalidParameterError('threads', 'a positive integer', o.threads);
+}
+
+function ioError(file: string, e: unknown): KilnError {
+  if (e instanceof KilnError) return e;
+  return new KilnError(`${file}: cannot decode image (${(e as Error).message.split('\n')[0]})`, 'IO');
+}
+
+/** Interleaved pixels from sharp, before channel conversion and resizing. */
+interface Raw {
+  data: Uint8Array;
+  height: number;
+  width: number;
+  channels: 3;
+}
+
+/** Decodes a file or encoded bytes with sharp to 8-bit sRGB (EXIF-oriented, alpha dropped). */
+async function sharpPixels(input: string | Buffer, autoOrient: boolean, file: string): Promise<Raw> {
   try {
     // failOn 'truncated' rejects truncated files instead of returning grey rows; sequential
     // reads are faster for one-pass decoding.
     let img = sharp(input, { failOn: 'truncated', sequentialRead: true, limitInputPixels: 1 << 28 });
-    if (o.size) img = img.resize(o.size[1], o.size[0], { fit: o.fit ?? 'cover', background: { r: 0, g: 0, b: 0, alpha: 1 } });
-    img = img.removeAlpha();
-    img = o.channels === 1 ? img.toColourspace('b-w') : img.toColourspace('srgb');
-    const { data, info } = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    if (info.channels !== o.channels) throw new Error(`decoded to ${info.channels} channels, expected ${o.channels}`);
-    if (data.length !== info.width * info.height * o.channels) throw new Error(`decoded ${data.length} bytes for ${info.width}×${info.height}×${o.channels}`);
-    return { data, height: info.height, width: info.width, channels: o.channels };
+    if (autoOrient) img = img.autoOrient();
+    const { data, info } = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || data.length !== info.width * info.height * 3) throw new Error(`decoded ${data.length} bytes for ${info.width}×${info.height}×${info.channels}`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), height: info.height, width: info.width, channels: 3 };
   } catch (e) {
-    if (e instanceof KilnError) throw e;
-    throw new KilnError(`${file}: cannot decode image (${(e as Error).message.split('\n')[0]})`, 'IO');
+    throw ioError(file, e);
   }
+}
+
+/** Runs the native decode/convert/fit job over paths and sharp's pixels. */
+async function nativeJob(inputs: (string | Raw)[], o: DecodeOptions): Promise<(Decoded | string)[]> {
+  const fit = FITS.indexOf(o.fit ?? 'cover');
+  const res = await N.decodeImagesAsync(inputs, o.size?.[0] ?? 0, o.size?.[1] ?? 0, fit, o.channels, o.autoOrient !== false, o.threads ?? usableCores);
+  return res.map((r) => (typeof r === 'string' ? r : { data: new Uint8Array(r.data), height: r.height, width: r.width, channels: o.channels }));
+}
+
+/** Decodes one file or encoded bytes; throws KilnError 'IO' naming the file when it cannot. */
+export async function decodeImage(input: string | Buffer, o: DecodeOptions, file = typeof input === 'string' ? input : '<buffer>'): Promise<Decoded> {
+  if (typeof input === 'string') {
+    const [r] = await decodeImages([input], o);
+    if (r instanceof KilnError) throw r;
+    return r;
+  }
+  const [r] = await nativeJob([await sharpPixels(input, o.autoOrient !== false, file)], o);
+  if (typeof r === 'string') throw new KilnError(`${file}: ${r}`, 'IO');
+  return r;
+}
+
+/** True when this build decodes PNG/JPEG natively. */
+function nativeAvailable(): boolean {
+  const f = N.decodeFormats();
+  return f.png || f.jpeg;
+}
+
+/**
+ * Decodes many files: PNG/JPEG natively in one call across `threads` threads; the rest (and
+ * files the native path declines) decoded by sharp, at most `sharpConcurrency` at a time, then
+ * converted and resized natively too, so every format gets the same grey conversion and
+ * resampling. Each entry is the pixels or the KilnError 'IO' that names the unreadable file.
+ */
+export async function decodeImages(files: string[], o: DecodeOptions, sharpConcurrency = 16): Promise<(Decoded | KilnError)[]> {
+  const out: (Decoded | KilnError | undefined)[] = new Array(files.length);
+  let pending = files.map((_, i) => i);
+  if ((o.decoder ?? 'auto') === 'auto' && files.length > 0 && nativeAvailable()) {
+    const res = await nativeJob(files, o);
+    pending = [];
+    res.forEach((r, i) => {
+      if (typeof r === 'string') pending.push(i);
+      else out[i] = r;
+    });
+  }
+  if (pending.length === 0) return out as Decoded[];
+  // sharp decodes the rest, a bounded number in flight
+  const raws: { i: number; raw: Raw }[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < pending.length) {
+      const i = pending[next++];
+      try {
+        raws.push({ i, raw: await sharpPixels(files[i], o.autoOrient !== false, files[i]) });
+      } catch (e) {
+        out[i] = ioError(files[i], e);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(sharpConcurrency, pending.length) }, worker));
+  if (raws.length > 0) {
+    const fitted = await nativeJob(raws.map((r) => r.raw), o);
+    raws.forEach(({ i }, k) => {
+      const r = fitted[k];
+      out[i] = typeof r === 'string' ? new KilnError(`${files[i]}: cannot decode image (${r})`, 'IO') : r;
+    });
+  }
+  return out as (Decoded | KilnError)[];
 }

@@ -1,6 +1,7 @@
 /**
  * `imageFolder(root, options)`: the `root/<class>/<…>/<image>` layout of torchvision's
- * ImageFolder and Keras's flow_from_directory, decoded with sharp in parallel.
+ * ImageFolder and Keras's flow_from_directory, decoded in parallel (PNG/JPEG natively, other
+ * formats with sharp; see decode.ts).
  */
 import { promises as fsp, Dirent } from 'fs';
 import * as path from 'path';
@@ -8,7 +9,7 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { tensor } from '../tensor/creation';
 import { Dataset, Sample, Batch, checkIndex } from './dataset';
-import { decodeImage, checkSize, Decoded, Fit, IMAGE_EXTENSIONS } from './decode';
+import { decodeImages, checkSize, checkDecoderOptions, Decoded, Decoder, Fit, IMAGE_EXTENSIONS } from './decode';
 
 /** Options of `imageFolder`. */
 export interface ImageFolderOptions {
@@ -22,28 +23,16 @@ export interface ImageFolderOptions {
   cache?: boolean;
   /** unreadable files: 'skip' (default; dropped from batches, one warning) or 'throw' (KilnError 'IO') */
   onError?: 'skip' | 'throw';
-  /** decodes in flight at once (default 16) */
+  /** sharp decodes in flight at once, for formats other than PNG/JPEG (default 16) */
   concurrency?: number;
+  /** threads of the native PNG/JPEG decoder per batch (default: the usable cores) */
+  threads?: number;
+  /** 'auto' (default: PNG/JPEG natively, other formats with sharp) or 'sharp' (everything with sharp) */
+  decoder?: Decoder;
+  /** apply the EXIF Orientation tag (default true; false keeps the stored pixels, as PIL/torchvision do) */
+  autoOrient?: boolean;
   /** allow class folders without images (default false: a clear error) */
   allowEmptyClasses?: boolean;
-}
-
-/** Limits how many async jobs run at once. */
-class Semaphore {
-  private waiting: (() => void)[] = [];
-  private active = 0;
-  constructor(private readonly max: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
-    else this.active++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
 }
 
 function hasImageExtension(name: string): boolean {
@@ -96,13 +85,14 @@ export class ImageFolder implements Dataset {
   readonly channels: 1 | 3;
   private readonly fit: Fit;
   private readonly onError: 'skip' | 'throw';
-  private readonly limit: Semaphore;
+  private readonly concurrency: number;
+  private readonly decodeOptions: { decoder: Decoder; autoOrient: boolean; threads?: number };
   private readonly cache: (Decoded | undefined)[] | null;
   private readonly bad = new Map<number, string>();
   private warnedCount = 0;
 
   /** @internal use `imageFolder()` */
-  constructor(root: string, classNames: string[], files: string[], targets: Int32Array, o: Required<Omit<ImageFolderOptions, 'size'>> & { size: [number, number] | null }) {
+  constructor(root: string, classNames: string[], files: string[], targets: Int32Array, o: Required<Omit<ImageFolderOptions, 'size' | 'threads'>> & { size: [number, number] | null; threads?: number }) {
     this.root = root;
     this.classNames = classNames;
     this.files = files;
@@ -111,7 +101,8 @@ export class ImageFolder implements Dataset {
     this.fit = o.fit;
     this.channels = o.channels;
     this.onError = o.onError;
-    this.limit = new Semaphore(o.concurrency);
+    this.concurrency = o.concurrency;
+    this.decodeOptions = { decoder: o.decoder, autoOrient: o.autoOrient, threads: o.threads };
     this.cache = o.cache ? new Array(files.length) : null;
   }
 
@@ -129,33 +120,35 @@ export class ImageFolder implements Dataset {
     return [...this.bad.entries()].map(([i, reason]) => ({ file: this.files[i], reason }));
   }
 
-  /** Decodes (or takes from the cache) image i; null when it is unreadable and onError is 'skip'. */
-  private async pixels(i: number): Promise<Decoded | null> {
-    const hit = this.cache?.[i];
-    if (hit) return hit;
-    if (this.bad.has(i)) return null;
-    try {
-      const d = await this.limit.run(() => decodeImage(this.files[i], { size: this.size ?? undefined, fit: this.fit, channels: this.channels }));
-      if (this.cache) this.cache[i] = d;
-      return d;
-    } catch (e) {
-      if (this.onError === 'throw' || !(e instanceof KilnError) || e.code !== 'IO') throw e;
-      this.bad.set(i, e.message);
-      return null;
-    }
+  /**
+   * The pixels of images `idx` (from the cache, else decoded in one call); null for an
+   * unreadable file when onError is 'skip'.
+   */
+  private async pixels(idx: number[]): Promise<(Decoded | null)[]> {
+    const out: (Decoded | null)[] = idx.map((i) => this.cache?.[i] ?? null);
+    const todo = [...new Set(idx.filter((i) => !this.cache?.[i] && !this.bad.has(i)))];
+    if (todo.length === 0) return out;
+    const res = await decodeImages(todo.map((i) => this.files[i]), { size: this.size ?? undefined, fit: this.fit, channels: this.channels, ...this.decodeOptions }, this.concurrency);
+    const got = new Map<number, Decoded>();
+    todo.forEach((i, k) => {
+      const r = res[k];
+      if (r instanceof KilnError) {
+        if (this.onError === 'throw') throw r;
+        this.bad.set(i, r.message);
+      } else {
+        got.set(i, r);
+        if (this.cache) this.cache[i] = r;
+      }
+    });
+    return idx.map((i, k) => out[k] ?? got.get(i) ?? null);
   }
 
   /** One image as uint8 [C, H, W] and its label. An unreadable file throws KilnError 'IO' even with onError 'skip'. */
   async get(i: number): Promise<Sample> {
     checkIndex(i, this.length);
-    const d = await this.pixels(i);
-    if (!d) throw new KilnError(`${this.files[i]}: cannot decode image (${this.bad.get(i)}; skipped in batches)`, 'IO');
-    const hwc = tensor(new Uint8Array(d.data.buffer, d.data.byteOffset, d.data.length), { shape: [d.height, d.width, d.channels] });
-    const x = hwc.permute(2, 0, 1);
-    hwc.dispose();
-    const c = x.contiguous();
-    x.dispose();
-    return { x: c, y: this.targets[i] };
+    const [d] = await this.pixels([i]);
+    if (!d) throw new KilnError(`${this.bad.get(i)} (skipped in batches)`, 'IO');
+    return { x: tensor(d.data, { shape: [d.channels, d.height, d.width] }), y: this.targets[i] };
   }
 
   /**
@@ -164,7 +157,7 @@ export class ImageFolder implements Dataset {
    */
   async getBatch(indices: ArrayLike<number>): Promise<Batch> {
     const idx = Array.from(indices, (i) => checkIndex(i, this.length));
-    const decoded = await Promise.all(idx.map((i) => this.pixels(i)));
+    const decoded = await this.pixels(idx);
     const keepIdx: number[] = [];
     let first: Decoded | null = null;
     for (let k = 0; k < idx.length; k++) {
@@ -183,12 +176,7 @@ export class ImageFolder implements Dataset {
       buf.set(decoded[k]!.data, j * per);
       y[j] = this.targets[idx[k]];
     });
-    const bhwc = tensor(buf, { shape: [keepIdx.length, h, w, c] });
-    const perm = bhwc.permute(0, 3, 1, 2);
-    bhwc.dispose();
-    const x = perm.contiguous();
-    perm.dispose();
-    return { x, y: tensor(y, { dtype: 'int64' }) };
+    return { x: tensor(buf, { shape: [keepIdx.length, c, h, w] }), y: tensor(y, { dtype: 'int64' }) };
   }
 
   /**
@@ -197,7 +185,8 @@ export class ImageFolder implements Dataset {
    */
   async preload(): Promise<this> {
     if (!this.cache) throw new KilnError('imageFolder.preload(): create the data set with {cache: true}', 'INVALID_ARGUMENT');
-    await Promise.all(this.files.map((_, i) => this.pixels(i)));
+    const chunk = 4096;  // bounded memory for the per-call results
+    for (let s = 0; s < this.files.length; s += chunk) await this.pixels(Array.from({ length: Math.min(chunk, this.files.length - s) }, (_, k) => s + k));
     this.reportSkipped();
     return this;
   }
@@ -221,7 +210,7 @@ export class ImageFolder implements Dataset {
 /**
  * Scans `root/<class>/…` (classes: sorted subfolder names; images may sit in nested folders;
  * extensions png, jpg, jpeg, webp, gif, tif, tiff, avif in any case) and returns a data set
- * that decodes with sharp. Throws a clear KilnError for a missing or empty root or an empty class.
+ * that decodes them on demand (PNG/JPEG natively, the rest with sharp). Throws a clear KilnError for a missing or empty root or an empty class.
  */
 export async function imageFolder(root: string, options: ImageFolderOptions = {}): Promise<ImageFolder> {
   if (typeof root !== 'string' || root.length === 0) throw invalidParameterError('root', 'a folder path', root);
@@ -236,6 +225,7 @@ export async function imageFolder(root: string, options: ImageFolderOptions = {}
   const concurrency = options.concurrency ?? 16;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw invalidParameterError('concurrency', 'a positive integer', concurrency);
   if (options.cache !== undefined && typeof options.cache !== 'boolean') throw invalidParameterError('cache', 'a boolean', options.cache);
+  checkDecoderOptions(options);
   const abs = path.resolve(root);
   const entries = await readDir(abs);
   const classNames: string[] = [];
@@ -260,5 +250,8 @@ export async function imageFolder(root: string, options: ImageFolderOptions = {}
   if (files.length === 0) throw new KilnError(`imageFolder: no image files under ${abs} (extensions: ${IMAGE_EXTENSIONS.join(' ')})`, 'IO');
   if (empty.length > 0 && !options.allowEmptyClasses)
     throw new KilnError(`imageFolder: class folder(s) without images under ${abs}: ${empty.join(', ')} (remove them or pass {allowEmptyClasses: true})`, 'IO');
-  return new ImageFolder(abs, classNames, files, Int32Array.from(labels), { size, fit, channels, onError, concurrency, cache: !!options.cache, allowEmptyClasses: !!options.allowEmptyClasses });
+  return new ImageFolder(abs, classNames, files, Int32Array.from(labels), {
+    size, fit, channels, onError, concurrency, cache: !!options.cache, allowEmptyClasses: !!options.allowEmptyClasses,
+    decoder: options.decoder ?? 'auto', autoOrient: options.autoOrient ?? true, threads: options.threads,
+  });
 }

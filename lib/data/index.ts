@@ -8,7 +8,7 @@ export { idx, readIdx, parseIdx, IdxData, IdxType } from './idx';
 export { fashionMnist, mnist, FashionMnistOptions, FASHION_MNIST_ROOT, FASHION_MNIST_CLASSES } from './datasets';
 export { shapes, ShapesOptions, SHAPE_CLASSES } from './shapes';
 export { imageFolder, ImageFolder, ImageFolderOptions } from './image-folder';
-export { decodeImage, Fit, IMAGE_EXTENSIONS } from './decode';
+export { decodeImage, decodeImages, Decoded, DecodeOptions, Decoder, Fit, IMAGE_EXTENSIONS } from './decode';
 export { randomSplit, stratifiedSplit } from './split';
 export { DataLoader, DataLoaderOptions } from './loader';
 export { meanStd } from './stats';
@@ -16,7 +16,7 @@ import * as transforms from './transforms';
 export { transforms };
 export {
   BatchTransform, compose, normalize, randomHorizontalFlip, randomVerticalFlip, randomCrop, randomTranslate,
-  randomErasing, cutout, colorJitter, resize, randomResizedCrop,
+  randomErasing, cutout, colorJitter, resize, randomResizedCrop, randomAffine, randomRotation,
 } from './transforms';
 
 import { idx } from './idx';

@@ -181,10 +181,8 @@ export class DataLoader implements AsyncIterable<Batch> {
     if (this.toFloat && dtype !== 'float32') {
       const f = x.to({ dtype: 'float32' });
       x.dispose();
-      if (dtype === 'uint8') {
-        x = f.div(255);
-        f.dispose();
-      } else x = f;
+      if (dtype === 'uint8') f.div_(255); // in place: one pass less over the batch
+      x = f;
     }
     if (this.transform) {
       let t: Tensor;

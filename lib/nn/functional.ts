@@ -169,6 +169,8 @@ export interface InterpolateOptions {
   scaleFactor?: number | [number, number];
   mode?: 'nearest' | 'bilinear' | 'bicubic' | 'area';
   alignCorners?: boolean;
+  /** low-pass filter when downsampling (bilinear/bicubic only), as PIL and torchvision's antialias=True */
+  antialias?: boolean;
 }
 /** Resizes [N, C, H, W] images to `size` or by `scaleFactor`. */
 export function interpolate(input: Tensor, o: InterpolateOptions): Tensor {
@@ -178,13 +180,46 @@ export function interpolate(input: Tensor, o: InterpolateOptions): Tensor {
   if (!['nearest', 'bilinear', 'bicubic', 'area'].includes(mode)) throw invalidParameterError('mode', "'nearest', 'bilinear', 'bicubic' or 'area'", mode);
   if (o.alignCorners !== undefined && (mode === 'nearest' || mode === 'area'))
     throw new KilnError(`interpolate: alignCorners only applies to bilinear/bicubic, not '${mode}'`, 'INVALID_ARGUMENT');
+  if (o.antialias && mode !== 'bilinear' && mode !== 'bicubic') throw new KilnError(`interpolate: antialias only applies to bilinear/bicubic, not '${mode}'`, 'INVALID_ARGUMENT');
   let scale: number[] | null = null;
   if (o.scaleFactor !== undefined) {
     const sf = typeof o.scaleFactor === 'number' ? [o.scaleFactor, o.scaleFactor] : o.scaleFactor;
     if (!Array.isArray(sf) || sf.length !== 2 || !sf.every((v) => typeof v === 'number' && v > 0)) throw invalidParameterError('scaleFactor', 'a positive number or [h, w]', o.scaleFactor);
     scale = sf.map((v) => Math.round(v * 1e6));
   }
-  return new Tensor(N.interpolate(input.id, o.size === undefined ? null : pair(o.size, 'size'), scale, mode, o.alignCorners === undefined ? -1 : o.alignCorners ? 1 : 0));
+  return new Tensor(N.interpolate(input.id, o.size === undefined ? null : pair(o.size, 'size'), scale, mode, o.alignCorners === undefined ? -1 : o.alignCorners ? 1 : 0, !!o.antialias));
+}
+
+/** Options of `gridSample` (PyTorch's F.grid_sample). */
+export interface GridSampleOptions {
+  mode?: 'bilinear' | 'nearest' | 'bicubic';
+  paddingMode?: 'zeros' | 'border' | 'reflection';
+  /** default false, as PyTorch */
+  alignCorners?: boolean;
+}
+/**
+ * Samples `input` [N, C, H, W] at `grid` [N, Ho, Wo, 2] (x, y in −1..1) — differentiable in both,
+ * so it also builds spatial transformer networks.
+ */
+export function gridSample(input: Tensor, grid: Tensor, o: GridSampleOptions = {}): Tensor {
+  need4d(input, 'gridSample');
+  idOf(grid, 'grid');
+  const [n, , , two] = grid.shape;
+  if (grid.ndim !== 4 || two !== 2 || n !== input.size(0))
+    throw new KilnError(`gridSample: grid must be [N, Ho, Wo, 2] with N = ${input.size(0)}, got [${grid.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+  const modes = ['bilinear', 'nearest', 'bicubic'], pads = ['zeros', 'border', 'reflection'];
+  const m = modes.indexOf(o.mode ?? 'bilinear'), p = pads.indexOf(o.paddingMode ?? 'zeros');
+  if (m < 0) throw invalidParameterError('mode', "'bilinear', 'nearest' or 'bicubic'", o.mode);
+  if (p < 0) throw invalidParameterError('paddingMode', "'zeros', 'border' or 'reflection'", o.paddingMode);
+  return new Tensor(N.gridSample(input.id, grid.id, m, p, !!o.alignCorners));
+}
+/** The sampling grid [N, H, W, 2] of affine maps `theta` [N, 2, 3] for an output of `size` [N, C, H, W] (F.affine_grid). */
+export function affineGrid(theta: Tensor, size: number[], alignCorners = false): Tensor {
+  idOf(theta, 'theta');
+  if (theta.ndim !== 3 || theta.size(1) !== 2 || theta.size(2) !== 3) throw new KilnError(`affineGrid: theta must be [N, 2, 3], got [${theta.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+  if (!Array.isArray(size) || size.length !== 4 || !size.every((v) => Number.isInteger(v) && v > 0) || size[0] !== theta.size(0))
+    throw invalidParameterError('size', `[N, C, H, W] positive integers with N = ${theta.size(0)}`, size);
+  return new Tensor(N.affineGrid(theta.id, size, alignCorners));
 }
 /** Pads the last dims: `pads` = [left, right, top, bottom, …] as in PyTorch. */
 export function pad(input: Tensor, pads: number[], mode: 'constant' | 'reflect' | 'replicate' | 'circular' = 'constant', value = 0): Tensor {

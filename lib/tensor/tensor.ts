@@ -337,6 +337,7 @@ export class Tensor implements Tracked {
   trunc(): Tensor { return new Tensor(U('trunc')(this.id)); }
   sin(): Tensor { return new Tensor(U('sin')(this.id)); }
   cos(): Tensor { return new Tensor(U('cos')(this.id)); }
+  tan(): Tensor { return new Tensor(U('tan')(this.id)); }
   sigmoid(): Tensor { return new Tensor(U('sigmoid')(this.id)); }
   tanh(): Tensor { return new Tensor(U('tanh')(this.id)); }
   relu(): Tensor { return new Tensor(U('relu')(this.id)); }

@@ -1,0 +1,158 @@
+/** Image decoding: native PNG/JPEG path vs PIL fixtures, sharp fallback, EXIF orientation, errors. */
+import { expect } from 'chai';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import * as kiln from '../lib';
+import * as data from '../lib/data';
+
+const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-decode-test-'));
+
+interface ImageCase { file: string; channels: 1 | 3; size: [number, number] | null; fit: data.Fit; shape: number[]; pixels: string }
+const cases = (JSON.parse(fs.readFileSync(path.join(FIXTURES, 'images.json'), 'utf8')) as { cases: ImageCase[] }).cases;
+
+function maxDiff(a: Uint8Array, b: Uint8Array): number {
+  expect(a.length).to.equal(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+async function one(file: string, o: data.DecodeOptions): Promise<data.Decoded> {
+  const [r] = await data.decodeImages([file], o);
+  if (r instanceof Error) throw r;
+  return r;
+}
+
+/** A 6×4 RGB image whose every pixel differs, so any mirror or rotation shows. */
+function asymmetric(w = 6, h = 4): Buffer {
+  return Buffer.from(Array.from({ length: w * h * 3 }, (_, i) => (i * 37 + 11) % 256));
+}
+
+describe('11 image decoding', function () {
+  this.timeout(60000);
+
+  it('this build decodes PNG and JPEG natively (libspng, libturbojpeg)', () => {
+    expect(kiln.info().nativeImageDecoding).to.deep.equal({ png: true, jpeg: true });
+  });
+
+  for (const decoder of ['auto', 'sharp'] as const)
+    it(`decoder '${decoder}': pixels equal PIL's (convert + BILINEAR resize) bit for bit`, async () => {
+      for (const c of cases) {
+        const d = await one(path.join(FIXTURES, 'images', c.file), { channels: c.channels, size: c.size ?? undefined, fit: c.fit, decoder });
+        const what = `${c.file} channels ${c.channels} size ${JSON.stringify(c.size)} ${c.fit}`;
+        expect([d.channels, d.height, d.width], what).to.deep.equal(c.shape);
+        expect(maxDiff(d.data, new Uint8Array(Buffer.from(c.pixels, 'base64'))), what).to.equal(0);
+      }
+    });
+
+  it('formats sharp decodes (lossless WebP, TIFF) get the same conversion and resizing', async () => {
+    const png = path.join(FIXTURES, 'images', 'rgb.png');
+    const webp = path.join(TMP, 'rgb.webp');
+    const tiff = path.join(TMP, 'rgb.tiff');
+    await sharp(png).webp({ lossless: true }).toFile(webp);
+    await sharp(png).tiff({ compression: 'lzw' }).toFile(tiff);
+    for (const o of [{ channels: 3 as const, size: [16, 16] as [number, number] }, { channels: 1 as const, size: [9, 30] as [number, number], fit: 'fill' as const }]) {
+      const ref = await one(png, o);
+      for (const f of [webp, tiff]) expect(maxDiff((await one(f, o)).data, ref.data), f).to.equal(0);
+    }
+  });
+
+  it('EXIF orientation 1–8 is applied (as sharp autoOrient), or kept with autoOrient: false', async () => {
+    const raw = asymmetric();
+    for (let o = 1; o <= 8; o++) {
+      for (const ext of ['jpg', 'png']) {
+        const file = path.join(TMP, `orient${o}.${ext}`);
+        let img = sharp(raw, { raw: { width: 6, height: 4, channels: 3 } }).withMetadata({ orientation: o });
+        img = ext === 'jpg' ? img.jpeg({ quality: 100, chromaSubsampling: '4:4:4' }) : img.png();
+        await img.toFile(file);
+        const ref = await sharp(file).autoOrient().raw().toBuffer({ resolveWithObject: true });
+        const d = await one(file, { channels: 3 });
+        expect([d.height, d.width], `${ext} orientation ${o}`).to.deep.equal([ref.info.height, ref.info.width]);
+        expect([d.height, d.width]).to.deep.equal(o >= 5 ? [6, 4] : [4, 6]);
+        // planar → interleaved for the comparison
+        const hw = d.height * d.width;
+        const hwc = new Uint8Array(hw * 3);
+        for (let i = 0; i < hw; i++) for (let c = 0; c < 3; c++) hwc[i * 3 + c] = d.data[c * hw + i];
+        expect(maxDiff(hwc, new Uint8Array(ref.data)), `${ext} orientation ${o}`).to.be.at.most(ext === 'png' ? 0 : 2);
+        const kept = await one(file, { channels: 3, autoOrient: false });
+        expect([kept.height, kept.width]).to.deep.equal([4, 6]);
+      }
+    }
+  });
+
+  it('a CMYK JPEG (declined natively) decodes through sharp', async () => {
+    const file = path.join(TMP, 'cmyk.jpg');
+    await sharp(asymmetric(), { raw: { width: 6, height: 4, channels: 3 } }).toColourspace('cmyk').jpeg({ quality: 95 }).toFile(file);
+    const d = await one(file, { channels: 3, size: [8, 8] });
+    expect([d.channels, d.height, d.width]).to.deep.equal([3, 8, 8]);
+  });
+
+  it('many files across threads come back in order, the same with 1 and 4 threads', async () => {
+    const files: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const f = path.join(TMP, `many${i}.${i % 2 ? 'png' : 'jpg'}`);
+      const img = sharp(Buffer.alloc(10 * 7 * 3, i * 6), { raw: { width: 10, height: 7, channels: 3 } });
+      await (i % 2 ? img.png() : img.jpeg({ quality: 100 })).toFile(f);
+      files.push(f);
+    }
+    const a = await data.decodeImages(files, { channels: 1, size: [5, 5], threads: 1 });
+    const b = await data.decodeImages(files, { channels: 1, size: [5, 5], threads: 4 });
+    a.forEach((r, i) => {
+      expect(r).to.not.be.instanceOf(Error);
+      const d = r as data.Decoded;
+      expect(maxDiff(d.data, (b[i] as data.Decoded).data)).to.equal(0);
+      expect(Math.abs(d.data[12] - i * 6), files[i]).to.be.at.most(1);
+    });
+  });
+
+  it('missing, empty, truncated and non-image files: a KilnError IO naming each file, the others decode', async () => {
+    const good = path.join(FIXTURES, 'images', 'photo.jpg');
+    const bytes = fs.readFileSync(good);
+    const truncJpg = path.join(TMP, 'trunc.jpg');
+    fs.writeFileSync(truncJpg, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    const png = fs.readFileSync(path.join(FIXTURES, 'images', 'rgb.png'));
+    const truncPng = path.join(TMP, 'trunc.png');
+    fs.writeFileSync(truncPng, png.subarray(0, Math.floor(png.length * 0.6)));
+    const empty = path.join(TMP, 'empty.png');
+    fs.writeFileSync(empty, '');
+    const text = path.join(TMP, 'text.jpg');
+    fs.writeFileSync(text, 'not an image');
+    const missing = path.join(TMP, 'missing.png');
+    const files = [good, truncJpg, truncPng, empty, text, missing, good];
+    const res = await data.decodeImages(files, { channels: 3, size: [8, 8] });
+    expect(res[0]).to.not.be.instanceOf(Error);
+    expect(res[6]).to.not.be.instanceOf(Error);
+    for (let i = 1; i <= 5; i++) {
+      expect(res[i], files[i]).to.be.instanceOf(kiln.KilnError);
+      expect((res[i] as kiln.KilnError).code).to.equal('IO');
+      expect((res[i] as kiln.KilnError).message).to.contain(files[i]);
+    }
+    await expectRejectsIO(data.decodeImage(truncJpg, { channels: 3 }), truncJpg);
+  });
+
+  it('bad decoder options are clear errors', async () => {
+    const dir = path.join(TMP, 'folder', 'a');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.copyFileSync(path.join(FIXTURES, 'images', 'rgb.png'), path.join(dir, 'x.png'));
+    for (const bad of [{ decoder: 'pil' }, { threads: 0 }, { threads: 1.5 }, { autoOrient: 'yes' }]) {
+      const e = await data.imageFolder(path.join(TMP, 'folder'), bad as never).then(() => null, (err) => err);
+      expect(e, JSON.stringify(bad)).to.be.instanceOf(kiln.KilnError);
+      expect((e as kiln.KilnError).code).to.equal('INVALID_ARGUMENT');
+    }
+    const ds = await data.imageFolder(path.join(TMP, 'folder'), { size: 4, threads: 2, decoder: 'auto' });
+    const b = await ds.getBatch([0]);
+    expect(b.x.shape).to.deep.equal([1, 3, 4, 4]);
+    b.x.dispose();
+    b.y.dispose();
+  });
+});
+
+async function expectRejectsIO(p: Promise<unknown>, file: string): Promise<void> {
+  const e = await p.then(() => null, (err) => err);
+  expect(e).to.be.instanceOf(kiln.KilnError);
+  expect((e as kiln.KilnError).code).to.equal('IO');
+  expect((e as kiln.KilnError).message).to.contain(file);
+}
