@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as kiln from '../lib';
 import * as data from '../lib/data';
+import { splitForValidation } from '../lib/train/sources';
 import { expectNear, expectKilnError, fromFixture, FixtureTensor, values } from './helpers';
 
 const fx = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'transforms.json'), 'utf8')) as {
@@ -121,5 +122,41 @@ describe('12 transforms (colour, geometry)', () => {
       expectKilnError(() => F.affineGrid(kiln.zeros([2, 3, 3]), [2, 3, 5, 6]), 'INVALID_ARGUMENT', 'theta');
       expectKilnError(() => F.affineGrid(theta, [3, 3, 5, 6]), 'INVALID_ARGUMENT', 'size');
     });
+  });
+
+  it('forEvaluation: augmentations dropped or made deterministic, the rest kept; validationSplit uses it', async () => {
+    const norm = data.normalize([0.5], [0.25]);
+    kiln.tidy(() => {
+      const x = kiln.rand([3, 1, 8, 8]);
+      const train = data.compose(data.randomCrop(8, { padding: 2 }), data.randomHorizontalFlip(), data.colorJitter({ brightness: 0.5 }), norm);
+      const ev = data.forEvaluation(train)!;
+      expectNear(ev(x), norm(x), 1e-6);
+      expect(data.forEvaluation(data.compose(data.randomHorizontalFlip(), data.cutout(2)))).to.equal(undefined);
+      expect(data.forEvaluation(norm)).to.equal(norm);
+      const custom = (t: kiln.Tensor) => t.mul(2);
+      expect(data.forEvaluation(custom)).to.equal(custom);
+      expect(data.forEvaluation(T.augmentation(custom, null))).to.equal(undefined);
+      // randomCrop without padding → centre crop; randomResizedCrop → centred box resized
+      const img = kiln.arange(0, 6 * 10).view(1, 1, 6, 10).float();
+      expect(values(data.forEvaluation(data.randomCrop([2, 4]))!(img))).to.deep.equal(values(img.narrow(2, 2, 2).narrow(3, 3, 4)));
+      expect(values(data.centerCrop([2, 4])(img))).to.deep.equal(values(img.narrow(2, 2, 2).narrow(3, 3, 4)));
+      const rrc = data.forEvaluation(data.randomResizedCrop(3))!;
+      expectNear(rrc(img), data.resize(3)(img.narrow(3, 2, 6)), 1e-6);
+    });
+    const ds = new data.TensorDataset(kiln.rand([20, 1, 8, 8]).mul(255).to({ dtype: 'uint8' }), kiln.arange(0, 20).remainder(2));
+    const loader = new data.DataLoader(ds, { batchSize: 4, transform: data.compose(data.randomHorizontalFlip(1), norm) });
+    expect(loader.evalTransform).to.be.a('function');
+    const { train, validation } = await splitForValidation(loader, 0.25, 1, {}) as { train: data.DataLoader; validation: data.DataLoader };
+    expect(train.transform).to.equal(loader.transform);
+    expect(validation.transform).to.equal(loader.evalTransform);
+    // no flip on the validation part: its first image is the stored one, normalised
+    const vSub = validation.dataset as data.Subset;
+    const first = await vSub.get(0);
+    const vb = await (async () => { for await (const b of validation) return b; })();
+    expectNear(kiln.tidy(() => vb!.x.select(0, 0).mul(0.25).add(0.5)), kiln.tidy(() => first.x.float().div(255)), 1e-5);
+    vb!.x.dispose(); vb!.y.dispose(); first.x.dispose();
+    expect(new data.DataLoader(ds, { transform: norm, evalTransform: null }).evalTransform).to.equal(undefined);
+    expectKilnError(() => new data.DataLoader(ds, { evalTransform: 3 as never }), 'INVALID_ARGUMENT', 'evalTransform');
+    ds.dispose();
   });
 });

@@ -16,7 +16,7 @@ import * as transforms from './transforms';
 export { transforms };
 export {
   BatchTransform, compose, normalize, randomHorizontalFlip, randomVerticalFlip, randomCrop, randomTranslate,
-  randomErasing, cutout, colorJitter, resize, randomResizedCrop, randomAffine, randomRotation,
+  randomErasing, cutout, colorJitter, resize, randomResizedCrop, randomAffine, randomRotation, centerCrop, forEvaluation,
 } from './transforms';
 
 import { idx } from './idx';

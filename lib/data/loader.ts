@@ -11,7 +11,7 @@ import { tensor, arange, randperm } from '../tensor/creation';
 import { stack } from '../tensor/ops';
 import { Dataset, Batch, checkDataset } from './dataset';
 import { checkSeed, mixSeed, permutation } from './rng';
-import { BatchTransform } from './transforms';
+import { BatchTransform, forEvaluation } from './transforms';
 
 /** Options of `DataLoader`. */
 export interface DataLoaderOptions {
@@ -39,6 +39,11 @@ export interface DataLoaderOptions {
    * is handed over, in batch order, so random transforms follow `kiln.manualSeed` reproducibly
    */
   transform?: BatchTransform;
+  /**
+   * the transform of evaluation copies of this loader (the validation part of `validationSplit`);
+   * default `forEvaluation(transform)`: random augmentations dropped or made deterministic; null: none
+   */
+  evalTransform?: BatchTransform | null;
   /** convert uint8 images to float32 / 255 (default true); false hands uint8 over as is */
   toFloat?: boolean;
 }
@@ -57,6 +62,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   readonly device: Device;
   readonly pinMemory: boolean;
   readonly transform: BatchTransform | undefined;
+  readonly evalTransform: BatchTransform | undefined;
   readonly toFloat: boolean;
   private _epoch = 0;
 
@@ -83,6 +89,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.pinMemory = bool(options.pinMemory, 'pinMemory', this.device.startsWith('cuda'));
     if (options.transform !== undefined && typeof options.transform !== 'function') throw invalidParameterError('transform', 'a function (x: Tensor) => Tensor', options.transform);
     this.transform = options.transform;
+    if (options.evalTransform !== undefined && options.evalTransform !== null && typeof options.evalTransform !== 'function')
+      throw invalidParameterError('evalTransform', 'a function (x: Tensor) => Tensor or null', options.evalTransform);
+    this.evalTransform = options.evalTransform === undefined ? forEvaluation(this.transform) : options.evalTransform ?? undefined;
     this.toFloat = bool(options.toFloat, 'toFloat', true);
   }
 

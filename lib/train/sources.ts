@@ -95,7 +95,8 @@ export function toSource(data: unknown, name: string, o: { batchSize?: number; s
 
 /**
  * Splits training data for `validationSplit`: tensors keep their last fraction for validation
- * (as Keras); a DataLoader or Dataset is split with class proportions kept (seeded).
+ * (as Keras); a DataLoader or Dataset is split with class proportions kept (seeded), and the
+ * validation part uses the loader's `evalTransform` (its augmentations dropped).
  */
 export async function splitForValidation(data: unknown, fraction: number, seed: number, o: { batchSize?: number }): Promise<{ train: unknown; validation: unknown }> {
   if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) throw invalidParameterError('validationSplit', 'a number in (0, 1)', fraction);
@@ -119,7 +120,8 @@ export async function splitForValidation(data: unknown, fraction: number, seed: 
     dropLast: train ? loader?.dropLast : false,
     prefetch: loader?.prefetch,
     device: loader?.device,
-    transform: loader?.transform, // the same transform (it may normalise); pass `validation` to avoid augmenting it
+    // validation images are not augmented: the loader's evaluation transform (random steps dropped)
+    transform: train ? loader?.transform : loader?.evalTransform,
     toFloat: loader?.toFloat,
   });
   return { train: mk(tr, true), validation: mk(va, false) };

@@ -12,6 +12,30 @@ import { tidy } from '../../tensor/memory';
 /** A batch transform: returns a new tensor, never disposes its input. */
 export type BatchTransform = (x: Tensor) => Tensor;
 
+const EVAL = Symbol('kiln.evalTransform');
+
+/**
+ * Marks `fn` as a random augmentation whose evaluation counterpart is `evalFn` (null: none, the
+ * images pass unchanged). `forEvaluation` uses it to build validation/test transforms.
+ */
+export function augmentation(fn: BatchTransform, evalFn: BatchTransform | null): BatchTransform {
+  (fn as unknown as Record<symbol, unknown>)[EVAL] = evalFn;
+  return fn;
+}
+
+/**
+ * The transform to use on evaluation data: Kiln's random augmentations are dropped or replaced by
+ * their deterministic counterparts (a random crop → a centre crop, a random resized crop → a
+ * resize), deterministic steps (normalize, resize, your own functions) are kept. Undefined when
+ * nothing is left. Mark your own random transforms with `augmentation(fn, evalFn)`.
+ */
+export function forEvaluation(t: BatchTransform | undefined): BatchTransform | undefined {
+  if (t === undefined) return undefined;
+  const rec = t as unknown as Record<symbol, unknown>;
+  if (!(EVAL in rec)) return t;
+  return (rec[EVAL] as BatchTransform | null) ?? undefined;
+}
+
 /** Wraps a [B, C, H, W] body: checks the input, accepts [C, H, W], frees intermediates. */
 export function batched(name: string, body: (x: Tensor, b: number, c: number, h: number, w: number) => Tensor): BatchTransform {
   const fn = (x: Tensor): Tensor => {
@@ -52,7 +76,7 @@ export function compose(...transforms: BatchTransform[]): BatchTransform {
   list.forEach((t, i) => {
     if (typeof t !== 'function') throw invalidParameterError(`transforms[${i}]`, 'a function (x: Tensor) => Tensor', t);
   });
-  return (x: Tensor): Tensor => {
+  const run = (x: Tensor): Tensor => {
     let cur = x;
     for (const t of list) {
       const next = t(cur);
@@ -61,6 +85,10 @@ export function compose(...transforms: BatchTransform[]): BatchTransform {
     }
     return cur === x ? x.clone() : cur;
   };
+  // evaluation: each step's counterpart, so a composed augmentation pipeline has one too
+  if (!list.some((t) => forEvaluation(t) !== t)) return run;
+  const evalParts = list.map((t) => forEvaluation(t)).filter((t): t is BatchTransform => t !== undefined);
+  return augmentation(run, evalParts.length === 0 ? null : evalParts.length === 1 ? evalParts[0] : compose(...evalParts));
 }
 
 /** (x - mean) / std per channel; `mean` and `std` have one value per channel (or one for all). */

@@ -3,7 +3,7 @@ import { invalidParameterError } from '../../errors';
 import { Tensor } from '../../tensor/tensor';
 import { tensor, arange } from '../../tensor/creation';
 import { stack, where } from '../../tensor/ops';
-import { BatchTransform, batched, uniform } from './base';
+import { BatchTransform, augmentation, batched, uniform } from './base';
 
 /**
  * Options of `colorJitter`: brightness, contrast and saturation v draw a factor per image in
@@ -63,7 +63,7 @@ export function colorJitter(options: ColorJitterOptions = {}): BatchTransform {
   const hue = amt(options.hue, 'hue');
   if (hue > 0.5) throw invalidParameterError('hue', 'a number in [0, 0.5]', hue);
   const factor = (b: number, v: number, x: Tensor) => uniform(b, Math.max(0, 1 - v), 1 + v, x).view(b, 1, 1, 1);
-  return batched('colorJitter', (x, b, c) => {
+  return augmentation(batched('colorJitter', (x, b, c) => {
     let out = x;
     if (bri > 0) out = out.mul(factor(b, bri, x)).clamp(0, 1);
     if (con > 0) {
@@ -81,5 +81,5 @@ export function colorJitter(options: ColorJitterOptions = {}): BatchTransform {
       out = hsvToRgb(stack([shifted, s, v], 1));
     }
     return out;
-  });
+  }), null);
 }

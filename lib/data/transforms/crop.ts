@@ -5,18 +5,18 @@ import { tensor, rand, randint, arange } from '../../tensor/creation';
 import { where } from '../../tensor/ops';
 import * as F from '../../nn/functional';
 import { checkSize } from '../decode';
-import { BatchTransform, batched, probability, range2, nonNegInt, uniform } from './base';
+import { BatchTransform, augmentation, batched, probability, range2, nonNegInt, uniform } from './base';
 
 /** Flips each image left–right with probability p. */
 export function randomHorizontalFlip(p = 0.5): BatchTransform {
   probability(p);
-  return batched('randomHorizontalFlip', (x, b) => where(rand([b], { device: x.device }).lt(p).view(b, 1, 1, 1), x.flip(3), x));
+  return augmentation(batched('randomHorizontalFlip', (x, b) => where(rand([b], { device: x.device }).lt(p).view(b, 1, 1, 1), x.flip(3), x)), null);
 }
 
 /** Flips each image upside down with probability p. */
 export function randomVerticalFlip(p = 0.5): BatchTransform {
   probability(p);
-  return batched('randomVerticalFlip', (x, b) => where(rand([b], { device: x.device }).lt(p).view(b, 1, 1, 1), x.flip(2), x));
+  return augmentation(batched('randomVerticalFlip', (x, b) => where(rand([b], { device: x.device }).lt(p).view(b, 1, 1, 1), x.flip(2), x)), null);
 }
 
 /** Crops each image i of x at its own offset (oy[i], ox[i]) (int64 [B]) to h × w, with two gathers. */
@@ -40,8 +40,8 @@ export interface RandomCropOptions {
   fill?: number;
 }
 
-/** Pads, then crops each image at a random position to `size` ([h, w] or one number). */
-export function randomCrop(size: number | [number, number], options: RandomCropOptions = {}): BatchTransform {
+/** Checked padding and crop settings shared by randomCrop and centerCrop. */
+function cropSettings(size: number | [number, number], options: RandomCropOptions) {
   const [h, w] = checkSize(size);
   const pad = options.padding ?? 0;
   const [pv, ph] = typeof pad === 'number' ? [pad, pad] : Array.isArray(pad) && pad.length === 2 ? pad : [NaN, NaN];
@@ -51,15 +51,38 @@ export function randomCrop(size: number | [number, number], options: RandomCropO
   if (!['constant', 'reflect', 'replicate'].includes(mode)) throw invalidParameterError('padMode', "'constant', 'reflect' or 'replicate'", mode);
   const fill = options.fill ?? 0;
   if (typeof fill !== 'number') throw invalidParameterError('fill', 'a number', fill);
-  return batched('randomCrop', (x, b, _c, H, W) => {
-    if (mode === 'reflect' && (pv >= H || ph >= W)) throw new KilnError(`randomCrop: reflect padding (${pv}, ${ph}) must be smaller than the image (${H}×${W})`, 'INVALID_ARGUMENT');
+  return { h, w, pv, ph, mode, fill };
+}
+
+/** A crop transform: pads, then crops at offsets from `offsets(b, Hp, Wp)` (int64 [B] each). */
+function padCrop(name: string, o: ReturnType<typeof cropSettings>, offsets: (b: number, maxY: number, maxX: number, dev: string) => [Tensor, Tensor]): BatchTransform {
+  const { h, w, pv, ph, mode, fill } = o;
+  return batched(name, (x, b, _c, H, W) => {
+    if (mode === 'reflect' && (pv >= H || ph >= W)) throw new KilnError(`${name}: reflect padding (${pv}, ${ph}) must be smaller than the image (${H}×${W})`, 'INVALID_ARGUMENT');
     const xp = pv > 0 || ph > 0 ? F.pad(x, [ph, ph, pv, pv], mode, fill) : x;
     const Hp = H + 2 * pv, Wp = W + 2 * ph;
-    if (h > Hp || w > Wp) throw new KilnError(`randomCrop: crop ${h}×${w} is larger than the padded image ${Hp}×${Wp}`, 'INVALID_ARGUMENT');
-    const oy = randint(0, Hp - h + 1, [b], { device: x.device });
-    const ox = randint(0, Wp - w + 1, [b], { device: x.device });
+    if (h > Hp || w > Wp) throw new KilnError(`${name}: crop ${h}×${w} is larger than the padded image ${Hp}×${Wp}`, 'INVALID_ARGUMENT');
+    const [oy, ox] = offsets(b, Hp - h, Wp - w, x.device);
     return cropAt(xp, oy, ox, h, w);
   });
+}
+
+/** Pads (optionally), then crops the centre of each image to `size` ([h, w] or one number), as torchvision's CenterCrop. */
+export function centerCrop(size: number | [number, number], options: RandomCropOptions = {}): BatchTransform {
+  return padCrop('centerCrop', cropSettings(size, options), (b, my, mx, dev) => [
+    tensor([Math.floor(my / 2)], { dtype: 'int64', device: dev as 'cpu' }).expand(b),
+    tensor([Math.floor(mx / 2)], { dtype: 'int64', device: dev as 'cpu' }).expand(b),
+  ]);
+}
+
+/** Pads, then crops each image at a random position to `size` ([h, w] or one number); for evaluation, the centre. */
+export function randomCrop(size: number | [number, number], options: RandomCropOptions = {}): BatchTransform {
+  const o = cropSettings(size, options);
+  const random = padCrop('randomCrop', o, (b, my, mx, dev) => [
+    randint(0, my + 1, [b], { device: dev as 'cpu' }),
+    randint(0, mx + 1, [b], { device: dev as 'cpu' }),
+  ]);
+  return augmentation(random, centerCrop(size, options));
 }
 
 /** Shifts each image by a random whole number of pixels in [-px, px] (a number or [vertical, horizontal]), filling with `fill`. */
@@ -68,7 +91,7 @@ export function randomTranslate(px: number | [number, number], fill = 0): BatchT
   nonNegInt(pv, 'px');
   nonNegInt(ph, 'px');
   const inner = (h: number, w: number) => randomCrop([h, w], { padding: [pv, ph], padMode: 'constant', fill });
-  return batched('randomTranslate', (x, _b, _c, H, W) => inner(H, W)(x));
+  return augmentation(batched('randomTranslate', (x, _b, _c, H, W) => inner(H, W)(x)), null);
 }
 
 /** A boolean mask [B, 1, H, W] of the boxes rows [y0, y0+bh) × cols [x0, x0+bw) (float tensors [B]). */
@@ -100,7 +123,7 @@ export function randomErasing(options: RandomErasingOptions = {}): BatchTransfor
   const ratio = range2(options.ratio ?? [0.3, 3.3], 'ratio', Number.MIN_VALUE);
   const value = options.value ?? 0;
   if (typeof value !== 'number') throw invalidParameterError('value', 'a number', value);
-  return batched('randomErasing', (x, b, _c, H, W) => {
+  return augmentation(batched('randomErasing', (x, b, _c, H, W) => {
     const area = uniform(b, scale[0], scale[1], x).mul(H * W);
     const r = uniform(b, Math.log(ratio[0]), Math.log(ratio[1]), x).exp();
     const bh = area.mul(r).sqrt().round().clamp(1, H);
@@ -109,7 +132,7 @@ export function randomErasing(options: RandomErasingOptions = {}): BatchTransfor
     const x0 = rand([b], { device: x.device }).mul(bw.rsub(W + 1)).floor();
     const apply = rand([b], { device: x.device }).lt(p).view(b, 1, 1, 1);
     return where(boxMask(y0, x0, bh, bw, b, H, W, x.device).logicalAnd(apply), value, x);
-  });
+  }), null);
 }
 
 /** Cutout (DeVries & Taylor): a size×size square at a random centre per image, clipped at the borders, set to `value`. */
@@ -118,12 +141,12 @@ export function cutout(size: number, options: { p?: number; value?: number } = {
   const p = probability(options.p ?? 1);
   const value = options.value ?? 0;
   if (typeof value !== 'number') throw invalidParameterError('value', 'a number', value);
-  return batched('cutout', (x, b, _c, H, W) => {
+  return augmentation(batched('cutout', (x, b, _c, H, W) => {
     const half = Math.floor(size / 2);
     const y0 = rand([b], { device: x.device }).mul(H).floor().sub(half);
     const x0 = rand([b], { device: x.device }).mul(W).floor().sub(half);
     const s = tensor([size], { device: x.device }).expand(b);
     const apply = rand([b], { device: x.device }).lt(p).view(b, 1, 1, 1);
     return where(boxMask(y0, x0, s, s, b, H, W, x.device).logicalAnd(apply), value, x);
-  });
+  }), null);
 }

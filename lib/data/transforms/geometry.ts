@@ -5,7 +5,7 @@ import { rand, arange, full } from '../../tensor/creation';
 import { stack } from '../../tensor/ops';
 import * as F from '../../nn/functional';
 import { checkSize } from '../decode';
-import { BatchTransform, batched, range2, uniform } from './base';
+import { BatchTransform, augmentation, batched, range2, uniform } from './base';
 
 /** Options of `resize`. */
 export interface ResizeOptions {
@@ -65,13 +65,13 @@ export interface RandomResizedCropOptions {
   ratio?: [number, number];
 }
 
-/** Crops a random window (random area and aspect ratio) per image and resizes it to `size` (bilinear). */
+/** Crops a random window (random area and aspect ratio) per image and resizes it to `size` (bilinear); for evaluation, the centred box of the output's aspect ratio, resized. */
 export function randomResizedCrop(size: number | [number, number], options: RandomResizedCropOptions = {}): BatchTransform {
   const [oh, ow] = checkSize(size);
   const scale = range2(options.scale ?? [0.08, 1], 'scale');
   if (scale[1] > 1 || scale[1] <= 0) throw invalidParameterError('scale', '[low, high] within (0, 1]', options.scale);
   const ratio = range2(options.ratio ?? [3 / 4, 4 / 3], 'ratio', Number.MIN_VALUE);
-  return batched('randomResizedCrop', (x, b, _c, H, W) => {
+  const random = batched('randomResizedCrop', (x, b, _c, H, W) => {
     const area = uniform(b, scale[0], scale[1], x).mul(H * W);
     const r = uniform(b, Math.log(ratio[0]), Math.log(ratio[1]), x).exp();
     const wc = area.mul(r).sqrt().clamp(1, W);
@@ -80,6 +80,13 @@ export function randomResizedCrop(size: number | [number, number], options: Rand
     const x0 = rand([b], { device: x.device }).mul(wc.rsub(W));
     return cropResize(x, y0, x0, hc, wc, oh, ow);
   });
+  // evaluation: the centred box with the output's aspect ratio, resized (antialiased)
+  const centre = batched('centreResize', (x, _b, _c, H, W) => {
+    const bw = Math.min(W, Math.round((H * ow) / oh)), bh = Math.min(H, Math.round((W * oh) / ow));
+    const crop = x.narrow(2, Math.floor((H - bh) / 2), bh).narrow(3, Math.floor((W - bw) / 2), bw);
+    return F.interpolate(crop, { size: [oh, ow], mode: 'bilinear', alignCorners: false, antialias: true });
+  });
+  return augmentation(random, centre);
 }
 
 /** Options of `randomAffine` (torchvision's RandomAffine). */
@@ -188,7 +195,7 @@ export function randomAffine(options: RandomAffineOptions = {}): BatchTransform 
   } else shx = degreeRange(sh, 'shear');
   const fill = options.fill ?? 0, mode = options.mode ?? 'bilinear';
   checkFillMode(fill, mode);
-  return batched('randomAffine', (x, b, _c, H, W) => {
+  return augmentation(batched('randomAffine', (x, b, _c, H, W) => {
     const u = (lo: number, hi: number) => uniform(b, lo, hi, x);
     const zero = full([b], 0, { device: x.device });
     return applyAffine(x, {
@@ -199,7 +206,7 @@ export function randomAffine(options: RandomAffineOptions = {}): BatchTransform 
       shearX: u(shx[0], shx[1]),
       shearY: u(shy[0], shy[1]),
     }, fill, mode);
-  });
+  }), null);
 }
 
 /** A random rotation per image about its centre: d for [−d, d] degrees, or [low, high]; counter-clockwise for positive angles, as torchvision's RandomRotation. */

@@ -2,9 +2,9 @@
  * Batch transforms (see base.ts): whole batches [B, C, H, W] through tensor ops, seeded by
  * `kiln.manualSeed`, on any device.
  */
-export { BatchTransform, compose, normalize } from './base';
+export { BatchTransform, compose, normalize, augmentation, forEvaluation } from './base';
 export {
-  randomHorizontalFlip, randomVerticalFlip, cropAt, RandomCropOptions, randomCrop, randomTranslate,
+  randomHorizontalFlip, randomVerticalFlip, cropAt, RandomCropOptions, randomCrop, centerCrop, randomTranslate,
   RandomErasingOptions, randomErasing, cutout,
 } from './crop';
 export { ColorJitterOptions, colorJitter, rgbToHsv, hsvToRgb } from './color';
