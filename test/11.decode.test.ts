@@ -133,6 +133,34 @@ describe('11 image decoding', function () {
     await expectRejectsIO(data.decodeImage(truncJpg, { channels: 3 }), truncJpg);
   });
 
+  it('randomly corrupted and truncated PNG/JPEG bytes: each file decodes or is a KilnError IO, never a crash', async () => {
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const srcs = ['rgb.png', 'rgba.png', 'grey.png', 'photo.jpg', 'greyphoto.jpg'].map((f) => fs.readFileSync(path.join(FIXTURES, 'images', f)));
+    const files: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const b = Buffer.from(srcs[i % srcs.length]);
+      for (let j = 0; j < 1 + (i % 6); j++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+      const f = path.join(TMP, `fuzz${i}.${i % 2 ? 'png' : 'jpg'}`);
+      fs.writeFileSync(f, i % 5 === 0 ? b.subarray(0, Math.floor(rnd() * b.length)) : b);
+      files.push(f);
+    }
+    let decoded = 0, failed = 0;
+    for (const channels of [1, 3] as const) {
+      for (const r of await data.decodeImages(files, { channels, size: channels === 1 ? [7, 9] : undefined })) {
+        if (r instanceof kiln.KilnError) {
+          expect(r.code).to.equal('IO');
+          failed++;
+        } else {
+          expect(r.data.length).to.equal(r.channels * r.height * r.width);
+          decoded++;
+        }
+      }
+    }
+    expect(decoded + failed).to.equal(600);
+    expect(failed).to.be.above(0);
+  });
+
   it('bad decoder options are clear errors', async () => {
     const dir = path.join(TMP, 'folder', 'a');
     fs.mkdirSync(dir, { recursive: true });
