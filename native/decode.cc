@@ -339,7 +339,7 @@ Image resample(const Image& in, double x0, double y0, double x1, double y1, int 
     for (int i = 0; i < outH; i++) cv.bounds[i * 2] -= first;
     cur = &tmp;
   } else if (!needV) {
-    return in;
+    return in;  // a box equal to the whole image: nothing to resample
   }
   Image out;
   out.h = outH, out.w = cur->w, out.c = C;
@@ -362,8 +362,8 @@ Image resample(const Image& in, double x0, double y0, double x1, double y1, int 
 }
 
 /** Fits the image into spec's size: cover (scale, centre-crop), contain (letterbox in black), fill. */
-Image fitTo(const Image& im, const DecodeSpec& s) {
-  if (s.height == 0 || (im.h == s.height && im.w == s.width)) return im;
+Image fitTo(Image im, const DecodeSpec& s) {
+  if (s.height == 0 || (im.h == s.height && im.w == s.width)) return im;  // moved, not copied
   const int H = s.height, W = s.width;
   if (s.fit == kFill) return resample(im, 0, 0, im.w, im.h, W, H);
   if (s.fit == kCover) {
@@ -426,7 +426,7 @@ void decodeOne(Item& it, const DecodeSpec& s, void* tj) {
   else if (!decodeFile(it, s, tj, im)) return;
   if (s.channels == 1) toGrey(im);
   else toRgb(im);
-  Image out = fitTo(im, s);
+  Image out = fitTo(std::move(im), s);
   // interleaved HWC → planar CHW
   const size_t plane = size_t(out.h) * out.w;
   it.chw.resize(plane * out.c);

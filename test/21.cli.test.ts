@@ -64,7 +64,8 @@ describe('cli: kiln command', function () {
     const t = kilnCli(['train', '--help']);
     expect(t.code).to.equal(0);
     expect(t.stdout).to.include('--batch-size').and.include('--schedule <none|cosine|onecycle>').and.include('kiln train --data fashion-mnist');
-    expect(kilnCli(['info', '--json']).stdout).to.match(/"torch":"1\./);
+    expect(kilnCli(['info', '--json']).stdout).to.match(/"torch":"1\./).and.include('"nativeImageDecoding":{"png":true,"jpeg":true}');
+    expect(kilnCli(['info']).stdout).to.include('native decoding: PNG, JPEG');
   });
 
   it('user errors exit non-zero with one line and no stack', async () => {
