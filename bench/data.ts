@@ -120,7 +120,7 @@ export async function run(): Promise<void> {
   const root = path.join(os.tmpdir(), 'kiln-bench-data');
   const n = QUICK ? 800 : 4000;
   const sets = await makeSets(root, n);
-  const rows: [string, string, string, string, string, string, string][] = [];
+  const rows: [string, string, string, string, string, string, string, string][] = [];
   const fmt = (v: number | null) => (v === null ? 'n/a' : v.toFixed(0));
   const ratio = (a: number, b: number | null) => (b ? (a / b).toFixed(2) + '×' : 'n/a');
   const cases: [string, string, data.ImageFolderOptions, data.BatchTransform, 'L' | 'RGB', number | null][] = [
@@ -132,8 +132,13 @@ export async function run(): Promise<void> {
     const k = await kilnRate(dir, o, t);
     const viaSharp = await kilnRate(dir, { ...o, decoder: 'sharp' }, t);
     const dec = await decodeRate(dir, o);
+    // the same with libtorch's pool at one thread: its OpenMP workers then stop competing with the decoder threads
+    const threads = kiln.info().numThreads;
+    kiln.setNumThreads(1);
+    const one = await kilnRate(dir, o, t);
+    kiln.setNumThreads(threads);
     const p = pil(dir, mode, size);
-    rows.push([name, fmt(dec), fmt(k.cold), fmt(viaSharp.cold), fmt(k.cached), fmt(p), `${ratio(dec, p)} / ${ratio(k.cold, p)} / ${ratio(k.cached, p)}`]);
+    rows.push([name, fmt(dec), fmt(k.cold), fmt(one.cold), fmt(viaSharp.cold), fmt(k.cached), fmt(p), `${ratio(dec, p)} / ${ratio(k.cold, p)} / ${ratio(k.cached, p)}`]);
   }
   // In-memory loader: Fashion-MNIST (or MNIST) tensors, native indexing.
   const fm = await data.fashionMnist().catch(() => data.mnist());
@@ -155,7 +160,7 @@ export async function run(): Promise<void> {
   }
   fm.dispose();
   const head = `${new Date().toISOString().slice(0, 10)} — ${machine()}; libtorch threads ${kiln.info().numThreads}; ${REPEATS} repeat(s), medians`;
-  const t1 = table(['images', 'Kiln decode only', 'Kiln loader cold img/s', 'cold, decoder sharp', 'Kiln loader cached img/s', 'PIL img/s (1 process)', 'Kiln/PIL decode / cold / cached'], rows);
+  const t1 = table(['images', 'Kiln decode only', 'Kiln loader cold img/s', 'cold, libtorch 1 thread', 'cold, decoder sharp', 'Kiln loader cached img/s', 'PIL img/s (1 process)', 'Kiln/PIL decode / cold / cached'], rows);
   const t2 = table(['loader', 'batches/s'], memRows);
   console.log(`${head}\n\n${t1}\n\n${t2}`);
   record('Data loading (CPU)', `${head}\n\n${t1}\n\n${t2}`);
