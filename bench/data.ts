@@ -25,6 +25,7 @@ async function makeSets(root: string, n: number): Promise<Record<string, string>
     png28: path.join(root, `png28-${n}`),
     png32: path.join(root, `png32-${n}`),
     jpg320: path.join(root, `jpg320-${Math.ceil(n / 4)}`),
+    jpg1600: path.join(root, `jpg1600-${Math.ceil(n / 16)}`),
   };
   if (!fs.existsSync(path.join(sets.png28, '.done'))) {
     const fm = await data.fashionMnist({ train: false }).catch(() => data.mnist());
@@ -51,22 +52,34 @@ async function makeSets(root: string, n: number): Promise<Record<string, string>
     }
     fs.writeFileSync(path.join(sets.jpg320, '.done'), '');
   }
+  if (!fs.existsSync(path.join(sets.jpg1600, '.done'))) {
+    const m = Math.ceil(n / 16);
+    for (let i = 0; i < m; i++) {
+      const dir = path.join(sets.jpg1600, `c${i % 4}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="1600" height="1200"><defs><linearGradient id="g"><stop offset="0" stop-color="hsl(${(i * 37) % 360},70%,50%)"/><stop offset="1" stop-color="hsl(${(i * 91) % 360},60%,30%)"/></linearGradient></defs><rect width="1600" height="1200" fill="url(#g)"/><circle cx="${300 + (i * 53) % 1000}" cy="${250 + (i * 31) % 700}" r="${100 + (i % 200)}" fill="white"/><text x="100" y="1100" font-size="160" fill="black">photo ${i}</text></svg>`;
+      await sharp(Buffer.from(svg)).jpeg({ quality: 90 }).toFile(path.join(dir, `${i}.jpg`));
+    }
+    fs.writeFileSync(path.join(sets.jpg1600, '.done'), '');
+  }
   return sets;
 }
 
 /** PIL on the same files, in one Python process: images/s (median of repeats), or null without PIL. */
-function pil(dir: string, mode: 'L' | 'RGB', size: number | null): number | null {
+function pil(dir: string, mode: 'L' | 'RGB', size: number | null, draft = false): number | null {
   const script = `
 import sys, os, time
 from PIL import Image
 import numpy as np
-root, mode, size, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+root, mode, size, reps, draft = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == '1'
 files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if not f.startswith('.'))
 rates = []
 for _ in range(reps):
     t = time.perf_counter()
     for f in files:
-        im = Image.open(f).convert(mode)
+        im = Image.open(f)
+        if draft: im.draft(mode, (2 * size, 2 * size))
+        im = im.convert(mode)
         if size: im = im.resize((size, size), Image.BILINEAR)
         a = np.asarray(im)
         if np.random.rand() < 0.5: a = a[:, ::-1]
@@ -74,7 +87,7 @@ for _ in range(reps):
 print(sorted(rates)[len(rates) // 2])
 `;
   try {
-    return Number(execFileSync('/usr/bin/python3', ['-c', script, dir, mode, String(size ?? 0), String(REPEATS)], { encoding: 'utf8' }).trim());
+    return Number(execFileSync('/usr/bin/python3', ['-c', script, dir, mode, String(size ?? 0), String(REPEATS), draft ? '1' : '0'], { encoding: 'utf8' }).trim());
   } catch {
     return null;
   }
@@ -109,7 +122,7 @@ async function decodeRate(dir: string, o: data.ImageFolderOptions): Promise<numb
   for (let r = 0; r < REPEATS; r++) {
     const t = process.hrtime.bigint();
     for (let i = 0; i < ds.files.length; i += 256)
-      await data.decodeImages(ds.files.slice(i, i + 256), { channels: o.channels ?? 3, size: o.size as [number, number] | undefined, fit: o.fit });
+      await data.decodeImages(ds.files.slice(i, i + 256), { channels: o.channels ?? 3, size: o.size as [number, number] | undefined, fit: o.fit, shrinkOnLoad: o.shrinkOnLoad });
     rates.push(ds.files.length / (Number(process.hrtime.bigint() - t) / 1e9));
   }
   return median(rates);
@@ -123,12 +136,14 @@ export async function run(): Promise<void> {
   const rows: [string, string, string, string, string, string, string, string][] = [];
   const fmt = (v: number | null) => (v === null ? 'n/a' : v.toFixed(0));
   const ratio = (a: number, b: number | null) => (b ? (a / b).toFixed(2) + '×' : 'n/a');
-  const cases: [string, string, data.ImageFolderOptions, data.BatchTransform, 'L' | 'RGB', number | null][] = [
+  const cases: [string, string, data.ImageFolderOptions, data.BatchTransform, 'L' | 'RGB', number | null, boolean?][] = [
     ['PNG 28×28 gray', sets.png28, { channels: 1 }, data.compose(data.randomCrop(28, { padding: 2 }), data.randomHorizontalFlip()), 'L', null],
     ['PNG 32×32 RGB', sets.png32, { channels: 3 }, data.compose(data.randomCrop(32, { padding: 4, padMode: 'reflect' }), data.randomHorizontalFlip()), 'RGB', null],
     ['JPEG 320×240 → 224×224', sets.jpg320, { channels: 3, size: [224, 224], fit: 'fill' }, data.randomHorizontalFlip(), 'RGB', 224],
+    ['JPEG 1600×1200 → 224×224', sets.jpg1600, { channels: 3, size: [224, 224], fit: 'fill' }, data.randomHorizontalFlip(), 'RGB', 224],
+    ['… shrinkOnLoad (PIL: draft)', sets.jpg1600, { channels: 3, size: [224, 224], fit: 'fill', shrinkOnLoad: true }, data.randomHorizontalFlip(), 'RGB', 224, true],
   ];
-  for (const [name, dir, o, t, mode, size] of cases) {
+  for (const [name, dir, o, t, mode, size, draft] of cases) {
     const k = await kilnRate(dir, o, t);
     const viaSharp = await kilnRate(dir, { ...o, decoder: 'sharp' }, t);
     const dec = await decodeRate(dir, o);
@@ -137,7 +152,7 @@ export async function run(): Promise<void> {
     kiln.setNumThreads(1);
     const one = await kilnRate(dir, o, t);
     kiln.setNumThreads(threads);
-    const p = pil(dir, mode, size);
+    const p = pil(dir, mode, size, draft);
     rows.push([name, fmt(dec), fmt(k.cold), fmt(one.cold), fmt(viaSharp.cold), fmt(k.cached), fmt(p), `${ratio(dec, p)} / ${ratio(k.cold, p)} / ${ratio(k.cached, p)}`]);
   }
   // In-memory loader: Fashion-MNIST (or MNIST) tensors, native indexing.

@@ -30,6 +30,7 @@ struct DecodeSpec {
   int fit = kCover;
   int channels = 3;
   bool autoOrient = true;
+  bool shrinkOnLoad = false;  // JPEG: decode at 1/2, 1/4 or 1/8 scale when the output is much smaller
 };
 
 /** Interleaved 8-bit pixels. */
@@ -195,7 +196,21 @@ bool decodePng(const std::vector<uint8_t>& b, bool autoOrient, Image& im, std::s
  * JPEG to RGB (grey JPEGs to grey). Colour JPEGs go through RGB even when grey is asked, so the
  * grey is PIL's convert('L') of the decoded RGB, not the stored luma (which can differ by 1).
  */
-bool decodeJpeg(tjhandle tj, const std::vector<uint8_t>& b, bool autoOrient, Image& im, std::string& reason) {
+/**
+ * With shrinkOnLoad, the coarsest DCT scale (1/2, 1/4, 1/8) that still leaves at least twice the
+ * resolution the fit needs, so the antialiased resize that follows has enough to average; else 1.
+ */
+double jpegScale(int w, int h, int orientation, const DecodeSpec& s) {
+  if (!s.shrinkOnLoad || s.height == 0) return 1.0;
+  const double ow = orientation >= 5 ? h : w, oh = orientation >= 5 ? w : h;
+  const double sx = s.width / ow, sy = s.height / oh;
+  const double need = s.fit == kContain ? std::min(sx, sy) : std::max(sx, sy);
+  for (double f : {0.125, 0.25, 0.5})
+    if (f >= 2 * need) return f;
+  return 1.0;
+}
+
+bool decodeJpeg(tjhandle tj, const std::vector<uint8_t>& b, const DecodeSpec& spec, Image& im, std::string& reason) {
   int w, h, subsamp, colorspace;
   if (tjDecompressHeader3(tj, b.data(), b.size(), &w, &h, &subsamp, &colorspace) != 0) {
     reason = tjGetErrorStr2(tj);
@@ -209,16 +224,19 @@ bool decodeJpeg(tjhandle tj, const std::vector<uint8_t>& b, bool autoOrient, Ima
     reason = "image too large";
     return false;
   }
+  const int orientation = spec.autoOrient ? jpegOrientation(b) : 1;
+  const double f = jpegScale(w, h, orientation, spec);
+  const tjscalingfactor sf{1, f == 1.0 ? 1 : static_cast<int>(1 / f)};
   im.c = colorspace == TJCS_GRAY ? 1 : 3;
-  im.h = h;
-  im.w = w;
-  im.px.resize(size_t(w) * h * im.c);
+  im.w = TJSCALED(w, sf);
+  im.h = TJSCALED(h, sf);
+  im.px.resize(size_t(im.w) * im.h * im.c);
   // STOPONWARNING: a truncated file fails here (and in sharp, with failOn 'truncated').
-  if (tjDecompress2(tj, b.data(), b.size(), im.px.data(), w, 0, h, im.c == 1 ? TJPF_GRAY : TJPF_RGB, TJFLAG_STOPONWARNING) != 0) {
+  if (tjDecompress2(tj, b.data(), b.size(), im.px.data(), im.w, 0, im.h, im.c == 1 ? TJPF_GRAY : TJPF_RGB, TJFLAG_STOPONWARNING) != 0) {
     reason = tjGetErrorStr2(tj);
     return false;
   }
-  if (autoOrient) orient(im, jpegOrientation(b));
+  orient(im, orientation);
   return true;
 }
 #endif
@@ -409,7 +427,7 @@ bool decodeFile(Item& it, const DecodeSpec& s, void* tj, Image& im) {
 #endif
   } else if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
 #ifdef KILN_HAVE_TURBOJPEG
-    ok = decodeJpeg(static_cast<tjhandle>(tj), bytes, s.autoOrient, im, it.reason);
+    ok = decodeJpeg(static_cast<tjhandle>(tj), bytes, s, im, it.reason);
 #else
     it.reason = "built without libturbojpeg";
 #endif
@@ -554,7 +572,7 @@ void readInput(napi_env env, napi_value v, Item& it) {
   im.px.assign(p, p + len);
 }
 
-/** decodeImagesAsync(inputs, height, width, fit, channels, autoOrient, threads) → Promise. */
+/** decodeImagesAsync(inputs, height, width, fit, channels, autoOrient, threads, shrinkOnLoad) → Promise. */
 napi_value decodeImagesAsync(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
@@ -576,6 +594,7 @@ napi_value decodeImagesAsync(napi_env env, napi_callback_info info) {
   job->spec.channels = a.i32(4);
   job->spec.autoOrient = a.flag(5);
   job->threads = a.i32(6);
+  job->spec.shrinkOnLoad = a.flag(7);
   if (job->spec.height < 0 || job->spec.width < 0 || (job->spec.height == 0) != (job->spec.width == 0))
     fail("INVALID_ARGUMENT", "decodeImages: bad size");
   if (job->spec.channels != 1 && job->spec.channels != 3) fail("INVALID_ARGUMENT", "decodeImages: channels must be 1 or 3");

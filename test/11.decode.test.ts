@@ -87,6 +87,32 @@ describe('11 image decoding', function () {
     }
   });
 
+  it('shrinkOnLoad: large JPEGs decoded at reduced DCT scale stay close to the full decode; small ones are untouched', async () => {
+    const w = 960, h = 720;
+    const px = Buffer.alloc(w * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      px[i] = 128 + 100 * Math.sin(x / 40); px[i + 1] = 128 + 100 * Math.cos(y / 30); px[i + 2] = (x + y) % 256 < 128 ? 60 : 190;
+    }
+    const file = path.join(TMP, 'big.jpg');
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toFile(file);
+    const full = await one(file, { channels: 3, size: [64, 64] });
+    const fast = await one(file, { channels: 3, size: [64, 64], shrinkOnLoad: true });
+    expect([fast.channels, fast.height, fast.width]).to.deep.equal([3, 64, 64]);
+    let sum = 0;
+    for (let i = 0; i < full.data.length; i++) sum += Math.abs(full.data[i] - fast.data[i]);
+    expect(maxDiff(full.data, fast.data)).to.be.above(0); // the reduced path was taken
+    expect(sum / full.data.length).to.be.below(2);
+    // not much smaller than the image: decoded at full scale, identical
+    const near = await one(file, { channels: 3, size: [500, 500], shrinkOnLoad: true });
+    expect(maxDiff(near.data, (await one(file, { channels: 3, size: [500, 500] })).data)).to.equal(0);
+    // with an EXIF rotation the reduced decode is rotated too
+    const rotated = path.join(TMP, 'big-rot.jpg');
+    await sharp(file).withMetadata({ orientation: 6 }).jpeg({ quality: 90 }).toFile(rotated);
+    const r = await one(rotated, { channels: 3, size: [40, 30], fit: 'contain', shrinkOnLoad: true });
+    expect([r.height, r.width]).to.deep.equal([40, 30]);
+  });
+
   it('a CMYK JPEG (declined natively) decodes through sharp', async () => {
     const file = path.join(TMP, 'cmyk.jpg');
     await sharp(asymmetric(), { raw: { width: 6, height: 4, channels: 3 } }).toColourspace('cmyk').jpeg({ quality: 95 }).toFile(file);
@@ -169,7 +195,7 @@ describe('11 image decoding', function () {
     const dir = path.join(TMP, 'folder', 'a');
     fs.mkdirSync(dir, { recursive: true });
     fs.copyFileSync(path.join(FIXTURES, 'images', 'rgb.png'), path.join(dir, 'x.png'));
-    for (const bad of [{ decoder: 'pil' }, { threads: 0 }, { threads: 1.5 }, { autoOrient: 'yes' }]) {
+    for (const bad of [{ decoder: 'pil' }, { threads: 0 }, { threads: 1.5 }, { autoOrient: 'yes' }, { shrinkOnLoad: 1 }]) {
       const e = await data.imageFolder(path.join(TMP, 'folder'), bad as never).then(() => null, (err) => err);
       expect(e, JSON.stringify(bad)).to.be.instanceOf(kiln.KilnError);
       expect((e as kiln.KilnError).code).to.equal('INVALID_ARGUMENT');

@@ -31,6 +31,8 @@ export interface ImageFolderOptions {
   decoder?: Decoder;
   /** apply the EXIF Orientation tag (default true; false keeps the stored pixels, as PIL/torchvision do) */
   autoOrient?: boolean;
+  /** decode JPEGs much larger than `size` at reduced DCT scale first (faster on photos; not PIL-exact; default false) */
+  shrinkOnLoad?: boolean;
   /** allow class folders without images (default false: a clear error) */
   allowEmptyClasses?: boolean;
 }
@@ -86,7 +88,7 @@ export class ImageFolder implements Dataset {
   private readonly fit: Fit;
   private readonly onError: 'skip' | 'throw';
   private readonly concurrency: number;
-  private readonly decodeOptions: { decoder: Decoder; autoOrient: boolean; threads?: number };
+  private readonly decodeOptions: { decoder: Decoder; autoOrient: boolean; threads?: number; shrinkOnLoad: boolean };
   private readonly cache: (Decoded | undefined)[] | null;
   private readonly bad = new Map<number, string>();
   private warnedCount = 0;
@@ -102,7 +104,7 @@ export class ImageFolder implements Dataset {
     this.channels = o.channels;
     this.onError = o.onError;
     this.concurrency = o.concurrency;
-    this.decodeOptions = { decoder: o.decoder, autoOrient: o.autoOrient, threads: o.threads };
+    this.decodeOptions = { decoder: o.decoder, autoOrient: o.autoOrient, threads: o.threads, shrinkOnLoad: o.shrinkOnLoad };
     this.cache = o.cache ? new Array(files.length) : null;
   }
 
@@ -252,6 +254,6 @@ export async function imageFolder(root: string, options: ImageFolderOptions = {}
     throw new KilnError(`imageFolder: class folder(s) without images under ${abs}: ${empty.join(', ')} (remove them or pass {allowEmptyClasses: true})`, 'IO');
   return new ImageFolder(abs, classNames, files, Int32Array.from(labels), {
     size, fit, channels, onError, concurrency, cache: !!options.cache, allowEmptyClasses: !!options.allowEmptyClasses,
-    decoder: options.decoder ?? 'auto', autoOrient: options.autoOrient ?? true, threads: options.threads,
+    decoder: options.decoder ?? 'auto', autoOrient: options.autoOrient ?? true, threads: options.threads, shrinkOnLoad: options.shrinkOnLoad ?? false,
   });
 }
