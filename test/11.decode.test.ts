@@ -191,6 +191,29 @@ describe('11 image decoding', function () {
     expect(failed).to.be.above(0);
   });
 
+  it('memory is flat over many decoded batches (no tensors left, RSS steady)', async () => {
+    const dir = path.join(TMP, 'flat', 'a');
+    fs.mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < 64; i++) fs.copyFileSync(path.join(FIXTURES, 'images', i % 2 ? 'photo.jpg' : 'rgb.png'), path.join(dir, `${i}.${i % 2 ? 'jpg' : 'png'}`));
+    const ds = await data.imageFolder(path.join(TMP, 'flat'), { size: 32 });
+    const loader = new data.DataLoader(ds, { batchSize: 16, shuffle: true, seed: 0 });
+    const epochs = async (n: number) => {
+      for (let e = 0; e < n; e++) for await (const b of loader) { b.x.dispose(); b.y.dispose(); }
+    };
+    const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
+    await epochs(20); // warm-up
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+    const tensors = kiln.memory().numTensors;
+    const rss0 = process.memoryUsage().rss;
+    await epochs(100);
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(kiln.memory().numTensors).to.equal(tensors);
+    const growth = (process.memoryUsage().rss - rss0) / rss0;
+    expect(growth).to.be.below(0.1);
+  });
+
   it('bad decoder options are clear errors', async () => {
     const dir = path.join(TMP, 'folder', 'a');
     fs.mkdirSync(dir, { recursive: true });
