@@ -57,9 +57,9 @@ bool readFile(const std::string& path, std::vector<uint8_t>& out, std::string& r
   std::fseek(f, 0, SEEK_END);
   long n = std::ftell(f);
   std::fseek(f, 0, SEEK_SET);
-  if (n <= 0) {
+  if (n <= 0 || n > (1l << 30)) {  // empty, unseekable (a folder) or over 1 GiB: left to sharp's checks
     std::fclose(f);
-    reason = "empty file";
+    reason = n <= 0 ? "empty or unreadable file" : "file over 1 GiB";
     return false;
   }
   out.resize(static_cast<size_t>(n));
@@ -193,10 +193,6 @@ bool decodePng(const std::vector<uint8_t>& b, bool autoOrient, Image& im, std::s
 
 #ifdef KILN_HAVE_TURBOJPEG
 /**
- * JPEG to RGB (grey JPEGs to grey). Colour JPEGs go through RGB even when grey is asked, so the
- * grey is PIL's convert('L') of the decoded RGB, not the stored luma (which can differ by 1).
- */
-/**
  * With shrinkOnLoad, the coarsest DCT scale (1/2, 1/4, 1/8) that still leaves at least twice the
  * resolution the fit needs, so the antialiased resize that follows has enough to average; else 1.
  */
@@ -210,6 +206,10 @@ double jpegScale(int w, int h, int orientation, const DecodeSpec& s) {
   return 1.0;
 }
 
+/**
+ * JPEG to RGB (grey JPEGs to grey). Colour JPEGs go through RGB even when grey is asked, so the
+ * grey is PIL's convert('L') of the decoded RGB, not the stored luma (which can differ by 1).
+ */
 bool decodeJpeg(tjhandle tj, const std::vector<uint8_t>& b, const DecodeSpec& spec, Image& im, std::string& reason) {
   int w, h, subsamp, colorspace;
   if (tjDecompressHeader3(tj, b.data(), b.size(), &w, &h, &subsamp, &colorspace) != 0) {
@@ -447,10 +447,10 @@ void decodeOne(Item& it, const DecodeSpec& s, void* tj) {
   Image out = fitTo(std::move(im), s);
   // interleaved HWC → planar CHW
   const size_t plane = size_t(out.h) * out.w;
-  it.chw.resize(plane * out.c);
   if (out.c == 1) {
     it.chw = std::move(out.px);
   } else {
+    it.chw.resize(plane * out.c);
     for (size_t i = 0; i < plane; i++)
       for (int c = 0; c < out.c; c++) it.chw[c * plane + i] = out.px[i * out.c + c];
   }

@@ -223,6 +223,20 @@ describe('11 image decoding', function () {
       expect(e, JSON.stringify(bad)).to.be.instanceOf(kiln.KilnError);
       expect((e as kiln.KilnError).code).to.equal('INVALID_ARGUMENT');
     }
+    const png = path.join(dir, 'x.png');
+    for (const [files, o, what] of [
+      ['x.png', { channels: 3 }, 'files'], [[png, 3], { channels: 3 }, 'files'], [[png], { channels: 2 }, 'channels'],
+      [[png], { channels: 3, size: [0, 4] }, 'size'], [[png], { channels: 3, fit: 'stretch' }, 'fit'], [[png], null, 'options'],
+    ] as [never, never, string][]) {
+      const e = await data.decodeImages(files, o).then(() => null, (err) => err);
+      expect(e, what).to.be.instanceOf(kiln.KilnError);
+      expect((e as kiln.KilnError).message, what).to.contain(what);
+    }
+    const e2 = await data.decodeImage(42 as never, { channels: 3 }).then(() => null, (err) => err);
+    expect(e2).to.be.instanceOf(kiln.KilnError);
+    // encoded bytes go through sharp and the native resize
+    const fromBytes = await data.decodeImage(fs.readFileSync(png), { channels: 3, size: [16, 16] });
+    expect(maxDiff(fromBytes.data, (await one(png, { channels: 3, size: [16, 16] })).data)).to.equal(0);
     const ds = await data.imageFolder(path.join(TMP, 'folder'), { size: 4, threads: 2, decoder: 'auto' });
     const b = await ds.getBatch([0]);
     expect(b.x.shape).to.deep.equal([1, 3, 4, 4]);

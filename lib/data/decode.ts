@@ -98,6 +98,15 @@ async function sharpPixels(input: string | Buffer, autoOrient: boolean, file: st
   }
 }
 
+/** Validates DecodeOptions (channels, size, fit and the decoder options). */
+function checkDecodeOptions(o: DecodeOptions): void {
+  if (o === null || typeof o !== 'object') throw invalidParameterError('options', 'an object with channels: 1 | 3', o);
+  if (o.channels !== 1 && o.channels !== 3) throw invalidParameterError('channels', '1 or 3', o.channels);
+  if (o.size !== undefined) checkSize(o.size);
+  if (o.fit !== undefined && !FITS.includes(o.fit)) throw invalidParameterError('fit', "'cover', 'contain' or 'fill'", o.fit);
+  checkDecoderOptions(o);
+}
+
 /** Runs the native decode/convert/fit job over paths and sharp's pixels. */
 async function nativeJob(inputs: (string | Raw)[], o: DecodeOptions): Promise<(Decoded | string)[]> {
   const fit = FITS.indexOf(o.fit ?? 'cover');
@@ -107,6 +116,8 @@ async function nativeJob(inputs: (string | Raw)[], o: DecodeOptions): Promise<(D
 
 /** Decodes one file or encoded bytes; throws KilnError 'IO' naming the file when it cannot. */
 export async function decodeImage(input: string | Buffer, o: DecodeOptions, file = typeof input === 'string' ? input : '<buffer>'): Promise<Decoded> {
+  checkDecodeOptions(o);
+  if (typeof input !== 'string' && !Buffer.isBuffer(input)) throw invalidParameterError('input', 'a file path or a Buffer of encoded image bytes', input);
   if (typeof input === 'string') {
     const [r] = await decodeImages([input], o);
     if (r instanceof KilnError) throw r;
@@ -130,6 +141,9 @@ function nativeAvailable(): boolean {
  * resampling. Each entry is the pixels or the KilnError 'IO' that names the unreadable file.
  */
 export async function decodeImages(files: string[], o: DecodeOptions, sharpConcurrency = 16): Promise<(Decoded | KilnError)[]> {
+  checkDecodeOptions(o);
+  if (!Array.isArray(files) || !files.every((f) => typeof f === 'string' && f.length > 0)) throw invalidParameterError('files', 'an array of file paths', files);
+  if (!Number.isInteger(sharpConcurrency) || sharpConcurrency < 1) throw invalidParameterError('sharpConcurrency', 'a positive integer', sharpConcurrency);
   const out: (Decoded | KilnError | undefined)[] = new Array(files.length);
   let pending = files.map((_, i) => i);
   if ((o.decoder ?? 'auto') === 'auto' && files.length > 0 && nativeAvailable()) {
