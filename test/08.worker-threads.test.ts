@@ -50,4 +50,17 @@ describe('08 worker threads', function () {
     `;
     expect(await runWorker(code)).to.deep.equal({ name: 'KilnError', code: 'TORCH' });
   });
+  it('workers decode images natively (their own decode jobs) with the same pixels as the main thread', async () => {
+    const file = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'images', 'photo.jpg');
+    const code = `
+      const { parentPort, workerData } = require('worker_threads');
+      const k = require(workerData.lib);
+      k.data.decodeImages([${JSON.stringify(file)}], { channels: 3, size: [12, 12] })
+        .then(([d]) => parentPort.postMessage(Array.from(d.data)));
+    `;
+    const [a, b] = (await Promise.all([runWorker(code), runWorker(code)])) as number[][];
+    const [mine] = await kiln.data.decodeImages([file], { channels: 3, size: [12, 12] });
+    expect(a).to.deep.equal(Array.from((mine as kiln.data.Decoded).data));
+    expect(b).to.deep.equal(a);
+  });
 });
