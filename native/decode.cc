@@ -1,13 +1,17 @@
 // Batch image decoding for data loading: PNG (libspng) and JPEG (libjpeg-turbo) files decoded,
 // EXIF-oriented, converted to RGB or BT.601 grey and resized (PIL's antialiased bilinear, bit
-// for bit) on a pool of threads, many files per call. The result is uint8 CHW pixels per file.
+// for bit) on the environment's pool of decoder threads, many files per call. The result is uint8 CHW pixels per file.
 // Anything this path does not decode (other formats, CMYK JPEG, a decode error) is reported per
 // file; lib/data/decode.ts decodes it with sharp (which also words the error for corrupt files)
 // and sends the pixels back here for the same grey conversion and resizing.
 #include "workers.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #ifdef KILN_HAVE_SPNG
@@ -407,11 +411,78 @@ Image fitTo(Image im, const DecodeSpec& s) {
 
 // ---- the batch job -------------------------------------------------------------------
 
+/**
+ * The environment's decoder threads, shared by every decode call: however many batches are in
+ * flight (a prefetching DataLoader has several), at most `size` threads decode, so they do not
+ * crowd out the main thread and libtorch's own threads. Tasks run in submission order, so the
+ * oldest batch finishes first. Each thread keeps one TurboJPEG handle.
+ */
+class DecodePool {
+ public:
+  ~DecodePool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  /** Grows the pool to n threads (it never shrinks); returns how many it has. */
+  size_t ensure(size_t n) {
+    std::lock_guard<std::mutex> lk(m_);
+    try {
+      while (threads_.size() < n) threads_.emplace_back([this] { loop(); });
+    } catch (...) {  // could not start more threads: work with the ones there are
+    }
+    return threads_.size();
+  }
+  void submit(std::function<void(void*)> task) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    void* tj = nullptr;
+#ifdef KILN_HAVE_TURBOJPEG
+    tj = tjInitDecompress();
+#endif
+    for (;;) {
+      std::function<void(void*)> task;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [this] { return stop_ || !tasks_.empty(); });
+        if (tasks_.empty()) break;  // stopping and drained
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task(tj);
+    }
+#ifdef KILN_HAVE_TURBOJPEG
+    if (tj) tjDestroy(static_cast<tjhandle>(tj));
+#endif
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::function<void(void*)>> tasks_;
+  std::vector<std::thread> threads_;
+  bool stop_ = false;
+};
+
+DecodePool& poolOf(KilnEnv* k) {
+  if (!k->decodePool) k->decodePool = std::shared_ptr<void>(new DecodePool(), [](void* p) { delete static_cast<DecodePool*>(p); });
+  return *static_cast<DecodePool*>(k->decodePool.get());
+}
+
 struct DecodeJob {
   napi_async_work work = nullptr;
   napi_deferred deferred = nullptr;
   DecodeSpec spec;
-  int threads = 1;
+  std::shared_ptr<void> pool;  // keeps the environment's pool alive while the job runs
+  size_t poolThreads = 0;
   std::vector<Item> items;
 };
 
@@ -458,37 +529,45 @@ void decodeOne(Item& it, const DecodeSpec& s, void* tj) {
   it.w = out.w;
 }
 
+/** Decodes one item; any failure becomes the item's reason (the native path then declines it). */
+void decodeSafely(Item& it, const DecodeSpec& spec, void* tj) {
+  try {
+    decodeOne(it, spec, tj);
+  } catch (const std::bad_alloc&) {
+    it.reason = "out of memory";
+  } catch (const std::exception& e) {
+    it.reason = e.what();
+  }
+  if (!it.reason.empty()) it.chw.clear();
+}
+
+/** On a libuv thread: hands the items to the pool and waits (without spinning) until all are done. */
 void decodeExecute(napi_env, void* data) {
   auto* job = static_cast<DecodeJob*>(data);
-  std::atomic<size_t> next{0};
-  auto worker = [job, &next]() {
+  if (job->poolThreads == 0) {  // no decoder thread could start: decode here
     void* tj = nullptr;
 #ifdef KILN_HAVE_TURBOJPEG
     tj = tjInitDecompress();
 #endif
-    for (size_t i; (i = next.fetch_add(1)) < job->items.size();) {
-      Item& it = job->items[i];
-      try {
-        decodeOne(it, job->spec, tj);
-      } catch (const std::bad_alloc&) {
-        it.reason = "out of memory";
-      } catch (const std::exception& e) {
-        it.reason = e.what();
-      }
-      if (!it.reason.empty()) it.chw.clear();
-    }
+    for (auto& it : job->items) decodeSafely(it, job->spec, tj);
 #ifdef KILN_HAVE_TURBOJPEG
     if (tj) tjDestroy(static_cast<tjhandle>(tj));
 #endif
-  };
-  int n = std::max(1, std::min<int>(job->threads, static_cast<int>(job->items.size())));
-  std::vector<std::thread> pool;
-  try {
-    for (int t = 1; t < n; t++) pool.emplace_back(worker);
-  } catch (...) {  // could not start more threads: the ones we have do the work
+    return;
   }
-  worker();
-  for (auto& t : pool) t.join();
+  auto& pool = *static_cast<DecodePool*>(job->pool.get());
+  std::mutex m;
+  std::condition_variable done;
+  size_t remaining = job->items.size();
+  for (auto& it : job->items) {
+    pool.submit([&, item = &it](void* tj) {
+      decodeSafely(*item, job->spec, tj);
+      std::lock_guard<std::mutex> lk(m);
+      if (--remaining == 0) done.notify_one();
+    });
+  }
+  std::unique_lock<std::mutex> lk(m);
+  done.wait(lk, [&] { return remaining == 0; });
 }
 
 napi_value newInt(napi_env env, int v) {
@@ -593,8 +672,11 @@ napi_value decodeImagesAsync(napi_env env, napi_callback_info info) {
   job->spec.fit = a.i32(3);
   job->spec.channels = a.i32(4);
   job->spec.autoOrient = a.flag(5);
-  job->threads = a.i32(6);
+  const int threads = a.i32(6);
   job->spec.shrinkOnLoad = a.flag(7);
+  if (threads < 1) fail("INVALID_ARGUMENT", "decodeImages: threads must be positive");
+  job->poolThreads = job->items.empty() ? 0 : poolOf(a.k).ensure(static_cast<size_t>(threads));
+  job->pool = a.k->decodePool;
   if (job->spec.height < 0 || job->spec.width < 0 || (job->spec.height == 0) != (job->spec.width == 0))
     fail("INVALID_ARGUMENT", "decodeImages: bad size");
   if (job->spec.channels != 1 && job->spec.channels != 3) fail("INVALID_ARGUMENT", "decodeImages: channels must be 1 or 3");

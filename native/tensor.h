@@ -15,6 +15,7 @@ struct KilnEnv {
   int64_t live = 0;                  // live handles
   int64_t externalPending = 0;       // bytes not yet passed to napi_adjust_external_memory
   std::shared_ptr<void> runnables;   // module.cc's table of compiled programs / TorchScript modules
+  std::shared_ptr<void> decodePool;  // decode.cc's decoder threads
 
   int32_t put(at::Tensor t);
   const at::Tensor& get(int32_t id) const;

@@ -30,7 +30,7 @@ export interface DecodeOptions {
   autoOrient?: boolean;
   /** default 'auto' */
   decoder?: Decoder;
-  /** native decoding threads per call (default: the usable cores) */
+  /** decoder threads (default: the usable cores); one pool serves every call, grown to the largest value asked */
   threads?: number;
   /**
    * decode JPEGs much larger than `size` at 1/2, 1/4 or 1/8 scale (libjpeg-turbo's DCT scaling,
@@ -135,7 +135,7 @@ function nativeAvailable(): boolean {
 }
 
 /**
- * Decodes many files: PNG/JPEG natively in one call across `threads` threads; the rest (and
+ * Decodes many files: PNG/JPEG natively in one call on the decoder threads; the rest (and
  * files the native path declines) decoded by sharp, at most `sharpConcurrency` at a time, then
  * converted and resized natively too, so every format gets the same grey conversion and
  * resampling. Each entry is the pixels or the KilnError 'IO' that names the unreadable file.

@@ -25,7 +25,7 @@ export interface ImageFolderOptions {
   onError?: 'skip' | 'throw';
   /** sharp decodes in flight at once, for formats other than PNG/JPEG (default 16) */
   concurrency?: number;
-  /** threads of the native PNG/JPEG decoder per batch (default: the usable cores) */
+  /** native PNG/JPEG decoder threads, one pool shared by all batches in flight (default: the usable cores) */
   threads?: number;
   /** 'auto' (default: PNG/JPEG natively, other formats with sharp) or 'sharp' (everything with sharp) */
   decoder?: Decoder;
