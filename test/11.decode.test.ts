@@ -130,6 +130,13 @@ describe('11 image decoding', function () {
     }
     const a = await data.decodeImages(files, { channels: 1, size: [5, 5], threads: 1 });
     const b = await data.decodeImages(files, { channels: 1, size: [5, 5], threads: 4 });
+    // many calls in flight share the decoder pool; each gets its own files back, in order
+    const reversed = [...files].reverse();
+    const concurrent = await Promise.all(Array.from({ length: 8 }, (_, k) => data.decodeImages(k % 2 ? reversed : files, { channels: 1, size: [5, 5] })));
+    concurrent.forEach((res, k) => res.forEach((r, i) => {
+      const j = k % 2 ? files.length - 1 - i : i;
+      expect(maxDiff((r as data.Decoded).data, (a[j] as data.Decoded).data)).to.equal(0);
+    }));
     a.forEach((r, i) => {
       expect(r).to.not.be.instanceOf(Error);
       const d = r as data.Decoded;
