@@ -4,8 +4,9 @@
 const fs = require('fs');
 const { spawnSync } = require('child_process');
 
-/** True on Debian/Ubuntu as root, where aptInstall can work. */
+/** True on Debian/Ubuntu as root, where aptInstall can work (KILN_NO_APT=1: never, e.g. offline machines). */
 function canApt() {
+  if (process.env.KILN_NO_APT === '1') return false;
   return fs.existsSync('/etc/debian_version') && typeof process.getuid === 'function' && process.getuid() === 0;
 }
 

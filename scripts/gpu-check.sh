@@ -14,7 +14,7 @@ xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PA
 } 2>&1 | tee "$out/env.log"
 arch=$(python3 -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}.{c[1]}")' 2>/dev/null || echo 9.0)
 echo "== build (TORCH_CUDA_ARCH_LIST=$arch)"
-TORCH_CUDA_ARCH_LIST=$arch KILN_NO_DOWNLOAD=1 node scripts/build-native.js --force > "$out/build.log" 2>&1
+TORCH_CUDA_ARCH_LIST=$arch KILN_NO_DOWNLOAD=1 KILN_NO_APT=1 node scripts/build-native.js --force > "$out/build.log" 2>&1
 build=$?
 tail -5 "$out/build.log"
 status() { if [ "$1" = 0 ]; then echo pass; else echo "FAIL($1)"; fi; }
