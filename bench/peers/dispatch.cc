@@ -1,5 +1,7 @@
 // Pure C++ libtorch peer of bench/dispatch.ts: median ns per `add` (result freed) over repeats.
 #include <torch/torch.h>
+#include <malloc.h>
+#include <string>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -8,6 +10,12 @@
 int main(int argc, char** argv) {
   int iters = argc > 1 ? std::atoi(argv[1]) : 100000, repeats = argc > 2 ? std::atoi(argv[2]) : 7;
   at::set_num_threads(1);
+  // the allocator settings Kiln applies at load (lib/info.ts, KILN_MALLOC_TUNING), so the
+  // comparison isolates the binding's cost
+  if (!std::getenv("KILN_MALLOC_TUNING") || std::string(std::getenv("KILN_MALLOC_TUNING")) != "0") {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   for (int64_t n : {1, 1000}) {
     auto a = torch::ones({n}), b = torch::ones({n});
     for (int i = 0; i < iters / 10; ++i) { auto c = a.add(b); }
