@@ -6,6 +6,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import * as kiln from '../lib';
 import * as data from '../lib/data';
+import { values } from './helpers';
 
 const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-decode-test-'));
@@ -219,6 +220,58 @@ describe('11 image decoding', function () {
     expect(kiln.memory().numTensors).to.equal(tensors);
     const growth = (process.memoryUsage().rss - rss0) / rss0;
     expect(growth).to.be.below(0.1);
+  });
+
+  it("cache: 'disk' writes decoded pixels once; a new data set (a later run) reads them back; changes start a new cache", async () => {
+    const root = path.join(TMP, 'disk');
+    for (const c of ['a', 'b']) fs.mkdirSync(path.join(root, c), { recursive: true });
+    const srcs = ['rgb.png', 'photo.jpg', 'rgba.png', 'grey.png'];
+    const when = new Date('2026-01-02T03:04:05Z'); // whole seconds: restorable exactly below
+    srcs.forEach((f, i) => {
+      const dst = path.join(root, i % 2 ? 'b' : 'a', `${i}_${f}`);
+      fs.copyFileSync(path.join(FIXTURES, 'images', f), dst);
+      fs.utimesSync(dst, when, when);
+    });
+    const cacheDir = path.join(TMP, 'cache-dir');
+    const opts = { size: [12, 10] as [number, number], cache: 'disk' as const, cacheDir };
+    const first = await data.imageFolder(root, opts);
+    expect(first.diskCache!.count).to.equal(0);
+    const all = [0, 1, 2, 3];
+    const a = await first.getBatch(all);
+    expect(first.diskCache!.count).to.equal(4);
+    // a later run with the same folder and options reuses the file; prove it by corrupting a source
+    // image while keeping its size and modification time: the cached pixels still come back
+    const victim = first.files[1];
+    const st = fs.statSync(victim);
+    fs.writeFileSync(victim, Buffer.alloc(st.size, 7));
+    fs.utimesSync(victim, when, when);
+    const second = await data.imageFolder(root, opts);
+    expect(second.diskCache!.file).to.equal(first.diskCache!.file);
+    expect(second.diskCache!.count).to.equal(4);
+    const b = await second.getBatch(all);
+    expect(values(b.x)).to.deep.equal(values(a.x));
+    // other options, or a changed file list, get their own cache file
+    const grey = await data.imageFolder(root, { ...opts, channels: 1 });
+    expect(grey.diskCache!.file).to.not.equal(first.diskCache!.file);
+    fs.copyFileSync(path.join(FIXTURES, 'images', 'rgb.png'), path.join(root, 'a', 'new.png'));
+    const grown = await data.imageFolder(root, opts);
+    expect(grown.diskCache!.file).to.not.equal(first.diskCache!.file);
+    expect(grown.diskCache!.count).to.equal(0);
+    // preload fills it; onError skip still reports the (now corrupt) file
+    await grown.preload();
+    expect(grown.diskCache!.count).to.equal(4);
+    expect(grown.skipped.map((x) => x.file)).to.deep.equal([victim]);
+    for (const t of [a.x, a.y, b.x, b.y]) t.dispose();
+    const e = await data.imageFolder(root, { cache: 'disk', cacheDir }).then(() => null, (err) => err);
+    expect((e as kiln.KilnError).code).to.equal('INVALID_ARGUMENT');
+    expect((e as kiln.KilnError).message).to.contain('size');
+    const file = path.join(TMP, 'not-a-dir');
+    fs.writeFileSync(file, 'x');
+    const e2 = await data.imageFolder(root, { ...opts, cacheDir: file }).then(() => null, (err) => err);
+    expect((e2 as kiln.KilnError).code).to.equal('IO');
+    expect((e2 as kiln.KilnError).message).to.contain(file);
+    const e3 = await data.imageFolder(root, { ...opts, cache: 'ssd' as never }).then(() => null, (err) => err);
+    expect((e3 as kiln.KilnError).code).to.equal('INVALID_ARGUMENT');
   });
 
   it('bad decoder options are clear errors', async () => {

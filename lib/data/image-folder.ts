@@ -10,6 +10,8 @@ import { Tensor } from '../tensor/tensor';
 import { tensor } from '../tensor/creation';
 import { Dataset, Sample, Batch, checkIndex } from './dataset';
 import { decodeImages, checkSize, checkDecoderOptions, Decoded, Decoder, Fit, IMAGE_EXTENSIONS } from './decode';
+import { DiskCache } from './disk-cache';
+import * as os from 'os';
 
 /** Options of `imageFolder`. */
 export interface ImageFolderOptions {
@@ -19,8 +21,13 @@ export interface ImageFolderOptions {
   fit?: Fit;
   /** 1: grayscale, 3: RGB (default) */
   channels?: 1 | 3;
-  /** keep decoded uint8 pixels in memory, so each file is decoded once (default false) */
-  cache?: boolean;
+  /**
+   * keep decoded uint8 pixels so each file is decoded once: true / 'memory' in memory, 'disk' in a
+   * file under `cacheDir` that later runs reuse (needs `size`; for folders larger than memory); default false
+   */
+  cache?: boolean | 'memory' | 'disk';
+  /** folder of the disk cache (default: <tmpdir>/kiln-image-cache) */
+  cacheDir?: string;
   /** unreadable files: 'skip' (default; dropped from batches, one warning) or 'throw' (KilnError 'IO') */
   onError?: 'skip' | 'throw';
   /** sharp decodes in flight at once, for formats other than PNG/JPEG (default 16) */
@@ -90,11 +97,13 @@ export class ImageFolder implements Dataset {
   private readonly concurrency: number;
   private readonly decodeOptions: { decoder: Decoder; autoOrient: boolean; threads?: number; shrinkOnLoad: boolean };
   private readonly cache: (Decoded | undefined)[] | null;
+  /** the decoded-pixel file with `cache: 'disk'`, else null */
+  readonly diskCache: DiskCache | null;
   private readonly bad = new Map<number, string>();
   private warnedCount = 0;
 
   /** @internal use `imageFolder()` */
-  constructor(root: string, classNames: string[], files: string[], targets: Int32Array, o: Required<Omit<ImageFolderOptions, 'size' | 'threads'>> & { size: [number, number] | null; threads?: number }) {
+  constructor(root: string, classNames: string[], files: string[], targets: Int32Array, o: Required<Omit<ImageFolderOptions, 'size' | 'threads' | 'cache' | 'cacheDir'>> & { size: [number, number] | null; threads?: number; cache: boolean; diskCache: DiskCache | null }) {
     this.root = root;
     this.classNames = classNames;
     this.files = files;
@@ -106,6 +115,7 @@ export class ImageFolder implements Dataset {
     this.concurrency = o.concurrency;
     this.decodeOptions = { decoder: o.decoder, autoOrient: o.autoOrient, threads: o.threads, shrinkOnLoad: o.shrinkOnLoad };
     this.cache = o.cache ? new Array(files.length) : null;
+    this.diskCache = o.diskCache;
   }
 
   get length(): number {
@@ -128,7 +138,17 @@ export class ImageFolder implements Dataset {
    */
   private async pixels(idx: number[]): Promise<(Decoded | null)[]> {
     const out: (Decoded | null)[] = idx.map((i) => this.cache?.[i] ?? null);
-    const todo = [...new Set(idx.filter((i) => !this.cache?.[i] && !this.bad.has(i)))];
+    const disk = this.diskCache;
+    if (disk) {
+      const ks = idx.map((i, k) => k).filter((k) => !out[k] && disk.has(idx[k]));
+      const [h, w] = this.size!;
+      (await disk.read(ks.map((k) => idx[k]))).forEach((data, j) => {
+        const d: Decoded = { data, height: h, width: w, channels: this.channels };
+        out[ks[j]] = d;
+        if (this.cache) this.cache[idx[ks[j]]] = d;
+      });
+    }
+    const todo = [...new Set(idx.filter((i, k) => !out[k] && !this.bad.has(i)))];
     if (todo.length === 0) return out;
     const res = await decodeImages(todo.map((i) => this.files[i]), { size: this.size ?? undefined, fit: this.fit, channels: this.channels, ...this.decodeOptions }, this.concurrency);
     const got = new Map<number, Decoded>();
@@ -142,6 +162,7 @@ export class ImageFolder implements Dataset {
         if (this.cache) this.cache[i] = r;
       }
     });
+    if (disk) await disk.write([...got].map(([i, d]) => [i, d.data]));
     return idx.map((i, k) => out[k] ?? got.get(i) ?? null);
   }
 
@@ -182,11 +203,11 @@ export class ImageFolder implements Dataset {
   }
 
   /**
-   * Decodes every image once (in parallel) into the cache (needs `cache: true`), so that the
-   * first epoch is as fast as the next; reports unreadable files once.
+   * Decodes every image once (in parallel) into the cache (needs `cache: true` or 'disk'), so
+   * that the first epoch is as fast as the next; reports unreadable files once.
    */
   async preload(): Promise<this> {
-    if (!this.cache) throw new KilnError('imageFolder.preload(): create the data set with {cache: true}', 'INVALID_ARGUMENT');
+    if (!this.cache && !this.diskCache) throw new KilnError("imageFolder.preload(): create the data set with {cache: true} or {cache: 'disk'}", 'INVALID_ARGUMENT');
     const chunk = 4096;  // bounded memory for the per-call results
     for (let s = 0; s < this.files.length; s += chunk) await this.pixels(Array.from({ length: Math.min(chunk, this.files.length - s) }, (_, k) => s + k));
     this.reportSkipped();
@@ -203,7 +224,7 @@ export class ImageFolder implements Dataset {
     this.warnedCount = this.bad.size;
   }
 
-  /** Drops the cached pixels. */
+  /** Drops the pixels cached in memory (a disk cache stays: delete `diskCache.file` to drop it). */
   clearCache(): void {
     this.cache?.fill(undefined);
   }
@@ -226,7 +247,10 @@ export async function imageFolder(root: string, options: ImageFolderOptions = {}
   if (onError !== 'skip' && onError !== 'throw') throw invalidParameterError('onError', "'skip' or 'throw'", onError);
   const concurrency = options.concurrency ?? 16;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw invalidParameterError('concurrency', 'a positive integer', concurrency);
-  if (options.cache !== undefined && typeof options.cache !== 'boolean') throw invalidParameterError('cache', 'a boolean', options.cache);
+  const cacheMode = options.cache ?? false;
+  if (![true, false, 'memory', 'disk'].includes(cacheMode)) throw invalidParameterError('cache', "true, false, 'memory' or 'disk'", options.cache);
+  if (cacheMode === 'disk' && !size) throw new KilnError("imageFolder: cache 'disk' needs {size: [h, w]} (every image takes the same bytes in the cache file)", 'INVALID_ARGUMENT');
+  if (options.cacheDir !== undefined && (typeof options.cacheDir !== 'string' || options.cacheDir.length === 0)) throw invalidParameterError('cacheDir', 'a folder path', options.cacheDir);
   checkDecoderOptions(options);
   const abs = path.resolve(root);
   const entries = await readDir(abs);
@@ -252,8 +276,12 @@ export async function imageFolder(root: string, options: ImageFolderOptions = {}
   if (files.length === 0) throw new KilnError(`imageFolder: no image files under ${abs} (extensions: ${IMAGE_EXTENSIONS.join(' ')})`, 'IO');
   if (empty.length > 0 && !options.allowEmptyClasses)
     throw new KilnError(`imageFolder: class folder(s) without images under ${abs}: ${empty.join(', ')} (remove them or pass {allowEmptyClasses: true})`, 'IO');
+  const decoding = { decoder: options.decoder ?? 'auto', autoOrient: options.autoOrient ?? true, shrinkOnLoad: options.shrinkOnLoad ?? false };
+  const diskCache = cacheMode === 'disk'
+    ? await DiskCache.open(path.resolve(options.cacheDir ?? path.join(os.tmpdir(), 'kiln-image-cache')), files, { size, fit, channels, ...decoding }, size![0] * size![1] * channels)
+    : null;
   return new ImageFolder(abs, classNames, files, Int32Array.from(labels), {
-    size, fit, channels, onError, concurrency, cache: !!options.cache, allowEmptyClasses: !!options.allowEmptyClasses,
-    decoder: options.decoder ?? 'auto', autoOrient: options.autoOrient ?? true, threads: options.threads, shrinkOnLoad: options.shrinkOnLoad ?? false,
+    size, fit, channels, onError, concurrency, cache: cacheMode === true || cacheMode === 'memory', diskCache,
+    allowEmptyClasses: !!options.allowEmptyClasses, threads: options.threads, ...decoding,
   });
 }

@@ -9,6 +9,7 @@ export { fashionMnist, mnist, FashionMnistOptions, FASHION_MNIST_ROOT, FASHION_M
 export { shapes, ShapesOptions, SHAPE_CLASSES } from './shapes';
 export { imageFolder, ImageFolder, ImageFolderOptions } from './image-folder';
 export { decodeImage, decodeImages, Decoded, DecodeOptions, Decoder, Fit, IMAGE_EXTENSIONS } from './decode';
+export { DiskCache } from './disk-cache';
 export { randomSplit, stratifiedSplit } from './split';
 export { DataLoader, DataLoaderOptions } from './loader';
 export { meanStd } from './stats';
