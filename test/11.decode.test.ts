@@ -262,6 +262,20 @@ describe('11 image decoding', function () {
     expect(grown.diskCache!.count).to.equal(4);
     expect(grown.skipped.map((x) => x.file)).to.deep.equal([victim]);
     for (const t of [a.x, a.y, b.x, b.y]) t.dispose();
+    // a cache that cannot be written (here: its file removed) warns once; batches still decode
+    const lost = await data.imageFolder(root, { ...opts, cacheDir: path.join(TMP, 'cache-lost') });
+    fs.rmSync(lost.diskCache!.file);
+    const warned: string[] = [];
+    const onWarn = (w: Error & { code?: string }) => { if (w.code === 'KILN_DISK_CACHE') warned.push(w.message); };
+    process.on('warning', onWarn);
+    const c1 = await lost.getBatch([0, 2]);
+    const c2 = await lost.getBatch([3]);
+    await new Promise((r) => setImmediate(r));
+    process.off('warning', onWarn);
+    expect(c1.x.shape).to.deep.equal([2, 3, 12, 10]);
+    expect(warned).to.have.length(1);
+    expect(warned[0]).to.contain(lost.diskCache!.file);
+    for (const t of [c1.x, c1.y, c2.x, c2.y]) t.dispose();
     const e = await data.imageFolder(root, { cache: 'disk', cacheDir }).then(() => null, (err) => err);
     expect((e as kiln.KilnError).code).to.equal('INVALID_ARGUMENT');
     expect((e as kiln.KilnError).message).to.contain('size');

@@ -62,7 +62,7 @@ export class DiskCache {
   /** How many images are cached. */
   get count(): number {
     let n = 0;
-    for (let i = 0; i < this.index.length; i++) n += this.index[i];
+    for (let i = 0; i < this.index.length; i++) if (this.index[i] === 1) n++;
     return n;
   }
 
@@ -82,10 +82,24 @@ export class DiskCache {
     }
   }
 
-  /** Stores decoded images (pixels first, then their index bytes). */
+  private failed = false;
+
+  /**
+   * Stores decoded images (pixels first, then their index bytes). A write failure (a full disk)
+   * warns once and turns caching off for this data set; training goes on decoding.
+   */
   async write(entries: [number, Uint8Array][]): Promise<void> {
     const fresh = entries.filter(([i, d]) => this.index[i] !== 1 && d.length === this.bytesPerImage);
-    if (fresh.length === 0) return;
+    if (fresh.length === 0 || this.failed) return;
+    try {
+      await this.store(fresh);
+    } catch (e) {
+      this.failed = true;
+      process.emitWarning(`imageFolder: cannot write the disk cache ${this.file} (${(e as Error).message}); images will be decoded every time`, { code: 'KILN_DISK_CACHE' });
+    }
+  }
+
+  private async store(fresh: [number, Uint8Array][]): Promise<void> {
     const fh = await fsp.open(this.file, 'r+');
     try {
       await Promise.all(fresh.map(([i, d]) => fh.write(d, 0, d.length, i * this.bytesPerImage)));
