@@ -119,6 +119,12 @@ describe('cli: kiln command', function () {
     expect(res[0].predictions).to.have.length(2);
     expect(res[0].predictions[0].probability).to.be.within(0, 1);
 
+    // an image folder given by path, its decoded images cached on disk
+    const started = Date.now();
+    const folderRun = kilnCli(['train', '--data', path.join(os.tmpdir(), img), '--size', '16', '--cache', 'disk', '--epochs', '1', '--limit', '64', '--out', path.join(out, 'folder'), '--json', '--quiet']);
+    expect(folderRun.code, folderRun.stderr).to.equal(0);
+    const cacheDir = path.join(os.tmpdir(), 'kiln-image-cache');
+    expect(fs.readdirSync(cacheDir).some((n) => n.endsWith('.pixels') && fs.statSync(path.join(cacheDir, n)).mtimeMs >= started - 1000)).to.equal(true);
   });
 
   it('Ctrl-C during kiln train checkpoints and says how to resume; --resume finishes the run', async () => {

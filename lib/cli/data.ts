@@ -37,7 +37,7 @@ function firstN(ds: Dataset, n: number | undefined): Dataset {
  * Loads `--data`. `limit` caps the training set (and the test set at a quarter of it, at
  * least 64) for quick runs; `size`/`channels` apply to image folders.
  */
-export async function loadData(spec: string, o: { seed: number; limit?: number; size?: number; channels?: 1 | 3; testOnly?: boolean }): Promise<CliData> {
+export async function loadData(spec: string, o: { seed: number; limit?: number; size?: number; channels?: 1 | 3; testOnly?: boolean; cache?: 'memory' | 'disk' | 'none' }): Promise<CliData> {
   let d: CliData;
   if (spec === 'fashion-mnist') {
     const test = await fashionMnist({ train: false });
@@ -58,7 +58,8 @@ export async function loadData(spec: string, o: { seed: number; limit?: number; 
       throw new UsageError(`--data: '${spec}' is neither ${DATA_NAMES.join(', ')} nor an existing folder`);
     const size = o.size ?? 32;
     const channels = o.channels ?? 3;
-    const folder = { size: [size, size] as [number, number], channels, cache: true };
+    const cache = o.cache === 'disk' ? 'disk' as const : o.cache !== 'none';
+    const folder = { size: [size, size] as [number, number], channels, cache };
     const sub = (n: string) => fs.existsSync(path.join(root, n)) && fs.statSync(path.join(root, n)).isDirectory();
     let train: Dataset, test: Dataset, classNames: string[];
     if (sub('train') && (sub('test') || sub('val'))) {

@@ -33,6 +33,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'label-smoothing': { type: 'number', min: 0, max: 0.99, default: 0.1, help: 'label smoothing of the cross-entropy' },
   size: { type: 'int', min: 8, help: 'image side for image folders and shapes (default 32)' },
   channels: { type: 'int', min: 1, max: 3, help: 'image channels for image folders: 1 or 3 (default 3)' },
+  cache: { type: 'string', choices: ['memory', 'disk', 'none'], default: 'memory', help: 'decoded images of an image folder: kept in memory, in a file that later runs reuse, or decoded every epoch' },
   device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to train' },
   seed: { type: 'int', min: 0, default: 0, help: 'random seed (runs with the same seed repeat exactly on the CPU)' },
   out: { type: 'string', default: 'kiln-out', help: 'output folder', meta: 'dir' },
@@ -77,7 +78,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
 
   if (f.resume) checkSameConfig(ckptDir, config);
   manualSeed(seed);
-  const data = await loadData(String(f.data), { seed, limit: f.limit as number | undefined, size: f.size as number | undefined, channels: f.channels as 1 | 3 | undefined });
+  const data = await loadData(String(f.data), { seed, limit: f.limit as number | undefined, size: f.size as number | undefined, channels: f.channels as 1 | 3 | undefined, cache: f.cache as 'memory' | 'disk' | 'none' });
   const numClasses = data.classNames.length;
   const small = data.size[0] <= 28;
   const opts: Record<string, unknown> = { numClasses, inChannels: data.channels };
