@@ -119,9 +119,11 @@ describe('cli: kiln command', function () {
     expect(res[0].predictions).to.have.length(2);
     expect(res[0].predictions[0].probability).to.be.within(0, 1);
 
-    // an image folder given by path, its decoded images cached on disk
+    // an image folder given by path (a fresh copy: its own cache key), its decoded images cached on disk
+    const imgs = path.join(out, 'imgs');
+    fs.cpSync(path.join(os.tmpdir(), img), imgs, { recursive: true });
     const started = Date.now();
-    const folderRun = kilnCli(['train', '--data', path.join(os.tmpdir(), img), '--size', '16', '--cache', 'disk', '--epochs', '1', '--limit', '64', '--out', path.join(out, 'folder'), '--json', '--quiet']);
+    const folderRun = kilnCli(['train', '--data', imgs, '--size', '16', '--cache', 'disk', '--epochs', '1', '--limit', '64', '--out', path.join(out, 'folder'), '--json', '--quiet']);
     expect(folderRun.code, folderRun.stderr).to.equal(0);
     const cacheDir = path.join(os.tmpdir(), 'kiln-image-cache');
     expect(fs.readdirSync(cacheDir).some((n) => n.endsWith('.pixels') && fs.statSync(path.join(cacheDir, n)).mtimeMs >= started - 1000)).to.equal(true);
