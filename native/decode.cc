@@ -411,6 +411,21 @@ Image fitTo(Image im, const DecodeSpec& s) {
 
 // ---- the batch job -------------------------------------------------------------------
 
+/** One thread's TurboJPEG decompressor (null without libturbojpeg), destroyed with it. */
+struct JpegDecoder {
+  void* handle = nullptr;
+#ifdef KILN_HAVE_TURBOJPEG
+  JpegDecoder() : handle(tjInitDecompress()) {}
+  ~JpegDecoder() {
+    if (handle) tjDestroy(static_cast<tjhandle>(handle));
+  }
+#else
+  JpegDecoder() = default;
+#endif
+  JpegDecoder(const JpegDecoder&) = delete;
+  JpegDecoder& operator=(const JpegDecoder&) = delete;
+};
+
 /**
  * The environment's decoder threads, shared by every decode call: however many batches are in
  * flight (a prefetching DataLoader has several), at most `size` threads decode, so they do not
@@ -446,10 +461,7 @@ class DecodePool {
 
  private:
   void loop() {
-    void* tj = nullptr;
-#ifdef KILN_HAVE_TURBOJPEG
-    tj = tjInitDecompress();
-#endif
+    JpegDecoder tj;
     for (;;) {
       std::function<void(void*)> task;
       {
@@ -459,11 +471,8 @@ class DecodePool {
         task = std::move(tasks_.front());
         tasks_.pop_front();
       }
-      task(tj);
+      task(tj.handle);
     }
-#ifdef KILN_HAVE_TURBOJPEG
-    if (tj) tjDestroy(static_cast<tjhandle>(tj));
-#endif
   }
   std::mutex m_;
   std::condition_variable cv_;
@@ -545,14 +554,8 @@ void decodeSafely(Item& it, const DecodeSpec& spec, void* tj) {
 void decodeExecute(napi_env, void* data) {
   auto* job = static_cast<DecodeJob*>(data);
   if (job->poolThreads == 0) {  // no decoder thread could start: decode here
-    void* tj = nullptr;
-#ifdef KILN_HAVE_TURBOJPEG
-    tj = tjInitDecompress();
-#endif
-    for (auto& it : job->items) decodeSafely(it, job->spec, tj);
-#ifdef KILN_HAVE_TURBOJPEG
-    if (tj) tjDestroy(static_cast<tjhandle>(tj));
-#endif
+    JpegDecoder tj;
+    for (auto& it : job->items) decodeSafely(it, job->spec, tj.handle);
     return;
   }
   auto& pool = *static_cast<DecodePool*>(job->pool.get());

@@ -25,8 +25,7 @@ function newestSource() {
  * them images decode through sharp, slower on small files. Installed with apt when we can.
  */
 function optionalImageLibs() {
-  const have = (header) => ['/usr/include', '/usr/local/include'].some((d) => fs.existsSync(path.join(d, header)));
-  const missing = [['spng.h', 'libspng-dev'], ['turbojpeg.h', 'libturbojpeg0-dev']].filter(([h]) => !have(h)).map(([, p]) => p);
+  const missing = require('./image-libs').missing().map((l) => l.apt);
   if (!missing.length || !canApt()) return;
   console.log(`kiln: installing ${missing.join(' ')} with apt-get (native image decoding)`);
   try {

@@ -8,13 +8,20 @@ const fs = require('fs');
 const path = require('path');
 
 const LIBS = [
-  { header: 'spng.h', define: 'KILN_HAVE_SPNG', lib: '-lspng' },
-  { header: 'turbojpeg.h', define: 'KILN_HAVE_TURBOJPEG', lib: '-lturbojpeg' },
+  { header: 'spng.h', define: 'KILN_HAVE_SPNG', lib: '-lspng', apt: 'libspng-dev' },
+  { header: 'turbojpeg.h', define: 'KILN_HAVE_TURBOJPEG', lib: '-lturbojpeg', apt: 'libturbojpeg0-dev' },
 ];
+
+const installed = (l) => ['/usr/include', '/usr/local/include'].some((d) => fs.existsSync(path.join(d, l.header)));
 
 /** The decoders whose headers are present. */
 function found() {
-  return LIBS.filter((l) => ['/usr/include', '/usr/local/include'].some((d) => fs.existsSync(path.join(d, l.header))));
+  return LIBS.filter(installed);
+}
+
+/** The decoders whose headers are missing (each with its Debian package, `apt`). */
+function missing() {
+  return LIBS.filter((l) => !installed(l));
 }
 
 if (require.main === module) {
@@ -24,4 +31,4 @@ if (require.main === module) {
   else console.log(JSON.stringify(libs));
 }
 
-module.exports = { found };
+module.exports = { found, missing };

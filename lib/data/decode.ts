@@ -128,10 +128,14 @@ export async function decodeImage(input: string | Buffer, o: DecodeOptions, file
   return r;
 }
 
-/** True when this build decodes PNG/JPEG natively. */
+let native: boolean | undefined;
+/** True when this build decodes PNG/JPEG natively (fixed at build time: asked once). */
 function nativeAvailable(): boolean {
-  const f = N.decodeFormats();
-  return f.png || f.jpeg;
+  if (native === undefined) {
+    const f = N.decodeFormats();
+    native = f.png || f.jpeg;
+  }
+  return native;
 }
 
 /**

@@ -81,10 +81,10 @@ export function randomResizedCrop(size: number | [number, number], options: Rand
     return cropResize(x, y0, x0, hc, wc, oh, ow);
   });
   // evaluation: the centred box with the output's aspect ratio, resized (antialiased)
+  const toSize = resize([oh, ow]);
   const centre = batched('centreResize', (x, _b, _c, H, W) => {
     const bw = Math.min(W, Math.round((H * ow) / oh)), bh = Math.min(H, Math.round((W * oh) / ow));
-    const crop = x.narrow(2, Math.floor((H - bh) / 2), bh).narrow(3, Math.floor((W - bw) / 2), bw);
-    return F.interpolate(crop, { size: [oh, ow], mode: 'bilinear', alignCorners: false, antialias: true });
+    return toSize(x.narrow(2, Math.floor((H - bh) / 2), bh).narrow(3, Math.floor((W - bw) / 2), bw));
   });
   return augmentation(random, centre);
 }
