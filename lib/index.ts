@@ -36,3 +36,5 @@ export {
 } from './train';
 /** Explanations: integrated gradients, saliency. */
 export * as explain from './explain';
+/** Robustness: FGSM/PGD attacks, adversarial training, TRADES, input-gradient penalty, corruptions, reports. */
+export * as robust from './robust';

@@ -66,7 +66,7 @@ static const Entry kUnary[] = {
     U(isfinite, x.isfinite()), U(t, x.t()), U(sumAll, x.sum()), U(meanAll, x.mean()),
     U(maxAll, x.max()), U(minAll, x.min()), U(allAll, x.all()), U(anyAll, x.any()),
     U(argmaxAll, x.argmax()), U(argminAll, x.argmin()), U(nonzero, x.nonzero()),
-    U(trunc, x.trunc()), U(frac, x.frac()), U(pinMemory, x.pin_memory()),
+    U(trunc, x.trunc()), U(frac, x.frac()), U(pinMemory, x.pin_memory()), U(poisson, at::poisson(x)),
 };
 static const Entry kBinary[] = {
     B(add, x.add(y)), B(sub, x.sub(y)), B(mul, x.mul(y)), B(div, x.div(y)), B(pow, x.pow(y)),

@@ -338,6 +338,10 @@ export class Tensor implements Tracked {
   sin(): Tensor { return new Tensor(U('sin')(this.id)); }
   cos(): Tensor { return new Tensor(U('cos')(this.id)); }
   tan(): Tensor { return new Tensor(U('tan')(this.id)); }
+  /** Samples Poisson(λ) elementwise with λ = this tensor's values (libtorch's generator; float result). */
+  poisson(): Tensor { return new Tensor(U('poisson')(this.id)); }
+  /** Samples Bernoulli(p) elementwise with p = this tensor's values in [0, 1]. */
+  bernoulli(): Tensor { return new Tensor(N.bernoulli(this.id)); }
   sigmoid(): Tensor { return new Tensor(U('sigmoid')(this.id)); }
   tanh(): Tensor { return new Tensor(U('tanh')(this.id)); }
   relu(): Tensor { return new Tensor(U('relu')(this.id)); }

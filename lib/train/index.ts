@@ -2,7 +2,7 @@
  * `kiln.train`: the Trainer (fit / evaluate / predict), metrics, callbacks, progress,
  * checkpoints, TensorBoard event files and plots.
  */
-export { Trainer, TrainerOptions, FitOptions, EvaluateResult, LossFn } from './trainer';
+export { Trainer, TrainerOptions, FitOptions, EvaluateResult, LossFn, Objective, ObjectiveContext } from './trainer';
 export { History, Logs } from './history';
 export { MetricSpec } from './accumulator';
 export { BatchSource, TensorPair } from './sources';

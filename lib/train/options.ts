@@ -5,6 +5,7 @@ import { Device } from '../tensor/dtype';
 import { keep } from '../tensor/memory';
 import { crossEntropy } from '../nn/functional';
 import { Optimizer } from '../optim/optimizer';
+import { Module } from '../nn/module';
 import { Batch } from '../data/dataset';
 import { Callback } from './callback';
 import { Scheduler } from './callbacks';
@@ -15,12 +16,32 @@ import { BatchSource } from './sources';
 /** A loss: any function of (logits, targets) returning a scalar tensor. */
 export type LossFn = (logits: Tensor, targets: Tensor) => Tensor;
 
+/** What a training objective receives: the model, the batch on the trainer's device, the configured loss. */
+export interface ObjectiveContext {
+  model: Module;
+  x: Tensor;
+  y: Tensor;
+  /** the trainer's loss (from the `loss` option) */
+  loss: LossFn;
+  /** optimizer steps taken so far */
+  step: number;
+}
+
+/**
+ * A training objective: what one step minimises, and the logits that the step's metrics are
+ * computed on. The default is `loss(model(x), y)`; `kiln.robust` provides adversarial
+ * training, TRADES and an input-gradient penalty.
+ */
+export type Objective = (ctx: ObjectiveContext) => { logits: Tensor; loss: Tensor };
+
 /** Options of `new Trainer(model, options)`. */
 export interface TrainerOptions {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   optimizer: Optimizer<any>;
   /** 'crossEntropy' (default), cross-entropy options `{labelSmoothing, weight}`, or a function */
   loss?: 'crossEntropy' | LossFn | { labelSmoothing?: number; weight?: Tensor };
+  /** what each step minimises (default: the loss of the model's logits); see `kiln.robust` */
+  objective?: Objective;
   /** metrics logged next to the loss (default ['accuracy']); 'top5' etc. or {name, fn} */
   metrics?: MetricSpec[];
   /** moves the model there and each batch to it (default: where the model's parameters are) */

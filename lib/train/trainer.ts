@@ -25,9 +25,9 @@ import { Accumulator, MetricSpec, resolveMetrics } from './accumulator';
 import { accumulateConfusion, confusionFromCounts, accumulateCalibration, calibrationFromSums } from './metrics';
 import { Progress, Verbosity, ProgressStream } from './progress';
 import { BatchSource, Source, toSource, splitForValidation } from './sources';
-import { LossFn, TrainerOptions, FitOptions, EvaluateResult, makeLoss, disposeBatch } from './options';
+import { LossFn, TrainerOptions, FitOptions, EvaluateResult, Objective, ObjectiveContext, makeLoss, disposeBatch } from './options';
 
-export { LossFn, TrainerOptions, FitOptions, EvaluateResult };
+export { LossFn, TrainerOptions, FitOptions, EvaluateResult, Objective, ObjectiveContext };
 import { saveCheckpoint, loadCheckpoint, restoreRngStates, restoreCallbackStates, CheckpointState } from './checkpoint';
 
 
@@ -59,6 +59,7 @@ export class Trainer {
   /** the last validation confusion matrix (rows: true, columns: predicted) */
   lastConfusion: number[][] | null = null;
   private readonly lossFn: LossFn;
+  private readonly objective: Objective | null;
   private readonly metricSpecs: MetricSpec[];
   private readonly progressStream: ProgressStream | undefined;
   private interruptRequested = false;
@@ -78,6 +79,8 @@ export class Trainer {
     this.metricSpecs = o.metrics ?? ['accuracy'];
     resolveMetrics(this.metricSpecs);
     this.lossFn = makeLoss(o.loss);
+    if (o.objective !== undefined && typeof o.objective !== 'function') throw invalidParameterError('Trainer: objective', 'a function ({model, x, y, loss, step}) => {logits, loss}', o.objective);
+    this.objective = o.objective ?? null;
     this.device = o.device === undefined ? ((model.parameters()[0]?.device ?? 'cpu') as Device) : checkDevice(o.device);
     if (o.device !== undefined) model.to(this.device);
     this.verbose = o.verbose ?? 1;
@@ -305,6 +308,11 @@ export class Trainer {
     const step = this.globalStep;
     tidy(() => {
       const [logits, loss] = this.amp(() => {
+        if (this.objective) {
+          const r = this.objective({ model: this.model, x, y, loss: this.lossFn, step });
+          if (!r || !(r.logits instanceof Tensor)) throw new KilnError('the training objective must return {logits: Tensor, loss: Tensor}', 'INVALID_ARGUMENT');
+          return [r.logits, r.loss] as const;
+        }
         const out = this.model.call(x);
         return [out, this.lossFn(out, y)] as const;
       });

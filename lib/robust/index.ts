@@ -1,0 +1,6 @@
+/** `kiln.robust`: attacks, robust training objectives, common corruptions and robustness reports. */
+export { fgsm, pgd, attackLoss, AttackOptions, AttackSpec } from './attacks';
+export { adversarialTraining, trades, inputGradientPenalty, AdversarialTrainingOptions, TradesOptions, InputGradientPenaltyOptions } from './objectives';
+export { corrupt, CORRUPTIONS, CorruptionName, CorruptOptions, corruptionFamilies } from './corruptions';
+export { robustnessReport, formatRobustnessReport, RobustnessReport, RobustnessReportOptions, AttackResult, CorruptionResult } from './report';
+export { Normalization, Domain } from './domain';

@@ -1,0 +1,192 @@
+/**
+ * A robustness report: accuracy of a classifier on clean test data, under each attack, and
+ * under each common corruption and severity — one pass over the data, counts kept on the
+ * device and read once at the end.
+ */
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor } from '../tensor/tensor';
+import { Device, checkDevice } from '../tensor/dtype';
+import { zeros } from '../tensor/creation';
+import { tidy } from '../tensor/memory';
+import { noGrad } from '../autograd';
+import { crossEntropy } from '../nn/functional';
+import { Module } from '../nn/module';
+import { mixSeed } from '../data/rng';
+import { BatchSource, toSource } from '../train/sources';
+import { AttackSpec, resolveSpec, runAttack } from './attacks';
+import { CORRUPTIONS, CorruptionName, corrupt, corruptionFamilies } from './corruptions';
+import { Classifier, Domain, Normalization, checkClassifier, logitsOf } from './domain';
+
+/** Options of `robustnessReport`. */
+export interface RobustnessReportOptions extends Normalization {
+  /** attacks to run, each with its own eps (default none) */
+  attacks?: AttackSpec[];
+  /** corruptions to apply (default 'all'; 'none' or [] for none) */
+  corruptions?: CorruptionName[] | 'all' | 'none';
+  /** severities 1…5 of each corruption (default all five) */
+  severities?: number[];
+  /** batch size for tensors and data sets (default 256) */
+  batchSize?: number;
+  /** use at most this many images */
+  limit?: number;
+  /** where to run (default: where the model's parameters are) */
+  device?: Device;
+  /** seeds the random corruptions (default 0): the same report twice gives the same numbers */
+  seed?: number;
+  /** called after each batch with the images done so far */
+  onProgress?: (images: number) => void;
+}
+
+/** One attack's result. */
+export interface AttackResult {
+  attack: 'pgd' | 'fgsm';
+  norm: 'linf' | 'l2';
+  eps: number;
+  steps: number;
+  accuracy: number;
+}
+
+/** One corruption-and-severity result. */
+export interface CorruptionResult {
+  name: CorruptionName;
+  family: 'noise' | 'blur' | 'digital';
+  severity: number;
+  accuracy: number;
+}
+
+/** What `robustnessReport` returns. */
+export interface RobustnessReport {
+  samples: number;
+  clean: { accuracy: number; loss: number };
+  attacks: AttackResult[];
+  corruptions: CorruptionResult[];
+  /** mean accuracy over all corruptions and severities (null without corruptions) */
+  corruptionAccuracy: number | null;
+  seconds: number;
+}
+
+function checkOptions(o: RobustnessReportOptions) {
+  if (o === null || typeof o !== 'object') throw invalidParameterError('robustnessReport: options', 'an object', o);
+  const attacks = (o.attacks ?? []).map((a, i) => ({ spec: a, r: resolveSpec(a, `robustnessReport: attacks[${i}]`) }));
+  if (!Array.isArray(o.attacks ?? [])) throw invalidParameterError('robustnessReport: attacks', 'an array of attack options', o.attacks);
+  const cs = o.corruptions ?? 'all';
+  const names: CorruptionName[] = cs === 'all' ? [...CORRUPTIONS] : cs === 'none' ? [] : (cs as CorruptionName[]);
+  if (!Array.isArray(names) || !names.every((n) => CORRUPTIONS.includes(n))) throw invalidParameterError('robustnessReport: corruptions', `'all', 'none' or names from ${CORRUPTIONS.join(', ')}`, cs);
+  const severities = o.severities ?? [1, 2, 3, 4, 5];
+  if (!Array.isArray(severities) || severities.length === 0 || !severities.every((s) => Number.isInteger(s) && s >= 1 && s <= 5)) throw invalidParameterError('robustnessReport: severities', 'a non-empty array of integers 1…5', o.severities);
+  const bs = o.batchSize ?? 256;
+  if (!Number.isInteger(bs) || bs < 1) throw invalidParameterError('robustnessReport: batchSize', 'a positive integer', o.batchSize);
+  if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw invalidParameterError('robustnessReport: limit', 'a positive integer', o.limit);
+  const seed = o.seed ?? 0;
+  if (!Number.isInteger(seed) || seed < 0) throw invalidParameterError('robustnessReport: seed', 'a non-negative integer', o.seed);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw invalidParameterError('robustnessReport: onProgress', 'a function', o.onProgress);
+  return { attacks, names, severities, bs, seed, domain: new Domain(o, 'robustnessReport: options') };
+}
+
+/** Number of correct predictions in a batch (a device scalar). */
+function correct(model: Classifier, x: Tensor, y: Tensor): Tensor {
+  return noGrad(() => tidy(() => logitsOf(model, x).argmax(1).eq(y).sum()));
+}
+
+/**
+ * Accuracy of `model` on `data` (batches of {x, y}, x as the model takes it — pass the
+ * normalisation's mean/std when it is normalised): clean, under each attack (on every
+ * image) and under each corruption × severity. The model runs in eval mode (restored after).
+ */
+export async function robustnessReport(model: Classifier | Module, data: BatchSource, options: RobustnessReportOptions = {}): Promise<RobustnessReport> {
+  const m = checkClassifier(model, 'robustnessReport: model');
+  const o = checkOptions(options);
+  const device = options.device === undefined ? ((m instanceof Module ? m.parameters()[0]?.device : undefined) ?? 'cpu') as Device : checkDevice(options.device);
+  const src = toSource(data, 'robustnessReport: data', { batchSize: o.bs });
+  const families = corruptionFamilies();
+  const cells = o.names.flatMap((name) => o.severities.map((severity) => ({ name, severity })));
+  const k = 1 + o.attacks.length + cells.length;
+  const counts = zeros([k + 1], { dtype: 'float64', device });
+  const wasTraining = m instanceof Module ? m.training : false;
+  if (m instanceof Module) m.eval();
+  const t0 = Date.now();
+  let seen = 0, b = 0;
+  try {
+    for await (const batch of src.batches(0)) {
+      const room = options.limit === undefined ? Infinity : options.limit - seen;
+      if (room <= 0) {
+        if (src.owned) { batch.x.dispose(); batch.y.dispose(); }
+        break;
+      }
+      const n = Math.min(batch.x.size(0), room);
+      const [x, y] = [batch.x, batch.y].map((t, j) => {
+        const part = t.narrow(0, 0, n);
+        const moved = part.to(j === 0 ? { device } : { device, dtype: 'int64' });
+        part.dispose();
+        return moved;
+      });
+      if (src.owned) { batch.x.dispose(); batch.y.dispose(); }
+      try {
+        if (x.ndim !== 4) throw new KilnError(`robustnessReport: images must be [N, C, H, W], got [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+        const pixels = o.domain.toPixels(x);
+        try {
+          if (b === 0) o.domain.checkPixels(pixels, 'robustnessReport: data');
+          tidy(() => {
+            counts.narrow(0, 0, 1).add_(correct(m, x, y));
+            counts.narrow(0, k, 1).add_(noGrad(() => crossEntropy(logitsOf(m, x).float(), y, { reduction: 'sum' })));
+          });
+          for (let i = 0; i < o.attacks.length; i++) {
+            tidy(() => counts.narrow(0, 1 + i, 1).add_(correct(m, runAttack(m, x, y, o.attacks[i].r, false), y)));
+            await new Promise<void>((r) => setImmediate(r));
+          }
+          for (let i = 0; i < cells.length; i++) {
+            const c = await corrupt(pixels.clamp(0, 1), cells[i].name, cells[i].severity, { seed: mixSeed(o.seed, b, i) });
+            tidy(() => counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, o.domain.toModel(c), y)));
+            c.dispose();
+          }
+        } finally {
+          pixels.dispose();
+        }
+      } finally {
+        x.dispose();
+        y.dispose();
+      }
+      seen += n;
+      b++;
+      options.onProgress?.(seen);
+    }
+    if (seen === 0) throw new KilnError('robustnessReport: the data yielded no images', 'INVALID_ARGUMENT');
+    const v = Array.from((await counts.data()) as Float64Array);
+    const acc = (i: number) => v[i] / seen;
+    const corruptions = cells.map((c, i) => ({ ...c, family: families[c.name], accuracy: acc(1 + o.attacks.length + i) }));
+    return {
+      samples: seen,
+      clean: { accuracy: acc(0), loss: v[k] / seen },
+      attacks: o.attacks.map(({ r, spec }, i) => ({ attack: spec.attack ?? 'pgd', norm: r.norm, eps: r.eps, steps: r.steps, accuracy: acc(1 + i) })),
+      corruptions,
+      corruptionAccuracy: corruptions.length ? corruptions.reduce((s, c) => s + c.accuracy, 0) / corruptions.length : null,
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } finally {
+    counts.dispose();
+    if (m instanceof Module) m.train(wasTraining);
+  }
+}
+
+/** The report as a text table (attacks, then corruptions by severity). */
+export function formatRobustnessReport(r: RobustnessReport): string {
+  const pct = (a: number) => `${(100 * a).toFixed(2)}%`;
+  const lines = [`${r.samples} images · clean accuracy ${pct(r.clean.accuracy)} · loss ${r.clean.loss.toFixed(4)}`];
+  for (const a of r.attacks) {
+    const eps = a.norm === 'linf' ? `${(a.eps * 255).toFixed(a.eps * 255 < 10 ? 2 : 1)}/255` : a.eps.toFixed(3);
+    lines.push(`  ${a.attack.toUpperCase()}-${a.norm === 'linf' ? 'L∞' : 'L2'} eps ${eps}${a.attack === 'pgd' ? `, ${a.steps} steps` : ''}: ${pct(a.accuracy)}`);
+  }
+  if (r.corruptions.length) {
+    const sev = [...new Set(r.corruptions.map((c) => c.severity))].sort();
+    const names = [...new Set(r.corruptions.map((c) => c.name))];
+    const w = Math.max(...names.map((n) => n.length), 10);
+    lines.push(`  ${'corruption'.padEnd(w)}  ${sev.map((s) => `sev ${s}`.padStart(8)).join('')}    mean`);
+    for (const n of names) {
+      const row = r.corruptions.filter((c) => c.name === n);
+      const mean = row.reduce((s, c) => s + c.accuracy, 0) / row.length;
+      lines.push(`  ${n.padEnd(w)}  ${sev.map((s) => pct(row.find((c) => c.severity === s)!.accuracy).padStart(8)).join('')}  ${pct(mean).padStart(7)}`);
+    }
+    lines.push(`  mean corruption accuracy ${pct(r.corruptionAccuracy!)}`);
+  }
+  return lines.join('\n');
+}
