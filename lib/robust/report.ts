@@ -80,7 +80,9 @@ function checkOptions(o: RobustnessReportOptions) {
   const seed = o.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0) throw invalidParameterError('robustnessReport: seed', 'a non-negative integer', o.seed);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw invalidParameterError('robustnessReport: onProgress', 'a function', o.onProgress);
-  return { attacks, names, severities, bs, seed, domain: new Domain(o, 'robustnessReport: options') };
+  const domain = new Domain(o, 'robustnessReport: options');
+  if (names.length && (domain.lo !== 0 || domain.hi !== 1)) throw new KilnError(`robustnessReport: corruptions are defined on pixels in [0, 1], but bounds are [${domain.lo}, ${domain.hi}] (pass corruptions: 'none')`, 'INVALID_ARGUMENT');
+  return { attacks, names, severities, bs, seed, domain };
 }
 
 /** Number of correct predictions in a batch (a device scalar). */
@@ -123,20 +125,20 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
       if (src.owned) { batch.x.dispose(); batch.y.dispose(); }
       try {
         if (x.ndim !== 4) throw new KilnError(`robustnessReport: images must be [N, C, H, W], got [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
-        const pixels = o.domain.toPixels(x);
+        const pixels = tidy(() => o.domain.toPixels(x).clamp(o.domain.lo, o.domain.hi));
         try {
-          if (b === 0) o.domain.checkPixels(pixels, 'robustnessReport: data');
+          if (b === 0) tidy(() => o.domain.checkPixels(o.domain.toPixels(x), 'robustnessReport: data'));
           tidy(() => {
             counts.narrow(0, 0, 1).add_(correct(m, x, y));
             counts.narrow(0, k, 1).add_(noGrad(() => crossEntropy(logitsOf(m, x).float(), y, { reduction: 'sum' })));
           });
           for (let i = 0; i < o.attacks.length; i++) {
-            tidy(() => counts.narrow(0, 1 + i, 1).add_(correct(m, runAttack(m, x, y, o.attacks[i].r, false), y)));
+            tidy(() => { counts.narrow(0, 1 + i, 1).add_(correct(m, runAttack(m, x, y, o.attacks[i].r, false), y)); });
             await new Promise<void>((r) => setImmediate(r));
           }
           for (let i = 0; i < cells.length; i++) {
-            const c = await corrupt(pixels.clamp(0, 1), cells[i].name, cells[i].severity, { seed: mixSeed(o.seed, b, i) });
-            tidy(() => counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, o.domain.toModel(c), y)));
+            const c = await corrupt(pixels, cells[i].name, cells[i].severity, { seed: mixSeed(o.seed, b, i) });
+            tidy(() => { counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, o.domain.toModel(c), y)); });
             c.dispose();
           }
         } finally {

@@ -1,0 +1,372 @@
+/**
+ * kiln.robust: attacks against a plain-PyTorch reference (fixtures from
+ * scripts/make-robust-fixtures.py), robust training objectives, CIFAR-10-C corruptions
+ * against the reference maths, and the robustness report. Runs on KILN_TEST_DEVICE
+ * (default 'cpu'; 'cuda' on the GPU machine).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { expect } from 'chai';
+import * as kiln from '../lib';
+import { expectKilnError, maxAbsDiff } from './helpers';
+
+const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
+const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'robust.json'), 'utf8'));
+const { nn, robust } = kiln;
+
+type Shaped = { shape: number[]; values: number[] };
+const fromFix = (f: Shaped, device: kiln.Device = DEVICE) => kiln.tensor(f.values, { shape: f.shape, device });
+
+/** The fixture's CNN (conv → relu → adaptive pool → linear) with its weights, in eval mode. */
+function fixtureModel(): kiln.nn.Sequential {
+  const m = new nn.Sequential(new nn.Conv2d(3, 4, 3, { padding: 1 }), new nn.ReLU(), new nn.AdaptiveAvgPool2d(2), new nn.Flatten(), new nn.Linear(16, 3));
+  const state: Record<string, kiln.Tensor> = {};
+  for (const [k, v] of Object.entries(FIX.model.weights as Record<string, Shaped>)) state[k] = fromFix(v, 'cpu');
+  m.loadStateDict(state);
+  for (const t of Object.values(state)) t.dispose();
+  return m.to(DEVICE).eval() as kiln.nn.Sequential;
+}
+
+/** Pixels → the model's normalised input. */
+function normalise(p: kiln.Tensor): kiln.Tensor {
+  return kiln.tidy(() => {
+    const m = kiln.tensor(FIX.model.mean, { shape: [1, 3, 1, 1], device: DEVICE });
+    const s = kiln.tensor(FIX.model.std, { shape: [1, 3, 1, 1], device: DEVICE });
+    return p.sub(m).div(s);
+  });
+}
+
+describe(`45 robust (${DEVICE})`, function () {
+  this.timeout(120000);
+  before(function () {
+    if (DEVICE !== 'cpu' && !kiln.info().cudaAvailable) this.skip();
+  });
+
+  describe('attacks', () => {
+    const norm = { mean: FIX.model.mean, std: FIX.model.std };
+    for (const name of ['fgsm', 'pgdLinf', 'pgdL2', 'pgdTargeted', 'pgdMargin']) {
+      it(`${name} matches the PyTorch reference step for step`, () => {
+        const c = FIX.attacks[name];
+        const model = fixtureModel();
+        const pixels = fromFix(FIX.pixels);
+        const x = normalise(pixels);
+        const y = kiln.tensor(c.targeted ? FIX.targets : FIX.labels, { dtype: 'int64', device: DEVICE });
+        const before = kiln.memory().numTensors;
+        const opts = { ...norm, eps: c.eps, stepSize: c.alpha, steps: c.steps, norm: c.norm, targeted: c.targeted, loss: c.kind, randomStart: false };
+        const adv = name === 'fgsm' ? robust.fgsm(model, x, y, { ...norm, eps: c.eps }) : robust.pgd(model, x, y, opts);
+        expect(kiln.memory().numTensors - before, 'tensors left besides the result').to.equal(1);
+        expect(adv.shape).to.deep.equal(x.shape);
+        expect(adv.device.startsWith(DEVICE)).to.equal(true);
+        const advPixels = kiln.tidy(() => {
+          const m = kiln.tensor(FIX.model.mean, { shape: [1, 3, 1, 1], device: DEVICE });
+          const s = kiln.tensor(FIX.model.std, { shape: [1, 3, 1, 1], device: DEVICE });
+          return adv.mul(s).add(m).cpu();
+        });
+        expect(maxAbsDiff(advPixels, c.adv), 'adversarial pixels vs PyTorch').to.be.below(DEVICE === 'cpu' ? 2e-5 : 2e-3);
+        const delta = kiln.tidy(() => advPixels.sub(pixels.cpu()));
+        if (c.norm === 'linf') expect(kiln.tidy(() => delta.abs().max().item())).to.be.at.most(c.eps + 1e-6);
+        else for (const v of kiln.tidy(() => delta.flatten(1).norm(2, 1).arraySync()) as number[]) expect(v).to.be.at.most(c.eps + 1e-5);
+        expect(kiln.tidy(() => advPixels.min().item())).to.be.at.least(-1e-6);
+        expect(kiln.tidy(() => advPixels.max().item())).to.be.at.most(1 + 1e-6);
+        const loss = kiln.tidy(() => robust.attackLoss(model.call(adv), y, c.kind).cpu());
+        expect(maxAbsDiff(loss, c.loss), 'loss at the adversarial point').to.be.below(DEVICE === 'cpu' ? 1e-4 : 1e-2);
+        for (const t of [pixels, x, y, adv, advPixels, delta, loss]) t.dispose();
+        model.dispose();
+      });
+    }
+
+    it('PGD raises the loss over the clean input and above FGSM; restarts keep the strongest run per image', () => {
+      kiln.manualSeed(5);
+      const model = fixtureModel();
+      const x = kiln.rand([16, 3, 8, 8], { device: DEVICE });
+      const y = kiln.randint(0, 3, [16], { device: DEVICE });
+      const loss = (t: kiln.Tensor) => kiln.tidy(() => kiln.noGrad(() => robust.attackLoss(model.call(t), y, 'ce').mean().item()));
+      const f = robust.fgsm(model, x, y, { eps: 4 / 255 });
+      const p1 = robust.pgd(model, x, y, { eps: 4 / 255, steps: 10 });
+      const p4 = robust.pgd(model, x, y, { eps: 4 / 255, steps: 10, restarts: 4 });
+      expect(loss(f)).to.be.above(loss(x));
+      expect(loss(p1)).to.be.above(loss(f));
+      expect(loss(p4)).to.be.at.least(loss(p1) - 1e-3);
+      // eps 0 is the identity
+      const same = robust.pgd(model, x, y, { eps: 0 });
+      expect(maxAbsDiff(same, x)).to.be.below(1e-7);
+      for (const t of [x, y, f, p1, p4, same]) t.dispose();
+      model.dispose();
+    });
+
+    it('leaves parameter gradients and the model mode alone', () => {
+      const model = fixtureModel();
+      model.train();
+      const x = kiln.rand([4, 3, 8, 8], { device: DEVICE }), y = kiln.tensor([0, 1, 2, 0], { dtype: 'int64', device: DEVICE });
+      robust.pgd(model, x, y, { eps: 0.03, steps: 2 }).dispose();
+      expect(model.training).to.equal(true);
+      for (const p of model.parameters()) expect(p.grad).to.equal(null);
+      for (const t of [x, y]) t.dispose();
+      model.dispose();
+    });
+
+    it('rejects bad arguments with errors that name the problem', () => {
+      const model = fixtureModel();
+      const x = kiln.rand([2, 3, 8, 8], { device: DEVICE }), y = kiln.tensor([0, 1], { dtype: 'int64', device: DEVICE });
+      expectKilnError(() => robust.pgd(model, x, y, { eps: -1 }), 'INVALID_ARGUMENT', 'eps');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: NaN }), 'INVALID_ARGUMENT', 'eps');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, steps: 1.5 }), 'INVALID_ARGUMENT', 'steps');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, norm: 'l1' as 'l2' }), 'INVALID_ARGUMENT', 'norm');
+      expectKilnError(() => robust.fgsm(model, x, y, { eps: 0.1, steps: 3 }), 'INVALID_ARGUMENT', 'FGSM is one step');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, mean: [0.5, 0.5, 0.5] }), 'INVALID_ARGUMENT', 'both mean and std');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, mean: [0.5, 0.5], std: [0.2, 0.2] }), 'INVALID_ARGUMENT', '2 entries', '3 channels');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, mean: [0, 0, 0], std: [0, 1, 1] }), 'INVALID_ARGUMENT', 'std');
+      const wrongY = kiln.tensor([0, 1, 2], { dtype: 'int64', device: DEVICE });
+      expectKilnError(() => robust.pgd(model, x, wrongY, { eps: 0.1 }), 'INVALID_ARGUMENT', 'shape [2]');
+      const floatY = kiln.tensor([0, 1], { device: DEVICE });
+      expectKilnError(() => robust.pgd(model, x, floatY, { eps: 0.1 }), 'INVALID_ARGUMENT', 'int64');
+      const flat = kiln.rand([2, 192], { device: DEVICE });
+      expectKilnError(() => robust.pgd(model, flat, y, { eps: 0.1 }), 'INVALID_ARGUMENT', '[N, C, H, W]');
+      const big = kiln.tidy(() => x.mul(4).sub(2));
+      expectKilnError(() => robust.pgd(model, big, y, { eps: 0.1 }), 'INVALID_ARGUMENT', 'outside the bounds', 'pass its mean and std');
+      const nan = kiln.tidy(() => x.mul(NaN));
+      expectKilnError(() => robust.pgd(model, nan, y, { eps: 0.1 }), 'INVALID_ARGUMENT', 'NaN');
+      expectKilnError(() => robust.pgd({} as kiln.nn.Module, x, y, { eps: 0.1 }), 'INVALID_ARGUMENT', 'model');
+      const disposed = kiln.rand([2, 3, 8, 8]);
+      disposed.dispose();
+      expectKilnError(() => robust.pgd(model, disposed, y, { eps: 0.1 }), 'DISPOSED');
+      const before = kiln.memory().numTensors;
+      expectKilnError(() => robust.pgd(model, big, y, { eps: 0.1 }), 'INVALID_ARGUMENT');
+      expect(kiln.memory().numTensors, 'a failed attack frees what it made').to.equal(before);
+      for (const t of [x, y, wrongY, floatY, flat, big, nan]) t.dispose();
+      model.dispose();
+    });
+  });
+
+  describe('robust training objectives', () => {
+    /**
+     * Two classes of 8×8 grey images with a robust feature (top half ±0.25, agreeing with the
+     * class 90% of the time) and a non-robust one (bottom half ±0.02, always agreeing).
+     * Standard training leans on the faint perfect feature, which an eps = 0.05 attack erases.
+     */
+    function data(n: number, seed: number) {
+      return kiln.tidy(() => {
+        kiln.manualSeed(seed);
+        const y = kiln.randint(0, 2, [n]);
+        const s = y.float().mul(2).sub(1).reshape([n, 1, 1, 1]);
+        const agree = kiln.rand([n, 1, 1, 1]).lt(0.9).float().mul(2).sub(1);
+        const top = s.mul(agree).mul(0.25).add(0.5).expand([n, 1, 4, 8]);
+        const bottom = s.mul(0.02).add(0.5).expand([n, 1, 4, 8]);
+        const x = kiln.cat([top, bottom], 2).add(kiln.randn([n, 1, 8, 8]).mul(0.005)).clamp(0, 1);
+        return { x: kiln.keep(x.to(DEVICE)), y: kiln.keep(y.to(DEVICE)) };
+      });
+    }
+    const net = () => { kiln.manualSeed(1); return new nn.Sequential(new nn.Flatten(), new nn.Linear(64, 16), new nn.ReLU(), new nn.Linear(16, 2)).to(DEVICE); };
+
+    async function robustAccuracy(model: kiln.nn.Module, d: { x: kiln.Tensor; y: kiln.Tensor }): Promise<number> {
+      const r = await robust.robustnessReport(model, d, { attacks: [{ eps: 0.05, steps: 10 }], corruptions: 'none' });
+      return r.attacks[0].accuracy;
+    }
+
+    it('adversarial training (PGD) makes a Fashion-MNIST model robust where standard training does not', async () => {
+      const [tr, te] = [await kiln.data.fashionMnist({ train: true }), await kiln.data.fashionMnist({ train: false })];
+      const prep = (d: kiln.data.TensorDataset, k: number) => kiln.tidy(() => ({ x: kiln.keep(d.x.narrow(0, 0, k).float().div(255).to(DEVICE)), y: kiln.keep(d.y.narrow(0, 0, k).to({ dtype: 'int64', device: DEVICE })) }));
+      const train = prep(tr, 2000), test = prep(te, 500);
+      const mlp = () => { kiln.manualSeed(1); return new nn.Sequential(new nn.Flatten(), new nn.Linear(784, 64), new nn.ReLU(), new nn.Linear(64, 10)).to(DEVICE); };
+      const fit = async (objective?: kiln.train.Objective) => {
+        const m = mlp();
+        const t = new kiln.Trainer(m, { optimizer: new kiln.optim.Adam(m.parameters(), { lr: 0.003 }), objective, verbose: 0, seed: 3 });
+        await t.fit(train, { epochs: 5, batchSize: 64 });
+        return m;
+      };
+      const report = (m: kiln.nn.Module) => robust.robustnessReport(m, test, { attacks: [{ eps: 0.1, steps: 10 }], corruptions: 'none' });
+      const standard = await report(await fit());
+      const hardened = await report(await fit(robust.adversarialTraining({ eps: 0.1, steps: 5 })));
+      // measured on the CPU: standard 78% clean / 16% under PGD; adversarial 69% / 52%
+      expect(standard.clean.accuracy).to.be.above(0.7);
+      expect(standard.attacks[0].accuracy, 'standard model under PGD eps 0.1').to.be.below(0.3);
+      expect(hardened.attacks[0].accuracy, 'adversarially trained model under PGD eps 0.1').to.be.above(0.4);
+      expect(hardened.attacks[0].accuracy - standard.attacks[0].accuracy).to.be.above(0.2);
+      for (const t of [train.x, train.y, test.x, test.y, tr.x, tr.y, te.x, te.y]) t.dispose();
+    });
+
+    it('TRADES and the input-gradient penalty train, and their losses are what they say', async () => {
+      const d = data(128, 4);
+      const m = net();
+      const x = d.x.narrow(0, 0, 32), y = d.y.narrow(0, 0, 32);
+      const ce = (z: kiln.Tensor, t: kiln.Tensor) => kiln.nn.functional.crossEntropy(z, t);
+      // TRADES with beta 0 is plain cross-entropy on the clean logits; with beta > 0 it adds a KL ≥ 0
+      const plain = kiln.tidy(() => ce(m.call(x), y).item());
+      const r0 = kiln.tidy(() => robust.trades({ beta: 0, eps: 0.05 })({ model: m, x, y, loss: ce, step: 0 }).loss.item());
+      const r6 = kiln.tidy(() => robust.trades({ beta: 6, eps: 0.05 })({ model: m, x, y, loss: ce, step: 0 }).loss.item());
+      expect(r0).to.be.closeTo(plain, 1e-6);
+      expect(r6).to.be.above(plain);
+      // input-gradient penalty = CE + λ·mean ‖∂CE_i/∂x‖², computed here by hand
+      const byHand = kiln.tidy(() => {
+        const xi = x.detach().requiresGrad_(true);
+        const [g] = kiln.autograd.grad(kiln.nn.functional.crossEntropy(m.call(xi), y, { reduction: 'sum' }), xi);
+        return plain + 0.5 * g!.square().flatten(1).sum(1).mean().item();
+      });
+      const pen = kiln.tidy(() => robust.inputGradientPenalty({ weight: 0.5 })({ model: m, x, y, loss: ce, step: 0 }).loss.item());
+      expect(pen).to.be.closeTo(byHand, 1e-5);
+      // both train through the Trainer (second-order backward for the penalty) and leave memory flat
+      for (const objective of [robust.trades({ eps: 0.05, steps: 3 }), robust.inputGradientPenalty({ weight: 0.1 })]) {
+        const mm = net();
+        const t = new kiln.Trainer(mm, { optimizer: new kiln.optim.Adam(mm.parameters(), { lr: 0.01 }), objective, verbose: 0, seed: 1 });
+        const before = kiln.memory().numTensors;
+        const h = await t.fit(d, { epochs: 3, batchSize: 32 });
+        expect(kiln.memory().numTensors - before, 'tensors left after fit').to.be.at.most(2 * mm.parameters().length);
+        expect(h.get('loss')[2]).to.be.below(h.get('loss')[0]);
+        mm.dispose();
+      }
+      for (const t of [d.x, d.y, x, y]) t.dispose();
+      m.dispose();
+    });
+
+    it('objective options are validated', () => {
+      expectKilnError(() => robust.adversarialTraining({ eps: 0.1, cleanWeight: 2 }), 'INVALID_ARGUMENT', 'cleanWeight');
+      expectKilnError(() => robust.adversarialTraining({ eps: 0.1, attack: 'cw' as 'pgd' }), 'INVALID_ARGUMENT', 'attack');
+      expectKilnError(() => robust.adversarialTraining({ eps: 0.1, attackMode: 'test' as 'eval' }), 'INVALID_ARGUMENT', 'attackMode');
+      expectKilnError(() => robust.trades({ beta: -1 }), 'INVALID_ARGUMENT', 'beta');
+      expectKilnError(() => robust.inputGradientPenalty({ weight: NaN }), 'INVALID_ARGUMENT', 'weight');
+      const m = net();
+      expectKilnError(() => new kiln.Trainer(m, { optimizer: new kiln.optim.SGD(m.parameters(), { lr: 0.1 }), objective: 3 as unknown as kiln.train.Objective }), 'INVALID_ARGUMENT', 'objective');
+      m.dispose();
+    });
+  });
+
+  describe('corruptions', () => {
+    const image = () => kiln.tidy(() => kiln.tensor(FIX.image.values, { shape: [1, ...FIX.image.shape], device: DEVICE }).div(255));
+    const tolerance: Record<string, number> = {
+      gaussianBlur: 1e-5, defocusBlur: 1e-5, zoomBlur: 1e-5, contrast: 1e-5, brightness: 1e-5, saturate: 1e-5,
+      pixelate: 1 / 255 + 1e-5, // PIL rounds each of its two 8-bit resizes
+    };
+    for (const name of Object.keys(tolerance)) {
+      it(`${name} matches CIFAR-10-C's reference maths at severities 1, 3, 5`, async () => {
+        const x = image();
+        for (const sev of [1, 3, 5]) {
+          const out = await robust.corrupt(x, name as kiln.robust.CorruptionName, sev);
+          expect(out.shape).to.deep.equal(x.shape);
+          expect(maxAbsDiff(out.cpu(), FIX.corruptions[name][String(sev)]), `${name} severity ${sev}`).to.be.at.most(tolerance[name]);
+          out.dispose();
+        }
+        x.dispose();
+      });
+    }
+
+    it('jpegCompression is close to PIL at the same quality (different encoder)', async () => {
+      const x = image();
+      for (const sev of [1, 5]) {
+        const out = await robust.corrupt(x, 'jpegCompression', sev);
+        const ref = kiln.tensor(FIX.corruptions.jpegCompression[String(sev)], { shape: x.shape });
+        const mad = kiln.tidy(() => out.cpu().sub(ref).abs().mean().item());
+        const change = kiln.tidy(() => x.cpu().sub(ref).abs().mean().item());
+        expect(mad, `mean |kiln − PIL| at severity ${sev}`).to.be.below(change / 2);
+        out.dispose();
+        ref.dispose();
+      }
+      x.dispose();
+    });
+
+    it('noise corruptions have the reference distributions, are seeded, and restore the global generator', async () => {
+      const grey = kiln.full([4, 3, 32, 32], 0.5, { device: DEVICE });
+      const std = async (name: kiln.robust.CorruptionName, sev: number) => {
+        const out = await robust.corrupt(grey, name, sev, { seed: 1 });
+        const r = kiln.tidy(() => { const d = out.sub(grey); return [d.mean().item(), d.std().item(), d.ne(0).float().mean().item(), out.eq(1).float().mean().item()]; });
+        out.dispose();
+        return r;
+      };
+      const g = await std('gaussianNoise', 5);
+      expect(g[0]).to.be.closeTo(0, 0.01);
+      expect(g[1]).to.be.closeTo(0.1, 0.005);
+      const s = await std('speckleNoise', 5); // x + x·N(0, 0.2): std 0.1 at x = 0.5
+      expect(s[1]).to.be.closeTo(0.1, 0.005);
+      const p = await std('shotNoise', 5); // Poisson(0.5·50)/50: mean 0.5, std sqrt(25)/50 = 0.1
+      expect(p[0]).to.be.closeTo(0, 0.01);
+      expect(p[1]).to.be.closeTo(0.1, 0.006);
+      const i = await std('impulseNoise', 5); // 7% of values flipped to 0 or 1, half each
+      expect(i[2]).to.be.closeTo(0.07, 0.01);
+      expect(i[3]).to.be.closeTo(0.035, 0.008);
+      // seeded: the same twice; the global generator is untouched
+      kiln.manualSeed(9);
+      const expected = kiln.rand([3]).arraySync();
+      kiln.manualSeed(9);
+      const a = await robust.corrupt(grey, 'gaussianNoise', 2, { seed: 7 });
+      const b = await robust.corrupt(grey, 'gaussianNoise', 2, { seed: 7 });
+      expect(kiln.rand([3]).arraySync()).to.deep.equal(expected);
+      expect(maxAbsDiff(a, b)).to.equal(0);
+      for (const t of [grey, a, b]) t.dispose();
+    });
+
+    it('grey images, clipping, memory, and bad arguments', async () => {
+      kiln.manualSeed(2);
+      const x = kiln.rand([2, 1, 32, 32], { device: DEVICE });
+      const before = kiln.memory().numTensors;
+      for (const name of robust.CORRUPTIONS) {
+        const out = await robust.corrupt(x, name, 5, { seed: 3 });
+        expect(out.shape, name).to.deep.equal([2, 1, 32, 32]);
+        expect(kiln.tidy(() => out.min().item()), name).to.be.at.least(0);
+        expect(kiln.tidy(() => out.max().item()), name).to.be.at.most(1);
+        out.dispose();
+      }
+      expect(kiln.memory().numTensors).to.equal(before);
+      const rejects = async (p: Promise<unknown>, ...frag: string[]) => {
+        const e = await p.then(() => null, (err: unknown) => err);
+        expect(e).to.be.instanceOf(kiln.KilnError);
+        for (const f of frag) expect((e as Error).message).to.include(f);
+      };
+      await rejects(robust.corrupt(x, 'fog' as kiln.robust.CorruptionName, 1), 'name', 'gaussianNoise');
+      await rejects(robust.corrupt(x, 'contrast', 6), 'severity');
+      await rejects(robust.corrupt(x, 'contrast', 1, { seed: -1 }), 'seed');
+      const normalised = kiln.tidy(() => x.sub(0.5).div(0.1));
+      await rejects(robust.corrupt(normalised, 'contrast', 1), 'pixels in [0, 1]', 'normalisation');
+      const four = kiln.rand([1, 4, 8, 8]);
+      await rejects(robust.corrupt(four, 'contrast', 1), '1 or 3 channels');
+      for (const t of [x, normalised, four]) t.dispose();
+    });
+  });
+
+  describe('robustness report', () => {
+    it('clean accuracy agrees with Trainer.evaluate; eps 0 equals clean; counts and formatting are consistent', async () => {
+      kiln.manualSeed(4);
+      const model = fixtureModel();
+      const pixels = kiln.rand([40, 3, 8, 8], { device: DEVICE });
+      const x = normalise(pixels);
+      const y = kiln.tidy(() => kiln.noGrad(() => model.call(x).argmax(1)));
+      // flip a quarter of the labels so accuracy is not trivially 1
+      const yy = kiln.tidy(() => y.add(kiln.arange(0, 40, 1, { device: DEVICE, dtype: 'int64' }).remainder(4).eq(0).to({ dtype: 'int64' })).remainder(3));
+      const norm = { mean: FIX.model.mean, std: FIX.model.std };
+      const before = kiln.memory().numTensors;
+      const r = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, attacks: [{ eps: 0 }, { attack: 'fgsm', eps: 8 / 255 }], corruptions: ['contrast', 'gaussianNoise'], severities: [1, 5] });
+      expect(kiln.memory().numTensors).to.equal(before);
+      const t = new kiln.Trainer(model, { optimizer: new kiln.optim.SGD(model.parameters(), { lr: 0 }), verbose: 0 });
+      const ev = await t.evaluate({ x, y: yy }, { batchSize: 16 });
+      expect(r.samples).to.equal(40);
+      expect(r.clean.accuracy).to.be.closeTo(ev.accuracy as number, 1e-9);
+      expect(r.clean.loss).to.be.closeTo(ev.loss, 1e-4);
+      expect(r.attacks[0].accuracy).to.equal(r.clean.accuracy);
+      expect(r.attacks[1].accuracy).to.be.at.most(r.clean.accuracy);
+      expect(r.corruptions.map((c) => `${c.name}/${c.severity}/${c.family}`)).to.deep.equal(['contrast/1/digital', 'contrast/5/digital', 'gaussianNoise/1/noise', 'gaussianNoise/5/noise']);
+      expect(r.corruptionAccuracy).to.be.closeTo(r.corruptions.reduce((s, c) => s + c.accuracy, 0) / 4, 1e-12);
+      const again = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, corruptions: ['gaussianNoise'], severities: [1, 5] });
+      expect(again.corruptions.map((c) => c.accuracy)).to.deep.equal(r.corruptions.slice(2).map((c) => c.accuracy));
+      const limited = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, limit: 20, corruptions: 'none' });
+      expect(limited.samples).to.equal(20);
+      const text = robust.formatRobustnessReport(r);
+      expect(text).to.include('40 images').and.include('FGSM-L∞ eps 8.00/255').and.include('contrast').and.include('mean corruption accuracy');
+      // forgetting mean/std is caught
+      const e = await robust.robustnessReport(model, { x, y: yy }, { corruptions: 'none' }).then(() => null, (err) => err);
+      expect(e).to.be.instanceOf(kiln.KilnError);
+      expect((e as Error).message).to.include('outside the bounds');
+      for (const tt of [pixels, x, y, yy]) tt.dispose();
+      model.dispose();
+    });
+
+    it('rejects bad options', async () => {
+      const model = fixtureModel();
+      const x = kiln.rand([4, 3, 8, 8], { device: DEVICE }), y = kiln.tensor([0, 1, 2, 0], { dtype: 'int64', device: DEVICE });
+      for (const [o, frag] of [[{ severities: [0] }, 'severities'], [{ corruptions: ['snow'] }, 'corruptions'], [{ attacks: [{ eps: -1 }] }, 'eps'], [{ limit: 0 }, 'limit'], [{ batchSize: 0 }, 'batchSize']] as const) {
+        const e = await robust.robustnessReport(model, { x, y }, o as kiln.robust.RobustnessReportOptions).then(() => null, (err) => err);
+        expect(e, frag).to.be.instanceOf(kiln.KilnError);
+        expect((e as Error).message).to.include(frag);
+      }
+      for (const t of [x, y]) t.dispose();
+      model.dispose();
+    });
+  });
+});
