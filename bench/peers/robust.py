@@ -1,0 +1,55 @@
+# Python PyTorch peer of bench/robust.ts: PGD (L-inf, random start, as kiln.robust.pgd) on torchvision
+# resnet18 logits, and one adversarial-training step (PGD in eval mode, then an SGD step on the
+# adversarial batch in train mode), in plain PyTorch. One JSON line.
+import json, sys, time
+import torch, torch.nn.functional as F, torchvision
+
+device, n, size, steps, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+if threads: torch.set_num_threads(threads)
+torch.manual_seed(0)
+m = torchvision.models.resnet18(num_classes=10).to(device).eval()
+x = torch.rand(n, 3, size, size, device=device)
+y = torch.arange(n, device=device) % 10
+eps, alpha = 8 / 255, 2.5 * (8 / 255) / steps
+opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+
+
+def pgd():
+    delta = (torch.rand_like(x) * 2 * eps - eps)
+    delta = (x + delta).clamp(0, 1) - x
+    for _ in range(steps):
+        xa = (x + delta).requires_grad_(True)
+        loss = F.cross_entropy(m(xa), y, reduction='none').sum()
+        g, = torch.autograd.grad(loss, xa)
+        delta = (delta + alpha * g.sign()).clamp(-eps, eps)
+        delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).detach()
+
+
+def attack():
+    adv = pgd()
+    if device.startswith('cuda'): torch.cuda.synchronize()
+    return adv
+
+
+def train_step():
+    m.eval()
+    adv = pgd()
+    m.train()
+    loss = F.cross_entropy(m(adv), y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    if device.startswith('cuda'): torch.cuda.synchronize()
+
+
+def median(fn):
+    fn()
+    ts = []
+    for _ in range(iters):
+        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+print(json.dumps({"attack": median(attack), "train": median(train_step), "torch": torch.__version__}))

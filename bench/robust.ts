@@ -1,0 +1,55 @@
+/**
+ * Robustness workloads on resnet18 (32² images): a PGD-L∞ attack (`kiln.robust.pgd`, random
+ * start) and one adversarial-training step (PGD in eval mode, then an SGD step on the adversarial
+ * batch, as `kiln.robust.adversarialTraining` does), Kiln vs the same algorithm in plain Python
+ * PyTorch, same device, same run. CPU: 16 images, PGD-5; CUDA (BENCH_DEVICE=cuda): 512 images, PGD-10.
+ */
+import * as path from 'path';
+import * as kiln from '../lib';
+import { runPeer, pythonWithTorch, machine, table, record, medianSeconds, ROOT } from './harness';
+
+const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
+const GPU = DEVICE !== 'cpu';
+const N = GPU ? 512 : 16, SIZE = 32, STEPS = GPU ? 10 : 5, ITERS = GPU ? 5 : 3;
+
+export function run(): void {
+  const threads = kiln.info().numThreads;
+  kiln.manualSeed(0);
+  const m = kiln.models.resnet18({ numClasses: 10 }).to(DEVICE).eval();
+  const x = kiln.rand([N, 3, SIZE, SIZE], { device: DEVICE });
+  const y = kiln.tidy(() => kiln.arange(N).remainder(10).to({ device: DEVICE }));
+  const eps = 8 / 255;
+  const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9 });
+  const attack = () => {
+    const adv = kiln.robust.pgd(m, x, y, { eps, steps: STEPS });
+    if (GPU) kiln.tidy(() => adv.sum().item());
+    adv.dispose();
+  };
+  const objective = kiln.robust.adversarialTraining({ eps, steps: STEPS });
+  const ce = (z: kiln.Tensor, t: kiln.Tensor) => kiln.nn.functional.crossEntropy(z, t);
+  const trainStep = () => {
+    m.train();
+    kiln.tidy(() => {
+      objective({ model: m, x, y, loss: ce, step: 0 }).loss.backward();
+    });
+    opt.step();
+    opt.zeroGrad();
+    if (GPU) kiln.tidy(() => m.parameters()[0].sum().item());
+  };
+  const attackS = medianSeconds(attack, ITERS, 1);
+  const trainS = medianSeconds(trainStep, ITERS, 1);
+  for (const t of [x, y]) t.dispose();
+  m.dispose();
+  const py = pythonWithTorch();
+  const peer = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'robust.py'), DEVICE, String(N), String(SIZE), String(STEPS), String(ITERS), String(threads)]) : null;
+  const pa = peer?.[0]?.attack as number | undefined, pt = peer?.[0]?.train as number | undefined;
+  const row = (what: string, k: number, p: number | undefined) => [what, k.toFixed(3), p ? p.toFixed(3) : 'n/a', (N / k).toFixed(0), p ? (k / p).toFixed(3) : 'n/a'];
+  const t = table(['resnet18, 32², batch ' + N, 'Kiln s', 'PyTorch s', 'images/s Kiln', 'ratio Kiln/PyTorch'], [
+    row(`PGD-L∞ ${STEPS} steps (attack only)`, attackS, pa),
+    row(`adversarial training step (PGD-${STEPS} + SGD)`, trainS, pt),
+  ]);
+  console.log(t);
+  record(`Robustness (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; ${threads} threads; median of ${ITERS}.\n\n${t}`);
+}
+
+if (require.main === module) run();
