@@ -10,7 +10,8 @@ import { runPeer, pythonWithTorch, machine, table, record, medianSeconds, ROOT }
 const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
 const GPU = DEVICE !== 'cpu';
 
-interface Case { name: string; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; iters: number; warmup: number }
+/** `graph`: Kiln and PyTorch both replay a CUDA graph; `compile`: Kiln's CUDA graph vs PyTorch's torch.compile (the next bar). */
+interface Case { name: string; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; iters: number; warmup: number }
 
 const CASES: Case[] = GPU
   ? [
@@ -19,6 +20,10 @@ const CASES: Case[] = GPU
       { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
       { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
       { name: 'resnet18 train step 32² b512', kind: 'train', batch: 512, size: 32, iters: 20, warmup: 5 },
+      { name: 'resnet18 infer 224² b1 fp32, CUDA graph (both)', kind: 'infer', batch: 1, size: 224, graph: true, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b32 fp32, CUDA graph (both)', kind: 'infer', batch: 32, size: 224, graph: true, iters: 30, warmup: 5 },
+      { name: 'resnet18 infer 224² b1 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 1, size: 224, compile: true, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b256 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 256, size: 224, compile: true, iters: 10, warmup: 3 },
     ]
   : [
       { name: 'resnet18 infer 64² b1', kind: 'infer', batch: 1, size: 64, iters: 20, warmup: 3 },
@@ -38,6 +43,14 @@ function kilnCase(c: Case): number {
       m.eval();
       if (c.bf16) m.to('bfloat16');
       const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE, dtype: c.bf16 ? 'bfloat16' : 'float32' });
+      if ((c.graph || c.compile) && kiln.nn.cudaGraphsAvailable()) {
+        const g = kiln.nn.CudaGraph.capture(m, x);
+        const t = medianSeconds(() => kiln.tidy(() => sync(g.call(x))), c.iters, c.warmup);
+        g.dispose();
+        x.dispose();
+        return t;
+      }
+      if (c.graph || c.compile) return NaN; // this build cannot capture CUDA graphs
       const t = medianSeconds(() => kiln.tidy(() => sync(kiln.noGrad(() => m.call(x)))), c.iters, c.warmup);
       x.dispose();
       return t;
@@ -72,6 +85,7 @@ export function run(): void {
     const times = [before, after].map((r) => r?.find((x) => x.name === c.name)?.seconds as number | undefined).filter((t): t is number => t !== undefined);
     const p = times.length ? Math.min(...times) : undefined;
     const ips = (t: number) => (c.batch / t).toFixed(1);
+    if (Number.isNaN(kilnTimes[i])) return [c.name, 'no CUDA graphs', p ? (p * 1000).toFixed(2) : 'n/a', 'n/a', p ? ips(p) : 'n/a', 'n/a'];
     return [c.name, (kilnTimes[i] * 1000).toFixed(2), p ? (p * 1000).toFixed(2) : 'n/a', ips(kilnTimes[i]), p ? ips(p) : 'n/a', p ? (kilnTimes[i] / p).toFixed(3) : 'n/a'];
   });
   const t = table(['case', 'Kiln ms', 'PyTorch ms', 'Kiln img/s', 'PyTorch img/s', 'time ratio Kiln/PyTorch'], rows);

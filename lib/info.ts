@@ -21,6 +21,8 @@ export interface KilnInfo {
   allocatorTuned: boolean;
   /** formats decoded natively (libspng, libturbojpeg) for data loading; others go through sharp */
   nativeImageDecoding: { png: boolean; jpeg: boolean };
+  /** whether this build can capture CUDA graphs (`kiln.nn.CudaGraph`; needs a CUDA libtorch) */
+  cudaGraphs: boolean;
   /** libtorch's build configuration text (at::show_config) */
   buildConfig: string;
 }
@@ -43,6 +45,7 @@ export function info(): KilnInfo {
       cudnnVersion: cudnn ? cudnn[1] : null,
       deviceCount: n.deviceCount,
       nativeImageDecoding: N.decodeFormats(),
+      cudaGraphs: N.graphsBuilt(),
       allocatorTuned,
       buildConfig: n.config,
     };

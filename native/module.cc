@@ -2,6 +2,11 @@
 #include "workers.h"
 #include <torch/script.h>
 #include <mutex>
+#ifdef KILN_WITH_CUDA_GRAPHS
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace kiln {
 
@@ -317,6 +322,84 @@ napi_value runAsync(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+// ---------------------------------------------------------------- CUDA graphs
+
+#ifdef KILN_WITH_CUDA_GRAPHS
+/**
+ * Another runnable's no-grad forward for one input shape, captured once as a CUDA graph and
+ * replayed: one graph launch per call instead of one launch per kernel. The output lives in the
+ * graph's memory pool, so each call returns a copy.
+ */
+struct GraphRunnable : Runnable {
+  std::shared_ptr<Runnable> inner;  // keeps the weights the graph reads alive
+  at::cuda::CUDAGraph graph;
+  at::Tensor staticIn, staticOut;
+  std::mutex mu;  // one replay at a time: replays share the static input and output
+  at::Tensor run(const at::Tensor& x) override {
+    if (x.sizes() != staticIn.sizes() || x.scalar_type() != staticIn.scalar_type() || x.device() != staticIn.device())
+      fail("INVALID_ARGUMENT", "this CUDA graph was captured for input " + c10::str(staticIn.sizes(), " ", staticIn.scalar_type(), " on ", staticIn.device()) +
+                                   ", got " + c10::str(x.sizes(), " ", x.scalar_type(), " on ", x.device()) + " (capture one graph per input shape)");
+    std::lock_guard<std::mutex> lock(mu);
+    at::NoGradGuard ng;
+    c10::cuda::CUDAGuard dg(staticIn.device());
+    staticIn.copy_(x);
+    graph.replay();
+    return staticOut.clone();
+  }
+};
+#endif
+
+/** graphCapture(handle, example, warmup) -> handle of a runnable replaying a CUDA graph of handle's forward. */
+napi_value graphCapture(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+#ifdef KILN_WITH_CUDA_GRAPHS
+  auto inner = table(a.k).get(a.i32(0));
+  const at::Tensor& example = a.t(1);
+  int warmup = a.i32(2);
+  if (!example.is_cuda()) fail("INVALID_ARGUMENT", "CUDA graphs capture work on a CUDA device; the example input is on " + c10::str(example.device()));
+  auto g = std::make_shared<GraphRunnable>();
+  g->inner = inner;
+  at::NoGradGuard ng;
+  c10::cuda::CUDAGuard dg(example.device());
+  g->staticIn = example.clone();
+  torch::cuda::synchronize(example.device().index());
+  {
+    // warm up (cuDNN autotuning, allocator) and capture on a side stream, as torch.cuda.graph does
+    c10::cuda::CUDAStreamGuard sg(c10::cuda::getStreamFromPool(false, example.device().index()));
+    for (int i = 0; i < warmup; i++) inner->run(g->staticIn);
+    torch::cuda::synchronize(example.device().index());
+#if TORCH_VERSION_MAJOR >= 2
+    g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+#else
+    g->graph.capture_begin();
+#endif
+    try {
+      g->staticOut = inner->run(g->staticIn);
+    } catch (...) {
+      try { g->graph.capture_end(); } catch (...) {}
+      throw;
+    }
+    g->graph.capture_end();
+  }
+  torch::cuda::synchronize(example.device().index());
+  return a.retNum(table(a.k).put(g));
+#else
+  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support (it was built against a libtorch without CUDA, or with KILN_CUDA_GRAPHS=0)");
+#endif
+  KILN_CATCH(env)
+}
+
+/** graphsBuilt() -> whether this build can capture CUDA graphs. */
+napi_value graphsBuilt(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+#ifdef KILN_WITH_CUDA_GRAPHS
+  return a.retBool(true);
+#else
+  return a.retBool(false);
+#endif
+  KILN_CATCH(env)
+}
+
 // ---------------------------------------------------------------- TorchScript
 
 /** jitLoad(path, device|undefined) -> handle */
@@ -386,7 +469,7 @@ void registerModule(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
       {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runSync", runSync},
       {"runAsync", runAsync}, {"jitLoad", jitLoad}, {"jitTrain", jitTrain}, {"jitTo", jitTo},
-      {"jitState", jitState},
+      {"jitState", jitState}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

@@ -135,4 +135,41 @@ describe(`40 device-generic (${DEVICE})`, function () {
     }
     t.dispose();
   });
+  it('CudaGraph: a captured inference forward replays to the eager result; a clear KilnError without CUDA graphs', async () => {
+    kiln.manualSeed(3);
+    const m = kiln.models.resnet18({ numClasses: 10 }).eval();
+    const x = kiln.randn([4, 3, 32, 32]);
+    if (!kiln.nn.cudaGraphsAvailable() || DEVICE === 'cpu') {
+      expect(kiln.info().cudaGraphs).to.equal(kiln.nn.cudaGraphsAvailable());
+      const e = (() => { try { kiln.nn.CudaGraph.capture(m, x); } catch (err) { return err as kiln.KilnError; } return null; })();
+      expect(e).to.be.instanceOf(kiln.KilnError);
+      expect(e!.message).to.match(kiln.nn.cudaGraphsAvailable() ? /CUDA device/ : /no CUDA graph support/);
+    } else {
+      m.to(DEVICE);
+      const xd = x.to(DEVICE);
+      const eager = kiln.noGrad(() => m.call(xd));
+      const g = kiln.nn.CudaGraph.capture(m, xd);
+      const before = kiln.memory().numTensors;
+      for (let i = 0; i < 3; i++) {
+        const y = g.call(xd);
+        close(y, eager, 1e-3);
+        y.dispose();
+      }
+      // new data goes through the same graph
+      const x2 = kiln.randn([4, 3, 32, 32], { device: DEVICE });
+      const e2 = kiln.noGrad(() => m.call(x2));
+      const y2 = await g.forwardAsync(x2);
+      close(y2, e2, 1e-3);
+      expect(kiln.memory().numTensors - before).to.equal(3);
+      const wrong = kiln.randn([2, 3, 32, 32], { device: DEVICE });
+      expect(() => g.call(wrong)).to.throw(kiln.KilnError, /captured for \[4, 3, 32, 32\]/);
+      m.train();
+      expect(() => kiln.nn.CudaGraph.capture(m, xd)).to.throw(kiln.KilnError, /eval mode/);
+      g.dispose();
+      expect(() => g.call(xd)).to.throw(kiln.KilnError, /disposed/);
+      for (const t of [xd, eager, x2, e2, y2, wrong]) t.dispose();
+    }
+    x.dispose();
+    m.dispose();
+  });
 });

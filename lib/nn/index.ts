@@ -6,6 +6,7 @@ export {
   AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, ReLU, LeakyReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, Identity, Mul,
 } from './layers';
 export { Sequential, Residual } from './containers';
+export { CudaGraph, CudaGraphOptions, cudaGraphsAvailable } from './graph';
 import * as functional from './functional';
 import * as init from './init';
 import * as utils from './utils';

@@ -16,6 +16,10 @@ export class ScriptModule {
     this.handle = handle;
     registry.register(this, handle, this);
   }
+  /** @internal The native runnable's handle (CUDA graph capture). */
+  runnableHandle(): number {
+    return this.h;
+  }
   private get h(): number {
     if (this.handle < 0) throw new KilnError('this TorchScript module was disposed', 'DISPOSED');
     return this.handle;

@@ -9,7 +9,7 @@ import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { randLike, randnLike } from '../tensor/creation';
 import { where } from '../tensor/ops';
-import { tidy, keep } from '../tensor/memory';
+import { tidy } from '../tensor/memory';
 import { autograd, noGrad, enableGrad } from '../autograd';
 import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
@@ -164,7 +164,7 @@ function attack(kind: 'fgsm' | 'pgd', model: Classifier | Module, x: Tensor, y: 
   try {
     const yd = labels.device === x.device ? labels : labels.to({ device: x.device });
     try {
-      return keep(runAttack(m, x, yd, r));
+      return runAttack(m, x, yd, r);
     } finally {
       if (yd !== labels) yd.dispose();
     }

@@ -13,7 +13,7 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { tensor, randn, rand, getRngState, setRngState, manualSeed } from '../tensor/creation';
 import { stack, where } from '../tensor/ops';
-import { tidy, keep } from '../tensor/memory';
+import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { conv2d, pad, interpolate } from '../nn/functional';
 import { rgbToHsv, hsvToRgb } from '../data/transforms/color';
@@ -281,7 +281,7 @@ export async function corrupt(x: Tensor, name: CorruptionName, severity: number,
   const saved = seeded ? getRngState() : null;
   try {
     if (seeded) manualSeed(options.seed!);
-    return keep(noGrad(() => tidy(() => apply(name, x.detach(), severity - 1, seeded).clamp(0, 1))));
+    return noGrad(() => tidy(() => apply(name, x.detach(), severity - 1, seeded).clamp(0, 1)));
   } finally {
     if (saved) {
       setRngState(saved);

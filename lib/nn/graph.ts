@@ -1,0 +1,95 @@
+/**
+ * CUDA graphs for inference: a model's no-grad forward for one input shape is captured once
+ * (after a few warm-up runs on a side stream, as `torch.cuda.graph` does) and then replayed
+ * with one launch, which removes the per-kernel launch cost that dominates small batches.
+ */
+import { N } from '../native';
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor, idOf } from '../tensor/tensor';
+import { Module } from './module';
+import { ScriptModule } from './jit';
+
+const registry = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
+
+/** Options of `CudaGraph.capture`. */
+export interface CudaGraphOptions {
+  /** forward passes before the capture (cuDNN autotuning, allocator warm-up; default 3) */
+  warmup?: number;
+}
+
+/** Whether this build can capture CUDA graphs (a CUDA libtorch; see `kiln.info().cudaGraphs`). */
+export function cudaGraphsAvailable(): boolean {
+  return N.graphsBuilt();
+}
+
+/** A captured inference forward of a model for one input shape, dtype and CUDA device. */
+export class CudaGraph {
+  private handle: number;
+  /** the input shape the graph was captured for */
+  readonly inputShape: number[];
+  readonly dtype: string;
+  readonly device: string;
+
+  private constructor(handle: number, example: Tensor) {
+    this.handle = handle;
+    this.inputShape = example.shape;
+    this.dtype = example.dtype;
+    this.device = example.device;
+    registry.register(this, handle, this);
+  }
+
+  /**
+   * Captures `model`'s forward for inputs shaped like `example` (on a CUDA device). The model
+   * must run natively — built from Kiln's layers, in eval mode, without hooks (every zoo model),
+   * or a TorchScript module. Weights are read at each replay, so later in-place weight updates
+   * are seen; a changed module structure needs a new capture.
+   */
+  static capture(model: Module | ScriptModule, example: Tensor, options: CudaGraphOptions = {}): CudaGraph {
+    idOf(example, 'example');
+    if (options === null || typeof options !== 'object') throw invalidParameterError('CudaGraph.capture: options', 'an object', options);
+    const warmup = options.warmup ?? 3;
+    if (!Number.isInteger(warmup) || warmup < 1 || warmup > 100) throw invalidParameterError('CudaGraph.capture: warmup', 'an integer 1…100', options.warmup);
+    if (!N.graphsBuilt()) throw new KilnError('CudaGraph.capture: this Kiln build has no CUDA graph support (it needs a CUDA libtorch; see kiln.info().cudaGraphs)', 'CUDA_UNAVAILABLE');
+    if (!example.device.startsWith('cuda')) throw new KilnError(`CudaGraph.capture: the example input must be on a CUDA device, got '${example.device}'`, 'INVALID_ARGUMENT');
+    let h: number;
+    if (model instanceof ScriptModule) h = model.runnableHandle();
+    else if (model instanceof Module) {
+      h = model.program();
+      if (h < 0) throw new KilnError('CudaGraph.capture: the model must run natively — built from Kiln layers, in eval mode (model.eval()), without hooks', 'INVALID_ARGUMENT');
+    } else throw invalidParameterError('CudaGraph.capture: model', 'a Module or a TorchScript module', model);
+    return new CudaGraph(N.graphCapture(h, example.id, warmup), example);
+  }
+
+  private get h(): number {
+    if (this.handle < 0) throw new KilnError('this CUDA graph was disposed', 'DISPOSED');
+    return this.handle;
+  }
+
+  private check(x: Tensor): number {
+    const id = idOf(x, 'input');
+    if (x.device !== this.device || x.dtype !== this.dtype || x.shape.length !== this.inputShape.length || x.shape.some((d, i) => d !== this.inputShape[i]))
+      throw new KilnError(`this CUDA graph was captured for [${this.inputShape.join(', ')}] ${this.dtype} on ${this.device}, got [${x.shape.join(', ')}] ${x.dtype} on ${x.device} (capture one graph per input shape)`, 'INVALID_ARGUMENT');
+    return id;
+  }
+
+  /** Replays the graph on `x` (same shape, dtype and device as the example); returns a new output tensor. */
+  call(x: Tensor): Tensor {
+    return new Tensor(N.runSync(this.h, this.check(x), false));
+  }
+
+  /** `call` on a native worker thread. */
+  async forwardAsync(x: Tensor): Promise<Tensor> {
+    return new Tensor(await N.runAsync(this.h, this.check(x)));
+  }
+
+  /** Frees the graph and its memory pool. */
+  dispose(): void {
+    if (this.handle < 0) return;
+    N.freeRunnable(this.handle);
+    registry.unregister(this);
+    this.handle = -1;
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
