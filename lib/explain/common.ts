@@ -1,0 +1,116 @@
+/**
+ * What every `kiln.explain` method shares: argument checks (model, input, target, options),
+ * the target logits of a batch with the model's output checked to be [N, classes], and the
+ * gradient of those logits with respect to the input.
+ */
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor, idOf } from '../tensor/tensor';
+import { tensor } from '../tensor/creation';
+import { autograd, enableGrad } from '../autograd';
+import { isFloating } from '../tensor/dtype';
+
+/** Anything with `call(x)` returning logits [N, classes] (a Module or a TorchScript model). */
+export interface Classifier {
+  call(x: Tensor): Tensor;
+}
+
+/** Which output to explain: one class for all images, one per image, or an int64 tensor [N]. */
+export type Target = number | number[] | Tensor;
+
+/** A resolved target: class indices [N] (int64, on the input's device) and the largest of them. */
+export interface TargetIndex {
+  index: Tensor;
+  max: number;
+}
+
+/** Checks that `model` can be called; returns it typed. */
+export function checkModel(model: unknown): Classifier {
+  if (!model || typeof (model as Classifier).call !== 'function') throw invalidParameterError('model', 'a Module (or anything with call(x))', model);
+  return model as Classifier;
+}
+
+/** Checks the input batch: a floating-point Tensor [N, …] (`minDims` dims at least). */
+export function checkInput(x: unknown, fn: string, minDims = 2): Tensor {
+  idOf(x, 'input');
+  const t = x as Tensor;
+  if (t.ndim < minDims)
+    throw new KilnError(`${fn}: input must be a batch [N, ${minDims >= 4 ? 'C, H, W' : '…'}], got shape [${t.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+  if (!isFloating(t.dtype)) throw new KilnError(`${fn}: input must be floating-point, got ${t.dtype}`, 'INVALID_ARGUMENT');
+  if (t.size(0) < 1) throw new KilnError(`${fn}: input batch is empty`, 'INVALID_ARGUMENT');
+  return t;
+}
+
+/** Checks that the options argument is an object with a `target`. */
+export function checkOptions<T extends { target: Target }>(o: T | undefined, fn: string): T {
+  if (!o || typeof o !== 'object') throw invalidParameterError(`${fn}: options`, 'an object with target', o);
+  if (o.target === undefined) throw invalidParameterError(`${fn}: target`, 'a class index, an array of class indices or an int64 Tensor', undefined);
+  return o;
+}
+
+/** A positive integer option (or its default). */
+export function positiveInt(v: unknown, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw invalidParameterError(name, 'a positive integer', v);
+  return v;
+}
+
+/** Resolves `target` for a batch of `n` on `device` (one readback for a tensor target). */
+export function targetIndex(target: Target, n: number, device: string): TargetIndex {
+  if (target instanceof Tensor) {
+    idOf(target, 'target');
+    if (target.ndim !== 1 || target.size(0) !== n) throw new KilnError(`target tensor must have shape [${n}], got [${target.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+    if (isFloating(target.dtype) || target.dtype === 'bool') throw new KilnError(`target tensor must hold integer class indices, got ${target.dtype}`, 'INVALID_ARGUMENT');
+    const index = target.to({ dtype: 'int64', device: device as 'cpu' });
+    const lo = index.amin(0), hi = index.amax(0);
+    const min = lo.item(), max = hi.item();
+    lo.dispose();
+    hi.dispose();
+    if (min < 0) {
+      index.dispose();
+      throw new KilnError(`target tensor holds a negative class index (${min})`, 'INVALID_ARGUMENT');
+    }
+    return { index, max };
+  }
+  const list = typeof target === 'number' ? new Array(n).fill(target) : target;
+  if (!Array.isArray(list) || list.length !== n || !list.every((t) => Number.isInteger(t) && t >= 0))
+    throw invalidParameterError('target', `a class index, ${n} class indices or an int64 Tensor [${n}]`, target);
+  return { index: tensor(list, { dtype: 'int64', device: device as 'cpu' }), max: Math.max(...list) };
+}
+
+/** Checks a model output: logits [n, classes] with every target class (up to `maxTarget`) present. */
+export function checkLogits(out: unknown, n: number, maxTarget?: number): Tensor {
+  if (!(out instanceof Tensor)) throw new KilnError(`the model must return a Tensor of logits [N, classes], got ${typeof out}`, 'INVALID_ARGUMENT');
+  if (out.ndim !== 2 || out.size(0) !== n)
+    throw new KilnError(`the model must return logits [N, classes] with N = ${n}, got shape [${out.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+  if (maxTarget !== undefined && maxTarget >= out.size(1))
+    throw new KilnError(`target class ${maxTarget} is out of range: the model has ${out.size(1)} classes`, 'INVALID_ARGUMENT');
+  return out;
+}
+
+/** The model's logits for `x`, checked (see `checkLogits`). */
+export function logits(model: Classifier, x: Tensor, maxTarget?: number): Tensor {
+  return checkLogits(model.call(x), x.size(0), maxTarget);
+}
+
+/** Logit of each image's target class: [N] (`index` may be repeated to cover a larger batch). */
+export function targetLogits(model: Classifier, x: Tensor, t: TargetIndex, index: Tensor = t.index): Tensor {
+  return logits(model, x, t.max).gather(1, index.unsqueeze(1)).squeeze(1);
+}
+
+/** ∂(target logit)/∂x for each image of `x` (a detached copy is differentiated; `.grad`s untouched). */
+export function inputGradient(model: Classifier, x: Tensor, t: TargetIndex, index: Tensor = t.index): Tensor {
+  return enableGrad(() => {
+    const xi = x.detach().requiresGrad_(true);
+    const [g] = autograd.grad(targetLogits(model, xi, t, index).sum(), xi, { allowUnused: true });
+    if (!g) throw new KilnError('the model output does not depend on its input (no gradient reached it)', 'INVALID_ARGUMENT');
+    return g;
+  });
+}
+
+/** Throws when `t` holds NaN (one readback). */
+export function checkNotNaN(t: Tensor, what: string): void {
+  const any = t.isnan().any();
+  const bad = any.item();
+  any.dispose();
+  if (bad) throw new KilnError(`${what} contain NaN`, 'INVALID_ARGUMENT');
+}
