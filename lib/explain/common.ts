@@ -114,3 +114,11 @@ export function checkNotNaN(t: Tensor, what: string): void {
   any.dispose();
   if (bad) throw new KilnError(`${what} contain NaN`, 'INVALID_ARGUMENT');
 }
+
+/** Adds `parts` to running sums, freeing the old sums and the parts; the first call starts the sums. */
+export function addInto(sums: Tensor[] | null, parts: Tensor[]): Tensor[] {
+  if (!sums) return parts;
+  const next = sums.map((t, i) => t.add(parts[i]));
+  for (const t of [...sums, ...parts]) t.dispose();
+  return next;
+}

@@ -10,7 +10,7 @@ import { randn } from '../tensor/creation';
 import { cat } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { Module } from '../nn/module';
-import { Classifier, Target, checkModel, checkInput, checkOptions, positiveInt, targetIndex } from './common';
+import { Classifier, Target, addInto, checkModel, checkInput, checkOptions, positiveInt, targetIndex } from './common';
 import { integratedGradients, saliency, inputXGradient, Attribution } from './attributions';
 
 /** How the noisy attributions are combined: mean, mean of squares, or variance (Captum's nt_type). */
@@ -79,7 +79,7 @@ export function noiseTunnel(model: Classifier | Module, x: Tensor, o: NoiseTunne
     const xd = x.detach();
     const t = targetIndex(o.target, n, xd.device);
     // accumulate in float64: with stdevs 0 the mean is then exactly the method's attribution
-    let sum: Tensor | null = null, sumSq: Tensor | null = null;
+    let sums: Tensor[] | null = null;
     for (let s = 0; s < samples; s += perBatch) {
       const k = Math.min(perBatch, samples - s);
       const [bs, bsq] = tidy(() => {
@@ -95,17 +95,10 @@ export function noiseTunnel(model: Classifier | Module, x: Tensor, o: NoiseTunne
         const a64 = a.to({ dtype: 'float64' }).reshape([k, n, ...a.shape.slice(1)]);
         return [a64.sum(0), a64.square().sum(0)];
       });
-      if (sum && sumSq) {
-        const s2: Tensor = sum.add(bs), q2: Tensor = sumSq.add(bsq);
-        for (const d of [sum, sumSq, bs, bsq]) d.dispose();
-        sum = s2;
-        sumSq = q2;
-      } else {
-        sum = bs;
-        sumSq = bsq;
-      }
+      sums = addInto(sums, [bs, bsq]);
     }
-    const mean = sum!.div(samples), meanSq = sumSq!.div(samples);
+    const [sum, sumSq] = sums!;
+    const mean = sum.div(samples), meanSq = sumSq.div(samples);
     const out = type === 'smoothgrad' ? mean : type === 'smoothgradSq' ? meanSq : meanSq.sub(mean.square()).clamp(0, null);
     return out.to({ dtype: xd.dtype });
   });

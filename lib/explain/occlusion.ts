@@ -11,7 +11,7 @@ import { arange, full, tensor } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { Classifier, Target, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits } from './common';
+import { Classifier, Target, addInto, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits } from './common';
 
 /** Options of `occlusion`. */
 export interface OcclusionOptions {
@@ -89,8 +89,7 @@ export function occlusion(model: Classifier | Module, x: Tensor, o: OcclusionOpt
     const t = targetIndex(o.target, n, xd.device);
     const f0 = targetLogits(m, xd, t); // [N]
     const positions = dims.map((d) => arange(0, d, 1, opts)); // per dimension [D]
-    let attr: Tensor | null = null;
-    let cover: Tensor | null = null;
+    let sums: Tensor[] | null = null;
     for (let s = 0; s < total; s += per) {
       const k = Math.min(per, total - s);
       const [a, c] = tidy(() => {
@@ -117,16 +116,9 @@ export function occlusion(model: Classifier | Module, x: Tensor, o: OcclusionOpt
         const flat = mask.reshape([k, P]);
         return [drop.t().matmul(flat), flat.sum(0)]; // [N, P], [P]
       });
-      if (attr && cover) {
-        const a2: Tensor = attr.add(a), c2: Tensor = cover.add(c);
-        for (const d of [attr, cover, a, c]) d.dispose();
-        attr = a2;
-        cover = c2;
-      } else {
-        attr = a;
-        cover = c;
-      }
+      sums = addInto(sums, [a, c]);
     }
-    return attr!.div(cover!).reshape(xd.shape);
+    const [attr, cover] = sums!;
+    return attr.div(cover).reshape(xd.shape);
   }));
 }
