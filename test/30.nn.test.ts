@@ -247,7 +247,9 @@ describe('30 nn modules', () => {
 
     it('summary() gives a Keras-style table', () => {
       const m = smallNet();
+      const live = kiln.memory().numTensors;
       const s = m.summary([1, 3, 8, 8]);
+      expect(kiln.memory().numTensors, 'summary leaves no tensors behind').to.equal(live);
       expect(s).to.include('Layer (type)').and.include('Output shape').and.include('Param #');
       expect(s).to.match(/0 \(Conv2d\)\s+\[1, 4, 8, 8\]\s+112/);
       expect(s).to.match(/1 \(BatchNorm2d\)\s+\[1, 4, 8, 8\]\s+8/);

@@ -358,7 +358,7 @@ export abstract class Module {
     const device = this.parameters()[0]?.device ?? 'cpu';
     this.eval();
     try {
-      tidy(() => noGrad(() => this.call(zeros(inputShape, { device }))));
+      tidy(() => { noGrad(() => this.call(zeros(inputShape, { device }))); });
     } finally {
       removers.forEach((r) => r());
       this.train(wasTraining);
