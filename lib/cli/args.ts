@@ -139,3 +139,11 @@ export function formatOptions(spec: Record<string, FlagSpec>): string {
   const w = Math.min(40, Math.max(...rows.map((r) => r[0].length)));
   return rows.map(([l, r]) => `  ${l.padEnd(w)}  ${r}`).join('\n');
 }
+
+/** Parses a non-negative number written as a decimal or a fraction ("0.03", "8/255") for `flag`. */
+export function parseFraction(s: string, flag: string): number {
+  const m = /^\s*([0-9.]+)\s*(?:\/\s*([0-9.]+))?\s*$/.exec(s);
+  const v = m ? Number(m[1]) / (m[2] === undefined ? 1 : Number(m[2])) : NaN;
+  if (!Number.isFinite(v) || v < 0) throw new UsageError(`${flag}: '${s}' is not a non-negative number (use numbers like 0.03 or fractions like 8/255)`);
+  return v;
+}

@@ -15,7 +15,9 @@ import { Scheduler } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
 import { plotHistory, plotConfusionMatrix } from '../train/plots';
-import { FlagSpec, UsageError } from './args';
+import { FlagSpec, UsageError, parseFraction } from './args';
+import { adversarialTraining, trades } from '../robust/objectives';
+import { Objective } from '../train/options';
 import { loadData } from './data';
 
 /** Options of `kiln train`. */
@@ -34,6 +36,9 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   size: { type: 'int', min: 8, help: 'image side for image folders and shapes (default 32)' },
   channels: { type: 'int', min: 1, max: 3, help: 'image channels for image folders: 1 or 3 (default 3)' },
   cache: { type: 'string', choices: ['memory', 'disk', 'none'], default: 'memory', help: 'decoded images of an image folder: kept in memory, in a file that later runs reuse, or decoded every epoch' },
+  robust: { type: 'string', choices: ['none', 'pgd', 'fgsm', 'trades'], default: 'none', help: 'robust training: PGD adversarial training, fast FGSM adversarial training (random start), or TRADES' },
+  eps: { type: 'string', default: '8/255', help: 'with --robust: L∞ radius in pixel units (fractions like 8/255 allowed)', meta: 'radius' },
+  'attack-steps': { type: 'int', min: 1, default: 7, help: 'with --robust pgd or trades: attack steps per training step' },
   device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to train' },
   seed: { type: 'int', min: 0, default: 0, help: 'random seed (runs with the same seed repeat exactly on the CPU)' },
   out: { type: 'string', default: 'kiln-out', help: 'output folder', meta: 'dir' },
@@ -63,18 +68,30 @@ function checkSameConfig(ckptDir: string, now: Record<string, unknown>): void {
   if (diffs.length) throw new UsageError(`--resume: the checkpoint was written with ${diffs.join(', ')}; resume with the same options`);
 }
 
+/** The training objective of --robust (undefined for none). */
+function robustObjective(f: Flags, mean: number[], std: number[]): Objective | undefined {
+  if (f.robust === 'none') return undefined;
+  const eps = parseFraction(String(f.eps), '--eps');
+  const steps = f['attack-steps'] as number;
+  if (f.robust === 'trades') return trades({ eps, steps, mean, std });
+  if (f.robust === 'fgsm') return adversarialTraining({ attack: 'fgsm', eps, randomStart: true, stepSize: 1.25 * eps, mean, std });
+  return adversarialTraining({ eps, steps, mean, std });
+}
+
 /** Runs `kiln train`; returns the process exit code (130 when interrupted). */
 export async function train(f: Flags, log: (s: string) => void): Promise<number> {
   const t0 = Date.now();
   if (f.data === undefined) throw new UsageError("kiln train needs --data (fashion-mnist, mnist, shapes or an image folder); see 'kiln train --help'");
   if (f.channels !== undefined && f.channels !== 1 && f.channels !== 3) throw new UsageError(`--channels must be 1 or 3 (got ${f.channels})`);
+  if (f.robust !== 'none') parseFraction(String(f.eps), '--eps'); // a typo fails before any data is loaded
   const out = path.resolve(String(f.out));
   const ckptDir = path.join(out, 'checkpoint');
   const seed = f.seed as number;
   const device = f.device as Device;
   const epochs = f.epochs as number;
   if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
-  const config = { data: f.data, model: f.model, width: f.width, epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit };
+  const config = { data: f.data, model: f.model, width: f.width, epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
+    ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}) };
 
   if (f.resume) checkSameConfig(ckptDir, config);
   manualSeed(seed);
@@ -103,12 +120,13 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   else if (f.schedule === 'cosine') scheduler = new CosineAnnealingLR(optimizer, { tMax: steps });
   const trainer = new Trainer(model, {
     optimizer, scheduler, schedulerInterval: 'batch', seed, device, classNames: data.classNames,
-    loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1,
+    loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: robustObjective(f, data.mean, data.std),
   });
   fs.mkdirSync(out, { recursive: true });
   if (!f.resume) fs.rmSync(ckptDir, { recursive: true, force: true });
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
-  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule, device ${device}${f.resume ? ', resuming' : ''}`);
+  const robust = f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`;
+  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f.resume ? ', resuming' : ''}`);
   const history = await trainer.fit(trainLoader, {
     epochs, validation: testLoader, checkpointDir: ckptDir,
     resumeFrom: f.resume ? ckptDir : undefined,
