@@ -5,9 +5,10 @@ import * as data from './data';
 import * as loader from './loader';
 import * as airbench from './airbench';
 import * as explain from './explain';
+import * as serve from './serve';
 import * as robust from './robust';
 
-const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run, airbench: airbench.run, explain: explain.run, robust: robust.run };
+const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run, airbench: airbench.run, explain: explain.run, robust: robust.run, serve: serve.run };
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2).filter((a) => !a.startsWith('--')); // flags (e.g. --quick) are read by the benchmarks

@@ -38,3 +38,6 @@ export {
 export * as explain from './explain';
 /** Robustness: FGSM/PGD attacks, adversarial training, TRADES, input-gradient penalty, corruptions, reports. */
 export * as robust from './robust';
+/** Serving: the HTTP inference server with dynamic batching (`kiln serve`), the batcher, Prometheus metrics. */
+export * as serving from './serve';
+export { serve, Server, ServeOptions, DynamicBatcher, BatcherOptions } from './serve';

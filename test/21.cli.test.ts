@@ -119,6 +119,26 @@ describe('cli: kiln command', function () {
     expect(res[0].predictions).to.have.length(2);
     expect(res[0].predictions[0].probability).to.be.within(0, 1);
 
+    // robustness report and heat maps of the trained model
+    const rob = kilnCli(['robust', '--model', dir, '--limit', '32', '--eps', '2/255,0.02', '--steps', '2', '--corruptions', 'contrast,gaussianNoise', '--severities', '1,5', '--json']);
+    expect(rob.code, rob.stderr).to.equal(0);
+    const rep = JSON.parse(rob.stdout.trim().split('\n').pop()!);
+    expect(rep.samples).to.equal(32);
+    expect(rep.attacks.map((a: { eps: number }) => a.eps)).to.deep.equal([2 / 255, 0.02]);
+    expect(rep.corruptions).to.have.length(4);
+    for (const a of [rep.clean, ...rep.attacks, ...rep.corruptions]) expect(a.accuracy).to.be.within(0, 1);
+    expect(rob.stderr).to.include('PGD-L∞ eps 2.00/255, 2 steps').and.include('contrast');
+    expectUserError(['robust', '--model', dir, '--eps', 'big'], /--eps: 'big' is not a non-negative number/);
+    expectUserError(['robust', '--model', dir, '--corruptions', 'fog'], /--corruptions: unknown 'fog'/);
+    const heat = path.join(out, 'heat');
+    const ex = kilnCli(['explain', '--model', dir, '--method', 'gradcam', '--out', heat, file]);
+    expect(ex.code, ex.stderr).to.equal(0);
+    expect(fs.readdirSync(heat).some((n) => n.endsWith('.gradcam.png'))).to.equal(true);
+    // adversarial training from the command line
+    const adv = kilnCli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '64', '--robust', 'fgsm', '--eps', '4/255', '--out', path.join(out, 'adv'), '--json', '--quiet']);
+    expect(adv.code, adv.stderr).to.equal(0);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'adv', 'metrics.json'), 'utf8')).config).to.include({ robust: 'fgsm', eps: '4/255' });
+
     // an image folder given by path (a fresh copy: its own cache key), its decoded images cached on disk
     const imgs = path.join(out, 'imgs');
     fs.cpSync(path.join(os.tmpdir(), img), imgs, { recursive: true });

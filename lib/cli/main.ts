@@ -1,5 +1,5 @@
 /**
- * The `kiln` command: `train`, `evaluate`, `predict`, `info`. User mistakes print one line
+ * The `kiln` command: `train`, `evaluate`, `predict`, `robust`, `explain`, `serve`, `info`. User mistakes print one line
  * (`kiln: error: …`) and exit non-zero without a stack; `KILN_DEBUG=1` shows stacks.
  */
 import * as path from 'path';
@@ -13,9 +13,14 @@ const EXAMPLES = `Examples:
   kiln train --data fashion-mnist --out runs/fmnist --resume        # continue after Ctrl-C
   kiln evaluate --model runs/fmnist --json
   kiln predict --model runs/fmnist --top 3 shoe.png shirt.png
+  kiln robust --model runs/fmnist --eps 1/255,2/255,4/255,8/255 --limit 1000    # accuracy under PGD and CIFAR-10-C corruptions
+  kiln train --data fashion-mnist --robust pgd --eps 0.1 --out runs/fmnist-robust # adversarial training
+  kiln explain --model runs/fmnist --method gradcam --out heatmaps shoe.png
+  kiln serve --model runs/fmnist --port 8080 --max-batch 32 --max-delay-ms 5   # then: curl --data-binary @shoe.png -H 'content-type: image/png' localhost:8080/predictions
+  kiln serve --model runs/photos --device cuda --host 0.0.0.0 --max-batch 128 --timeout-ms 2000
   kiln info`;
 
-const USAGE = `kiln — train, evaluate and run image classifiers on libtorch from Node.js
+const USAGE = `kiln — train, harden, explain and serve image classifiers on libtorch from Node.js
 
 Usage: kiln <command> [options]
 
@@ -23,6 +28,9 @@ Commands:
   train      train a model (fashion-mnist, mnist, shapes or an image folder); writes model, checkpoint, history, metrics, plots
   evaluate   accuracy, loss, per-class precision/recall/F1 and calibration of a trained model on a test set
   predict    class probabilities for image files
+  robust     accuracy under adversarial attacks (PGD, FGSM) and common corruptions (CIFAR-10-C)
+  explain    heat maps of why a model predicts what it does (Grad-CAM, integrated gradients, SmoothGrad, saliency, occlusion)
+  serve      an HTTP inference server with dynamic batching (POST /predictions, /health, /ready, /metrics, /models)
   info       versions, CUDA availability, threads
 
 Run 'kiln <command> --help' for its options.
@@ -37,7 +45,7 @@ const INFO_FLAGS: Record<string, FlagSpec> = {
 /** Help text of one command. */
 async function commandHelp(cmd: string): Promise<string> {
   const spec = await flagsOf(cmd);
-  const usage = cmd === 'predict' ? 'kiln predict --model DIR [options] image…' : `kiln ${cmd} [options]`;
+  const usage = cmd === 'predict' || cmd === 'explain' ? `kiln ${cmd} --model DIR [options] image…` : `kiln ${cmd} [options]`;
   const examples = EXAMPLES.split('\n').filter((l) => l.includes(`kiln ${cmd}`)).join('\n');
   return `Usage: ${usage}\n\nOptions:\n${formatOptions(spec)}\n${examples ? `\nExamples:\n${examples}\n` : ''}`;
 }
@@ -46,8 +54,11 @@ async function flagsOf(cmd: string): Promise<Record<string, FlagSpec>> {
   if (cmd === 'train') return (await import('./train')).TRAIN_FLAGS;
   if (cmd === 'evaluate') return (await import('./inference')).EVALUATE_FLAGS;
   if (cmd === 'predict') return (await import('./inference')).PREDICT_FLAGS;
+  if (cmd === 'serve') return (await import('./serve')).SERVE_FLAGS;
+  if (cmd === 'robust') return (await import('./robust')).ROBUST_FLAGS;
+  if (cmd === 'explain') return (await import('./explain')).EXPLAIN_FLAGS;
   if (cmd === 'info') return INFO_FLAGS;
-  throw new UsageError(`unknown command '${cmd}' (commands: train, evaluate, predict, info; see kiln --help)`);
+  throw new UsageError(`unknown command '${cmd}' (commands: train, evaluate, predict, robust, explain, serve, info; see kiln --help)`);
 }
 
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
@@ -68,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const { flags, positional } = parseArgs(rest, spec, cmd);
-  if (cmd !== 'predict' && positional.length) throw new UsageError(`unexpected argument '${positional[0]}' for 'kiln ${cmd}' (options start with --)`);
+  if (cmd !== 'predict' && cmd !== 'explain' && positional.length) throw new UsageError(`unexpected argument '${positional[0]}' for 'kiln ${cmd}' (options start with --)`);
   const log = (s: string) => (flags.json ? process.stderr : process.stdout).write(s + '\n');
   if (cmd === 'info') {
     const { info } = await import('../info');
@@ -84,6 +95,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (cmd === 'train') return (await import('./train')).train(flags, log);
   if (cmd === 'evaluate') return (await import('./inference')).evaluate(flags, log);
+  if (cmd === 'serve') return (await import('./serve')).serveCommand(flags, log);
+  if (cmd === 'robust') return (await import('./robust')).robustCommand(flags, log);
+  if (cmd === 'explain') return (await import('./explain')).explainCommand(flags, positional, log);
   return (await import('./inference')).predict(flags, positional, log);
 }
 

@@ -1,0 +1,63 @@
+/** `kiln robust`: a trained model's accuracy under attacks and common corruptions. */
+import { Device } from '../tensor/dtype';
+import { DataLoader } from '../data/loader';
+import { normalize } from '../data/transforms';
+import { robustnessReport, formatRobustnessReport } from '../robust/report';
+import { AttackSpec } from '../robust/attacks';
+import { CORRUPTIONS, CorruptionName } from '../robust/corruptions';
+import { FlagSpec, UsageError, parseFraction } from './args';
+import { loadData } from './data';
+import { loadTrained } from './inference';
+
+type Flags = Record<string, string | number | boolean | undefined>;
+
+/** Options of `kiln robust`. */
+export const ROBUST_FLAGS: Record<string, FlagSpec> = {
+  model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
+  data: { type: 'string', help: 'data set (default: the one the model was trained on); its test split is used', meta: 'name|dir' },
+  attack: { type: 'string', choices: ['pgd', 'fgsm', 'none'], default: 'pgd', help: 'the attack' },
+  norm: { type: 'string', choices: ['linf', 'l2'], default: 'linf', help: 'the perturbation ball' },
+  eps: { type: 'string', default: '1/255,2/255,4/255,8/255', help: 'comma-separated radii in pixel units (fractions like 8/255 allowed)', meta: 'list' },
+  steps: { type: 'int', min: 1, default: 10, help: 'PGD steps' },
+  restarts: { type: 'int', min: 1, default: 1, help: 'PGD restarts (the strongest per image is kept)' },
+  corruptions: { type: 'string', default: 'all', help: `'all', 'none' or a comma-separated list of ${CORRUPTIONS.join(', ')}`, meta: 'list' },
+  severities: { type: 'string', default: '1,2,3,4,5', help: 'comma-separated corruption severities 1…5', meta: 'list' },
+  limit: { type: 'int', min: 1, default: 1000, help: 'test images to use' },
+  'batch-size': { type: 'int', min: 1, default: 256, help: 'images per batch' },
+  device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to run' },
+  seed: { type: 'int', min: 0, default: 0, help: 'seed of the random corruptions' },
+  json: { type: 'boolean', help: 'print one JSON object with the report as the last line' },
+  help: { type: 'boolean', alias: 'h', help: 'show this help' },
+};
+
+function list(s: string): string[] {
+  return s.split(',').map((v) => v.trim()).filter((v) => v.length > 0);
+}
+
+/** Runs `kiln robust`. */
+export async function robustCommand(f: Flags, log: (s: string) => void): Promise<number> {
+  const device = f.device as Device;
+  const eps = f.attack === 'none' ? [] : list(f.eps as string).map((e) => parseFraction(e, '--eps'));
+  if (f.attack !== 'none' && eps.length === 0) throw new UsageError('--eps: give at least one radius (or --attack none)');
+  const cs = f.corruptions as string;
+  const corruptions = cs === 'all' || cs === 'none' ? cs : (list(cs) as CorruptionName[]);
+  if (Array.isArray(corruptions)) for (const c of corruptions) if (!CORRUPTIONS.includes(c)) throw new UsageError(`--corruptions: unknown '${c}' (have ${CORRUPTIONS.join(', ')})`);
+  const severities = list(f.severities as string).map(Number);
+  if (severities.length === 0 || !severities.every((s) => Number.isInteger(s) && s >= 1 && s <= 5)) throw new UsageError(`--severities: expected integers 1…5, got '${f.severities}'`);
+  const m = loadTrained(f.model as string | undefined, device);
+  const spec = (f.data as string | undefined) ?? m.dataset;
+  if (!spec) throw new UsageError('--data is required (the model does not record its data set)');
+  const data = await loadData(spec, { seed: Number(m.config.seed ?? 0), size: m.size[0], channels: m.channels, testOnly: true });
+  if (data.classNames.length !== m.classNames.length) throw new UsageError(`--data has ${data.classNames.length} classes but the model was trained on ${m.classNames.length}`);
+  const loader = new DataLoader(data.test, { batchSize: f['batch-size'] as number, transform: normalize(m.mean, m.std), device });
+  const attacks: AttackSpec[] = eps.map((e) => ({ attack: f.attack as 'pgd' | 'fgsm', eps: e, norm: f.norm as 'linf' | 'l2', ...(f.attack === 'pgd' ? { steps: f.steps as number, restarts: f.restarts as number } : {}) }));
+  const report = await robustnessReport(m.model, loader, {
+    mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number,
+    onProgress: (k) => process.stderr.write(`\rkiln: ${k} images`),
+  });
+  process.stderr.write('\n');
+  log(`kiln: robustness of ${f.model} on ${spec} (${report.seconds.toFixed(1)} s)`);
+  log(formatRobustnessReport(report));
+  if (f.json) process.stdout.write(JSON.stringify(report) + '\n');
+  return 0;
+}
