@@ -163,7 +163,8 @@ describe(`45 robust (${DEVICE})`, function () {
       return r.attacks[0].accuracy;
     }
 
-    it('adversarial training (PGD) makes a Fashion-MNIST model robust where standard training does not', async () => {
+    it('adversarial training (PGD) makes a Fashion-MNIST model robust where standard training does not', async function () {
+      if (!fs.existsSync(kiln.data.FASHION_MNIST_ROOT)) this.skip(); // the GPU machine has no data sets
       const [tr, te] = [await kiln.data.fashionMnist({ train: true }), await kiln.data.fashionMnist({ train: false })];
       const prep = (d: kiln.data.TensorDataset, k: number) => kiln.tidy(() => ({ x: kiln.keep(d.x.narrow(0, 0, k).float().div(255).to(DEVICE)), y: kiln.keep(d.y.narrow(0, 0, k).to({ dtype: 'int64', device: DEVICE })) }));
       const train = prep(tr, 2000), test = prep(te, 500);
