@@ -220,6 +220,24 @@ describe('serve', function () {
       expect(two.body.predictions[0].top).to.have.length(2);
     });
 
+    it('serves a bfloat16, channels-last copy of the model with nearly the float32 answers; fp16 needs CUDA', async () => {
+      const low = kiln.loadModel(path.join(dir, 'model.safetensors')).model;
+      const s2 = await serve(low, { metadata, port: 0, precision: 'bf16', channelsLast: true });
+      try {
+        expect(low.parameters()[0].dtype).to.equal('bfloat16');
+        const bytes = await image(7);
+        const r = await fetch(s2.url + '/predictions', { method: 'POST', body: bytes, headers: { 'content-type': 'image/png' } });
+        expect(r.status).to.equal(200);
+        const got = probs(((await r.json()) as Record<string, any>).predictions[0]);
+        expectClose(got, await direct(bytes), 0, 0.03); // bfloat16 keeps 8 bits of mantissa
+      } finally {
+        await s2.close();
+        low.dispose();
+      }
+      if (!kiln.info().cudaAvailable) expectKilnError(() => new Server(model, { metadata, precision: 'fp16' }), 'INVALID_ARGUMENT', 'fp16', 'CUDA');
+      expectKilnError(() => new Server(model, { metadata, precision: 'fp8' as 'fp16' }), 'INVALID_ARGUMENT', 'precision');
+    });
+
     it('answers JSON instances: base64 strings, {"b64"} objects and preprocessed float arrays', async () => {
       const a = await image(1), c = await image(2, 32, 32);
       const d = await kiln.data.decodeImage(c, { size: [32, 32], channels: 3 });

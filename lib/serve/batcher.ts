@@ -8,7 +8,7 @@
 import { AsyncResource } from 'async_hooks';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
-import { Device, checkDevice } from '../tensor/dtype';
+import { Device, DType, DTYPES, checkDevice } from '../tensor/dtype';
 import { tensor } from '../tensor/creation';
 import { cat } from '../tensor/ops';
 import { keep, tidy } from '../tensor/memory';
@@ -37,6 +37,10 @@ export interface BatcherOptions {
   timeoutMs?: number;
   /** where batches run (default: the device of the model's first parameter, else 'cpu') */
   device?: Device;
+  /** dtype batches are cast to on the device (default: as submitted) — 'bfloat16' / 'float16' for a model converted to it */
+  dtype?: DType;
+  /** lay batches out channels-last (NHWC) for a model converted with `to({memoryFormat: 'channelsLast'})` (default false) */
+  channelsLast?: boolean;
   /** applied to each batch's output before it is split into rows (e.g. `(y) => y.softmax(1)`) */
   postprocess?: (output: Tensor) => Tensor;
   /** called after every batch (for metrics) */
@@ -95,6 +99,8 @@ export class DynamicBatcher {
   readonly maxConcurrentBatches: number;
   readonly timeoutMs: number;
   readonly device: Device;
+  readonly dtype: DType | undefined;
+  readonly channelsLast: boolean;
   private readonly postprocess?: (output: Tensor) => Tensor;
   private readonly onBatch?: (info: BatchInfo) => void;
   private queue: Pending[] = [];
@@ -118,6 +124,10 @@ export class DynamicBatcher {
     if (options.postprocess !== undefined && typeof options.postprocess !== 'function') throw invalidParameterError('postprocess', 'a function', options.postprocess);
     if (options.onBatch !== undefined && typeof options.onBatch !== 'function') throw invalidParameterError('onBatch', 'a function', options.onBatch);
     this.device = options.device !== undefined ? checkDevice(options.device) : (model.parameters?.()[0]?.device ?? 'cpu');
+    if (options.dtype !== undefined && !DTYPES.includes(options.dtype)) throw invalidParameterError('dtype', DTYPES.join(', '), options.dtype);
+    this.dtype = options.dtype;
+    if (options.channelsLast !== undefined && typeof options.channelsLast !== 'boolean') throw invalidParameterError('channelsLast', 'a boolean', options.channelsLast);
+    this.channelsLast = !!options.channelsLast;
     this.postprocess = options.postprocess;
     this.onBatch = options.onBatch;
   }
@@ -244,7 +254,8 @@ export class DynamicBatcher {
     try {
       const x = keep(tidy(() => {
         const joined = batch.length === 1 ? batch[0].x : cat(batch.map((r) => r.x), 0);
-        return joined.to({ device: this.device });
+        const moved = joined.to({ device: this.device, dtype: this.dtype });
+        return this.channelsLast && moved.ndim === 4 ? moved.contiguous('channelsLast') : moved;
       }));
       try {
         out = keep(await this.model.forwardAsync(x));

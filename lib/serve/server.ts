@@ -43,6 +43,10 @@ export interface ServeOptions extends Omit<BatcherOptions, 'postprocess' | 'onBa
   /** per-channel mean and std of the normalisation (default [0] and [1]: pixels / 255 only) */
   mean?: number[];
   std?: number[];
+  /** weights and inputs in bfloat16 or float16 (CUDA only) instead of float32 (default 'fp32'); a Module is converted */
+  precision?: 'fp32' | 'bf16' | 'fp16';
+  /** channels-last (NHWC) weights and batches, faster convolutions on tensor cores (default false); a Module is converted */
+  channelsLast?: boolean;
   /** classes returned per input (default 5, capped at the number of classes) */
   top?: number;
   /** largest request body in bytes (default 10 MiB) */
@@ -114,12 +118,22 @@ export class Server {
     this.host = options.host ?? '127.0.0.1';
     this.port = options.port ?? 8080;
     if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535) throw invalidParameterError('port', 'an integer 0 … 65535', this.port);
-    if (model instanceof Module) model.eval(); // batch-norm running stats and no dropout, as kiln predict
+    const precision = options.precision ?? 'fp32';
+    if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw invalidParameterError('precision', "'fp32', 'bf16' or 'fp16'", precision);
+    const dtype = precision === 'bf16' ? 'bfloat16' : precision === 'fp16' ? 'float16' : undefined;
+    if (options.channelsLast !== undefined && typeof options.channelsLast !== 'boolean') throw invalidParameterError('channelsLast', 'a boolean', options.channelsLast);
+    if (model instanceof Module) {
+      const dev = options.device ?? model.parameters()[0]?.device ?? 'cpu';
+      if (precision === 'fp16' && !String(dev).startsWith('cuda')) throw new KilnError("precision 'fp16' needs a CUDA device (on the CPU use 'bf16')", 'INVALID_ARGUMENT');
+      model.eval(); // batch-norm running stats and no dropout, as kiln predict
+      if (dtype) model.to(dtype);
+      if (options.channelsLast) model.to({ memoryFormat: 'channelsLast' });
+    }
     this.metrics = new ServerMetrics();
     this.batcher = new DynamicBatcher(model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
-      timeoutMs: options.timeoutMs, device: options.device,
-      postprocess: (y) => y.softmax(1),
+      timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
+      postprocess: (y) => y.float().softmax(1),
       onBatch: (b) => this.metrics.batch(b),
     });
     this.metrics.bind(this.batcher, () => this.inflight);
