@@ -383,7 +383,12 @@ describe('44 explanation methods', function () {
       expectKilnError(() => E.gradCam(m, x, { target: 0, layer: 'features.99' }), 'INVALID_ARGUMENT', "no submodule 'features.99'");
       expectKilnError(() => E.gradCam(m, x, { target: 0, layer: relu }), 'INVALID_ARGUMENT', 'not a submodule');
       expectKilnError(() => E.gradCam(m, x, { target: 0, layer: 'classifier' }), 'INVALID_ARGUMENT', "layer 'classifier' must output [N, K, h, w]");
-      expectKilnError(() => E.gradCam(m, x, { target: 0 } as never), 'INVALID_ARGUMENT', 'layer');
+      expectKilnError(() => E.layerGradCam(m, x, { target: 0 } as never), 'INVALID_ARGUMENT', 'layer');
+      // gradCam without a layer uses defaultCamLayer's
+      const [auto, named] = [E.gradCam(m, x, { target: 0 }), E.gradCam(m, x, { target: 0, layer: E.defaultCamLayer(m, x) })];
+      expect(maxAbsDiff(auto, named)).to.equal(0);
+      auto.dispose();
+      named.dispose();
       expectKilnError(() => E.gradCam({ call: (t: kiln.Tensor) => t } as never, x, { target: 0, layer: 'a' }), 'INVALID_ARGUMENT', 'kiln.nn Module');
       expectKilnError(() => E.gradCam(m, x, { target: 0, layer: 'features', upsampleMode: 'area' as never }), 'INVALID_ARGUMENT', 'upsampleMode');
       expectKilnError(() => E.gradCam(m, x, { target: 7, layer: 'features' }), 'INVALID_ARGUMENT', 'target class 7 is out of range');

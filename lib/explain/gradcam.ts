@@ -28,8 +28,8 @@ export interface LayerGradCamOptions {
   upsampleMode?: 'bilinear' | 'nearest' | 'bicubic';
 }
 
-/** Options of `gradCam`. */
-export type GradCamOptions = LayerGradCamOptions;
+/** Options of `gradCam`: as layerGradCam's, but `layer` defaults to `defaultCamLayer(model)`. */
+export type GradCamOptions = Omit<LayerGradCamOptions, 'layer'> & { layer?: Module | string };
 
 /** The dotted name of `layer` inside `model` (it must be one of its modules). */
 export function layerName(model: Module, layer: Module | string, fn = 'gradCam'): string {
@@ -58,9 +58,11 @@ export function layerGradCam(model: Module, x: Tensor, o: LayerGradCamOptions): 
 /**
  * Grad-CAM heat map: ReLU(Σ_k α_k A_k) with α_k the spatial mean of ∂(target logit)/∂A_k,
  * bilinearly upsampled to the input's H × W: [N, 1, H, W] (set `upsample: false` for [N, 1, h, w]).
+ * Without `layer`, the last layer with spatial feature maps (`defaultCamLayer`).
  */
 export function gradCam(model: Module, x: Tensor, o: GradCamOptions): Tensor {
-  return camImpl(model, x, o, 'gradCam', true, true);
+  if (o && typeof o === 'object' && o.layer === undefined && model instanceof Module) o = { ...o, layer: defaultCamLayer(model, x) };
+  return camImpl(model, x, o as LayerGradCamOptions, 'gradCam', true, true);
 }
 
 function camImpl(model: Module, x: Tensor, o: LayerGradCamOptions, fn: string, reluDefault: boolean, upDefault: boolean): Tensor {
