@@ -333,7 +333,8 @@ describe(`45 robust (${DEVICE})`, function () {
       const yy = kiln.tidy(() => y.add(kiln.arange(0, 40, 1, { device: DEVICE, dtype: 'int64' }).remainder(4).eq(0).to({ dtype: 'int64' })).remainder(3));
       const norm = { mean: FIX.model.mean, std: FIX.model.std };
       const before = kiln.memory().numTensors;
-      const r = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, attacks: [{ eps: 0 }, { attack: 'fgsm', eps: 8 / 255 }], corruptions: ['contrast', 'gaussianNoise'], severities: [1, 5] });
+      const pgdSpec = { eps: 32 / 255, steps: 5, randomStart: false };
+      const r = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, attacks: [{ eps: 0 }, { attack: 'fgsm', eps: 8 / 255 }, pgdSpec], corruptions: ['contrast', 'gaussianNoise'], severities: [1, 5] });
       expect(kiln.memory().numTensors).to.equal(before);
       const t = new kiln.Trainer(model, { optimizer: new kiln.optim.SGD(model.parameters(), { lr: 0 }), verbose: 0 });
       const ev = await t.evaluate({ x, y: yy }, { batchSize: 16 });
@@ -342,6 +343,12 @@ describe(`45 robust (${DEVICE})`, function () {
       expect(r.clean.loss).to.be.closeTo(ev.loss, 1e-4);
       expect(r.attacks[0].accuracy).to.equal(r.clean.accuracy);
       expect(r.attacks[1].accuracy).to.be.at.most(r.clean.accuracy);
+      // the report's attacks work in its pixel space (its mean/std): the same as calling pgd with them
+      const adv = robust.pgd(model, x, yy, { ...norm, ...pgdSpec });
+      const direct = kiln.tidy(() => kiln.noGrad(() => model.call(adv).argmax(1).eq(yy).float().mean().item()));
+      adv.dispose();
+      expect(r.attacks[2].accuracy).to.be.closeTo(direct, 1e-6);
+      expect(r.attacks[2].accuracy).to.be.below(r.clean.accuracy);
       expect(r.corruptions.map((c) => `${c.name}/${c.severity}/${c.family}`)).to.deep.equal(['contrast/1/digital', 'contrast/5/digital', 'gaussianNoise/1/noise', 'gaussianNoise/5/noise']);
       expect(r.corruptionAccuracy).to.be.closeTo(r.corruptions.reduce((s, c) => s + c.accuracy, 0) / 4, 1e-12);
       const again = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, corruptions: ['gaussianNoise'], severities: [1, 5] });

@@ -67,8 +67,10 @@ export interface RobustnessReport {
 
 function checkOptions(o: RobustnessReportOptions) {
   if (o === null || typeof o !== 'object') throw invalidParameterError('robustnessReport: options', 'an object', o);
-  const attacks = (o.attacks ?? []).map((a, i) => ({ spec: a, r: resolveSpec(a, `robustnessReport: attacks[${i}]`) }));
   if (!Array.isArray(o.attacks ?? [])) throw invalidParameterError('robustnessReport: attacks', 'an array of attack options', o.attacks);
+  // each attack works in the report's pixel space unless it names its own normalisation
+  const space: Normalization = { mean: o.mean, std: o.std, bounds: o.bounds };
+  const attacks = (o.attacks ?? []).map((a, i) => ({ spec: a, r: resolveSpec({ ...space, ...a }, `robustnessReport: attacks[${i}]`) }));
   const cs = o.corruptions ?? 'all';
   const names: CorruptionName[] = cs === 'all' ? [...CORRUPTIONS] : cs === 'none' ? [] : (cs as CorruptionName[]);
   if (!Array.isArray(names) || !names.every((n) => CORRUPTIONS.includes(n))) throw invalidParameterError('robustnessReport: corruptions', `'all', 'none' or names from ${CORRUPTIONS.join(', ')}`, cs);
