@@ -45,7 +45,8 @@ async function main(): Promise<void> {
     });
     results[kind] = report;
     console.log(`${kind}: trained in ${trainSeconds.toFixed(0)} s\n${kiln.robust.formatRobustnessReport(report)}\n`);
-    // where each model looks: Grad-CAM of its prediction for the first test image
+    // where each model looks: Grad-CAM of its prediction for the first test image (eval mode: batch-norm statistics, no dropout)
+    model.eval();
     const x = kiln.tidy(() => norm(test.x.narrow(0, 0, 1).float().div(255)));
     const cam = kiln.explain.gradCam(model, x, { target: kiln.tidy(() => kiln.noGrad(() => model.call(x).argmax(1))) });
     await kiln.explain.saveHeatmap(cam, path.join(out, `gradcam-${kind}.png`), { image: test.x.narrow(0, 0, 1), size: 112 });
