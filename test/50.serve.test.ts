@@ -154,6 +154,23 @@ describe('serve', function () {
       xs.forEach((x) => x.dispose());
     });
 
+    it('survives an onBatch callback that throws (a warning, not a crash)', async () => {
+      const warnings: string[] = [];
+      const onWarn = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarn);
+      const b = new DynamicBatcher(model, { onBatch: () => { throw new Error('metrics sink failed'); } });
+      try {
+        const xs = inputs(3);
+        for (const x of xs) (await b.submit(x)).dispose();
+        xs.forEach((x) => x.dispose());
+        await new Promise((r) => setImmediate(r));
+        expect(warnings.some((w) => w.includes('metrics sink failed'))).to.equal(true);
+      } finally {
+        process.off('warning', onWarn);
+        await b.close();
+      }
+    });
+
     it('rejects bad arguments with clear errors', async () => {
       expectKilnError(() => new DynamicBatcher(null as never), 'INVALID_ARGUMENT', 'model', 'forwardAsync');
       expectKilnError(() => new DynamicBatcher(model, { maxBatchSize: 0 }), 'INVALID_ARGUMENT', 'maxBatchSize', 'positive integer');
@@ -282,6 +299,7 @@ describe('serve', function () {
         ['/predictions', 'hello', 'text/plain', 415, /unsupported media type 'text\/plain'/],
         ['/predictions', Buffer.from('x'), undefined, 415, /no content-type header/],
         ['/v1/models/other:predict', await image(1), 'image/png', 404, /no model named 'other'.*serves 'shapes'/],
+        ['/v1/models/%ZZ:predict', await image(1), 'image/png', 404, /no model named '%ZZ'/],
         ['/nope', 'x', 'text/plain', 404, /no route POST \/nope/],
         ['/health', 'x', 'text/plain', 405, /POST \/health is not allowed: use GET/],
       ];

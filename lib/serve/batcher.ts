@@ -203,7 +203,7 @@ export class DynamicBatcher {
         // a submit never starts a partial batch itself: requests arriving in the same turn join it
         if (this.closing || this.queued >= this.maxBatchSize || (waited >= this.maxDelayMs && !fromSubmit)) {
           this.clearTimer();
-          void this.run(this.take());
+          this.run(this.take()).catch((e) => process.emitWarning(`kiln DynamicBatcher: ${(e as Error)?.message ?? e}`, 'KilnBatcherWarning'));
         } else {
           if (!this.timer) {
             const fire = () => {
@@ -294,6 +294,9 @@ export class DynamicBatcher {
       this.runningRequests -= batch.length;
       try {
         this.onBatch?.({ size, requests: batch.length, seconds: (performance.now() - t0) / 1000, error });
+      } catch (e) {
+        // a failing metrics sink must not take the server down
+        process.emitWarning(`kiln DynamicBatcher: onBatch threw: ${(e as Error)?.message ?? e}`, 'KilnBatcherWarning');
       } finally {
         this.schedule();
       }

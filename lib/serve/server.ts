@@ -64,6 +64,15 @@ function parseMeta<T>(meta: Record<string, string>, key: string): T | undefined 
   }
 }
 
+/** decodeURIComponent that keeps malformed escapes as they are (a bad path is a 404, not a 500). */
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 function json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
@@ -122,8 +131,11 @@ export class Server {
     if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw invalidParameterError('precision', "'fp32', 'bf16' or 'fp16'", precision);
     const dtype = precision === 'bf16' ? 'bfloat16' : precision === 'fp16' ? 'float16' : undefined;
     if (options.channelsLast !== undefined && typeof options.channelsLast !== 'boolean') throw invalidParameterError('channelsLast', 'a boolean', options.channelsLast);
+    if (!(model instanceof Module) && (precision !== 'fp32' || options.channelsLast))
+      throw new KilnError('precision and channelsLast convert a Module; convert this model yourself and leave them unset', 'INVALID_ARGUMENT');
     if (model instanceof Module) {
       const dev = options.device ?? model.parameters()[0]?.device ?? 'cpu';
+      if (options.device !== undefined) model.to(options.device);
       if (precision === 'fp16' && !String(dev).startsWith('cuda')) throw new KilnError("precision 'fp16' needs a CUDA device (on the CPU use 'bf16')", 'INVALID_ARGUMENT');
       model.eval(); // batch-norm running stats and no dropout, as kiln predict
       if (dtype) model.to(dtype);
@@ -241,7 +253,7 @@ export class Server {
         only('GET');
         json(res, 200, this.info());
       } else if (/^\/(v1\/models|predictions|models)\//.test(path)) {
-        throw new HttpError(404, `no model named '${decodeURIComponent(path.replace(/^\/(v1\/models|predictions|models)\//, '').replace(/:predict$/, ''))}': this server serves '${this.name}' (see GET /models)`, 'MODEL_NOT_FOUND');
+        throw new HttpError(404, `no model named '${safeDecode(path.replace(/^\/(v1\/models|predictions|models)\//, '').replace(/:predict$/, ''))}': this server serves '${this.name}' (see GET /models)`, 'MODEL_NOT_FOUND');
       } else {
         throw new HttpError(404, `no route ${method} ${path}: see POST /predictions, GET /health, /ready, /metrics, /models`, 'NOT_FOUND');
       }
