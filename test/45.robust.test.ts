@@ -105,6 +105,42 @@ describe(`45 robust (${DEVICE})`, function () {
       model.dispose();
     });
 
+    it('attacks a model in eval mode by default: batch-norm statistics untouched, every submodule mode restored', () => {
+      kiln.manualSeed(8);
+      const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 8 }).to(DEVICE);
+      const bn = m.namedModules().find(([, mod]) => mod instanceof nn.BatchNorm2d)![1] as kiln.nn.BatchNorm2d;
+      bn.eval(); // a frozen batch norm inside a model in training mode
+      const x = kiln.rand([4, 3, 16, 16], { device: DEVICE }), y = kiln.tensor([0, 1, 2, 0], { dtype: 'int64', device: DEVICE });
+      const stats = () => kiln.tidy(() => m.buffers().map((b) => b.float().sum().item()));
+      const before = stats();
+      robust.pgd(m, x, y, { eps: 0.03, steps: 2 }).dispose();
+      expect(stats()).to.deep.equal(before);
+      expect(m.training).to.equal(true);
+      expect(bn.training).to.equal(false);
+      // mode 'train' runs it in training mode (statistics move); modes come back all the same
+      robust.pgd(m, x, y, { eps: 0.03, steps: 2, mode: 'train' }).dispose();
+      expect(stats()).to.not.deep.equal(before);
+      expect([m.training, bn.training]).to.deep.equal([true, false]);
+      for (const t of [x, y]) t.dispose();
+      m.dispose();
+    });
+
+    it('L2 random starts are uniform in the ball (radius eps·U^(1/d): near eps in high dimension); attackLoss frees its temporaries', () => {
+      kiln.manualSeed(6);
+      const model = fixtureModel();
+      const x = kiln.full([64, 3, 8, 8], 0.5, { device: DEVICE }), y = kiln.zeros([64], { dtype: 'int64', device: DEVICE });
+      const start = robust.pgd(model, x, y, { eps: 0.5, norm: 'l2', steps: 1, stepSize: 0 });
+      const norms = kiln.tidy(() => start.sub(x).flatten(1).norm(2, 1).cpu().arraySync()) as number[];
+      expect(Math.min(...norms)).to.be.above(0.45); // d = 192: P(U^(1/d) < 0.9) = 0.9^192 ≈ 2e-9
+      expect(Math.max(...norms)).to.be.at.most(0.5 + 1e-5);
+      const live = kiln.memory().numTensors;
+      const z = kiln.noGrad(() => model.call(x));
+      const l = robust.attackLoss(z, y, 'ce');
+      expect(kiln.memory().numTensors - live).to.equal(2);
+      for (const t of [x, y, start, z, l]) t.dispose();
+      model.dispose();
+    });
+
     it('rejects bad arguments with errors that name the problem', () => {
       const model = fixtureModel();
       const x = kiln.rand([2, 3, 8, 8], { device: DEVICE }), y = kiln.tensor([0, 1], { dtype: 'int64', device: DEVICE });
@@ -113,6 +149,8 @@ describe(`45 robust (${DEVICE})`, function () {
       expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, steps: 1.5 }), 'INVALID_ARGUMENT', 'steps');
       expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, norm: 'l1' as 'l2' }), 'INVALID_ARGUMENT', 'norm');
       expectKilnError(() => robust.fgsm(model, x, y, { eps: 0.1, steps: 3 }), 'INVALID_ARGUMENT', 'FGSM is one step');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, restarts: 3, randomStart: false }), 'INVALID_ARGUMENT', 'restarts > 1 needs randomStart');
+      expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, mode: 'test' as 'eval' }), 'INVALID_ARGUMENT', 'mode');
       expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, mean: [0.5, 0.5, 0.5] }), 'INVALID_ARGUMENT', 'both mean and std');
       expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, mean: [0.5, 0.5], std: [0.2, 0.2] }), 'INVALID_ARGUMENT', '2 entries', '3 channels');
       expectKilnError(() => robust.pgd(model, x, y, { eps: 0.1, mean: [0, 0, 0], std: [0, 1, 1] }), 'INVALID_ARGUMENT', 'std');
@@ -224,6 +262,7 @@ describe(`45 robust (${DEVICE})`, function () {
       expectKilnError(() => robust.adversarialTraining({ eps: 0.1, attack: 'cw' as 'pgd' }), 'INVALID_ARGUMENT', 'attack');
       expectKilnError(() => robust.adversarialTraining({ eps: 0.1, attackMode: 'test' as 'eval' }), 'INVALID_ARGUMENT', 'attackMode');
       expectKilnError(() => robust.trades({ beta: -1 }), 'INVALID_ARGUMENT', 'beta');
+      expectKilnError(() => robust.adversarialTraining({ eps: 0.1, targeted: true }), 'INVALID_ARGUMENT', 'untargeted');
       expectKilnError(() => robust.inputGradientPenalty({ weight: NaN }), 'INVALID_ARGUMENT', 'weight');
       const m = net();
       expectKilnError(() => new kiln.Trainer(m, { optimizer: new kiln.optim.SGD(m.parameters(), { lr: 0.1 }), objective: 3 as unknown as kiln.train.Objective }), 'INVALID_ARGUMENT', 'objective');
@@ -290,6 +329,15 @@ describe(`45 robust (${DEVICE})`, function () {
       const a = await robust.corrupt(grey, 'gaussianNoise', 2, { seed: 7 });
       const b = await robust.corrupt(grey, 'gaussianNoise', 2, { seed: 7 });
       expect(kiln.rand([3]).arraySync()).to.deep.equal(expected);
+      if (DEVICE !== 'cpu') {
+        // the CUDA generator is restored too
+        const s0 = kiln.getRngState(DEVICE);
+        (await robust.corrupt(grey, 'gaussianNoise', 2, { seed: 7 })).dispose();
+        const s1 = kiln.getRngState(DEVICE);
+        expect(maxAbsDiff(s0.float(), s1.float())).to.equal(0);
+        s0.dispose();
+        s1.dispose();
+      }
       expect(maxAbsDiff(a, b)).to.equal(0);
       for (const t of [grey, a, b]) t.dispose();
     });

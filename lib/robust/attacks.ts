@@ -3,9 +3,9 @@
  * al. 2018) in the L∞ and L2 norms, untargeted or targeted, with random starts and restarts.
  * Budgets are in pixel units (images in [0, 1]); models that take normalised inputs get them
  * through `mean`/`std`. Input gradients come from `autograd.grad`, so parameter `.grad`s are
- * untouched, and the model's train/eval mode is left as the caller set it.
+ * untouched; the model runs in eval mode during the attack (`mode`) and gets its modes back.
  */
-import { invalidParameterError } from '../errors';
+import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { randLike, randnLike } from '../tensor/creation';
 import { where } from '../tensor/ops';
@@ -13,7 +13,7 @@ import { tidy } from '../tensor/memory';
 import { autograd, noGrad, enableGrad } from '../autograd';
 import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
-import { Classifier, Domain, Normalization, checkClassifier, checkImages, checkLabels, logitsOf } from './domain';
+import { Classifier, Converter, Domain, Normalization, checkClassifier, checkImages, checkLabels, inMode, logitsOf } from './domain';
 
 /** Options of an attack. `eps`, `stepSize` and bounds are in pixel units. */
 export interface AttackOptions extends Normalization {
@@ -33,11 +33,13 @@ export interface AttackOptions extends Normalization {
   targeted?: boolean;
   /** 'ce' cross-entropy (default) or 'margin' (Carlini–Wagner: max other logit − true logit) */
   loss?: 'ce' | 'margin';
+  /** the model's mode during the attack (default 'eval': batch-norm statistics untouched, no dropout; restored after) */
+  mode?: 'eval' | 'train' | 'asIs';
 }
 
 /** Per-image loss the attack ascends (untargeted) or descends (targeted): [N]. */
 export function attackLoss(logits: Tensor, y: Tensor, kind: 'ce' | 'margin'): Tensor {
-  if (kind === 'ce') return crossEntropy(logits.float(), y, { reduction: 'none' });
+  if (kind === 'ce') return tidy(() => crossEntropy(logits.float(), y, { reduction: 'none' }));
   return tidy(() => {
     const z = logits.float();
     const own = z.gather(1, y.unsqueeze(1)).squeeze(1);
@@ -56,6 +58,8 @@ export interface Resolved {
   restarts: number;
   targeted: boolean;
   loss: 'ce' | 'margin';
+  /** the model's mode while attacking: false eval, true train, null as it is */
+  training: boolean | null;
   domain: Domain;
 }
 
@@ -76,7 +80,12 @@ export function resolveAttack(o: AttackOptions, kind: 'fgsm' | 'pgd', what: stri
   if (loss !== 'ce' && loss !== 'margin') throw invalidParameterError(`${what}: loss`, "'ce' or 'margin'", o.loss);
   for (const k of ['randomStart', 'targeted'] as const)
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw invalidParameterError(`${what}: ${k}`, 'a boolean', o[k]);
-  return { eps: o.eps, norm, steps, stepSize, randomStart: o.randomStart ?? kind === 'pgd', restarts, targeted: !!o.targeted, loss, domain: new Domain(o, `${what}: options`) };
+  const randomStart = o.randomStart ?? kind === 'pgd';
+  if (restarts > 1 && !randomStart) throw new KilnError(`${what}: restarts > 1 needs randomStart (without it every run is the same)`, 'INVALID_ARGUMENT');
+  const mode = o.mode ?? 'eval';
+  if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
+  const training = mode === 'asIs' ? null : mode === 'train';
+  return { eps: o.eps, norm, steps, stepSize, randomStart, restarts, targeted: !!o.targeted, loss, training, domain: new Domain(o, `${what}: options`) };
 }
 
 /** Per-image L2 norm over all but the first dimension, shaped for broadcasting: [N, 1, 1, 1]. */
@@ -101,8 +110,10 @@ function project(delta: Tensor, p: Tensor, r: Resolved): Tensor {
 function randomDelta(p: Tensor, r: Resolved): Tensor {
   return tidy(() => {
     if (r.norm === 'linf') return randLike(p).mul(2 * r.eps).sub(r.eps);
+    // uniform in the ball: a uniform direction, radius eps·U^(1/d)
     const g = randnLike(p);
-    const radius = randLike(l2(g)).mul(r.eps);
+    const d = p.numel / p.size(0);
+    const radius = randLike(l2(g)).pow(1 / d).mul(r.eps);
     return g.div(l2(g).clamp(1e-12)).mul(radius);
   });
 }
@@ -115,13 +126,13 @@ export type AscentLoss = (logits: Tensor) => Tensor;
  * of `r.stepSize`, each projected onto the eps-ball and the pixel bounds. Returns the
  * adversarial pixels and their per-image losses.
  */
-export function ascend(model: Classifier, p: Tensor, r: Resolved, lossOf: AscentLoss, start: Tensor): { adv: Tensor; loss: Tensor } {
+export function ascend(model: Classifier, p: Tensor, r: Resolved, conv: Converter, lossOf: AscentLoss, start: Tensor): { adv: Tensor; loss: Tensor } {
   let delta = project(start, p, r);
   start.dispose();
   for (let s = 0; s < r.steps; s++) {
     const next = tidy(() => {
       const xa = p.add(delta).requiresGrad_(true);
-      const loss = enableGrad(() => lossOf(logitsOf(model, r.domain.toModel(xa))).sum());
+      const loss = enableGrad(() => lossOf(logitsOf(model, conv.toModel(xa))).sum());
       const [g] = autograd.grad(loss, xa);
       const stepped = r.norm === 'linf' ? delta.add(g!.sign().mul(r.stepSize)) : delta.add(g!.div(l2(g!).clamp(1e-12)).mul(r.stepSize));
       return project(stepped, p, r);
@@ -131,7 +142,7 @@ export function ascend(model: Classifier, p: Tensor, r: Resolved, lossOf: Ascent
   }
   const out = tidy(() => {
     const adv = p.add(delta);
-    return { adv, loss: noGrad(() => lossOf(logitsOf(model, r.domain.toModel(adv)))) };
+    return { adv, loss: noGrad(() => lossOf(logitsOf(model, conv.toModel(adv)))) };
   });
   delta.dispose();
   return out;
@@ -140,19 +151,20 @@ export function ascend(model: Classifier, p: Tensor, r: Resolved, lossOf: Ascent
 /** Runs an attack with resolved options; returns adversarial inputs in the model's space. */
 export function runAttack(model: Classifier, x: Tensor, y: Tensor, r: Resolved, checkInput = true): Tensor {
   return tidy(() => {
-    const p = r.domain.toPixels(x.detach());
+    const conv = r.domain.bind(x);
+    const p = conv.toPixels(x.detach());
     if (checkInput) r.domain.checkPixels(p, 'x');
     const lossOf: AscentLoss = (z) => (r.targeted ? attackLoss(z, y, r.loss).neg() : attackLoss(z, y, r.loss));
     let best: { adv: Tensor; loss: Tensor } | null = null;
     for (let k = 0; k < r.restarts; k++) {
-      const run = ascend(model, p, r, lossOf, r.randomStart ? randomDelta(p, r) : p.mul(0));
+      const run = ascend(model, p, r, conv, lossOf, r.randomStart ? randomDelta(p, r) : p.mul(0));
       if (!best) best = run;
       else {
         const better = run.loss.gt(best.loss);
         best = { adv: where(better.reshape([better.size(0), 1, 1, 1]), run.adv, best.adv), loss: where(better, run.loss, best.loss) };
       }
     }
-    return r.domain.toModel(best!.adv).detach();
+    return conv.toModel(best!.adv).detach();
   });
 }
 
@@ -164,7 +176,7 @@ function attack(kind: 'fgsm' | 'pgd', model: Classifier | Module, x: Tensor, y: 
   try {
     const yd = labels.device === x.device ? labels : labels.to({ device: x.device });
     try {
-      return runAttack(m, x, yd, r);
+      return inMode(m, r.training, () => runAttack(m, x, yd, r));
     } finally {
       if (yd !== labels) yd.dispose();
     }

@@ -18,6 +18,8 @@ import { noGrad } from '../autograd';
 import { conv2d, pad, interpolate } from '../nn/functional';
 import { rgbToHsv, hsvToRgb } from '../data/transforms/color';
 import { checkImages } from './domain';
+import { Device } from '../tensor/dtype';
+import { info } from '../info';
 
 /** The corruptions `corrupt` knows, by family: noise, blur, digital. */
 export const CORRUPTIONS = [
@@ -47,8 +49,15 @@ const SEVERITY = {
 
 /** Options of `corrupt`. */
 export interface CorruptOptions {
-  /** seeds the random corruptions (the global generator is restored afterwards); noise is then drawn on the CPU, so it is the same on every device */
+  /** seeds the random corruptions (the CPU and CUDA generators are restored afterwards); noise is then drawn on the CPU, so it is the same on every device */
   seed?: number;
+}
+
+/** The states of the CPU generator and of every CUDA device's. */
+function rngStates(): [Device, Tensor][] {
+  const i = info();
+  const devices: Device[] = ['cpu', ...Array.from({ length: i.cudaAvailable ? i.deviceCount : 0 }, (_, k) => `cuda:${k}` as Device)];
+  return devices.map((d) => [d, getRngState(d)]);
 }
 
 /** Uniform or normal noise shaped like x, from the CPU generator when seeded (device-independent). */
@@ -278,14 +287,15 @@ export async function corrupt(x: Tensor, name: CorruptionName, severity: number,
   if (name === 'jpegCompression') {
     return jpeg(x, SEVERITY.jpegCompression[severity - 1]);
   }
-  const saved = seeded ? getRngState() : null;
+  // manualSeed reseeds the CPU and every CUDA generator: save them all and put them back
+  const saved = seeded ? rngStates() : null;
   try {
     if (seeded) manualSeed(options.seed!);
     return noGrad(() => tidy(() => apply(name, x.detach(), severity - 1, seeded).clamp(0, 1)));
   } finally {
-    if (saved) {
-      setRngState(saved);
-      saved.dispose();
+    if (saved) for (const [device, state] of saved) {
+      setRngState(state, device);
+      state.dispose();
     }
   }
 }

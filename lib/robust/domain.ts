@@ -20,6 +20,14 @@ export interface Normalization {
   bounds?: [number, number];
 }
 
+/** Pixel ↔ model-space conversions bound to one device and dtype (see `Domain.bind`). */
+export interface Converter {
+  toPixels(x: Tensor): Tensor;
+  /** differentiable */
+  toModel(p: Tensor): Tensor;
+  dispose(): void;
+}
+
 /** Anything with `call(x)` returning logits [N, classes]. */
 export interface Classifier {
   call(x: Tensor): Tensor;
@@ -67,32 +75,43 @@ export class Domain {
     return this.mean !== null;
   }
 
-  private stats(x: Tensor): [Tensor, Tensor] {
-    const c = x.size(1);
-    const k = this.mean!.length;
+  /**
+   * Conversions for tensors like `like` (its device, dtype and channel count) with the mean/std
+   * tensors built once: use inside a `tidy` (or call `dispose()`).
+   */
+  bind(like: Tensor): Converter {
+    if (!this.mean) return { toPixels: (x) => x.clone(), toModel: (p) => p.view(p.shape), dispose: () => {} };
+    const c = like.size(1);
+    const k = this.mean.length;
     if (k !== 1 && k !== c) throw new KilnError(`mean/std have ${k} entries but the images have ${c} channels`, 'INVALID_ARGUMENT');
-    const opts = { device: x.device as 'cpu', dtype: x.dtype };
-    return [tensor(this.mean!, opts).reshape([1, k, 1, 1]), tensor(this.std!, opts).reshape([1, k, 1, 1])];
+    const opts = { device: like.device as 'cpu', dtype: like.dtype };
+    const m = tensor(this.mean, { ...opts, shape: [1, k, 1, 1] });
+    const s = tensor(this.std!, { ...opts, shape: [1, k, 1, 1] });
+    return {
+      toPixels: (x) => x.mul(s).add_(m),
+      toModel: (p) => p.sub(m).div(s),
+      dispose: () => { m.dispose(); s.dispose(); },
+    };
   }
 
   /** Model input → pixels (a new tensor). */
   toPixels(x: Tensor): Tensor {
-    if (!this.mean) return x.clone();
-    const [m, s] = this.stats(x);
-    const p = x.mul(s).add_(m);
-    m.dispose();
-    s.dispose();
-    return p;
+    const c = this.bind(x);
+    try {
+      return c.toPixels(x);
+    } finally {
+      c.dispose();
+    }
   }
 
   /** Pixels → model input (differentiable; a new tensor). */
   toModel(p: Tensor): Tensor {
-    if (!this.mean) return p.view(p.shape);
-    const [m, s] = this.stats(p);
-    const x = p.sub(m).div(s);
-    m.dispose();
-    s.dispose();
-    return x;
+    const c = this.bind(p);
+    try {
+      return c.toModel(p);
+    } finally {
+      c.dispose();
+    }
   }
 
   /** Throws when pixels lie outside the bounds (the usual sign of forgotten mean/std). */
@@ -148,14 +167,25 @@ export function checkLabels(y: unknown, n: number, what = 'y'): Tensor {
   return t;
 }
 
-/** Runs fn with the module in eval (or train) mode, restoring its mode afterwards. */
+/**
+ * Runs fn with the model in eval (false) or train (true) mode — null leaves it — and restores
+ * every submodule's own mode afterwards (a frozen batch norm stays in eval mode).
+ */
 export function inMode<T>(model: Classifier, training: boolean | null, fn: () => T): T {
-  if (training === null || !(model instanceof Module) || model.training === training) return fn();
-  const was = model.training;
+  if (training === null || !(model instanceof Module)) return fn();
+  const restore = saveModes(model);
   model.train(training);
   try {
     return fn();
   } finally {
-    model.train(was);
+    restore();
   }
+}
+
+/** Remembers each submodule's train/eval mode; the returned function puts them back. */
+export function saveModes(model: Module): () => void {
+  const modes = model.namedModules().map(([, m]) => [m, m.training] as const);
+  return () => {
+    for (const [m, t] of modes) m.training = t;
+  };
 }

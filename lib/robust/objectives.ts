@@ -5,7 +5,7 @@
  * "double backpropagation"). Each returns an `Objective`: the logits the step's metrics use
  * and the loss the optimizer minimises.
  */
-import { invalidParameterError } from '../errors';
+import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { randnLike } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
@@ -42,6 +42,7 @@ export interface AdversarialTrainingOptions extends AttackSpec {
  */
 export function adversarialTraining(options: AdversarialTrainingOptions): Objective {
   const r = resolveSpec(options, 'adversarialTraining');
+  if (options.targeted) throw new KilnError('adversarialTraining: targeted attacks aim at the labels given; training attacks must be untargeted', 'INVALID_ARGUMENT');
   const w = weightArg(options.cleanWeight, 'adversarialTraining: cleanWeight', 0, 1);
   const train = modeArg(options.attackMode, 'adversarialTraining: attackMode');
   let checked = false;
@@ -86,11 +87,12 @@ export function trades(options: TradesOptions = {}): Objective {
   return ({ model, x, y, loss }) => {
     const adv = inMode(model, train, () => tidy(() => {
       const clean = noGrad(() => model.call(x).float().softmax(1));
-      const p = r.domain.toPixels(x.detach());
+      const conv = r.domain.bind(x);
+      const p = conv.toPixels(x.detach());
       if (!checked) r.domain.checkPixels(p, 'x');
       const kl = (z: Tensor) => klDiv(z.float().logSoftmax(1), clean, { reduction: 'none' }).sum(1);
-      const run = ascend(model, p, r, kl, randnLike(p).mul(0.001));
-      return r.domain.toModel(run.adv).detach();
+      const run = ascend(model, p, r, conv, kl, randnLike(p).mul(0.001));
+      return conv.toModel(run.adv).detach();
     }));
     checked = true;
     const logits = model.call(x);
@@ -117,8 +119,9 @@ export function inputGradientPenalty(options: InputGradientPenaltyOptions = {}):
   const lambda = weightArg(options.weight, 'inputGradientPenalty: weight', 1);
   const domain = new Domain(options, 'inputGradientPenalty: options');
   return ({ model, x, y, loss }) => {
-    const p = domain.toPixels(x.detach()).requiresGrad_(true);
-    const logits = model.call(domain.toModel(p));
+    const conv = domain.bind(x);
+    const p = conv.toPixels(x.detach()).requiresGrad_(true);
+    const logits = model.call(conv.toModel(p));
     const perImage = crossEntropy(logits.float(), y, { reduction: 'sum' });
     const [g] = autograd.grad(perImage, p, { createGraph: true });
     const penalty = g!.square().flatten(1).sum(1).mean();

@@ -15,7 +15,7 @@ import { mixSeed } from '../data/rng';
 import { BatchSource, toSource } from '../train/sources';
 import { AttackSpec, resolveSpec, runAttack } from './attacks';
 import { CORRUPTIONS, CorruptionName, corrupt, corruptionFamilies } from './corruptions';
-import { Classifier, Domain, Normalization, checkClassifier, logitsOf } from './domain';
+import { Classifier, Domain, Normalization, checkClassifier, logitsOf, saveModes } from './domain';
 
 /** Options of `robustnessReport`. */
 export interface RobustnessReportOptions extends Normalization {
@@ -106,7 +106,7 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
   const cells = o.names.flatMap((name) => o.severities.map((severity) => ({ name, severity })));
   const k = 1 + o.attacks.length + cells.length;
   const counts = zeros([k + 1], { dtype: 'float64', device });
-  const wasTraining = m instanceof Module ? m.training : false;
+  const restoreModes = m instanceof Module ? saveModes(m) : () => {};
   if (m instanceof Module) m.eval();
   const t0 = Date.now();
   let seen = 0, b = 0;
@@ -127,9 +127,10 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
       if (src.owned) { batch.x.dispose(); batch.y.dispose(); }
       try {
         if (x.ndim !== 4) throw new KilnError(`robustnessReport: images must be [N, C, H, W], got [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
-        const pixels = tidy(() => o.domain.toPixels(x).clamp(o.domain.lo, o.domain.hi));
+        const conv = o.domain.bind(x);
+        const pixels = tidy(() => conv.toPixels(x).clamp(o.domain.lo, o.domain.hi));
         try {
-          if (b === 0) tidy(() => o.domain.checkPixels(o.domain.toPixels(x), 'robustnessReport: data'));
+          if (b === 0) tidy(() => o.domain.checkPixels(conv.toPixels(x), 'robustnessReport: data'));
           tidy(() => {
             counts.narrow(0, 0, 1).add_(correct(m, x, y));
             counts.narrow(0, k, 1).add_(noGrad(() => crossEntropy(logitsOf(m, x).float(), y, { reduction: 'sum' })));
@@ -140,11 +141,12 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
           }
           for (let i = 0; i < cells.length; i++) {
             const c = await corrupt(pixels, cells[i].name, cells[i].severity, { seed: mixSeed(o.seed, b, i) });
-            tidy(() => { counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, o.domain.toModel(c), y)); });
+            tidy(() => { counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, conv.toModel(c), y)); });
             c.dispose();
           }
         } finally {
           pixels.dispose();
+          conv.dispose();
         }
       } finally {
         x.dispose();
@@ -168,7 +170,7 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
     };
   } finally {
     counts.dispose();
-    if (m instanceof Module) m.train(wasTraining);
+    restoreModes();
   }
 }
 
