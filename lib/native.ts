@@ -112,7 +112,7 @@ export interface NativeAddon {
   jitTrain(h: number, on: boolean): void;
   jitTo(h: number, device: string, dtype: number): void;
   jitState(h: number): [string, H][];
-  graphCapture(h: number, example: H, warmup: number): number;
+  graphCapture(h: number, example: H, warmup: number, keep: H[]): number;
   graphsBuilt(): boolean;
   // kiln.nn.functional (native/functional.cc)
   conv2d(x: H, w: H, b: H, stride: number[], padding: number[] | string, dilation: number[], groups: number): H;

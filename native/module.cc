@@ -1,6 +1,7 @@
 #include "module.h"
 #include "workers.h"
 #include <torch/script.h>
+#include <atomic>
 #include <mutex>
 #ifdef KILN_WITH_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
@@ -331,7 +332,8 @@ napi_value runAsync(napi_env env, napi_callback_info info) {
  * graph's memory pool, so each call returns a copy.
  */
 struct GraphRunnable : Runnable {
-  std::shared_ptr<Runnable> inner;  // keeps the weights the graph reads alive
+  std::shared_ptr<Runnable> inner;
+  std::vector<at::Tensor> weights;  // aliases of the weights' storage at capture: a later Module.to() cannot free what the graph reads
   at::cuda::CUDAGraph graph;
   at::Tensor staticIn, staticOut;
   std::mutex mu;  // one replay at a time: replays share the static input and output
@@ -339,6 +341,8 @@ struct GraphRunnable : Runnable {
     if (x.sizes() != staticIn.sizes() || x.scalar_type() != staticIn.scalar_type() || x.device() != staticIn.device())
       fail("INVALID_ARGUMENT", "this CUDA graph was captured for input " + c10::str(staticIn.sizes(), " ", staticIn.scalar_type(), " on ", staticIn.device()) +
                                    ", got " + c10::str(x.sizes(), " ", x.scalar_type(), " on ", x.device()) + " (capture one graph per input shape)");
+    // Copy-in, replay and copy-out are enqueued under the lock on the caller's current stream;
+    // every Kiln caller uses the device's default stream, so replays are ordered on the GPU too.
     std::lock_guard<std::mutex> lock(mu);
     at::NoGradGuard ng;
     c10::cuda::CUDAGuard dg(staticIn.device());
@@ -347,9 +351,14 @@ struct GraphRunnable : Runnable {
     return staticOut.clone();
   }
 };
+
+// A capture that fails can leave libtorch's caching allocator in capture mode (before 2.12 the
+// failed capture_end does not end the pool allocation), which is process-wide state: after one,
+// further captures in this process are refused rather than risking an allocator assert.
+std::atomic<bool> captureFailed{false};
 #endif
 
-/** graphCapture(handle, example, warmup) -> handle of a runnable replaying a CUDA graph of handle's forward. */
+/** graphCapture(handle, example, warmup, weights) -> handle of a runnable replaying a CUDA graph of handle's forward. */
 napi_value graphCapture(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
 #ifdef KILN_WITH_CUDA_GRAPHS
@@ -357,8 +366,10 @@ napi_value graphCapture(napi_env env, napi_callback_info info) {
   const at::Tensor& example = a.t(1);
   int warmup = a.i32(2);
   if (!example.is_cuda()) fail("INVALID_ARGUMENT", "CUDA graphs capture work on a CUDA device; the example input is on " + c10::str(example.device()));
+  if (captureFailed) fail("CUDA_UNAVAILABLE", "an earlier CUDA graph capture failed in this process; libtorch's allocator may still be in capture mode, so no further captures are made (restart the process)");
   auto g = std::make_shared<GraphRunnable>();
   g->inner = inner;
+  for (const at::Tensor& w : a.tensors(3)) g->weights.push_back(w.detach());
   at::NoGradGuard ng;
   c10::cuda::CUDAGuard dg(example.device());
   g->staticIn = example.clone();
@@ -376,10 +387,16 @@ napi_value graphCapture(napi_env env, napi_callback_info info) {
     try {
       g->staticOut = inner->run(g->staticIn);
     } catch (...) {
+      captureFailed = true;
       try { g->graph.capture_end(); } catch (...) {}
       throw;
     }
-    g->graph.capture_end();
+    try {
+      g->graph.capture_end();
+    } catch (...) {
+      captureFailed = true;
+      throw;
+    }
   }
   torch::cuda::synchronize(example.device().index());
   return a.retNum(table(a.k).put(g));

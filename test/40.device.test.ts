@@ -163,6 +163,9 @@ describe(`40 device-generic (${DEVICE})`, function () {
       expect(kiln.memory().numTensors - before).to.equal(3);
       const wrong = kiln.randn([2, 3, 32, 32], { device: DEVICE });
       expect(() => g.call(wrong)).to.throw(kiln.KilnError, /captured for \[4, 3, 32, 32\]/);
+      // moving or converting weights after the capture: the graph refuses to replay stale weights
+      m.to({ memoryFormat: 'channelsLast' });
+      expect(() => g.call(xd)).to.throw(kiln.KilnError, /moved or converted/);
       m.train();
       expect(() => kiln.nn.CudaGraph.capture(m, xd)).to.throw(kiln.KilnError, /eval mode/);
       g.dispose();

@@ -6,7 +6,7 @@
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
-import { Module } from './module';
+import { Module, weightMoveCount } from './module';
 import { ScriptModule } from './jit';
 
 const registry = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
@@ -30,6 +30,8 @@ export class CudaGraph {
   readonly dtype: string;
   readonly device: string;
 
+  private readonly moves = weightMoveCount();
+
   private constructor(handle: number, example: Tensor) {
     this.handle = handle;
     this.inputShape = example.shape;
@@ -41,8 +43,11 @@ export class CudaGraph {
   /**
    * Captures `model`'s forward for inputs shaped like `example` (on a CUDA device). The model
    * must run natively — built from Kiln's layers, in eval mode, without hooks (every zoo model),
-   * or a TorchScript module. Weights are read at each replay, so later in-place weight updates
-   * are seen; a changed module structure needs a new capture.
+   * or a TorchScript module. Weights are read at each replay, so in-place updates of their values
+   * (an optimizer step, `copy_`) are seen; moving or converting them (`to()`) or changing the
+   * module's structure needs a new capture (replays then refuse to run). Nothing else should
+   * use the GPU while a capture runs on libtorch 1.x (global capture mode); a capture that
+   * fails leaves libtorch's allocator unusable for captures, so later ones are refused.
    */
   static capture(model: Module | ScriptModule, example: Tensor, options: CudaGraphOptions = {}): CudaGraph {
     idOf(example, 'example');
@@ -52,12 +57,21 @@ export class CudaGraph {
     if (!N.graphsBuilt()) throw new KilnError('CudaGraph.capture: this Kiln build has no CUDA graph support (it needs a CUDA libtorch; see kiln.info().cudaGraphs)', 'CUDA_UNAVAILABLE');
     if (!example.device.startsWith('cuda')) throw new KilnError(`CudaGraph.capture: the example input must be on a CUDA device, got '${example.device}'`, 'INVALID_ARGUMENT');
     let h: number;
-    if (model instanceof ScriptModule) h = model.runnableHandle();
-    else if (model instanceof Module) {
+    let weights: Tensor[];
+    if (model instanceof ScriptModule) {
+      h = model.runnableHandle();
+      weights = [...model.stateDict().values()];
+    } else if (model instanceof Module) {
       h = model.program();
       if (h < 0) throw new KilnError('CudaGraph.capture: the model must run natively — built from Kiln layers, in eval mode (model.eval()), without hooks', 'INVALID_ARGUMENT');
+      weights = [...model.parameters(), ...model.buffers()];
     } else throw invalidParameterError('CudaGraph.capture: model', 'a Module or a TorchScript module', model);
-    return new CudaGraph(N.graphCapture(h, example.id, warmup), example);
+    try {
+      // the graph keeps the weights' storage alive, whatever later happens to the module
+      return new CudaGraph(N.graphCapture(h, example.id, warmup, weights.map((w) => w.id)), example);
+    } finally {
+      if (model instanceof ScriptModule) for (const w of weights) w.dispose();
+    }
   }
 
   private get h(): number {
@@ -67,6 +81,8 @@ export class CudaGraph {
 
   private check(x: Tensor): number {
     const id = idOf(x, 'input');
+    if (weightMoveCount() !== this.moves)
+      throw new KilnError("a model's weights were moved or converted (to()) after this CUDA graph was captured, and the graph still reads the old ones: capture a new graph", 'INVALID_ARGUMENT');
     if (x.device !== this.device || x.dtype !== this.dtype || x.shape.length !== this.inputShape.length || x.shape.some((d, i) => d !== this.inputShape[i]))
       throw new KilnError(`this CUDA graph was captured for [${this.inputShape.join(', ')}] ${this.dtype} on ${this.device}, got [${x.shape.join(', ')}] ${x.dtype} on ${x.device} (capture one graph per input shape)`, 'INVALID_ARGUMENT');
     return id;

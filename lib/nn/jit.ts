@@ -5,6 +5,7 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
 import { Device, DType, checkDevice, dtypeCode } from '../tensor/dtype';
 import { isGradEnabled } from '../autograd';
+import { countWeightMove } from './module';
 
 const registry = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
 
@@ -47,6 +48,7 @@ export class ScriptModule {
   /** Moves (and optionally casts) the module's parameters and buffers. */
   to(device: Device, dtype?: DType): this {
     N.jitTo(this.h, checkDevice(device), dtype === undefined ? -1 : dtypeCode(dtype));
+    countWeightMove();
     return this;
   }
   /** Parameters and buffers by name (new handles to the module's own tensors: dispose them when done). */

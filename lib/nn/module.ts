@@ -30,6 +30,16 @@ export interface ModuleSpec {
 
 /** Bumped on every structural change, so cached programs know to recompile. */
 let structureVersion = 0;
+let weightMoves = 0;
+
+/** @internal How many times any module's weights were moved or converted in place (`to()`): CUDA graphs check it. */
+export function weightMoveCount(): number {
+  return weightMoves;
+}
+/** @internal Counts an in-place move or conversion of weights (`Module.to`, `ScriptModule.to`). */
+export function countWeightMove(): void {
+  weightMoves++;
+}
 const programs = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
 
 export abstract class Module {
@@ -281,6 +291,7 @@ export abstract class Module {
       dtypeCode(o.dtype);
       if (!isFloating(o.dtype)) throw invalidParameterError('dtype', 'a floating-point dtype for a module', o.dtype);
     }
+    weightMoves++;
     for (const t of [...this.parameters(), ...this.buffers()]) {
       const cast = o.dtype !== undefined && isFloating(t.dtype) ? o.dtype : undefined;
       let moved = t.to({ device: o.device, dtype: cast });
