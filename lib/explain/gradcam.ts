@@ -100,9 +100,11 @@ function camImpl(model: Module, x: Tensor, o: LayerGradCamOptions, fn: string, r
 const POOLS = [AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d];
 
 /**
- * A sensible Grad-CAM layer for `model`: the dotted name of the last module to produce a spatial
- * map [N, K, h, w] with h·w > 1 that is not a bare pooling layer (for zoo models: the last conv
- * block). Runs one no-grad forward of `x` in eval mode, then restores every module's mode.
+ * A sensible Grad-CAM layer for `model`: the dotted name of the last module to finish with a
+ * spatial map [N, K, h, w], h·w > 1, that is not itself a pooling layer. Containers count and
+ * finish after their children, so this is the last feature block — resnet18's 'layer4',
+ * simple-cnn's 'features' (whose output is already max-pooled; pass 'features.12' for the map
+ * before that pooling). Runs one no-grad forward of `x` in eval mode, then restores every module's mode.
  */
 export function defaultCamLayer(model: Module, x: Tensor): string {
   if (!(model instanceof Module)) throw invalidParameterError('model', 'a kiln.nn Module', model);
