@@ -56,7 +56,8 @@ async function main(): Promise<void> {
   const row = (r: kiln.robust.RobustnessReport) => [r.clean.accuracy, ...r.attacks.map((a) => a.accuracy), r.corruptionAccuracy ?? NaN].map((v) => `${(100 * v).toFixed(1)}%`.padStart(7)).join(' ');
   console.log(`model        clean   PGD .02 PGD .05 PGD .10 corrupt`);
   for (const k of Object.keys(results)) console.log(`${k.padEnd(12)}${row(results[k])}`);
-  console.log(`heat maps in ${out}/`);
+  await kiln.robust.plotRobustness(Object.values(results), `${out}/robustness.png`, { labels: Object.keys(results), title: 'simple-cnn on Fashion-MNIST: standard vs PGD-trained' });
+  console.log(`heat maps and robustness.png in ${out}/`);
 }
 
 main().catch((e) => {

@@ -413,6 +413,24 @@ describe(`45 robust (${DEVICE})`, function () {
       model.dispose();
     });
 
+    it('plots accuracy against eps and severity for several reports', async () => {
+      const mk = (acc: number) => ({
+        samples: 10, clean: { accuracy: acc, loss: 1 }, seconds: 1, corruptionAccuracy: acc - 0.1,
+        attacks: [0.01, 0.03].map((eps) => ({ attack: 'pgd' as const, norm: 'linf' as const, eps, steps: 10, accuracy: acc - eps })),
+        corruptions: [1, 5].map((severity) => ({ name: 'contrast' as const, family: 'digital' as const, severity, accuracy: acc - 0.02 * severity })),
+      });
+      const file = path.join(require('os').tmpdir(), `kiln-robust-plot-${process.pid}.png`);
+      await robust.plotRobustness([mk(0.9), mk(0.8)], file, { labels: ['standard', 'hardened'], title: 'two models' });
+      const meta = await require('sharp')(file).metadata();
+      expect([meta.width, meta.height]).to.deep.equal([880, 356]); // two panels: PGD-L∞, corruptions
+      const svg = robust.robustnessPlotSvg(mk(0.9)).svg;
+      expect(svg).to.include('PGD-L∞ (10 steps)').and.include('7.65/255').and.include('corruptions (mean)');
+      fs.rmSync(file);
+      expectKilnError(() => robust.robustnessPlotSvg([]), 'INVALID_ARGUMENT', 'reports');
+      expectKilnError(() => robust.robustnessPlotSvg([mk(0.9)], { labels: ['a', 'b'] }), 'INVALID_ARGUMENT', 'labels');
+      expectKilnError(() => robust.robustnessPlotSvg({ ...mk(0.9), attacks: [], corruptions: [] }), 'INVALID_ARGUMENT', 'no attacks and no corruptions');
+    });
+
     it('rejects bad options', async () => {
       const model = fixtureModel();
       const x = kiln.rand([4, 3, 8, 8], { device: DEVICE }), y = kiln.tensor([0, 1, 2, 0], { dtype: 'int64', device: DEVICE });

@@ -2,7 +2,9 @@
 import { Device } from '../tensor/dtype';
 import { DataLoader } from '../data/loader';
 import { normalize } from '../data/transforms';
+import * as path from 'path';
 import { robustnessReport, formatRobustnessReport } from '../robust/report';
+import { plotRobustness } from '../robust/plot';
 import { AttackSpec } from '../robust/attacks';
 import { CORRUPTIONS, CorruptionName } from '../robust/corruptions';
 import { FlagSpec, UsageError, parseFraction } from './args';
@@ -26,6 +28,7 @@ export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   'batch-size': { type: 'int', min: 1, default: 256, help: 'images per batch' },
   device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to run' },
   seed: { type: 'int', min: 0, default: 0, help: 'seed of the random corruptions' },
+  plot: { type: 'string', help: 'write accuracy-vs-eps and accuracy-vs-severity curves to this PNG file', meta: 'file' },
   json: { type: 'boolean', help: 'print one JSON object with the report as the last line' },
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
@@ -58,6 +61,10 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
   process.stderr.write('\n');
   log(`kiln: robustness of ${f.model} on ${spec} (${report.seconds.toFixed(1)} s)`);
   log(formatRobustnessReport(report));
+  if (f.plot) {
+    await plotRobustness(report, String(f.plot), { labels: [path.basename(String(f.model))], title: `robustness of ${path.basename(String(f.model))} on ${path.basename(spec)}` });
+    log(`kiln: wrote ${f.plot}`);
+  }
   if (f.json) process.stdout.write(JSON.stringify(report) + '\n');
   return 0;
 }

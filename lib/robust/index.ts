@@ -4,3 +4,4 @@ export { adversarialTraining, trades, inputGradientPenalty, AdversarialTrainingO
 export { corrupt, CORRUPTIONS, CorruptionName, CorruptOptions, corruptionFamilies } from './corruptions';
 export { robustnessReport, formatRobustnessReport, RobustnessReport, RobustnessReportOptions, AttackResult, CorruptionResult } from './report';
 export { Normalization, Domain } from './domain';
+export { plotRobustness, robustnessPlotSvg, RobustnessPlotOptions } from './plot';

@@ -13,7 +13,8 @@ const FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
 const TRAIN_COLOR = '#1f77b4';
 const VAL_COLOR = '#ff7f0e';
 
-function esc(s: string): string {
+/** Escapes text for SVG. */
+export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
@@ -53,6 +54,70 @@ function panels(h: History): { name: string; train: number[]; val: number[] | nu
   return out;
 }
 
+/** One line series of a panel. */
+export interface Series {
+  xs: number[];
+  ys: number[];
+  color: string;
+  label: string;
+}
+
+/** A line-chart panel: axes, ticks, grid, labels, lines with markers and a legend above the plot area. */
+export interface PanelSpec {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: Series[];
+  /** ticks only at whole numbers (epochs) */
+  integerX?: boolean;
+  xMin?: number;
+  xMax?: number;
+  /** fixed y range (default: the data's, rounded to ticks) */
+  yRange?: [number, number];
+  /** formats x tick labels (default: short numbers) */
+  xTickLabel?: (v: number) => string;
+}
+
+/** Draws one line panel into `parts` inside the box. */
+export function linePanel(parts: string[], box: { x: number; y: number; width: number; height: number }, p: PanelSpec): void {
+  const { x: ox, y: oy, width: pw, height: ph } = box;
+  const L = ox + 62, R = ox + pw - 16, T = oy + 42, B = oy + ph - 48;
+  const vals = p.series.flatMap((s) => s.ys).filter(Number.isFinite);
+  const yt = p.yRange ? niceTicks(p.yRange[0], p.yRange[1]) : niceTicks(vals.length ? Math.min(...vals) : 0, vals.length ? Math.max(...vals) : 1);
+  const y0 = yt[0], y1 = yt[yt.length - 1];
+  const allX = p.series.flatMap((s) => s.xs);
+  const x0 = p.xMin ?? Math.min(...allX), x1 = Math.max(p.xMax ?? Math.max(...allX), x0 + (p.integerX ? 1 : 1e-9));
+  const sx = (e: number) => L + ((e - x0) / (x1 - x0)) * (R - L);
+  const sy = (v: number) => B - ((v - y0) / (y1 - y0 || 1)) * (B - T);
+  parts.push(`<text x="${L}" y="${oy + 24}" font-size="15" font-weight="bold">${esc(p.title)}</text>`);
+  for (const v of yt) {
+    parts.push(`<line x1="${L}" x2="${R}" y1="${sy(v)}" y2="${sy(v)}" stroke="#e5e5e5"/>`);
+    parts.push(`<text x="${L - 6}" y="${sy(v) + 4}" font-size="11" text-anchor="end">${tickLabel(v)}</text>`);
+  }
+  const xt = p.integerX ? niceTicks(x0, x1, Math.min(8, x1 - x0)).filter((v) => Number.isInteger(v) && v >= x0 && v <= x1) : [...new Set(allX)].sort((a, b) => a - b);
+  for (const v of xt) {
+    parts.push(`<line x1="${sx(v)}" x2="${sx(v)}" y1="${B}" y2="${B + 5}" stroke="#333"/>`);
+    parts.push(`<text x="${sx(v)}" y="${B + 18}" font-size="11" text-anchor="middle">${esc((p.xTickLabel ?? tickLabel)(v))}</text>`);
+  }
+  parts.push(`<line x1="${L}" x2="${R}" y1="${B}" y2="${B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${B}" stroke="#333"/>`);
+  parts.push(`<text x="${(L + R) / 2}" y="${B + 36}" font-size="12" text-anchor="middle">${esc(p.xLabel)}</text>`);
+  parts.push(`<text transform="translate(${ox + 16} ${(T + B) / 2}) rotate(-90)" font-size="12" text-anchor="middle">${esc(p.yLabel)}</text>`);
+  for (const { xs, ys, color } of p.series) {
+    const pts = ys.map((v, j) => (Number.isFinite(v) ? `${sx(xs[j]).toFixed(1)},${sy(v).toFixed(1)}` : null)).filter((q): q is string => q !== null);
+    if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
+    for (const pt of pts) {
+      const [cx, cy] = pt.split(',');
+      parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${color}"/>`);
+    }
+  }
+  // legend: one row above the plot area, right-aligned
+  p.series.forEach(({ color, label }, j) => {
+    const lx = R - (p.series.length - j) * 96 + 6, ly = T - 20;
+    parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5"/>`);
+    parts.push(`<text x="${lx + 24}" y="${ly + 4}" font-size="11">${esc(label)}</text>`);
+  });
+}
+
 /** Options of the training-curves plot. */
 export interface CurvesOptions {
   title?: string;
@@ -75,43 +140,11 @@ export function trainingCurvesSvg(history: History, o: CurvesOptions = {}): { sv
   const parts: string[] = [`<rect width="100%" height="100%" fill="white"/>`];
   if (o.title) parts.push(`<text x="${width / 2}" y="24" font-size="17" font-weight="bold" text-anchor="middle">${esc(o.title)}</text>`);
   ps.forEach((p, i) => {
-    const ox = (i % cols) * pw, oy = top + Math.floor(i / cols) * ph;
-    const L = ox + 62, R = ox + pw - 16, T = oy + 42, B = oy + ph - 48;
-    const vals = [...p.train, ...(p.val ?? [])].filter(Number.isFinite);
-    const yt = niceTicks(vals.length ? Math.min(...vals) : 0, vals.length ? Math.max(...vals) : 1);
-    const y0 = yt[0], y1 = yt[yt.length - 1];
-    const x0 = epochs[0], x1 = Math.max(epochs[epochs.length - 1], x0 + 1);
-    const sx = (e: number) => L + ((e - x0) / (x1 - x0)) * (R - L);
-    const sy = (v: number) => B - ((v - y0) / (y1 - y0 || 1)) * (B - T);
-    parts.push(`<text x="${L}" y="${oy + 24}" font-size="15" font-weight="bold">${esc(p.name)}</text>`);
-    for (const v of yt) {
-      parts.push(`<line x1="${L}" x2="${R}" y1="${sy(v)}" y2="${sy(v)}" stroke="#e5e5e5"/>`);
-      parts.push(`<text x="${L - 6}" y="${sy(v) + 4}" font-size="11" text-anchor="end">${tickLabel(v)}</text>`);
-    }
-    const xt = niceTicks(x0, x1, Math.min(8, x1 - x0)).filter((v) => Number.isInteger(v) && v >= x0 && v <= x1);
-    for (const v of xt) {
-      parts.push(`<line x1="${sx(v)}" x2="${sx(v)}" y1="${B}" y2="${B + 5}" stroke="#333"/>`);
-      parts.push(`<text x="${sx(v)}" y="${B + 18}" font-size="11" text-anchor="middle">${v}</text>`);
-    }
-    parts.push(`<line x1="${L}" x2="${R}" y1="${B}" y2="${B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${B}" stroke="#333"/>`);
-    parts.push(`<text x="${(L + R) / 2}" y="${B + 36}" font-size="12" text-anchor="middle">epoch</text>`);
-    parts.push(`<text transform="translate(${ox + 16} ${(T + B) / 2}) rotate(-90)" font-size="12" text-anchor="middle">${esc(p.name)}</text>`);
-    const series: [number[], string, string][] = [];
-    if (p.train.length) series.push([p.train, TRAIN_COLOR, 'train']);
-    if (p.val) series.push([p.val, VAL_COLOR, 'validation']);
-    for (const [ys, color] of series) {
-      const pts = ys.map((v, j) => (Number.isFinite(v) ? `${sx(epochs[j]).toFixed(1)},${sy(v).toFixed(1)}` : null)).filter((s): s is string => s !== null);
-      if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
-      for (const pt of pts) {
-        const [cx, cy] = pt.split(',');
-        parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${color}"/>`);
-      }
-    }
-    // legend: one row above the plot area, right-aligned
-    series.forEach(([, color, label], j) => {
-      const lx = R - (series.length - j) * 96 + 6, ly = T - 20;
-      parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5"/>`);
-      parts.push(`<text x="${lx + 24}" y="${ly + 4}" font-size="11">${label}</text>`);
+    const series: Series[] = [];
+    if (p.train.length) series.push({ xs: epochs, ys: p.train, color: TRAIN_COLOR, label: 'train' });
+    if (p.val) series.push({ xs: epochs, ys: p.val, color: VAL_COLOR, label: 'validation' });
+    linePanel(parts, { x: (i % cols) * pw, y: top + Math.floor(i / cols) * ph, width: pw, height: ph }, {
+      title: p.name, xLabel: 'epoch', yLabel: p.name, series, integerX: true, xMin: epochs[0], xMax: Math.max(epochs[epochs.length - 1], epochs[0] + 1),
     });
   });
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT}">${parts.join('')}</svg>`;
@@ -182,7 +215,8 @@ export async function svgToPng(svg: string): Promise<Buffer> {
   return sharp(Buffer.from(svg)).png().toBuffer();
 }
 
-async function writePng(file: string, svg: string): Promise<void> {
+/** Writes an SVG document to a PNG file (atomically, creating the folder). */
+export async function writePng(file: string, svg: string): Promise<void> {
   if (typeof file !== 'string' || file === '') throw invalidParameterError('file', 'a .png path', file);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}.png`;
