@@ -8,8 +8,7 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
 import { Module, weightMoveCount } from './module';
 import { ScriptModule } from './jit';
-
-const registry = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
+import { NativeRunnable } from './runnable';
 
 /** Options of `CudaGraph.capture`. */
 export interface CudaGraphOptions {
@@ -23,8 +22,7 @@ export function cudaGraphsAvailable(): boolean {
 }
 
 /** A captured inference forward of a model for one input shape, dtype and CUDA device. */
-export class CudaGraph {
-  private handle: number;
+export class CudaGraph extends NativeRunnable {
   /** the input shape the graph was captured for */
   readonly inputShape: number[];
   readonly dtype: string;
@@ -33,11 +31,10 @@ export class CudaGraph {
   private readonly moves = weightMoveCount();
 
   private constructor(handle: number, example: Tensor) {
-    this.handle = handle;
+    super(handle, 'this CUDA graph');
     this.inputShape = example.shape;
     this.dtype = example.dtype;
     this.device = example.device;
-    registry.register(this, handle, this);
   }
 
   /**
@@ -74,11 +71,6 @@ export class CudaGraph {
     }
   }
 
-  private get h(): number {
-    if (this.handle < 0) throw new KilnError('this CUDA graph was disposed', 'DISPOSED');
-    return this.handle;
-  }
-
   private check(x: Tensor): number {
     const id = idOf(x, 'input');
     if (weightMoveCount() !== this.moves)
@@ -98,14 +90,4 @@ export class CudaGraph {
     return new Tensor(await N.runAsync(this.h, this.check(x)));
   }
 
-  /** Frees the graph and its memory pool. */
-  dispose(): void {
-    if (this.handle < 0) return;
-    N.freeRunnable(this.handle);
-    registry.unregister(this);
-    this.handle = -1;
-  }
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 }

@@ -6,24 +6,17 @@ import { Tensor, idOf } from '../tensor/tensor';
 import { Device, DType, checkDevice, dtypeCode } from '../tensor/dtype';
 import { isGradEnabled } from '../autograd';
 import { countWeightMove } from './module';
-
-const registry = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
+import { NativeRunnable } from './runnable';
 
 /** A loaded TorchScript module (held natively). */
-export class ScriptModule {
-  private handle: number;
+export class ScriptModule extends NativeRunnable {
   /** @internal */
   constructor(handle: number) {
-    this.handle = handle;
-    registry.register(this, handle, this);
+    super(handle, 'this TorchScript module');
   }
   /** @internal The native runnable's handle (CUDA graph capture). */
   runnableHandle(): number {
     return this.h;
-  }
-  private get h(): number {
-    if (this.handle < 0) throw new KilnError('this TorchScript module was disposed', 'DISPOSED');
-    return this.handle;
   }
   /** Forward on the calling thread; records autograd (gradients w.r.t. the input) unless under noGrad. */
   forward(x: Tensor): Tensor {
@@ -54,15 +47,6 @@ export class ScriptModule {
   /** Parameters and buffers by name (new handles to the module's own tensors: dispose them when done). */
   stateDict(): Map<string, Tensor> {
     return new Map(N.jitState(this.h).map(([n, id]) => [n, new Tensor(id)]));
-  }
-  dispose(): void {
-    if (this.handle < 0) return;
-    N.freeRunnable(this.handle);
-    registry.unregister(this);
-    this.handle = -1;
-  }
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
 
