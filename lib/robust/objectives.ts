@@ -28,7 +28,7 @@ function modeArg(v: unknown, name: string): boolean {
 }
 
 /** Options of `adversarialTraining`: the attack (PGD by default) and how the loss mixes. */
-export interface AdversarialTrainingOptions extends AttackSpec {
+export interface AdversarialTrainingOptions extends Omit<AttackSpec, 'mode'> {
   /** weight of the clean-image loss: 0 trains on adversarial images only (Madry, default), 0.5 is Goodfellow's mix */
   cleanWeight?: number;
   /** the model's mode while the attack runs (default 'eval': batch-norm statistics untouched by the attack) */
