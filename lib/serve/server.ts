@@ -82,7 +82,7 @@ function json(res: http.ServerResponse, status: number, body: unknown, headers: 
 
 /**
  * An HTTP inference server with dynamic batching. `listen()` starts it, `close()` drains and
- * stops it. A `Module` is put in eval mode; it is not disposed by `close()`.
+ * stops it. A `Module` is put in eval mode, moved to `device` and converted per `precision` and `channelsLast` (in place); it is not disposed by `close()`.
  */
 export class Server {
   readonly name: string;
