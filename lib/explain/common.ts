@@ -8,11 +8,9 @@ import { Tensor, idOf } from '../tensor/tensor';
 import { tensor } from '../tensor/creation';
 import { autograd, enableGrad } from '../autograd';
 import { isFloating } from '../tensor/dtype';
+import { Classifier, checkClassifier, logits } from '../nn/classifier';
 
-/** Anything with `call(x)` returning logits [N, classes] (a Module or a TorchScript model). */
-export interface Classifier {
-  call(x: Tensor): Tensor;
-}
+export { Classifier, checkLogits, logits } from '../nn/classifier';
 
 /** Which output to explain: one class for all images, one per image, or an int64 tensor [N]. */
 export type Target = number | number[] | Tensor;
@@ -25,8 +23,7 @@ export interface TargetIndex {
 
 /** Checks that `model` can be called; returns it typed. */
 export function checkModel(model: unknown): Classifier {
-  if (!model || typeof (model as Classifier).call !== 'function') throw invalidParameterError('model', 'a Module (or anything with call(x))', model);
-  return model as Classifier;
+  return checkClassifier(model);
 }
 
 /** Checks the input batch: a floating-point Tensor [N, …] (`minDims` dims at least). */
@@ -75,21 +72,6 @@ export function targetIndex(target: Target, n: number, device: string): TargetIn
   if (!Array.isArray(list) || list.length !== n || !list.every((t) => Number.isInteger(t) && t >= 0))
     throw invalidParameterError('target', `a class index, ${n} class indices or an int64 Tensor [${n}]`, target);
   return { index: tensor(list, { dtype: 'int64', device: device as 'cpu' }), max: Math.max(...list) };
-}
-
-/** Checks a model output: logits [n, classes] with every target class (up to `maxTarget`) present. */
-export function checkLogits(out: unknown, n: number, maxTarget?: number): Tensor {
-  if (!(out instanceof Tensor)) throw new KilnError(`the model must return a Tensor of logits [N, classes], got ${typeof out}`, 'INVALID_ARGUMENT');
-  if (out.ndim !== 2 || out.size(0) !== n)
-    throw new KilnError(`the model must return logits [N, classes] with N = ${n}, got shape [${out.shape.join(', ')}]`, 'INVALID_ARGUMENT');
-  if (maxTarget !== undefined && maxTarget >= out.size(1))
-    throw new KilnError(`target class ${maxTarget} is out of range: the model has ${out.size(1)} classes`, 'INVALID_ARGUMENT');
-  return out;
-}
-
-/** The model's logits for `x`, checked (see `checkLogits`). */
-export function logits(model: Classifier, x: Tensor, maxTarget?: number): Tensor {
-  return checkLogits(model.call(x), x.size(0), maxTarget);
 }
 
 /** Logit of each image's target class: [N] (`index` may be repeated to cover a larger batch). */

@@ -8,7 +8,7 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { tidy } from '../tensor/memory';
 import { autograd, enableGrad, noGrad } from '../autograd';
-import { Module } from '../nn/module';
+import { Module, saveModes } from '../nn/module';
 import { AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d } from '../nn/layers';
 import { interpolate } from '../nn/functional';
 import { Target, checkInput, checkOptions, checkLogits, targetIndex } from './common';
@@ -109,7 +109,7 @@ const POOLS = [AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d];
 export function defaultCamLayer(model: Module, x: Tensor): string {
   if (!(model instanceof Module)) throw invalidParameterError('model', 'a kiln.nn Module', model);
   checkInput(x, 'defaultCamLayer');
-  const modes = model.namedModules().map(([, m]) => [m, m.training] as const);
+  const restoreModes = saveModes(model);
   let best: string | null = null;
   const removers = model.namedModules().filter(([nm]) => nm !== '').map(([nm, m]) => m.registerForwardHook((mod, _i, out) => {
     if (out.ndim === 4 && out.size(2) * out.size(3) > 1 && !POOLS.some((P) => mod instanceof P)) best = nm;
@@ -121,7 +121,7 @@ export function defaultCamLayer(model: Module, x: Tensor): string {
     });
   } finally {
     removers.forEach((r) => r());
-    for (const [m, on] of modes) m.training = on;
+    restoreModes();
   }
   if (best === null) throw new KilnError('defaultCamLayer: no layer of the model outputs spatial feature maps [N, K, h, w]; pass the layer explicitly', 'INVALID_ARGUMENT');
   return best;

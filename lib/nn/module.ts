@@ -402,3 +402,11 @@ function checkName(name: unknown, m: Module): void {
   if (taken && !m._parameters.has(name) && !m._buffers.has(name) && !m._modules.has(name))
     throw new KilnError(`'${name}' is already registered`, 'INVALID_ARGUMENT');
 }
+
+/** Remembers each submodule's train/eval mode; the returned function puts them all back. */
+export function saveModes(model: Module): () => void {
+  const modes = model.namedModules().map(([, m]) => [m, m.training] as const);
+  return () => {
+    for (const [m, t] of modes) m.training = t;
+  };
+}

@@ -13,7 +13,8 @@ import { tidy } from '../tensor/memory';
 import { autograd, noGrad, enableGrad } from '../autograd';
 import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
-import { Classifier, Converter, Domain, Normalization, checkClassifier, checkImages, checkLabels, inMode, logitsOf } from './domain';
+import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
+import { Converter, Domain, Normalization, checkImages, checkLabels, inMode } from './domain';
 
 /** Options of an attack. `eps`, `stepSize` and bounds are in pixel units. */
 export interface AttackOptions extends Normalization {

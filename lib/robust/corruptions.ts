@@ -280,17 +280,20 @@ export async function corrupt(x: Tensor, name: CorruptionName, severity: number,
   if (!Number.isInteger(severity) || severity < 1 || severity > 5) throw invalidParameterError('corrupt: severity', 'an integer 1…5', severity);
   if (x.size(1) !== 1 && x.size(1) !== 3) throw new KilnError(`corrupt: x must have 1 or 3 channels, got ${x.size(1)}`, 'INVALID_ARGUMENT');
   if (options === null || typeof options !== 'object') throw invalidParameterError('corrupt: options', 'an object', options);
-  const seeded = options.seed !== undefined;
-  if (seeded && (!Number.isInteger(options.seed) || options.seed! < 0)) throw invalidParameterError('corrupt: seed', 'a non-negative integer', options.seed);
+  if (options.seed !== undefined && (!Number.isInteger(options.seed) || options.seed < 0)) throw invalidParameterError('corrupt: seed', 'a non-negative integer', options.seed);
   const range = noGrad(() => tidy(() => [x.min().item(), x.max().item()]));
   if (!(range[0] >= -1e-6 && range[1] <= 1 + 1e-6)) throw new KilnError(`corrupt: x must hold pixels in [0, 1], got values in [${range[0]}, ${range[1]}] (undo the normalisation first)`, 'INVALID_ARGUMENT');
-  if (name === 'jpegCompression') {
-    return jpeg(x, SEVERITY.jpegCompression[severity - 1]);
-  }
+  return corruptPixels(x, name, severity, options.seed);
+}
+
+/** `corrupt` for arguments already checked (pixels known to lie in [0, 1]): no validation, no readback. */
+export async function corruptPixels(x: Tensor, name: CorruptionName, severity: number, seed?: number): Promise<Tensor> {
+  if (name === 'jpegCompression') return jpeg(x, SEVERITY.jpegCompression[severity - 1]);
+  const seeded = seed !== undefined;
   // manualSeed reseeds the CPU and every CUDA generator: save them all and put them back
   const saved = seeded ? rngStates() : null;
   try {
-    if (seeded) manualSeed(options.seed!);
+    if (seeded) manualSeed(seed);
     return noGrad(() => tidy(() => apply(name, x.detach(), severity - 1, seeded).clamp(0, 1)));
   } finally {
     if (saved) for (const [device, state] of saved) {

@@ -8,7 +8,8 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
 import { tensor } from '../tensor/creation';
 import { noGrad } from '../autograd';
-import { Module } from '../nn/module';
+import { Module, saveModes } from '../nn/module';
+import { Classifier } from '../nn/classifier';
 
 /** How the model's inputs relate to pixels: x_model = (pixel − mean) / std, per channel. */
 export interface Normalization {
@@ -26,25 +27,6 @@ export interface Converter {
   /** differentiable */
   toModel(p: Tensor): Tensor;
   dispose(): void;
-}
-
-/** Anything with `call(x)` returning logits [N, classes]. */
-export interface Classifier {
-  call(x: Tensor): Tensor;
-}
-
-/** Checks a model argument. */
-export function checkClassifier(model: unknown, name = 'model'): Classifier {
-  if (!model || typeof (model as Classifier).call !== 'function') throw invalidParameterError(name, 'a Module (or anything with call(x) returning logits)', model);
-  return model as Classifier;
-}
-
-/** Logits of the model, checked to be [N, classes]. */
-export function logitsOf(model: Classifier, x: Tensor): Tensor {
-  const out = model.call(x);
-  if (!(out instanceof Tensor) || out.ndim !== 2 || out.size(0) !== x.size(0))
-    throw new KilnError(`the model must return logits [N, classes] for an input of ${x.size(0)} images, got ${out instanceof Tensor ? `shape [${out.shape.join(', ')}]` : typeof out}`, 'INVALID_ARGUMENT');
-  return out;
 }
 
 /** Converts between the model's input space and pixels for images [N, C, H, W]. */
@@ -92,26 +74,6 @@ export class Domain {
       toModel: (p) => p.sub(m).div(s),
       dispose: () => { m.dispose(); s.dispose(); },
     };
-  }
-
-  /** Model input → pixels (a new tensor). */
-  toPixels(x: Tensor): Tensor {
-    const c = this.bind(x);
-    try {
-      return c.toPixels(x);
-    } finally {
-      c.dispose();
-    }
-  }
-
-  /** Pixels → model input (differentiable; a new tensor). */
-  toModel(p: Tensor): Tensor {
-    const c = this.bind(p);
-    try {
-      return c.toModel(p);
-    } finally {
-      c.dispose();
-    }
   }
 
   /** Throws when pixels lie outside the bounds (the usual sign of forgotten mean/std). */
@@ -180,12 +142,4 @@ export function inMode<T>(model: Classifier, training: boolean | null, fn: () =>
   } finally {
     restore();
   }
-}
-
-/** Remembers each submodule's train/eval mode; the returned function puts them back. */
-export function saveModes(model: Module): () => void {
-  const modes = model.namedModules().map(([, m]) => [m, m.training] as const);
-  return () => {
-    for (const [m, t] of modes) m.training = t;
-  };
 }

@@ -10,12 +10,13 @@ import { zeros } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { crossEntropy } from '../nn/functional';
-import { Module } from '../nn/module';
 import { mixSeed } from '../data/rng';
 import { BatchSource, toSource } from '../train/sources';
 import { AttackSpec, resolveSpec, runAttack } from './attacks';
-import { CORRUPTIONS, CorruptionName, corrupt, corruptionFamilies } from './corruptions';
-import { Classifier, Domain, Normalization, checkClassifier, logitsOf, saveModes } from './domain';
+import { CORRUPTIONS, CorruptionName, corruptPixels, corruptionFamilies } from './corruptions';
+import { Module, saveModes } from '../nn/module';
+import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
+import { Domain, Normalization } from './domain';
 
 /** Options of `robustnessReport`. */
 export interface RobustnessReportOptions extends Normalization {
@@ -128,24 +129,30 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
       try {
         if (x.ndim !== 4) throw new KilnError(`robustnessReport: images must be [N, C, H, W], got [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
         const conv = o.domain.bind(x);
-        const pixels = tidy(() => conv.toPixels(x).clamp(o.domain.lo, o.domain.hi));
+        let pixels: Tensor | null = null;
         try {
-          if (b === 0) tidy(() => o.domain.checkPixels(conv.toPixels(x), 'robustnessReport: data'));
-          tidy(() => {
-            counts.narrow(0, 0, 1).add_(correct(m, x, y));
-            counts.narrow(0, k, 1).add_(noGrad(() => crossEntropy(logitsOf(m, x).float(), y, { reduction: 'sum' })));
+          pixels = tidy(() => {
+            const raw = conv.toPixels(x);
+            if (b === 0) o.domain.checkPixels(raw, 'robustnessReport: data');
+            if (cells.length && x.size(1) !== 1 && x.size(1) !== 3) throw new KilnError(`robustnessReport: corruptions need images with 1 or 3 channels, got ${x.size(1)}`, 'INVALID_ARGUMENT');
+            return raw.clamp(o.domain.lo, o.domain.hi);
           });
+          tidy(() => noGrad(() => {
+            const z = logitsOf(m, x); // one forward for clean accuracy and loss
+            counts.narrow(0, 0, 1).add_(z.argmax(1).eq(y).sum());
+            counts.narrow(0, k, 1).add_(crossEntropy(z.float(), y, { reduction: 'sum' }));
+          }));
           for (let i = 0; i < o.attacks.length; i++) {
             tidy(() => { counts.narrow(0, 1 + i, 1).add_(correct(m, runAttack(m, x, y, o.attacks[i].r, false), y)); });
             await new Promise<void>((r) => setImmediate(r));
           }
           for (let i = 0; i < cells.length; i++) {
-            const c = await corrupt(pixels, cells[i].name, cells[i].severity, { seed: mixSeed(o.seed, b, i) });
+            const c = await corruptPixels(pixels, cells[i].name, cells[i].severity, mixSeed(o.seed, b, i));
             tidy(() => { counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, conv.toModel(c), y)); });
             c.dispose();
           }
         } finally {
-          pixels.dispose();
+          pixels?.dispose();
           conv.dispose();
         }
       } finally {
