@@ -4,11 +4,10 @@
  * severity (the mean over corruptions), one line per report — e.g. a standard and a hardened model.
  */
 import { KilnError, invalidParameterError } from '../errors';
-import { linePanel, writePng, esc, Series } from '../train/plots';
+import { linePanel, writePng, esc, svgDocument, Series } from '../train/plots';
 import { RobustnessReport } from './report';
 
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
-const FONT = 'DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif';
 
 /** Options of `robustnessPlotSvg` / `plotRobustness`. */
 export interface RobustnessPlotOptions {
@@ -64,7 +63,7 @@ export function robustnessPlotSvg(reports: RobustnessReport | RobustnessReport[]
   panels.forEach((p, i) => linePanel(parts, { x: i * pw, y: top, width: pw, height: ph }, {
     title: p.title, xLabel: p.xLabel, yLabel: 'accuracy (%)', series: p.series, yRange: [0, 100], xTickLabel: p.tick, integerX: p.tick === undefined && p.xLabel.startsWith('severity'),
   }));
-  return { svg: `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT}">${parts.join('')}</svg>`, width, height };
+  return { svg: svgDocument(width, height, parts), width, height };
 }
 
 /** Writes the robustness curves of one or more reports to a PNG file. */

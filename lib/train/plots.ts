@@ -13,6 +13,11 @@ const FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
 const TRAIN_COLOR = '#1f77b4';
 const VAL_COLOR = '#ff7f0e';
 
+/** An SVG document of the given size around drawn `parts` (the plots' font). */
+export function svgDocument(width: number, height: number, parts: string[]): string {
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT}">${parts.join('')}</svg>`;
+}
+
 /** Escapes text for SVG. */
 export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -147,7 +152,7 @@ export function trainingCurvesSvg(history: History, o: CurvesOptions = {}): { sv
       title: p.name, xLabel: 'epoch', yLabel: p.name, series, integerX: true, xMin: epochs[0], xMax: Math.max(epochs[epochs.length - 1], epochs[0] + 1),
     });
   });
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT}">${parts.join('')}</svg>`;
+  const svg = svgDocument(width, height, parts);
   return { svg, width, height };
 }
 
@@ -206,7 +211,7 @@ export function confusionMatrixSvg(cmIn: number[][], o: ConfusionPlotOptions = {
   parts.push(`<rect x="${cx}" y="${T}" width="14" height="${gridW}" fill="url(#g)" stroke="#999"/>`);
   const top = o.normalize === false ? String(max) : '100%';
   parts.push(`<text x="${cx + 18}" y="${T + 10}" font-size="10">${top}</text><text x="${cx + 18}" y="${T + gridW}" font-size="10">0</text>`);
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT}">${parts.join('')}</svg>`;
+  const svg = svgDocument(width, height, parts);
   return { svg, width, height };
 }
 
