@@ -5,3 +5,5 @@ export { corrupt, CORRUPTIONS, CorruptionName, CorruptOptions, corruptionFamilie
 export { robustnessReport, formatRobustnessReport, RobustnessReport, RobustnessReportOptions, AttackResult, CorruptionResult } from './report';
 export { Normalization, Domain } from './domain';
 export { plotRobustness, robustnessPlotSvg, RobustnessPlotOptions } from './plot';
+export { apgd, dlrLoss, dlrTargetedLoss, ApgdOptions, ApgdLoss } from './apgd';
+export { squareAttack, SquareOptions } from './square';
