@@ -15,6 +15,7 @@ const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test
 const { nn, robust } = kiln;
 type Shaped = { shape: number[]; values: number[] };
 const fromFix = (f: Shaped, device: kiln.Device = DEVICE) => kiln.tensor(f.values, { shape: f.shape, device });
+type Model = { call(x: kiln.Tensor): kiln.Tensor };
 const NORM = { mean: FIX.model.mean as number[], std: FIX.model.std as number[] };
 
 /** The fixture's 10-class CNN with its weights, in eval mode. */
@@ -72,5 +73,117 @@ describe(`46 autoattack (${DEVICE})`, function () {
         model.dispose();
       });
     }
+  });
+
+  describe('autoAttack', () => {
+    const setup = () => {
+      const model = fixtureModel();
+      const pixels = fromFix(FIX.pixels);
+      return { model, pixels, x: toModel(pixels), y: kiln.tensor(FIX.labels, { dtype: 'int64', device: DEVICE }) };
+    };
+    const accuracy = (m: Model, x: kiln.Tensor, y: kiln.Tensor) => kiln.tidy(() => m.call(x).argmax(1).eq(y).float().mean().item() as number);
+
+    it('runs its attacks in turn on the images still robust: the worst case, never above any one attack alone', () => {
+      const { model, pixels, x, y } = setup();
+      const eps = 4 / 255;
+      const before = kiln.memory().numTensors;
+      const r = robust.autoAttack(model, x, y, { ...NORM, eps, steps: 20, queries: 150 });
+      expect(kiln.memory().numTensors - before, 'only adv is left').to.equal(1);
+      expect(r.cleanAccuracy).to.equal(14 / 16);
+      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'apgd-t', 'square']);
+      for (let i = 1; i < r.stages.length; i++) expect(r.stages[i].robustAccuracy).to.be.at.most(r.stages[i - 1].robustAccuracy);
+      expect(r.robustAccuracy).to.equal(r.stages[2].robustAccuracy);
+      expect(accuracy(model, r.adv, y), 'accuracy on adv is the robust accuracy').to.be.closeTo(r.robustAccuracy, 1e-9);
+      // APGD-CE alone with the same settings is the first stage exactly (same seed); nothing alone does better
+      const alone = robust.apgd(model, x, y, { ...NORM, eps, steps: 20 });
+      expect(accuracy(model, alone, y)).to.be.closeTo(r.stages[0].robustAccuracy, 1e-9);
+      const sq = robust.squareAttack(model, x, y, { ...NORM, eps, queries: 150 });
+      expect(r.robustAccuracy).to.be.at.most(Math.min(accuracy(model, alone, y), accuracy(model, sq, y)));
+      expect(r.robustAccuracy, 'the fixture model is not robust at 4/255').to.be.below(r.cleanAccuracy);
+      const delta = kiln.tidy(() => toPixels(r.adv).sub(pixels).abs().max().item() as number);
+      expect(delta).to.be.at.most(eps + 1e-5);
+      // a custom ensemble, L2
+      const l2 = robust.autoAttack(model, x, y, { ...NORM, eps: 0.15, norm: 'l2', attacks: ['apgd-dlr', 'square'], steps: 10, queries: 50 });
+      expect(l2.stages.map((s) => s.attack)).to.deep.equal(['apgd-dlr', 'square']);
+      const norms = kiln.tidy(() => toPixels(l2.adv).sub(pixels).flatten(1).norm(2, 1).arraySync()) as number[];
+      for (const v of norms) expect(v).to.be.at.most(0.15 + 1e-4);
+      for (const t of [pixels, x, y, r.adv, alone, sq, l2.adv]) t.dispose();
+      model.dispose();
+    });
+
+    it('Square needs no gradients: it breaks a gradient-masked model that PGD and APGD cannot move', () => {
+      const { model, pixels, x, y } = setup();
+      // quantising the input makes every input gradient zero: a classic case of gradient masking
+      const masked: Model = { call: (t: kiln.Tensor) => kiln.tidy(() => model.call(t.mul(8).round().div(8))) };
+      const eps = 8 / 255;
+      const clean = accuracy(masked, x, y);
+      const p = robust.pgd(masked, x, y, { ...NORM, eps, steps: 10 });
+      const a = robust.apgd(masked, x, y, { ...NORM, eps, steps: 10 });
+      const s = robust.squareAttack(masked, x, y, { ...NORM, eps, queries: 300 });
+      const [accP, accA, accS] = [p, a, s].map((t) => accuracy(masked, t, y));
+      expect(accA, 'APGD only moves by its random start').to.be.at.least(clean - 2 / 16);
+      expect(accS, `Square (${accS}) vs PGD (${accP}) and clean (${clean})`).to.be.below(Math.min(accP, clean) - 2 / 16);
+      for (const t of [pixels, x, y, p, a, s]) t.dispose();
+      model.dispose();
+    });
+
+    it('runs in robustnessReport by name, with the same numbers as calling it directly', async () => {
+      const { model, pixels, x, y } = setup();
+      const eps = 4 / 255;
+      const direct = robust.autoAttack(model, x, y, { ...NORM, eps, steps: 10, queries: 60 });
+      const apgdDirect = robust.apgd(model, x, y, { ...NORM, eps, steps: 10, loss: 'dlr' });
+      const report = await robust.robustnessReport(model, { x, y }, {
+        ...NORM, corruptions: 'none', batchSize: 16,
+        attacks: [{ attack: 'autoattack', eps, steps: 10, queries: 60 }, { attack: 'apgd-dlr', eps, steps: 10 }, { attack: 'square', eps, queries: 60 }, { attack: 'pgd', eps }],
+      });
+      expect(report.attacks.map((a) => [a.attack, a.steps])).to.deep.equal([['autoattack', 10], ['apgd-dlr', 10], ['square', 60], ['pgd', 10]]);
+      expect(report.attacks[0].accuracy).to.be.closeTo(direct.robustAccuracy, 1e-9);
+      expect(report.attacks[1].accuracy).to.be.closeTo(accuracy(model, apgdDirect, y), 1e-9);
+      const text = robust.formatRobustnessReport(report);
+      for (const s of ['AutoAttack-L∞ eps 4.00/255, 10 steps', 'APGD-DLR-L∞', 'Square-L∞ eps 4.00/255, 60 queries', 'PGD-L∞']) expect(text).to.include(s);
+      const svg = robust.robustnessPlotSvg(report).svg;
+      expect(svg).to.include('AutoAttack-L∞ (10 steps)').and.include('Square-L∞ (60 queries)');
+      for (const t of [pixels, x, y, direct.adv, apgdDirect]) t.dispose();
+      model.dispose();
+    });
+
+    it('is deterministic for a seed, and different seeds draw different starts', () => {
+      const { model, pixels, x, y } = setup();
+      const run = (seed: number) => robust.apgd(model, x, y, { ...NORM, eps: 4 / 255, steps: 5, seed });
+      const [a, b, c] = [run(1), run(1), run(2)];
+      expect(maxAbsDiff(a, b)).to.equal(0);
+      expect(maxAbsDiff(a, c)).to.be.above(0);
+      for (const t of [pixels, x, y, a, b, c]) t.dispose();
+      model.dispose();
+    });
+
+    it('rejects bad arguments with errors that name the problem', () => {
+      const { model, pixels, x, y } = setup();
+      const o = { ...NORM, eps: 4 / 255 };
+      expectKilnError(() => robust.apgd(model, x, y, { ...o, loss: 'hinge' as 'ce' }), 'INVALID_ARGUMENT', 'loss');
+      expectKilnError(() => robust.apgd(model, x, y, { ...o, steps: 0 }), 'INVALID_ARGUMENT', 'steps');
+      expectKilnError(() => robust.apgd(model, x, y, { ...o, rho: 2 }), 'INVALID_ARGUMENT', 'rho');
+      expectKilnError(() => robust.apgd(model, x, y, { ...o, restarts: 1.5 }), 'INVALID_ARGUMENT', 'restarts');
+      expectKilnError(() => robust.apgd(model, x, y, { ...o, norm: 'l1' as 'l2' }), 'INVALID_ARGUMENT', 'norm');
+      expectKilnError(() => robust.apgd(model, x, y, { eps: -1 }), 'INVALID_ARGUMENT', 'eps');
+      expectKilnError(() => robust.apgd(model, x, y, { eps: 4 / 255 }), 'INVALID_ARGUMENT', 'outside the bounds', 'mean and std');
+      expectKilnError(() => robust.apgd(model, pixels.flatten(1), y, o), 'INVALID_ARGUMENT', 'images [N, C, H, W]');
+      expectKilnError(() => robust.apgd(model, x, [1, 2], o), 'INVALID_ARGUMENT', 'shape [16]');
+      expectKilnError(() => robust.squareAttack(model, x, y, { ...o, queries: 0 }), 'INVALID_ARGUMENT', 'queries');
+      expectKilnError(() => robust.squareAttack(model, x, y, { ...o, pInit: 0 }), 'INVALID_ARGUMENT', 'pInit');
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: ['fab-t' as 'square'] }), 'INVALID_ARGUMENT', 'attacks', 'apgd-ce');
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: [] }), 'INVALID_ARGUMENT', 'attacks');
+      // DLR needs 3 classes, targeted DLR 4; Square L2 needs 5×5 images
+      const two = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 2)).to(DEVICE);
+      const small = kiln.tidy(() => pixels.narrow(2, 0, 4).narrow(3, 0, 4).contiguous());
+      const tiny = new nn.Sequential(new nn.Flatten(), new nn.Linear(48, 10)).to(DEVICE);
+      const [twoLabels, tinyLabels] = kiln.tidy(() => [two.call(pixels).argmax(1), tiny.call(small).argmax(1)]);
+      const before = kiln.memory().numTensors;
+      expectKilnError(() => robust.apgd(two, pixels, twoLabels, { eps: 0.01, loss: 'dlr', steps: 2 }), 'INVALID_ARGUMENT', 'at least 3 classes', 'has 2');
+      expectKilnError(() => robust.squareAttack(tiny, small, tinyLabels, { eps: 0.1, norm: 'l2', queries: 2 }), 'INVALID_ARGUMENT', 'at least 5×5');
+      expect(kiln.memory().numTensors - before, 'failed attacks free what they made').to.equal(0);
+      for (const t of [pixels, x, y, small, twoLabels, tinyLabels]) t.dispose();
+      for (const m of [model, two, tiny]) m.dispose();
+    });
   });
 });

@@ -5,7 +5,7 @@ import { normalize } from '../data/transforms';
 import * as path from 'path';
 import { robustnessReport, formatRobustnessReport } from '../robust/report';
 import { plotRobustness } from '../robust/plot';
-import { AttackSpec } from '../robust/attacks';
+import { EvalAttackSpec, REPORT_ATTACKS, ReportAttackName } from '../robust/autoattack';
 import { CORRUPTIONS, CorruptionName } from '../robust/corruptions';
 import { FlagSpec, UsageError, parseFraction } from './args';
 import { loadData } from './data';
@@ -17,11 +17,12 @@ type Flags = Record<string, string | number | boolean | undefined>;
 export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
   data: { type: 'string', help: 'data set (default: the one the model was trained on); its test split is used', meta: 'name|dir' },
-  attack: { type: 'string', choices: ['pgd', 'fgsm', 'none'], default: 'pgd', help: 'the attack' },
+  attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('autoattack': APGD-CE, APGD-T and Square in turn, the worst case)" },
   norm: { type: 'string', choices: ['linf', 'l2'], default: 'linf', help: 'the perturbation ball' },
   eps: { type: 'string', default: '1/255,2/255,4/255,8/255', help: 'comma-separated radii in pixel units (fractions like 8/255 allowed)', meta: 'list' },
-  steps: { type: 'int', min: 1, default: 10, help: 'PGD steps' },
-  restarts: { type: 'int', min: 1, default: 1, help: 'PGD restarts (the strongest per image is kept)' },
+  steps: { type: 'int', min: 1, help: 'gradient steps (default: PGD 10, APGD and autoattack 100)' },
+  restarts: { type: 'int', min: 1, default: 1, help: 'PGD/APGD restarts (PGD keeps the strongest run per image; APGD reruns on the images still robust)' },
+  queries: { type: 'int', min: 1, default: 5000, help: 'Square attack queries (square, autoattack)' },
   corruptions: { type: 'string', default: 'all', help: `'all', 'none' or a comma-separated list of ${CORRUPTIONS.join(', ')}`, meta: 'list' },
   severities: { type: 'string', default: '1,2,3,4,5', help: 'comma-separated corruption severities 1…5', meta: 'list' },
   limit: { type: 'int', min: 1, default: 1000, help: 'test images to use' },
@@ -53,7 +54,13 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
   const data = await loadData(spec, { seed: Number(m.config.seed ?? 0), size: m.size[0], channels: m.channels, testOnly: true });
   if (data.classNames.length !== m.classNames.length) throw new UsageError(`--data has ${data.classNames.length} classes but the model was trained on ${m.classNames.length}`);
   const loader = new DataLoader(data.test, { batchSize: f['batch-size'] as number, transform: normalize(m.mean, m.std), device });
-  const attacks: AttackSpec[] = eps.map((e) => ({ attack: f.attack as 'pgd' | 'fgsm', eps: e, norm: f.norm as 'linf' | 'l2', ...(f.attack === 'pgd' ? { steps: f.steps as number, restarts: f.restarts as number } : {}) }));
+  const attack = f.attack as ReportAttackName;
+  const iterative = attack !== 'fgsm' && attack !== 'square';
+  const attacks: EvalAttackSpec[] = eps.map((e) => ({
+    attack, eps: e, norm: f.norm as 'linf' | 'l2',
+    ...(iterative ? { steps: f.steps as number | undefined, restarts: f.restarts as number } : {}),
+    ...(attack === 'square' || attack === 'autoattack' ? { queries: f.queries as number } : {}),
+  }));
   const report = await robustnessReport(m.model, loader, {
     mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number,
     onProgress: (k) => process.stderr.write(`\rkiln: ${k} images`),

@@ -5,7 +5,7 @@
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { linePanel, writePng, esc, svgDocument, Series } from '../train/plots';
-import { RobustnessReport } from './report';
+import { AttackResult, RobustnessReport, attackBudget, attackName } from './report';
 
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
 
@@ -31,10 +31,10 @@ export function robustnessPlotSvg(reports: RobustnessReport | RobustnessReport[]
   const { rs, names } = checkReports(reports, o.labels);
   const families = [...new Set(rs.flatMap((r) => r.attacks.map((a) => `${a.attack}|${a.norm}|${a.steps}`)))];
   const panels: { title: string; xLabel: string; series: Series[]; tick?: (v: number) => string }[] = families.map((f) => {
-    const [attack, norm, steps] = f.split('|');
+    const [attack, norm, steps] = f.split('|') as [AttackResult['attack'], AttackResult['norm'], string];
     const linf = norm === 'linf';
     return {
-      title: `${attack.toUpperCase()}-${linf ? 'L∞' : 'L2'}${attack === 'pgd' ? ` (${steps} steps)` : ''}`,
+      title: `${attackName({ attack, norm })}${attack === 'fgsm' ? '' : ` (${attackBudget({ attack, steps: Number(steps) })})`}`,
       xLabel: linf ? 'eps (pixel units)' : 'eps (L2, pixel units)',
       tick: linf ? (v: number) => (v === 0 ? '0' : `${+(v * 255).toPrecision(3)}/255`) : undefined,
       series: rs.map((r, i) => {

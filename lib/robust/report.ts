@@ -12,7 +12,7 @@ import { noGrad } from '../autograd';
 import { crossEntropy } from '../nn/functional';
 import { mixSeed } from '../data/rng';
 import { BatchSource, toSource } from '../train/sources';
-import { AttackSpec, resolveSpec, runAttack } from './attacks';
+import { EvalAttackSpec, ReportAttackName, resolveEvalAttack } from './autoattack';
 import { CORRUPTIONS, CorruptionName, corruptPixels, corruptionFamilies } from './corruptions';
 import { Module, saveModes } from '../nn/module';
 import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
@@ -20,8 +20,8 @@ import { Domain, Normalization } from './domain';
 
 /** Options of `robustnessReport`. */
 export interface RobustnessReportOptions extends Normalization {
-  /** attacks to run, each with its own eps (default none) */
-  attacks?: AttackSpec[];
+  /** attacks to run, each with its own eps (default none): 'pgd' (default), 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'square' or 'autoattack' */
+  attacks?: EvalAttackSpec[];
   /** corruptions to apply (default 'all'; 'none' or [] for none) */
   corruptions?: CorruptionName[] | 'all' | 'none';
   /** severities 1…5 of each corruption (default all five) */
@@ -40,9 +40,10 @@ export interface RobustnessReportOptions extends Normalization {
 
 /** One attack's result. */
 export interface AttackResult {
-  attack: 'pgd' | 'fgsm';
+  attack: ReportAttackName;
   norm: 'linf' | 'l2';
   eps: number;
+  /** gradient steps (PGD, APGD, AutoAttack's APGD) or queries (Square) */
   steps: number;
   accuracy: number;
 }
@@ -71,7 +72,7 @@ function checkOptions(o: RobustnessReportOptions) {
   if (!Array.isArray(o.attacks ?? [])) throw invalidParameterError('robustnessReport: attacks', 'an array of attack options', o.attacks);
   // each attack works in the report's pixel space unless it names its own normalisation
   const space: Normalization = { mean: o.mean, std: o.std, bounds: o.bounds };
-  const attacks = (o.attacks ?? []).map((a, i) => ({ spec: a, r: resolveSpec({ ...space, ...a }, `robustnessReport: attacks[${i}]`) }));
+  const attacks = (o.attacks ?? []).map((a, i) => resolveEvalAttack({ ...space, ...a }, `robustnessReport: attacks[${i}]`));
   const cs = o.corruptions ?? 'all';
   const names: CorruptionName[] = cs === 'all' ? [...CORRUPTIONS] : cs === 'none' ? [] : (cs as CorruptionName[]);
   if (!Array.isArray(names) || !names.every((n) => CORRUPTIONS.includes(n))) throw invalidParameterError('robustnessReport: corruptions', `'all', 'none' or names from ${CORRUPTIONS.join(', ')}`, cs);
@@ -143,7 +144,7 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
             counts.narrow(0, k, 1).add_(crossEntropy(z.float(), y, { reduction: 'sum' }));
           }));
           for (let i = 0; i < o.attacks.length; i++) {
-            tidy(() => { counts.narrow(0, 1 + i, 1).add_(correct(m, runAttack(m, x, y, o.attacks[i].r, false), y)); });
+            tidy(() => { counts.narrow(0, 1 + i, 1).add_(correct(m, o.attacks[i].run(m, x, y), y)); });
             await new Promise<void>((r) => setImmediate(r));
           }
           for (let i = 0; i < cells.length; i++) {
@@ -170,7 +171,7 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
     return {
       samples: seen,
       clean: { accuracy: acc(0), loss: v[k] / seen },
-      attacks: o.attacks.map(({ r, spec }, i) => ({ attack: spec.attack ?? 'pgd', norm: r.norm, eps: r.eps, steps: r.steps, accuracy: acc(1 + i) })),
+      attacks: o.attacks.map(({ attack, norm, eps, steps }, i) => ({ attack, norm, eps, steps, accuracy: acc(1 + i) })),
       corruptions,
       corruptionAccuracy: corruptions.length ? corruptions.reduce((s, c) => s + c.accuracy, 0) / corruptions.length : null,
       seconds: (Date.now() - t0) / 1000,
@@ -181,13 +182,28 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
   }
 }
 
+const ATTACK_LABELS: Record<ReportAttackName, string> = {
+  pgd: 'PGD', fgsm: 'FGSM', 'apgd-ce': 'APGD-CE', 'apgd-dlr': 'APGD-DLR', 'apgd-t': 'APGD-T', square: 'Square', autoattack: 'AutoAttack',
+};
+
+/** An attack result's name with its norm, e.g. 'APGD-CE-L∞'. */
+export function attackName(a: Pick<AttackResult, 'attack' | 'norm'>): string {
+  return `${ATTACK_LABELS[a.attack]}-${a.norm === 'linf' ? 'L∞' : 'L2'}`;
+}
+
+/** An attack result's budget besides eps: '10 steps', '5000 queries', or '' for FGSM. */
+export function attackBudget(a: Pick<AttackResult, 'attack' | 'steps'>): string {
+  return a.attack === 'fgsm' ? '' : a.attack === 'square' ? `${a.steps} queries` : `${a.steps} steps`;
+}
+
 /** The report as a text table (attacks, then corruptions by severity). */
 export function formatRobustnessReport(r: RobustnessReport): string {
   const pct = (a: number) => `${(100 * a).toFixed(2)}%`;
   const lines = [`${r.samples} images · clean accuracy ${pct(r.clean.accuracy)} · loss ${r.clean.loss.toFixed(4)}`];
   for (const a of r.attacks) {
     const eps = a.norm === 'linf' ? `${(a.eps * 255).toFixed(a.eps * 255 < 10 ? 2 : 1)}/255` : a.eps.toFixed(3);
-    lines.push(`  ${a.attack.toUpperCase()}-${a.norm === 'linf' ? 'L∞' : 'L2'} eps ${eps}${a.attack === 'pgd' ? `, ${a.steps} steps` : ''}: ${pct(a.accuracy)}`);
+    const budget = attackBudget(a);
+    lines.push(`  ${attackName(a)} eps ${eps}${budget ? `, ${budget}` : ''}: ${pct(a.accuracy)}`);
   }
   if (r.corruptions.length) {
     const sev = [...new Set(r.corruptions.map((c) => c.severity))].sort();

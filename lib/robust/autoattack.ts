@@ -1,0 +1,166 @@
+/**
+ * AutoAttack (Croce & Hein 2020): the standard robustness evaluation — an ensemble of
+ * parameter-free attacks run one after the other, each only on the images all previous ones
+ * failed to fool, so the reported robust accuracy is the worst case over the ensemble. The
+ * 'standard' version runs APGD-CE, APGD-T and Square (5000 queries); the reference's fourth
+ * attack, FAB-T, is not included (in the reference's published runs it rarely changes the
+ * result after APGD-T; see the README). Also: one resolver for every attack a robustness
+ * report can run by name.
+ */
+import { invalidParameterError } from '../errors';
+import { Tensor } from '../tensor/tensor';
+import { tidy } from '../tensor/memory';
+import { Module } from '../nn/module';
+import { Classifier, checkClassifier } from '../nn/classifier';
+import { Domain, Normalization, checkImages, checkLabels, inMode } from './domain';
+import { AttackOptions, resolveSpec, runAttack } from './attacks';
+import { ApgdOptions, resolveApgd, runApgd } from './apgd';
+import { SquareOptions, resolveSquare, runSquare } from './square';
+import { predict } from './runs';
+
+/** The attacks `autoAttack` can chain. */
+export const AUTOATTACK_ATTACKS = ['apgd-ce', 'apgd-dlr', 'apgd-t', 'square'] as const;
+/** One of them. */
+export type AutoAttackName = (typeof AUTOATTACK_ATTACKS)[number];
+
+/** Options of `autoAttack`. `eps` is in pixel units. */
+export interface AutoAttackOptions extends Normalization {
+  /** radius of the perturbation ball (8/255 L∞ and 0.5 L2 are CIFAR-10's usual budgets) */
+  eps: number;
+  /** the ball's norm (default 'linf') */
+  norm?: 'linf' | 'l2';
+  /** the attacks, in order (default the standard version's: apgd-ce, apgd-t, square) */
+  attacks?: AutoAttackName[];
+  /** APGD iterations per run (default 100) */
+  steps?: number;
+  /** APGD runs (APGD-T: per target class; default 1) */
+  restarts?: number;
+  /** APGD-T's target classes (default 9) */
+  targetClasses?: number;
+  /** Square's queries (default 5000) */
+  queries?: number;
+  /** seeds every attack's random draws (default 0) */
+  seed?: number;
+  /** the model's mode during the attacks (default 'eval'; restored after) */
+  mode?: 'eval' | 'train' | 'asIs';
+}
+
+/** What `autoAttack` returns. */
+export interface AutoAttackResult {
+  /** x with every image some attack fooled replaced by that attack's adversarial image */
+  adv: Tensor;
+  cleanAccuracy: number;
+  /** accuracy on `adv`: the worst case over the ensemble */
+  robustAccuracy: number;
+  /** robust accuracy after each attack, in order, with its time */
+  stages: { attack: AutoAttackName; robustAccuracy: number; seconds: number }[];
+}
+
+/** AutoAttack's options after validation: one runner per attack, all on pixels. */
+interface Plan {
+  names: AutoAttackName[];
+  run: ((m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => Tensor)[];
+  domain: Domain;
+  training: boolean | null;
+}
+
+function plan(o: AutoAttackOptions, what: string): Plan {
+  if (!o || typeof o !== 'object') throw invalidParameterError(`${what}: options`, 'an object with eps', o);
+  const names = o.attacks ?? ['apgd-ce', 'apgd-t', 'square'];
+  if (!Array.isArray(names) || names.length === 0 || !names.every((n) => AUTOATTACK_ATTACKS.includes(n)))
+    throw invalidParameterError(`${what}: attacks`, `a non-empty array of ${AUTOATTACK_ATTACKS.join(', ')}`, o.attacks);
+  const base = { mean: o.mean, std: o.std, bounds: o.bounds, eps: o.eps, norm: o.norm, seed: o.seed, mode: o.mode };
+  const apgdBase: ApgdOptions = { ...base, steps: o.steps, restarts: o.restarts, targetClasses: o.targetClasses };
+  const run = names.map((n) => {
+    if (n === 'square') {
+      const r = resolveSquare({ ...base, queries: o.queries }, what);
+      return (m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => runSquare(m, conv, p, y, r, robust);
+    }
+    const r = resolveApgd({ ...apgdBase, loss: n === 'apgd-ce' ? 'ce' : n === 'apgd-dlr' ? 'dlr' : 'dlr-targeted' }, what);
+    return (m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => runApgd(m, conv, p, y, r, robust);
+  });
+  const checked = resolveSquare(base, what); // validates eps, norm, seed and mode once for all
+  return { names, run, domain: checked.domain, training: checked.training };
+}
+
+/** Runs the plan on x (model space); returns the adversarial batch and the robust mask after each stage. */
+function runPlan(m: Classifier, x: Tensor, y: Tensor, pl: Plan, onStage?: (i: number, robust: Tensor, seconds: number) => void): { adv: Tensor; clean: Tensor; robust: Tensor } {
+  return tidy(() => {
+    const conv = pl.domain.bind(x);
+    const p = conv.toPixels(x.detach()).float();
+    pl.domain.checkPixels(p, `${pl.names.join('+')}: x`);
+    const robust = predict(m, conv, p).eq(y);
+    const clean = robust.clone();
+    const adv = p.clone();
+    pl.run.forEach((run, i) => {
+      const t0 = Date.now();
+      tidy(() => {
+        const was = robust.clone();
+        const a = run(m, conv, p, y, robust);
+        // images this stage fooled take its adversarial version
+        adv.indexPut_(was.logicalAnd(robust.logicalNot()), a.index(was.logicalAnd(robust.logicalNot())));
+      });
+      onStage?.(i, robust, (Date.now() - t0) / 1000);
+    });
+    return { adv: conv.toModel(adv).to({ dtype: x.dtype }).detach(), clean, robust };
+  });
+}
+
+/**
+ * AutoAttack's robustness evaluation of `model` on x (labels y): each attack in turn on the
+ * images still classified correctly. Returns the adversarial batch (the caller disposes
+ * `adv`) with clean and robust accuracy and the robust accuracy after each stage.
+ */
+export function autoAttack(model: Classifier | Module, x: Tensor, y: Tensor | number[], options: AutoAttackOptions): AutoAttackResult {
+  const m = checkClassifier(model, 'autoAttack: model');
+  checkImages(x, 'autoAttack: x');
+  const pl = plan(options, 'autoAttack');
+  const labels = checkLabels(y, x.size(0), 'autoAttack: y');
+  const n = x.size(0);
+  const frac = (t: Tensor) => tidy(() => t.float().sum().item() as number) / n;
+  const stages: AutoAttackResult['stages'] = [];
+  try {
+    return inMode(m, pl.training, () =>
+      tidy(() => {
+        const yd = labels.to({ device: x.device });
+        const { adv, clean, robust } = runPlan(m, x, yd, pl, (i, r, seconds) => stages.push({ attack: pl.names[i], robustAccuracy: frac(r), seconds }));
+        return { adv, cleanAccuracy: frac(clean), robustAccuracy: frac(robust), stages };
+      }),
+    );
+  } finally {
+    labels.dispose();
+  }
+}
+
+/** The attacks a robustness report runs by name. */
+export const REPORT_ATTACKS = ['pgd', 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'square', 'autoattack'] as const;
+/** One of them. */
+export type ReportAttackName = (typeof REPORT_ATTACKS)[number];
+
+/** An attack for `robustnessReport`: its name and its options (PGD's, APGD's, Square's or AutoAttack's). */
+export type EvalAttackSpec = { attack?: ReportAttackName } & AttackOptions & Omit<ApgdOptions, 'loss'> & Omit<SquareOptions, 'pInit'> & Omit<AutoAttackOptions, 'attacks'>;
+
+/** A resolved report attack: what it is and how to run it on a batch in the model's space. */
+export interface EvalAttack {
+  attack: ReportAttackName;
+  norm: 'linf' | 'l2';
+  eps: number;
+  /** gradient steps (PGD, APGD) or queries (Square); for autoattack, APGD's steps */
+  steps: number;
+  run(model: Classifier, x: Tensor, y: Tensor): Tensor;
+}
+
+/** Resolves a report attack by name, validating its options once. */
+export function resolveEvalAttack(spec: EvalAttackSpec, what: string): EvalAttack {
+  if (!spec || typeof spec !== 'object') throw invalidParameterError(what, 'attack options {attack, eps, …}', spec);
+  const attack = spec.attack ?? 'pgd';
+  if (!REPORT_ATTACKS.includes(attack)) throw invalidParameterError(`${what}.attack`, REPORT_ATTACKS.map((a) => `'${a}'`).join(', '), spec.attack);
+  if (attack === 'pgd' || attack === 'fgsm') {
+    const r = resolveSpec(spec as AttackOptions & { attack: 'pgd' | 'fgsm' }, what);
+    return { attack, norm: r.norm, eps: r.eps, steps: r.steps, run: (m, x, y) => runAttack(m, x, y, r, false) };
+  }
+  const pl = plan({ ...spec, attacks: attack === 'autoattack' ? undefined : [attack] }, what);
+  const norm = spec.norm ?? 'linf';
+  const steps = attack === 'square' ? spec.queries ?? 5000 : spec.steps ?? 100;
+  return { attack, norm, eps: spec.eps, steps, run: (m, x, y) => tidy(() => runPlan(m, x, y, pl).adv) };
+}
