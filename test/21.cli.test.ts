@@ -129,6 +129,13 @@ describe('cli: kiln command', function () {
     for (const a of [rep.clean, ...rep.attacks, ...rep.corruptions]) expect(a.accuracy).to.be.within(0, 1);
     expect(rob.stderr).to.include('PGD-L∞ eps 2.00/255, 2 steps').and.include('contrast');
     expect(fs.statSync(path.join(out, 'robust.png')).size).to.be.above(1000);
+    const aa = kilnCli(['robust', '--model', dir, '--limit', '16', '--attack', 'autoattack', '--eps', '2/255', '--steps', '3', '--queries', '20', '--corruptions', 'none', '--json']);
+    expect(aa.code, aa.stderr).to.equal(0);
+    const aaRep = JSON.parse(aa.stdout.trim().split('\n').pop()!);
+    expect(aaRep.attacks.map((a: { attack: string; steps: number }) => [a.attack, a.steps])).to.deep.equal([['autoattack', 3]]);
+    expect(aaRep.attacks[0].accuracy).to.be.at.most(aaRep.clean.accuracy);
+    expect(aa.stderr).to.include('AutoAttack-L∞ eps 2.00/255, 3 steps');
+    expectUserError(['robust', '--model', dir, '--attack', 'fab'], /--attack must be one of pgd, fgsm, apgd-ce, apgd-dlr, apgd-t, square, autoattack, none/);
     expectUserError(['robust', '--model', dir, '--eps', 'big'], /--eps: 'big' is not a non-negative number/);
     expectUserError(['robust', '--model', dir, '--corruptions', 'fog'], /--corruptions: unknown 'fog'/);
     const heat = path.join(out, 'heat');

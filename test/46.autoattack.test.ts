@@ -147,6 +147,19 @@ describe(`46 autoattack (${DEVICE})`, function () {
       model.dispose();
     });
 
+    it('leaves APGD-T out of the default ensemble for models with fewer than 4 classes, and refuses it when asked for', () => {
+      const { model, pixels, x, y } = setup();
+      const three = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 3)).to(DEVICE).eval();
+      const labels = kiln.tidy(() => three.call(pixels).argmax(1));
+      const r = robust.autoAttack(three, pixels, labels, { eps: 2 / 255, steps: 3, queries: 10 });
+      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'square']);
+      expect(r.cleanAccuracy).to.equal(1);
+      expectKilnError(() => robust.autoAttack(three, pixels, labels, { eps: 2 / 255, attacks: ['apgd-t'], steps: 3 }), 'INVALID_ARGUMENT', 'at least 4 classes', 'has 3');
+      for (const t of [pixels, x, y, labels, r.adv]) t.dispose();
+      model.dispose();
+      three.dispose();
+    });
+
     it('is deterministic for a seed, and different seeds draw different starts', () => {
       const { model, pixels, x, y } = setup();
       const run = (seed: number) => robust.apgd(model, x, y, { ...NORM, eps: 4 / 255, steps: 5, seed });

@@ -11,12 +11,12 @@ import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { tidy } from '../tensor/memory';
 import { Module } from '../nn/module';
-import { Classifier, checkClassifier } from '../nn/classifier';
+import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
 import { Domain, Normalization, checkImages, checkLabels, inMode } from './domain';
 import { AttackOptions, resolveSpec, runAttack } from './attacks';
 import { ApgdOptions, resolveApgd, runApgd } from './apgd';
 import { SquareOptions, resolveSquare, runSquare } from './square';
-import { predict } from './runs';
+import { noGrad } from '../autograd';
 
 /** The attacks `autoAttack` can chain. */
 export const AUTOATTACK_ATTACKS = ['apgd-ce', 'apgd-dlr', 'apgd-t', 'square'] as const;
@@ -29,7 +29,7 @@ export interface AutoAttackOptions extends Normalization {
   eps: number;
   /** the ball's norm (default 'linf') */
   norm?: 'linf' | 'l2';
-  /** the attacks, in order (default the standard version's: apgd-ce, apgd-t, square) */
+  /** the attacks, in order (default the standard version's: apgd-ce, apgd-t, square; without apgd-t for models with fewer than 4 classes, where its loss is undefined) */
   attacks?: AutoAttackName[];
   /** APGD iterations per run (default 100) */
   steps?: number;
@@ -62,6 +62,8 @@ interface Plan {
   run: ((m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => Tensor)[];
   domain: Domain;
   training: boolean | null;
+  /** the default ensemble: APGD-T is left out for models with fewer than 4 classes */
+  standard: boolean;
 }
 
 function plan(o: AutoAttackOptions, what: string): Plan {
@@ -80,7 +82,7 @@ function plan(o: AutoAttackOptions, what: string): Plan {
     return (m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => runApgd(m, conv, p, y, r, robust);
   });
   const checked = resolveSquare(base, what); // validates eps, norm, seed and mode once for all
-  return { names, run, domain: checked.domain, training: checked.training };
+  return { names, run, domain: checked.domain, training: checked.training, standard: o.attacks === undefined };
 }
 
 /** Runs the plan on x (model space); returns the adversarial batch and the robust mask after each stage. */
@@ -89,10 +91,12 @@ function runPlan(m: Classifier, x: Tensor, y: Tensor, pl: Plan, onStage?: (i: nu
     const conv = pl.domain.bind(x);
     const p = conv.toPixels(x.detach()).float();
     pl.domain.checkPixels(p, `${pl.names.join('+')}: x`);
-    const robust = predict(m, conv, p).eq(y);
+    const z = noGrad(() => logitsOf(m, conv.toModel(p)));
+    const robust = z.argmax(1).eq(y);
     const clean = robust.clone();
     const adv = p.clone();
     pl.run.forEach((run, i) => {
+      if (pl.standard && pl.names[i] === 'apgd-t' && z.size(1) < 4) return;
       const t0 = Date.now();
       tidy(() => {
         const was = robust.clone();
