@@ -3,8 +3,8 @@
  * parameter-free attacks run one after the other, each only on the images all previous ones
  * failed to fool, so the reported robust accuracy is the worst case over the ensemble. The
  * 'standard' version runs APGD-CE, APGD-T and Square (5000 queries); the reference's fourth
- * attack, FAB-T, is not included (in the reference's published runs it rarely changes the
- * result after APGD-T; see the README). Also: one resolver for every attack a robustness
+ * attack, FAB-T (minimum-norm), is not included, so robust accuracy here is an upper bound on
+ * what the full reference ensemble reports. Also: one resolver for every attack a robustness
  * report can run by name.
  */
 import { invalidParameterError } from '../errors';
