@@ -1,8 +1,10 @@
 /**
  * Robustness workloads on resnet18 (32² images): a PGD-L∞ attack (`kiln.robust.pgd`, random
- * start) and one adversarial-training step (PGD in eval mode, then an SGD step on the adversarial
- * batch, as `kiln.robust.adversarialTraining` does), Kiln vs the same algorithm in plain Python
- * PyTorch, same device, same run. CPU: 16 images, PGD-5; CUDA (BENCH_DEVICE=cuda): 512 images, PGD-10.
+ * start), one adversarial-training step (PGD in eval mode, then an SGD step on the adversarial
+ * batch, as `kiln.robust.adversarialTraining` does), and APGD-CE (`kiln.robust.apgd`, every image
+ * attacked), Kiln vs the same algorithm in plain Python PyTorch (APGD: the AutoAttack reference's
+ * transcription, scripts/autoattack_ref.py), same device, same run. CPU: 16 images, PGD-5,
+ * APGD-20; CUDA (BENCH_DEVICE=cuda): 512 images, PGD-10, APGD-100.
  */
 import * as path from 'path';
 import * as kiln from '../lib';
@@ -10,7 +12,7 @@ import { runPeer, pythonWithTorch, machine, table, record, medianSeconds, ROOT }
 
 const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
 const GPU = DEVICE !== 'cpu';
-const N = GPU ? 512 : 16, SIZE = 32, STEPS = GPU ? 10 : 5, ITERS = GPU ? 5 : 3;
+const N = GPU ? 512 : 16, SIZE = 32, STEPS = GPU ? 10 : 5, APGD_STEPS = GPU ? 100 : 20, ITERS = GPU ? 5 : 3;
 
 export function run(): void {
   const threads = kiln.info().numThreads;
@@ -36,17 +38,26 @@ export function run(): void {
     opt.zeroGrad();
     if (GPU) kiln.tidy(() => m.parameters()[0].sum().item());
   };
+  const yPred = kiln.tidy(() => kiln.noGrad(() => m.call(x).argmax(1))); // every image starts correct, so APGD attacks all
+  const apgdRun = () => {
+    const adv = kiln.robust.apgd(m, x, yPred, { eps, steps: APGD_STEPS });
+    if (GPU) kiln.tidy(() => adv.sum().item());
+    adv.dispose();
+  };
   const attackS = medianSeconds(attack, ITERS, 1);
   const trainS = medianSeconds(trainStep, ITERS, 1);
-  for (const t of [x, y]) t.dispose();
+  m.eval();
+  const apgdS = medianSeconds(apgdRun, ITERS, 1);
+  for (const t of [x, y, yPred]) t.dispose();
   m.dispose();
   const py = pythonWithTorch();
-  const peer = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'robust.py'), DEVICE, String(N), String(SIZE), String(STEPS), String(ITERS), String(threads)]) : null;
-  const pa = peer?.[0]?.attack as number | undefined, pt = peer?.[0]?.train as number | undefined;
+  const peer = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'robust.py'), DEVICE, String(N), String(SIZE), String(STEPS), String(ITERS), String(threads), String(APGD_STEPS)]) : null;
+  const pa = peer?.[0]?.attack as number | undefined, pt = peer?.[0]?.train as number | undefined, pg = peer?.[0]?.apgd as number | undefined;
   const row = (what: string, k: number, p: number | undefined) => [what, k.toFixed(3), p ? p.toFixed(3) : 'n/a', (N / k).toFixed(0), p ? (k / p).toFixed(3) : 'n/a'];
   const t = table(['resnet18, 32², batch ' + N, 'Kiln s', 'PyTorch s', 'images/s Kiln', 'ratio Kiln/PyTorch'], [
     row(`PGD-L∞ ${STEPS} steps (attack only)`, attackS, pa),
     row(`adversarial training step (PGD-${STEPS} + SGD)`, trainS, pt),
+    row(`APGD-CE L∞ ${APGD_STEPS} steps (AutoAttack's first stage)`, apgdS, pg),
   ]);
   console.log(t);
   record(`Robustness (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; ${threads} threads; median of ${ITERS}.\n\n${t}`);

@@ -1,10 +1,13 @@
 # Python PyTorch peer of bench/robust.ts: PGD (L-inf, random start, as kiln.robust.pgd) on torchvision
 # resnet18 logits, and one adversarial-training step (PGD in eval mode, then an SGD step on the
-# adversarial batch in train mode), in plain PyTorch. One JSON line.
-import json, sys, time
+# adversarial batch in train mode), in plain PyTorch; and APGD-CE as the AutoAttack reference runs it
+# (its transcription in scripts/autoattack_ref.py). One JSON line.
+import json, os, sys, time
 import torch, torch.nn.functional as F, torchvision
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts'))
+from autoattack_ref import apgd  # noqa: E402
 
-device, n, size, steps, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+device, n, size, steps, iters, threads, apgd_steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 if threads: torch.set_num_threads(threads)
 torch.manual_seed(0)
 m = torchvision.models.resnet18(num_classes=10).to(device).eval()
@@ -43,6 +46,16 @@ def train_step():
     if device.startswith('cuda'): torch.cuda.synchronize()
 
 
+with torch.no_grad():
+    y_pred = m(x).argmax(1)  # every image starts correctly classified, so APGD attacks all of them
+
+
+def apgd_ce():
+    adv, _ = apgd(m, x, y_pred, eps, 'linf', apgd_steps, 'ce', 1)
+    if device.startswith('cuda'): torch.cuda.synchronize()
+    return adv
+
+
 def median(fn):
     fn()
     ts = []
@@ -52,4 +65,4 @@ def median(fn):
     return ts[len(ts) // 2]
 
 
-print(json.dumps({"attack": median(attack), "train": median(train_step), "torch": torch.__version__}))
+print(json.dumps({"attack": median(attack), "train": median(train_step), "apgd": median(apgd_ce), "torch": torch.__version__}))
