@@ -66,6 +66,7 @@ function main() {
   const jobs = String(Math.max(1, (os.availableParallelism ? os.availableParallelism() : os.cpus().length)));
   const args = [cmakeJs, sameTorch ? 'compile' : 'rebuild', '--CDTorch_DIR=' + lt.torchDir, '--CDCMAKE_BUILD_TYPE=Release'];
   if (lt.cuda && process.env.TORCH_CUDA_ARCH_LIST) args.push('--CDTORCH_CUDA_ARCH_LIST=' + process.env.TORCH_CUDA_ARCH_LIST);
+  if (lt.cudaInclude) args.push('--CDKILN_CUDA_INCLUDE=' + lt.cudaInclude);
   const hasNinja = spawnSync('ninja', ['--version'], { stdio: 'ignore' }).status === 0;
   if (hasNinja) args.push('-G', 'Ninja');
   const r = spawnSync(process.execPath, args, {

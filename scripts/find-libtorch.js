@@ -119,6 +119,18 @@ function abiDefine(torchDir) {
   return '_GLIBCXX_USE_CXX11_ABI=1';
 }
 
+/**
+ * The CUDA runtime headers that c10/cuda (CUDA graph capture) includes: $CUDA_HOME, $CUDA_PATH,
+ * for the libtorch inside a pip wheel the nvidia/* packages beside torch, then /usr/local/cuda.
+ */
+function cudaIncludeDir(prefix) {
+  const candidates = [process.env.CUDA_HOME, process.env.CUDA_PATH].filter(Boolean).map((d) => path.join(d, 'include'));
+  const nvidia = path.join(prefix, '..', 'nvidia'); // the wheel's own headers match its build best
+  try { for (const d of fs.readdirSync(nvidia).sort()) candidates.push(path.join(nvidia, d, 'include')); } catch { /* not a wheel */ }
+  candidates.push('/usr/local/cuda/include');
+  return candidates.find((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h'))) || null;
+}
+
 /** Include and library folders of a libtorch (official layout, pip wheel, or Debian's multiarch). */
 function layout(torchDir) {
   let prefix = torchDir;
@@ -135,7 +147,12 @@ function findLibtorch({ install = true } = {}) {
   if (install) steps.push(aptLibtorch, download);
   for (const step of steps) {
     const r = step();
-    if (r) return { ...r, ...layout(r.torchDir), version: versionOf(r.torchDir), cuda: hasCuda(r.torchDir) };
+    if (r) {
+      const found = { ...r, ...layout(r.torchDir), version: versionOf(r.torchDir), cuda: hasCuda(r.torchDir) };
+      // CUDA graphs need libtorch with CUDA and the CUDA runtime headers (KILN_CUDA_GRAPHS=0 turns them off)
+      const cudaInclude = found.cuda && process.env.KILN_CUDA_GRAPHS !== '0' ? cudaIncludeDir(found.prefix) : null;
+      return { ...found, cudaInclude, cudaGraphs: !!cudaInclude };
+    }
   }
   throw new Error([
     'kiln: could not find libtorch. Options:',
@@ -153,9 +170,9 @@ if (require.main === module) {
   try {
     const r = findLibtorch({ install: !process.argv.includes('--no-install') });
     // For binding.gyp: one value per line.
-    if (process.argv.includes('--include-dirs')) console.log(r.includeDirs.join('\n'));
+    if (process.argv.includes('--include-dirs')) console.log([...r.includeDirs, ...(r.cudaInclude ? [r.cudaInclude] : [])].join('\n'));
     else if (process.argv.includes('--libs')) console.log([`-L${r.libDir}`, `-Wl,-rpath,${r.libDir}`, ...(r.cuda ? ['-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed'] : []), '-ltorch', '-ltorch_cpu', '-lc10'].join('\n'));
-    else if (process.argv.includes('--defines')) console.log(abiDefine(r.torchDir));
+    else if (process.argv.includes('--defines')) console.log([abiDefine(r.torchDir), ...(r.cudaGraphs ? ['KILN_WITH_CUDA_GRAPHS=1'] : [])].join('\n'));
     else if (process.argv.includes('--json')) console.log(JSON.stringify(r));
     else console.log(`libtorch ${r.version}${r.cuda ? ' (CUDA)' : ' (CPU)'} from ${r.source}: ${r.torchDir}`);
   } catch (e) {

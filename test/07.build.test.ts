@@ -54,4 +54,34 @@ describe('07 finding libtorch', function () {
     expect(resolve(clean, '--libs').out).to.match(/-ltorch\b[\s\S]*-lc10/);
     expect(resolve(clean, '--defines').out.trim()).to.match(/^_GLIBCXX_USE_CXX11_ABI=[01]$/);
   });
+
+  it('turns CUDA graphs on for a CUDA libtorch whose CUDA runtime headers it finds (a pip wheel\'s nvidia/* too), and off with KILN_CUDA_GRAPHS=0', () => {
+    const found = JSON.parse(resolve(clean, '--json').out);
+    expect(found.cuda).to.equal(false);
+    expect(found.cudaGraphs, 'a CPU libtorch has no CUDA graphs').to.equal(false);
+    // a wheel-like layout: site/torch/{share/cmake/Torch, lib/libtorch_cuda.so, include/torch}, site/nvidia/cuda_runtime/include
+    const site = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-wheel-'));
+    const torch = path.join(site, 'torch');
+    fs.mkdirSync(path.join(torch, 'share', 'cmake'), { recursive: true });
+    fs.symlinkSync(found.torchDir, path.join(torch, 'share', 'cmake', 'Torch'));
+    fs.mkdirSync(path.join(torch, 'lib'));
+    fs.writeFileSync(path.join(torch, 'lib', 'libtorch_cuda.so'), '');
+    fs.mkdirSync(path.join(torch, 'include', 'torch'), { recursive: true });
+    const env = { ...clean, LIBTORCH: torch, CUDA_HOME: path.join(site, 'no-toolkit'), CUDA_PATH: undefined };
+    const noHeaders = JSON.parse(resolve(env, '--json').out);
+    const system = fs.existsSync('/usr/local/cuda/include/cuda_runtime_api.h') ? '/usr/local/cuda/include' : null;
+    expect([noHeaders.cuda, noHeaders.cudaGraphs, noHeaders.cudaInclude], 'without the wheel\'s headers: the system toolkit\'s, if any').to.deep.equal([true, !!system, system]);
+    const inc = path.join(site, 'nvidia', 'cuda_runtime', 'include');
+    fs.mkdirSync(inc, { recursive: true });
+    fs.writeFileSync(path.join(inc, 'cuda_runtime_api.h'), '');
+    const r = JSON.parse(resolve(env, '--json').out);
+    expect([r.cuda, r.cudaGraphs, r.cudaInclude]).to.deep.equal([true, true, inc]);
+    expect(resolve(env, '--defines').out.trim().split('\n')).to.include('KILN_WITH_CUDA_GRAPHS=1');
+    expect(resolve(env, '--include-dirs').out.trim().split('\n')).to.include(inc);
+    expect(resolve(env, '--libs').out).to.match(/-ltorch_cuda/);
+    const off = { ...env, KILN_CUDA_GRAPHS: '0' };
+    expect(resolve(off, '--defines').out).not.to.include('KILN_WITH_CUDA_GRAPHS');
+    expect(resolve(off, '--include-dirs').out).not.to.include(inc);
+    fs.rmSync(site, { recursive: true, force: true });
+  });
 });
