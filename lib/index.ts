@@ -40,4 +40,4 @@ export * as explain from './explain';
 export * as robust from './robust';
 /** Serving: the HTTP inference server with dynamic batching (`kiln serve`), the batcher, Prometheus metrics. */
 export * as serving from './serve';
-export { serve, Server, ServeOptions, DynamicBatcher, BatcherOptions } from './serve';
+export { serve, Server, ServeOptions, ServerOptions, DynamicBatcher, BatcherOptions } from './serve';

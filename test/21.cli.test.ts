@@ -92,6 +92,7 @@ describe('cli: kiln command', function () {
     await rejects(['evaluate', '--model', path.join(out, 'missing')], /does not exist/);
     await rejects(['predict', '--model', out], /needs at least one image/);
     await rejects(['evaluate', 'extra'], /unexpected argument 'extra'/);
+    await rejects(['serve', '--model', 'a=x', '--port', '8081', '--management-port', '8081'], /--management-port must differ from --port \(both 8081\)/);
   });
 
   it('train → evaluate → predict end to end on shapes, then resume', () => {

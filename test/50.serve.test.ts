@@ -9,6 +9,8 @@ import { expect } from 'chai';
 import sharp from 'sharp';
 import * as kiln from '../lib';
 import { DynamicBatcher, Server, serve, BatchModel } from '../lib/serve';
+import * as memoryModule from '../lib/tensor/memory';
+import { run } from '../lib/cli/main';
 import { expectRejects, expectKilnError, expectClose, gc } from './helpers';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
@@ -40,6 +42,48 @@ function gated(model: kiln.nn.Module): BatchModel & { calls: number[]; hold(): v
 type Body = string | Buffer;
 const until = async (cond: () => boolean) => { while (!cond()) await new Promise((r) => setTimeout(r, 2)); };
 
+/** One request; the JSON answer with its status and headers. */
+async function call(u: string, body?: Body, type = 'image/png', method = 'POST') {
+  const r = await fetch(u, { method, body, headers: body === undefined ? {} : { 'content-type': type } });
+  return { status: r.status, headers: r.headers, body: (await r.json()) as Record<string, any> };
+}
+
+/** The probabilities of one prediction's top list, by class index (NaN where absent). */
+function probsOf(pred: { top: { index: number; probability: number }[] }, n: number): number[] {
+  const p = new Array(n).fill(NaN);
+  for (const t of pred.top) p[t.index] = t.probability;
+  return p;
+}
+
+/** Starts `kiln serve …` and resolves once stdout has matched every pattern (first groups returned). */
+function startCli(args: string[], patterns: RegExp[]): Promise<{ child: ReturnType<typeof spawn>; found: string[]; output: () => string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const found = patterns.map((re) => re.exec(out)?.[1]);
+      if (found.every((f) => f !== undefined)) resolve({ child, found: found as string[], output: () => out + err });
+    });
+    child.on('exit', () => reject(new Error(`kiln serve exited early: ${out}${err}`)));
+  });
+}
+
+/** Asserts that as many tensors and CPU bytes are alive as in `before` (after a GC). */
+function expectMemoryAt(before: kiln.MemoryInfo): void {
+  gc();
+  const after = kiln.memory();
+  expect(after.numTensors, 'live tensors').to.equal(before.numTensors);
+  expect(after.cpuBytes, 'live CPU bytes').to.equal(before.cpuBytes);
+}
+
+/** Sends SIGTERM and resolves to the exit code. */
+function stopCli(child: ReturnType<typeof spawn>): Promise<number | null> {
+  child.kill('SIGTERM');
+  return new Promise((resolve) => child.on('close', resolve));
+}
+
 describe('serve', function () {
   this.timeout(60000);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-serve-'));
@@ -60,14 +104,15 @@ describe('serve', function () {
   after(() => model.dispose());
 
   /** Probabilities of `kiln predict`'s path: decode → resize → /255 → normalize → model.call → softmax. */
-  async function direct(bytes: Buffer): Promise<number[]> {
-    const d = await kiln.data.decodeImage(bytes, { size: [32, 32], channels: 3 });
-    const norm = kiln.data.normalize(MEAN, STD);
-    const p = kiln.tidy(() => kiln.noGrad(() => model.call(norm(kiln.tensor(d.data, { shape: [1, 3, 32, 32] }).float().div(255))).softmax(1)));
+  async function directOf(m: kiln.nn.Module, bytes: Buffer, size: number, channels: 1 | 3, mean: number[], std: number[]): Promise<number[]> {
+    const d = await kiln.data.decodeImage(bytes, { size: [size, size], channels });
+    const norm = kiln.data.normalize(mean, std);
+    const p = kiln.tidy(() => kiln.noGrad(() => m.call(norm(kiln.tensor(d.data, { shape: [1, channels, size, size] }).float().div(255))).softmax(1)));
     const v = Array.from(p.dataSync() as Float32Array);
     p.dispose();
     return v;
   }
+  const direct = (bytes: Buffer) => directOf(model, bytes, 32, 3, MEAN, STD);
 
   describe('DynamicBatcher', () => {
     const inputs = (n: number) => Array.from({ length: n }, (_, i) => kiln.tidy(() => kiln.randn([3, 32, 32]).add(i)));
@@ -193,10 +238,7 @@ describe('serve', function () {
         for (const r of await Promise.allSettled(ps)) if (r.status === 'fulfilled') r.value.dispose();
       }
       await b.close();
-      gc();
-      const after = kiln.memory();
-      expect(after.numTensors).to.equal(before.numTensors);
-      expect(after.cpuBytes).to.equal(before.cpuBytes);
+      expectMemoryAt(before);
     });
   });
 
@@ -207,11 +249,7 @@ describe('serve', function () {
       const r = await fetch(url + p, { method: 'POST', body, headers: type ? { 'content-type': type } : {} });
       return { status: r.status, headers: r.headers, body: (await r.json()) as Record<string, any> };
     };
-    const probs = (pred: { top: { index: number; probability: number }[] }) => {
-      const p = new Array(3).fill(NaN);
-      for (const t of pred.top) p[t.index] = t.probability;
-      return p;
-    };
+    const probs = (pred: { top: { index: number; probability: number }[] }) => probsOf(pred, 3);
     before(async () => {
       server = await serve(model, { metadata, name: 'shapes', port: 0, maxBatchSize: 16, maxDelayMs: 25, maxBodyBytes: 64 * 1024 });
       url = server.url;
@@ -275,10 +313,10 @@ describe('serve', function () {
       const res = await Promise.all(imgs.map((b) => post('/predictions', b, 'image/png')));
       res.forEach((r, i) => expectClose(probs(r.body.predictions[0]), wants[i], 1e-4, 1e-6));
       const text = await (await fetch(url + '/metrics')).text();
-      const count = Number(/^kiln_batch_size_count (\d+)/m.exec(text)![1]);
-      const ones = Number(/^kiln_batch_size_bucket\{le="1"\} (\d+)/m.exec(text)![1]);
+      const count = Number(/^kiln_batch_size_count\{model="shapes",version="1"\} (\d+)/m.exec(text)![1]);
+      const ones = Number(/^kiln_batch_size_bucket\{model="shapes",version="1",le="1"\} (\d+)/m.exec(text)![1]);
       expect(count - ones, text).to.be.greaterThan(0); // some batch held more than one image
-      const sum = Number(/^kiln_batch_size_sum (\d+)/m.exec(text)![1]);
+      const sum = Number(/^kiln_batch_size_sum\{model="shapes",version="1"\} (\d+)/m.exec(text)![1]);
       expect(count, 'batches').to.be.lessThan(sum); // fewer batches than images
     });
 
@@ -373,10 +411,7 @@ describe('serve', function () {
       const good = await image(9);
       const bodies: [Body, string][] = [[good, 'image/png'], [noise, 'image/jpeg'], ['{"instances":[[[["x"]]]]}', 'application/json'], [good, 'image/webp'], ['[]', 'application/json']];
       for (let round = 0; round < 60; round++) await Promise.all(bodies.map(([b, t]) => post('/predictions', b, t)));
-      gc();
-      const after = kiln.memory();
-      expect(after.numTensors).to.equal(before.numTensors);
-      expect(after.cpuBytes).to.equal(before.cpuBytes);
+      expectMemoryAt(before);
       expect((await fetch(url + '/health')).status).to.equal(200);
       expect((await post('/predictions', good, 'image/png')).status).to.equal(200);
     });
@@ -392,33 +427,325 @@ describe('serve', function () {
       const m = await fetch(url + '/metrics');
       expect(m.headers.get('content-type')).to.include('text/plain; version=0.0.4');
       const text = await m.text();
-      for (const name of ['kiln_http_requests_total{route="/predictions",method="POST",status="200"}', 'kiln_http_requests_total{route="/predictions",method="POST",status="415"}',
-        'kiln_http_request_duration_seconds_bucket{route="/predictions",le="+Inf"}', 'kiln_batch_size_bucket{le="1"}', 'kiln_queue_depth 0', 'kiln_inflight_requests 1', 'kiln_inflight_batches 0', 'kiln_tensors_alive'])
+      const sv = 'model="shapes",version="1"';
+      for (const name of [`kiln_http_requests_total{route="/predictions",method="POST",status="200",${sv}}`, `kiln_http_requests_total{route="/predictions",method="POST",status="415",${sv}}`,
+        `kiln_http_request_duration_seconds_bucket{route="/predictions",${sv},le="+Inf"}`, `kiln_batch_size_bucket{${sv},le="1"}`, `kiln_queue_depth{${sv}} 0`, 'kiln_inflight_requests 1',
+        `kiln_inflight_batches{${sv}} 0`, 'kiln_tensors_alive', `kiln_images_total{${sv}}`, 'kiln_http_requests_total{route="/health",method="GET",status="200"}'])
         expect(text, name).to.include(name);
       expect(text).to.match(/# TYPE kiln_batch_size histogram/);
     });
   });
 
+  describe('several models, versions and the management API', () => {
+    // grey 24×24 two-class models saved as Kiln model folders (bw1, bw2), and broken folders for the management API
+    const BW = ['cat', 'dog'];
+    const bwMeta = { classNames: JSON.stringify(BW), inputSize: JSON.stringify([24, 24]), channels: '1', mean: '[0.5]', std: '[0.5]' };
+    const bwDir = (v: number) => path.join(dir, `bw${v}`);
+    const save = (folder: string, seed: number, meta?: Record<string, string>) => {
+      kiln.manualSeed(seed);
+      const m = kiln.models.simpleCnn({ numClasses: 2, inChannels: 1, width: 4 });
+      fs.mkdirSync(folder);
+      kiln.saveModel(path.join(folder, 'model.safetensors'), m, meta);
+      m.dispose();
+    };
+    let bw1: kiln.nn.Module, bw2: kiln.nn.Module;
+    before(() => {
+      save(bwDir(1), 11, bwMeta);
+      save(bwDir(2), 12, bwMeta);
+      save(path.join(dir, 'nometa'), 13); // weights without inputSize/channels metadata
+      fs.mkdirSync(path.join(dir, 'empty'));
+      fs.mkdirSync(path.join(dir, 'garbage'));
+      fs.writeFileSync(path.join(dir, 'garbage', 'model.safetensors'), 'not a safetensors file');
+      bw1 = kiln.loadModel(path.join(bwDir(1), 'model.safetensors')).model;
+      bw2 = kiln.loadModel(path.join(bwDir(2), 'model.safetensors')).model;
+    });
+    after(() => [bw1, bw2].forEach((m) => m.dispose()));
+    const bwDirect = (m: kiln.nn.Module, bytes: Buffer) => directOf(m.eval(), bytes, 24, 1, [0.5], [0.5]);
+
+    it('serves two models on their own routes with their own options, answers and metric labels', async () => {
+      const s = await serve({ models: { shapes: { model, metadata, maxBatchSize: 4 }, bw: { model: bw1, metadata: bwMeta } }, port: 0, maxDelayMs: 2 });
+      try {
+        const png = await image(3);
+        const a = await call(s.url + '/predictions/shapes', png);
+        expect(a.status, JSON.stringify(a.body)).to.equal(200);
+        expect(a.body).to.include({ model: 'shapes', version: '1' });
+        expectClose(probsOf(a.body.predictions[0], 3), await direct(png), 1e-4, 1e-6);
+        const want = await bwDirect(bw1, png);
+        for (const route of ['/predictions/bw', '/predictions/bw/1', '/v1/models/bw:predict', '/v1/models/bw/versions/1:predict']) {
+          const b = await call(s.url + route, png);
+          expect(b.status, route).to.equal(200);
+          expect(b.body).to.include({ model: 'bw', version: '1' });
+          expect(b.body.predictions[0].top.map((t: { class: string }) => t.class)).to.have.members(BW);
+          expectClose(probsOf(b.body.predictions[0], 2), want, 1e-4, 1e-6);
+        }
+        const none = await call(s.url + '/predictions', png);
+        expect(none.status).to.equal(400);
+        expect(none.body).to.include({ code: 'MODEL_REQUIRED' });
+        expect(none.body.error).to.match(/several models \('shapes', 'bw'\): name one, as \/predictions\/<name>/);
+        const unknown = await call(s.url + '/v1/models/cats:predict', png);
+        expect(unknown.status).to.equal(404);
+        expect(unknown.body.error).to.match(/no model named 'cats': this server serves 'shapes', 'bw'/);
+
+        const list = (await (await fetch(s.url + '/models')).json()) as { models: Record<string, any>[] };
+        expect(list.models.map((m) => m.name)).to.deep.equal(['shapes', 'bw']);
+        const [sh, bw] = list.models;
+        expect(sh.batching).to.include({ maxBatchSize: 4, maxDelayMs: 2 });
+        expect(bw.batching).to.include({ maxBatchSize: 32, maxDelayMs: 2 }); // the server-level default
+        expect(bw).to.deep.include({ inputShape: [1, 24, 24], classes: BW, defaultVersion: '1', status: 'ready', queueDepth: 0 });
+        expect(bw.versions.map((v: { version: string }) => v.version)).to.deep.equal(['1']);
+        expect(await (await fetch(s.url + '/models/bw')).json()).to.deep.equal(bw);
+        expect(() => s.batcher).to.throw(/several models/);
+        expect(s.endpoint('shapes').batcher.maxBatchSize).to.equal(4);
+
+        // per-model labels; the tensor memory is read once per scrape
+        const mem = memoryModule as { memory: typeof kiln.memory };
+        const memory = mem.memory;
+        let reads = 0;
+        mem.memory = () => (reads++, memory());
+        let text: string;
+        try {
+          text = await (await fetch(s.url + '/metrics')).text();
+        } finally {
+          mem.memory = memory;
+        }
+        expect(reads).to.equal(1);
+        for (const line of ['kiln_images_total{model="shapes",version="1"} 1', 'kiln_images_total{model="bw",version="1"} 4',
+          'kiln_http_requests_total{route="/predictions",method="POST",status="200",model="bw",version="1"} 2',
+          'kiln_http_requests_total{route="/v1/models/:name:predict",method="POST",status="200",model="bw",version="1"} 2',
+          'kiln_http_requests_total{route="/predictions",method="POST",status="400"} 1', 'kiln_http_requests_total{route="/v1/models/:name:predict",method="POST",status="404"} 1',
+          'kiln_http_request_duration_seconds_count{route="/predictions",model="shapes",version="1"} 1',
+          'kiln_batch_size_sum{model="bw",version="1"} 5', 'kiln_batch_size_sum{model="shapes",version="1"} 2', // one warm-up batch each
+          'kiln_queue_depth{model="shapes",version="1"} 0', 'kiln_queue_depth{model="bw",version="1"} 0', 'kiln_inflight_batches{model="bw",version="1"} 0'])
+          expect(text, line).to.include(line + '\n');
+      } finally {
+        await s.close();
+      }
+      expect(bw1.parameters()[0].shape).to.have.length(4); // a model passed in is not disposed by the server
+    });
+
+    it('versions: the latest registered is the default until one is set; every version has its routes', async () => {
+      const s = await serve({ models: { bw: { model: bw1, metadata: bwMeta } }, port: 0 });
+      try {
+        const png = await image(4);
+        const want1 = await bwDirect(bw1, png), want2 = await bwDirect(bw2, png);
+        expect(Math.abs(want1[0] - want2[0])).to.be.above(1e-3); // two different models
+        const answer = async (route: string, version: string, want?: number[]) => {
+          const r = await call(s.url + route, png);
+          expect(r.status, JSON.stringify(r.body)).to.equal(200);
+          expect(r.body.version, route).to.equal(version);
+          if (want) expectClose(probsOf(r.body.predictions[0], 2), want, 1e-4, 1e-6);
+        };
+        expect((await s.register('bw', bw2, { version: '2', metadata: bwMeta })).state).to.equal('ready');
+        await answer('/predictions/bw', '2', want2);
+        await answer('/predictions', '2'); // one name with several versions: /predictions still works
+        await answer('/predictions/bw/1', '1', want1);
+        await answer('/v1/models/bw/versions/2:predict', '2', want2);
+        s.setDefault('bw', '1');
+        await answer('/v1/models/bw:predict', '1', want1);
+        await s.register('bw', bw2, { version: '3', metadata: bwMeta });
+        await answer('/predictions/bw', '1'); // an explicit default stays
+        const d = (await (await fetch(s.url + '/models/bw')).json()) as Record<string, any>;
+        expect(d).to.include({ defaultVersion: '1', version: '1' });
+        expect(d.versions.map((v: { version: string }) => v.version)).to.deep.equal(['1', '2', '3']);
+        expect(await (await fetch(s.url + '/v1/models/bw/versions/2')).json()).to.include({ name: 'bw', version: '2', status: 'ready' });
+        const missing = await call(s.url + '/predictions/bw/9', png);
+        expect(missing.status).to.equal(404);
+        expect(missing.body.error).to.equal("model 'bw' has no version '9' (versions: '1', '2', '3')");
+        await expectRejects(s.register('bw', bw2, { version: '2', metadata: bwMeta }), 'MODEL_EXISTS', "model 'bw' version '2' is already registered");
+        expectKilnError(() => s.setDefault('bw', '7'), 'VERSION_NOT_FOUND', "no version '7'");
+        expect(await s.unregister('bw', '1')).to.deep.equal(['1']);
+        await answer('/predictions/bw', '3'); // the explicit default left: the latest registered takes over
+        s.setDefault('bw', '2');
+        await answer('/predictions/bw', '2', want2);
+        await s.register('bw', bw1, { version: '4', metadata: bwMeta, default: true });
+        await answer('/predictions/bw', '4', want1);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('management API: off by default; on 127.0.0.1 it registers a saved model folder that then predicts', async () => {
+      const off = await serve(model, { metadata, port: 0 });
+      try {
+        expect(() => off.managementUrl).to.throw(/management API is off/);
+        const r = await call(`${off.url}/models?url=${bwDir(1)}`);
+        expect(r.status).to.equal(405);
+        expect(r.body.error).to.match(/added and removed on the management API, which is off/);
+      } finally {
+        await off.close();
+      }
+      const s = await serve({ port: 0, managementPort: 0, modelStore: dir });
+      try {
+        const m = s.managementUrl;
+        expect(new URL(m).hostname).to.equal('127.0.0.1');
+        expect(m).to.not.equal(s.url);
+        const png = await image(6);
+        const notReady = await fetch(s.url + '/ready');
+        expect(notReady.status).to.equal(503);
+        expect(await notReady.json()).to.deep.equal({ ready: false, reason: 'no model is registered' });
+        expect((await call(s.url + '/predictions', png)).body.code).to.equal('NO_MODELS');
+
+        const reg = await call(m + '/models?url=bw1&batch_size=8&max_batch_delay=3&top=1');
+        expect(reg.status, JSON.stringify(reg.body)).to.equal(200);
+        expect(reg.body.status).to.equal("model 'bw1' version '1' registered"); // named after its folder
+        expect(reg.body.model.batching).to.include({ maxBatchSize: 8, maxDelayMs: 3 });
+        expect(reg.body.model).to.deep.include({ classes: BW, inputShape: [1, 24, 24], top: 1 });
+        const p = await call(s.url + '/predictions', png);
+        expect(p.status).to.equal(200);
+        expect(p.body).to.include({ model: 'bw1', version: '1' });
+        expect(p.body.predictions[0].top).to.have.length(1);
+        expect(p.body.predictions[0].top[0].probability).to.be.closeTo(Math.max(...(await bwDirect(bw1, png))), 1e-5);
+        expect((await fetch(s.url + '/ready')).status).to.equal(200);
+
+        const v2 = await call(`${m}/models?url=${encodeURIComponent(bwDir(2))}&model_name=bw1&version=2`);
+        expect(v2.status, JSON.stringify(v2.body)).to.equal(200);
+        expect((await call(s.url + '/predictions/bw1', png)).body.version).to.equal('2');
+        const def = await call(m + '/models/bw1/1/set-default', undefined, undefined, 'PUT');
+        expect(def.status).to.equal(200);
+        expect(def.body.model.defaultVersion).to.equal('1');
+        expect((await call(s.url + '/predictions/bw1', png)).body.version).to.equal('1');
+        expect(await (await fetch(m + '/models/bw1/2')).json()).to.include({ name: 'bw1', version: '2' });
+        const del = await call(m + '/models/bw1', undefined, undefined, 'DELETE');
+        expect(del.body.status).to.equal("model 'bw1' versions '1', '2' unregistered");
+        expect(await (await fetch(m + '/models')).json()).to.deep.equal({ models: [] });
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('management API: every malformed request is a 4xx naming the problem; nothing leaks; the server lives on', async () => {
+      const s = await serve({ models: { shapes: { model, metadata } }, port: 0, managementPort: 0, modelStore: dir });
+      try {
+        const m = s.managementUrl;
+        expect((await call(m + '/models?url=bw1&model_name=taken')).status).to.equal(200);
+        gc();
+        const before = kiln.memory();
+        const cases: [string, string, number, string, RegExp][] = [
+          ['POST', '/models', 400, 'MISSING_PARAMETER', /query parameter 'url' is required: the folder of a model saved by Kiln/],
+          ['POST', '/models?model_name=x', 400, 'MISSING_PARAMETER', /'url' is required/],
+          ['POST', '/models?url=nothere', 400, 'MODEL_DIR_NOT_FOUND', /model folder \S*nothere does not exist/],
+          ['POST', '/models?url=empty', 400, 'BAD_MODEL_DIR', /empty holds no model\.safetensors/],
+          ['POST', '/models?url=garbage', 400, 'BAD_MODEL_DIR', /cannot load \S*garbage\/model\.safetensors: /],
+          ['POST', '/models?url=nometa', 400, 'BAD_MODEL', /cannot serve \S*nometa\S* as 'nometa': inputSize/],
+          ['POST', '/models?url=/etc', 403, 'FORBIDDEN_PATH', /'\/etc' is outside the model store/],
+          ['POST', '/models?url=../bw1', 403, 'FORBIDDEN_PATH', /'\.\.\/bw1' is outside the model store/],
+          ['POST', '/models?url=bw1&model_name=taken', 409, 'MODEL_EXISTS', /model 'taken' version '1' is already registered/],
+          ['POST', '/models?url=bw2&model_name=shapes', 409, 'MODEL_EXISTS', /model 'shapes' version '1' is already registered/],
+          ['POST', '/models?url=bw1&model_name=a%20b', 400, 'BAD_PARAMETER', /model_name must use letters, digits/],
+          ['POST', '/models?url=bw1&model_name=n&version=', 400, 'BAD_PARAMETER', /version must use letters/],
+          ['POST', '/models?url=bw1&model_name=n&batch_size=0', 400, 'BAD_PARAMETER', /batch_size must be an integer ≥ 1, got '0'/],
+          ['POST', '/models?url=bw1&model_name=n&max_batch_delay=soon', 400, 'BAD_PARAMETER', /max_batch_delay must be a number ≥ 0, got 'soon'/],
+          ['POST', '/models?url=bw1&model_name=n&set_default=yes', 400, 'BAD_PARAMETER', /set_default must be true or false/],
+          ['POST', '/models?url=bw1&workers=4', 400, 'UNKNOWN_PARAMETER', /unknown query parameter 'workers' \(known: url, model_name/],
+          ['DELETE', '/models/ghost', 404, 'MODEL_NOT_FOUND', /no model named 'ghost': this server serves 'shapes', 'taken'/],
+          ['DELETE', '/models/taken/7', 404, 'VERSION_NOT_FOUND', /model 'taken' has no version '7'/],
+          ['PUT', '/models/ghost/1/set-default', 404, 'MODEL_NOT_FOUND', /no model named 'ghost'/],
+          ['PUT', '/models/taken/3/set-default', 404, 'VERSION_NOT_FOUND', /no version '3'/],
+          ['GET', '/models/taken/1/set-default', 405, 'METHOD_NOT_ALLOWED', /GET \S+ is not allowed: use PUT/],
+          ['PUT', '/models', 405, 'METHOD_NOT_ALLOWED', /use GET or POST/],
+          ['POST', '/predictions', 404, 'NOT_FOUND', /no management route POST \/predictions/],
+        ];
+        for (const [method, p, status, code, re] of cases) {
+          const r = await call(m + p, undefined, undefined, method);
+          expect(r.status, `${method} ${p}: ${JSON.stringify(r.body)}`).to.equal(status);
+          expect(r.body.code, p).to.equal(code);
+          expect(r.body.error, p).to.match(re);
+        }
+        expectMemoryAt(before);
+        expect((await fetch(s.url + '/health')).status).to.equal(200);
+        expect((await call(s.url + '/predictions/taken', await image(2))).status).to.equal(200);
+        expect(await (await fetch(s.url + '/ready')).json()).to.deep.equal({ ready: true });
+        expect((await (await fetch(m + '/models')).json() as { models: { name: string }[] }).models.map((x) => x.name)).to.deep.equal(['shapes', 'taken']);
+        const text = await (await fetch(s.url + '/metrics')).text();
+        expect(text).to.include('kiln_http_requests_total{route="management /models",method="POST",status="400"}');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('unregister drains: in-flight requests finish, later ones get 404, /ready is 503 meanwhile; memory returns to its baseline', async () => {
+      const g = gated(bw1.eval());
+      const s = await serve({ models: { shapes: { model, metadata } }, port: 0, managementPort: 0, modelStore: dir, maxBatchSize: 1 });
+      try {
+        const m = s.managementUrl, png = await image(8);
+        gc();
+        const before = kiln.memory();
+        // loaded from its folder by the server: registered, used, unregistered → every tensor freed
+        expect((await call(m + '/models?url=bw2&model_name=tmp')).status).to.equal(200);
+        expect((await call(s.url + '/predictions/tmp', png)).status).to.equal(200);
+        const del = await call(m + '/models/tmp', undefined, undefined, 'DELETE');
+        expect(del.status).to.equal(200);
+        expect(del.body.status).to.equal("model 'tmp' version '1' unregistered");
+        expectMemoryAt(before);
+
+        await s.register('slow', g, { metadata: bwMeta });
+        const slow = s.endpoint('slow');
+        g.hold();
+        const inflight = [1, 2, 3].map(() => call(s.url + '/predictions/slow', png));
+        await until(() => slow.batcher.inFlightBatches === 1 && slow.batcher.queueDepth === 2);
+        const deleting = call(m + '/models/slow', undefined, undefined, 'DELETE');
+        await until(() => slow.state === 'draining');
+        const ready = await fetch(s.url + '/ready');
+        expect(ready.status).to.equal(503);
+        expect(await ready.json()).to.deep.equal({ ready: false, reason: "draining: 'slow/1'" });
+        const late = await call(s.url + '/predictions/slow', png);
+        expect(late.status).to.equal(404);
+        expect(late.body.error).to.match(/no model named 'slow'/);
+        expect((await call(s.url + '/predictions/shapes', png)).status).to.equal(200); // the others keep serving
+        g.release();
+        for (const r of await Promise.all(inflight)) expect(r.body).to.include({ model: 'slow', version: '1' });
+        expect((await deleting).status).to.equal(200);
+        expect(slow.state).to.equal('closed');
+        expect((await fetch(s.url + '/ready')).status).to.equal(200);
+        expect(((await (await fetch(s.url + '/models')).json()) as { models: { name: string }[] }).models.map((x) => x.name)).to.deep.equal(['shapes']);
+      } finally {
+        g.release();
+        await s.close();
+      }
+    });
+
+    it('rejects bad model specs with clear errors', async () => {
+      expectKilnError(() => new Server({}), 'INVALID_ARGUMENT', 'models', 'at least one');
+      expectKilnError(() => new Server({ models: { 'a b': model } }), 'INVALID_ARGUMENT', 'name', 'letters, digits');
+      expectKilnError(() => new Server({ models: { a: { metadata } } }), 'INVALID_ARGUMENT', 'models.a', 'exactly one of model and path');
+      expectKilnError(() => new Server({ models: { a: [{ model, metadata }, { model, metadata }] } }), 'MODEL_EXISTS', "model 'a' version '1' is already registered");
+      expectKilnError(() => new Server(model, { metadata, models: {} } as never), 'INVALID_ARGUMENT', 'not both');
+      expectKilnError(() => new Server({ models: { a: { path: path.join(dir, 'nothere') } } }), 'MODEL_DIR_NOT_FOUND', 'does not exist');
+      const ok = await serve({ models: { a: { path: bwDir(1) } }, port: 0 }); // a folder given by path: loaded, and disposed on close
+      gc();
+      const during = kiln.memory().numTensors;
+      await ok.close();
+      expect(kiln.memory().numTensors).to.be.below(during);
+    });
+  });
+
   describe('kiln serve', () => {
     it('starts, prints its URL, answers, and stops cleanly on SIGTERM', async () => {
-      const child = spawn(process.execPath, [BIN, 'serve', '--model', dir, '--port', '0', '--max-delay-ms', '1', '--top', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '', err = '';
-      child.stderr.on('data', (d) => (err += d));
-      const u = await new Promise<string>((resolve, reject) => {
-        child.stdout.on('data', (d) => {
-          out += d;
-          const m = /listening on (http:\/\/\S+)/.exec(out);
-          if (m) resolve(m[1]);
-        });
-        child.on('exit', () => reject(new Error(`kiln serve exited early: ${out}${err}`)));
-      });
+      const { child, found: [u], output } = await startCli(['--model', dir, '--port', '0', '--max-delay-ms', '1', '--top', '2'], [/listening on (http:\/\/\S+)/]);
       const r = await fetch(u + '/predictions', { method: 'POST', body: await image(4), headers: { 'content-type': 'image/png' } });
       expect(r.status).to.equal(200);
       expect(((await r.json()) as { predictions: { top: unknown[] }[] }).predictions[0].top).to.have.length(2);
-      child.kill('SIGTERM');
-      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      expect(code, err).to.equal(0);
-      expect(out).to.match(/SIGTERM: finishing in-flight requests[\s\S]*stopped/);
+      expect(await stopCli(child), output()).to.equal(0);
+      expect(output()).to.match(/SIGTERM: finishing in-flight requests[\s\S]*stopped/);
+    });
+
+    it('serves several --model NAME[@VERSION]=DIR, with the management API on --management-port', async () => {
+      const bw = path.join(dir, 'bw2'); // written by the tests above
+      const { child, found: [u, m], output } = await startCli(['--model', `shapes=${dir}`, '--model', `bw@2=${bw}`, '--port', '0', '--management-port', '0', '--model-store', dir],
+        [/listening on (http:\/\/\S+)/, /management API on (http:\/\/\S+)/]);
+      try {
+        expect(output()).to.include("serving 'shapes' version '1' (3 classes, input 3×32×32)").and.include("serving 'bw' version '2' (2 classes, input 1×24×24)");
+        const png = await image(4);
+        expect((await call(u + '/predictions/shapes', png)).body).to.include({ model: 'shapes', version: '1' });
+        expect((await call(u + '/predictions/bw', png)).body).to.include({ model: 'bw', version: '2' });
+        expect((await call(u + '/predictions', png)).status).to.equal(400);
+        expect((await call(m + '/models?url=bw1&model_name=bw')).status).to.equal(200);
+        expect((await call(u + '/predictions/bw', png)).body).to.include({ model: 'bw', version: '1' }); // the latest registered
+      } finally {
+        expect(await stopCli(child), output()).to.equal(0);
+      }
+      await expectRejects(run(['serve', '--model', dir, '--model', bw]), 'USAGE', 'several --model flags need names: --model NAME=DIR');
+      await expectRejects(run(['serve', '--model', `a=${dir}`, '--model', `a=${bw}`]), 'USAGE', "--model: 'a' version '1' is given twice");
     });
 
     it('has help and examples, and refuses a missing model or a busy port with one line', async () => {

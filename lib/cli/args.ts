@@ -28,18 +28,23 @@ export interface FlagSpec {
   help: string;
   /** placeholder in the help text (default: the type) */
   meta?: string;
+  /** may be given several times: every value is kept, in order, in `Parsed.lists` (string flags) */
+  multiple?: boolean;
 }
 
 /** Parsed flags and positional arguments. */
 export interface Parsed {
   flags: Record<string, string | number | boolean | undefined>;
   positional: string[];
+  /** every value of each `multiple` flag, in order (`flags` holds the last) */
+  lists: Record<string, string[]>;
 }
 
 /** Parses `argv` (without the command name) against `spec`. */
 export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, command: string): Parsed {
   const flags: Parsed['flags'] = {};
   const positional: string[] = [];
+  const lists: Parsed['lists'] = {};
   const aliases = new Map<string, string>();
   for (const [k, s] of Object.entries(spec)) if (s.alias) aliases.set(s.alias, k);
   for (let i = 0; i < argv.length; i++) {
@@ -81,10 +86,11 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, comman
       value = argv[++i];
     }
     flags[name] = convert(name, value, s);
+    if (s.multiple) (lists[name] ??= []).push(String(flags[name]));
     s = spec[name];
   }
   for (const [k, s] of Object.entries(spec)) if (flags[k] === undefined && s.default !== undefined) flags[k] = s.default;
-  return { flags, positional };
+  return { flags, positional, lists };
 }
 
 function convert(name: string, v: string, s: FlagSpec): string | number {
@@ -134,7 +140,7 @@ export function formatOptions(spec: Record<string, FlagSpec>): string {
     const meta = s.type === 'boolean' ? '' : ` <${s.meta ?? (s.choices ? s.choices.join('|') : s.type === 'int' ? 'n' : s.type === 'number' ? 'x' : 'value')}>`;
     const left = `${s.alias ? `-${s.alias}, ` : ''}--${k}${meta}`;
     const dflt = s.default !== undefined && s.type !== 'boolean' ? ` (default ${s.default})` : '';
-    return [left, s.help + dflt];
+    return [left, s.help + dflt + (s.multiple ? ' (repeatable)' : '')];
   });
   const w = Math.min(40, Math.max(...rows.map((r) => r[0].length)));
   return rows.map(([l, r]) => `  ${l.padEnd(w)}  ${r}`).join('\n');

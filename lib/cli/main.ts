@@ -18,6 +18,7 @@ const EXAMPLES = `Examples:
   kiln explain --model runs/fmnist --method gradcam --out heatmaps shoe.png
   kiln serve --model runs/fmnist --port 8080 --max-batch 32 --max-delay-ms 5   # then: curl --data-binary @shoe.png -H 'content-type: image/png' localhost:8080/predictions
   kiln serve --model runs/photos --device cuda --host 0.0.0.0 --max-batch 128 --timeout-ms 2000
+  kiln serve --model fmnist=runs/fmnist --model digits=runs/mnist --model digits@2=runs/mnist2 --management-port 8081   # several models; management API on 127.0.0.1:8081
   kiln info`;
 
 const USAGE = `kiln — train, harden, explain and serve image classifiers on libtorch from Node.js
@@ -30,7 +31,7 @@ Commands:
   predict    class probabilities for image files
   robust     accuracy under adversarial attacks (PGD, FGSM) and common corruptions (CIFAR-10-C)
   explain    heat maps of why a model predicts what it does (Grad-CAM, integrated gradients, SmoothGrad, saliency, occlusion)
-  serve      an HTTP inference server with dynamic batching (POST /predictions, /health, /ready, /metrics, /models)
+  serve      an HTTP inference server with dynamic batching for one or several models (POST /predictions/<name>, /health, /ready, /metrics, /models)
   info       versions, CUDA availability, threads
 
 Run 'kiln <command> --help' for its options.
@@ -78,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write((await commandHelp(cmd)) + '\n');
     return 0;
   }
-  const { flags, positional } = parseArgs(rest, spec, cmd);
+  const { flags, positional, lists } = parseArgs(rest, spec, cmd);
   if (cmd !== 'predict' && cmd !== 'explain' && positional.length) throw new UsageError(`unexpected argument '${positional[0]}' for 'kiln ${cmd}' (options start with --)`);
   const log = (s: string) => (flags.json ? process.stderr : process.stdout).write(s + '\n');
   if (cmd === 'info') {
@@ -95,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (cmd === 'train') return (await import('./train')).train(flags, log);
   if (cmd === 'evaluate') return (await import('./inference')).evaluate(flags, log);
-  if (cmd === 'serve') return (await import('./serve')).serveCommand(flags, log);
+  if (cmd === 'serve') return (await import('./serve')).serveCommand(flags, log, lists);
   if (cmd === 'robust') return (await import('./robust')).robustCommand(flags, log);
   if (cmd === 'explain') return (await import('./explain')).explainCommand(flags, positional, log);
   return (await import('./inference')).predict(flags, positional, log);

@@ -1,6 +1,7 @@
-/** `kiln serve`: an HTTP inference server with dynamic batching for a model written by `kiln train`. */
+/** `kiln serve`: an HTTP inference server with dynamic batching for one or several models written by `kiln train`. */
+import * as fs from 'fs';
 import { Device } from '../tensor/dtype';
-import { serve } from '../serve/server';
+import { serve, Server, ModelSpec } from '../serve/server';
 import { FlagSpec, UsageError } from './args';
 import { loadTrained } from './inference';
 
@@ -8,10 +9,13 @@ type Flags = Record<string, string | number | boolean | undefined>;
 
 /** Options of `kiln serve`. */
 export const SERVE_FLAGS: Record<string, FlagSpec> = {
-  model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
-  name: { type: 'string', default: 'model', help: 'the model name in routes (/v1/models/<name>:predict)' },
+  model: { type: 'string', multiple: true, help: 'a folder written by kiln train (or its model.safetensors); NAME=DIR or NAME@VERSION=DIR to serve several models and versions', meta: '[name[@version]=]dir' },
+  name: { type: 'string', default: 'model', help: 'the model name in routes (/v1/models/<name>:predict) of a --model DIR without NAME=' },
   host: { type: 'string', default: '127.0.0.1', help: 'interface to listen on (0.0.0.0: all)' },
   port: { type: 'int', min: 0, max: 65535, default: 8080, help: 'TCP port (0: any free port)' },
+  'management-port': { type: 'int', min: 0, max: 65535, help: 'turn the management API on, on this port (0: any free port): POST /models?url=DIR, DELETE /models/<name>, PUT /models/<name>/<version>/set-default (default: off)' },
+  'management-host': { type: 'string', default: '127.0.0.1', help: 'interface of the management API (it loads models from paths: keep it local)' },
+  'model-store': { type: 'string', help: "folder the management API's url= paths resolve against; paths outside it are refused", meta: 'dir' },
   'max-batch': { type: 'int', min: 1, default: 32, help: 'most images per model batch' },
   'max-delay-ms': { type: 'number', min: 0, default: 0, help: 'longest wait for a batch to fill after its first request (0: run when the model is free, batching what queued meanwhile)' },
   'max-queue': { type: 'int', min: 1, default: 1024, help: 'images waiting before requests are refused with 503' },
@@ -24,32 +28,86 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
 
-/** Runs `kiln serve` until SIGINT or SIGTERM, then drains in-flight requests and resolves to 0. */
-export async function serveCommand(f: Flags, log: (s: string) => void): Promise<number> {
-  const device = f.device as Device;
-  if (f.precision === 'fp16' && device !== 'cuda') throw new UsageError("--precision fp16 needs --device cuda (on the CPU use bf16)");
-  const m = loadTrained(f.model as string | undefined, device);
-  const name = String(f.name);
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name must use letters, digits, '.', '_' or '-' (got '${name}')`);
-  let server;
+/** One `--model` value: a folder, with the name and version it is served under. */
+interface ModelFlag {
+  name: string;
+  version?: string;
+  dir: string;
+}
+
+/** Parses the `--model` values: `DIR` (named by --name; at most one) or `NAME[@VERSION]=DIR`. */
+export function parseModelFlags(values: string[], defaultName: string, management: boolean): ModelFlag[] {
+  if (values.length === 0) {
+    if (management) return [];
+    throw new UsageError('--model is required: the folder written by kiln train --out (or give --management-port to register models later)');
+  }
+  const out = values.map((v): ModelFlag => {
+    const m = /^([A-Za-z0-9._-]+)(?:@([A-Za-z0-9._-]+))?=(.+)$/.exec(v);
+    return m && !fs.existsSync(v) ? { name: m[1], version: m[2], dir: m[3] } : { name: '', dir: v };
+  });
+  if (out.filter((m) => m.name === '').length > 1) throw new UsageError('several --model flags need names: --model NAME=DIR (or NAME@VERSION=DIR)');
+  if (!/^[A-Za-z0-9._-]+$/.test(defaultName)) throw new UsageError(`--name must use letters, digits, '.', '_' or '-' (got '${defaultName}')`);
+  const seen = new Set<string>();
+  for (const m of out) {
+    m.name ||= defaultName;
+    const key = `${m.name}@${m.version ?? '1'}`;
+    if (seen.has(key)) throw new UsageError(`--model: '${m.name}' version '${m.version ?? '1'}' is given twice (give versions as NAME@VERSION=DIR)`);
+    seen.add(key);
+  }
+  return out;
+}
+
+/** Loads every `--model` folder into the `models` option of `serve` (the server disposes them). */
+function loadModels(flags: ModelFlag[], device: Device): Record<string, ModelSpec[]> {
+  const models: Record<string, ModelSpec[]> = {};
+  const loaded: { dispose(): void }[] = [];
   try {
-    server = await serve(m.model, {
-      name, host: String(f.host), port: f.port as number, device, top: f.top as number,
+    for (const f of flags) {
+      const m = loadTrained(f.dir, device);
+      loaded.push(m.model);
+      (models[f.name] ??= []).push({ model: m.model, version: f.version, dispose: true, classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std });
+    }
+  } catch (e) {
+    for (const m of loaded) m.dispose();
+    throw e;
+  }
+  return models;
+}
+
+/** Runs `kiln serve` until SIGINT or SIGTERM, then drains in-flight requests and resolves to 0. */
+export async function serveCommand(f: Flags, log: (s: string) => void, lists: Record<string, string[]> = {}): Promise<number> {
+  const device = f.device as Device;
+  if (f.precision === 'fp16' && device !== 'cuda') throw new UsageError('--precision fp16 needs --device cuda (on the CPU use bf16)');
+  const mport = f['management-port'] as number | undefined;
+  if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`--management-port must differ from --port (both ${mport})`);
+  const flags = parseModelFlags(lists.model ?? (f.model === undefined ? [] : [String(f.model)]), String(f.name), mport !== undefined);
+  const models = loadModels(flags, device);
+  let server: Server;
+  try {
+    server = await serve({
+      models, host: String(f.host), port: f.port as number, device, top: f.top as number,
+      managementPort: mport, managementHost: String(f['management-host']), modelStore: f['model-store'] as string | undefined,
       maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number, maxQueue: f['max-queue'] as number,
       maxBodyBytes: f['max-body'] as number, timeoutMs: f['timeout-ms'] as number,
       precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'],
-      classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std,
     });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new UsageError(`--port ${f.port}: address ${f.host}:${f.port} is already in use`);
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new UsageError(`--host ${f.host}: cannot listen on this address (${code})`);
-    if (code === 'EACCES') throw new UsageError(`--port ${f.port}: permission denied (ports below 1024 need privileges)`);
+    const err = e as NodeJS.ErrnoException & { port?: number };
+    const [flag, host] = mport !== undefined && err.port === mport && err.port !== f.port ? ['--management-port', f['management-host']] : ['--port', f.host];
+    const p = err.port ?? f.port;
+    if (err.code === 'EADDRINUSE') throw new UsageError(`${flag} ${p}: address ${host}:${p} is already in use`);
+    if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') throw new UsageError(`${flag === '--port' ? '--host' : '--management-host'} ${host}: cannot listen on this address (${err.code})`);
+    if (err.code === 'EACCES') throw new UsageError(`${flag} ${p}: permission denied (ports below 1024 need privileges)`);
     throw e;
   }
   const s = server;
-  log(`kiln: serving '${name}' (${m.classNames.length} classes, input ${m.channels}×${m.size[0]}×${m.size[1]}) on ${device}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}; max batch ${s.batcher.maxBatchSize}, max delay ${s.batcher.maxDelayMs} ms`);
-  log(`kiln: listening on ${s.url} — POST ${s.url}/predictions (image bytes or JSON), GET /health /ready /metrics /models; Ctrl-C stops`);
+  for (const ep of s.registry.endpoints()) {
+    const [c, h, w] = ep.preprocessor.shape;
+    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${device}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}; max batch ${ep.batcher.maxBatchSize}, max delay ${ep.batcher.maxDelayMs} ms`);
+  }
+  const names = s.registry.names();
+  log(`kiln: listening on ${s.url} — POST ${s.url}/predictions${names.length === 1 ? '' : '/<name>'} (image bytes or JSON), GET /health /ready /metrics /models; Ctrl-C stops`);
+  if (mport !== undefined) log(`kiln: management API on ${s.managementUrl} — POST /models?url=DIR&model_name=NAME, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.off('SIGINT', onInt);
@@ -62,7 +120,6 @@ export async function serveCommand(f: Flags, log: (s: string) => void): Promise<
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
   });
-  m.model.dispose();
   log('kiln: stopped');
   return 0;
 }

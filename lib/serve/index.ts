@@ -1,23 +1,30 @@
 /**
- * `kiln.serve`: an HTTP inference server with dynamic batching.
+ * `kiln.serve`: an HTTP inference server with dynamic batching, for one or several models with versions.
  *
  * ```ts
  * const { model, metadata } = kiln.loadModel('runs/fmnist/model.safetensors');
  * const server = await kiln.serve(model.eval(), { metadata, port: 8080, maxBatchSize: 32, maxDelayMs: 5 });
  * console.log(server.url);   // POST image bytes to `${server.url}/predictions`
  * await server.close();      // finishes in-flight requests
+ *
+ * const multi = await kiln.serve({ models: { fmnist: { path: 'runs/fmnist' }, digits: { path: 'runs/mnist' } }, managementPort: 8081 });
  * ```
  */
 
 /** Batches single-image requests into one `forwardAsync` call (bounded queue, timeouts, drain). */
 export { DynamicBatcher } from './batcher';
 export type { BatcherOptions, BatchInfo, BatchModel, SubmitOptions } from './batcher';
-/** The HTTP server (`Server`) and `serve(model, options)`, which creates and starts one. */
+/** The HTTP server (`Server`) and `serve(...)`, which creates and starts one. */
 export { Server, serve } from './server';
-export type { ServeOptions } from './server';
+export type { ServeOptions, ServerOptions, RegisterOptions, ModelSpec } from './server';
+/** One served model version and the model-folder loader; the registry of names and versions. */
+export { ModelEndpoint, loadModelDir } from './endpoint';
+export type { ModelOptions, RuntimeOptions, ModelState, PredictResult } from './endpoint';
+export { ModelRegistry } from './registry';
 /** Request parsing and preprocessing (decode → resize → normalise), and the HTTP error type. */
 export { Preprocessor, HttpError, IMAGE_CONTENT_TYPES } from './inputs';
 export type { InputSpec } from './inputs';
 /** Prometheus metrics: counters, gauges, histograms, a registry, and the server's metric set. */
 export { Counter, Gauge, Histogram, Registry, PROMETHEUS_CONTENT_TYPE, LATENCY_BUCKETS, BATCH_BUCKETS } from './metrics';
+export type { GaugeSample, MetricLabels } from './metrics';
 export { ServerMetrics } from './server-metrics';

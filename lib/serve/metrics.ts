@@ -4,20 +4,21 @@
  */
 import { invalidParameterError } from '../errors';
 
-type Labels = Record<string, string>;
+/** Label names to values of one series. */
+export type MetricLabels = Record<string, string>;
 
 /** Escapes a label value as the text format requires (backslash, quote, newline). */
 function escape(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
-function labelText(labels: Labels, extra?: [string, string]): string {
+function labelText(labels: MetricLabels, extra?: [string, string]): string {
   const parts = Object.entries(labels).map(([k, v]) => `${k}="${escape(v)}"`);
   if (extra) parts.push(`${extra[0]}="${escape(extra[1])}"`);
   return parts.length ? `{${parts.join(',')}}` : '';
 }
 
-function keyOf(labels: Labels): string {
+function keyOf(labels: MetricLabels): string {
   return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
@@ -43,19 +44,19 @@ abstract class Base implements Metric {
 
 /** A monotonically increasing count per label set. */
 export class Counter extends Base {
-  private values = new Map<string, { labels: Labels; value: number }>();
+  private values = new Map<string, { labels: MetricLabels; value: number }>();
   constructor(name: string, help: string) {
     super(name, help, 'counter');
   }
   /** Adds `by` (default 1) to the series with these labels. */
-  inc(labels: Labels = {}, by = 1): void {
+  inc(labels: MetricLabels = {}, by = 1): void {
     const k = keyOf(labels);
     const s = this.values.get(k);
     if (s) s.value += by;
     else this.values.set(k, { labels: { ...labels }, value: by });
   }
   /** The current value of one series (0 if never incremented). */
-  get(labels: Labels = {}): number {
+  get(labels: MetricLabels = {}): number {
     return this.values.get(keyOf(labels))?.value ?? 0;
   }
   render(): string {
@@ -65,10 +66,19 @@ export class Counter extends Base {
   }
 }
 
-/** A value that goes up and down; `collect` (if given) sets it just before rendering. */
+/** One labelled value of a gauge. */
+export interface GaugeSample {
+  labels: MetricLabels;
+  value: number;
+}
+
+/**
+ * A value that goes up and down; `collect` (if given) supplies it just before rendering: one number, or one
+ * sample per label set (e.g. a queue depth per model).
+ */
 export class Gauge extends Base {
   private value = 0;
-  constructor(name: string, help: string, private readonly collect?: () => number) {
+  constructor(name: string, help: string, private readonly collect?: () => number | GaugeSample[]) {
     super(name, help, 'gauge');
   }
   set(v: number): void {
@@ -80,17 +90,23 @@ export class Gauge extends Base {
   dec(by = 1): void {
     this.value -= by;
   }
-  get(): number {
-    return this.collect ? this.collect() : this.value;
+  /** The current value (of the series with these labels, for a labelled gauge; 0 if absent). */
+  get(labels: MetricLabels = {}): number {
+    const v = this.samples();
+    return v.find((s) => keyOf(s.labels) === keyOf(labels))?.value ?? 0;
   }
   render(): string {
-    return `${this.header()}${this.name} ${fmt(this.get())}\n`;
+    return this.header() + this.samples().map((s) => `${this.name}${labelText(s.labels)} ${fmt(s.value)}\n`).join('');
+  }
+  private samples(): GaugeSample[] {
+    const v = this.collect ? this.collect() : this.value;
+    return typeof v === 'number' ? [{ labels: {}, value: v }] : v;
   }
 }
 
 /** Cumulative buckets, sum and count per label set (Prometheus histogram semantics). */
 export class Histogram extends Base {
-  private series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  private series = new Map<string, { labels: MetricLabels; counts: number[]; sum: number; count: number }>();
   readonly buckets: number[];
   constructor(name: string, help: string, buckets: number[]) {
     super(name, help, 'histogram');
@@ -99,7 +115,7 @@ export class Histogram extends Base {
     this.buckets = [...buckets];
   }
   /** Records one observation. */
-  observe(v: number, labels: Labels = {}): void {
+  observe(v: number, labels: MetricLabels = {}): void {
     const k = keyOf(labels);
     let s = this.series.get(k);
     if (!s) this.series.set(k, (s = { labels: { ...labels }, counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 }));
@@ -108,7 +124,7 @@ export class Histogram extends Base {
     s.count++;
   }
   /** Count and sum of one series. */
-  get(labels: Labels = {}): { count: number; sum: number } {
+  get(labels: MetricLabels = {}): { count: number; sum: number } {
     const s = this.series.get(keyOf(labels));
     return { count: s?.count ?? 0, sum: s?.sum ?? 0 };
   }

@@ -1,327 +1,346 @@
 /**
- * The inference server: node:http in front of a `DynamicBatcher`.
+ * The inference server: node:http in front of one `DynamicBatcher` per served model version.
  *
- * Routes (`<name>` is the served model's name, default 'model'):
- *   POST /predictions, /predictions/<name>, /v1/models/<name>:predict
- *        body: raw image bytes (image/png, image/jpeg, image/webp, … or application/octet-stream)
- *        or application/json {"instances": [...]} of base64 images ("..." or {"b64": "..."}) or
- *        nested [C, H, W] float arrays (already normalised); `?top=K` overrides the top-k.
- *        → 200 {"model", "predictions": [{"top": [{"class", "index", "probability"}, …]}, …]}
- *   GET  /health (liveness), /ready (readiness: 503 while warming up or closing),
- *        /metrics (Prometheus text), /models and /v1/models/<name> (metadata).
- * Errors are JSON {"error": message, "code": CODE}: 400 malformed JSON / undecodable image /
- * wrong shape, 404 unknown route or model, 405 wrong method (with Allow), 413 body too large,
- * 415 unsupported media type, 503 overloaded (with Retry-After) or shutting down, 504 timeout.
+ * Inference routes (`<name>` a served model, `<version>` one of its versions; without a version, the default):
+ *   POST /predictions/<name>[/<version>], /v1/models/<name>[/versions/<version>]:predict, and /predictions when
+ *        exactly one model is served. Body: raw image bytes (image/png, image/jpeg, image/webp, … or
+ *        application/octet-stream) or application/json {"instances": [...]} of base64 images ("..." or {"b64": "..."})
+ *        or nested [C, H, W] float arrays (already normalised); `?top=K` overrides the top-k.
+ *        → 200 {"model", "version", "predictions": [{"top": [{"class", "index", "probability"}, …]}, …]}
+ *   GET  /health (liveness), /ready (readiness: 200 when every registered model is loaded and none is draining),
+ *        /metrics (Prometheus text), /models, /models/<name>[/<version>], /v1/models[/<name>[/versions/<version>]].
+ * The management API (POST /models, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default) is
+ * on its own port, off unless `managementPort` is given, on 127.0.0.1 by default (see management.ts).
+ * Errors are JSON {"error": message, "code": CODE}: 400 malformed JSON / undecodable image / wrong shape / no model
+ * named where several are served, 404 unknown route, model or version, 405 wrong method (with Allow), 413 body too
+ * large, 415 unsupported media type, 503 overloaded (with Retry-After), loading or shutting down, 504 timeout.
  */
 import * as http from 'http';
-import type { AddressInfo } from 'net';
 import { KilnError, invalidParameterError } from '../errors';
 import { Module } from '../nn/module';
-import { Tensor } from '../tensor/tensor';
-import { zeros } from '../tensor/creation';
-import { checkSize } from '../data/decode';
-import { DynamicBatcher, BatcherOptions, BatchModel } from './batcher';
-import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
-import { ServerMetrics } from './server-metrics';
+import type { BatchModel } from './batcher';
+import { HttpError } from './inputs';
+import { ServerMetrics, modelLabels } from './server-metrics';
+import { ModelEndpoint, ModelOptions, RuntimeOptions, checkName, loadModelDir } from './endpoint';
+import { ModelRegistry } from './registry';
+import { Route, parseRoute } from './routes';
+import { managementRoutes } from './management';
+import { InFlight, allowOnly, createHttpServer, json, listenOn, toHttpError, urlOf } from './http';
 
-/** Options of `serve` / `Server`. */
-export interface ServeOptions extends Omit<BatcherOptions, 'postprocess' | 'onBatch'> {
-  /** the model's name in routes and responses (default 'model') */
-  name?: string;
+/** A model to serve: the model itself, or `{ model | path, ...options }` (`path`: a folder written by `kiln train`). */
+export type ModelSpec = Module | BatchModel | (RegisterOptions & { model?: Module | BatchModel; path?: string });
+
+/** Options of `Server.register`: the model's options, and whether it becomes its name's default version. */
+export interface RegisterOptions extends ModelOptions {
+  /** make this version the default of its name (default: the latest registered version is the default) */
+  default?: boolean;
+}
+
+/** Options of a server. Runtime options (batching, device, precision, top) given here are every model's defaults. */
+export interface ServerOptions extends RuntimeOptions {
+  /** models to serve: name → a model, a `{ model | path, ...options }` spec, or an array of specs (several versions) */
+  models?: Record<string, ModelSpec | ModelSpec[]>;
   /** interface to listen on (default '127.0.0.1'; '0.0.0.0' for every interface) */
   host?: string;
   /** TCP port (default 8080; 0 picks a free one) */
   port?: number;
-  /** metadata as `loadModel` returns it (written by `kiln train`): fills the five fields below */
-  metadata?: Record<string, string>;
-  /** class names, in output order (default: the indices as strings) */
-  classNames?: string[];
-  /** [height, width] images are resized to (or one number) */
-  inputSize?: [number, number] | number;
-  /** 1 (grey) or 3 (RGB) */
-  channels?: 1 | 3;
-  /** per-channel mean and std of the normalisation (default [0] and [1]: pixels / 255 only) */
-  mean?: number[];
-  std?: number[];
-  /** weights and inputs in bfloat16 or float16 (CUDA only) instead of float32 (default 'fp32'); a Module is converted */
-  precision?: 'fp32' | 'bf16' | 'fp16';
-  /** channels-last (NHWC) weights and batches, faster convolutions on tensor cores (default false); a Module is converted */
-  channelsLast?: boolean;
-  /** classes returned per input (default 5, capped at the number of classes) */
-  top?: number;
+  /** TCP port of the management API (default: none, the API is off; 0 picks a free one) */
+  managementPort?: number;
+  /** interface of the management API (default '127.0.0.1': it loads models from paths, keep it off the network) */
+  managementHost?: string;
+  /** folder that `url`s of the management API's POST /models resolve against; when set, paths outside it are refused (403) */
+  modelStore?: string;
   /** largest request body in bytes (default 10 MiB) */
   maxBodyBytes?: number;
   /** Retry-After seconds sent with 503 overload answers (default 1) */
   retryAfterSeconds?: number;
 }
 
-function parseMeta<T>(meta: Record<string, string>, key: string): T | undefined {
-  if (meta[key] === undefined) return undefined;
-  try {
-    return JSON.parse(meta[key]) as T;
-  } catch {
-    throw new KilnError(`metadata '${key}' is not valid JSON`, 'INVALID_ARGUMENT');
-  }
+/** Options of the single-model form `serve(model, options)`: the server's and the model's options in one object. */
+export interface ServeOptions extends Omit<ServerOptions, 'models'>, ModelOptions {
+  /** the model's name in routes and responses (default 'model') */
+  name?: string;
 }
 
-/** decodeURIComponent that keeps malformed escapes as they are (a bad path is a 404, not a 500). */
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
+const RUNTIME_KEYS = ['maxBatchSize', 'maxDelayMs', 'maxQueue', 'maxConcurrentBatches', 'timeoutMs', 'device', 'precision', 'channelsLast', 'top'] as const;
+
+const isModel = (v: unknown): v is Module | BatchModel => v instanceof Module || (!!v && typeof (v as BatchModel).forwardAsync === 'function');
+
+function port(v: unknown, what: string): number {
+  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 65535) throw invalidParameterError(what, 'an integer 0 … 65535', v);
+  return v as number;
 }
 
-function json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
+/** What a request handler does with a parsed request; it names the model version it reached in `ctx.model`. */
+export type Dispatch = (req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestContext) => Promise<void>;
+
+/** One request as handlers see it. */
+export interface RequestContext {
+  url: URL;
+  method: string;
+  route: Route;
+  /** the route label in metrics */
+  label: string;
+  /** the model version the request reached (labels its metrics) */
+  model?: ModelEndpoint;
 }
 
 /**
- * An HTTP inference server with dynamic batching. `listen()` starts it, `close()` drains and
- * stops it. A `Module` is put in eval mode, moved to `device` and converted per `precision` and `channelsLast` (in place); it is not disposed by `close()`.
+ * An HTTP inference server with dynamic batching for one or several models, each with versions. `listen()` warms
+ * every model up and starts it, `register`/`unregister`/`setDefault` change the models while it runs, `close()`
+ * drains and stops it. A `Module` is put in eval mode, moved to `device` and converted per `precision` and
+ * `channelsLast` (in place); the server disposes only the models it loaded from folders (or given `dispose: true`).
+ *
+ * ```ts
+ * new Server(model, { metadata, name: 'shapes' });                                  // one model
+ * new Server({ models: { shapes: { model, metadata }, digits: [{ path: 'runs/d1' }, { path: 'runs/d2', version: '2' }] },
+ *              maxBatchSize: 32, managementPort: 8081 });                            // several, with versions
+ * ```
  */
 export class Server {
-  readonly name: string;
-  readonly classNames: string[];
-  readonly top: number;
-  readonly maxBodyBytes: number;
-  readonly batcher: DynamicBatcher;
-  readonly metrics: ServerMetrics;
+  readonly registry = new ModelRegistry();
+  readonly metrics = new ServerMetrics();
   readonly http: http.Server;
-  private readonly pre: Preprocessor;
+  /** the management API's listener (null when it is off) */
+  readonly managementHttp: http.Server | null;
+  readonly maxBodyBytes: number;
+  private readonly defaults: RuntimeOptions;
   private readonly host: string;
   private readonly port: number;
+  private readonly managementPort: number | undefined;
+  private readonly managementHost: string;
   private readonly retryAfter: number;
-  private inflight = 0;
-  private idle: (() => void)[] = [];
-  private ready = false;
+  private readonly requests = new InFlight();
+  private listening = false;
   private closing: Promise<void> | null = null;
 
-  constructor(readonly model: Module | BatchModel, options: ServeOptions = {}) {
+  constructor(model: Module | BatchModel, options?: ServeOptions);
+  constructor(options: ServerOptions);
+  constructor(first: Module | BatchModel | ServerOptions, second: ServeOptions = {}) {
+    const single = isModel(first);
+    const options: ServeOptions & ServerOptions = single ? second : (first as ServerOptions);
+    if (!single && (first === null || typeof first !== 'object')) throw invalidParameterError('model', 'a Module (or an object with forwardAsync), or { models: {...} }', first);
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
-    const meta = options.metadata ?? {};
-    if (typeof meta !== 'object') throw invalidParameterError('metadata', 'an object of strings', meta);
-    this.name = options.name ?? 'model';
-    if (typeof this.name !== 'string' || !/^[A-Za-z0-9._-]+$/.test(this.name)) throw invalidParameterError('name', 'letters, digits, ".", "_" or "-"', this.name);
-    const size = options.inputSize ?? parseMeta<[number, number]>(meta, 'inputSize');
-    if (size === undefined) throw invalidParameterError('inputSize', '[height, width] (or metadata with inputSize, as kiln train writes)', size);
-    const channels = options.channels ?? (meta.channels !== undefined ? Number(meta.channels) : undefined);
-    if (channels !== 1 && channels !== 3) throw invalidParameterError('channels', '1 or 3 (or metadata with channels)', channels);
-    const mean = options.mean ?? parseMeta<number[]>(meta, 'mean') ?? [0];
-    const std = options.std ?? parseMeta<number[]>(meta, 'std') ?? [1];
-    const okList = (v: unknown) => Array.isArray(v) && (v.length === 1 || v.length === channels) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
-    if (!okList(mean)) throw invalidParameterError('mean', `1 or ${channels} numbers`, mean);
-    if (!okList(std) || std.some((s) => s <= 0)) throw invalidParameterError('std', `1 or ${channels} positive numbers`, std);
-    this.classNames = options.classNames ?? parseMeta<string[]>(meta, 'classNames') ?? [];
-    if (!Array.isArray(this.classNames) || !this.classNames.every((c) => typeof c === 'string')) throw invalidParameterError('classNames', 'an array of strings', this.classNames);
-    this.top = options.top ?? 5;
-    if (!Number.isInteger(this.top) || this.top < 1) throw invalidParameterError('top', 'a positive integer', this.top);
+    if (single && options.models !== undefined) throw new KilnError('pass either a model (serve(model, options)) or { models: {...} }, not both', 'INVALID_ARGUMENT');
     this.maxBodyBytes = options.maxBodyBytes ?? 10 * 2 ** 20;
     if (!Number.isInteger(this.maxBodyBytes) || this.maxBodyBytes < 1) throw invalidParameterError('maxBodyBytes', 'a positive integer', this.maxBodyBytes);
     this.retryAfter = options.retryAfterSeconds ?? 1;
     if (!Number.isInteger(this.retryAfter) || this.retryAfter < 0) throw invalidParameterError('retryAfterSeconds', 'a non-negative integer', this.retryAfter);
     this.host = options.host ?? '127.0.0.1';
-    this.port = options.port ?? 8080;
-    if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535) throw invalidParameterError('port', 'an integer 0 … 65535', this.port);
-    const precision = options.precision ?? 'fp32';
-    if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw invalidParameterError('precision', "'fp32', 'bf16' or 'fp16'", precision);
-    const dtype = precision === 'bf16' ? 'bfloat16' : precision === 'fp16' ? 'float16' : undefined;
-    if (options.channelsLast !== undefined && typeof options.channelsLast !== 'boolean') throw invalidParameterError('channelsLast', 'a boolean', options.channelsLast);
-    if (!(model instanceof Module) && (precision !== 'fp32' || options.channelsLast))
-      throw new KilnError('precision and channelsLast convert a Module; convert this model yourself and leave them unset', 'INVALID_ARGUMENT');
-    if (model instanceof Module) {
-      const dev = options.device ?? model.parameters()[0]?.device ?? 'cpu';
-      if (options.device !== undefined) model.to(options.device);
-      if (precision === 'fp16' && !String(dev).startsWith('cuda')) throw new KilnError("precision 'fp16' needs a CUDA device (on the CPU use 'bf16')", 'INVALID_ARGUMENT');
-      model.eval(); // batch-norm running stats and no dropout, as kiln predict
-      if (dtype) model.to(dtype);
-      if (options.channelsLast) model.to({ memoryFormat: 'channelsLast' });
+    this.port = port(options.port ?? 8080, 'port');
+    this.managementPort = options.managementPort === undefined ? undefined : port(options.managementPort, 'managementPort');
+    this.managementHost = options.managementHost ?? '127.0.0.1';
+    if (options.modelStore !== undefined && typeof options.modelStore !== 'string') throw invalidParameterError('modelStore', 'a folder path', options.modelStore);
+    this.defaults = Object.fromEntries(RUNTIME_KEYS.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]));
+    try {
+      if (single) this.add(options.name ?? 'model', first, options);
+      else {
+        const models = options.models ?? {};
+        if (models === null || typeof models !== 'object' || Array.isArray(models) || (Object.keys(models).length === 0 && this.managementPort === undefined))
+          throw invalidParameterError('models', 'an object of name → model (at least one, unless a managementPort is given to register models later)', options.models);
+        for (const [name, specs] of Object.entries(models)) for (const spec of Array.isArray(specs) ? specs : [specs]) this.add(name, spec);
+      }
+    } catch (e) {
+      void Promise.all(this.registry.all().map((ep) => this.retire(ep))); // frees what the models added so far hold
+      throw e;
     }
-    this.metrics = new ServerMetrics();
-    this.batcher = new DynamicBatcher(model, {
-      maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
-      timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
-      postprocess: (y) => y.float().softmax(1),
-      onBatch: (b) => this.metrics.batch(b),
-    });
-    this.metrics.bind(this.batcher, () => this.inflight);
-    this.pre = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
-    this.http = http.createServer((req, res) => void this.handle(req, res));
-    this.http.on('clientError', (_e, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    this.metrics.bind(() => this.registry.endpoints(), () => this.requests.count);
+    this.http = createHttpServer(this.handle);
+    this.managementHttp = this.managementPort === undefined ? null : createHttpServer(this.handler(managementRoutes(this, options.modelStore)));
   }
 
   /** The URL the server listens on (after `listen()`). */
   get url(): string {
-    const a = this.http.address() as AddressInfo | null;
-    if (!a) throw new KilnError('the server is not listening (call listen() first)', 'INVALID_ARGUMENT');
-    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return `http://${host}:${a.port}`;
+    return urlOf(this.http);
   }
 
-  /** Metadata served at /models. */
-  info(): Record<string, unknown> {
-    const b = this.batcher;
-    return {
-      name: this.name, inputShape: this.pre.shape, classes: this.classNames, mean: this.pre.spec.mean, std: this.pre.spec.std, top: this.top, device: b.device,
-      batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
-      routes: { predict: [`/predictions`, `/predictions/${this.name}`, `/v1/models/${this.name}:predict`] },
-    };
+  /** The management API's URL (after `listen()`; throws when it is off). */
+  get managementUrl(): string {
+    if (!this.managementHttp) throw new KilnError('the management API is off: give managementPort to turn it on', 'INVALID_ARGUMENT');
+    return urlOf(this.managementHttp, 'the management API');
   }
 
-  /** Runs one warm-up batch, then listens; resolves to the URL. */
+  /** The batcher of the served model's default version (with several models, use `endpoint(name).batcher`). */
+  get batcher(): ModelEndpoint['batcher'] {
+    return this.endpoint().batcher;
+  }
+
+  /** The served model version a request would reach (the only model, a name's default, or a named version). */
+  endpoint(name?: string, version?: string): ModelEndpoint {
+    return this.registry.resolve(name, version);
+  }
+
+  /** Warms every model up with one batch, then listens (and starts the management API when on); resolves to the URL. */
   async listen(): Promise<string> {
     if (this.closing) throw new KilnError('the server was closed', 'CLOSED');
-    const x = zeros(this.pre.shape);
-    try {
-      (await this.batcher.submit(x)).dispose();
-    } finally {
-      x.dispose();
-    }
-    await new Promise<void>((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(this.port, this.host, () => {
-        this.http.off('error', reject);
-        resolve();
-      });
-    });
-    this.ready = true;
+    for (const ep of this.registry.endpoints()) if (ep.state === 'loading') await this.load(ep);
+    await listenOn(this.http, this.port, this.host);
+    if (this.managementHttp) await listenOn(this.managementHttp, this.managementPort!, this.managementHost);
+    this.listening = true;
     return this.url;
+  }
+
+  /**
+   * Adds a model version while the server runs (or before it listens): `model` is a model, or the path of a folder
+   * written by `kiln train` (loaded, and disposed when unregistered). Resolves once it has run its warm-up batch;
+   * from then on it answers on its routes. Rejects (and serves nothing new) on a taken name/version or a bad model.
+   */
+  async register(name: string, model: Module | BatchModel | string, options: RegisterOptions = {}): Promise<ModelEndpoint> {
+    if (this.closing) throw new KilnError('the server was closed', 'CLOSED');
+    const { default: makeDefault, ...rest } = options ?? {};
+    const ep = this.add(name, typeof model === 'string' ? { ...rest, path: model } : { ...rest, model });
+    await this.load(ep);
+    if (makeDefault) this.registry.setDefault(ep.name, ep.version); // only once it is ready to take the traffic
+    return ep;
+  }
+
+  /**
+   * Removes `name`'s `version` (or all its versions): they leave the routes at once (later requests get 404),
+   * requests already in them finish, then their batchers stop and owned models are disposed. Resolves to the
+   * versions removed once they have drained.
+   */
+  async unregister(name: string, version?: string): Promise<string[]> {
+    const eps = this.registry.take(name, version);
+    await Promise.all(eps.map((ep) => this.retire(ep)));
+    return eps.map((ep) => ep.version);
+  }
+
+  /** Makes `version` the default version of `name`. */
+  setDefault(name: string, version: string): void {
+    this.registry.setDefault(name, version);
   }
 
   /** Stops accepting connections, finishes in-flight requests and batches, then closes every connection. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.ready = false;
-      const closed = new Promise<void>((resolve) => (this.http.listening ? this.http.close(() => resolve()) : resolve()));
-      this.http.closeIdleConnections();
-      if (this.inflight > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
-      await this.batcher.close();
-      this.http.closeAllConnections();
-      await closed;
-      this.pre.dispose();
+      this.listening = false;
+      const servers = [this.http, ...(this.managementHttp ? [this.managementHttp] : [])];
+      const closed = servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())));
+      for (const s of servers) s.closeIdleConnections();
+      await this.requests.idle();
+      await Promise.all(this.registry.all().map((ep) => this.retire(ep)));
+      for (const s of servers) s.closeAllConnections();
+      await Promise.all(closed);
     })();
     return this.closing;
   }
 
-  /** The request handler (usable with another http server: `http.createServer(server.handle)`). */
-  readonly handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const t0 = performance.now();
-    req.on('error', () => {});
-    res.on('error', () => {});
-    let route = 'other';
-    this.inflight++;
+  /** The inference request handler (usable with another http server: `http.createServer(server.handle)`). */
+  readonly handle = this.handler((req, res, ctx) => this.dispatch(req, res, ctx));
+
+  /** Creates an endpoint from a spec (loading a `path`) and adds it to the registry, not yet warmed up. */
+  private add(name: string, spec: ModelSpec, extra: ModelOptions = {}): ModelEndpoint {
+    if (spec === null || typeof spec !== 'object') throw invalidParameterError(`models.${name}`, 'a model or { model | path, ...options }', spec);
+    const { model, path, ...opts }: RegisterOptions & { model?: Module | BatchModel; path?: string } = isModel(spec) ? { ...extra, model: spec } : { ...extra, ...spec };
+    checkName(name, 'name');
+    this.registry.checkFree(name, checkName(opts.version ?? '1', 'version'));
+    if ((model === undefined) === (path === undefined)) throw invalidParameterError(`models.${name}`, 'exactly one of model and path', spec);
+    const loaded = path !== undefined ? loadModelDir(path) : null;
+    const m = loaded?.model ?? model!;
+    const dispose = opts.dispose ?? !!loaded;
     try {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const path = url.pathname;
-      const predict = path === '/predictions' || path === `/predictions/${this.name}` || path === `/v1/models/${this.name}:predict`;
-      const method = req.method ?? 'GET';
-      const only = (allowed: string) => {
-        if (method !== allowed) throw new HttpError(405, `${method} ${path} is not allowed: use ${allowed}`, 'METHOD_NOT_ALLOWED', { allow: allowed });
-      };
-      if (predict) {
-        route = path.startsWith('/v1/') ? '/v1/models/:name:predict' : '/predictions';
-        only('POST');
+      const ep = new ModelEndpoint(name, m, { ...this.defaults, metadata: loaded?.metadata, ...opts, dispose }, (b, e) => this.metrics.batch(b, e));
+      this.registry.add(ep);
+      if (opts.default) this.registry.setDefault(name, ep.version);
+      return ep;
+    } catch (e) {
+      if (dispose && m instanceof Module) m.dispose();
+      throw e;
+    }
+  }
+
+  /** Runs an endpoint's warm-up batch; on failure takes it off and disposes what it owns. */
+  private async load(ep: ModelEndpoint): Promise<void> {
+    try {
+      await ep.warmUp();
+    } catch (e) {
+      this.registry.take(ep.name, ep.version);
+      await this.retire(ep);
+      throw new HttpError(400, `model '${ep.name}' version '${ep.version}' failed its warm-up batch: ${(e as Error).message.split('\n')[0]}`, 'BAD_MODEL');
+    }
+  }
+
+  /** Drains an endpoint taken off the routes and forgets it. */
+  private async retire(ep: ModelEndpoint): Promise<void> {
+    try {
+      await ep.close();
+    } finally {
+      this.registry.finished(ep);
+    }
+  }
+
+  /** Wraps a dispatch: parses the URL, counts the request in flight, answers errors as JSON and records metrics. */
+  private handler(dispatch: Dispatch): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> {
+    return async (req, res) => {
+      const t0 = performance.now();
+      req.on('error', () => {});
+      res.on('error', () => {});
+      const ctx: RequestContext = { url: new URL('http://localhost'), method: req.method ?? 'GET', route: { kind: 'unknown', label: 'other' }, label: 'other' };
+      this.requests.enter();
+      try {
+        ctx.url = new URL(req.url ?? '/', 'http://localhost');
+        ctx.route = parseRoute(ctx.url.pathname);
+        ctx.label = ctx.route.label;
+        await dispatch(req, res, ctx);
+      } catch (e) {
+        const err = toHttpError(e, this.retryAfter);
+        json(res, err.status, { error: err.message, code: err.code }, err.headers);
+      } finally {
+        this.metrics.request(ctx.label, ctx.method, res.statusCode, (performance.now() - t0) / 1000, ctx.model);
+        this.requests.leave();
+      }
+    };
+  }
+
+  /** The inference routes. */
+  private readonly dispatch: Dispatch = async (req, res, ctx) => {
+    const { route, method } = ctx;
+    const path = ctx.url.pathname;
+    switch (route.kind) {
+      case 'predict': {
+        allowOnly(method, path, 'POST');
         if (this.closing) throw new HttpError(503, 'the server is shutting down', 'SHUTTING_DOWN', { connection: 'close' });
-        json(res, 200, await this.predict(req, url));
-      } else if (path === '/health') {
-        route = path;
-        only('GET');
-        json(res, 200, { status: 'ok' });
-      } else if (path === '/ready') {
-        route = path;
-        only('GET');
-        json(res, this.ready ? 200 : 503, { ready: this.ready });
-      } else if (path === '/metrics') {
-        route = path;
-        only('GET');
+        const ep = (ctx.model = this.registry.resolve(route.name, route.version));
+        if (ep.state === 'loading') throw new HttpError(503, `model '${ep.name}' version '${ep.version}' is still loading`, 'MODEL_LOADING', { 'retry-after': String(this.retryAfter) });
+        const out = await ep.serve(() => ep.predict(req, ctx.url, this.maxBodyBytes));
+        this.metrics.images.inc(modelLabels(ep), out.predictions.length);
+        return json(res, 200, out);
+      }
+      case 'health':
+        allowOnly(method, path, 'GET');
+        return json(res, 200, { status: 'ok' });
+      case 'ready': {
+        allowOnly(method, path, 'GET');
+        const r = this.listening ? this.registry.readiness() : { ready: false, reason: this.closing ? 'shutting down' : 'warming up' };
+        return json(res, r.ready ? 200 : 503, r);
+      }
+      case 'metrics': {
+        allowOnly(method, path, 'GET');
         const text = this.metrics.render();
         res.writeHead(200, { 'content-type': this.metrics.contentType, 'content-length': Buffer.byteLength(text) });
-        res.end(text);
-      } else if (path === '/models' || path === '/v1/models') {
-        route = '/models';
-        only('GET');
-        json(res, 200, { models: [this.info()] });
-      } else if (path === `/v1/models/${this.name}` || path === `/models/${this.name}`) {
-        route = '/models/:name';
-        only('GET');
-        json(res, 200, this.info());
-      } else if (/^\/(v1\/models|predictions|models)\//.test(path)) {
-        throw new HttpError(404, `no model named '${safeDecode(path.replace(/^\/(v1\/models|predictions|models)\//, '').replace(/:predict$/, ''))}': this server serves '${this.name}' (see GET /models)`, 'MODEL_NOT_FOUND');
-      } else {
-        throw new HttpError(404, `no route ${method} ${path}: see POST /predictions, GET /health, /ready, /metrics, /models`, 'NOT_FOUND');
+        return void res.end(text);
       }
-    } catch (e) {
-      const err = this.httpError(e);
-      json(res, err.status, { error: err.message, code: err.code }, err.headers);
-    } finally {
-      this.metrics.request(route, req.method ?? '', res.statusCode, (performance.now() - t0) / 1000);
-      if (--this.inflight === 0) for (const f of this.idle.splice(0)) f();
+      case 'list':
+      case 'describe':
+        if (method !== 'GET') {
+          const where = this.managementHttp ? `the management API${this.listening ? ` (${this.managementUrl})` : ''}` : 'the management API, which is off (start the server with managementPort)';
+          throw new HttpError(405, `${method} ${path} is not allowed here: use GET; models are added and removed on ${where}`, 'METHOD_NOT_ALLOWED', { allow: 'GET' });
+        }
+        return json(res, 200, this.registry.answer(route));
+      default:
+        throw new HttpError(404, `no route ${method} ${path}: see POST /predictions/<name>, GET /health, /ready, /metrics, /models`, 'NOT_FOUND');
     }
   };
-
-  /** Maps any failure to an HttpError (unexpected ones to 500, with the message). */
-  private httpError(e: unknown): HttpError {
-    if (e instanceof HttpError) return e;
-    const k = e instanceof KilnError ? e : null;
-    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    if (k?.code === ('OVERLOADED' as string)) return new HttpError(503, msg, 'OVERLOADED', { 'retry-after': String(this.retryAfter) });
-    if (k?.code === ('TIMEOUT' as string)) return new HttpError(504, msg, 'TIMEOUT');
-    if (k?.code === ('CLOSED' as string)) return new HttpError(503, 'the server is shutting down', 'SHUTTING_DOWN', { connection: 'close' });
-    if (e instanceof TypeError && /Invalid URL/.test(msg)) return new HttpError(400, `malformed request URL`, 'BAD_REQUEST');
-    return new HttpError(500, `internal error: ${msg}`, k?.code ?? 'INTERNAL');
-  }
-
-  /** Parses the body, runs every input through the batcher, and answers the top-k of each. */
-  private async predict(req: http.IncomingMessage, url: URL): Promise<unknown> {
-    let k = this.top;
-    const q = url.searchParams.get('top');
-    if (q !== null) {
-      k = Number(q);
-      if (!/^\d+$/.test(q) || k < 1) throw new HttpError(400, `query parameter top must be a positive integer, got '${q}'`, 'BAD_REQUEST');
-    }
-    const type = mediaType(req);
-    const isJson = type === 'application/json' || type.endsWith('+json');
-    if (!isJson && !IMAGE_CONTENT_TYPES.includes(type))
-      throw new HttpError(415, `unsupported media type '${type || '(no content-type header)'}': send image bytes (${IMAGE_CONTENT_TYPES.join(', ')}) or application/json {"instances": [...]}`, 'UNSUPPORTED_MEDIA_TYPE');
-    const body = await readBody(req, this.maxBodyBytes);
-    const inputs = isJson ? await this.pre.json(body) : [await this.pre.image(body, 'request body')];
-    const outs = await Promise.allSettled(inputs.map((x) => this.batcher.submit(x)));
-    for (const x of inputs) x.dispose();
-    const rows = outs.filter((o): o is PromiseFulfilledResult<Tensor> => o.status === 'fulfilled').map((o) => o.value);
-    try {
-      const bad = outs.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-      if (bad) throw bad.reason;
-      this.metrics.images.inc({}, rows.length);
-      return { model: this.name, predictions: rows.map((r) => ({ top: this.topK(r, k) })) };
-    } finally {
-      for (const r of rows) r.dispose();
-    }
-  }
-
-  /** The k most probable classes of one row of probabilities. */
-  private topK(row: Tensor, k: number): { class: string; index: number; probability: number }[] {
-    const { values, indices } = row.topk(Math.min(k, row.shape[0]));
-    try {
-      const p = values.dataSync() as Float32Array;
-      const idx = indices.dataSync() as BigInt64Array;
-      return Array.from(idx, (i, j) => ({ class: this.classNames[Number(i)] ?? String(i), index: Number(i), probability: p[j] }));
-    } finally {
-      values.dispose();
-      indices.dispose();
-    }
-  }
 }
 
-/** Creates a `Server` for `model` and starts it; resolves once it is listening (see `server.url`). */
-export async function serve(model: Module | BatchModel, options: ServeOptions = {}): Promise<Server> {
-  const s = new Server(model, options);
+/**
+ * Creates a `Server` and starts it; resolves once it is listening (see `server.url`). `serve(model, options)` serves
+ * one model; `serve({ models: { name: model | spec | [spec, …] }, ...options })` serves several.
+ */
+export async function serve(model: Module | BatchModel, options?: ServeOptions): Promise<Server>;
+export async function serve(options: ServerOptions): Promise<Server>;
+export async function serve(first: Module | BatchModel | ServerOptions, second?: ServeOptions): Promise<Server> {
+  const s = isModel(first) ? new Server(first, second) : new Server(first);
   try {
     await s.listen();
   } catch (e) {

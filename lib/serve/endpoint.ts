@@ -1,0 +1,261 @@
+/**
+ * `ModelEndpoint`: one served model version — its preprocessing, its `DynamicBatcher` and its
+ * lifecycle (loading → ready → draining → closed) — and `loadModelDir`, which reads a model
+ * folder written by `kiln train` / `saveModel` for the server.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import type * as http from 'http';
+import { KilnError, invalidParameterError } from '../errors';
+import { Module } from '../nn/module';
+import { Tensor } from '../tensor/tensor';
+import { zeros } from '../tensor/creation';
+import { checkSize } from '../data/decode';
+import { loadModel } from '../io/model';
+import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
+import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
+import { InFlight } from './http';
+
+/** How a model runs: batching, device and conversion. Given at the server level they are every model's defaults. */
+export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'onBatch' | 'dtype'> {
+  /** weights and inputs in bfloat16 or float16 (CUDA only) instead of float32 (default 'fp32'); a Module is converted */
+  precision?: 'fp32' | 'bf16' | 'fp16';
+  /** channels-last (NHWC) weights and batches, faster convolutions on tensor cores (default false); a Module is converted */
+  channelsLast?: boolean;
+  /** classes returned per input (default 5, capped at the number of classes) */
+  top?: number;
+}
+
+/** Options of one served model (version). */
+export interface ModelOptions extends RuntimeOptions {
+  /** the version in routes (`/predictions/<name>/<version>`); letters, digits, '.', '_' or '-' (default '1') */
+  version?: string;
+  /** metadata as `loadModel` returns it (written by `kiln train`): fills the five fields below */
+  metadata?: Record<string, string>;
+  /** class names, in output order (default: the indices as strings) */
+  classNames?: string[];
+  /** [height, width] images are resized to (or one number) */
+  inputSize?: [number, number] | number;
+  /** 1 (grey) or 3 (RGB) */
+  channels?: 1 | 3;
+  /** per-channel mean and std of the normalisation (default [0] and [1]: pixels / 255 only) */
+  mean?: number[];
+  std?: number[];
+  /** dispose the model when it is unregistered or the server closes (default: true for a model loaded from a folder by the server, false for one you pass) */
+  dispose?: boolean;
+}
+
+/** Where a served model version is in its life. */
+export type ModelState = 'loading' | 'ready' | 'draining' | 'closed';
+
+/** Names and versions in routes: letters, digits, '.', '_' or '-'. */
+export const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
+
+/** Checks a model name or version for routes. */
+export function checkName(v: unknown, what: 'name' | 'version'): string {
+  if (typeof v !== 'string' || !NAME_PATTERN.test(v)) throw invalidParameterError(what, 'letters, digits, ".", "_" or "-"', v);
+  return v;
+}
+
+function parseMeta<T>(meta: Record<string, string>, key: string): T | undefined {
+  if (meta[key] === undefined) return undefined;
+  try {
+    return JSON.parse(meta[key]) as T;
+  } catch {
+    throw new KilnError(`metadata '${key}' is not valid JSON`, 'INVALID_ARGUMENT');
+  }
+}
+
+/** One prediction answer. */
+export interface PredictResult {
+  model: string;
+  version: string;
+  predictions: { top: { class: string; index: number; probability: number }[] }[];
+}
+
+/**
+ * One model version behind the server's routes. A `Module` is put in eval mode, moved to `device` and converted per
+ * `precision` and `channelsLast` (in place). `close()` drains it: requests already in it finish, then the batcher
+ * stops and the model is disposed when `dispose` says so.
+ */
+export class ModelEndpoint {
+  readonly version: string;
+  readonly classNames: string[];
+  readonly top: number;
+  readonly precision: 'fp32' | 'bf16' | 'fp16';
+  readonly batcher: DynamicBatcher;
+  readonly preprocessor: Preprocessor;
+  /** disposes the model on close */
+  readonly owned: boolean;
+  private stateNow: ModelState = 'loading';
+  private readonly requests = new InFlight();
+  private closing: Promise<void> | null = null;
+
+  constructor(readonly name: string, readonly model: Module | BatchModel, options: ModelOptions, onBatch: (b: BatchInfo, ep: ModelEndpoint) => void) {
+    if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
+    checkName(name, 'name');
+    this.version = checkName(options.version ?? '1', 'version');
+    const meta = options.metadata ?? {};
+    if (typeof meta !== 'object') throw invalidParameterError('metadata', 'an object of strings', meta);
+    const size = options.inputSize ?? parseMeta<[number, number]>(meta, 'inputSize');
+    if (size === undefined) throw invalidParameterError('inputSize', '[height, width] (or metadata with inputSize, as kiln train writes)', size);
+    const channels = options.channels ?? (meta.channels !== undefined ? Number(meta.channels) : undefined);
+    if (channels !== 1 && channels !== 3) throw invalidParameterError('channels', '1 or 3 (or metadata with channels)', channels);
+    const mean = options.mean ?? parseMeta<number[]>(meta, 'mean') ?? [0];
+    const std = options.std ?? parseMeta<number[]>(meta, 'std') ?? [1];
+    const okList = (v: unknown) => Array.isArray(v) && (v.length === 1 || v.length === channels) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+    if (!okList(mean)) throw invalidParameterError('mean', `1 or ${channels} numbers`, mean);
+    if (!okList(std) || std.some((s) => s <= 0)) throw invalidParameterError('std', `1 or ${channels} positive numbers`, std);
+    this.classNames = options.classNames ?? parseMeta<string[]>(meta, 'classNames') ?? [];
+    if (!Array.isArray(this.classNames) || !this.classNames.every((c) => typeof c === 'string')) throw invalidParameterError('classNames', 'an array of strings', this.classNames);
+    this.top = options.top ?? 5;
+    if (!Number.isInteger(this.top) || this.top < 1) throw invalidParameterError('top', 'a positive integer', this.top);
+    if (options.dispose !== undefined && typeof options.dispose !== 'boolean') throw invalidParameterError('dispose', 'a boolean', options.dispose);
+    this.owned = !!options.dispose;
+    this.precision = options.precision ?? 'fp32';
+    if (!['fp32', 'bf16', 'fp16'].includes(this.precision)) throw invalidParameterError('precision', "'fp32', 'bf16' or 'fp16'", this.precision);
+    const dtype = this.precision === 'bf16' ? 'bfloat16' : this.precision === 'fp16' ? 'float16' : undefined;
+    if (options.channelsLast !== undefined && typeof options.channelsLast !== 'boolean') throw invalidParameterError('channelsLast', 'a boolean', options.channelsLast);
+    if (!model || typeof model.forwardAsync !== 'function') throw invalidParameterError('model', 'a Module (or an object with forwardAsync)', model);
+    if (!(model instanceof Module) && (this.precision !== 'fp32' || options.channelsLast))
+      throw new KilnError('precision and channelsLast convert a Module; convert this model yourself and leave them unset', 'INVALID_ARGUMENT');
+    if (model instanceof Module) {
+      const dev = options.device ?? model.parameters()[0]?.device ?? 'cpu';
+      if (this.precision === 'fp16' && !String(dev).startsWith('cuda')) throw new KilnError("precision 'fp16' needs a CUDA device (on the CPU use 'bf16')", 'INVALID_ARGUMENT');
+      if (options.device !== undefined) model.to(options.device);
+      model.eval(); // batch-norm running stats and no dropout, as kiln predict
+      if (dtype) model.to(dtype);
+      if (options.channelsLast) model.to({ memoryFormat: 'channelsLast' });
+    }
+    this.batcher = new DynamicBatcher(model, {
+      maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
+      timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
+      postprocess: (y) => y.float().softmax(1),
+      onBatch: (b) => onBatch(b, this),
+    });
+    this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
+  }
+
+  /** loading, ready, draining or closed. */
+  get state(): ModelState {
+    return this.stateNow;
+  }
+
+  /** HTTP requests inside this endpoint now. */
+  get inflightRequests(): number {
+    return this.requests.count;
+  }
+
+  /** Runs one warm-up batch of zeros; then the endpoint is ready. */
+  async warmUp(): Promise<void> {
+    const x = zeros(this.preprocessor.shape);
+    try {
+      (await this.batcher.submit(x)).dispose();
+    } finally {
+      x.dispose();
+    }
+    if (this.stateNow === 'loading') this.stateNow = 'ready';
+  }
+
+  /** Metadata served at /models. */
+  info(): Record<string, unknown> {
+    const b = this.batcher, p = this.preprocessor;
+    const v = encodeURIComponent(this.version), n = encodeURIComponent(this.name);
+    return {
+      name: this.name, version: this.version, status: this.stateNow, inputShape: p.shape, classes: this.classNames, mean: p.spec.mean, std: p.spec.std, top: this.top,
+      device: b.device, precision: this.precision, channelsLast: b.channelsLast,
+      batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
+      queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,
+      routes: { predict: [`/predictions/${n}/${v}`, `/v1/models/${n}/versions/${v}:predict`] },
+    };
+  }
+
+  /**
+   * Answers one prediction request: runs `fn` with the request counted as in flight, so a drain waits for it.
+   * Throws 503 once the endpoint is draining.
+   */
+  async serve<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing) throw new HttpError(404, `model '${this.name}' version '${this.version}' is being unregistered`, 'MODEL_NOT_FOUND');
+    this.requests.enter();
+    try {
+      return await fn();
+    } finally {
+      this.requests.leave();
+    }
+  }
+
+  /** Parses the body, runs every input through the batcher, and answers the top-k of each. */
+  async predict(req: http.IncomingMessage, url: URL, maxBodyBytes: number): Promise<PredictResult> {
+    let k = this.top;
+    const q = url.searchParams.get('top');
+    if (q !== null) {
+      k = Number(q);
+      if (!/^\d+$/.test(q) || k < 1) throw new HttpError(400, `query parameter top must be a positive integer, got '${q}'`, 'BAD_REQUEST');
+    }
+    const type = mediaType(req);
+    const isJson = type === 'application/json' || type.endsWith('+json');
+    if (!isJson && !IMAGE_CONTENT_TYPES.includes(type))
+      throw new HttpError(415, `unsupported media type '${type || '(no content-type header)'}': send image bytes (${IMAGE_CONTENT_TYPES.join(', ')}) or application/json {"instances": [...]}`, 'UNSUPPORTED_MEDIA_TYPE');
+    const body = await readBody(req, maxBodyBytes);
+    const inputs = isJson ? await this.preprocessor.json(body) : [await this.preprocessor.image(body, 'request body')];
+    const outs = await Promise.allSettled(inputs.map((x) => this.batcher.submit(x)));
+    for (const x of inputs) x.dispose();
+    const rows = outs.filter((o): o is PromiseFulfilledResult<Tensor> => o.status === 'fulfilled').map((o) => o.value);
+    try {
+      const bad = outs.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      if (bad) throw bad.reason;
+      return { model: this.name, version: this.version, predictions: rows.map((r) => ({ top: this.topK(r, k) })) };
+    } finally {
+      for (const r of rows) r.dispose();
+    }
+  }
+
+  /**
+   * Drains and stops: new requests are refused, requests already inside finish, queued batches run, then the
+   * preprocessing tensors are freed and the model is disposed if the endpoint owns it. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stateNow = 'draining';
+      await this.requests.idle();
+      await this.batcher.close();
+      this.preprocessor.dispose();
+      if (this.owned && this.model instanceof Module) this.model.dispose();
+      this.stateNow = 'closed';
+    })();
+    return this.closing;
+  }
+
+  /** The k most probable classes of one row of probabilities. */
+  private topK(row: Tensor, k: number): { class: string; index: number; probability: number }[] {
+    const { values, indices } = row.topk(Math.min(k, row.shape[0]));
+    try {
+      const p = values.dataSync() as Float32Array;
+      const idx = indices.dataSync() as BigInt64Array;
+      return Array.from(idx, (i, j) => ({ class: this.classNames[Number(i)] ?? String(i), index: Number(i), probability: p[j] }));
+    } finally {
+      values.dispose();
+      indices.dispose();
+    }
+  }
+}
+
+/**
+ * Loads a model folder written by `kiln train --out` or `saveModel` (or its model.safetensors file). Relative paths
+ * resolve against `root` (default: the working directory); with `confine`, the path must stay inside `root`.
+ * Failures are 400/403 HttpErrors naming the problem.
+ */
+export function loadModelDir(dir: string, root?: string, confine = false): { model: Module; metadata: Record<string, string>; file: string } {
+  const base = path.resolve(root ?? '.');
+  let file = path.resolve(base, dir);
+  if (confine && file !== base && !file.startsWith(base + path.sep))
+    throw new HttpError(403, `'${dir}' is outside the model store ${base}: give a folder inside it`, 'FORBIDDEN_PATH');
+  if (!fs.existsSync(file)) throw new HttpError(400, `model folder ${file} does not exist`, 'MODEL_DIR_NOT_FOUND');
+  if (fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
+  if (!fs.existsSync(file)) throw new HttpError(400, `${path.dirname(file)} holds no model.safetensors: give a folder written by kiln train --out (or saveModel)`, 'BAD_MODEL_DIR');
+  try {
+    return { ...loadModel(file), file };
+  } catch (e) {
+    throw new HttpError(400, `cannot load ${file}: ${(e as Error).message.split('\n')[0]}`, 'BAD_MODEL_DIR');
+  }
+}
