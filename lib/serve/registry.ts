@@ -120,12 +120,15 @@ export class ModelRegistry {
     return this.describe(route.name!);
   }
 
-  /** Readiness: every registered model loaded and none draining; false with the reason otherwise. */
+  /**
+   * Readiness: at least one model registered and every registered version loaded; false with the
+   * reason otherwise. Versions being unregistered have already left the routes, so their draining
+   * does not take the server out of a load balancer's rotation.
+   */
   readiness(): { ready: boolean; reason?: string } {
     if (this.models.size === 0) return { ready: false, reason: 'no model is registered' };
     const loading = this.endpoints().filter((e) => e.state !== 'ready');
     if (loading.length) return { ready: false, reason: `loading: ${quoted(loading.map((e) => `${e.name}/${e.version}`))}` };
-    if (this.leaving.size) return { ready: false, reason: `draining: ${quoted([...this.leaving].map((e) => `${e.name}/${e.version}`))}` };
     return { ready: true };
   }
 
