@@ -6,6 +6,11 @@
   normalisation, so Kiln's attacks can be compared step for step.
 - Corruptions: CIFAR-10-C's deterministic corruptions (Hendrycks & Dietterich, make_cifar_c.py)
   computed the way the reference does (skimage, OpenCV, scipy, PIL) on a 16x16 RGB image.
+- Random corruptions (glass blur, motion blur, elastic transform, fog): the reference code run on
+  the same image with NumPy's generator, its random draws recorded next to its output, so the
+  deterministic cores of Kiln's versions can be fed the same draws. Glass blur and fog take the
+  image size where make_cifar_c.py hard-codes 32 (as the imagecorruptions package does); motion
+  blur is imagecorruptions' NumPy re-implementation of ImageMagick's (make_cifar_c.py calls Wand).
 
 Needs Debian's python3-torch, python3-skimage, python3-opencv, python3-scipy, python3-pil:
   /usr/bin/python3 scripts/make-robust-fixtures.py
@@ -14,6 +19,8 @@ import json
 import os
 from io import BytesIO
 
+import math
+
 import cv2
 import numpy as np
 import skimage as sk
@@ -21,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+from scipy.ndimage import map_coordinates
 from scipy.ndimage import zoom as scizoom
 from skimage.filters import gaussian
 
@@ -178,12 +186,190 @@ for name, (fn, params) in SEV.items():
         out = fn(arg, params[sev - 1])
         corruptions[name][str(sev)] = r6(np.asarray(out).transpose(2, 0, 1))
 
+# ---------------------------------------------------------------- random corruptions (CIFAR-10-C maths, recorded draws)
+def plasma_fractal(mapsize=32, wibbledecay=3):
+    assert (mapsize & (mapsize - 1) == 0)
+    maparray = np.empty((mapsize, mapsize), dtype=np.float_)
+    maparray[0, 0] = 0
+    stepsize = mapsize
+    wibble = 100
+
+    def wibbledmean(array):
+        return array / 4 + wibble * np.random.uniform(-wibble, wibble, array.shape)
+
+    def fillsquares():
+        cornerref = maparray[0:mapsize:stepsize, 0:mapsize:stepsize]
+        squareaccum = cornerref + np.roll(cornerref, shift=-1, axis=0)
+        squareaccum += np.roll(squareaccum, shift=-1, axis=1)
+        maparray[stepsize // 2:mapsize:stepsize, stepsize // 2:mapsize:stepsize] = wibbledmean(squareaccum)
+
+    def filldiamonds():
+        mapsize = maparray.shape[0]
+        drgrid = maparray[stepsize // 2:mapsize:stepsize, stepsize // 2:mapsize:stepsize]
+        ulgrid = maparray[0:mapsize:stepsize, 0:mapsize:stepsize]
+        ldrsum = drgrid + np.roll(drgrid, 1, axis=0)
+        lulsum = ulgrid + np.roll(ulgrid, -1, axis=1)
+        ltsum = ldrsum + lulsum
+        maparray[0:mapsize:stepsize, stepsize // 2:mapsize:stepsize] = wibbledmean(ltsum)
+        tdrsum = drgrid + np.roll(drgrid, 1, axis=1)
+        tulsum = ulgrid + np.roll(ulgrid, -1, axis=0)
+        ttsum = tdrsum + tulsum
+        maparray[stepsize // 2:mapsize:stepsize, 0:mapsize:stepsize] = wibbledmean(ttsum)
+
+    while stepsize >= 2:
+        fillsquares()
+        filldiamonds()
+        stepsize //= 2
+        wibble /= wibbledecay
+
+    maparray -= maparray.min()
+    return maparray / maparray.max()
+
+
+def glass_blur(x, c):
+    x = np.uint8(gaussian(np.array(x) / 255., sigma=c[0], channel_axis=-1) * 255)
+    for i in range(c[2]):
+        for h in range(x.shape[0] - c[1], c[1], -1):
+            for w in range(x.shape[1] - c[1], c[1], -1):
+                dx, dy = np.random.randint(-c[1], c[1], size=(2,))
+                h_prime, w_prime = h + dy, w + dx
+                # swap (through NumPy views: x[h, w] gets x[h', w'], x[h', w'] keeps its value)
+                x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
+    return np.clip(gaussian(x / 255., sigma=c[0], channel_axis=-1), 0, 1)
+
+
+def gauss_function(x, mean, sigma):
+    return (np.exp(- x ** 2 / (2 * (sigma ** 2)))) / (np.sqrt(2 * np.pi) * sigma)
+
+
+def shift(image, dx, dy):
+    if dx < 0:
+        shifted = np.roll(image, shift=image.shape[1] + dx, axis=1)
+        shifted[:, dx:] = shifted[:, dx - 1:dx]
+    elif dx > 0:
+        shifted = np.roll(image, shift=dx, axis=1)
+        shifted[:, :dx] = shifted[:, dx:dx + 1]
+    else:
+        shifted = image
+    if dy < 0:
+        shifted = np.roll(shifted, shift=image.shape[0] + dy, axis=0)
+        shifted[dy:, :] = shifted[dy - 1:dy, :]
+    elif dy > 0:
+        shifted = np.roll(shifted, shift=dy, axis=0)
+        shifted[:dy, :] = shifted[dy:dy + 1, :]
+    return shifted
+
+
+def _motion_blur(x, radius, sigma, angle):
+    width = radius * 2 + 1
+    k = gauss_function(np.arange(width), 0, sigma)
+    kernel = k / np.sum(k)
+    point = (width * np.sin(np.deg2rad(angle)), width * np.cos(np.deg2rad(angle)))
+    hypot = math.hypot(point[0], point[1])
+    blurred = np.zeros_like(x, dtype=np.float32)
+    for i in range(width):
+        dy = -math.ceil(((i * point[0]) / hypot) - 0.5)
+        dx = -math.ceil(((i * point[1]) / hypot) - 0.5)
+        if np.abs(dy) >= x.shape[0] or np.abs(dx) >= x.shape[1]:
+            break
+        blurred = blurred + kernel[i] * shift(x, dx, dy)
+    return blurred
+
+
+def motion_blur(x, c):
+    angle = np.random.uniform(-45, 45)
+    return np.clip(_motion_blur(np.array(x), radius=c[0], sigma=c[1], angle=angle), 0, 255) / 255.
+
+
+def elastic_transform(image, c):
+    image = np.array(image, dtype=np.float32) / 255.
+    shape = image.shape
+    shape_size = shape[:2]
+    center_square = np.float32(shape_size) // 2
+    square_size = min(shape_size) // 3
+    pts1 = np.float32([center_square + square_size,
+                       [center_square[0] + square_size, center_square[1] - square_size],
+                       center_square - square_size])
+    pts2 = pts1 + np.random.uniform(-c[2], c[2], size=pts1.shape).astype(np.float32)
+    M = cv2.getAffineTransform(pts1, pts2)
+    image = cv2.warpAffine(image, M, shape_size[::-1], borderMode=cv2.BORDER_REFLECT_101)
+    dx = (gaussian(np.random.uniform(-1, 1, size=shape[:2]), c[1], mode='reflect', truncate=3) * c[0]).astype(np.float32)
+    dy = (gaussian(np.random.uniform(-1, 1, size=shape[:2]), c[1], mode='reflect', truncate=3) * c[0]).astype(np.float32)
+    dx, dy = dx[..., np.newaxis], dy[..., np.newaxis]
+    x, y, z = np.meshgrid(np.arange(shape[1]), np.arange(shape[0]), np.arange(shape[2]))
+    indices = np.reshape(y + dy, (-1, 1)), np.reshape(x + dx, (-1, 1)), np.reshape(z, (-1, 1))
+    return np.clip(map_coordinates(image, indices, order=1, mode='reflect').reshape(shape), 0, 1)
+
+
+def fog(x, c):
+    x = np.array(x) / 255.
+    max_val = x.max()
+    x += c[0] * plasma_fractal(wibbledecay=c[1])[:x.shape[0], :x.shape[1]][..., np.newaxis]
+    return np.clip(x * max_val / (max_val + c[0]), 0, 1)
+
+
+class Recorder:
+    """Wraps np.random.<name> for the duration of a call and keeps what it returned."""
+
+    def __init__(self, *names):
+        self.names, self.calls = names, []
+
+    def __enter__(self):
+        self.saved = {n: getattr(np.random, n) for n in self.names}
+        for n, f in self.saved.items():
+            setattr(np.random, n, lambda *a, _f=f, _n=n, **k: self._keep(_n, a, k, _f(*a, **k)))
+        return self
+
+    def _keep(self, name, args, kwargs, out):
+        self.calls.append((name, args, kwargs, np.array(out, dtype=np.float64)))
+        return out
+
+    def __exit__(self, *exc):
+        for n, f in self.saved.items():
+            setattr(np.random, n, f)
+
+
+IM = 32  # make_cifar_c.py's IMSIZE
+RANDOM_SEV = {
+    'glassBlur': [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],
+    'motionBlur': [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],
+    'elasticTransform': [(IM * 0, IM * 0, IM * 0.08), (IM * 0.05, IM * 0.2, IM * 0.07), (IM * 0.08, IM * 0.06, IM * 0.06),
+                         (IM * 0.1, IM * 0.04, IM * 0.05), (IM * 0.1, IM * 0.03, IM * 0.03)],
+    'fog': [(.2, 3), (.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)],
+}
+full = lambda a: [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]  # draws at full precision
+random_corruptions = {}
+np.random.seed(5)
+for sev in (1, 2, 3, 5):
+    c = RANDOM_SEV['glassBlur'][sev - 1]
+    with Recorder('randint') as r:
+        out = glass_blur(img, c)
+    offsets = np.stack([d for _, _, _, d in r.calls]).reshape(c[2], 16 - 2 * c[1], 16 - 2 * c[1], 2)  # (dx, dy), h and w descending
+    random_corruptions.setdefault('glassBlur', {})[str(sev)] = dict(offsets=offsets.astype(int).ravel().tolist(), shape=list(offsets.shape), out=r6(out.transpose(2, 0, 1)))
+for sev in (1, 3, 5):
+    for angle_case in range(2):
+        with Recorder('uniform') as r:
+            out = motion_blur(img, RANDOM_SEV['motionBlur'][sev - 1])
+        random_corruptions.setdefault('motionBlur', {})[f'{sev}.{angle_case}'] = dict(angle=float(r.calls[0][3]), out=r6(out.transpose(2, 0, 1)))
+for sev in (1, 2, 3, 5):
+    with Recorder('uniform') as r:
+        out = elastic_transform(img, RANDOM_SEV['elasticTransform'][sev - 1])
+    affine, dx, dy = (d for _, _, _, d in r.calls)
+    random_corruptions.setdefault('elasticTransform', {})[str(sev)] = dict(
+        affine=full(affine.astype(np.float32)), dx=full(dx), dy=full(dy), out=r6(out.transpose(2, 0, 1)))
+for sev in (1, 3, 5):
+    with Recorder('uniform') as r:
+        out = fog(img, RANDOM_SEV['fog'][sev - 1])
+    # each call draws uniform(-wibble, wibble): stored divided by its wibble, i.e. in [-1, 1)
+    unit = np.concatenate([d.ravel() / a[1] for _, a, _, d in r.calls])
+    random_corruptions.setdefault('fog', {})[str(sev)] = dict(draws=full(unit), out=r6(out.transpose(2, 0, 1)))
+
 with open(OUT, 'w') as fh:
     json.dump(dict(
         model=dict(weights=weights, mean=MEAN, std=STD),
         pixels=dict(shape=list(pixels.shape), values=r6(pixels)),
         labels=labels.tolist(), targets=targets.tolist(), attacks=attacks,
         image=dict(shape=[3, 16, 16], values=img.transpose(2, 0, 1).ravel().tolist()),
-        corruptions=corruptions,
+        corruptions=corruptions, randomCorruptions=random_corruptions,
     ), fh)
 print('wrote', OUT)

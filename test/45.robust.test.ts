@@ -9,6 +9,7 @@ import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
 import { expectKilnError, maxAbsDiff } from './helpers';
+import { glassBlurCore, motionBlurCore, elasticTransformCore, fogCore, plasmaFractal } from '../lib/robust/corruptions-random';
 
 const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'robust.json'), 'utf8'));
@@ -25,6 +26,13 @@ function fixtureModel(): kiln.nn.Sequential {
   m.loadStateDict(state);
   for (const t of Object.values(state)) t.dispose();
   return m.to(DEVICE).eval() as kiln.nn.Sequential;
+}
+
+/** Asserts that a promise rejects with a KilnError whose message holds every fragment. */
+async function rejects(p: Promise<unknown>, ...frag: string[]): Promise<void> {
+  const e = await p.then(() => null, (err: unknown) => err);
+  expect(e).to.be.instanceOf(kiln.KilnError);
+  for (const f of frag) expect((e as Error).message).to.include(f);
 }
 
 /** Pixels → the model's normalised input. */
@@ -354,12 +362,7 @@ describe(`45 robust (${DEVICE})`, function () {
         out.dispose();
       }
       expect(kiln.memory().numTensors).to.equal(before);
-      const rejects = async (p: Promise<unknown>, ...frag: string[]) => {
-        const e = await p.then(() => null, (err: unknown) => err);
-        expect(e).to.be.instanceOf(kiln.KilnError);
-        for (const f of frag) expect((e as Error).message).to.include(f);
-      };
-      await rejects(robust.corrupt(x, 'fog' as kiln.robust.CorruptionName, 1), 'name', 'gaussianNoise');
+      await rejects(robust.corrupt(x, 'frost' as kiln.robust.CorruptionName, 1), 'name', 'gaussianNoise');
       await rejects(robust.corrupt(x, 'contrast', 6), 'severity');
       await rejects(robust.corrupt(x, 'contrast', 1, { seed: -1 }), 'seed');
       const normalised = kiln.tidy(() => x.sub(0.5).div(0.1));
@@ -367,6 +370,121 @@ describe(`45 robust (${DEVICE})`, function () {
       const four = kiln.rand([1, 4, 8, 8]);
       await rejects(robust.corrupt(four, 'contrast', 1), '1 or 3 channels');
       for (const t of [x, normalised, four]) t.dispose();
+    });
+  });
+
+  describe('random corruptions: glass blur, motion blur, elastic transform, fog', () => {
+    const RC = FIX.randomCorruptions;
+    const image = (dtype: kiln.DType = 'float32') => kiln.tidy(() => kiln.tensor(FIX.image.values, { shape: [1, ...FIX.image.shape], device: DEVICE, dtype }).div(255));
+    // CIFAR-10-C's parameters, as in make_cifar_c.py (the fixture script's copy)
+    const glass = [[0.05, 1], [0.25, 1], [0.4, 1], [0.25, 2], [0.4, 2]];
+    const motion = [[6, 1], [6, 1.5], [6, 2], [8, 2], [9, 2.5]];
+    const elastic = [[0, 0, 0.08], [0.05, 0.2, 0.07], [0.08, 0.06, 0.06], [0.1, 0.04, 0.05], [0.1, 0.03, 0.03]].map((c) => c.map((v) => 32 * v));
+    const fogSev = [[0.2, 3], [0.5, 3], [0.75, 2.5], [1, 2], [1.5, 1.75]];
+    const f64 = (values: number[], shape: number[]) => kiln.tensor(values, { shape, dtype: 'float64', device: DEVICE });
+    /** max |core(draws) − reference| over the fixture's cases, each core output clipped as corrupt does */
+    const deviation = (cases: Record<string, unknown>, run: (key: string, c: any) => kiln.Tensor) => {
+      let worst = 0;
+      for (const [key, c] of Object.entries(cases)) {
+        const out = kiln.tidy(() => run(key, c).clamp(0, 1));
+        expect(out.device.startsWith(DEVICE), key).to.equal(true);
+        worst = Math.max(worst, kiln.tidy(() => maxAbsDiff(out.cpu().float(), (c as { out: number[] }).out)));
+        out.dispose();
+      }
+      return worst;
+    };
+
+    it("glassBlur's core reproduces the reference's loop given NumPy's offsets (float64 pixels exactly; float32 within one 8-bit step)", () => {
+      const run = (dtype: kiln.DType) => (key: string, c: { offsets: number[]; shape: number[] }) =>
+        kiln.tidy(() => glassBlurCore(image(dtype), glass[+key - 1][0], kiln.tensor(c.offsets, { shape: [1, ...c.shape], dtype: 'int64', device: DEVICE })));
+      expect(deviation(RC.glassBlur, run('float64'))).to.be.at.most(1e-5);
+      // the reference truncates its float64 blur to uint8; a few of its values lie within 1e-5 (in 1/255 units) below an
+      // integer, closer than float32 can place k/255, so there the 8-bit step can differ: at most 1/255 after the second blur
+      expect(deviation(RC.glassBlur, run('float32'))).to.be.at.most(1 / 255 + 1e-5);
+    });
+
+    it("motionBlur's core matches imagecorruptions' NumPy motion blur at the reference's angles (including shifts past a 16-pixel border)", () => {
+      const dev = deviation(RC.motionBlur, (key, c: { angle: number }) => {
+        const [radius, sigma] = motion[+key.split('.')[0] - 1];
+        return kiln.tidy(() => motionBlurCore(image(), radius, sigma, f64([c.angle], [1])));
+      });
+      expect(dev).to.be.at.most(1e-5);
+    });
+
+    it("elasticTransform's core matches cv2.warpAffine + scipy map_coordinates given the reference's affine offsets and fields", () => {
+      const dev = deviation(RC.elasticTransform, (key, c: { affine: number[]; dx: number[]; dy: number[] }) => {
+        const [alpha, sigma] = elastic[+key - 1];
+        return kiln.tidy(() => elasticTransformCore(image(), alpha, sigma, kiln.tensor(c.affine, { shape: [1, 3, 2], device: DEVICE }), f64(c.dx, [1, 16, 16]), f64(c.dy, [1, 16, 16])));
+      });
+      expect(dev).to.be.at.most(1e-5);
+    });
+
+    it("fog's core (plasma fractal) matches the reference given its uniform draws", () => {
+      const dev = deviation(RC.fog, (key, c: { draws: number[] }) => {
+        const [strength, decay] = fogSev[+key - 1];
+        return kiln.tidy(() => fogCore(image(), strength, decay, f64(c.draws, [1, 1023])));
+      });
+      expect(dev).to.be.at.most(1e-5);
+    });
+
+    it('public corruptions: shape, range, device, seeded, stronger with severity (elastic excepted), free their temporaries', async () => {
+      kiln.manualSeed(4);
+      const x = kiln.tidy(() => nn.functional.interpolate(kiln.rand([4, 3, 16, 16]), { size: [32, 32], mode: 'bilinear', alignCorners: false }).to({ device: DEVICE }));
+      const before = kiln.memory().numTensors;
+      for (const name of ['glassBlur', 'motionBlur', 'elasticTransform', 'fog'] as const) {
+        const dist: number[] = [];
+        for (let sev = 1; sev <= 5; sev++) {
+          let d = 0;
+          for (const seed of [1, 2]) {
+            const out = await robust.corrupt(x, name, sev, { seed });
+            expect(out.shape, name).to.deep.equal(x.shape);
+            expect(out.device, name).to.equal(x.device);
+            const [lo, hi, mad] = kiln.tidy(() => [out.min().item(), out.max().item(), out.sub(x).abs().mean().item()]);
+            expect(lo, name).to.be.at.least(0);
+            expect(hi, name).to.be.at.most(1);
+            d += mad / 2;
+            out.dispose();
+          }
+          dist.push(d);
+        }
+        expect(Math.min(...dist), `${name} changes the image`).to.be.above(0.01);
+        // CIFAR-10-C's elastic severities trade the global affine warp for local displacement: on these images its mean
+        // pixel change falls with severity (the reference's does too), so only the others are checked for growth
+        if (name !== 'elasticTransform') expect(dist[3] + dist[4], `${name} severities 4-5 vs 1-2`).to.be.above(dist[0] + dist[1]);
+        const a = await robust.corrupt(x, name, 3, { seed: 7 });
+        const b = await robust.corrupt(x, name, 3, { seed: 7 });
+        const c = await robust.corrupt(x, name, 3, { seed: 8 });
+        expect(kiln.tidy(() => maxAbsDiff(a.cpu(), b.cpu())), `${name} same seed`).to.equal(0);
+        expect(kiln.tidy(() => maxAbsDiff(a.cpu(), c.cpu())), `${name} other seed`).to.be.above(0);
+        if (DEVICE !== 'cpu') {
+          // seeded draws come from the CPU generator: the same corruption on the CPU
+          const xCpu = x.cpu();
+          const onCpu = await robust.corrupt(xCpu, name, 3, { seed: 7 });
+          xCpu.dispose();
+          expect(kiln.tidy(() => maxAbsDiff(a.cpu(), onCpu)), `${name} cuda vs cpu`).to.be.at.most(1e-5);
+          onCpu.dispose();
+        }
+        for (const t of [a, b, c]) t.dispose();
+      }
+      expect(kiln.memory().numTensors).to.equal(before);
+      x.dispose();
+    });
+
+    it('cores reject draws of the wrong shape; corrupt checks the new names like the others', async () => {
+      const x = image();
+      const bad = kiln.zeros([1, 3]);
+      expectKilnError(() => glassBlurCore(x, 0.4, bad), 'INVALID_ARGUMENT', 'offsets', '[1, 1, 14, 14, 2]');
+      expectKilnError(() => motionBlurCore(x, 6, 1, bad), 'INVALID_ARGUMENT', 'angles', '[1]');
+      expectKilnError(() => elasticTransformCore(x, 1, 1, bad, bad, bad), 'INVALID_ARGUMENT', 'affine', '[1, 3, 2]');
+      expectKilnError(() => fogCore(x, 1, 2, bad), 'INVALID_ARGUMENT', 'draws', '[1, 1023]');
+      expectKilnError(() => plasmaFractal(bad, 24, 2), 'INVALID_ARGUMENT', 'power of two');
+      await rejects(robust.corrupt(x, 'glassBlur', 0), 'severity');
+      await rejects(robust.corrupt(x, 'fog', 1, { seed: 1.5 }), 'seed');
+      const outside = kiln.tidy(() => x.mul(2));
+      await rejects(robust.corrupt(outside, 'elasticTransform', 1), 'pixels in [0, 1]');
+      const flat = x.flatten(1);
+      await rejects(robust.corrupt(flat, 'motionBlur', 1), '[N, C, H, W]');
+      for (const t of [x, bad, outside, flat]) t.dispose();
     });
   });
 

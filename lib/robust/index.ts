@@ -1,7 +1,7 @@
 /** `kiln.robust`: attacks, robust training objectives, common corruptions and robustness reports. */
 export { fgsm, pgd, attackLoss, AttackOptions, AttackSpec } from './attacks';
 export { adversarialTraining, trades, inputGradientPenalty, AdversarialTrainingOptions, TradesOptions, InputGradientPenaltyOptions } from './objectives';
-export { corrupt, CORRUPTIONS, CorruptionName, CorruptOptions, corruptionFamilies } from './corruptions';
+export { corrupt, CORRUPTIONS, CorruptionName, CorruptionFamily, CorruptOptions, corruptionFamilies } from './corruptions';
 export { robustnessReport, formatRobustnessReport, RobustnessReport, RobustnessReportOptions, AttackResult, CorruptionResult } from './report';
 export { Normalization, Domain } from './domain';
 export { plotRobustness, robustnessPlotSvg, RobustnessPlotOptions } from './plot';

@@ -13,7 +13,7 @@ import { crossEntropy } from '../nn/functional';
 import { mixSeed } from '../data/rng';
 import { BatchSource, toSource } from '../train/sources';
 import { EvalAttackSpec, ReportAttackName, resolveEvalAttack } from './autoattack';
-import { CORRUPTIONS, CorruptionName, corruptPixels, corruptionFamilies } from './corruptions';
+import { CORRUPTIONS, CorruptionName, CorruptionFamily, corruptPixels, corruptionFamilies } from './corruptions';
 import { Module, saveModes } from '../nn/module';
 import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
 import { Domain, Normalization } from './domain';
@@ -51,7 +51,7 @@ export interface AttackResult {
 /** One corruption-and-severity result. */
 export interface CorruptionResult {
   name: CorruptionName;
-  family: 'noise' | 'blur' | 'digital';
+  family: CorruptionFamily;
   severity: number;
   accuracy: number;
 }
