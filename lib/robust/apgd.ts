@@ -15,9 +15,9 @@ import { tidy } from '../tensor/memory';
 import { autograd, enableGrad, noGrad } from '../autograd';
 import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
-import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
-import { Converter, Domain, Normalization, checkImages, checkLabels, inMode } from './domain';
-import { attackRemaining, cpuDraw, predict, withCpuSeed, RunResult } from './runs';
+import { Classifier, logits as logitsOf } from '../nn/classifier';
+import { Converter, Domain, Normalization } from './domain';
+import { attackRemaining, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
 
 /** APGD's losses: cross-entropy, the DLR loss, or the targeted DLR loss of APGD-T. */
 export type ApgdLoss = 'ce' | 'dlr' | 'dlr-targeted';
@@ -119,11 +119,6 @@ export function dlrTargetedLoss(logits: Tensor, y: Tensor, target: Tensor): Tens
     const tgt = z.gather(1, target.unsqueeze(1)).squeeze(1);
     return own.sub(tgt).neg().div(s.select(1, c - 1).sub(s.select(1, c - 3).add(s.select(1, c - 4)).mul(0.5)).add(1e-12));
   });
-}
-
-/** Per-image L2 norm shaped for broadcasting: [N, 1, 1, 1]. */
-function l2(t: Tensor): Tensor {
-  return t.square().flatten(1).sum([1]).sqrt().reshape([t.size(0), 1, 1, 1]);
 }
 
 /** x / (its per-image L∞ or L2 norm + 1e-12), as the reference normalises. */
@@ -280,22 +275,5 @@ export function runApgd(model: Classifier, conv: Converter, p: Tensor, y: Tensor
  * model's space. Deterministic for a given `seed`.
  */
 export function apgd(model: Classifier | Module, x: Tensor, y: Tensor | number[], options: ApgdOptions): Tensor {
-  const m = checkClassifier(model, 'apgd: model');
-  checkImages(x, 'apgd: x');
-  const r = resolveApgd(options);
-  const labels = checkLabels(y, x.size(0), 'apgd: y');
-  try {
-    return inMode(m, r.training, () =>
-      tidy(() => {
-        const yd = labels.to({ device: x.device });
-        const conv = r.domain.bind(x);
-        const p = conv.toPixels(x.detach()).float();
-        r.domain.checkPixels(p, 'apgd: x');
-        const robust = predict(m, conv, p).eq(yd);
-        return conv.toModel(runApgd(m, conv, p, yd, r, robust)).to({ dtype: x.dtype }).detach();
-      }),
-    );
-  } finally {
-    labels.dispose();
-  }
+  return publicAttack('apgd', model, x, y, () => resolveApgd(options), (m, conv, p, yd, r, toModel) => toModel(runApgd(m, conv, p, yd, r, predict(m, conv, p).eq(yd))));
 }

@@ -11,8 +11,9 @@ import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { tidy } from '../tensor/memory';
 import { Module } from '../nn/module';
-import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
-import { Domain, Normalization, checkImages, checkLabels, inMode } from './domain';
+import { Classifier, logits as logitsOf } from '../nn/classifier';
+import { Converter, Domain, Normalization } from './domain';
+import { publicAttack } from './runs';
 import { AttackOptions, resolveSpec, runAttack } from './attacks';
 import { ApgdOptions, resolveApgd, runApgd } from './apgd';
 import { SquareOptions, resolveSquare, runSquare } from './square';
@@ -59,7 +60,7 @@ export interface AutoAttackResult {
 /** AutoAttack's options after validation: one runner per attack, all on pixels. */
 interface Plan {
   names: AutoAttackName[];
-  run: ((m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => Tensor)[];
+  run: ((m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => Tensor)[];
   domain: Domain;
   training: boolean | null;
   /** the default ensemble: APGD-T is left out for models with fewer than 4 classes */
@@ -76,21 +77,18 @@ function plan(o: AutoAttackOptions, what: string): Plan {
   const run = names.map((n) => {
     if (n === 'square') {
       const r = resolveSquare({ ...base, queries: o.queries }, what);
-      return (m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => runSquare(m, conv, p, y, r, robust);
+      return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runSquare(m, conv, p, y, r, robust);
     }
     const r = resolveApgd({ ...apgdBase, loss: n === 'apgd-ce' ? 'ce' : n === 'apgd-dlr' ? 'dlr' : 'dlr-targeted' }, what);
-    return (m: Classifier, conv: ReturnType<Domain['bind']>, p: Tensor, y: Tensor, robust: Tensor) => runApgd(m, conv, p, y, r, robust);
+    return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runApgd(m, conv, p, y, r, robust);
   });
   const checked = resolveSquare(base, what); // validates eps, norm, seed and mode once for all
   return { names, run, domain: checked.domain, training: checked.training, standard: o.attacks === undefined };
 }
 
-/** Runs the plan on x (model space); returns the adversarial batch and the robust mask after each stage. */
-function runPlan(m: Classifier, x: Tensor, y: Tensor, pl: Plan, onStage?: (i: number, robust: Tensor, seconds: number) => void): { adv: Tensor; clean: Tensor; robust: Tensor } {
+/** Runs the plan on pixels p; returns the adversarial pixels, and the clean and final robust masks. */
+function runPlan(m: Classifier, conv: Converter, p: Tensor, y: Tensor, pl: Plan, onStage?: (i: number, robust: Tensor, seconds: number) => void): { adv: Tensor; clean: Tensor; robust: Tensor } {
   return tidy(() => {
-    const conv = pl.domain.bind(x);
-    const p = conv.toPixels(x.detach()).float();
-    pl.domain.checkPixels(p, `${pl.names.join('+')}: x`);
     const z = noGrad(() => logitsOf(m, conv.toModel(p)));
     const robust = z.argmax(1).eq(y);
     const clean = robust.clone();
@@ -102,11 +100,12 @@ function runPlan(m: Classifier, x: Tensor, y: Tensor, pl: Plan, onStage?: (i: nu
         const was = robust.clone();
         const a = run(m, conv, p, y, robust);
         // images this stage fooled take its adversarial version
-        adv.indexPut_(was.logicalAnd(robust.logicalNot()), a.index(was.logicalAnd(robust.logicalNot())));
+        const fooled = was.logicalAnd(robust.logicalNot());
+        adv.indexPut_(fooled, a.index(fooled));
       });
       onStage?.(i, robust, (Date.now() - t0) / 1000);
     });
-    return { adv: conv.toModel(adv).to({ dtype: x.dtype }).detach(), clean, robust };
+    return { adv, clean, robust };
   });
 }
 
@@ -116,24 +115,13 @@ function runPlan(m: Classifier, x: Tensor, y: Tensor, pl: Plan, onStage?: (i: nu
  * `adv`) with clean and robust accuracy and the robust accuracy after each stage.
  */
 export function autoAttack(model: Classifier | Module, x: Tensor, y: Tensor | number[], options: AutoAttackOptions): AutoAttackResult {
-  const m = checkClassifier(model, 'autoAttack: model');
-  checkImages(x, 'autoAttack: x');
-  const pl = plan(options, 'autoAttack');
-  const labels = checkLabels(y, x.size(0), 'autoAttack: y');
-  const n = x.size(0);
+  const n = x instanceof Tensor && x.ndim > 0 ? x.size(0) : 0;
   const frac = (t: Tensor) => tidy(() => t.float().sum().item() as number) / n;
   const stages: AutoAttackResult['stages'] = [];
-  try {
-    return inMode(m, pl.training, () =>
-      tidy(() => {
-        const yd = labels.to({ device: x.device });
-        const { adv, clean, robust } = runPlan(m, x, yd, pl, (i, r, seconds) => stages.push({ attack: pl.names[i], robustAccuracy: frac(r), seconds }));
-        return { adv, cleanAccuracy: frac(clean), robustAccuracy: frac(robust), stages };
-      }),
-    );
-  } finally {
-    labels.dispose();
-  }
+  return publicAttack('autoAttack', model, x, y, () => plan(options, 'autoAttack'), (m, conv, p, yd, pl, toModel) => {
+    const { adv, clean, robust } = runPlan(m, conv, p, yd, pl, (i, r, seconds) => stages.push({ attack: pl.names[i], robustAccuracy: frac(r), seconds }));
+    return { adv: toModel(adv), cleanAccuracy: frac(clean), robustAccuracy: frac(robust), stages };
+  });
 }
 
 /** The attacks a robustness report runs by name. */
@@ -166,5 +154,10 @@ export function resolveEvalAttack(spec: EvalAttackSpec, what: string): EvalAttac
   const pl = plan({ ...spec, attacks: attack === 'autoattack' ? undefined : [attack] }, what);
   const norm = spec.norm ?? 'linf';
   const steps = attack === 'square' ? spec.queries ?? 5000 : spec.steps ?? 100;
-  return { attack, norm, eps: spec.eps, steps, run: (m, x, y) => tidy(() => runPlan(m, x, y, pl).adv) };
+  const run = (m: Classifier, x: Tensor, y: Tensor) =>
+    tidy(() => {
+      const conv = pl.domain.bind(x);
+      return conv.toModel(runPlan(m, conv, conv.toPixels(x.detach()).float(), y, pl).adv).to({ dtype: x.dtype });
+    });
+  return { attack, norm, eps: spec.eps, steps, run };
 }

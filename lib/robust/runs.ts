@@ -7,8 +7,9 @@ import { Tensor } from '../tensor/tensor';
 import { rand, randn, zerosLike, getRngState, setRngState, manualSeed } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
-import { Classifier, logits as logitsOf } from '../nn/classifier';
-import { Converter } from './domain';
+import { Module } from '../nn/module';
+import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
+import { Converter, Domain, checkImages, checkLabels, inMode } from './domain';
 
 /** Runs fn with the CPU generator seeded (when seed is a number) and restores its state after. */
 export function withCpuSeed<T>(seed: number | undefined, fn: () => T): T {
@@ -61,5 +62,44 @@ export function attackRemaining(p: Tensor, y: Tensor, adv: Tensor, robust: Tenso
       return false;
     });
     if (done) return;
+  }
+}
+
+/** Per-image L2 norm as the reference computes it, sqrt(Σ x²), shaped for broadcasting: [N, 1, 1, 1]. */
+export function l2(t: Tensor): Tensor {
+  return t.square().flatten(1).sum([1]).sqrt().reshape([t.size(0), 1, 1, 1]);
+}
+
+/** What every resolved attack setting has: its pixel domain and the model's mode while it runs. */
+export interface Setting {
+  domain: Domain;
+  training: boolean | null;
+}
+
+/**
+ * The public entry of an attack: checks the model, x, the options (`resolve`) and y in that
+ * order, then runs `fn` in the setting's model mode on x's pixels (checked against the bounds),
+ * with y on x's device. `toModel(adv)` turns adversarial pixels back into x's space and dtype.
+ */
+export function publicAttack<R extends Setting, T>(
+  what: string, model: Classifier | Module, x: Tensor, y: Tensor | number[], resolve: () => R,
+  fn: (m: Classifier, conv: Converter, p: Tensor, y: Tensor, r: R, toModel: (adv: Tensor) => Tensor) => T,
+): T {
+  const m = checkClassifier(model, `${what}: model`);
+  checkImages(x, `${what}: x`);
+  const r = resolve();
+  const labels = checkLabels(y, x.size(0), `${what}: y`);
+  try {
+    return inMode(m, r.training, () =>
+      tidy(() => {
+        const yd = labels.to({ device: x.device });
+        const conv = r.domain.bind(x);
+        const p = conv.toPixels(x.detach()).float();
+        r.domain.checkPixels(p, `${what}: x`);
+        return fn(m, conv, p, yd, r, (adv) => conv.toModel(adv).to({ dtype: x.dtype }).detach());
+      }),
+    );
+  } finally {
+    labels.dispose();
   }
 }

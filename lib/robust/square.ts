@@ -14,9 +14,9 @@ import { rand, tensor, zeros, zerosLike } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
-import { Converter, Domain, Normalization, checkImages, checkLabels, inMode } from './domain';
-import { attackRemaining, cpuDraw, predict, withCpuSeed, RunResult } from './runs';
+import { Classifier, logits as logitsOf } from '../nn/classifier';
+import { Converter, Domain, Normalization } from './domain';
+import { attackRemaining, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
 
 /** Options of `squareAttack`. `eps` is in pixel units. */
 export interface SquareOptions extends Normalization {
@@ -124,11 +124,6 @@ function eta(s: number, like: Tensor): Tensor {
   const tt = t.t().contiguous();
   t.dispose();
   return tt;
-}
-
-/** Per-image L2 norm [N, 1, 1, 1] and x divided by it (+1e-12). */
-function l2(t: Tensor): Tensor {
-  return t.square().flatten(1).sum([1]).sqrt().reshape([t.size(0), 1, 1, 1]);
 }
 
 /** The window [N, C, s, s] of x at (vh, vw). */
@@ -239,22 +234,5 @@ export function runSquare(model: Classifier, conv: Converter, p: Tensor, y: Tens
  * adversarial version (others unchanged), in the model's space.
  */
 export function squareAttack(model: Classifier | Module, x: Tensor, y: Tensor | number[], options: SquareOptions): Tensor {
-  const m = checkClassifier(model, 'squareAttack: model');
-  checkImages(x, 'squareAttack: x');
-  const r = resolveSquare(options);
-  const labels = checkLabels(y, x.size(0), 'squareAttack: y');
-  try {
-    return inMode(m, r.training, () =>
-      tidy(() => {
-        const yd = labels.to({ device: x.device });
-        const conv = r.domain.bind(x);
-        const p = conv.toPixels(x.detach()).float();
-        r.domain.checkPixels(p, 'squareAttack: x');
-        const robust = predict(m, conv, p).eq(yd);
-        return conv.toModel(runSquare(m, conv, p, yd, r, robust)).to({ dtype: x.dtype }).detach();
-      }),
-    );
-  } finally {
-    labels.dispose();
-  }
+  return publicAttack('squareAttack', model, x, y, () => resolveSquare(options), (m, conv, p, yd, r, toModel) => toModel(runSquare(m, conv, p, yd, r, predict(m, conv, p).eq(yd))));
 }
