@@ -1,10 +1,11 @@
-"""AutoAttack's APGD, APGD-T and Square attack (fra31/auto-attack: autopgd_base.py, square.py)
+"""AutoAttack's APGD, APGD-T, Square attack and FAB-T (fra31/auto-attack: autopgd_base.py, square.py,
+fab_base.py, fab_pt.py, fab_projections.py)
 transcribed in plain PyTorch for Kiln's fixtures (scripts/make-autoattack-fixtures.py) and for the
 Python peer of its benchmark (bench/peers/robust.py). The reference package is not packaged for
 Debian. The transcription keeps the reference's structure: index-based updates of the images still
 robust, its checkpoint schedule, its random draws from the CPU generator in the same order. `f` maps
 pixels in [0, 1] to logits. The random draws come from the CPU generator, as the reference's do. APGD runs on any
-device; the Square transcription on the CPU only.
+device; the Square and FAB transcriptions on the CPU only.
 """
 import math
 
@@ -274,4 +275,200 @@ def square(f, x, y, eps, norm, n_queries, restarts=1, p_init=0.8, seed=0):
             ind_curr = (acc_curr == 0).nonzero().squeeze(1)
             acc[ind_to_fool[ind_curr]] = 0
             adv[ind_to_fool[ind_curr]] = adv_curr[ind_curr].clone()
+    return adv, acc
+
+
+# ------------------------------------------------------------------ FAB-T (fab_base.py, fab_pt.py, fab_projections.py)
+def projection_linf(points_to_project, w_hyperplane, b_hyperplane):
+    device = points_to_project.device
+    t, w, b = points_to_project, w_hyperplane.clone(), b_hyperplane.clone()
+    sign = 2 * ((w * t).sum(1) - b >= 0) - 1
+    w.mul_(sign.unsqueeze(1))
+    b.mul_(sign)
+    a = (w < 0).float()
+    d = (a - t) * (w != 0).float()
+    p = a - t * (2 * a - 1)
+    indp = torch.argsort(p, dim=1)
+    b = b - (w * t).sum(1)
+    b0 = (w * d).sum(1)
+    indp2 = indp.flip((1,))
+    ws = w.gather(1, indp2)
+    bs2 = - ws * d.gather(1, indp2)
+    s = torch.cumsum(ws.abs(), dim=1)
+    sb = torch.cumsum(bs2, dim=1) + b0.unsqueeze(1)
+    b2 = sb[:, -1] - s[:, -1] * p.gather(1, indp[:, 0].unsqueeze(1)).squeeze(1)
+    c_l = b - b2 > 0
+    c2 = (b - b0 > 0) & (b - b2 <= 0)
+    lb = torch.zeros(c2.sum(), device=device)
+    ub = torch.full((c2.sum(),), w.shape[1] - 1, device=device, dtype=torch.float)
+    nitermax = math.ceil(math.log2(w.shape[1]))
+    indp_, sb_, s_, p_, b_ = indp[c2], sb[c2], s[c2], p[c2], b[c2]
+    for counter in range(nitermax):
+        counter4 = torch.floor((lb + ub) / 2)
+        counter2 = counter4.long().unsqueeze(1)
+        indcurr = indp_.gather(1, indp_.size(1) - 1 - counter2)
+        b2 = sb_.gather(1, counter2) - s_.gather(1, counter2) * p_.gather(1, indcurr)
+        c = b_ - b2.squeeze(1) > 0
+        lb = torch.where(c, counter4, lb)
+        ub = torch.where(c, ub, counter4)
+    lb = lb.long()
+    if c_l.any():
+        lmbd_opt = torch.clamp_min((b[c_l] - sb[c_l, -1]) / (-s[c_l, -1]), min=0).unsqueeze(-1)
+        d[c_l] = (2 * a[c_l] - 1) * lmbd_opt
+    lmbd_opt = torch.clamp_min((b[c2] - sb[c2, lb]) / (-s[c2, lb]), min=0).unsqueeze(-1)
+    d[c2] = torch.min(lmbd_opt, d[c2]) * a[c2] + torch.max(-lmbd_opt, d[c2]) * (1 - a[c2])
+    return d * (w != 0).float()
+
+
+def projection_l2(points_to_project, w_hyperplane, b_hyperplane):
+    device = points_to_project.device
+    t, w, b = points_to_project, w_hyperplane.clone(), b_hyperplane
+    c = (w * t).sum(1) - b
+    ind2 = c < 0
+    w[ind2] *= -1
+    c[ind2] *= -1
+    r = torch.max(t / w, (t - 1) / w).clamp(min=-1e12, max=1e12)
+    r[w.abs() < 1e-8] = 1e12
+    r[r == -1e12] *= -1
+    rs, indr = torch.sort(r, dim=1)
+    rs2 = F.pad(rs[:, 1:], (0, 1))
+    rs[rs == 1e12] = 0
+    rs2[rs2 == 1e12] = 0
+    w3s = (w ** 2).gather(1, indr)
+    w5 = w3s.sum(dim=1, keepdim=True)
+    ws = w5 - torch.cumsum(w3s, dim=1)
+    d = -(r * w)
+    d.mul_((w.abs() > 1e-8).float())
+    s = torch.cat(((-w5.squeeze() * rs[:, 0]).unsqueeze(1), torch.cumsum((-rs2 + rs) * ws, dim=1) - w5 * rs[:, 0].unsqueeze(-1)), 1)
+    c4 = s[:, 0] + c < 0
+    c3 = (d * w).sum(dim=1) + c > 0
+    c2 = ~c4 & ~c3
+    lb = torch.zeros(c2.sum(), device=device)
+    ub = torch.full((c2.sum(),), w.shape[1] - 1, device=device, dtype=torch.float)
+    nitermax = math.ceil(math.log2(w.shape[1]))
+    s_, c_ = s[c2], c[c2]
+    for counter in range(nitermax):
+        counter4 = torch.floor((lb + ub) / 2)
+        counter2 = counter4.long().unsqueeze(1)
+        c3 = s_.gather(1, counter2).squeeze(1) + c_ > 0
+        lb = torch.where(c3, counter4, lb)
+        ub = torch.where(c3, ub, counter4)
+    lb = lb.long()
+    if c4.any():
+        alpha = c[c4] / w5[c4].squeeze(-1)
+        d[c4] = -alpha.unsqueeze(-1) * w[c4]
+    if c2.any():
+        alpha = (s[c2, lb] + c[c2]) / ws[c2, lb] + rs[c2, lb]
+        alpha[ws[c2, lb] == 0] = 0
+        c5 = (alpha.unsqueeze(-1) > r[c2]).float()
+        d[c2] = d[c2] * c5 - alpha.unsqueeze(-1) * w[c2] * (1 - c5)
+    return d * (w.abs() > 1e-8).float()
+
+
+def fab_diff_logits_grads_targeted(f, imgs, la, la_target):
+    u = torch.arange(imgs.shape[0])
+    im = imgs.clone().requires_grad_()
+    with torch.enable_grad():
+        y = f(im)
+        diffy = -(y[u, la] - y[u, la_target])
+        sumdiffy = diffy.sum()
+    sumdiffy.backward()
+    return diffy.detach().unsqueeze(1), im.grad.data.unsqueeze(1)
+
+
+def fab_single_run_targeted(f, x, y, target_class, eps, norm, n_iter, alpha_max, eta, beta, use_rand_start):
+    """attack_single_run with is_targeted=True (fab_base.py), norms 'linf' and 'l2'."""
+    ndims = len(x.shape[1:])
+    x = x.detach().clone().float()
+    y_pred = f(x).max(1)[1]
+    pred = y_pred == y
+    if pred.sum() == 0:
+        return x
+    pred = pred.nonzero().squeeze(1)
+    output = f(x)
+    la_target = output.sort(dim=-1)[1][:, -target_class]
+    im2 = x[pred].detach().clone()
+    la2 = y[pred].detach().clone()
+    la_target2 = la_target[pred].detach().clone()
+    bs = im2.shape[0]
+    u1 = torch.arange(bs)
+    adv = im2.clone()
+    adv_c = x.clone()
+    res2 = 1e10 * torch.ones([bs])
+    x1 = im2.clone()
+    x0 = im2.clone().reshape([bs, -1])
+    if use_rand_start:
+        if norm == 'linf':
+            t = 2 * torch.rand(x1.shape) - 1
+            x1 = im2 + (torch.min(res2, eps * torch.ones(res2.shape)).reshape([-1, *[1] * ndims])) * t / (
+                t.reshape([t.shape[0], -1]).abs().max(dim=1, keepdim=True)[0].reshape([-1, *[1] * ndims])) * .5
+        else:
+            t = torch.randn(x1.shape)
+            x1 = im2 + (torch.min(res2, eps * torch.ones(res2.shape)).reshape([-1, *[1] * ndims])) * t / (
+                (t ** 2).view(t.shape[0], -1).sum(dim=-1).sqrt().view(t.shape[0], *[1] * ndims)) * .5
+        x1 = x1.clamp(0.0, 1.0)
+    for _ in range(n_iter):
+        with torch.no_grad():
+            df, dg = fab_diff_logits_grads_targeted(f, x1, la2, la_target2)
+            if norm == 'linf':
+                dist1 = df.abs() / (1e-12 + dg.abs().reshape(dg.shape[0], dg.shape[1], -1).sum(dim=-1))
+            else:
+                dist1 = df.abs() / (1e-12 + (dg ** 2).reshape(dg.shape[0], dg.shape[1], -1).sum(dim=-1).sqrt())
+            ind = dist1.min(dim=1)[1]
+            dg2 = dg[u1, ind]
+            b = (- df[u1, ind] + (dg2 * x1).reshape(x1.shape[0], -1).sum(dim=-1))
+            w = dg2.reshape([bs, -1])
+            proj = projection_linf if norm == 'linf' else projection_l2
+            d3 = proj(torch.cat((x1.reshape([bs, -1]), x0), 0), torch.cat((w, w), 0), torch.cat((b, b), 0))
+            d1 = torch.reshape(d3[:bs], x1.shape)
+            d2 = torch.reshape(d3[-bs:], x1.shape)
+            if norm == 'linf':
+                a0 = d3.abs().max(dim=1, keepdim=True)[0].view(-1, *[1] * ndims)
+            else:
+                a0 = (d3 ** 2).sum(dim=1, keepdim=True).sqrt().view(-1, *[1] * ndims)
+            a0 = torch.max(a0, 1e-8 * torch.ones(a0.shape))
+            a1 = a0[:bs]
+            a2 = a0[-bs:]
+            alpha = torch.min(torch.max(a1 / (a1 + a2), torch.zeros(a1.shape)), alpha_max * torch.ones(a1.shape))
+            x1 = ((x1 + eta * d1) * (1 - alpha) + (im2 + d2 * eta) * alpha).clamp(0.0, 1.0)
+            is_adv = f(x1).max(1)[1] != la2
+            if is_adv.sum() > 0:
+                ind_adv = is_adv.nonzero().squeeze(1)
+                if norm == 'linf':
+                    t = (x1[ind_adv] - im2[ind_adv]).reshape([ind_adv.shape[0], -1]).abs().max(dim=1)[0]
+                else:
+                    t = ((x1[ind_adv] - im2[ind_adv]) ** 2).reshape(ind_adv.shape[0], -1).sum(dim=-1).sqrt()
+                adv[ind_adv] = x1[ind_adv] * (t < res2[ind_adv]).float().reshape([-1, *[1] * ndims]) + adv[ind_adv] * (
+                    t >= res2[ind_adv]).float().reshape([-1, *[1] * ndims])
+                res2[ind_adv] = t * (t < res2[ind_adv]).float() + res2[ind_adv] * (t >= res2[ind_adv]).float()
+                x1[ind_adv] = im2[ind_adv] + (x1[ind_adv] - im2[ind_adv]) * beta
+    ind_succ = (res2 < 1e10).nonzero().squeeze(1)
+    adv_c[pred[ind_succ]] = adv[ind_succ].clone()
+    return adv_c
+
+
+def fab_targeted(f, x, y, eps, norm, n_iter, restarts=1, n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, seed=0):
+    """FABAttack.perturb with targeted=True: per target class, restarts runs on the images still robust,
+    random starts from the second run on; an adversarial image counts only within eps."""
+    adv = x.clone()
+    with torch.no_grad():
+        acc = f(x).max(1)[1] == y
+        torch.manual_seed(seed)
+        for target_class in range(2, n_target_classes + 2):
+            for counter in range(restarts):
+                ind_to_fool = acc.nonzero().squeeze(1)
+                if ind_to_fool.numel() == 0:
+                    continue
+                x_to_fool, y_to_fool = x[ind_to_fool].clone(), y[ind_to_fool].clone()
+                adv_curr = fab_single_run_targeted(f, x_to_fool, y_to_fool, target_class, eps, norm, n_iter, alpha_max, eta,
+                                                   beta, use_rand_start=(counter > 0))
+                acc_curr = f(adv_curr).max(1)[1] == y_to_fool
+                if norm == 'linf':
+                    res = (x_to_fool - adv_curr).abs().reshape(x_to_fool.shape[0], -1).max(1)[0]
+                else:
+                    res = ((x_to_fool - adv_curr) ** 2).reshape(x_to_fool.shape[0], -1).sum(dim=-1).sqrt()
+                acc_curr = torch.max(acc_curr, res > eps)
+                ind_curr = (acc_curr == 0).nonzero().squeeze(1)
+                acc[ind_to_fool[ind_curr]] = 0
+                adv[ind_to_fool[ind_curr]] = adv_curr[ind_curr].clone()
     return adv, acc

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference runs for test/46.autoattack.test.ts (kiln.robust's APGD, APGD-T and Square attack),
+"""Reference runs for test/46.autoattack.test.ts (kiln.robust's APGD, APGD-T, Square attack and FAB-T),
 written to test/fixtures/autoattack.json.
 
 The AutoAttack package (fra31/auto-attack) is not packaged for Debian, so its algorithms are
@@ -37,7 +37,7 @@ with torch.no_grad():
 labels[:2] = (labels[:2] + 1) % 10  # two images start misclassified: attacks leave them alone
 
 
-from autoattack_ref import apgd, square  # noqa: E402 (the transcription)
+from autoattack_ref import apgd, fab_targeted, square  # noqa: E402 (the transcription)
 
 
 cases = {
@@ -46,6 +46,11 @@ cases = {
     'apgdT': dict(kind='apgd', eps=3 / 255, norm='linf', steps=12, loss='dlr-targeted', restarts=1, targetClasses=3),
     'squareLinf': dict(kind='square', eps=4 / 255, norm='linf', queries=150, restarts=1),
     'squareL2': dict(kind='square', eps=0.3, norm='l2', queries=150, restarts=1, seed=5),
+    'fabLinf': dict(kind='fab', eps=4 / 255, norm='linf', steps=15, restarts=2),
+    'fabL2': dict(kind='fab', eps=0.15, norm='l2', steps=10, restarts=2, targetClasses=3, seed=3),
+    # one step per run: later runs, from random starts, fool images the first one does not
+    'fabLinfRestarts': dict(kind='fab', eps=16 / 255, norm='linf', steps=1, restarts=4, targetClasses=1, seed=1),
+    'fabL2Restarts': dict(kind='fab', eps=0.4, norm='l2', steps=1, restarts=4, targetClasses=1, seed=2),
 }
 out = {}
 with torch.no_grad():
@@ -54,6 +59,9 @@ for name, c in cases.items():
     if c['kind'] == 'apgd':
         adv, acc = apgd(f, pixels, labels, c['eps'], c['norm'], c['steps'], c['loss'], c['restarts'], seed=c.get('seed', 0),
                         n_target_classes=c.get('targetClasses', 9))
+    elif c['kind'] == 'fab':
+        adv, acc = fab_targeted(f, pixels, labels, c['eps'], c['norm'], c['steps'], c['restarts'], n_target_classes=c.get('targetClasses', 9),
+                                seed=c.get('seed', 0))
     else:
         adv, acc = square(f, pixels, labels, c['eps'], c['norm'], c['queries'], c['restarts'], seed=c.get('seed', 0))
     with torch.no_grad():

@@ -1,5 +1,5 @@
 /**
- * kiln.robust's AutoAttack family — APGD (CE, DLR), APGD-T, Square attack and `autoAttack` —
+ * kiln.robust's AutoAttack family — APGD (CE, DLR), APGD-T, Square attack, FAB-T and `autoAttack` —
  * against a plain-PyTorch transcription of the reference (fixtures from
  * scripts/make-autoattack-fixtures.py), plus their guarantees and errors. Runs on
  * KILN_TEST_DEVICE (default 'cpu').
@@ -51,7 +51,9 @@ describe(`46 autoattack (${DEVICE})`, function () {
         const rng = kiln.getRngState('cpu');
         const adv = c.kind === 'apgd'
           ? robust.apgd(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, loss: c.loss, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses })
-          : robust.squareAttack(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, queries: c.queries, restarts: c.restarts, seed: c.seed ?? 0 });
+          : c.kind === 'fab'
+            ? robust.fab(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses })
+            : robust.squareAttack(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, queries: c.queries, restarts: c.restarts, seed: c.seed ?? 0 });
         expect(kiln.memory().numTensors - before, 'tensors left besides the result').to.equal(2); // adv and the saved generator state
         const after = kiln.getRngState('cpu');
         expect(kiln.tidy(() => rng.eq(after).all().item()), 'the CPU generator is restored').to.equal(true);
@@ -82,6 +84,88 @@ describe(`46 autoattack (${DEVICE})`, function () {
         model.dispose();
       });
     }
+  });
+
+  describe('fab (FAB-T)', () => {
+    const setup = () => {
+      const model = fixtureModel();
+      const pixels = fromFix(FIX.pixels);
+      return { model, pixels, x: toModel(pixels), y: kiln.tensor(FIX.labels, { dtype: 'int64', device: DEVICE }) };
+    };
+    const robustSet = (m: Model, x: kiln.Tensor, y: kiln.Tensor) => kiln.tidy(() => m.call(x).argmax(1).eq(y).cpu().arraySync()) as boolean[];
+
+    it('counts an image only when fooled within eps: the robust set shrinks as eps grows, never adding an image', () => {
+      const { model, pixels, x, y } = setup();
+      const sets = [1 / 255, 4 / 255, 16 / 255, 1].map((eps) => {
+        const before = kiln.memory().numTensors;
+        const adv = robust.fab(model, x, y, { ...NORM, eps, steps: 15, targetClasses: 9 });
+        expect(kiln.memory().numTensors - before, 'only adv is left').to.equal(1);
+        const delta = kiln.tidy(() => toPixels(adv).sub(pixels).abs().max().item() as number);
+        expect(delta).to.be.at.most(eps + 1e-5);
+        const set = robustSet(model, adv, y);
+        adv.dispose();
+        return set;
+      });
+      for (let i = 1; i < sets.length; i++) sets[i].forEach((r, j) => { if (r) expect(sets[i - 1][j], `image ${j} at eps #${i}`).to.equal(true); });
+      expect(sets[0].filter(Boolean).length).to.be.above(sets[2].filter(Boolean).length);
+      expect(sets[3].filter(Boolean).length, 'with a loose budget FAB-T fools every image it attacks').to.equal(0);
+      for (const t of [pixels, x, y]) t.dispose();
+      model.dispose();
+    });
+
+    it('works in any pixel bounds: [-1, 1] pixels give the same adversarial images as [0, 1]', () => {
+      const { model, pixels, x, y } = setup();
+      for (const [norm, eps] of [['linf', 4 / 255], ['l2', 0.15]] as const) {
+        const a = robust.fab(model, x, y, { ...NORM, eps, norm, steps: 10, targetClasses: 3 });
+        // the same model inputs, seen as pixels in [-1, 1]: mean 2m − 1, std 2s, and twice the budget
+        const b = robust.fab(model, x, y, { mean: NORM.mean.map((m) => 2 * m - 1), std: NORM.std.map((s) => 2 * s), bounds: [-1, 1], eps: 2 * eps, norm, steps: 10, targetClasses: 3 });
+        expect(maxAbsDiff(a, b), norm).to.be.below(1e-4);
+        expect(robustSet(model, a, y)).to.deep.equal(robustSet(model, b, y));
+        a.dispose();
+        b.dispose();
+      }
+      for (const t of [pixels, x, y]) t.dispose();
+      model.dispose();
+    });
+
+    it('draws random starts only from the second run on: the seed matters only with restarts > 1', () => {
+      const { model, pixels, x, y } = setup();
+      // one step per run, so the random starts of later runs reach images the first run does not
+      const run = (seed: number, restarts: number) => robust.fab(model, x, y, { ...NORM, eps: 16 / 255, steps: 1, targetClasses: 1, seed, restarts });
+      const [a, b, c, d, e] = [run(1, 1), run(2, 1), run(1, 4), run(1, 4), run(2, 4)];
+      expect(maxAbsDiff(a, b), 'one run: no draws').to.equal(0);
+      expect(maxAbsDiff(c, d), 'deterministic for a seed').to.equal(0);
+      expect(maxAbsDiff(c, e), 'other seeds, other starts').to.be.above(0);
+      const count = (t: kiln.Tensor) => robustSet(model, t, y).filter(Boolean).length;
+      expect(count(c), 'random restarts fool more images').to.be.below(count(a));
+      for (const t of [pixels, x, y, a, b, c, d, e]) t.dispose();
+      model.dispose();
+    });
+
+    it('rejects bad options with errors that name them, and models with fewer than 2 classes', () => {
+      const { model, pixels, x, y } = setup();
+      const o = { ...NORM, eps: 4 / 255 };
+      expectKilnError(() => robust.fab(model, x, y, { ...o, steps: 0 }), 'INVALID_ARGUMENT', 'fab: steps');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, restarts: 1.5 }), 'INVALID_ARGUMENT', 'fab: restarts');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, targetClasses: 0 }), 'INVALID_ARGUMENT', 'fab: targetClasses');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, alphaMax: 0 }), 'INVALID_ARGUMENT', 'fab: alphaMax', '(0, 1]');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, alphaMax: -0.1 }), 'INVALID_ARGUMENT', 'fab: alphaMax');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, eta: 0.9 }), 'INVALID_ARGUMENT', 'fab: eta', '≥ 1');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, beta: 0 }), 'INVALID_ARGUMENT', 'fab: beta', '(0, 1]');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, beta: 1.5 }), 'INVALID_ARGUMENT', 'fab: beta');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, norm: 'l1' as 'l2' }), 'INVALID_ARGUMENT', 'fab: norm');
+      expectKilnError(() => robust.fab(model, x, y, { ...NORM, eps: -1 }), 'INVALID_ARGUMENT', 'fab: eps');
+      expectKilnError(() => robust.fab(model, x, y, undefined as unknown as kiln.robust.FabOptions), 'INVALID_ARGUMENT', 'fab: options');
+      expectKilnError(() => robust.fab(model, x, y, { eps: 4 / 255 }), 'INVALID_ARGUMENT', 'outside the bounds');
+      const one = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 1)).to(DEVICE);
+      const zeros = kiln.zeros([16], { dtype: 'int64', device: DEVICE });
+      const before = kiln.memory().numTensors;
+      expectKilnError(() => robust.fab(one, pixels, zeros, { eps: 0.1, steps: 2 }), 'INVALID_ARGUMENT', 'at least 2 classes', 'has 1');
+      expect(kiln.memory().numTensors - before, 'a failed attack frees what it made').to.equal(0);
+      for (const t of [pixels, x, y, zeros]) t.dispose();
+      model.dispose();
+      one.dispose();
+    });
   });
 
   describe('autoAttack', () => {

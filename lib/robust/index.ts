@@ -7,4 +7,5 @@ export { Normalization, Domain } from './domain';
 export { plotRobustness, robustnessPlotSvg, RobustnessPlotOptions } from './plot';
 export { apgd, dlrLoss, dlrTargetedLoss, ApgdOptions, ApgdLoss } from './apgd';
 export { squareAttack, SquareOptions } from './square';
+export { fab, FabOptions } from './fab';
 export { autoAttack, AutoAttackOptions, AutoAttackResult, AutoAttackName, AUTOATTACK_ATTACKS, EvalAttackSpec, REPORT_ATTACKS } from './autoattack';
