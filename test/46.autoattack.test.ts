@@ -183,15 +183,16 @@ describe(`46 autoattack (${DEVICE})`, function () {
       const r = robust.autoAttack(model, x, y, { ...NORM, eps, steps: 20, queries: 150 });
       expect(kiln.memory().numTensors - before, 'only adv is left').to.equal(1);
       expect(r.cleanAccuracy).to.equal(14 / 16);
-      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'apgd-t', 'square']);
+      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'apgd-t', 'fab-t', 'square']);
       for (let i = 1; i < r.stages.length; i++) expect(r.stages[i].robustAccuracy).to.be.at.most(r.stages[i - 1].robustAccuracy);
-      expect(r.robustAccuracy).to.equal(r.stages[2].robustAccuracy);
+      expect(r.robustAccuracy).to.equal(r.stages[3].robustAccuracy);
       expect(accuracy(model, r.adv, y), 'accuracy on adv is the robust accuracy').to.be.closeTo(r.robustAccuracy, 1e-9);
       // APGD-CE alone with the same settings is the first stage exactly (same seed); nothing alone does better
       const alone = robust.apgd(model, x, y, { ...NORM, eps, steps: 20 });
       expect(accuracy(model, alone, y)).to.be.closeTo(r.stages[0].robustAccuracy, 1e-9);
       const sq = robust.squareAttack(model, x, y, { ...NORM, eps, queries: 150 });
-      expect(r.robustAccuracy).to.be.at.most(Math.min(accuracy(model, alone, y), accuracy(model, sq, y)));
+      const fabT = robust.fab(model, x, y, { ...NORM, eps, steps: 20 });
+      expect(r.robustAccuracy).to.be.at.most(Math.min(accuracy(model, alone, y), accuracy(model, sq, y), accuracy(model, fabT, y)));
       expect(r.robustAccuracy, 'the fixture model is not robust at 4/255').to.be.below(r.cleanAccuracy);
       const delta = kiln.tidy(() => toPixels(r.adv).sub(pixels).abs().max().item() as number);
       expect(delta).to.be.at.most(eps + 1e-5);
@@ -200,7 +201,7 @@ describe(`46 autoattack (${DEVICE})`, function () {
       expect(l2.stages.map((s) => s.attack)).to.deep.equal(['apgd-dlr', 'square']);
       const norms = kiln.tidy(() => toPixels(l2.adv).sub(pixels).flatten(1).norm(2, 1).arraySync()) as number[];
       for (const v of norms) expect(v).to.be.at.most(0.15 + 1e-4);
-      for (const t of [pixels, x, y, r.adv, alone, sq, l2.adv]) t.dispose();
+      for (const t of [pixels, x, y, r.adv, alone, sq, fabT, l2.adv]) t.dispose();
       model.dispose();
     });
 
@@ -245,7 +246,7 @@ describe(`46 autoattack (${DEVICE})`, function () {
       const three = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 3)).to(DEVICE).eval();
       const labels = kiln.tidy(() => three.call(pixels).argmax(1));
       const r = robust.autoAttack(three, pixels, labels, { eps: 2 / 255, steps: 3, queries: 10 });
-      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'square']);
+      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'fab-t', 'square']);
       expect(r.cleanAccuracy).to.equal(1);
       expectKilnError(() => robust.autoAttack(three, pixels, labels, { eps: 2 / 255, attacks: ['apgd-t'], steps: 3 }), 'INVALID_ARGUMENT', 'at least 4 classes', 'has 3');
       for (const t of [pixels, x, y, labels, r.adv]) t.dispose();
@@ -277,7 +278,7 @@ describe(`46 autoattack (${DEVICE})`, function () {
       expectKilnError(() => robust.apgd(model, x, [1, 2], o), 'INVALID_ARGUMENT', 'shape [16]');
       expectKilnError(() => robust.squareAttack(model, x, y, { ...o, queries: 0 }), 'INVALID_ARGUMENT', 'queries');
       expectKilnError(() => robust.squareAttack(model, x, y, { ...o, pInit: 0 }), 'INVALID_ARGUMENT', 'pInit');
-      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: ['fab-t' as 'square'] }), 'INVALID_ARGUMENT', 'attacks', 'apgd-ce');
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: ['fab' as 'square'] }), 'INVALID_ARGUMENT', 'attacks', 'apgd-ce');
       expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: [] }), 'INVALID_ARGUMENT', 'attacks');
       // DLR needs 3 classes, targeted DLR 4; Square L2 needs 5×5 images
       const two = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 2)).to(DEVICE);

@@ -17,7 +17,7 @@ type Flags = Record<string, string | number | boolean | undefined>;
 export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
   data: { type: 'string', help: 'data set (default: the one the model was trained on); its test split is used', meta: 'name|dir' },
-  attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('autoattack': APGD-CE, APGD-T and Square in turn, the worst case)" },
+  attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('autoattack': APGD-CE, APGD-T, FAB-T and Square in turn, the worst case)" },
   norm: { type: 'string', choices: ['linf', 'l2'], default: 'linf', help: 'the perturbation ball' },
   eps: { type: 'string', default: '1/255,2/255,4/255,8/255', help: 'comma-separated radii in pixel units (fractions like 8/255 allowed)', meta: 'list' },
   steps: { type: 'int', min: 1, help: 'gradient steps (default: PGD 10, APGD and autoattack 100)' },

@@ -17,7 +17,7 @@ import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
+import { attackRemaining, attackTargets, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
 
 /** APGD's losses: cross-entropy, the DLR loss, or the targeted DLR loss of APGD-T. */
 export type ApgdLoss = 'ce' | 'dlr' | 'dlr-targeted';
@@ -253,17 +253,7 @@ export function runApgd(model: Classifier, conv: Converter, p: Tensor, y: Tensor
       return;
     }
     const classes = noGrad(() => tidy(() => logitsOf(model, conv.toModel(p.narrow(0, 0, 1))).size(1)));
-    const targets = Math.min(r.targetClasses, classes - 1);
-    // target the model's (j+2)-th most likely class on the images still robust, j = 0 … targets − 1
-    attackRemaining(p, y, adv, robust, targets * r.restarts, (k, ps, ys) => {
-      const rank = 2 + Math.floor(k / r.restarts);
-      const target = noGrad(() => tidy(() => logitsOf(model, conv.toModel(ps)).sort(1).indices.select(1, classes - rank)));
-      try {
-        return singleRun(model, conv, ps, ys, target, r);
-      } finally {
-        target.dispose();
-      }
-    });
+    attackTargets(model, conv, p, y, adv, robust, Math.min(r.targetClasses, classes - 1), r.restarts, (_, ps, ys, target) => singleRun(model, conv, ps, ys, target, r));
   });
   return adv;
 }

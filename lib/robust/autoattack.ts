@@ -2,9 +2,7 @@
  * AutoAttack (Croce & Hein 2020): the standard robustness evaluation — an ensemble of
  * parameter-free attacks run one after the other, each only on the images all previous ones
  * failed to fool, so the reported robust accuracy is the worst case over the ensemble. The
- * 'standard' version runs APGD-CE, APGD-T and Square (5000 queries); the reference's fourth
- * attack, FAB-T (minimum-norm), is not included, so robust accuracy here is an upper bound on
- * what the full reference ensemble reports. Also: one resolver for every attack a robustness
+ * 'standard' version runs APGD-CE, APGD-T, FAB-T and Square (5000 queries), as the reference's. Also: one resolver for every attack a robustness
  * report can run by name.
  */
 import { invalidParameterError } from '../errors';
@@ -17,10 +15,11 @@ import { publicAttack } from './runs';
 import { AttackOptions, resolveSpec, runAttack } from './attacks';
 import { ApgdOptions, resolveApgd, runApgd } from './apgd';
 import { SquareOptions, resolveSquare, runSquare } from './square';
+import { FabOptions, resolveFab, runFab } from './fab';
 import { noGrad } from '../autograd';
 
 /** The attacks `autoAttack` can chain. */
-export const AUTOATTACK_ATTACKS = ['apgd-ce', 'apgd-dlr', 'apgd-t', 'square'] as const;
+export const AUTOATTACK_ATTACKS = ['apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square'] as const;
 /** One of them. */
 export type AutoAttackName = (typeof AUTOATTACK_ATTACKS)[number];
 
@@ -30,13 +29,13 @@ export interface AutoAttackOptions extends Normalization {
   eps: number;
   /** the ball's norm (default 'linf') */
   norm?: 'linf' | 'l2';
-  /** the attacks, in order (default the standard version's: apgd-ce, apgd-t, square; without apgd-t for models with fewer than 4 classes, where its loss is undefined) */
+  /** the attacks, in order (default the standard version's: apgd-ce, apgd-t, fab-t, square; without apgd-t for models with fewer than 4 classes, where its loss is undefined) */
   attacks?: AutoAttackName[];
-  /** APGD iterations per run (default 100) */
+  /** APGD and FAB iterations per run (default 100) */
   steps?: number;
-  /** APGD runs (APGD-T: per target class; default 1) */
+  /** APGD runs (APGD-T: per target class; default 1; FAB-T makes one per target, as the reference's standard version) */
   restarts?: number;
-  /** APGD-T's target classes (default 9) */
+  /** APGD-T's and FAB-T's target classes (default 9) */
   targetClasses?: number;
   /** Square's queries (default 5000) */
   queries?: number;
@@ -69,7 +68,7 @@ interface Plan {
 
 function plan(o: AutoAttackOptions, what: string): Plan {
   if (!o || typeof o !== 'object') throw invalidParameterError(`${what}: options`, 'an object with eps', o);
-  const names = o.attacks ?? ['apgd-ce', 'apgd-t', 'square'];
+  const names = o.attacks ?? ['apgd-ce', 'apgd-t', 'fab-t', 'square'];
   if (!Array.isArray(names) || names.length === 0 || !names.every((n) => AUTOATTACK_ATTACKS.includes(n)))
     throw invalidParameterError(`${what}: attacks`, `a non-empty array of ${AUTOATTACK_ATTACKS.join(', ')}`, o.attacks);
   const base = { mean: o.mean, std: o.std, bounds: o.bounds, eps: o.eps, norm: o.norm, seed: o.seed, mode: o.mode };
@@ -78,6 +77,10 @@ function plan(o: AutoAttackOptions, what: string): Plan {
     if (n === 'square') {
       const r = resolveSquare({ ...base, queries: o.queries }, what);
       return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runSquare(m, conv, p, y, r, robust);
+    }
+    if (n === 'fab-t') {
+      const r = resolveFab({ ...base, steps: o.steps, targetClasses: o.targetClasses }, what);
+      return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runFab(m, conv, p, y, r, robust);
     }
     const r = resolveApgd({ ...apgdBase, loss: n === 'apgd-ce' ? 'ce' : n === 'apgd-dlr' ? 'dlr' : 'dlr-targeted' }, what);
     return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runApgd(m, conv, p, y, r, robust);
@@ -125,12 +128,12 @@ export function autoAttack(model: Classifier | Module, x: Tensor, y: Tensor | nu
 }
 
 /** The attacks a robustness report runs by name. */
-export const REPORT_ATTACKS = ['pgd', 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'square', 'autoattack'] as const;
+export const REPORT_ATTACKS = ['pgd', 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square', 'autoattack'] as const;
 /** One of them. */
 export type ReportAttackName = (typeof REPORT_ATTACKS)[number];
 
 /** An attack for `robustnessReport`: its name and its options (PGD's, APGD's, Square's or AutoAttack's). */
-export type EvalAttackSpec = { attack?: ReportAttackName } & AttackOptions & Omit<ApgdOptions, 'loss'> & Omit<SquareOptions, 'pInit'> & Omit<AutoAttackOptions, 'attacks'>;
+export type EvalAttackSpec = { attack?: ReportAttackName } & AttackOptions & Omit<ApgdOptions, 'loss'> & Omit<SquareOptions, 'pInit'> & Omit<FabOptions, 'alphaMax' | 'eta' | 'beta'> & Omit<AutoAttackOptions, 'attacks'>;
 
 /** A resolved report attack: what it is and how to run it on a batch in the model's space. */
 export interface EvalAttack {

@@ -20,7 +20,7 @@ import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
 import { resolveApgd } from './apgd';
-import { attackRemaining, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
+import { attackTargets, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
 
 /** Options of `fab` (FAB-T). `eps` is in pixel units. */
 export interface FabOptions extends Normalization {
@@ -248,26 +248,6 @@ function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, tar
   }
 }
 
-/**
- * Runs `run(k, pSub, ySub, target)` on the images still robust, `restarts` runs per target class:
- * the model's 2nd, 3rd, … most likely class (k = 0 … targets·restarts − 1), as AutoAttack's
- * targeted attacks choose them.
- */
-function attackTargets(
-  model: Classifier, conv: Converter, p: Tensor, y: Tensor, adv: Tensor, robust: Tensor, targets: number, restarts: number,
-  run: (k: number, pSub: Tensor, ySub: Tensor, target: Tensor) => RunResult,
-): void {
-  attackRemaining(p, y, adv, robust, targets * restarts, (k, ps, ys) => {
-    const z = noGrad(() => tidy(() => logitsOf(model, conv.toModel(ps))));
-    const target = tidy(() => z.sort(1).indices.select(1, z.size(1) - 2 - Math.floor(k / restarts)));
-    z.dispose();
-    try {
-      return run(k, ps, ys, target);
-    } finally {
-      target.dispose();
-    }
-  });
-}
 
 /** Runs FAB-T with resolved options on pixels; returns adversarial pixels and updates the robust mask in place. */
 export function runFab(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: FabResolved, robust: Tensor): Tensor {

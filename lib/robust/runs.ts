@@ -65,6 +65,27 @@ export function attackRemaining(p: Tensor, y: Tensor, adv: Tensor, robust: Tenso
   }
 }
 
+/**
+ * Runs `run(k, pSub, ySub, target)` on the images still robust, `restarts` runs per target class:
+ * the model's 2nd, 3rd, … most likely class (k = 0 … targets·restarts − 1), as AutoAttack's
+ * targeted attacks choose them.
+ */
+export function attackTargets(
+  model: Classifier, conv: Converter, p: Tensor, y: Tensor, adv: Tensor, robust: Tensor, targets: number, restarts: number,
+  run: (k: number, pSub: Tensor, ySub: Tensor, target: Tensor) => RunResult,
+): void {
+  attackRemaining(p, y, adv, robust, targets * restarts, (k, ps, ys) => {
+    const z = noGrad(() => tidy(() => logitsOf(model, conv.toModel(ps))));
+    const target = tidy(() => z.sort(1).indices.select(1, z.size(1) - 2 - Math.floor(k / restarts)));
+    z.dispose();
+    try {
+      return run(k, ps, ys, target);
+    } finally {
+      target.dispose();
+    }
+  });
+}
+
 /** Per-image L2 norm as the reference computes it, sqrt(Σ x²), shaped for broadcasting: [N, 1, 1, 1]. */
 export function l2(t: Tensor): Tensor {
   return t.square().flatten(1).sum([1]).sqrt().reshape([t.size(0), 1, 1, 1]);
