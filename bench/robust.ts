@@ -38,15 +38,17 @@ export function run(): void {
     opt.zeroGrad();
     if (GPU) kiln.tidy(() => m.parameters()[0].sum().item());
   };
-  const yPred = kiln.tidy(() => kiln.noGrad(() => m.call(x).argmax(1))); // every image starts correct, so APGD attacks all
+  let yPred: kiln.Tensor | null = null;
   const apgdRun = () => {
-    const adv = kiln.robust.apgd(m, x, yPred, { eps, steps: APGD_STEPS });
+    const adv = kiln.robust.apgd(m, x, yPred!, { eps, steps: APGD_STEPS });
     if (GPU) kiln.tidy(() => adv.sum().item());
     adv.dispose();
   };
   const attackS = medianSeconds(attack, ITERS, 1);
   const trainS = medianSeconds(trainStep, ITERS, 1);
   m.eval();
+  // labels = the (trained) model's predictions: every image starts correct, so APGD attacks all of them, as in the peer
+  yPred = kiln.tidy(() => kiln.noGrad(() => m.call(x).argmax(1)));
   const apgdS = medianSeconds(apgdRun, ITERS, 1);
   for (const t of [x, y, yPred]) t.dispose();
   m.dispose();

@@ -125,9 +125,10 @@ export type AscentLoss = (logits: Tensor) => Tensor;
 /**
  * Projected gradient ascent on `lossOf` from pixels `p` + `start` (disposed): `r.steps` steps
  * of `r.stepSize`, each projected onto the eps-ball and the pixel bounds. Returns the
- * adversarial pixels and their per-image losses.
+ * adversarial pixels and, with `withLoss` (restarts compare runs by it), their per-image losses —
+ * one more forward pass.
  */
-export function ascend(model: Classifier, p: Tensor, r: Resolved, conv: Converter, lossOf: AscentLoss, start: Tensor): { adv: Tensor; loss: Tensor } {
+export function ascend(model: Classifier, p: Tensor, r: Resolved, conv: Converter, lossOf: AscentLoss, start: Tensor, withLoss = false): { adv: Tensor; loss: Tensor | null } {
   let delta = project(start, p, r);
   start.dispose();
   for (let s = 0; s < r.steps; s++) {
@@ -143,7 +144,7 @@ export function ascend(model: Classifier, p: Tensor, r: Resolved, conv: Converte
   }
   const out = tidy(() => {
     const adv = p.add(delta);
-    return { adv, loss: noGrad(() => lossOf(logitsOf(model, conv.toModel(adv)))) };
+    return { adv, loss: withLoss ? noGrad(() => lossOf(logitsOf(model, conv.toModel(adv)))) : null };
   });
   delta.dispose();
   return out;
@@ -156,13 +157,13 @@ export function runAttack(model: Classifier, x: Tensor, y: Tensor, r: Resolved, 
     const p = conv.toPixels(x.detach());
     if (checkInput) r.domain.checkPixels(p, 'x');
     const lossOf: AscentLoss = (z) => (r.targeted ? attackLoss(z, y, r.loss).neg() : attackLoss(z, y, r.loss));
-    let best: { adv: Tensor; loss: Tensor } | null = null;
+    let best: { adv: Tensor; loss: Tensor | null } | null = null;
     for (let k = 0; k < r.restarts; k++) {
-      const run = ascend(model, p, r, conv, lossOf, r.randomStart ? randomDelta(p, r) : p.mul(0));
+      const run = ascend(model, p, r, conv, lossOf, r.randomStart ? randomDelta(p, r) : p.mul(0), r.restarts > 1);
       if (!best) best = run;
       else {
-        const better = run.loss.gt(best.loss);
-        best = { adv: where(better.reshape([better.size(0), 1, 1, 1]), run.adv, best.adv), loss: where(better, run.loss, best.loss) };
+        const better = run.loss!.gt(best.loss!);
+        best = { adv: where(better.reshape([better.size(0), 1, 1, 1]), run.adv, best.adv), loss: where(better, run.loss!, best.loss!) };
       }
     }
     return conv.toModel(best!.adv).detach();
