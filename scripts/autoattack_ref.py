@@ -46,7 +46,7 @@ def check_oscillation(x, j, k, k3):
     return (t <= k * k3 * torch.ones_like(t)).float()
 
 
-def apgd_single_run(f, x, y, eps, norm, n_iter, loss, rho, y_target=None):
+def apgd_single_run(f, x, y, eps, norm, n_iter, loss, rho, y_target=None, eot_iter=1):
     n_iter_2, n_iter_min, size_decr = max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
     if norm == 'linf':
         t = 2 * torch.rand(x.shape).to(x.device) - 1
@@ -59,11 +59,15 @@ def apgd_single_run(f, x, y, eps, norm, n_iter, loss, rho, y_target=None):
             'dlr-targeted': lambda z: dlr_loss_targeted(z, y, y_target)}[loss]
 
     def grad_of(xa):
+        # EOT: the gradient averaged over eot_iter calls of a randomised model; logits and loss of the last one
         xa = xa.clone().requires_grad_()
-        with torch.enable_grad():
-            logits = f(xa)
-            li = crit(logits)
-        g = torch.autograd.grad(li.sum(), [xa])[0].detach()
+        g = torch.zeros_like(x)
+        for _ in range(eot_iter):
+            with torch.enable_grad():
+                logits = f(xa)
+                li = crit(logits)
+            g += torch.autograd.grad(li.sum(), [xa])[0].detach()
+        g /= float(eot_iter)
         return g, logits.detach(), li.detach()
 
     grad, logits, loss_indiv = grad_of(x_adv)
@@ -120,10 +124,10 @@ def apgd_single_run(f, x, y, eps, norm, n_iter, loss, rho, y_target=None):
     return x_best, acc, loss_best, x_best_adv
 
 
-def apgd(f, x, y, eps, norm, n_iter, loss, restarts, rho=0.75, seed=0, n_target_classes=9):
-    torch.manual_seed(seed)
+def apgd(f, x, y, eps, norm, n_iter, loss, restarts, rho=0.75, seed=0, n_target_classes=9, eot_iter=1):
     with torch.no_grad():
-        acc = f(x).max(1)[1] == y
+        acc = f(x).max(1)[1] == y  # as the reference: the clean prediction comes before seeding
+    torch.manual_seed(seed)
     adv = x.clone()
     rounds = [(None, c) for c in range(restarts)] if loss != 'dlr-targeted' else \
         [(tc, c) for tc in range(2, n_target_classes + 2) for c in range(restarts)]
@@ -136,7 +140,7 @@ def apgd(f, x, y, eps, norm, n_iter, loss, restarts, rho=0.75, seed=0, n_target_
         if target_class is not None:
             with torch.no_grad():
                 y_target = f(x_to_fool).sort(dim=1)[1][:, -target_class]
-        _, acc_curr, _, adv_curr = apgd_single_run(f, x_to_fool, y_to_fool, eps, norm, n_iter, loss, rho, y_target)
+        _, acc_curr, _, adv_curr = apgd_single_run(f, x_to_fool, y_to_fool, eps, norm, n_iter, loss, rho, y_target, eot_iter)
         ind_curr = (acc_curr == 0).nonzero().squeeze(1)
         acc[ind_to_fool[ind_curr]] = 0
         adv[ind_to_fool[ind_curr]] = adv_curr[ind_curr].clone()

@@ -51,14 +51,21 @@ cases = {
     # one step per run: later runs, from random starts, fool images the first one does not
     'fabLinfRestarts': dict(kind='fab', eps=16 / 255, norm='linf', steps=1, restarts=4, targetClasses=1, seed=1),
     'fabL2Restarts': dict(kind='fab', eps=0.4, norm='l2', steps=1, restarts=4, targetClasses=1, seed=2),
+    # a randomised model (Gaussian noise on its normalised input, drawn from the CPU generator, which the global seed
+    # `preSeed` fixes before the clean prediction) and EOT over 3 calls, as AutoAttack's 'rand' version runs APGD
+    'apgdEot': dict(kind='apgd', eps=4 / 255, norm='linf', steps=10, loss='ce', restarts=1, eotIter=3, noise=0.1, preSeed=7),
 }
 out = {}
 with torch.no_grad():
     clean = (f(pixels).argmax(1) == labels).tolist()
 for name, c in cases.items():
     if c['kind'] == 'apgd':
-        adv, acc = apgd(f, pixels, labels, c['eps'], c['norm'], c['steps'], c['loss'], c['restarts'], seed=c.get('seed', 0),
-                        n_target_classes=c.get('targetClasses', 9))
+        fm = f
+        if 'noise' in c:
+            fm = lambda p, sd=c['noise']: model((p - m_t) / s_t + sd * torch.randn_like(p))
+            torch.manual_seed(c['preSeed'])
+        adv, acc = apgd(fm, pixels, labels, c['eps'], c['norm'], c['steps'], c['loss'], c['restarts'], seed=c.get('seed', 0),
+                        n_target_classes=c.get('targetClasses', 9), eot_iter=c.get('eotIter', 1))
     elif c['kind'] == 'fab':
         adv, acc = fab_targeted(f, pixels, labels, c['eps'], c['norm'], c['steps'], c['restarts'], n_target_classes=c.get('targetClasses', 9),
                                 seed=c.get('seed', 0))

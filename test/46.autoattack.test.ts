@@ -41,22 +41,27 @@ describe(`46 autoattack (${DEVICE})`, function () {
 
   describe('against the reference transcription', () => {
     for (const name of Object.keys(FIX.attacks)) {
-      it(`${name} gives the reference's adversarial images and robust set`, () => {
+      it(`${name} gives the reference's adversarial images and robust set`, function () {
         const c = FIX.attacks[name];
+        // a randomised model draws its noise from the device's generator: the CPU one matches the reference's
+        if (c.noise !== undefined && DEVICE !== 'cpu') this.skip();
         const model = fixtureModel();
         const pixels = fromFix(FIX.pixels);
         const x = toModel(pixels);
         const y = kiln.tensor(FIX.labels, { dtype: 'int64', device: DEVICE });
+        const noisy: Model = { call: (t: kiln.Tensor) => kiln.tidy(() => model.call(t.add(kiln.randnLike(t).mul(c.noise)))) };
         const before = kiln.memory().numTensors;
+        if (c.noise !== undefined) kiln.manualSeed(c.preSeed); // the noise of the clean prediction, before the attack seeds
         const rng = kiln.getRngState('cpu');
         const adv = c.kind === 'apgd'
-          ? robust.apgd(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, loss: c.loss, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses })
+          ? robust.apgd(c.noise === undefined ? model : noisy, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, loss: c.loss, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses, eotIter: c.eotIter })
           : c.kind === 'fab'
             ? robust.fab(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses })
             : robust.squareAttack(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, queries: c.queries, restarts: c.restarts, seed: c.seed ?? 0 });
         expect(kiln.memory().numTensors - before, 'tensors left besides the result').to.equal(2); // adv and the saved generator state
         const after = kiln.getRngState('cpu');
-        expect(kiln.tidy(() => rng.eq(after).all().item()), 'the CPU generator is restored').to.equal(true);
+        // (a randomised model's clean prediction draws before the attack seeds, so only deterministic ones leave it as it was)
+        if (c.noise === undefined) expect(kiln.tidy(() => rng.eq(after).all().item()), 'the CPU generator is restored').to.equal(true);
         expect(adv.shape).to.deep.equal(x.shape);
         expect(adv.device.startsWith(DEVICE)).to.equal(true);
         const advPixels = kiln.tidy(() => toPixels(adv).cpu());
@@ -205,6 +210,18 @@ describe(`46 autoattack (${DEVICE})`, function () {
       model.dispose();
     });
 
+    it("the 'rand' version runs APGD-CE and APGD-DLR with EOT on a randomised model", () => {
+      const { model, pixels, x, y } = setup();
+      const noisy: Model = { call: (t: kiln.Tensor) => kiln.tidy(() => model.call(t.add(kiln.randnLike(t).mul(0.1)))) };
+      kiln.manualSeed(0); // the noise of the clean prediction (the attacks seed their own draws)
+      const r = robust.autoAttack(noisy, x, y, { ...NORM, eps: 4 / 255, version: 'rand', steps: 5, eotIter: 2 });
+      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'apgd-dlr']);
+      expect(r.robustAccuracy).to.be.at.most(r.cleanAccuracy);
+      expect(r.robustAccuracy, 'accuracy on adv (one draw of the noise)').to.be.below(14 / 16);
+      for (const t of [pixels, x, y, r.adv]) t.dispose();
+      model.dispose();
+    });
+
     it('Square needs no gradients: it breaks a gradient-masked model that PGD and APGD cannot move', () => {
       const { model, pixels, x, y } = setup();
       // quantising the input makes every input gradient zero: a classic case of gradient masking
@@ -280,6 +297,8 @@ describe(`46 autoattack (${DEVICE})`, function () {
       expectKilnError(() => robust.squareAttack(model, x, y, { ...o, pInit: 0 }), 'INVALID_ARGUMENT', 'pInit');
       expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: ['fab' as 'square'] }), 'INVALID_ARGUMENT', 'attacks', 'apgd-ce');
       expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: [] }), 'INVALID_ARGUMENT', 'attacks');
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, version: 'plus' as 'rand' }), 'INVALID_ARGUMENT', 'version', "'standard' or 'rand'");
+      expectKilnError(() => robust.apgd(model, x, y, { ...o, eotIter: 0 }), 'INVALID_ARGUMENT', 'eotIter');
       // DLR needs 3 classes, targeted DLR 4; Square L2 needs 5×5 images
       const two = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 2)).to(DEVICE);
       const small = kiln.tidy(() => pixels.narrow(2, 0, 4).narrow(3, 0, 4).contiguous());

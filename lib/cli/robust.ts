@@ -23,6 +23,7 @@ export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   steps: { type: 'int', min: 1, help: 'gradient steps (default: PGD 10, APGD and autoattack 100)' },
   restarts: { type: 'int', min: 1, default: 1, help: 'PGD/APGD restarts (PGD keeps the strongest run per image; APGD reruns on the images still robust)' },
   queries: { type: 'int', min: 1, default: 5000, help: 'Square attack queries (square, autoattack)' },
+  'aa-version': { type: 'string', choices: ['standard', 'rand'], default: 'standard', help: "autoattack's version: 'rand' (APGD-CE and APGD-DLR with 20-call EOT) for randomised models" },
   corruptions: { type: 'string', default: 'all', help: `'all', 'none' or a comma-separated list of ${CORRUPTIONS.join(', ')}`, meta: 'list' },
   severities: { type: 'string', default: '1,2,3,4,5', help: 'comma-separated corruption severities 1…5', meta: 'list' },
   limit: { type: 'int', min: 1, default: 1000, help: 'test images to use' },
@@ -60,6 +61,7 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
     attack, eps: e, norm: f.norm as 'linf' | 'l2',
     ...(iterative ? { steps: f.steps as number | undefined, restarts: f.restarts as number } : {}),
     ...(attack === 'square' || attack === 'autoattack' ? { queries: f.queries as number } : {}),
+    ...(attack === 'autoattack' ? { version: f['aa-version'] as 'standard' | 'rand' } : {}),
   }));
   const report = await robustnessReport(m.model, loader, {
     mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number,

@@ -38,6 +38,8 @@ export interface ApgdOptions extends Normalization {
   targetClasses?: number;
   /** the fraction of rising steps below which the step size halves at a checkpoint (default 0.75) */
   rho?: number;
+  /** expectation over transformation: average each gradient over this many calls of a randomised model (default 1; AutoAttack's 'rand' version uses 20) */
+  eotIter?: number;
   /** seeds the random starts (default 0, as the reference; the CPU generator's state is restored after) */
   seed?: number;
   /** the model's mode during the attack (default 'eval'; restored after) */
@@ -53,6 +55,7 @@ export interface ApgdResolved {
   restarts: number;
   targetClasses: number;
   rho: number;
+  eotIter: number;
   seed: number;
   training: boolean | null;
   domain: Domain;
@@ -81,6 +84,7 @@ export function resolveApgd(o: ApgdOptions, what = 'apgd'): ApgdResolved {
     steps: intOption(o.steps, 100, `${what}: steps`),
     restarts: intOption(o.restarts, 1, `${what}: restarts`),
     targetClasses: intOption(o.targetClasses, 9, `${what}: targetClasses`),
+    eotIter: intOption(o.eotIter, 1, `${what}: eotIter`),
     seed: intOption(o.seed, 0, `${what}: seed`, 0),
     training: mode === 'asIs' ? null : mode === 'train',
     domain: new Domain(o, `${what}: options`),
@@ -150,15 +154,20 @@ function advance(state: State, next: State): State {
 function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, target: Tensor | null, r: ApgdResolved): RunResult {
   const n = p.size(0);
   const lossOf = (z: Tensor) => (r.loss === 'ce' ? crossEntropy(z.float(), y, { reduction: 'none' }) : r.loss === 'dlr' ? dlrLoss(z, y) : dlrTargetedLoss(z, y, target!));
+  // the gradient (averaged over r.eotIter calls of a randomised model), and the last call's predictions and loss
   const lossAndGrad = (xa: Tensor) =>
     tidy(() => {
       const x = xa.detach().requiresGrad_(true);
-      const { z, loss } = enableGrad(() => {
-        const z = logitsOf(model, conv.toModel(x));
-        return { z, loss: lossOf(z) };
-      });
-      const [g] = autograd.grad(loss.sum(), x);
-      return { grad: g!, pred: z.detach().argmax(1), loss: loss.detach() };
+      let grad: Tensor | null = null, z: Tensor | null = null, loss: Tensor | null = null;
+      for (let e = 0; e < r.eotIter; e++) {
+        ({ z, loss } = enableGrad(() => {
+          const zz = logitsOf(model, conv.toModel(x));
+          return { z: zz, loss: lossOf(zz) };
+        }));
+        const [g] = autograd.grad(loss!.sum(), x);
+        grad = grad ? grad.add(g!) : g!;
+      }
+      return { grad: r.eotIter > 1 ? grad!.div(r.eotIter) : grad!, pred: z!.detach().argmax(1), loss: loss!.detach() };
     });
   // the reference's checkpoint schedule
   const iter2 = Math.max(Math.floor(0.22 * r.steps), 1);

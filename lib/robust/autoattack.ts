@@ -29,7 +29,12 @@ export interface AutoAttackOptions extends Normalization {
   eps: number;
   /** the ball's norm (default 'linf') */
   norm?: 'linf' | 'l2';
-  /** the attacks, in order (default the standard version's: apgd-ce, apgd-t, fab-t, square; without apgd-t for models with fewer than 4 classes, where its loss is undefined) */
+  /**
+   * 'standard' (default): APGD-CE, APGD-T, FAB-T, Square, for deterministic models; 'rand': APGD-CE and APGD-DLR with
+   * the gradient averaged over 20 calls (EOT), for randomised defences
+   */
+  version?: 'standard' | 'rand';
+  /** the attacks, in order, instead of the version's (the standard version drops apgd-t for models with fewer than 4 classes, where its loss is undefined) */
   attacks?: AutoAttackName[];
   /** APGD and FAB iterations per run (default 100) */
   steps?: number;
@@ -37,6 +42,8 @@ export interface AutoAttackOptions extends Normalization {
   restarts?: number;
   /** APGD-T's and FAB-T's target classes (default 9) */
   targetClasses?: number;
+  /** APGD's EOT iterations (default 1; 20 in the 'rand' version) */
+  eotIter?: number;
   /** Square's queries (default 5000) */
   queries?: number;
   /** seeds every attack's random draws (default 0) */
@@ -68,11 +75,14 @@ interface Plan {
 
 function plan(o: AutoAttackOptions, what: string): Plan {
   if (!o || typeof o !== 'object') throw invalidParameterError(`${what}: options`, 'an object with eps', o);
-  const names = o.attacks ?? ['apgd-ce', 'apgd-t', 'fab-t', 'square'];
+  const version = o.version ?? 'standard';
+  if (version !== 'standard' && version !== 'rand') throw invalidParameterError(`${what}: version`, "'standard' or 'rand'", o.version);
+  const rand = version === 'rand';
+  const names = o.attacks ?? (rand ? ['apgd-ce', 'apgd-dlr'] : ['apgd-ce', 'apgd-t', 'fab-t', 'square']);
   if (!Array.isArray(names) || names.length === 0 || !names.every((n) => AUTOATTACK_ATTACKS.includes(n)))
     throw invalidParameterError(`${what}: attacks`, `a non-empty array of ${AUTOATTACK_ATTACKS.join(', ')}`, o.attacks);
   const base = { mean: o.mean, std: o.std, bounds: o.bounds, eps: o.eps, norm: o.norm, seed: o.seed, mode: o.mode };
-  const apgdBase: ApgdOptions = { ...base, steps: o.steps, restarts: o.restarts, targetClasses: o.targetClasses };
+  const apgdBase: ApgdOptions = { ...base, steps: o.steps, restarts: o.restarts, targetClasses: o.targetClasses, eotIter: o.eotIter ?? (rand ? 20 : 1) };
   const run = names.map((n) => {
     if (n === 'square') {
       const r = resolveSquare({ ...base, queries: o.queries }, what);
