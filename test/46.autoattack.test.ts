@@ -249,9 +249,12 @@ describe(`46 autoattack (${DEVICE})`, function () {
       });
       expect(report.attacks.map((a) => [a.attack, a.steps])).to.deep.equal([['autoattack', 10], ['apgd-dlr', 10], ['square', 60], ['pgd', 10]]);
       expect(report.attacks[0].accuracy).to.be.closeTo(direct.robustAccuracy, 1e-9);
+      expect(report.attacks[0].stages, 'per-stage accuracy as autoAttack reports it').to.deep.equal(direct.stages.map((s) => ({ attack: s.attack, accuracy: s.robustAccuracy })));
+      expect(report.attacks[1].stages).to.equal(undefined);
       expect(report.attacks[1].accuracy).to.be.closeTo(accuracy(model, apgdDirect, y), 1e-9);
       const text = robust.formatRobustnessReport(report);
       for (const s of ['AutoAttack-L∞ eps 4.00/255, 10 steps', 'APGD-DLR-L∞', 'Square-L∞ eps 4.00/255, 60 queries', 'PGD-L∞']) expect(text).to.include(s);
+      expect(text).to.match(/AutoAttack-L∞ eps 4\.00\/255, 10 steps: [\d.]+% \(APGD-CE [\d.]+% → APGD-T [\d.]+% → FAB-T [\d.]+% → Square [\d.]+%\)/);
       const svg = robust.robustnessPlotSvg(report).svg;
       expect(svg).to.include('AutoAttack-L∞ (10 steps)').and.include('Square-L∞ (60 queries)');
       for (const t of [pixels, x, y, direct.adv, apgdDirect]) t.dispose();

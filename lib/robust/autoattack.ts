@@ -152,7 +152,10 @@ export interface EvalAttack {
   eps: number;
   /** gradient steps (PGD, APGD) or queries (Square); for autoattack, APGD's steps */
   steps: number;
-  run(model: Classifier, x: Tensor, y: Tensor): Tensor;
+  /** autoattack's stages, in order */
+  stages?: AutoAttackName[];
+  /** the adversarial batch; for autoattack, `onStage(i, robust)` sees the robust mask after each stage that ran */
+  run(model: Classifier, x: Tensor, y: Tensor, onStage?: (i: number, robust: Tensor) => void): Tensor;
 }
 
 /** Resolves a report attack by name, validating its options once. */
@@ -167,10 +170,10 @@ export function resolveEvalAttack(spec: EvalAttackSpec, what: string): EvalAttac
   const pl = plan({ ...spec, attacks: attack === 'autoattack' ? undefined : [attack] }, what);
   const norm = spec.norm ?? 'linf';
   const steps = attack === 'square' ? spec.queries ?? 5000 : spec.steps ?? 100;
-  const run = (m: Classifier, x: Tensor, y: Tensor) =>
+  const run = (m: Classifier, x: Tensor, y: Tensor, onStage?: (i: number, robust: Tensor) => void) =>
     tidy(() => {
       const conv = pl.domain.bind(x);
-      return conv.toModel(runPlan(m, conv, conv.toPixels(x.detach()).float(), y, pl).adv).to({ dtype: x.dtype });
+      return conv.toModel(runPlan(m, conv, conv.toPixels(x.detach()).float(), y, pl, onStage).adv).to({ dtype: x.dtype });
     });
-  return { attack, norm, eps: spec.eps, steps, run };
+  return { attack, norm, eps: spec.eps, steps, run, ...(attack === 'autoattack' ? { stages: pl.names } : {}) };
 }

@@ -12,7 +12,7 @@ import { noGrad } from '../autograd';
 import { crossEntropy } from '../nn/functional';
 import { mixSeed } from '../data/rng';
 import { BatchSource, toSource } from '../train/sources';
-import { EvalAttackSpec, ReportAttackName, resolveEvalAttack } from './autoattack';
+import { AutoAttackName, EvalAttackSpec, ReportAttackName, resolveEvalAttack } from './autoattack';
 import { CORRUPTIONS, CorruptionName, CorruptionFamily, corruptPixels, corruptionFamilies } from './corruptions';
 import { Module, saveModes } from '../nn/module';
 import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
@@ -45,6 +45,8 @@ export interface AttackResult {
   eps: number;
   /** gradient steps (PGD, APGD, AutoAttack's APGD) or queries (Square) */
   steps: number;
+  /** autoattack: the accuracy after each of its stages that ran */
+  stages?: { attack: AutoAttackName; accuracy: number }[];
   accuracy: number;
 }
 
@@ -108,6 +110,9 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
   const cells = o.names.flatMap((name) => o.severities.map((severity) => ({ name, severity })));
   const k = 1 + o.attacks.length + cells.length;
   const counts = zeros([k + 1], { dtype: 'float64', device });
+  // autoattack's per-stage robust counts (a stage never run, such as APGD-T below 4 classes, stays out)
+  const stageCounts = o.attacks.map((a) => (a.stages ? zeros([a.stages.length], { dtype: 'float64', device }) : null));
+  const stagesRan = o.attacks.map(() => new Set<number>());
   const restoreModes = m instanceof Module ? saveModes(m) : () => {};
   if (m instanceof Module) m.eval();
   const t0 = Date.now();
@@ -144,7 +149,8 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
             counts.narrow(0, k, 1).add_(crossEntropy(z.float(), y, { reduction: 'sum' }));
           }));
           for (let i = 0; i < o.attacks.length; i++) {
-            tidy(() => { counts.narrow(0, 1 + i, 1).add_(correct(m, o.attacks[i].run(m, x, y), y)); });
+            const onStage = stageCounts[i] ? (j: number, robust: Tensor) => { stagesRan[i].add(j); stageCounts[i]!.narrow(0, j, 1).add_(robust.sum()); } : undefined;
+            tidy(() => { counts.narrow(0, 1 + i, 1).add_(correct(m, o.attacks[i].run(m, x, y, onStage), y)); });
             await new Promise<void>((r) => setImmediate(r));
           }
           for (let i = 0; i < cells.length; i++) {
@@ -167,17 +173,23 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
     if (seen === 0) throw new KilnError('robustnessReport: the data yielded no images', 'INVALID_ARGUMENT');
     const v = Array.from((await counts.data()) as Float64Array);
     const acc = (i: number) => v[i] / seen;
+    const stageAcc = await Promise.all(stageCounts.map(async (t, i) => {
+      if (!t) return undefined;
+      const c = Array.from((await t.data()) as Float64Array);
+      return o.attacks[i].stages!.flatMap((attack, j) => (stagesRan[i].has(j) ? [{ attack, accuracy: c[j] / seen }] : []));
+    }));
     const corruptions = cells.map((c, i) => ({ ...c, family: families[c.name], accuracy: acc(1 + o.attacks.length + i) }));
     return {
       samples: seen,
       clean: { accuracy: acc(0), loss: v[k] / seen },
-      attacks: o.attacks.map(({ attack, norm, eps, steps }, i) => ({ attack, norm, eps, steps, accuracy: acc(1 + i) })),
+      attacks: o.attacks.map(({ attack, norm, eps, steps }, i) => ({ attack, norm, eps, steps, accuracy: acc(1 + i), ...(stageAcc[i] ? { stages: stageAcc[i] } : {}) })),
       corruptions,
       corruptionAccuracy: corruptions.length ? corruptions.reduce((s, c) => s + c.accuracy, 0) / corruptions.length : null,
       seconds: (Date.now() - t0) / 1000,
     };
   } finally {
     counts.dispose();
+    for (const t of stageCounts) t?.dispose();
     restoreModes();
   }
 }
@@ -203,7 +215,8 @@ export function formatRobustnessReport(r: RobustnessReport): string {
   for (const a of r.attacks) {
     const eps = a.norm === 'linf' ? `${(a.eps * 255).toFixed(a.eps * 255 < 10 ? 2 : 1)}/255` : a.eps.toFixed(3);
     const budget = attackBudget(a);
-    lines.push(`  ${attackName(a)} eps ${eps}${budget ? `, ${budget}` : ''}: ${pct(a.accuracy)}`);
+    const stages = a.stages?.length ? ` (${a.stages.map((st) => `${ATTACK_LABELS[st.attack]} ${pct(st.accuracy)}`).join(' → ')})` : '';
+    lines.push(`  ${attackName(a)} eps ${eps}${budget ? `, ${budget}` : ''}: ${pct(a.accuracy)}${stages}`);
   }
   if (r.corruptions.length) {
     const sev = [...new Set(r.corruptions.map((c) => c.severity))].sort();
