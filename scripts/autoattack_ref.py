@@ -165,8 +165,9 @@ def random_int(low, high):
     return (low + (high - low) * torch.rand([1])).long()
 
 
-def p_selection(p_init, it, n_queries):
-    it = int(it / n_queries * 10000)
+def p_selection(p_init, it, n_queries, resc_schedule=True):
+    if resc_schedule:  # SquareAttack's default; AutoAttack builds it with resc_schedule=False
+        it = int(it / n_queries * 10000)
     for lo, hi, div in [(10, 50, 2), (50, 200, 4), (200, 500, 8), (500, 1000, 16), (1000, 2000, 32), (2000, 4000, 64),
                         (4000, 6000, 128), (6000, 8000, 256)]:
         if lo < it <= hi:
@@ -195,7 +196,7 @@ def eta(s):
     return delta
 
 
-def square_single_run(f, x, y, eps, norm, n_queries, p_init):
+def square_single_run(f, x, y, eps, norm, n_queries, p_init, resc_schedule=True):
     with torch.no_grad():
         c, h, w = x.shape[1:]
         n_features = c * h * w
@@ -218,7 +219,7 @@ def square_single_run(f, x, y, eps, norm, n_queries, p_init):
             idx_to_fool = (margin_min > 0.0).nonzero().squeeze(1)
             x_curr, x_best_curr, y_curr = x[idx_to_fool], x_best[idx_to_fool], y[idx_to_fool]
             margin_min_curr, loss_min_curr = margin_min[idx_to_fool], loss_min[idx_to_fool]
-            p = p_selection(p_init, i_iter, n_queries)
+            p = p_selection(p_init, i_iter, n_queries, resc_schedule)
             if norm == 'linf':
                 s = max(int(round(math.sqrt(p * n_features / c))), 1)
                 vh = random_int(0, h - s)
@@ -264,7 +265,7 @@ def square_single_run(f, x, y, eps, norm, n_queries, p_init):
     return x_best
 
 
-def square(f, x, y, eps, norm, n_queries, restarts=1, p_init=0.8, seed=0):
+def square(f, x, y, eps, norm, n_queries, restarts=1, p_init=0.8, seed=0, resc_schedule=True):
     with torch.no_grad():
         acc = f(x).max(1)[1] == y
         adv = x.clone()
@@ -274,7 +275,7 @@ def square(f, x, y, eps, norm, n_queries, restarts=1, p_init=0.8, seed=0):
             if ind_to_fool.numel() == 0:
                 continue
             x_to_fool, y_to_fool = x[ind_to_fool].clone(), y[ind_to_fool].clone()
-            adv_curr = square_single_run(f, x_to_fool, y_to_fool, eps, norm, n_queries, p_init)
+            adv_curr = square_single_run(f, x_to_fool, y_to_fool, eps, norm, n_queries, p_init, resc_schedule)
             acc_curr = f(adv_curr).max(1)[1] == y_to_fool
             ind_curr = (acc_curr == 0).nonzero().squeeze(1)
             acc[ind_to_fool[ind_curr]] = 0

@@ -53,6 +53,8 @@ cases = {
     'fabL2Restarts': dict(kind='fab', eps=0.4, norm='l2', steps=1, restarts=4, targetClasses=1, seed=2),
     # a randomised model (Gaussian noise on its normalised input, drawn from the CPU generator, which the global seed
     # `preSeed` fixes before the clean prediction) and EOT over 3 calls, as AutoAttack's 'rand' version runs APGD
+    # as AutoAttack runs Square: the window schedule by query index, not stretched over the budget
+    'squareLinfAA': dict(kind='square', eps=4 / 255, norm='linf', queries=150, restarts=1, seed=4, rescaleSchedule=False),
     'apgdEot': dict(kind='apgd', eps=4 / 255, norm='linf', steps=10, loss='ce', restarts=1, eotIter=3, noise=0.1, preSeed=7),
 }
 out = {}
@@ -70,7 +72,8 @@ for name, c in cases.items():
         adv, acc = fab_targeted(f, pixels, labels, c['eps'], c['norm'], c['steps'], c['restarts'], n_target_classes=c.get('targetClasses', 9),
                                 seed=c.get('seed', 0))
     else:
-        adv, acc = square(f, pixels, labels, c['eps'], c['norm'], c['queries'], c['restarts'], seed=c.get('seed', 0))
+        adv, acc = square(f, pixels, labels, c['eps'], c['norm'], c['queries'], c['restarts'], seed=c.get('seed', 0),
+                          resc_schedule=c.get('rescaleSchedule', True))
     with torch.no_grad():
         robust = (f(adv).argmax(1) == labels).tolist()
     print(f"{name}: clean {sum(clean)}/16 robust {sum(robust)}/16")

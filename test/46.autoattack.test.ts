@@ -57,7 +57,7 @@ describe(`46 autoattack (${DEVICE})`, function () {
           ? robust.apgd(c.noise === undefined ? model : noisy, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, loss: c.loss, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses, eotIter: c.eotIter })
           : c.kind === 'fab'
             ? robust.fab(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses })
-            : robust.squareAttack(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, queries: c.queries, restarts: c.restarts, seed: c.seed ?? 0 });
+            : robust.squareAttack(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, queries: c.queries, restarts: c.restarts, seed: c.seed ?? 0, rescaleSchedule: c.rescaleSchedule });
         expect(kiln.memory().numTensors - before, 'tensors left besides the result').to.equal(2); // adv and the saved generator state
         const after = kiln.getRngState('cpu');
         // (a randomised model's clean prediction draws before the attack seeds, so only deterministic ones leave it as it was)
@@ -272,6 +272,29 @@ describe(`46 autoattack (${DEVICE})`, function () {
       for (const t of [pixels, x, y, labels, r.adv]) t.dispose();
       model.dispose();
       three.dispose();
+    });
+
+    it('attacks float64 models and non-square images', () => {
+      const { model, pixels, x, y } = setup();
+      const m64 = fixtureModel().to({ dtype: 'float64' }) as kiln.nn.Sequential;
+      const x64 = x.double();
+      const o = { ...NORM, eps: 4 / 255, steps: 5 };
+      for (const adv of [robust.apgd(m64, x64, y, o), robust.fab(m64, x64, y, o), robust.squareAttack(m64, x64, y, { ...o, queries: 20 }), robust.autoAttack(m64, x64, y, { ...o, queries: 20 }).adv]) {
+        expect(adv.dtype).to.equal('float64');
+        expect(accuracy(m64, adv, y)).to.be.at.most(accuracy(m64, x64, y));
+        adv.dispose();
+      }
+      // Square's windows never exceed a non-square image
+      const wide = new nn.Sequential(new nn.Flatten(), new nn.Linear(3 * 6 * 40, 10)).to(DEVICE).eval();
+      const xw = kiln.rand([4, 3, 6, 40], { device: DEVICE });
+      const yw = kiln.tidy(() => wide.call(xw).argmax(1));
+      for (const norm of ['linf', 'l2'] as const) {
+        const adv = robust.squareAttack(wide, xw, yw, { eps: 0.05, norm, queries: 100 });
+        expect(adv.shape).to.deep.equal([4, 3, 6, 40]);
+        adv.dispose();
+      }
+      for (const t of [pixels, x, y, x64, xw, yw]) t.dispose();
+      for (const mm of [model, m64, wide]) mm.dispose();
     });
 
     it('is deterministic for a seed, and different seeds draw different starts', () => {

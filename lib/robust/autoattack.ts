@@ -11,7 +11,7 @@ import { tidy } from '../tensor/memory';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { publicAttack } from './runs';
+import { modelSpace, predict, publicAttack } from './runs';
 import { AttackOptions, resolveSpec, runAttack } from './attacks';
 import { ApgdOptions, resolveApgd, runApgd } from './apgd';
 import { SquareOptions, resolveSquare, runSquare } from './square';
@@ -85,7 +85,7 @@ function plan(o: AutoAttackOptions, what: string): Plan {
   const apgdBase: ApgdOptions = { ...base, steps: o.steps, restarts: o.restarts, targetClasses: o.targetClasses, eotIter: o.eotIter ?? (rand ? 20 : 1) };
   const run = names.map((n) => {
     if (n === 'square') {
-      const r = resolveSquare({ ...base, queries: o.queries }, what);
+      const r = resolveSquare({ ...base, queries: o.queries, rescaleSchedule: false }, what); // as AutoAttack runs Square
       return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runSquare(m, conv, p, y, r, robust);
     }
     if (n === 'fab-t') {
@@ -112,9 +112,14 @@ function runPlan(m: Classifier, conv: Converter, p: Tensor, y: Tensor, pl: Plan,
       tidy(() => {
         const was = robust.clone();
         const a = run(m, conv, p, y, robust);
-        // images this stage fooled take its adversarial version
-        const fooled = was.logicalAnd(robust.logicalNot());
-        adv.indexPut_(fooled, a.index(fooled));
+        // as the reference's evaluation: an image the stage flipped counts as fooled only when the model misclassifies
+        // the stage's adversarial image now (a randomised model may have been fooled by one draw only)
+        const idx = was.logicalAnd(robust.logicalNot()).nonzero().flatten();
+        if (idx.size(0) === 0) return;
+        const fooled = predict(m, conv, a.indexSelect(0, idx)).ne(y.indexSelect(0, idx));
+        robust.indexPut_(idx, fooled.logicalNot());
+        const hit = idx.index(fooled);
+        adv.indexPut_(hit, a.indexSelect(0, hit));
       });
       onStage?.(i, robust, (Date.now() - t0) / 1000);
     });
@@ -172,8 +177,12 @@ export function resolveEvalAttack(spec: EvalAttackSpec, what: string): EvalAttac
   const steps = attack === 'square' ? spec.queries ?? 5000 : spec.steps ?? 100;
   const run = (m: Classifier, x: Tensor, y: Tensor, onStage?: (i: number, robust: Tensor) => void) =>
     tidy(() => {
-      const conv = pl.domain.bind(x);
-      return conv.toModel(runPlan(m, conv, conv.toPixels(x.detach()).float(), y, pl, onStage).adv).to({ dtype: x.dtype });
+      const conv = modelSpace(pl.domain, x);
+      try {
+        return conv.toModel(runPlan(m, conv, conv.toPixels(x.detach()), y, pl, onStage).adv);
+      } finally {
+        conv.dispose();
+      }
     });
   return { attack, norm, eps: spec.eps, steps, run, ...(attack === 'autoattack' ? { stages: pl.names } : {}) };
 }

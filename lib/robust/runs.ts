@@ -33,6 +33,15 @@ export function cpuDraw(kind: 'rand' | 'randn', shape: number[], like: Tensor): 
   return d;
 }
 
+/**
+ * Pixels ↔ the model's space for attacks that work on float32 pixels: what goes into the model is
+ * cast to x's dtype (a float64 or half-precision model gets its own dtype; the cast is differentiable).
+ */
+export function modelSpace(domain: Domain, x: Tensor): Converter {
+  const conv = domain.bind(x);
+  return { toPixels: (t) => conv.toPixels(t).float(), toModel: (p) => conv.toModel(p).to({ dtype: x.dtype }), dispose: () => conv.dispose() };
+}
+
 /** Per-image predictions (argmax of the logits) of pixels `p`. */
 export function predict(model: Classifier, conv: Converter, p: Tensor): Tensor {
   return noGrad(() => tidy(() => logitsOf(model, conv.toModel(p)).argmax(1)));
@@ -114,10 +123,14 @@ export function publicAttack<R extends Setting, T>(
     return inMode(m, r.training, () =>
       tidy(() => {
         const yd = labels.to({ device: x.device });
-        const conv = r.domain.bind(x);
-        const p = conv.toPixels(x.detach()).float();
+        const conv = modelSpace(r.domain, x);
+        const p = conv.toPixels(x.detach());
         r.domain.checkPixels(p, `${what}: x`);
-        return fn(m, conv, p, yd, r, (adv) => conv.toModel(adv).to({ dtype: x.dtype }).detach());
+        try {
+          return fn(m, conv, p, yd, r, (adv) => conv.toModel(adv).detach());
+        } finally {
+          conv.dispose();
+        }
       }),
     );
   } finally {

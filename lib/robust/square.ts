@@ -30,6 +30,8 @@ export interface SquareOptions extends Normalization {
   restarts?: number;
   /** initial fraction of the image a window covers (default 0.8) */
   pInit?: number;
+  /** stretch the window-size schedule (set for 10,000 queries) over `queries` (default true, as the reference's SquareAttack; autoAttack turns it off, as the reference's AutoAttack does) */
+  rescaleSchedule?: boolean;
   /** seeds the random search (default 0; the CPU generator's state is restored after) */
   seed?: number;
   /** the model's mode during the attack (default 'eval'; restored after) */
@@ -43,6 +45,7 @@ export interface SquareResolved {
   queries: number;
   restarts: number;
   pInit: number;
+  rescaleSchedule: boolean;
   seed: number;
   training: boolean | null;
   domain: Domain;
@@ -61,10 +64,12 @@ export function resolveSquare(o: SquareOptions, what = 'squareAttack'): SquareRe
   };
   const pInit = o.pInit ?? 0.8;
   if (typeof pInit !== 'number' || !(pInit > 0 && pInit <= 1)) throw invalidParameterError(`${what}: pInit`, 'a number in (0, 1]', o.pInit);
+  const rescaleSchedule = o.rescaleSchedule ?? true;
+  if (typeof rescaleSchedule !== 'boolean') throw invalidParameterError(`${what}: rescaleSchedule`, 'a boolean', o.rescaleSchedule);
   const mode = o.mode ?? 'eval';
   if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
   return {
-    eps: o.eps, norm, pInit,
+    eps: o.eps, norm, pInit, rescaleSchedule,
     queries: int(o.queries, 5000, 'queries', 1),
     restarts: int(o.restarts, 1, 'restarts', 1),
     seed: int(o.seed, 0, 'seed', 0),
@@ -74,8 +79,8 @@ export function resolveSquare(o: SquareOptions, what = 'squareAttack'): SquareRe
 }
 
 /** The window-size schedule: p_init halved at fixed fractions of the query budget. */
-function pSelection(pInit: number, it: number, queries: number): number {
-  const i = Math.floor((it / queries) * 10000);
+function pSelection(pInit: number, it: number, queries: number, rescale: boolean): number {
+  const i = rescale ? Math.floor((it / queries) * 10000) : it;
   const steps: [number, number][] = [[10, 2], [50, 4], [200, 8], [500, 16], [1000, 32], [2000, 64], [4000, 128], [6000, 256], [8000, 512]];
   let div = 1;
   for (const [from, d] of steps) if (i > from) div = d;
@@ -176,10 +181,10 @@ function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: 
         const m = idx.size(0);
         if (m === 0) return true;
         const [xc, xb, yc, marginCur, lossCur] = [p, xBest, y, best, lossMin].map((t) => t.indexSelect(0, idx));
-        const pSel = pSelection(r.pInit, it, r.queries);
+        const pSel = pSelection(r.pInit, it, r.queries, r.rescaleSchedule);
         let xNew: Tensor;
         if (r.norm === 'linf') {
-          const s = Math.max(Math.round(Math.sqrt((pSel * feats) / c)), 1);
+          const s = Math.min(Math.max(Math.round(Math.sqrt((pSel * feats) / c)), 1), h, w); // at most the image (non-square images)
           const vh = randomInt(h - s), vw = randomInt(w - s);
           const colour = randomSigns([c, 1, 1], p).mul(2 * eps).unsqueeze(0);
           const step = windowMask(h, w, vh, vw, s, p).mul(colour);
@@ -187,6 +192,7 @@ function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: 
         } else {
           let s = Math.max(Math.round(Math.sqrt((pSel * feats) / c)), 3);
           if (s % 2 === 0) s++;
+          s = Math.min(s, h, w); // at most the image (non-square images)
           const delta = xb.sub(xc);
           const vh = randomInt(h - s), vw = randomInt(w - s);
           const normWin1 = win(delta, vh, vw, s).square().sum([2, 3], true).sqrt();
