@@ -369,7 +369,9 @@ describe(`45 robust (${DEVICE})`, function () {
       await rejects(robust.corrupt(normalised, 'contrast', 1), 'pixels in [0, 1]', 'normalisation');
       const four = kiln.rand([1, 4, 8, 8]);
       await rejects(robust.corrupt(four, 'contrast', 1), '1 or 3 channels');
-      for (const t of [x, normalised, four]) t.dispose();
+      const tiny = kiln.rand([1, 3, 2, 2]);
+      await rejects(robust.corrupt(tiny, 'elasticTransform', 1), 'at least 3×3 pixels', '2×2');
+      for (const t of [x, normalised, four, tiny]) t.dispose();
     });
   });
 

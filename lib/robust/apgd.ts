@@ -17,7 +17,7 @@ import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, attackTargets, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
+import { attackRemaining, attackTargets, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
 
 /** APGD's losses: cross-entropy, the DLR loss, or the targeted DLR loss of APGD-T. */
 export type ApgdLoss = 'ce' | 'dlr' | 'dlr-targeted';
@@ -40,7 +40,7 @@ export interface ApgdOptions extends Normalization {
   rho?: number;
   /** expectation over transformation: average each gradient over this many calls of a randomised model (default 1; AutoAttack's 'rand' version uses 20) */
   eotIter?: number;
-  /** seeds the random starts (default 0, as the reference; the CPU generator's state is restored after) */
+  /** seeds the random starts (default 0, as the reference; the CPU and CUDA generators' states are restored after) */
   seed?: number;
   /** the model's mode during the attack (default 'eval'; restored after) */
   mode?: 'eval' | 'train' | 'asIs';
@@ -256,7 +256,7 @@ function checkpoint(s: State, lossSteps: Tensor[], i: number, k: number, r: Apgd
 /** Runs APGD with resolved options on pixels; returns adversarial pixels and a robust mask. */
 export function runApgd(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: ApgdResolved, robust: Tensor): Tensor {
   const adv = p.clone();
-  withCpuSeed(r.seed, () => {
+  withSeed(r.seed, () => {
     if (r.loss !== 'dlr-targeted') {
       attackRemaining(p, y, adv, robust, r.restarts, (_, ps, ys) => singleRun(model, conv, ps, ys, null, r));
       return;

@@ -89,7 +89,8 @@ function plan(o: AutoAttackOptions, what: string): Plan {
       return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runSquare(m, conv, p, y, r, robust);
     }
     if (n === 'fab-t') {
-      const r = resolveFab({ ...base, steps: o.steps, targetClasses: o.targetClasses }, what);
+      // the standard version makes one FAB-T run per target; a chosen ensemble (or fab-t by name) takes `restarts`
+      const r = resolveFab({ ...base, steps: o.steps, targetClasses: o.targetClasses, restarts: o.attacks ? o.restarts : undefined }, what);
       return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runFab(m, conv, p, y, r, robust);
     }
     const r = resolveApgd({ ...apgdBase, loss: n === 'apgd-ce' ? 'ce' : n === 'apgd-dlr' ? 'dlr' : 'dlr-targeted' }, what);

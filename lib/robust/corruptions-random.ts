@@ -172,6 +172,7 @@ export function elasticTransformCore(x: Tensor, alpha: number, sigma: number, af
   needShape(dx, [n, h, w], 'elasticTransform: dx');
   needShape(dy, [n, h, w], 'elasticTransform: dy');
   const [cy, cx, s] = [Math.floor(h / 2), Math.floor(w / 2), Math.floor(Math.min(h, w) / 3)];
+  if (s === 0) throw new KilnError(`elasticTransform needs images of at least 3×3 pixels (its affine warp moves points a third of the side from the centre), got ${h}×${w}`, 'INVALID_ARGUMENT');
   // the reference's points, (row-centre, column-centre) used as (x, y) by OpenCV
   const pts = [[cy + s, cx + s], [cy + s, cx - s], [cy - s, cx - s]];
   const inv = inverse3([pts.map((p) => p[0]), pts.map((p) => p[1]), [1, 1, 1]]);

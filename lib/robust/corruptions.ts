@@ -16,15 +16,14 @@
 import sharp from 'sharp';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
-import { tensor, randn, rand, getRngState, setRngState, manualSeed } from '../tensor/creation';
+import { tensor, randn, rand } from '../tensor/creation';
+import { withSeed } from './runs';
 import { stack, where } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { interpolate } from '../nn/functional';
 import { rgbToHsv, hsvToRgb } from '../data/transforms/color';
 import { checkImages } from './domain';
-import { Device } from '../tensor/dtype';
-import { info } from '../info';
 import { filter2d, gaussianBlur } from './filters';
 import { draw, glassBlur, motionBlur, elasticTransform, fog } from './corruptions-random';
 
@@ -70,13 +69,6 @@ const SEVERITY = {
 export interface CorruptOptions {
   /** seeds the random corruptions (the CPU and CUDA generators are restored afterwards); random draws then come from the CPU generator, so they are the same on every device */
   seed?: number;
-}
-
-/** The states of the CPU generator and of every CUDA device's. */
-function rngStates(): [Device, Tensor][] {
-  const i = info();
-  const devices: Device[] = ['cpu', ...Array.from({ length: i.cudaAvailable ? i.deviceCount : 0 }, (_, k) => `cuda:${k}` as Device)];
-  return devices.map((d) => [d, getRngState(d)]);
 }
 
 /** Uniform or normal noise shaped like x, from the CPU generator when seeded (device-independent). */
@@ -292,17 +284,7 @@ export async function corrupt(x: Tensor, name: CorruptionName, severity: number,
 export async function corruptPixels(x: Tensor, name: CorruptionName, severity: number, seed?: number): Promise<Tensor> {
   if (name === 'jpegCompression') return jpeg(x, SEVERITY.jpegCompression[severity - 1]);
   const seeded = seed !== undefined;
-  // manualSeed reseeds the CPU and every CUDA generator: save them all and put them back
-  const saved = seeded ? rngStates() : null;
-  try {
-    if (seeded) manualSeed(seed);
-    return noGrad(() => tidy(() => apply(name, x.detach(), severity - 1, seeded).clamp(0, 1)));
-  } finally {
-    if (saved) for (const [device, state] of saved) {
-      setRngState(state, device);
-      state.dispose();
-    }
-  }
+  return withSeed(seed, () => noGrad(() => tidy(() => apply(name, x.detach(), severity - 1, seeded).clamp(0, 1))));
 }
 
 const FAMILIES: Record<CorruptionName, CorruptionFamily> = {

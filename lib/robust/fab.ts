@@ -20,7 +20,7 @@ import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
 import { resolveApgd } from './apgd';
-import { attackTargets, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
+import { attackTargets, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
 
 /** Options of `fab` (FAB-T). `eps` is in pixel units. */
 export interface FabOptions extends Normalization {
@@ -40,7 +40,7 @@ export interface FabOptions extends Normalization {
   eta?: number;
   /** the step back towards the original image once adversarial (default 0.9, in (0, 1]) */
   beta?: number;
-  /** seeds the random starts (default 0; the CPU generator's state is restored after) */
+  /** seeds the random starts (default 0; the CPU and CUDA generators' states are restored after) */
   seed?: number;
   /** the model's mode during the attack (default 'eval'; restored after) */
   mode?: 'eval' | 'train' | 'asIs';
@@ -255,7 +255,7 @@ export function runFab(model: Classifier, conv: Converter, p: Tensor, y: Tensor,
   if (classes < 2) throw new KilnError(`fab needs a model with at least 2 classes, this one has ${classes}`, 'INVALID_ARGUMENT');
   const adv = p.clone();
   const targets = Math.min(r.targetClasses, classes - 1);
-  withCpuSeed(r.seed, () => attackTargets(model, conv, p, y, adv, robust, targets, r.restarts, (k, ps, ys, target) => singleRun(model, conv, ps, ys, target, k % r.restarts > 0, r)));
+  withSeed(r.seed, () => attackTargets(model, conv, p, y, adv, robust, targets, r.restarts, (k, ps, ys, target) => singleRun(model, conv, ps, ys, target, k % r.restarts > 0, r)));
   return adv;
 }
 

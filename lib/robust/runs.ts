@@ -4,6 +4,8 @@
  * loop that attacks only the images still classified correctly, run after run.
  */
 import { Tensor } from '../tensor/tensor';
+import { Device } from '../tensor/dtype';
+import { info } from '../info';
 import { rand, randn, zerosLike, getRngState, setRngState, manualSeed } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
@@ -11,16 +13,23 @@ import { Module } from '../nn/module';
 import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, checkImages, checkLabels, inMode } from './domain';
 
-/** Runs fn with the CPU generator seeded (when seed is a number) and restores its state after. */
-export function withCpuSeed<T>(seed: number | undefined, fn: () => T): T {
+/**
+ * Runs fn with the generators seeded (when seed is a number): `manualSeed` reseeds the CPU and every
+ * CUDA generator, so all their states are saved first and put back after.
+ */
+export function withSeed<T>(seed: number | undefined, fn: () => T): T {
   if (seed === undefined) return fn();
-  const state = getRngState('cpu');
+  const i = info();
+  const devices: Device[] = ['cpu', ...Array.from({ length: i.cudaAvailable ? i.deviceCount : 0 }, (_, k) => `cuda:${k}` as Device)];
+  const saved = devices.map((d) => [d, getRngState(d)] as const);
   manualSeed(seed);
   try {
     return fn();
   } finally {
-    setRngState(state, 'cpu');
-    state.dispose();
+    for (const [device, state] of saved) {
+      setRngState(state, device);
+      state.dispose();
+    }
   }
 }
 

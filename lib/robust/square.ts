@@ -16,7 +16,7 @@ import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, cpuDraw, l2, predict, publicAttack, withCpuSeed, RunResult } from './runs';
+import { attackRemaining, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
 
 /** Options of `squareAttack`. `eps` is in pixel units. */
 export interface SquareOptions extends Normalization {
@@ -32,7 +32,7 @@ export interface SquareOptions extends Normalization {
   pInit?: number;
   /** stretch the window-size schedule (set for 10,000 queries) over `queries` (default true, as the reference's SquareAttack; autoAttack turns it off, as the reference's AutoAttack does) */
   rescaleSchedule?: boolean;
-  /** seeds the random search (default 0; the CPU generator's state is restored after) */
+  /** seeds the random search (default 0; the CPU and CUDA generators' states are restored after) */
   seed?: number;
   /** the model's mode during the attack (default 'eval'; restored after) */
   mode?: 'eval' | 'train' | 'asIs';
@@ -230,7 +230,7 @@ function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: 
 /** Runs the Square attack with resolved options on pixels; updates the robust mask in place. */
 export function runSquare(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: SquareResolved, robust: Tensor): Tensor {
   const adv = p.clone();
-  withCpuSeed(r.seed, () => attackRemaining(p, y, adv, robust, r.restarts, (_, ps, ys) => singleRun(model, conv, ps, ys, r)));
+  withSeed(r.seed, () => attackRemaining(p, y, adv, robust, r.restarts, (_, ps, ys) => singleRun(model, conv, ps, ys, r)));
   return adv;
 }
 
