@@ -618,9 +618,11 @@ describe('serve', function () {
       try {
         const m = s.managementUrl;
         expect((await call(m + '/models?url=bw1&model_name=taken')).status).to.equal(200);
+        if (!fs.existsSync(path.join(dir, 'escape'))) fs.symlinkSync('/etc', path.join(dir, 'escape')); // a link out of the store
         gc();
         const before = kiln.memory();
         const cases: [string, string, number, string, RegExp][] = [
+          ['POST', '/models?url=escape', 403, 'FORBIDDEN_PATH', /'escape' is outside the model store/],
           ['POST', '/models', 400, 'MISSING_PARAMETER', /query parameter 'url' is required: the folder of a model saved by Kiln/],
           ['POST', '/models?model_name=x', 400, 'MISSING_PARAMETER', /'url' is required/],
           ['POST', '/models?url=nothere', 400, 'MODEL_DIR_NOT_FOUND', /model folder \S*nothere does not exist/],
@@ -658,6 +660,28 @@ describe('serve', function () {
         expect((await (await fetch(m + '/models')).json() as { models: { name: string }[] }).models.map((x) => x.name)).to.deep.equal(['shapes', 'taken']);
         const text = await (await fetch(s.url + '/metrics')).text();
         expect(text).to.include('kiln_http_requests_total{route="management /models",method="POST",status="400"}');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('a warm-up that fails after its version was unregistered and registered again leaves the new endpoint serving', async () => {
+      const s = await serve({ models: { shapes: { model, metadata } }, port: 0 });
+      try {
+        let fail = true;
+        const first = gated(bw1.eval());
+        const failing: BatchModel = { forwardAsync: async (x: kiln.Tensor) => { const out = await first.forwardAsync(x); if (fail) { out.dispose(); throw new Error('warm-up boom'); } return out; } };
+        first.hold();
+        const p1 = s.register('m', failing, { metadata: bwMeta }).then(() => 'ok', (e: Error) => e.message);
+        await until(() => first.calls.length === 1);
+        const gone = s.unregister('m');
+        expect((await s.register('m', bw2.eval(), { metadata: bwMeta })).state).to.equal('ready');
+        first.release();
+        expect(await p1).to.match(/model 'm' version '1' failed its warm-up batch: warm-up boom/);
+        expect(await gone).to.deep.equal(['1']);
+        fail = false;
+        expect(s.registry.all().map((e) => `${e.name}/${e.version}:${e.state}`)).to.deep.equal(['shapes/1:ready', 'm/1:ready']);
+        expect((await call(s.url + '/predictions/m', await image(8))).status).to.equal(200);
       } finally {
         await s.close();
       }

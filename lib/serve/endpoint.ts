@@ -248,10 +248,24 @@ export class ModelEndpoint {
 export function loadModelDir(dir: string, root?: string, confine = false): { model: Module; metadata: Record<string, string>; file: string } {
   const base = path.resolve(root ?? '.');
   let file = path.resolve(base, dir);
-  if (confine && file !== base && !file.startsWith(base + path.sep))
-    throw new HttpError(403, `'${dir}' is outside the model store ${base}: give a folder inside it`, 'FORBIDDEN_PATH');
+  const outside = () => new HttpError(403, `'${dir}' is outside the model store ${base}: give a folder inside it`, 'FORBIDDEN_PATH');
+  if (confine && file !== base && !file.startsWith(base + path.sep)) throw outside();
+  // symbolic links must not lead out of the store either: compare real paths (a missing path has none; the lexical
+  // check above already keeps it inside)
+  const inside = (f: string) => {
+    if (!confine) return;
+    let real: string, realBase: string;
+    try {
+      [real, realBase] = [fs.realpathSync(f), fs.realpathSync(base)];
+    } catch {
+      return;
+    }
+    if (real !== realBase && !real.startsWith(realBase + path.sep)) throw outside();
+  };
+  inside(file);
   if (!fs.existsSync(file)) throw new HttpError(400, `model folder ${file} does not exist`, 'MODEL_DIR_NOT_FOUND');
   if (fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
+  inside(file);
   if (!fs.existsSync(file)) throw new HttpError(400, `${path.dirname(file)} holds no model.safetensors: give a folder written by kiln train --out (or saveModel)`, 'BAD_MODEL_DIR');
   try {
     return { ...loadModel(file), file };

@@ -11,9 +11,10 @@
  */
 import * as path from 'path';
 import type { Server, Dispatch } from './server';
+import { KilnError } from '../errors';
 import { HttpError } from './inputs';
 import { NAME_PATTERN, loadModelDir } from './endpoint';
-import { allowOnly, json } from './http';
+import { allowOnly, json, toHttpError } from './http';
 
 /** Query parameters of POST /models → the option they set and how they parse. */
 const PARAMS = {
@@ -52,7 +53,8 @@ async function registerFromQuery(server: Server, q: URLSearchParams, modelStore:
     if (!(key in PARAMS)) throw new HttpError(400, `unknown query parameter '${key}' (known: ${Object.keys(PARAMS).join(', ')})`, 'UNKNOWN_PARAMETER');
   const url = q.get('url');
   if (!url) throw new HttpError(400, "query parameter 'url' is required: the folder of a model saved by Kiln (kiln train --out DIR)", 'MISSING_PARAMETER');
-  const folder = path.basename(url.endsWith('.safetensors') ? path.dirname(path.resolve(url)) : path.resolve(url));
+  const where = path.resolve(modelStore ?? '.', url); // as loadModelDir resolves it
+  const folder = path.basename(url.endsWith('.safetensors') ? path.dirname(where) : where);
   const given = q.get('model_name');
   if (given === null && !NAME_PATTERN.test(folder)) throw new HttpError(400, `the folder name '${folder}' cannot be a model name: give model_name`, 'BAD_PARAMETER');
   const name = routeName('model_name', given ?? folder);
@@ -68,6 +70,7 @@ async function registerFromQuery(server: Server, q: URLSearchParams, modelStore:
     await server.register(name, model, { ...options, metadata, dispose: true });
   } catch (e) {
     if (e instanceof HttpError) throw e;
+    if (e instanceof KilnError && e.code === ('CLOSED' as string)) throw toHttpError(e, 1);
     throw new HttpError(400, `cannot serve ${file} as '${name}': ${(e as Error).message.split('\n')[0]}`, 'BAD_MODEL');
   }
   return { status: `model '${name}' version '${version}' registered`, model: server.registry.describe(name) };

@@ -96,6 +96,11 @@ export class ModelRegistry {
     return eps;
   }
 
+  /** Takes this very endpoint off the routes if it is still there (not a newer one registered under its name and version). */
+  takeEndpoint(ep: ModelEndpoint): void {
+    if (this.models.get(ep.name)?.versions.get(ep.version) === ep) this.take(ep.name, ep.version);
+  }
+
   /** Forgets an endpoint that has drained (or failed to load). */
   finished(ep: ModelEndpoint): void {
     this.leaving.delete(ep);

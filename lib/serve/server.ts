@@ -186,7 +186,10 @@ export class Server {
    * from then on it answers on its routes. Rejects (and serves nothing new) on a taken name/version or a bad model.
    */
   async register(name: string, model: Module | BatchModel | string, options: RegisterOptions = {}): Promise<ModelEndpoint> {
-    if (this.closing) throw new KilnError('the server was closed', 'CLOSED');
+    if (this.closing) {
+      if (options?.dispose && model instanceof Module) model.dispose(); // it was handed over to be owned
+      throw new KilnError('the server was closed', 'CLOSED');
+    }
     const { default: makeDefault, ...rest } = options ?? {};
     const ep = this.add(name, typeof model === 'string' ? { ...rest, path: model } : { ...rest, model });
     await this.load(ep);
@@ -232,9 +235,15 @@ export class Server {
   private add(name: string, spec: ModelSpec, extra: ModelOptions = {}): ModelEndpoint {
     if (spec === null || typeof spec !== 'object') throw invalidParameterError(`models.${name}`, 'a model or { model | path, ...options }', spec);
     const { model, path, ...opts }: RegisterOptions & { model?: Module | BatchModel; path?: string } = isModel(spec) ? { ...extra, model: spec } : { ...extra, ...spec };
-    checkName(name, 'name');
-    this.registry.checkFree(name, checkName(opts.version ?? '1', 'version'));
-    if ((model === undefined) === (path === undefined)) throw invalidParameterError(`models.${name}`, 'exactly one of model and path', spec);
+    const handedOver = () => { if (opts.dispose && model instanceof Module) model.dispose(); };
+    try {
+      checkName(name, 'name');
+      this.registry.checkFree(name, checkName(opts.version ?? '1', 'version'));
+      if ((model === undefined) === (path === undefined)) throw invalidParameterError(`models.${name}`, 'exactly one of model and path', spec);
+    } catch (e) {
+      handedOver(); // a model handed over to be owned is not left behind by a refused registration
+      throw e;
+    }
     const loaded = path !== undefined ? loadModelDir(path) : null;
     const m = loaded?.model ?? model!;
     const dispose = opts.dispose ?? !!loaded;
@@ -254,7 +263,8 @@ export class Server {
     try {
       await ep.warmUp();
     } catch (e) {
-      this.registry.take(ep.name, ep.version);
+      // (unregistered during its warm-up, its name and version may already hold another endpoint: leave that one)
+      this.registry.takeEndpoint(ep);
       await this.retire(ep);
       throw new HttpError(400, `model '${ep.name}' version '${ep.version}' failed its warm-up batch: ${(e as Error).message.split('\n')[0]}`, 'BAD_MODEL');
     }
