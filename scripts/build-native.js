@@ -57,7 +57,8 @@ function main() {
   const stamp = path.join(root, 'build', 'libtorch.json');
   let previous = null;
   try { previous = JSON.parse(fs.readFileSync(stamp, 'utf8')); } catch { /* first build */ }
-  const sameTorch = previous && previous.torchDir === lt.torchDir;
+  // the same libtorch and the same CUDA-graph setting (CUDA headers found, KILN_CUDA_GRAPHS): else reconfigure
+  const sameTorch = previous && previous.torchDir === lt.torchDir && (previous.cudaInclude || null) === (lt.cudaInclude || null);
   if (!force && sameTorch && fs.existsSync(output) && fs.statSync(output).mtimeMs > newestSource()) {
     console.log('kiln: native addon is up to date');
     return;
