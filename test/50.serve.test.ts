@@ -701,6 +701,7 @@ describe('serve', function () {
         expect(del.status).to.equal(200);
         expect(del.body.status).to.equal("model 'tmp' version '1' unregistered");
         expectMemoryAt(before);
+        expect(await (await fetch(s.url + '/metrics')).text(), "an unregistered version's series are gone").not.to.include('model="tmp"');
 
         await s.register('slow', g, { metadata: bwMeta });
         const slow = s.endpoint('slow');

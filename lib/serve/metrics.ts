@@ -42,6 +42,11 @@ abstract class Base implements Metric {
   abstract render(): string;
 }
 
+/** Removes the series whose labels include every one of `match` (e.g. a model version that was unregistered). */
+function dropMatching<T extends { labels: MetricLabels }>(series: Map<string, T>, match: MetricLabels): void {
+  for (const [k, s] of series) if (Object.entries(match).every(([name, v]) => s.labels[name] === v)) series.delete(k);
+}
+
 /** A monotonically increasing count per label set. */
 export class Counter extends Base {
   private values = new Map<string, { labels: MetricLabels; value: number }>();
@@ -58,6 +63,10 @@ export class Counter extends Base {
   /** The current value of one series (0 if never incremented). */
   get(labels: MetricLabels = {}): number {
     return this.values.get(keyOf(labels))?.value ?? 0;
+  }
+  /** Removes the series whose labels include `match`. */
+  drop(match: MetricLabels): void {
+    dropMatching(this.values, match);
   }
   render(): string {
     let out = this.header();
@@ -127,6 +136,10 @@ export class Histogram extends Base {
   get(labels: MetricLabels = {}): { count: number; sum: number } {
     const s = this.series.get(keyOf(labels));
     return { count: s?.count ?? 0, sum: s?.sum ?? 0 };
+  }
+  /** Removes the series whose labels include `match`. */
+  drop(match: MetricLabels): void {
+    dropMatching(this.series, match);
   }
   render(): string {
     let out = this.header();

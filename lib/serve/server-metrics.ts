@@ -70,6 +70,15 @@ export class ServerMetrics {
     if (b.error) this.batchErrors.inc(labels);
   }
 
+  /**
+   * Forgets an unregistered model version's series (requests, latency, images, batches), so that series do not pile
+   * up as versions come and go; registered again, its counters start from zero (a counter reset to Prometheus).
+   */
+  forget(model: { name: string; version: string }): void {
+    const labels = modelLabels(model);
+    for (const m of [this.requests, this.latency, this.images, this.batchSize, this.batchLatency, this.batchErrors]) m.drop(labels);
+  }
+
   /** The Prometheus text of every metric (reads the tensor memory once). */
   render(): string {
     const m = memory();

@@ -276,6 +276,8 @@ export class Server {
       await ep.close();
     } finally {
       this.registry.finished(ep);
+      // its series go, unless the same name and version is served again already
+      if (!this.registry.all().some((e) => e.name === ep.name && e.version === ep.version)) this.metrics.forget(ep);
     }
   }
 
