@@ -1,4 +1,4 @@
-"""AutoAttack's APGD, APGD-T, Square attack and FAB-T (fra31/auto-attack: autopgd_base.py, square.py,
+"""AutoAttack's APGD, APGD-T, Square attack, FAB and FAB-T (fra31/auto-attack: autopgd_base.py, square.py,
 fab_base.py, fab_pt.py, fab_projections.py)
 transcribed in plain PyTorch for Kiln's fixtures (scripts/make-autoattack-fixtures.py) and for the
 Python peer of its benchmark (bench/peers/robust.py). The reference package is not packaged for
@@ -381,8 +381,32 @@ def fab_diff_logits_grads_targeted(f, imgs, la, la_target):
     return diffy.detach().unsqueeze(1), im.grad.data.unsqueeze(1)
 
 
-def fab_single_run_targeted(f, x, y, target_class, eps, norm, n_iter, alpha_max, eta, beta, use_rand_start):
-    """attack_single_run with is_targeted=True (fab_base.py), norms 'linf' and 'l2'."""
+def fab_diff_logits_grads(f, imgs, la):
+    """get_diff_logits_grads_batch (fab_pt.py): every logit's difference to the true class's and its gradient,
+    one backward per class; the true class's difference is set to 1e10 so it is never the closest boundary."""
+    im = imgs.clone().requires_grad_()
+    with torch.enable_grad():
+        y = f(im)
+    g2 = torch.zeros([y.shape[-1], *imgs.size()])
+    grad_mask = torch.zeros_like(y)
+    for counter in range(y.shape[-1]):
+        im.grad = None  # the reference's zero_gradients(im)
+        grad_mask[:, counter] = 1.0
+        y.backward(grad_mask, retain_graph=True)
+        grad_mask[:, counter] = 0.0
+        g2[counter] = im.grad.data
+    g2 = torch.transpose(g2, 0, 1).detach()
+    y2 = y.detach()
+    u = torch.arange(imgs.shape[0])
+    df = y2 - y2[u, la].unsqueeze(1)
+    dg = g2 - g2[u, la].unsqueeze(1)
+    df[u, la] = 1e10
+    return df, dg
+
+
+def fab_single_run(f, x, y, target_class, eps, norm, n_iter, alpha_max, eta, beta, use_rand_start):
+    """attack_single_run (fab_base.py), norms 'linf' and 'l2': targeted towards the target_class-th most likely
+    class, or untargeted (target_class None: the closest linearised boundary of every other class)."""
     ndims = len(x.shape[1:])
     x = x.detach().clone().float()
     y_pred = f(x).max(1)[1]
@@ -390,11 +414,12 @@ def fab_single_run_targeted(f, x, y, target_class, eps, norm, n_iter, alpha_max,
     if pred.sum() == 0:
         return x
     pred = pred.nonzero().squeeze(1)
-    output = f(x)
-    la_target = output.sort(dim=-1)[1][:, -target_class]
+    if target_class is not None:
+        output = f(x)
+        la_target = output.sort(dim=-1)[1][:, -target_class]
+        la_target2 = la_target[pred].detach().clone()
     im2 = x[pred].detach().clone()
     la2 = y[pred].detach().clone()
-    la_target2 = la_target[pred].detach().clone()
     bs = im2.shape[0]
     u1 = torch.arange(bs)
     adv = im2.clone()
@@ -414,7 +439,10 @@ def fab_single_run_targeted(f, x, y, target_class, eps, norm, n_iter, alpha_max,
         x1 = x1.clamp(0.0, 1.0)
     for _ in range(n_iter):
         with torch.no_grad():
-            df, dg = fab_diff_logits_grads_targeted(f, x1, la2, la_target2)
+            if target_class is not None:
+                df, dg = fab_diff_logits_grads_targeted(f, x1, la2, la_target2)
+            else:
+                df, dg = fab_diff_logits_grads(f, x1, la2)
             if norm == 'linf':
                 dist1 = df.abs() / (1e-12 + dg.abs().reshape(dg.shape[0], dg.shape[1], -1).sum(dim=-1))
             else:
@@ -452,28 +480,45 @@ def fab_single_run_targeted(f, x, y, target_class, eps, norm, n_iter, alpha_max,
     return adv_c
 
 
+def fab_restart(f, x, y, acc, adv, target_class, eps, norm, n_iter, alpha_max, eta, beta, use_rand_start):
+    """One run of FABAttack.perturb on the images still robust (acc, adv updated in place); an adversarial
+    image counts only within eps."""
+    ind_to_fool = acc.nonzero().squeeze(1)
+    if ind_to_fool.numel() == 0:
+        return
+    x_to_fool, y_to_fool = x[ind_to_fool].clone(), y[ind_to_fool].clone()
+    adv_curr = fab_single_run(f, x_to_fool, y_to_fool, target_class, eps, norm, n_iter, alpha_max, eta, beta, use_rand_start)
+    acc_curr = f(adv_curr).max(1)[1] == y_to_fool
+    if norm == 'linf':
+        res = (x_to_fool - adv_curr).abs().reshape(x_to_fool.shape[0], -1).max(1)[0]
+    else:
+        res = ((x_to_fool - adv_curr) ** 2).reshape(x_to_fool.shape[0], -1).sum(dim=-1).sqrt()
+    acc_curr = torch.max(acc_curr, res > eps)
+    ind_curr = (acc_curr == 0).nonzero().squeeze(1)
+    acc[ind_to_fool[ind_curr]] = 0
+    adv[ind_to_fool[ind_curr]] = adv_curr[ind_curr].clone()
+
+
 def fab_targeted(f, x, y, eps, norm, n_iter, restarts=1, n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, seed=0):
     """FABAttack.perturb with targeted=True: per target class, restarts runs on the images still robust,
-    random starts from the second run on; an adversarial image counts only within eps."""
+    random starts from the second run on."""
     adv = x.clone()
     with torch.no_grad():
         acc = f(x).max(1)[1] == y
         torch.manual_seed(seed)
         for target_class in range(2, n_target_classes + 2):
             for counter in range(restarts):
-                ind_to_fool = acc.nonzero().squeeze(1)
-                if ind_to_fool.numel() == 0:
-                    continue
-                x_to_fool, y_to_fool = x[ind_to_fool].clone(), y[ind_to_fool].clone()
-                adv_curr = fab_single_run_targeted(f, x_to_fool, y_to_fool, target_class, eps, norm, n_iter, alpha_max, eta,
-                                                   beta, use_rand_start=(counter > 0))
-                acc_curr = f(adv_curr).max(1)[1] == y_to_fool
-                if norm == 'linf':
-                    res = (x_to_fool - adv_curr).abs().reshape(x_to_fool.shape[0], -1).max(1)[0]
-                else:
-                    res = ((x_to_fool - adv_curr) ** 2).reshape(x_to_fool.shape[0], -1).sum(dim=-1).sqrt()
-                acc_curr = torch.max(acc_curr, res > eps)
-                ind_curr = (acc_curr == 0).nonzero().squeeze(1)
-                acc[ind_to_fool[ind_curr]] = 0
-                adv[ind_to_fool[ind_curr]] = adv_curr[ind_curr].clone()
+                fab_restart(f, x, y, acc, adv, target_class, eps, norm, n_iter, alpha_max, eta, beta, counter > 0)
+    return adv, acc
+
+
+def fab_untargeted(f, x, y, eps, norm, n_iter, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, seed=0):
+    """FABAttack.perturb with targeted=False: restarts runs on the images still robust, random starts from
+    the second run on."""
+    adv = x.clone()
+    with torch.no_grad():
+        acc = f(x).max(1)[1] == y
+        torch.manual_seed(seed)
+        for counter in range(restarts):
+            fab_restart(f, x, y, acc, adv, None, eps, norm, n_iter, alpha_max, eta, beta, counter > 0)
     return adv, acc

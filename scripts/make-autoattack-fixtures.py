@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference runs for test/46.autoattack.test.ts (kiln.robust's APGD, APGD-T, Square attack and FAB-T),
+"""Reference runs for test/46.autoattack.test.ts (kiln.robust's APGD, APGD-T, Square attack, FAB and FAB-T),
 written to test/fixtures/autoattack.json.
 
 The AutoAttack package (fra31/auto-attack) is not packaged for Debian, so its algorithms are
@@ -37,7 +37,7 @@ with torch.no_grad():
 labels[:2] = (labels[:2] + 1) % 10  # two images start misclassified: attacks leave them alone
 
 
-from autoattack_ref import apgd, fab_targeted, square  # noqa: E402 (the transcription)
+from autoattack_ref import apgd, fab_targeted, fab_untargeted, square  # noqa: E402 (the transcription)
 
 
 cases = {
@@ -56,6 +56,12 @@ cases = {
     # as AutoAttack runs Square: the window schedule by query index, not stretched over the budget
     'squareLinfAA': dict(kind='square', eps=4 / 255, norm='linf', queries=150, restarts=1, seed=4, rescaleSchedule=False),
     'apgdEot': dict(kind='apgd', eps=4 / 255, norm='linf', steps=10, loss='ce', restarts=1, eotIter=3, noise=0.1, preSeed=7),
+    # untargeted FAB (AutoAttack's 'plus' version): the closest linearised boundary of every other class; one step
+    # per run, so the random starts of later runs fool images the first one does not
+    'fabUntargetedLinf': dict(kind='fab', targeted=False, eps=16 / 255, norm='linf', steps=1, restarts=3, seed=1),
+    'fabUntargetedL2': dict(kind='fab', targeted=False, eps=0.4, norm='l2', steps=1, restarts=3, seed=2),
+    'fabUntargetedLinfSteps': dict(kind='fab', targeted=False, eps=4 / 255, norm='linf', steps=10, restarts=1),
+    'fabUntargetedL2Steps': dict(kind='fab', targeted=False, eps=0.2, norm='l2', steps=8, restarts=2, seed=3),
 }
 out = {}
 with torch.no_grad():
@@ -68,6 +74,8 @@ for name, c in cases.items():
             torch.manual_seed(c['preSeed'])
         adv, acc = apgd(fm, pixels, labels, c['eps'], c['norm'], c['steps'], c['loss'], c['restarts'], seed=c.get('seed', 0),
                         n_target_classes=c.get('targetClasses', 9), eot_iter=c.get('eotIter', 1))
+    elif c['kind'] == 'fab' and c.get('targeted') is False:
+        adv, acc = fab_untargeted(f, pixels, labels, c['eps'], c['norm'], c['steps'], c['restarts'], seed=c.get('seed', 0))
     elif c['kind'] == 'fab':
         adv, acc = fab_targeted(f, pixels, labels, c['eps'], c['norm'], c['steps'], c['restarts'], n_target_classes=c.get('targetClasses', 9),
                                 seed=c.get('seed', 0))

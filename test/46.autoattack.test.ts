@@ -1,5 +1,5 @@
 /**
- * kiln.robust's AutoAttack family — APGD (CE, DLR), APGD-T, Square attack, FAB-T and `autoAttack` —
+ * kiln.robust's AutoAttack family — APGD (CE, DLR), APGD-T, Square attack, FAB, FAB-T and `autoAttack` —
  * against a plain-PyTorch transcription of the reference (fixtures from
  * scripts/make-autoattack-fixtures.py), plus their guarantees and errors. Runs on
  * KILN_TEST_DEVICE (default 'cpu').
@@ -56,7 +56,7 @@ describe(`46 autoattack (${DEVICE})`, function () {
         const adv = c.kind === 'apgd'
           ? robust.apgd(c.noise === undefined ? model : noisy, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, loss: c.loss, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses, eotIter: c.eotIter })
           : c.kind === 'fab'
-            ? robust.fab(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, steps: c.steps, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses })
+            ? robust.fab(model, x, y, { ...NORM, targeted: c.targeted, eps: c.eps, norm: c.norm, steps: c.steps, restarts: c.restarts, seed: c.seed ?? 0, targetClasses: c.targetClasses })
             : robust.squareAttack(model, x, y, { ...NORM, eps: c.eps, norm: c.norm, queries: c.queries, restarts: c.restarts, seed: c.seed ?? 0, rescaleSchedule: c.rescaleSchedule });
         expect(kiln.memory().numTensors - before, 'tensors left besides the result').to.equal(2); // adv and the saved generator state
         const after = kiln.getRngState('cpu');
@@ -91,7 +91,7 @@ describe(`46 autoattack (${DEVICE})`, function () {
     }
   });
 
-  describe('fab (FAB-T)', () => {
+  describe('fab (FAB-T and untargeted FAB)', () => {
     const setup = () => {
       const model = fixtureModel();
       const pixels = fromFix(FIX.pixels);
@@ -147,6 +147,23 @@ describe(`46 autoattack (${DEVICE})`, function () {
       model.dispose();
     });
 
+    it('untargeted (targeted: false): the closest boundary of any class, within eps, leaving only adv', () => {
+      const { model, pixels, x, y } = setup();
+      const sets = [2 / 255, 1].map((eps) => {
+        const before = kiln.memory().numTensors;
+        const adv = robust.fab(model, x, y, { ...NORM, targeted: false, eps, steps: 10, restarts: 2 });
+        expect(kiln.memory().numTensors - before, 'only adv is left').to.equal(1);
+        expect(kiln.tidy(() => toPixels(adv).sub(pixels).abs().max().item() as number)).to.be.at.most(eps + 1e-5);
+        const set = robustSet(model, adv, y);
+        adv.dispose();
+        return set;
+      });
+      expect(sets[0].filter(Boolean).length, 'a small budget leaves some images').to.be.above(0);
+      expect(sets[1].filter(Boolean).length, 'with a loose budget it fools every image it attacks').to.equal(0);
+      for (const t of [pixels, x, y]) t.dispose();
+      model.dispose();
+    });
+
     it('rejects bad options with errors that name them, and models with fewer than 2 classes', () => {
       const { model, pixels, x, y } = setup();
       const o = { ...NORM, eps: 4 / 255 };
@@ -159,6 +176,7 @@ describe(`46 autoattack (${DEVICE})`, function () {
       expectKilnError(() => robust.fab(model, x, y, { ...o, beta: 0 }), 'INVALID_ARGUMENT', 'fab: beta', '(0, 1]');
       expectKilnError(() => robust.fab(model, x, y, { ...o, beta: 1.5 }), 'INVALID_ARGUMENT', 'fab: beta');
       expectKilnError(() => robust.fab(model, x, y, { ...o, norm: 'l1' as 'l2' }), 'INVALID_ARGUMENT', 'fab: norm');
+      expectKilnError(() => robust.fab(model, x, y, { ...o, targeted: 'no' as unknown as boolean }), 'INVALID_ARGUMENT', 'fab: targeted', 'a boolean');
       expectKilnError(() => robust.fab(model, x, y, { ...NORM, eps: -1 }), 'INVALID_ARGUMENT', 'fab: eps');
       expectKilnError(() => robust.fab(model, x, y, undefined as unknown as kiln.robust.FabOptions), 'INVALID_ARGUMENT', 'fab: options');
       expectKilnError(() => robust.fab(model, x, y, { eps: 4 / 255 }), 'INVALID_ARGUMENT', 'outside the bounds');

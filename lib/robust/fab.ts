@@ -1,18 +1,19 @@
 /**
  * FAB (Croce & Hein 2020, "Minimally distorted adversarial examples with a fast adaptive boundary
- * attack"), in the targeted form AutoAttack runs as its fourth attack (FAB-T): at each step,
- * linearise the decision boundary between the true class and a target class at the current
+ * attack"), targeted (FAB-T, AutoAttack's fourth attack) or untargeted (in AutoAttack's 'plus'
+ * version): at each step, linearise the decision boundary between the true class and a target
+ * class (untargeted: whichever other class's linearised boundary is closest) at the current
  * point, project both the current point and the original image onto that hyperplane (within the
  * pixel box), move to a convex combination of the two projections with a small overshoot, and
  * step back towards the original image whenever the point is adversarial — so it looks for the
  * smallest perturbation, and counts an image as fooled only when that perturbation is within eps.
- * Targets are the model's 2nd, 3rd, … most likely classes in turn. Follows the reference
+ * FAB-T's targets are the model's 2nd, 3rd, … most likely classes in turn. Follows the reference
  * implementation (fra31/auto-attack, fab_base.py, fab_pt.py, fab_projections.py) step for step,
  * checked against a transcription in plain PyTorch in test/46; budgets are in pixel units.
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
-import { cat, where } from '../tensor/ops';
+import { cat, stack, where } from '../tensor/ops';
 import { full, zeros } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { autograd, enableGrad, noGrad } from '../autograd';
@@ -20,19 +21,21 @@ import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
 import { resolveApgd } from './apgd';
-import { attackTargets, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
+import { attackRemaining, attackTargets, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
 
-/** Options of `fab` (FAB-T). `eps` is in pixel units. */
+/** Options of `fab` (FAB-T, or untargeted FAB). `eps` is in pixel units. */
 export interface FabOptions extends Normalization {
+  /** FAB-T (default true): towards each of `targetClasses` classes in turn; false: untargeted, the closest boundary of every class at each step (one backward per class) */
+  targeted?: boolean;
   /** the budget: an image counts as fooled only when its adversarial version is this close (also the radius of random starts) */
   eps: number;
   /** the norm minimised (default 'linf') */
   norm?: 'linf' | 'l2';
   /** iterations per run (default 100) */
   steps?: number;
-  /** runs per target class on the images still robust (default 1); runs after the first start at a random point */
+  /** runs (FAB-T: per target class) on the images still robust (default 1); runs after the first start at a random point */
   restarts?: number;
-  /** how many of the model's most likely other classes to target in turn (default 9, at most classes − 1) */
+  /** FAB-T: how many of the model's most likely other classes to target in turn (default 9, at most classes − 1) */
   targetClasses?: number;
   /** the largest weight of the original image's projection in each step (default 0.1) */
   alphaMax?: number;
@@ -48,6 +51,7 @@ export interface FabOptions extends Normalization {
 
 /** FAB options after validation. */
 export interface FabResolved {
+  targeted: boolean;
   eps: number;
   norm: 'linf' | 'l2';
   steps: number;
@@ -70,8 +74,10 @@ export function resolveFab(o: FabOptions, what = 'fab'): FabResolved {
     if (typeof x !== 'number' || !ok(x)) throw invalidParameterError(`${what}: ${name}`, expected, v);
     return x;
   };
+  const targeted = o.targeted ?? true;
+  if (typeof targeted !== 'boolean') throw invalidParameterError(`${what}: targeted`, 'a boolean', o.targeted);
   return {
-    eps, norm, steps, restarts, targetClasses, seed, training, domain,
+    targeted, eps, norm, steps, restarts, targetClasses, seed, training, domain,
     alphaMax: num(o.alphaMax, 0.1, 'alphaMax', (x) => x > 0 && x <= 1, 'a number in (0, 1]'),
     eta: num(o.eta, 1.05, 'eta', (x) => x >= 1 && Number.isFinite(x), 'a finite number ≥ 1'),
     beta: num(o.beta, 0.9, 'beta', (x) => x > 0 && x <= 1, 'a number in (0, 1]'),
@@ -191,24 +197,41 @@ function randomStart(p: Tensor, r: FabResolved): Tensor {
 }
 
 /**
- * One FAB-T run on pixels p [N, …] towards the classes `target` (the reference's
- * attack_single_run, targeted): returns each image's smallest adversarial point found (or the
- * image) and which images it fools within eps.
+ * The boundary FAB linearises at pixels xa [N, …]: the logit difference df = z_c − z_y [N] and its
+ * gradient dg [N, …], for c = `target` (one backward for the batch) or, untargeted (target null),
+ * for the class whose linearised boundary is closest in the norm's dual (the reference's
+ * get_diff_logits_grads_batch: the Jacobian of all logits, one backward per class).
  */
-function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, target: Tensor, randStart: boolean, r: FabResolved): RunResult {
-  const n = p.size(0);
-  const as4 = (t: Tensor) => t.reshape([n, 1, 1, 1]);
-  // z_target − z_y and its gradient with respect to the pixels, one backward for the batch
-  const diffAndGrad = (xa: Tensor) =>
-    tidy(() => {
-      const x = xa.detach().requiresGrad_(true);
-      const diff = enableGrad(() => {
-        const z = logitsOf(model, conv.toModel(x)).float();
-        return z.gather(1, target.unsqueeze(1)).sub(z.gather(1, y.unsqueeze(1))).squeeze(1);
-      });
+function boundary(model: Classifier, conv: Converter, xa: Tensor, y: Tensor, target: Tensor | null, norm: 'linf' | 'l2'): { df: Tensor; dg: Tensor } {
+  return tidy(() => {
+    const x = xa.detach().requiresGrad_(true);
+    const z = enableGrad(() => logitsOf(model, conv.toModel(x)).float());
+    const at = (t: Tensor, i: Tensor) => t.gather(1, i.unsqueeze(1)).squeeze(1);
+    if (target) {
+      const diff = enableGrad(() => at(z, target).sub(at(z, y)));
       const [g] = autograd.grad(diff.sum(), x);
       return { df: diff.detach(), dg: g! };
-    });
+    }
+    const [n, k] = z.shape;
+    const jac = stack(Array.from({ length: k }, (_, c) => autograd.grad(enableGrad(() => z.select(1, c).sum()), x, { retainGraph: c < k - 1 })[0]!), 1).flatten(2);
+    const rows = (i: Tensor) => i.reshape([n, 1, 1]).expand([n, 1, jac.size(2)]);
+    const zd = z.detach();
+    const df = zd.sub(zd.gather(1, y.unsqueeze(1))).scatter(1, y.unsqueeze(1), 1e10);
+    const dg = jac.sub(jac.gather(1, rows(y)));
+    const dual = norm === 'linf' ? dg.abs().sum([2]) : dg.square().sum([2]).sqrt();
+    const c = df.abs().div(dual.add(1e-12)).argmin(1);
+    return { df: at(df, c), dg: dg.gather(1, rows(c)).squeeze(1).reshape(xa.shape) };
+  });
+}
+
+/**
+ * One FAB run on pixels p [N, …] towards the classes `target`, or untargeted when null (the
+ * reference's attack_single_run): returns each image's smallest adversarial point found (or the
+ * image) and which images it fools within eps.
+ */
+function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, target: Tensor | null, randStart: boolean, r: FabResolved): RunResult {
+  const n = p.size(0);
+  const as4 = (t: Tensor) => t.reshape([n, 1, 1, 1]);
   const x0 = p.flatten(1);
   let x1 = randStart ? randomStart(p, r) : p.clone();
   let best = p.clone();
@@ -216,7 +239,7 @@ function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, tar
   try {
     for (let i = 0; i < r.steps; i++) {
       const next = tidy(() => {
-        const { df, dg } = diffAndGrad(x1);
+        const { df, dg } = boundary(model, conv, x1, y, target, r.norm);
         const w = dg.flatten(1);
         const b = dg.mul(x1).flatten(1).sum([1]).sub(df);
         const d3 = project(cat([x1.flatten(1), x0]), cat([w, w]), cat([b, b]), r);
@@ -249,21 +272,26 @@ function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, tar
 }
 
 
-/** Runs FAB-T with resolved options on pixels; returns adversarial pixels and updates the robust mask in place. */
+/** Runs FAB (FAB-T or untargeted) with resolved options on pixels; returns adversarial pixels and updates the robust mask in place. */
 export function runFab(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: FabResolved, robust: Tensor): Tensor {
   const classes = noGrad(() => tidy(() => logitsOf(model, conv.toModel(p.narrow(0, 0, 1))).size(1)));
   if (classes < 2) throw new KilnError(`fab needs a model with at least 2 classes, this one has ${classes}`, 'INVALID_ARGUMENT');
   const adv = p.clone();
   const targets = Math.min(r.targetClasses, classes - 1);
-  withSeed(r.seed, () => attackTargets(model, conv, p, y, adv, robust, targets, r.restarts, (k, ps, ys, target) => singleRun(model, conv, ps, ys, target, k % r.restarts > 0, r)));
+  withSeed(r.seed, () =>
+    r.targeted
+      ? attackTargets(model, conv, p, y, adv, robust, targets, r.restarts, (k, ps, ys, target) => singleRun(model, conv, ps, ys, target, k % r.restarts > 0, r))
+      : attackRemaining(p, y, adv, robust, r.restarts, (k, ps, ys) => singleRun(model, conv, ps, ys, null, k > 0, r)),
+  );
   return adv;
 }
 
 /**
- * FAB-T: for each image the model classifies correctly, a minimum-norm targeted search (per
- * target class, `restarts` runs of `steps` boundary projections); returns x with every image
- * fooled within eps replaced by its adversarial version (others unchanged), in the model's space.
- * Deterministic for a given `seed` (only runs after the first draw random starts).
+ * FAB-T (or, with `targeted: false`, untargeted FAB): for each image the model classifies
+ * correctly, a minimum-norm search (`restarts` runs of `steps` boundary projections; FAB-T: per
+ * target class); returns x with every image fooled within eps replaced by its adversarial version
+ * (others unchanged), in the model's space. Deterministic for a given `seed` (only runs after the
+ * first draw random starts).
  */
 export function fab(model: Classifier | Module, x: Tensor, y: Tensor | number[], options: FabOptions): Tensor {
   return publicAttack('fab', model, x, y, () => resolveFab(options), (m, conv, p, yd, r, toModel) => toModel(runFab(m, conv, p, yd, r, predict(m, conv, p).eq(yd))));
