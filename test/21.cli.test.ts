@@ -136,8 +136,11 @@ describe('cli: kiln command', function () {
     expect(aaRep.attacks.map((a: { attack: string; steps: number }) => [a.attack, a.steps])).to.deep.equal([['autoattack', 3]]);
     expect(aaRep.attacks[0].accuracy).to.be.at.most(aaRep.clean.accuracy);
     expect(aa.stderr).to.include('AutoAttack-L∞ eps 2.00/255, 3 steps');
-    expectUserError(['robust', '--model', dir, '--attack', 'autoattack', '--aa-version', 'plus'], /--aa-version must be one of standard, rand/);
-    expectUserError(['robust', '--model', dir, '--attack', 'fab-l1'], /--attack must be one of pgd, fgsm, apgd-ce, apgd-dlr, apgd-t, fab-t, square, autoattack, none/);
+    const plus = kilnCli(['robust', '--model', dir, '--limit', '8', '--attack', 'autoattack', '--aa-version', 'plus', '--eps', '2/255', '--steps', '1', '--queries', '10', '--corruptions', 'none']);
+    expect(plus.code, plus.stderr).to.equal(0);
+    expect(plus.stdout + plus.stderr).to.match(/\(APGD-CE [\d.]+% → APGD-DLR [\d.]+% → FAB [\d.]+% → Square [\d.]+% → (APGD-T [\d.]+% → )?FAB-T [\d.]+%\)/);
+    expectUserError(['robust', '--model', dir, '--attack', 'autoattack', '--aa-version', 'extra'], /--aa-version must be one of standard, plus, rand/);
+    expectUserError(['robust', '--model', dir, '--attack', 'fab-l1'], /--attack must be one of pgd, fgsm, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, autoattack, none/);
     expectUserError(['robust', '--model', dir, '--eps', 'big'], /--eps: 'big' is not a non-negative number/);
     expectUserError(['robust', '--model', dir, '--corruptions', 'frost'], /--corruptions: unknown 'frost'/);
     const heat = path.join(out, 'heat');

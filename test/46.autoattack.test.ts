@@ -228,6 +228,48 @@ describe(`46 autoattack (${DEVICE})`, function () {
       model.dispose();
     });
 
+    it("the 'plus' version runs the reference's six attacks in its order, with 5 restarts for APGD-CE, APGD-DLR and FAB", () => {
+      const { model, pixels, x, y } = setup();
+      const eps = 4 / 255;
+      const o = { ...NORM, eps, steps: 4, queries: 30 };
+      const before = kiln.memory().numTensors;
+      const r = robust.autoAttack(model, x, y, { ...o, version: 'plus' });
+      expect(kiln.memory().numTensors - before, 'only adv is left').to.equal(1);
+      expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'apgd-dlr', 'fab', 'square', 'apgd-t', 'fab-t']);
+      expect(r.cleanAccuracy).to.equal(14 / 16);
+      expect(r.stages[0].robustAccuracy).to.be.at.most(r.cleanAccuracy);
+      for (let i = 1; i < r.stages.length; i++) expect(r.stages[i].robustAccuracy).to.be.at.most(r.stages[i - 1].robustAccuracy);
+      for (const st of r.stages) expect(r.robustAccuracy).to.be.at.most(st.robustAccuracy);
+      expect(r.robustAccuracy).to.equal(r.stages[5].robustAccuracy);
+      expect(accuracy(model, r.adv, y), 'accuracy on adv is the robust accuracy').to.be.closeTo(r.robustAccuracy, 1e-9);
+      expect(kiln.tidy(() => toPixels(r.adv).sub(pixels).abs().max().item() as number)).to.be.at.most(eps + 1e-5);
+      // APGD-CE and FAB run 5 times, as the reference's (a loose budget and one step, where later runs fool more images)
+      const q = { ...NORM, eps: 16 / 255, steps: 1 };
+      const byVersion = (attack: kiln.robust.AutoAttackName, restarts?: number) => robust.autoAttack(model, x, y, { ...q, version: 'plus', attacks: [attack], restarts }).adv;
+      const [apgdPlus, apgd5, apgd1] = [byVersion('apgd-ce'), robust.apgd(model, x, y, { ...q, restarts: 5 }), robust.apgd(model, x, y, q)];
+      const [fabPlus, fab5, fab1] = [byVersion('fab'), robust.fab(model, x, y, { ...q, targeted: false, restarts: 5 }), robust.fab(model, x, y, { ...q, targeted: false })];
+      expect(maxAbsDiff(apgdPlus, apgd5)).to.equal(0);
+      expect(maxAbsDiff(fabPlus, fab5)).to.equal(0);
+      expect(accuracy(model, apgd5, y)).to.be.below(accuracy(model, apgd1, y));
+      expect(accuracy(model, fab5, y)).to.be.below(accuracy(model, fab1, y));
+      // `restarts` overrides the version's
+      const one = byVersion('apgd-ce', 1);
+      expect(maxAbsDiff(one, apgd1)).to.equal(0);
+      for (const t of [pixels, x, y, r.adv, apgdPlus, apgd5, apgd1, fabPlus, fab5, fab1, one]) t.dispose();
+      model.dispose();
+    });
+
+    it('runs untargeted FAB by name in robustnessReport', async () => {
+      const { model, pixels, x, y } = setup();
+      const eps = 4 / 255;
+      const direct = robust.fab(model, x, y, { ...NORM, eps, targeted: false, steps: 5 });
+      const report = await robust.robustnessReport(model, { x, y }, { ...NORM, corruptions: 'none', batchSize: 16, attacks: [{ attack: 'fab', eps, steps: 5 }] });
+      expect(report.attacks[0].accuracy).to.be.closeTo(accuracy(model, direct, y), 1e-9);
+      expect(robust.formatRobustnessReport(report)).to.include('FAB-L∞ eps 4.00/255, 5 steps');
+      for (const t of [pixels, x, y, direct]) t.dispose();
+      model.dispose();
+    });
+
     it("the 'rand' version runs APGD-CE and APGD-DLR with EOT on a randomised model", () => {
       const { model, pixels, x, y } = setup();
       const noisy: Model = { call: (t: kiln.Tensor) => kiln.tidy(() => model.call(t.add(kiln.randnLike(t).mul(0.1)))) };
@@ -279,13 +321,23 @@ describe(`46 autoattack (${DEVICE})`, function () {
       model.dispose();
     });
 
-    it('leaves APGD-T out of the default ensemble for models with fewer than 4 classes, and refuses it when asked for', () => {
+    it("leaves APGD-T (APGD-DLR) out of a version's ensemble for models with fewer than 4 (3) classes, and refuses it when asked for", () => {
       const { model, pixels, x, y } = setup();
       const three = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 3)).to(DEVICE).eval();
       const labels = kiln.tidy(() => three.call(pixels).argmax(1));
       const r = robust.autoAttack(three, pixels, labels, { eps: 2 / 255, steps: 3, queries: 10 });
       expect(r.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'fab-t', 'square']);
       expect(r.cleanAccuracy).to.equal(1);
+      const plus = robust.autoAttack(three, pixels, labels, { eps: 2 / 255, version: 'plus', steps: 2, queries: 10, restarts: 1 });
+      expect(plus.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce', 'apgd-dlr', 'fab', 'square', 'fab-t']);
+      plus.adv.dispose();
+      // below 3 classes DLR is undefined too: the 'rand' version keeps APGD-CE only
+      const two = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 2)).to(DEVICE).eval();
+      const twoLabels = kiln.tidy(() => two.call(pixels).argmax(1));
+      const rand2 = robust.autoAttack(two, pixels, twoLabels, { eps: 2 / 255, version: 'rand', steps: 2, eotIter: 1 });
+      expect(rand2.stages.map((s) => s.attack)).to.deep.equal(['apgd-ce']);
+      for (const t of [twoLabels, rand2.adv]) t.dispose();
+      two.dispose();
       expectKilnError(() => robust.autoAttack(three, pixels, labels, { eps: 2 / 255, attacks: ['apgd-t'], steps: 3 }), 'INVALID_ARGUMENT', 'at least 4 classes', 'has 3');
       for (const t of [pixels, x, y, labels, r.adv]) t.dispose();
       model.dispose();
@@ -339,9 +391,11 @@ describe(`46 autoattack (${DEVICE})`, function () {
       expectKilnError(() => robust.apgd(model, x, [1, 2], o), 'INVALID_ARGUMENT', 'shape [16]');
       expectKilnError(() => robust.squareAttack(model, x, y, { ...o, queries: 0 }), 'INVALID_ARGUMENT', 'queries');
       expectKilnError(() => robust.squareAttack(model, x, y, { ...o, pInit: 0 }), 'INVALID_ARGUMENT', 'pInit');
-      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: ['fab' as 'square'] }), 'INVALID_ARGUMENT', 'attacks', 'apgd-ce');
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: ['fab-l1' as 'square'] }), 'INVALID_ARGUMENT', 'attacks', 'apgd-ce');
       expectKilnError(() => robust.autoAttack(model, x, y, { ...o, attacks: [] }), 'INVALID_ARGUMENT', 'attacks');
-      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, version: 'plus' as 'rand' }), 'INVALID_ARGUMENT', 'version', "'standard' or 'rand'");
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, version: 'extra' as 'rand' }), 'INVALID_ARGUMENT', 'version', "'standard', 'plus' or 'rand'");
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, version: 'plus', restarts: 0 }), 'INVALID_ARGUMENT', 'autoAttack: restarts');
+      expectKilnError(() => robust.autoAttack(model, x, y, { ...o, version: 'plus', attacks: ['fab'], restarts: 2.5 }), 'INVALID_ARGUMENT', 'autoAttack: restarts');
       expectKilnError(() => robust.apgd(model, x, y, { ...o, eotIter: 0 }), 'INVALID_ARGUMENT', 'eotIter');
       // DLR needs 3 classes, targeted DLR 4; Square L2 needs 5×5 images
       const two = new nn.Sequential(new nn.Flatten(), new nn.Linear(192, 2)).to(DEVICE);

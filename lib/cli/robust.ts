@@ -17,13 +17,13 @@ type Flags = Record<string, string | number | boolean | undefined>;
 export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
   data: { type: 'string', help: 'data set (default: the one the model was trained on); its test split is used', meta: 'name|dir' },
-  attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('autoattack': APGD-CE, APGD-T, FAB-T and Square in turn, the worst case)" },
+  attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('fab': untargeted FAB; 'autoattack': APGD-CE, APGD-T, FAB-T and Square in turn, the worst case)" },
   norm: { type: 'string', choices: ['linf', 'l2'], default: 'linf', help: 'the perturbation ball' },
   eps: { type: 'string', default: '1/255,2/255,4/255,8/255', help: 'comma-separated radii in pixel units (fractions like 8/255 allowed)', meta: 'list' },
   steps: { type: 'int', min: 1, help: 'gradient steps (default: PGD 10, APGD and autoattack 100)' },
-  restarts: { type: 'int', min: 1, default: 1, help: 'PGD/APGD restarts (PGD keeps the strongest run per image; APGD reruns on the images still robust)' },
+  restarts: { type: 'int', min: 1, help: "PGD/APGD/FAB restarts (default 1, autoattack's version's; PGD keeps the strongest run per image; APGD and FAB rerun on the images still robust)" },
   queries: { type: 'int', min: 1, default: 5000, help: 'Square attack queries (square, autoattack)' },
-  'aa-version': { type: 'string', choices: ['standard', 'rand'], default: 'standard', help: "autoattack's version: 'rand' (APGD-CE and APGD-DLR with 20-call EOT) for randomised models" },
+  'aa-version': { type: 'string', choices: ['standard', 'plus', 'rand'], default: 'standard', help: "autoattack's version: 'plus' (adds APGD-DLR and untargeted FAB, 5 restarts), 'rand' (APGD-CE and APGD-DLR with 20-call EOT) for randomised models" },
   corruptions: { type: 'string', default: 'all', help: `'all', 'none' or a comma-separated list of ${CORRUPTIONS.join(', ')}`, meta: 'list' },
   severities: { type: 'string', default: '1,2,3,4,5', help: 'comma-separated corruption severities 1…5', meta: 'list' },
   limit: { type: 'int', min: 1, default: 1000, help: 'test images to use' },
@@ -59,9 +59,9 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
   const iterative = attack !== 'fgsm' && attack !== 'square';
   const attacks: EvalAttackSpec[] = eps.map((e) => ({
     attack, eps: e, norm: f.norm as 'linf' | 'l2',
-    ...(iterative ? { steps: f.steps as number | undefined, restarts: f.restarts as number } : {}),
+    ...(iterative ? { steps: f.steps as number | undefined, restarts: f.restarts as number | undefined } : {}),
     ...(attack === 'square' || attack === 'autoattack' ? { queries: f.queries as number } : {}),
-    ...(attack === 'autoattack' ? { version: f['aa-version'] as 'standard' | 'rand' } : {}),
+    ...(attack === 'autoattack' ? { version: f['aa-version'] as 'standard' | 'plus' | 'rand' } : {}),
   }));
   const report = await robustnessReport(m.model, loader, {
     mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number,

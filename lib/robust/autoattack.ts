@@ -2,7 +2,9 @@
  * AutoAttack (Croce & Hein 2020): the standard robustness evaluation — an ensemble of
  * parameter-free attacks run one after the other, each only on the images all previous ones
  * failed to fool, so the reported robust accuracy is the worst case over the ensemble. The
- * 'standard' version runs APGD-CE, APGD-T, FAB-T and Square (5000 queries), as the reference's. Also: one resolver for every attack a robustness
+ * versions run the reference's attacks, restarts and queries (autoattack.py, set_version):
+ * 'standard' APGD-CE, APGD-T, FAB-T and Square; 'plus' adds APGD-DLR and untargeted FAB, with 5
+ * restarts; 'rand' APGD-CE and APGD-DLR with EOT. Also: one resolver for every attack a robustness
  * report can run by name.
  */
 import { invalidParameterError } from '../errors';
@@ -19,7 +21,7 @@ import { FabOptions, resolveFab, runFab } from './fab';
 import { noGrad } from '../autograd';
 
 /** The attacks `autoAttack` can chain. */
-export const AUTOATTACK_ATTACKS = ['apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square'] as const;
+export const AUTOATTACK_ATTACKS = ['apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square'] as const;
 /** One of them. */
 export type AutoAttackName = (typeof AUTOATTACK_ATTACKS)[number];
 
@@ -30,15 +32,19 @@ export interface AutoAttackOptions extends Normalization {
   /** the ball's norm (default 'linf') */
   norm?: 'linf' | 'l2';
   /**
-   * 'standard' (default): APGD-CE, APGD-T, FAB-T, Square, for deterministic models; 'rand': APGD-CE and APGD-DLR with
-   * the gradient averaged over 20 calls (EOT), for randomised defences
+   * 'standard' (default): APGD-CE, APGD-T, FAB-T, Square, for deterministic models; 'plus': APGD-CE and APGD-DLR
+   * (5 restarts each), untargeted FAB (5 restarts), Square, APGD-T, FAB-T — the reference's more expensive version;
+   * 'rand': APGD-CE and APGD-DLR with the gradient averaged over 20 calls (EOT), for randomised defences
    */
-  version?: 'standard' | 'rand';
-  /** the attacks, in order, instead of the version's (the standard version drops apgd-t for models with fewer than 4 classes, where its loss is undefined) */
+  version?: 'standard' | 'plus' | 'rand';
+  /** the attacks, in order, instead of the version's (a version's ensemble drops apgd-t below 4 classes and apgd-dlr below 3, where their losses are undefined) */
   attacks?: AutoAttackName[];
   /** APGD and FAB iterations per run (default 100) */
   steps?: number;
-  /** APGD runs (APGD-T: per target class; default 1; FAB-T makes one per target, as the reference's standard version) */
+  /**
+   * APGD and untargeted FAB runs (APGD-T: per target class); default the version's: 1, or 5 for APGD-CE, APGD-DLR and
+   * FAB in 'plus'. A version's FAB-T makes one run per target, as the reference's; in a chosen ensemble it takes this.
+   */
   restarts?: number;
   /** APGD-T's and FAB-T's target classes (default 9) */
   targetClasses?: number;
@@ -69,35 +75,44 @@ interface Plan {
   run: ((m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => Tensor)[];
   domain: Domain;
   training: boolean | null;
-  /** the default ensemble: APGD-T is left out for models with fewer than 4 classes */
-  standard: boolean;
+  /** a version's ensemble: APGD-T is left out for models with fewer than 4 classes, APGD-DLR below 3 */
+  versioned: boolean;
 }
+
+/** The reference's versions (autoattack.py, set_version): the attacks in order, and the runs of those with restarts. */
+const VERSIONS: Record<'standard' | 'plus' | 'rand', { attacks: AutoAttackName[]; restarts: Partial<Record<AutoAttackName, number>> }> = {
+  standard: { attacks: ['apgd-ce', 'apgd-t', 'fab-t', 'square'], restarts: {} },
+  plus: { attacks: ['apgd-ce', 'apgd-dlr', 'fab', 'square', 'apgd-t', 'fab-t'], restarts: { 'apgd-ce': 5, 'apgd-dlr': 5, fab: 5 } },
+  rand: { attacks: ['apgd-ce', 'apgd-dlr'], restarts: {} },
+};
 
 function plan(o: AutoAttackOptions, what: string): Plan {
   if (!o || typeof o !== 'object') throw invalidParameterError(`${what}: options`, 'an object with eps', o);
   const version = o.version ?? 'standard';
-  if (version !== 'standard' && version !== 'rand') throw invalidParameterError(`${what}: version`, "'standard' or 'rand'", o.version);
+  if (!Object.prototype.hasOwnProperty.call(VERSIONS, version)) throw invalidParameterError(`${what}: version`, "'standard', 'plus' or 'rand'", o.version);
   const rand = version === 'rand';
-  const names = o.attacks ?? (rand ? ['apgd-ce', 'apgd-dlr'] : ['apgd-ce', 'apgd-t', 'fab-t', 'square']);
+  const names = o.attacks ?? VERSIONS[version].attacks;
   if (!Array.isArray(names) || names.length === 0 || !names.every((n) => AUTOATTACK_ATTACKS.includes(n)))
     throw invalidParameterError(`${what}: attacks`, `a non-empty array of ${AUTOATTACK_ATTACKS.join(', ')}`, o.attacks);
   const base = { mean: o.mean, std: o.std, bounds: o.bounds, eps: o.eps, norm: o.norm, seed: o.seed, mode: o.mode };
-  const apgdBase: ApgdOptions = { ...base, steps: o.steps, restarts: o.restarts, targetClasses: o.targetClasses, eotIter: o.eotIter ?? (rand ? 20 : 1) };
+  const restarts = (n: AutoAttackName) => o.restarts ?? VERSIONS[version].restarts[n];
+  const apgdBase: ApgdOptions = { ...base, steps: o.steps, targetClasses: o.targetClasses, eotIter: o.eotIter ?? (rand ? 20 : 1) };
   const run = names.map((n) => {
     if (n === 'square') {
       const r = resolveSquare({ ...base, queries: o.queries, rescaleSchedule: false }, what); // as AutoAttack runs Square
       return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runSquare(m, conv, p, y, r, robust);
     }
-    if (n === 'fab-t') {
-      // the standard version makes one FAB-T run per target; a chosen ensemble (or fab-t by name) takes `restarts`
-      const r = resolveFab({ ...base, steps: o.steps, targetClasses: o.targetClasses, restarts: o.attacks ? o.restarts : undefined }, what);
+    if (n === 'fab' || n === 'fab-t') {
+      // a version makes one FAB-T run per target; a chosen ensemble (or fab-t by name) takes `restarts`
+      const runs = n === 'fab' ? restarts(n) : o.attacks ? o.restarts : undefined;
+      const r = resolveFab({ ...base, targeted: n === 'fab-t', steps: o.steps, targetClasses: o.targetClasses, restarts: runs }, what);
       return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runFab(m, conv, p, y, r, robust);
     }
-    const r = resolveApgd({ ...apgdBase, loss: n === 'apgd-ce' ? 'ce' : n === 'apgd-dlr' ? 'dlr' : 'dlr-targeted' }, what);
+    const r = resolveApgd({ ...apgdBase, restarts: restarts(n), loss: n === 'apgd-ce' ? 'ce' : n === 'apgd-dlr' ? 'dlr' : 'dlr-targeted' }, what);
     return (m: Classifier, conv: Converter, p: Tensor, y: Tensor, robust: Tensor) => runApgd(m, conv, p, y, r, robust);
   });
   const checked = resolveSquare(base, what); // validates eps, norm, seed and mode once for all
-  return { names, run, domain: checked.domain, training: checked.training, standard: o.attacks === undefined };
+  return { names, run, domain: checked.domain, training: checked.training, versioned: o.attacks === undefined };
 }
 
 /** Runs the plan on pixels p; returns the adversarial pixels, and the clean and final robust masks. */
@@ -108,7 +123,7 @@ function runPlan(m: Classifier, conv: Converter, p: Tensor, y: Tensor, pl: Plan,
     const clean = robust.clone();
     const adv = p.clone();
     pl.run.forEach((run, i) => {
-      if (pl.standard && pl.names[i] === 'apgd-t' && z.size(1) < 4) return;
+      if (pl.versioned && ((pl.names[i] === 'apgd-t' && z.size(1) < 4) || (pl.names[i] === 'apgd-dlr' && z.size(1) < 3))) return;
       const t0 = Date.now();
       tidy(() => {
         const was = robust.clone();
@@ -144,12 +159,12 @@ export function autoAttack(model: Classifier | Module, x: Tensor, y: Tensor | nu
 }
 
 /** The attacks a robustness report runs by name. */
-export const REPORT_ATTACKS = ['pgd', 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square', 'autoattack'] as const;
+export const REPORT_ATTACKS = ['pgd', 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square', 'autoattack'] as const;
 /** One of them. */
 export type ReportAttackName = (typeof REPORT_ATTACKS)[number];
 
 /** An attack for `robustnessReport`: its name and its options (PGD's, APGD's, Square's or AutoAttack's). */
-export type EvalAttackSpec = { attack?: ReportAttackName } & AttackOptions & Omit<ApgdOptions, 'loss'> & Omit<SquareOptions, 'pInit'> & Omit<FabOptions, 'alphaMax' | 'eta' | 'beta'> & Omit<AutoAttackOptions, 'attacks'>;
+export type EvalAttackSpec = { attack?: ReportAttackName } & AttackOptions & Omit<ApgdOptions, 'loss'> & Omit<SquareOptions, 'pInit'> & Omit<FabOptions, 'targeted' | 'alphaMax' | 'eta' | 'beta'> & Omit<AutoAttackOptions, 'attacks'>;
 
 /** A resolved report attack: what it is and how to run it on a batch in the model's space. */
 export interface EvalAttack {

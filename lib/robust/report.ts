@@ -20,7 +20,7 @@ import { Domain, Normalization } from './domain';
 
 /** Options of `robustnessReport`. */
 export interface RobustnessReportOptions extends Normalization {
-  /** attacks to run, each with its own eps (default none): 'pgd' (default), 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square' or 'autoattack' */
+  /** attacks to run, each with its own eps (default none): 'pgd' (default), 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab' (untargeted), 'fab-t', 'square' or 'autoattack' */
   attacks?: EvalAttackSpec[];
   /** corruptions to apply (default 'all'; 'none' or [] for none) */
   corruptions?: CorruptionName[] | 'all' | 'none';
@@ -195,7 +195,7 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
 }
 
 const ATTACK_LABELS: Record<ReportAttackName, string> = {
-  pgd: 'PGD', fgsm: 'FGSM', 'apgd-ce': 'APGD-CE', 'apgd-dlr': 'APGD-DLR', 'apgd-t': 'APGD-T', 'fab-t': 'FAB-T', square: 'Square', autoattack: 'AutoAttack',
+  pgd: 'PGD', fgsm: 'FGSM', 'apgd-ce': 'APGD-CE', 'apgd-dlr': 'APGD-DLR', 'apgd-t': 'APGD-T', fab: 'FAB', 'fab-t': 'FAB-T', square: 'Square', autoattack: 'AutoAttack',
 };
 
 /** An attack result's name with its norm, e.g. 'APGD-CE-L∞'. */
