@@ -1,7 +1,8 @@
 /**
- * What the AutoAttack family (APGD, APGD-T, Square, `autoAttack`) shares: seeded draws from
- * the CPU generator (as the reference draws them, so runs are the same on every device) and the
- * loop that attacks only the images still classified correctly, run after run.
+ * What the AutoAttack family (APGD, FAB, Square, `autoAttack`) shares: seeded draws from the CPU
+ * generator (as the reference draws them, so runs are the same on every device; `withSeed` also
+ * serves the corruptions), the pixel ↔ model conversion, the public entry with its checks, and the
+ * loops that attack only the images still classified correctly, run after run and target after target.
  */
 import { Tensor } from '../tensor/tensor';
 import { Device } from '../tensor/dtype';
