@@ -298,7 +298,9 @@ export class Server {
         const err = toHttpError(e, this.retryAfter);
         json(res, err.status, { error: err.message, code: err.code }, err.headers);
       } finally {
-        this.metrics.request(ctx.label, ctx.method, res.statusCode, (performance.now() - t0) / 1000, ctx.model);
+        // (a version already retired, its series dropped, is not brought back by a request that finishes late)
+        const live = ctx.model && this.registry.all().includes(ctx.model) ? ctx.model : undefined;
+        this.metrics.request(ctx.label, ctx.method, res.statusCode, (performance.now() - t0) / 1000, live);
         this.requests.leave();
       }
     };
