@@ -17,7 +17,7 @@ import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, attackTargets, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
+import { attackRemaining, attackTargets, classCount, cpuDraw, intOption, l2, predict, publicAttack, withSeed, RunResult } from './runs';
 
 /** APGD's losses: cross-entropy, the DLR loss, or the targeted DLR loss of APGD-T. */
 export type ApgdLoss = 'ce' | 'dlr' | 'dlr-targeted';
@@ -59,12 +59,6 @@ export interface ApgdResolved {
   seed: number;
   training: boolean | null;
   domain: Domain;
-}
-
-function intOption(v: unknown, dflt: number, what: string, min = 1): number {
-  const n = v ?? dflt;
-  if (!Number.isInteger(n) || (n as number) < min) throw invalidParameterError(what, `an integer ≥ ${min}`, v);
-  return n as number;
 }
 
 /** Validates APGD options and fills in the reference's defaults. */
@@ -261,8 +255,7 @@ export function runApgd(model: Classifier, conv: Converter, p: Tensor, y: Tensor
       attackRemaining(p, y, adv, robust, r.restarts, (_, ps, ys) => singleRun(model, conv, ps, ys, null, r));
       return;
     }
-    const classes = noGrad(() => tidy(() => logitsOf(model, conv.toModel(p.narrow(0, 0, 1))).size(1)));
-    attackTargets(model, conv, p, y, adv, robust, Math.min(r.targetClasses, classes - 1), r.restarts, (_, ps, ys, target) => singleRun(model, conv, ps, ys, target, r));
+    attackTargets(model, conv, p, y, adv, robust, Math.min(r.targetClasses, classCount(model, conv, p) - 1), r.restarts, (_, ps, ys, target) => singleRun(model, conv, ps, ys, target, r));
   });
   return adv;
 }

@@ -21,7 +21,7 @@ import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
 import { resolveApgd } from './apgd';
-import { attackRemaining, attackTargets, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
+import { attackRemaining, attackTargets, classCount, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
 
 /** Options of `fab` (FAB-T, or untargeted FAB). `eps` is in pixel units. */
 export interface FabOptions extends Normalization {
@@ -274,7 +274,7 @@ function singleRun(model: Classifier, conv: Converter, p: Tensor, y: Tensor, tar
 
 /** Runs FAB (FAB-T or untargeted) with resolved options on pixels; returns adversarial pixels and updates the robust mask in place. */
 export function runFab(model: Classifier, conv: Converter, p: Tensor, y: Tensor, r: FabResolved, robust: Tensor): Tensor {
-  const classes = noGrad(() => tidy(() => logitsOf(model, conv.toModel(p.narrow(0, 0, 1))).size(1)));
+  const classes = classCount(model, conv, p);
   if (classes < 2) throw new KilnError(`fab needs a model with at least 2 classes, this one has ${classes}`, 'INVALID_ARGUMENT');
   const adv = p.clone();
   const targets = Math.min(r.targetClasses, classes - 1);

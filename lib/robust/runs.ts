@@ -4,6 +4,7 @@
  * serves the corruptions), the pixel ↔ model conversion, the public entry with its checks, and the
  * loops that attack only the images still classified correctly, run after run and target after target.
  */
+import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { Device } from '../tensor/dtype';
 import { info } from '../info';
@@ -50,6 +51,18 @@ export function cpuDraw(kind: 'rand' | 'randn', shape: number[], like: Tensor): 
 export function modelSpace(domain: Domain, x: Tensor): Converter {
   const conv = domain.bind(x);
   return { toPixels: (t) => conv.toPixels(t).float(), toModel: (p) => conv.toModel(p).to({ dtype: x.dtype }), dispose: () => conv.dispose() };
+}
+
+/** An integer option (`dflt` when undefined) of at least `min`; else an error naming `what`. */
+export function intOption(v: unknown, dflt: number, what: string, min = 1): number {
+  const n = v ?? dflt;
+  if (!Number.isInteger(n) || (n as number) < min) throw invalidParameterError(what, `an integer ≥ ${min}`, v);
+  return n as number;
+}
+
+/** How many classes the model has (its logits for one image of p). */
+export function classCount(model: Classifier, conv: Converter, p: Tensor): number {
+  return noGrad(() => tidy(() => logitsOf(model, conv.toModel(p.narrow(0, 0, 1))).size(1)));
 }
 
 /** Per-image predictions (argmax of the logits) of pixels `p`. */

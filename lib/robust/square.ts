@@ -16,7 +16,7 @@ import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
+import { attackRemaining, cpuDraw, intOption, l2, predict, publicAttack, withSeed, RunResult } from './runs';
 
 /** Options of `squareAttack`. `eps` is in pixel units. */
 export interface SquareOptions extends Normalization {
@@ -57,11 +57,6 @@ export function resolveSquare(o: SquareOptions, what = 'squareAttack'): SquareRe
   if (typeof o.eps !== 'number' || !Number.isFinite(o.eps) || o.eps < 0) throw invalidParameterError(`${what}: eps`, 'a finite number ≥ 0 (pixel units, e.g. 8/255)', o.eps);
   const norm = o.norm ?? 'linf';
   if (norm !== 'linf' && norm !== 'l2') throw invalidParameterError(`${what}: norm`, "'linf' or 'l2'", o.norm);
-  const int = (v: unknown, d: number, name: string, min: number) => {
-    const n = v ?? d;
-    if (!Number.isInteger(n) || (n as number) < min) throw invalidParameterError(`${what}: ${name}`, `an integer ≥ ${min}`, v);
-    return n as number;
-  };
   const pInit = o.pInit ?? 0.8;
   if (typeof pInit !== 'number' || !(pInit > 0 && pInit <= 1)) throw invalidParameterError(`${what}: pInit`, 'a number in (0, 1]', o.pInit);
   const rescaleSchedule = o.rescaleSchedule ?? true;
@@ -70,9 +65,9 @@ export function resolveSquare(o: SquareOptions, what = 'squareAttack'): SquareRe
   if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
   return {
     eps: o.eps, norm, pInit, rescaleSchedule,
-    queries: int(o.queries, 5000, 'queries', 1),
-    restarts: int(o.restarts, 1, 'restarts', 1),
-    seed: int(o.seed, 0, 'seed', 0),
+    queries: intOption(o.queries, 5000, `${what}: queries`, 1),
+    restarts: intOption(o.restarts, 1, `${what}: restarts`, 1),
+    seed: intOption(o.seed, 0, `${what}: seed`, 0),
     training: mode === 'asIs' ? null : mode === 'train',
     domain: new Domain(o, `${what}: options`),
   };
