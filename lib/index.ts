@@ -32,7 +32,7 @@ export * as amp from './amp';
 export * as train from './train';
 export {
   Trainer, History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, CSVLogger, JSONLinesLogger, TensorBoardLogger,
-  LambdaCallback, LRSchedulerCallback,
+  LambdaCallback, LRSchedulerCallback, ModelEMA,
 } from './train';
 /** Explanations: integrated gradients, saliency. */
 export * as explain from './explain';

@@ -151,6 +151,13 @@ describe('cli: kiln command', function () {
     const adv = kilnCli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '64', '--robust', 'fgsm', '--eps', '4/255', '--out', path.join(out, 'adv'), '--json', '--quiet']);
     expect(adv.code, adv.stderr).to.equal(0);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'adv', 'metrics.json'), 'utf8')).config).to.include({ robust: 'fgsm', eps: '4/255' });
+    // MixUp / CutMix and a weight EMA from the command line
+    const mix = kilnCli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '64', '--mixup', '0.2', '--cutmix', '1', '--ema', '0.9', '--out', path.join(out, 'mix'), '--json']);
+    expect(mix.code, mix.stderr).to.equal(0);
+    expect(mix.stderr).to.match(/MixUp α 0\.2, CutMix α 1, weight EMA 0\.9/);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'mix', 'metrics.json'), 'utf8')).config).to.include({ mixup: 0.2, cutmix: 1, ema: 0.9 });
+    expectUserError(['train', '--data', 'shapes', '--mixup', '0.2', '--robust', 'pgd'], /--mixup \/ --cutmix and --robust cannot be combined/);
+    expectUserError(['train', '--data', 'shapes', '--ema', '1'], /--ema/);
 
     // an image folder given by path (a fresh copy: its own cache key), its decoded images cached on disk
     const imgs = path.join(out, 'imgs');

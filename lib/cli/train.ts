@@ -11,6 +11,8 @@ import { compose, normalize, randomCrop, randomHorizontalFlip, BatchTransform } 
 import { saveModel } from '../io/model';
 import { Trainer } from '../train/trainer';
 import { CSVLogger } from '../train/loggers';
+import { ModelEMA } from '../train/ema';
+import { mixupCutmix } from '../train/mix';
 import { Scheduler } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
@@ -33,6 +35,9 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   schedule: { type: 'string', choices: ['none', 'cosine', 'onecycle'], default: 'onecycle', help: 'learning-rate schedule' },
   augment: { type: 'string', choices: ['none', 'basic'], default: 'none', help: 'basic: random crop (pad 2) and horizontal flip' },
   'label-smoothing': { type: 'number', min: 0, max: 0.99, default: 0.1, help: 'label smoothing of the cross-entropy' },
+  mixup: { type: 'number', min: 0, default: 0, help: 'MixUp with Beta(α, α) (0: off; e.g. 0.2)', meta: 'alpha' },
+  cutmix: { type: 'number', min: 0, default: 0, help: 'CutMix with Beta(α, α) (0: off; e.g. 1); with --mixup too, each batch uses one of them', meta: 'alpha' },
+  ema: { type: 'number', min: 0, max: 0.999999, default: 0, help: 'keep an exponential moving average of the weights with this decay (e.g. 0.999), validate and save it (0: off)', meta: 'decay' },
   size: { type: 'int', min: 8, help: 'image side for image folders and shapes (default 32)' },
   channels: { type: 'int', min: 1, max: 3, help: 'image channels for image folders: 1 or 3 (default 3)' },
   cache: { type: 'string', choices: ['memory', 'disk', 'none'], default: 'memory', help: 'decoded images of an image folder: kept in memory, in a file that later runs reuse, or decoded every epoch' },
@@ -78,12 +83,23 @@ function robustObjective(f: Flags, mean: number[], std: number[]): Objective | u
   return adversarialTraining({ eps, steps, mean, std });
 }
 
+/** Whether --mixup or --cutmix is on. */
+function mixing(f: Flags): boolean {
+  return (f.mixup as number) > 0 || (f.cutmix as number) > 0;
+}
+
+/** The training objective: --robust, or --mixup / --cutmix (checked not to be combined), or undefined. */
+function trainObjective(f: Flags, mean: number[], std: number[]): Objective | undefined {
+  return mixing(f) ? mixupCutmix({ mixupAlpha: f.mixup as number, cutmixAlpha: f.cutmix as number }) : robustObjective(f, mean, std);
+}
+
 /** Runs `kiln train`; returns the process exit code (130 when interrupted). */
 export async function train(f: Flags, log: (s: string) => void): Promise<number> {
   const t0 = Date.now();
   if (f.data === undefined) throw new UsageError("kiln train needs --data (fashion-mnist, mnist, shapes or an image folder); see 'kiln train --help'");
   if (f.channels !== undefined && f.channels !== 1 && f.channels !== 3) throw new UsageError(`--channels must be 1 or 3 (got ${f.channels})`);
   if (f.robust !== 'none') parseFraction(String(f.eps), '--eps'); // a typo fails before any data is loaded
+  if (mixing(f) && f.robust !== 'none') throw new UsageError('--mixup / --cutmix and --robust cannot be combined (each is a training objective)');
   const out = path.resolve(String(f.out));
   const ckptDir = path.join(out, 'checkpoint');
   const seed = f.seed as number;
@@ -91,7 +107,8 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const epochs = f.epochs as number;
   if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
   const config = { data: f.data, model: f.model, width: f.width, epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
-    ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}) };
+    ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}),
+    ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}) };
 
   if (f.resume) checkSameConfig(ckptDir, config);
   manualSeed(seed);
@@ -120,19 +137,20 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   else if (f.schedule === 'cosine') scheduler = new CosineAnnealingLR(optimizer, { tMax: steps });
   const trainer = new Trainer(model, {
     optimizer, scheduler, schedulerInterval: 'batch', seed, device, classNames: data.classNames,
-    loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: robustObjective(f, data.mean, data.std),
+    loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: trainObjective(f, data.mean, data.std),
   });
   fs.mkdirSync(out, { recursive: true });
   if (!f.resume) fs.rmSync(ckptDir, { recursive: true, force: true });
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
-  const robust = f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`;
+  const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)
+    + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '');
   log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f.resume ? ', resuming' : ''}`);
   const history = await trainer.fit(trainLoader, {
     epochs, validation: testLoader, checkpointDir: ckptDir,
     resumeFrom: f.resume ? ckptDir : undefined,
     resumeHint: `kiln ${args.join(' ')} --resume`,
     checkpointExtra: { config: JSON.stringify(config) },
-    callbacks: [new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume })],
+    callbacks: [...(f.ema ? [new ModelEMA({ decay: f.ema as number })] : []), new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume })],
   });
   if (history.interrupted) return 130;
   const ev = await trainer.evaluate(testLoader);

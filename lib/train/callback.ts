@@ -1,6 +1,6 @@
 /**
  * The callback protocol of `Trainer.fit`: objects with any of `onTrainBegin/End`,
- * `onEpochBegin/End`, `onBatchBegin/End` (each may be async). Callbacks see the trainer
+ * `onEpochBegin/End`, `onBatchBegin/End`, `onValidationBegin/End` (each may be async). Callbacks see the trainer
  * (model, optimizer, history) through `setTrainer` and can stop training with `trainer.stop()`.
  */
 import { invalidParameterError } from '../errors';
@@ -42,6 +42,10 @@ export interface Callback {
   onEpochEnd?(epoch: number, logs: Logs): void | Promise<void>;
   onBatchBegin?(batch: number, logs: BatchLogs): void | Promise<void>;
   onBatchEnd?(batch: number, logs: BatchLogs): void | Promise<void>;
+  /** before fit's validation pass of an epoch (the model is put in eval mode after this) */
+  onValidationBegin?(epoch: number, logs: Logs): void | Promise<void>;
+  /** after fit's validation pass; `logs` holds its val_* values */
+  onValidationEnd?(epoch: number, logs: Logs): void | Promise<void>;
   /** state to keep in checkpoints (JSON values plus tensors), so a resumed run continues it */
   stateDict?(): CallbackState;
   /** restores what stateDict returned (called after onTrainBegin when fit resumes) */
@@ -54,7 +58,7 @@ export interface CallbackState {
   tensors?: Map<string, Tensor>;
 }
 
-const HOOKS = ['setTrainer', 'onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchBegin', 'onBatchEnd'] as const;
+const HOOKS = ['setTrainer', 'onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchBegin', 'onBatchEnd', 'onValidationBegin', 'onValidationEnd'] as const;
 
 /** Validates a list of callbacks: each must be an object with at least one hook. */
 export function checkCallbacks(cbs: unknown): Callback[] {

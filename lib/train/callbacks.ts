@@ -148,7 +148,7 @@ export class EarlyStopping implements Callback {
     const t = needTrainer(this.trainer, 'EarlyStopping');
     const copy = new Map<string, Tensor>();
     noGrad(() => {
-      for (const [k, v] of t.model.stateDict()) copy.set(k, keep(v.detach().clone()));
+      for (const [k, v] of t.model.stateDict()) copy.set(k, keep(v.clone()));
     });
     this.bestWeights = copy;
   }

@@ -1,6 +1,6 @@
 /**
  * `kiln.train`: the Trainer (fit / evaluate / predict), metrics, callbacks, progress,
- * checkpoints, TensorBoard event files and plots.
+ * checkpoints, weight averaging (ModelEMA), MixUp/CutMix objectives, TensorBoard event files and plots.
  */
 export { Trainer, TrainerOptions, FitOptions, EvaluateResult, LossFn, Objective, ObjectiveContext } from './trainer';
 export { History, Logs } from './history';
@@ -16,6 +16,8 @@ export {
   writeFolderAtomic, writeFileAtomic, formatPath,
 } from './checkpoint';
 export { CSVLogger, JSONLinesLogger } from './loggers';
+export { ModelEMA, ModelEMAOptions } from './ema';
+export { mixup, cutmix, mixupCutmix, MixOptions, MixInfo, MixObjective, sampleBeta, cutmixBox } from './mix';
 export {
   TensorBoardLogger, TensorBoardLoggerOptions, SummaryWriter, crc32c, maskedCrc32c, tfRecord, readTFRecords, encodeEvent, decodeProto,
 } from './tensorboard';

@@ -53,6 +53,8 @@ export class Trainer {
   history = new History();
   /** optimizer steps taken (batches seen) since the start of training */
   globalStep = 0;
+  /** optimizer steps this trainer has made (fewer than batches with accumulateSteps > 1) */
+  optimizerSteps = 0;
   /** set by `stop()`; ends fit after the current step */
   stopTraining = false;
   stopReason: string | null = null;
@@ -255,9 +257,12 @@ export class Trainer {
         const logs: Logs = { ...r.means };
         if (r.nonFiniteStep >= 0) logs.nonFiniteStep = r.nonFiniteStep;
         if (val) {
+          if (callbacks.length) await runHook(callbacks, 'onValidationBegin', epoch, logs);
           const v = await this.evaluateSource(val, metrics, false);
-          for (const [k, value] of Object.entries(v.means)) logs[`val_${k}`] = value;
+          const vlogs: Logs = {};
+          for (const [k, value] of Object.entries(v.means)) logs[`val_${k}`] = vlogs[`val_${k}`] = value;
           this.lastConfusion = v.confusion;
+          if (callbacks.length) await runHook(callbacks, 'onValidationEnd', epoch, vlogs);
         }
         logs.lr = this.optimizer.lr;
         logs.seconds = (Date.now() - t0) / 1000;
@@ -336,6 +341,7 @@ export class Trainer {
       this.scaler.update();
     } else this.optimizer.step();
     this.optimizer.zeroGrad();
+    this.optimizerSteps++;
   }
 
   /** Loss and metrics of the model on `data` (eval mode, no gradients), with the confusion matrix and ECE. */

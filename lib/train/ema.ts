@@ -1,0 +1,206 @@
+/**
+ * `ModelEMA`: an exponential moving average of the model's weights (timm's ModelEmaV2, Keras's
+ * `use_ema`, TensorFlow's ExponentialMovingAverage), kept on the model's device and updated after
+ * every optimizer step: ema ← decay·ema + (1 − decay)·w for every floating-point entry of the state
+ * dict (parameters and BatchNorm running statistics; integer buffers are copied).
+ *
+ * Validation runs on the averaged weights, and they stay in the model until the next epoch starts,
+ * so what `EarlyStopping(restoreBestWeights)` and `ModelCheckpoint` keep is what was validated;
+ * the raw weights are put back for training (and are what resumable checkpoints resume from). When
+ * training ends the model holds the averaged weights (`applyAtEnd`, as Keras does).
+ */
+import { KilnError, invalidParameterError } from '../errors';
+import { Tensor } from '../tensor/tensor';
+import { keep } from '../tensor/memory';
+import { isFloating } from '../tensor/dtype';
+import { noGrad } from '../autograd';
+import { Callback, CallbackState } from './callback';
+import type { Trainer } from './trainer';
+
+/** Options of `ModelEMA`. */
+export interface ModelEMAOptions {
+  /** the average's decay per update (default 0.999) */
+  decay?: number;
+  /** TensorFlow's `num_updates` warm-up: decay min(decay, (1 + n)/(10 + n)) at update n, so early weights fade fast (default false) */
+  warmup?: boolean;
+  /** update after every `every`-th optimizer step (default 1) */
+  every?: number;
+  /** BatchNorm running statistics and other floating-point buffers: averaged like the weights ('average', default, as timm) or copied ('copy') */
+  buffers?: 'average' | 'copy';
+  /** validate on the averaged weights (default true) */
+  validate?: boolean;
+  /** leave the averaged weights in the model when training ends (default true); false puts the trained weights back */
+  applyAtEnd?: boolean;
+}
+
+/** Keeps an exponential moving average of the weights during `Trainer.fit`; validates and ends with it. */
+export class ModelEMA implements Callback {
+  readonly decay: number;
+  readonly warmup: boolean;
+  readonly every: number;
+  readonly buffers: 'average' | 'copy';
+  readonly validate: boolean;
+  readonly applyAtEnd: boolean;
+  /** averages taken so far */
+  updates = 0;
+  private trainer: Trainer | null = null;
+  private ema: Map<string, Tensor> | null = null;
+  private averaged = new Set<string>();
+  /** the trained weights while the averaged ones are in the model (between validation and the next epoch) */
+  private stash: Map<string, Tensor> | null = null;
+  /** the trainer's optimizer-step count last seen, and the optimizer steps counted since training began */
+  private seenSteps = 0;
+  private steps = 0;
+
+  constructor(o: ModelEMAOptions = {}) {
+    if (o === null || typeof o !== 'object') throw invalidParameterError('ModelEMA(options)', 'an object', o);
+    this.decay = o.decay ?? 0.999;
+    if (typeof this.decay !== 'number' || !(this.decay >= 0 && this.decay < 1)) throw invalidParameterError('ModelEMA: decay', 'a number in [0, 1)', o.decay);
+    this.every = o.every ?? 1;
+    if (!Number.isInteger(this.every) || this.every < 1) throw invalidParameterError('ModelEMA: every', 'a positive integer', o.every);
+    this.buffers = o.buffers ?? 'average';
+    if (this.buffers !== 'average' && this.buffers !== 'copy') throw invalidParameterError('ModelEMA: buffers', "'average' or 'copy'", o.buffers);
+    for (const k of ['warmup', 'validate', 'applyAtEnd'] as const)
+      if (o[k] !== undefined && typeof o[k] !== 'boolean') throw invalidParameterError(`ModelEMA: ${k}`, 'true or false', o[k]);
+    this.warmup = o.warmup ?? false;
+    this.validate = o.validate ?? true;
+    this.applyAtEnd = o.applyAtEnd ?? true;
+  }
+
+  setTrainer(t: Trainer): void {
+    this.trainer = t;
+  }
+
+  /** The decay used by update number `n` (0-based). */
+  decayAt(n: number): number {
+    return this.warmup ? Math.min(this.decay, (1 + n) / (10 + n)) : this.decay;
+  }
+
+  /** The averaged weights (the callback's own tensors: copy them to keep them past training), or null before training. */
+  weights(): Map<string, Tensor> | null {
+    return this.ema;
+  }
+
+  onTrainBegin(): void {
+    const t = this.need();
+    this.free();
+    this.updates = 0;
+    this.steps = 0;
+    this.seenSteps = t.optimizerSteps;
+    const ema = new Map<string, Tensor>();
+    this.averaged = new Set();
+    const params = new Set(t.model.namedParameters().map(([n]) => n));
+    noGrad(() => {
+      for (const [k, v] of t.model.stateDict()) {
+        ema.set(k, keep(v.clone()));
+        if (isFloating(v.dtype) && (params.has(k) || this.buffers === 'average')) this.averaged.add(k);
+      }
+    });
+    this.ema = ema;
+  }
+
+  onEpochBegin(): void {
+    this.putBack();
+  }
+
+  onBatchEnd(): void {
+    const t = this.need();
+    if (!this.ema || t.optimizerSteps === this.seenSteps) return; // no optimizer step yet (gradient accumulation)
+    this.seenSteps = t.optimizerSteps;
+    if (++this.steps % this.every !== 0) return;
+    const d = this.decayAt(this.updates);
+    noGrad(() => {
+      for (const [k, v] of t.model.stateDict()) {
+        const e = this.ema!.get(k);
+        if (!e) continue;
+        if (this.averaged.has(k)) e.lerp_(v, 1 - d);
+        else e.copy_(v);
+      }
+    });
+    this.updates++;
+  }
+
+  onValidationBegin(): void {
+    if (this.validate) this.swapIn();
+  }
+
+  onTrainEnd(): void {
+    try {
+      if (this.applyAtEnd) {
+        if (this.stash) this.dropStash(); // the averaged weights are in the model already (or what a callback before this one restored)
+        else this.swapIn(false);
+      } else this.putBack();
+    } finally {
+      this.free();
+    }
+  }
+
+  /** updates taken and the averaged weights (`ema.<key>`), and the trained weights while those are swapped out (`raw.<key>`) */
+  stateDict(): CallbackState {
+    const tensors = new Map<string, Tensor>();
+    for (const [k, v] of this.ema ?? []) tensors.set(`ema.${k}`, v);
+    for (const [k, v] of this.stash ?? []) tensors.set(`raw.${k}`, v);
+    return { json: { updates: this.updates, steps: this.steps, swapped: this.stash !== null }, tensors };
+  }
+
+  /** Restores the average; when the checkpoint was written with the averaged weights in the model, puts the trained ones back. */
+  loadStateDict(s: CallbackState): void {
+    const t = this.need();
+    if (!this.ema) throw new KilnError('ModelEMA: loadStateDict before training began', 'INVALID_ARGUMENT');
+    this.updates = Number(s.json.updates ?? 0);
+    this.steps = Number(s.json.steps ?? 0);
+    const raw = new Map<string, Tensor>();
+    noGrad(() => {
+      for (const [k, v] of s.tensors ?? []) {
+        if (k.startsWith('ema.') && this.ema!.has(k.slice(4))) this.ema!.get(k.slice(4))!.copy_(v);
+        else if (k.startsWith('raw.')) raw.set(k.slice(4), v);
+      }
+      if (s.json.swapped && raw.size) t.model.loadStateDict(raw, { strict: false });
+    });
+  }
+
+  /** Puts the averaged weights into the model, keeping the trained ones to put back (unless `keepRaw` is false). */
+  private swapIn(keepRaw = true): void {
+    const t = this.need();
+    if (!this.ema || this.stash) return;
+    const stash = new Map<string, Tensor>();
+    noGrad(() => {
+      for (const [k, v] of t.model.stateDict()) {
+        const e = this.ema!.get(k);
+        if (!e) continue;
+        if (keepRaw) stash.set(k, keep(v.clone()));
+        v.copy_(e);
+      }
+    });
+    if (keepRaw) this.stash = stash;
+  }
+
+  /** Puts the trained weights back into the model (after validation). */
+  private putBack(): void {
+    if (!this.stash) return;
+    const t = this.need();
+    noGrad(() => {
+      for (const [k, v] of t.model.stateDict()) {
+        const s = this.stash!.get(k);
+        if (s) v.copy_(s);
+      }
+    });
+    this.dropStash();
+  }
+
+  private dropStash(): void {
+    for (const v of this.stash?.values() ?? []) v.dispose();
+    this.stash = null;
+  }
+
+  private free(): void {
+    this.dropStash();
+    for (const v of this.ema?.values() ?? []) v.dispose();
+    this.ema = null;
+  }
+
+  private need(): Trainer {
+    if (!this.trainer) throw new KilnError('ModelEMA is used outside Trainer.fit (no trainer was set)', 'INVALID_ARGUMENT');
+    return this.trainer;
+  }
+}

@@ -1,0 +1,311 @@
+/** Training extras: ModelEMA (weight averaging) and the MixUp / CutMix objectives. */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { expect } from 'chai';
+import * as kiln from '../lib';
+import { Trainer, LambdaCallback, ModelEMA, EarlyStopping, mixup, cutmix, mixupCutmix, sampleBeta, cutmixBox, MixObjective } from '../lib/train';
+import { crossEntropy } from '../lib/nn/functional';
+import { values } from './helpers';
+
+const { nn, optim } = kiln;
+
+/** A learnable 3-class problem on 4×4 single-channel "images". */
+function toyData(n = 120, seed = 7): { x: kiln.Tensor; y: kiln.Tensor } {
+  kiln.manualSeed(seed);
+  const x = kiln.randn([n, 1, 4, 4]);
+  const y = kiln.tidy(() => {
+    const f = x.flatten(1);
+    return f.select(1, 0).gt(0.5).long().add(f.select(1, 5).gt(0).long());
+  });
+  return { x: kiln.keep(x), y: kiln.keep(y) };
+}
+
+/** conv → batch norm → linear, so the state dict has buffers (running stats, an int64 counter). */
+function bnModel(seed = 1): kiln.nn.Module {
+  kiln.manualSeed(seed);
+  return new nn.Sequential(new nn.Conv2d(1, 4, 3, { padding: 1 }), new nn.BatchNorm2d(4), new nn.ReLU(), new nn.Flatten(), new nn.Linear(64, 3));
+}
+
+function sgdTrainer(model: kiln.nn.Module, o: Partial<kiln.train.TrainerOptions> = {}): Trainer {
+  return new Trainer(model, { optimizer: new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 }), verbose: 0, seed: 3, ...o });
+}
+
+function copyState(m: kiln.nn.Module): Map<string, kiln.Tensor> {
+  const out = new Map<string, kiln.Tensor>();
+  kiln.noGrad(() => { for (const [k, v] of m.stateDict()) out.set(k, kiln.keep(v.detach().clone().to({ dtype: v.dtype === 'int64' ? 'int64' : 'float64' }))); });
+  return out;
+}
+function disposeState(s: Map<string, kiln.Tensor>): void {
+  for (const v of s.values()) v.dispose();
+}
+function maxDiff(a: Map<string, kiln.Tensor>, b: Map<string, kiln.Tensor>): number {
+  let worst = 0;
+  for (const [k, t] of a) {
+    const u = b.get(k)!;
+    const d = values(t).map((v, i) => Math.abs(v - values(u)[i]));
+    worst = Math.max(worst, ...d);
+  }
+  return worst;
+}
+
+describe('train: ModelEMA', function () {
+  this.timeout(60000);
+  const data = toyData();
+
+  it('the averaged weights equal an independent EMA of the weights after every optimizer step; validation runs on them; training resumes on the raw weights', async () => {
+    const model = bnModel();
+    const decay = 0.8;
+    const ema = new ModelEMA({ decay });
+    // reference: float64 EMA of the state dict, from the initial weights, fed the weights after each step
+    let ref: Map<string, kiln.Tensor> | null = null;
+    let lastRaw: Map<string, kiln.Tensor> | null = null;
+    const seenAtValidation: number[] = [], seenAtEpochBegin: number[] = [];
+    const recorder = new LambdaCallback({
+      onTrainBegin: () => { ref = copyState(model); },
+      onBatchEnd: () => {
+        const now = copyState(model);
+        kiln.noGrad(() => {
+          for (const [k, r] of ref!) {
+            if (r.dtype === 'int64') r.copy_(now.get(k)!);
+            else r.mul_(decay).add_(now.get(k)!.mul(1 - decay));
+          }
+        });
+        if (lastRaw) disposeState(lastRaw);
+        lastRaw = now;
+      },
+      onValidationBegin: () => { const s = copyState(model); seenAtValidation.push(maxDiff(s, ref!)); disposeState(s); },
+      onEpochBegin: (e) => { if (e > 0) { const s = copyState(model); seenAtEpochBegin.push(maxDiff(s, lastRaw!)); disposeState(s); } },
+    });
+    // ModelEMA first: its onEpochBegin puts the raw weights back before the recorder looks
+    const t = sgdTrainer(model);
+    const h = await t.fit(data, { epochs: 3, batchSize: 20, validation: data, callbacks: [ema, recorder] });
+    expect(ema.updates).to.equal(18);
+    expect(seenAtValidation).to.have.length(3);
+    for (const d of seenAtValidation) expect(d).to.be.below(1e-5);
+    expect(seenAtEpochBegin).to.deep.equal([0, 0]);
+    // the model ends with the averaged weights (applyAtEnd)
+    const end = copyState(model);
+    expect(maxDiff(end, ref!)).to.be.below(1e-5);
+    // the logged validation loss is the averaged model's
+    const check = await sgdTrainer(model).evaluate(data);
+    expect(check.loss).to.be.closeTo(h.get('val_loss')[2], 1e-5);
+    expect(ema.weights()).to.equal(null); // freed at the end of training
+    disposeState(end);
+    disposeState(ref!);
+    disposeState(lastRaw!);
+  });
+
+  it("buffers 'copy' copies the running statistics; applyAtEnd false leaves the trained weights; warmup and every follow their rules", async () => {
+    const model = bnModel();
+    let raw: Map<string, kiln.Tensor> | null = null;
+    const ema = new ModelEMA({ decay: 0.9, buffers: 'copy', applyAtEnd: false, every: 2, warmup: true });
+    let emaAtEnd: Map<string, kiln.Tensor> | null = null;
+    const probe = new LambdaCallback({
+      onBatchEnd: () => { if (raw) disposeState(raw); raw = copyState(model); },
+      onTrainEnd: () => { emaAtEnd = new Map([...ema.weights()!].map(([k, v]) => [k, kiln.keep(v.to({ dtype: v.dtype === 'int64' ? 'int64' : 'float64' }))])); },
+    });
+    // gradient accumulation: 6 batches per epoch, 3 optimizer steps, every 2nd averaged
+    await sgdTrainer(model).fit(data, { epochs: 2, batchSize: 20, accumulateSteps: 2, callbacks: [probe, ema] });
+    expect(ema.updates).to.equal(3);
+    expect(ema.decayAt(0)).to.be.closeTo(0.1, 1e-12);
+    expect(ema.decayAt(5)).to.be.closeTo(6 / 15, 1e-12);
+    expect(ema.decayAt(1000)).to.equal(0.9);
+    const end = copyState(model);
+    expect(maxDiff(end, raw!)).to.equal(0);
+    // running statistics and the batch counter are copies of the model's, the weights are averages
+    for (const k of ['1.running_mean', '1.running_var', '1.num_batches_tracked']) expect(values(emaAtEnd!.get(k)!)).to.deep.equal(values(end.get(k)!));
+    expect(maxDiff(new Map([['w', emaAtEnd!.get('0.weight')!]]), new Map([['w', end.get('0.weight')!]]))).to.be.above(1e-4);
+    disposeState(end);
+    disposeState(raw!);
+    disposeState(emaAtEnd!);
+  });
+
+  it('EarlyStopping restores the best averaged weights (what was validated)', async () => {
+    const model = bnModel();
+    const ema = new ModelEMA({ decay: 0.5 });
+    const validated: Map<string, kiln.Tensor>[] = [];
+    const snap = new LambdaCallback({ onValidationEnd: () => { validated.push(copyState(model)); } });
+    const es = new EarlyStopping({ monitor: 'val_loss', mode: 'max', patience: 5, restoreBestWeights: true });
+    await sgdTrainer(model).fit(data, { epochs: 3, batchSize: 20, validation: data, callbacks: [ema, snap, es] });
+    expect(es.bestEpoch).to.equal(0);
+    const end = copyState(model);
+    expect(maxDiff(end, validated[0])).to.equal(0);
+    disposeState(end);
+    validated.forEach(disposeState);
+  });
+
+  it('a run resumed from an epoch checkpoint continues the average exactly', async () => {
+    const dirA = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-ema-a-')), dirB = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-ema-b-'));
+    const run = (epochs: number, o: Partial<kiln.train.FitOptions>) => {
+      const m = bnModel();
+      return sgdTrainer(m).fit(data, { epochs, batchSize: 20, validation: data, callbacks: [new ModelEMA({ decay: 0.7 })], ...o }).then((h) => ({ h, m }));
+    };
+    const full = await run(3, { checkpointDir: dirA });
+    await run(2, { checkpointDir: dirB });
+    const resumed = await run(3, { resumeFrom: dirB });
+    expect(resumed.h.get('loss')).to.deep.equal(full.h.get('loss'));
+    expect(resumed.h.get('val_loss')).to.deep.equal(full.h.get('val_loss'));
+    const a = full.m.stateDict(), b = resumed.m.stateDict();
+    for (const [k, v] of a) expect(v.equal(b.get(k)!), k).to.equal(true);
+  });
+
+  it('bad options are named; no tensors leak', async () => {
+    expect(() => new ModelEMA({ decay: 1 })).to.throw(kiln.KilnError, /decay/);
+    expect(() => new ModelEMA({ decay: -0.1 })).to.throw(kiln.KilnError, /decay/);
+    expect(() => new ModelEMA({ every: 0 })).to.throw(kiln.KilnError, /every/);
+    expect(() => new ModelEMA({ buffers: 'mean' as never })).to.throw(kiln.KilnError, /buffers/);
+    expect(() => new ModelEMA({ warmup: 1 as never })).to.throw(kiln.KilnError, /warmup/);
+    expect(() => new ModelEMA().onBatchEnd()).to.throw(kiln.KilnError, /outside Trainer.fit/);
+    const model = bnModel();
+    const t = sgdTrainer(model);
+    await t.fit(data, { epochs: 1, batchSize: 20, validation: data, callbacks: [new ModelEMA()] });
+    const before = kiln.memory().numTensors;
+    await t.fit(data, { epochs: 2, batchSize: 20, validation: data, callbacks: [new ModelEMA()] });
+    expect(kiln.memory().numTensors).to.equal(before);
+  });
+});
+
+/** A model that records what it was given. */
+class Recorder extends nn.Module {
+  readonly lin = this.registerModule('lin', new nn.Linear(2 * 4 * 4, 3));
+  seen: kiln.Tensor | null = null;
+  forward(x: kiln.Tensor): kiln.Tensor {
+    this.seen?.dispose();
+    this.seen = kiln.keep(x.detach().clone());
+    return this.lin.call(x.flatten(1));
+  }
+}
+
+describe('train: MixUp and CutMix', function () {
+  this.timeout(60000);
+
+  it('sampleBeta has the Beta distribution’s moments and follows manualSeed', () => {
+    for (const [a, b] of [[0.4, 0.4], [2, 5], [1, 1]]) {
+      kiln.manualSeed(1);
+      const n = 4000;
+      const xs = Array.from({ length: n }, () => sampleBeta(a, b));
+      const mean = xs.reduce((s, v) => s + v, 0) / n;
+      const variance = xs.reduce((s, v) => s + (v - mean) ** 2, 0) / (n - 1);
+      const m = a / (a + b), v = (a * b) / ((a + b) ** 2 * (a + b + 1));
+      expect(mean, `mean of Beta(${a}, ${b})`).to.be.closeTo(m, 4 * Math.sqrt(v / n));
+      expect(variance, `variance of Beta(${a}, ${b})`).to.be.closeTo(v, 0.1 * v);
+      expect(Math.min(...xs)).to.be.at.least(0);
+      expect(Math.max(...xs)).to.be.at.most(1);
+    }
+    kiln.manualSeed(5);
+    const a = [sampleBeta(0.5, 0.5), sampleBeta(0.5, 0.5)];
+    kiln.manualSeed(5);
+    expect([sampleBeta(0.5, 0.5), sampleBeta(0.5, 0.5)]).to.deep.equal(a);
+    expect(() => sampleBeta(0, 1)).to.throw(kiln.KilnError, /sampleBeta: a/);
+  });
+
+  it("cutmixBox is torchvision's box: clamped to the image, λ = 1 − box area / image area", () => {
+    expect(cutmixBox(32, 32, 0.75, 16, 16)).to.deep.equal({ y1: 8, y2: 24, x1: 8, x2: 24, lam: 0.75 });
+    const b = cutmixBox(10, 20, 0.36, 1, 19); // r = 0.4: half sizes 4 and 8, clamped at the top and the right
+    expect(b).to.deep.equal({ y1: 0, y2: 5, x1: 11, x2: 20, lam: 1 - (5 * 9) / 200 });
+  });
+
+  it('MixUp feeds λ·x + (1 − λ)·x.roll(1) and minimises λ·CE(y) + (1 − λ)·CE(y.roll(1)) = CE against the mixed one-hot targets', () => {
+    kiln.manualSeed(2);
+    const model = new Recorder();
+    const x = kiln.rand([6, 2, 4, 4]);
+    const y = kiln.tensor([0, 1, 2, 0, 1, 2], { dtype: 'int64' });
+    const obj = mixup({ alpha: 0.4 });
+    kiln.tidy(() => {
+      const { logits, loss } = obj({ model, x, y, loss: (l, t) => crossEntropy(l, t), step: 0 });
+      const { lam, kind } = obj.last!;
+      expect(kind).to.equal('mixup');
+      expect(lam).to.be.within(0, 1);
+      const want = x.mul(lam).add(x.roll(1, 0).mul(1 - lam));
+      expect(model.seen!.sub(want).abs().max().item()).to.be.below(1e-6);
+      const soft = kiln.nn.functional.oneHot(y, 3).float().mul(lam).add(kiln.nn.functional.oneHot(y.roll(1, 0), 3).float().mul(1 - lam));
+      expect(loss.item()).to.be.closeTo(crossEntropy(logits, soft).item(), 1e-5);
+      expect(loss.item()).to.be.closeTo(crossEntropy(logits, y).item() * lam + crossEntropy(logits, y.roll(1, 0)).item() * (1 - lam), 1e-5);
+    });
+    model.seen?.dispose();
+  });
+
+  it('CutMix pastes the rolled batch into one box and weights the labels by the area left', () => {
+    kiln.manualSeed(3);
+    const model = new Recorder();
+    const x = kiln.rand([4, 2, 4, 4]);
+    const y = kiln.tensor([0, 1, 2, 1], { dtype: 'int64' });
+    const obj = cutmix({ alpha: 1 });
+    let boxes = 0;
+    for (let i = 0; i < 6; i++) {
+      kiln.tidy(() => {
+        const { logits, loss } = obj({ model, x, y, loss: (l, t) => crossEntropy(l, t), step: i });
+        const { lam, box, kind } = obj.last!;
+        expect(kind).to.equal('cutmix');
+        const { y1, y2, x1, x2 } = box!;
+        expect(lam).to.be.closeTo(1 - ((y2 - y1) * (x2 - x1)) / 16, 1e-12);
+        const seen = model.seen!, rolled = x.roll(1, 0);
+        for (let r = 0; r < 4; r++)
+          for (let c = 0; c < 4; c++) {
+            const inBox = r >= y1 && r < y2 && c >= x1 && c < x2;
+            const src = inBox ? rolled : x;
+            expect(seen.select(2, r).select(2, c).equal(src.select(2, r).select(2, c)), `pixel ${r},${c}`).to.equal(true);
+          }
+        if (y2 > y1 && x2 > x1) boxes++;
+        expect(loss.item()).to.be.closeTo(crossEntropy(logits, y).item() * lam + crossEntropy(logits, y.roll(1, 0)).item() * (1 - lam), 1e-5);
+      });
+    }
+    expect(boxes).to.be.above(0);
+    model.seen?.dispose();
+  });
+
+  it('mixupCutmix chooses by switchProb and mixes with chance prob; the same seed repeats the choices', () => {
+    const model = new Recorder();
+    const x = kiln.rand([4, 2, 4, 4]);
+    const y = kiln.tensor([0, 1, 2, 1], { dtype: 'int64' });
+    const kinds = (o: Parameters<typeof mixupCutmix>[0], n = 40, seed = 4): string[] => {
+      kiln.manualSeed(seed);
+      const obj: MixObjective = mixupCutmix(o);
+      return Array.from({ length: n }, (_, i) => kiln.tidy(() => { obj({ model, x, y, loss: (l, t) => crossEntropy(l, t), step: i }); return obj.last!.kind; }));
+    };
+    expect(new Set(kinds({ mixupAlpha: 1, cutmixAlpha: 1, switchProb: 1 }))).to.deep.equal(new Set(['cutmix']));
+    expect(new Set(kinds({ mixupAlpha: 1, cutmixAlpha: 1, switchProb: 0 }))).to.deep.equal(new Set(['mixup']));
+    const both = kinds({ mixupAlpha: 1, cutmixAlpha: 1 });
+    expect(both.filter((k) => k === 'cutmix').length).to.be.within(10, 30);
+    expect(kinds({ mixupAlpha: 1, cutmixAlpha: 1 })).to.deep.equal(both);
+    const some = kinds({ mixupAlpha: 1, prob: 0.5 });
+    expect(some.filter((k) => k === 'none').length).to.be.within(10, 30);
+    kiln.tidy(() => {
+      const obj = mixupCutmix({ mixupAlpha: 1, prob: 0 });
+      const { logits, loss } = obj({ model, x, y, loss: (l, t) => crossEntropy(l, t), step: 0 });
+      expect(model.seen!.equal(x)).to.equal(true);
+      expect(loss.item()).to.be.closeTo(crossEntropy(logits, y).item(), 1e-6);
+    });
+    model.seen?.dispose();
+  });
+
+  it('bad options are named', () => {
+    expect(() => mixup({ alpha: 0 })).to.throw(kiln.KilnError, /mixup: alpha/);
+    expect(() => cutmix({ alpha: -1 })).to.throw(kiln.KilnError, /cutmix: alpha/);
+    expect(() => mixupCutmix({})).to.throw(kiln.KilnError, /at least one positive/);
+    expect(() => mixupCutmix({ mixupAlpha: 1, prob: 2 })).to.throw(kiln.KilnError, /prob/);
+    expect(() => mixupCutmix({ cutmixAlpha: 1, switchProb: -1 })).to.throw(kiln.KilnError, /switchProb/);
+    const obj = cutmix();
+    const lin = new nn.Linear(3, 2);
+    const x = kiln.rand([4, 3]);
+    expect(() => obj({ model: lin, x, y: kiln.tensor([0, 1, 0, 1], { dtype: 'int64' }), loss: (l, t) => crossEntropy(l, t), step: 0 })).to.throw(kiln.KilnError, /CutMix: input/);
+  });
+
+  it('trains with the Trainer (seeded runs repeat), and leaks nothing', async () => {
+    const data = toyData(120);
+    const run = async () => {
+      const m = bnModel(4);
+      const t = sgdTrainer(m, { objective: mixupCutmix({ mixupAlpha: 0.4, cutmixAlpha: 1 }) });
+      const h = await t.fit(data, { epochs: 2, batchSize: 20 });
+      return { loss: h.get('loss'), t };
+    };
+    const a = await run();
+    const b = await run();
+    expect(b.loss).to.deep.equal(a.loss);
+    expect(a.loss.every(Number.isFinite)).to.equal(true);
+    const before = kiln.memory().numTensors;
+    await b.t.fit(data, { epochs: 1, batchSize: 20 });
+    expect(kiln.memory().numTensors).to.equal(before);
+  });
+});
