@@ -7,22 +7,12 @@ import * as kiln from '../lib';
 import * as train from '../lib/train';
 import { History, Trainer, EarlyStopping, TerminateOnNaN, ModelCheckpoint, CSVLogger, JSONLinesLogger, TensorBoardLogger, LambdaCallback, ReduceLROnPlateau } from '../lib/train';
 import { StepLR, OneCycleLR } from '../lib/optim/schedulers';
+import { toyData } from './helpers';
 
 const { nn, optim } = kiln;
 
 function tmpDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `kiln-train-${tag}-`));
-}
-
-/** A learnable 3-class problem on 4×4 single-channel "images". */
-function toyData(n = 240, seed = 7): { x: kiln.Tensor; y: kiln.Tensor } {
-  kiln.manualSeed(seed);
-  const x = kiln.randn([n, 1, 4, 4]);
-  const y = kiln.tidy(() => {
-    const f = x.flatten(1);
-    return f.select(1, 0).gt(0.5).long().add(f.select(1, 5).gt(0).long());
-  });
-  return { x: kiln.keep(x), y: kiln.keep(y) };
 }
 
 function toyModel(seed = 1, dropout = 0): kiln.nn.Module {

@@ -6,20 +6,9 @@ import { expect } from 'chai';
 import * as kiln from '../lib';
 import { Trainer, LambdaCallback, ModelEMA, EarlyStopping, mixup, cutmix, mixupCutmix, sampleBeta, cutmixBox, MixObjective } from '../lib/train';
 import { crossEntropy } from '../lib/nn/functional';
-import { values } from './helpers';
+import { values, toyData } from './helpers';
 
 const { nn, optim } = kiln;
-
-/** A learnable 3-class problem on 4×4 single-channel "images". */
-function toyData(n = 120, seed = 7): { x: kiln.Tensor; y: kiln.Tensor } {
-  kiln.manualSeed(seed);
-  const x = kiln.randn([n, 1, 4, 4]);
-  const y = kiln.tidy(() => {
-    const f = x.flatten(1);
-    return f.select(1, 0).gt(0.5).long().add(f.select(1, 5).gt(0).long());
-  });
-  return { x: kiln.keep(x), y: kiln.keep(y) };
-}
 
 /** conv → batch norm → linear, so the state dict has buffers (running stats, an int64 counter). */
 function bnModel(seed = 1): kiln.nn.Module {
@@ -51,7 +40,7 @@ function maxDiff(a: Map<string, kiln.Tensor>, b: Map<string, kiln.Tensor>): numb
 
 describe('train: ModelEMA', function () {
   this.timeout(60000);
-  const data = toyData();
+  const data = toyData(120);
 
   it('the averaged weights equal an independent EMA of the weights after every optimizer step; validation runs on them; training resumes on the raw weights', async () => {
     const model = bnModel();

@@ -182,3 +182,14 @@ export function expectNear(a: kiln.Tensor, b: kiln.Tensor, atol: number, what = 
   const d = maxAbsDiff(a, b);
   expect(d, `${what} max |a − b|`).to.be.at.most(atol);
 }
+
+/** A learnable 3-class problem on 4×4 single-channel "images". */
+export function toyData(n = 240, seed = 7): { x: kiln.Tensor; y: kiln.Tensor } {
+  kiln.manualSeed(seed);
+  const x = kiln.randn([n, 1, 4, 4]);
+  const y = kiln.tidy(() => {
+    const f = x.flatten(1);
+    return f.select(1, 0).gt(0.5).long().add(f.select(1, 5).gt(0).long());
+  });
+  return { x: kiln.keep(x), y: kiln.keep(y) };
+}
