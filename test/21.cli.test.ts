@@ -158,6 +158,14 @@ describe('cli: kiln command', function () {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'mix', 'metrics.json'), 'utf8')).config).to.include({ mixup: 0.2, cutmix: 1, ema: 0.9 });
     expectUserError(['train', '--data', 'shapes', '--mixup', '0.2', '--robust', 'pgd'], /--mixup \/ --cutmix and --robust cannot be combined/);
     expectUserError(['train', '--data', 'shapes', '--ema', '1'], /--ema/);
+    const lr = kilnCli(['train', '--data', 'shapes', '--limit', '64', '--find-lr', '--out', path.join(out, 'lr'), '--json']);
+    expect(lr.code, lr.stderr).to.equal(0);
+    expect(lr.stderr).to.match(/learning-rate range test over \d+ steps.*steepest descent at lr/);
+    const lrJson = JSON.parse(lr.stdout.trim().split('\n').pop()!);
+    expect(lrJson.lrs[0]).to.equal(1e-7);
+    expect(lrJson.steepest).to.be.within(1e-7, 10);
+    expect(fs.statSync(path.join(out, 'lr', 'lr-finder.png')).size).to.be.above(1000);
+    expect(fs.existsSync(path.join(out, 'lr', 'checkpoint'))).to.equal(false);
 
     // an image folder given by path (a fresh copy: its own cache key), its decoded images cached on disk
     const imgs = path.join(out, 'imgs');

@@ -298,3 +298,104 @@ describe('train: MixUp and CutMix', function () {
     expect(kiln.memory().numTensors).to.equal(before);
   });
 });
+
+describe('train: trainOnBatch and the learning-rate range test', function () {
+  this.timeout(60000);
+  const data = toyData(120);
+
+  it('trainOnBatch is one fit step: the same weights as fit on one full batch', async () => {
+    const a = bnModel(2), b = bnModel(2);
+    const ta = sgdTrainer(a), tb = sgdTrainer(b);
+    await ta.fit(data, { epochs: 1, batchSize: 120, shuffle: false });
+    const loss = tb.trainOnBatch(data.x, data.y);
+    expect(loss).to.be.closeTo(ta.history.get('loss')[0], 1e-6);
+    for (const [k, v] of a.stateDict()) expect(v.equal(b.stateDict().get(k)!), k).to.equal(true);
+    expect(tb.optimizerSteps).to.equal(1);
+    expect(() => tb.trainOnBatch(data.x, 3 as never)).to.throw(kiln.KilnError, /trainOnBatch: x, y/);
+    expect(() => tb.trainOnBatch(data.x, data.y, { gradClipNorm: 0 })).to.throw(kiln.KilnError, /gradClipNorm/);
+  });
+
+  it('findLR steps the rate geometrically, smooths the loss as fastai does, stops on divergence and restores everything', async () => {
+    const model = bnModel(3);
+    const t = new Trainer(model, { optimizer: new optim.Adam(model.parameters(), { lr: 1e-3 }), verbose: 0, seed: 3 });
+    await t.fit(data, { epochs: 1, batchSize: 20 }); // the optimizer has state to restore
+    const before = copyState(model);
+    const opt = t.optimizer.stateDict();
+    const optBefore = new Map([...opt.tensors].map(([k, v]) => [k, kiln.keep(v.clone())]));
+    const stepsBefore = opt.steps.map((s) => [...s]);
+    const rng = kiln.getRngState();
+    const r = await kiln.train.findLR(t, data, { startLr: 1e-5, endLr: 1e3, steps: 40, batchSize: 20 });
+    // the rates: 1e-5 · (1e8)^(i/39)
+    r.lrs.forEach((lr, i) => expect(lr).to.be.closeTo(1e-5 * 1e8 ** (i / 39), 1e-12 * Math.max(1, lr)));
+    // the smoothing: bias-corrected EMA of the raw losses
+    let avg = 0;
+    r.rawLosses.forEach((l, i) => { avg = 0.98 * avg + 0.02 * l; expect(r.losses[i]).to.be.closeTo(avg / (1 - 0.98 ** (i + 1)), 1e-9); });
+    // lr 1e3 with Adam diverges: stopped at the first smoothed loss above 4× the best
+    expect(r.stoppedEarly).to.equal(true);
+    const last = r.losses[r.losses.length - 1];
+    const bestBefore = Math.min(...r.losses.slice(0, -1));
+    expect(!Number.isFinite(last) || last > 4 * bestBefore).to.equal(true);
+    r.losses.slice(1, -1).forEach((l, i) => expect(l, `step ${i + 1}`).to.be.at.most(4 * Math.min(...r.losses.slice(0, i + 1)))); // no earlier stop
+    // the suggestions, recomputed from the curve (the diverged point left out)
+    const n = r.losses.length - 1, ys = r.losses.slice(0, n), xs = r.lrs.slice(0, n).map(Math.log);
+    const slopes = ys.map((_, i) => { const lo = Math.max(0, i - 1), hi = Math.min(n - 1, i + 1); return (ys[hi] - ys[lo]) / (xs[hi] - xs[lo]); });
+    expect(r.steepest).to.equal(r.lrs[slopes.indexOf(Math.min(...slopes))]);
+    expect(r.minimum).to.equal(r.lrs[ys.indexOf(Math.min(...ys))] / 10);
+    expect(r.steepest).to.be.within(1e-5, 1e3);
+    // everything is back
+    const after = copyState(model);
+    expect(maxDiff(after, before)).to.equal(0);
+    const opt2 = t.optimizer.stateDict();
+    for (const [k, v] of optBefore) expect(v.equal(opt2.tensors.get(k)!), k).to.equal(true);
+    expect(opt2.steps).to.deep.equal(stepsBefore);
+    expect(t.optimizer.lr).to.equal(1e-3);
+    expect(kiln.getRngState().equal(rng)).to.equal(true);
+    const png = path.join(os.tmpdir(), `kiln-lr-${process.pid}.png`);
+    await kiln.train.plotLRFinder(r, png);
+    expect(fs.statSync(png).size).to.be.above(1000);
+    fs.rmSync(png);
+    disposeState(before);
+    disposeState(after);
+    disposeState(optBefore);
+  });
+
+  it("an optimizer that had no state gets none back (Adam's moments start from zero after findLR)", async () => {
+    const run = async (find: boolean) => {
+      const m = bnModel(5);
+      const t = new Trainer(m, { optimizer: new optim.Adam(m.parameters(), { lr: 1e-3 }), verbose: 0, seed: 3 });
+      if (find) await kiln.train.findLR(t, data, { steps: 5, batchSize: 20 });
+      await t.fit(data, { epochs: 1, batchSize: 20 });
+      return copyState(m);
+    };
+    const a = await run(false), b = await run(true);
+    expect(maxDiff(a, b)).to.equal(0);
+    disposeState(a);
+    disposeState(b);
+  });
+
+  it('bad options are named; nothing leaks', async () => {
+    const model = bnModel();
+    const t = sgdTrainer(model);
+    await expectRejected(kiln.train.findLR(t, data, { startLr: 0 }), /findLR: startLr/);
+    await expectRejected(kiln.train.findLR(t, data, { startLr: 1, endLr: 0.5 }), /findLR: endLr/);
+    await expectRejected(kiln.train.findLR(t, data, { steps: 1 }), /findLR: steps/);
+    await expectRejected(kiln.train.findLR(t, data, { mode: 'log' as never }), /findLR: mode/);
+    await expectRejected(kiln.train.findLR(t, data, { smoothing: 1 }), /findLR: smoothing/);
+    await expectRejected(kiln.train.findLR(t, 42 as never), /findLR: data/);
+    await kiln.train.findLR(t, data, { steps: 8, batchSize: 20 });
+    const before = kiln.memory().numTensors;
+    await kiln.train.findLR(t, data, { steps: 8, batchSize: 20, mode: 'linear', startLr: 0.001, endLr: 0.1 });
+    expect(kiln.memory().numTensors).to.equal(before);
+  });
+});
+
+async function expectRejected(p: Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).to.be.instanceOf(kiln.KilnError);
+    expect((e as Error).message).to.match(re);
+    return;
+  }
+  expect.fail('expected a rejection');
+}

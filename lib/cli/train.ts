@@ -12,6 +12,7 @@ import { saveModel } from '../io/model';
 import { Trainer } from '../train/trainer';
 import { CSVLogger } from '../train/loggers';
 import { ModelEMA } from '../train/ema';
+import { findLR, plotLRFinder } from '../train/lr-finder';
 import { mixupCutmix } from '../train/mix';
 import { Scheduler } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
@@ -48,6 +49,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   seed: { type: 'int', min: 0, default: 0, help: 'random seed (runs with the same seed repeat exactly on the CPU)' },
   out: { type: 'string', default: 'kiln-out', help: 'output folder', meta: 'dir' },
   resume: { type: 'boolean', help: 'continue the run whose checkpoint is in <out>/checkpoint' },
+  'find-lr': { type: 'boolean', help: 'run the learning-rate range test (100 steps from 1e-7 to 10) instead of training: print the suggested rates, write <out>/lr-finder.png' },
   limit: { type: 'int', min: 1, help: 'use only the first N training images (and N/4 test images) for a quick run' },
   json: { type: 'boolean', help: 'print one JSON object with the final metrics as the last line' },
   quiet: { type: 'boolean', alias: 'q', help: 'no progress output' },
@@ -140,6 +142,15 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
     loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: trainObjective(f, data.mean, data.std),
   });
   fs.mkdirSync(out, { recursive: true });
+  if (f['find-lr']) {
+    const r = await findLR(trainer, trainLoader);
+    const png = path.join(out, 'lr-finder.png');
+    await plotLRFinder(r, png, { title: `Learning-rate range test: ${f.model}, ${f.optimizer}, ${String(f.data)}` });
+    const fmt = (v: number) => v.toPrecision(2);
+    log(`kiln: learning-rate range test over ${r.lrs.length} steps${r.stoppedEarly ? ' (stopped: the loss diverged)' : ''}: steepest descent at lr ${fmt(r.steepest)}, minimum loss at ${fmt(r.minimum * 10)} (÷10: ${fmt(r.minimum)}); plot: ${png}`);
+    if (f.json) console.log(JSON.stringify({ steepest: r.steepest, minimum: r.minimum, stoppedEarly: r.stoppedEarly, lrs: r.lrs, losses: r.losses }));
+    return 0;
+  }
   if (!f.resume) fs.rmSync(ckptDir, { recursive: true, force: true });
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
   const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)

@@ -122,6 +122,7 @@ export abstract class Optimizer<O extends { lr: number }> {
         ts.forEach((t, i) => {
           const src = sd.tensors.get(`${gi}.${i}.${name}`);
           if (src) t.copy_(src);
+          else t.zero_(); // a state written before this tensor existed: as new
         });
       }
     });

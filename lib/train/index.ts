@@ -17,6 +17,7 @@ export {
 } from './checkpoint';
 export { CSVLogger, JSONLinesLogger } from './loggers';
 export { ModelEMA, ModelEMAOptions } from './ema';
+export { findLR, plotLRFinder, LRFinderOptions, LRFinderResult } from './lr-finder';
 export { mixup, cutmix, mixupCutmix, MixOptions, MixInfo, MixObjective, sampleBeta, cutmixBox } from './mix';
 export {
   TensorBoardLogger, TensorBoardLoggerOptions, SummaryWriter, crc32c, maskedCrc32c, tfRecord, readTFRecords, encodeEvent, decodeProto,

@@ -308,8 +308,30 @@ export class Trainer {
     return { x, y };
   }
 
-  /** Forward, loss, backward, device-side accumulation; the step's tensors are freed. */
-  private trainStep(x: Tensor, y: Tensor, acc: Accumulator, accum: number): void {
+  /**
+   * One training step on one batch, as Keras's `train_on_batch`: forward, loss, backward and an
+   * optimizer step (with the trainer's objective, mixed precision and the given gradient clipping)
+   * in train mode; returns the loss (one read-back). Callbacks and schedulers are not involved.
+   */
+  trainOnBatch(x: Tensor, y: Tensor, options: { gradClipNorm?: number } = {}): number {
+    if (!(x instanceof Tensor) || !(y instanceof Tensor)) throw invalidParameterError('trainOnBatch: x, y', 'two Tensors (inputs and targets)', x instanceof Tensor ? y : x);
+    if (options === null || typeof options !== 'object') throw invalidParameterError('trainOnBatch: options', 'an object', options);
+    if (options.gradClipNorm !== undefined && (typeof options.gradClipNorm !== 'number' || !(options.gradClipNorm > 0))) throw invalidParameterError('trainOnBatch: gradClipNorm', 'a positive number', options.gradClipNorm);
+    const b = this.onDevice({ x, y }, false);
+    let value = NaN;
+    try {
+      this.model.train();
+      this.trainStep(b.x, b.y, null, 1, (loss) => { value = loss.item(); });
+      this.optimizerStep(options.gradClipNorm);
+      this.globalStep++;
+    } finally {
+      disposeBatch(b);
+    }
+    return value;
+  }
+
+  /** Forward, loss, backward, device-side accumulation (or `onLoss`); the step's tensors are freed. */
+  private trainStep(x: Tensor, y: Tensor, acc: Accumulator | null, accum: number, onLoss?: (loss: Tensor) => void): void {
     const step = this.globalStep;
     tidy(() => {
       const [logits, loss] = this.amp(() => {
@@ -324,7 +346,8 @@ export class Trainer {
       if (!(loss instanceof Tensor) || loss.numel !== 1) throw new KilnError(`the loss function must return a one-element Tensor, got ${loss instanceof Tensor ? `shape [${loss.shape.join(', ')}]` : typeof loss}`, 'INVALID_ARGUMENT');
       const scaled = accum > 1 ? loss.div(accum) : loss;
       (this.scaler ? this.scaler.scaleLoss(scaled) : scaled).backward();
-      acc.update(logits, y, loss, step);
+      acc?.update(logits, y, loss, step);
+      onLoss?.(loss);
     });
   }
 
