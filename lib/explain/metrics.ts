@@ -7,13 +7,13 @@
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
-import { where } from '../tensor/ops';
+import { cat, where } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
 import { cpuDraw } from '../robust/runs';
 import {
-  Classifier, Target, TargetIndex, addInto, boolOption, checkModel, checkInput, checkOptions, nonNegativeNumber,
+  Classifier, Target, TargetIndex, boolOption, checkModel, checkInput, checkOptions, nonNegativeNumber,
   positiveInt, targetIndex, targetLogits,
 } from './common';
 
@@ -92,9 +92,12 @@ function defaultInfidelityPerturb(scale: number): InfidelityPerturb {
  * E_I[(Σ I ⊙ attr − (f(x) − f(x̃)))²] over `samples` perturbations (I, x̃) from `perturb`,
  * as captum.metrics.infidelity (the mean over samples of the squared error). With `normalize`,
  * Captum's β = E[(Σ I ⊙ attr)(f(x) − f(x̃))] / E[(Σ I ⊙ attr)²] (β = 0 when the denominator is 0)
- * scales the attributions first: β²E[a²] − 2βE[ab] + E[b²]. Differs from Captum in: no baselines
- * argument for `perturb`, a default perturbation (Captum has none; this is its documented example),
- * sums accumulated in float64 (the result has x's dtype). The default draws come from the CPU
+ * scales the attributions first: E[(βa − b)²]. Differs from Captum in: no baselines argument for
+ * `perturb`, a default perturbation (Captum has none; this is its documented example), and the
+ * per-draw terms a, b kept ([N, samples], float64; the result has x's dtype) so the score is
+ * computed directly instead of from Captum's expanded sums β²Σa² − 2βΣab + Σb², which cancel
+ * catastrophically for nearly exact attributions (they gave 3e-19 for test/47's exact case, whose
+ * direct score is 1e-32). The default draws come from the CPU
  * generator (`kiln.manualSeed`), one [N·k, …] `randn` per chunk, so they depend on the chunking.
  */
 export function infidelity(model: Classifier | Module, x: Tensor, attributions: Tensor, o: InfidelityOptions): Tensor {
@@ -114,10 +117,10 @@ export function infidelity(model: Classifier | Module, x: Tensor, attributions: 
     const attr = attributions.detach().to({ dtype: xd.dtype, device: xd.device });
     const t = targetIndex(o.target, n, xd.device);
     const fx = targetLogits(m, xd, t); // [N]
-    let sums: Tensor[] | null = null;
+    const as: Tensor[] = [], bs: Tensor[] = [];
     for (let s = 0; s < samples; s += per) {
       const k = Math.min(per, samples - s);
-      const parts = tidy(() => {
+      const [a, b] = tidy(() => {
         const xe = repeatInterleave(xd, k);
         const res = perturb(xe);
         if (!Array.isArray(res) || res.length !== 2) throw new KilnError('infidelity: perturb must return [perturbation, perturbed input]', 'INVALID_ARGUMENT');
@@ -125,17 +128,19 @@ export function infidelity(model: Classifier | Module, x: Tensor, attributions: 
         const xp = checkResult(res[1], xe.shape, 'infidelity: the perturbed input').to({ dtype: xd.dtype, device: xd.device });
         const a = repeatInterleave(attr, k).mul(I.to({ dtype: xd.dtype, device: xd.device })).flatten(1).sum(1).to({ dtype: 'float64' }).reshape([n, k]);
         const fp = targetLogits(m, xp, t, repeatInterleave(t.index, k));
-        const b = repeatInterleave(fx, k).sub(fp).to({ dtype: 'float64' }).reshape([n, k]);
-        return normalize ? [a.square().sum(1), a.mul(b).sum(1), b.square().sum(1)] : [a.sub(b).square().sum(1)];
+        return [a, repeatInterleave(fx, k).sub(fp).to({ dtype: 'float64' }).reshape([n, k])];
       });
-      sums = addInto(sums, parts);
+      as.push(a);
+      bs.push(b);
     }
-    let total: Tensor;
+    // per-draw terms kept ([N, samples] each): (βa − b)² directly, not Captum's expanded β²Σa² − 2βΣab + Σb²
+    const a = cat(as, 1), b = cat(bs, 1);
+    let beta: Tensor | number = 1;
     if (normalize) {
-      const [aa, ab, bb] = sums!;
-      const beta = ab.div(where(aa.eq(0), 1, aa));
-      total = beta.square().mul(aa).sub(beta.mul(ab).mul(2)).add(bb);
-    } else total = sums![0];
+      const aa = a.square().sum(1, true);
+      beta = a.mul(b).sum(1, true).div(where(aa.eq(0), 1, aa));
+    }
+    const total = a.mul(beta).sub(b).square().sum(1);
     return total.div(samples).to({ dtype: xd.dtype });
   }));
 }
