@@ -449,11 +449,11 @@ describe('44 explanation methods', function () {
 
     const flags = (argv: string[]) => parseArgs(argv, EXPLAIN_FLAGS, 'explain');
 
-    for (const method of ['ig', 'saliency', 'smoothgrad', 'gradcam', 'occlusion']) {
+    for (const method of ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradientshap --baselines black', 'gradientshap --baselines blur', 'gradcam', 'occlusion']) {
       it(`--method ${method} writes one overlay PNG per image and prints the prediction`, async () => {
         fs.mkdirSync(path.join(dir, 'model'), { recursive: true });
-        const out = path.join(dir, `out-${method}`);
-        const { flags: f, positional } = flags(['--model', path.join(dir, 'model'), '--method', method, '--steps', '8', '--samples', '3', '--out', out, '--size', '64', ...images]);
+        const out = path.join(dir, `out-${method.replace(/ /g, '')}`);
+        const { flags: f, positional } = flags(['--model', path.join(dir, 'model'), '--method', ...method.split(' '), '--steps', '8', '--samples', '3', '--out', out, '--size', '64', ...images]);
         const lines: string[] = [];
         const before = kiln.memory().numTensors;
         expect(await explainCommand(f, positional, (s) => lines.push(s))).to.equal(0);
@@ -461,7 +461,7 @@ describe('44 explanation methods', function () {
         expect(lines).to.have.length(2);
         expect(lines[0]).to.match(/red\.png: predicted (circle|square|triangle) \(\d+\.\d%\)/);
         for (const name of ['red', 'blue']) {
-          const meta = await sharp(path.join(out, `${name}.${method}.png`)).metadata();
+          const meta = await sharp(path.join(out, `${name}.${method.split(' ')[0]}.png`)).metadata();
           expect([meta.width, meta.height]).to.deep.equal([64, 64]);
         }
       });
@@ -493,6 +493,7 @@ describe('44 explanation methods', function () {
       await rejects(run(['--model', path.join(dir, 'missing')]), /does not exist/);
       await rejects(run(['--model', path.join(dir, 'model'), '--method', 'occlusion', '--window', '40']), /--window 40 is larger/);
       expect(() => flags(['--method', 'lime'])).to.throw(UsageError, /--method must be one of/);
+      expect(() => flags(['--method', 'gradientshap', '--baselines', 'grey'])).to.throw(UsageError, /--baselines must be one of black, blur, both/);
     });
   });
 });

@@ -5,7 +5,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Tensor } from '../tensor/tensor';
-import { tensor } from '../tensor/creation';
+import { tensor, zerosLike } from '../tensor/creation';
+import { cat } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Device } from '../tensor/dtype';
@@ -13,6 +14,8 @@ import { normalize } from '../data/transforms/base';
 import { decodeImage } from '../data/decode';
 import { integratedGradients, saliency } from '../explain/attributions';
 import { noiseTunnel } from '../explain/noise';
+import { gradientShap } from '../explain/shap';
+import { gaussianBlur } from '../robust/filters';
 import { gradCam, defaultCamLayer } from '../explain/gradcam';
 import { occlusion } from '../explain/occlusion';
 import { heatmapPixels, encodePng, Sign } from '../explain/render';
@@ -22,7 +25,7 @@ import { loadTrained } from './inference';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
-const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradcam', 'occlusion'] as const;
+const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion'] as const;
 
 /** Options of `kiln explain`. */
 export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
@@ -30,8 +33,9 @@ export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
   method: { type: 'string', choices: METHODS, default: 'gradcam', help: 'attribution method' },
   target: { type: 'string', help: 'class to explain, by name or index (default: the predicted class)', meta: 'class' },
   steps: { type: 'int', min: 2, default: 50, help: 'ig: points on the integration path' },
-  samples: { type: 'int', min: 1, default: 20, help: 'smoothgrad: noisy samples per image' },
-  stdevs: { type: 'number', min: 0, help: "smoothgrad: noise standard deviation in the normalised input's units (default: 15% of the input's range)" },
+  samples: { type: 'int', min: 1, default: 20, help: 'smoothgrad, gradientshap: random draws per image' },
+  stdevs: { type: 'number', min: 0, help: "smoothgrad, gradientshap: noise standard deviation in the normalised input's units (default: 15% of the input's range for smoothgrad, 0 for gradientshap)" },
+  baselines: { type: 'string', choices: ['black', 'blur', 'both'], default: 'both', help: "gradientshap: reference images, a black image and/or the image blurred (Gaussian, σ = 1/8 of the shorter side)" },
   layer: { type: 'string', help: 'gradcam: dotted layer name (default: the last layer with spatial feature maps)', meta: 'name' },
   window: { type: 'int', min: 1, help: "occlusion: side of the square window (default: 1/8 of the image's shorter side, at least 2)" },
   stride: { type: 'int', min: 1, help: 'occlusion: window stride (default: half the window)' },
@@ -98,6 +102,12 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
         else if (method === 'smoothgrad') {
           const range = (x.amax([0, 1, 2, 3]).item() - x.amin([0, 1, 2, 3]).item()) || 1;
           attr = noiseTunnel(m.model, x, { target: cls, samples: f.samples as number | undefined, stdevs: (f.stdevs as number | undefined) ?? 0.15 * range });
+        } else if (method === 'gradientshap') {
+          const sigma = Math.min(H, W) / 8;
+          const choice = (f.baselines as string | undefined) ?? 'both';
+          const refs = [...(choice === 'blur' ? [] : [zerosLike(chw, { dtype: 'float32' })]), ...(choice === 'black' ? [] : [gaussianBlur(chw.float().div(255), sigma)])];
+          const baselines = norm(cat(refs).to({ device }));
+          attr = gradientShap(m.model, x, { target: cls, baselines, samples: f.samples as number | undefined, stdevs: f.stdevs as number | undefined }).attributions;
         } else if (method === 'gradcam') {
           layer ??= defaultCamLayer(m.model, x);
           attr = gradCam(m.model, x, { target: cls, layer });

@@ -51,6 +51,20 @@ export function positiveInt(v: unknown, name: string, dflt: number): number {
   return v;
 }
 
+/** A finite number ≥ 0 option (or its default); `what` says what it is in the error. */
+export function nonNegativeNumber(v: unknown, name: string, dflt: number, what: string): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw invalidParameterError(name, `a finite number ≥ 0 (${what})`, v);
+  return v;
+}
+
+/** A boolean option (or its default). */
+export function boolOption(v: unknown, name: string, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw invalidParameterError(name, 'true or false', v);
+  return v;
+}
+
 /** Resolves `target` for a batch of `n` on `device` (one readback for a tensor target). */
 export function targetIndex(target: Target, n: number, device: string): TargetIndex {
   if (target instanceof Tensor) {

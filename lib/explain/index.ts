@@ -1,7 +1,8 @@
 /**
  * `kiln.explain`: attributions for image classifiers — integrated gradients, saliency, input ×
- * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), Grad-CAM, occlusion — and heat-map
- * rendering (PNG via sharp), following Captum's definitions.
+ * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), GradientShap, Grad-CAM, occlusion —,
+ * Captum's metrics of explanations (infidelity, max-sensitivity) and heat-map rendering (PNG via
+ * sharp), following Captum's definitions.
  */
 export { integratedGradients, saliency, inputXGradient, riemann, IntegratedGradientsOptions, Attribution } from './attributions';
 export { Target, Classifier } from './common';
@@ -12,3 +13,7 @@ export {
   heatmap, heatmaps, heatmapPixels, saveHeatmap, encodePng, normalizeAttribution, cumulativeSumThreshold, colormapTable,
   HeatmapOptions, Sign, COLORMAP_NAMES, ColormapName,
 } from './render';
+export { gradientShap, GradientShapOptions, GradientShapResult } from './shap';
+export {
+  infidelity, sensitivityMax, InfidelityOptions, SensitivityOptions, InfidelityPerturb, SensitivityPerturb, ExplanationFunction,
+} from './metrics';

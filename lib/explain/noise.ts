@@ -10,7 +10,7 @@ import { randn } from '../tensor/creation';
 import { cat } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { Module } from '../nn/module';
-import { Classifier, Target, addInto, checkModel, checkInput, checkOptions, positiveInt, targetIndex } from './common';
+import { Classifier, Target, addInto, checkModel, checkInput, checkOptions, nonNegativeNumber, positiveInt, targetIndex } from './common';
 import { integratedGradients, saliency, inputXGradient, Attribution } from './attributions';
 
 /** How the noisy attributions are combined: mean, mean of squares, or variance (Captum's nt_type). */
@@ -64,9 +64,7 @@ export function noiseTunnel(model: Classifier | Module, x: Tensor, o: NoiseTunne
   checkInput(x, 'noiseTunnel');
   checkOptions(o, 'noiseTunnel');
   const samples = positiveInt(o.samples, 'samples', 5);
-  const stdevs = o.stdevs ?? 1.0;
-  if (typeof stdevs !== 'number' || !Number.isFinite(stdevs) || stdevs < 0)
-    throw invalidParameterError('stdevs', 'a finite number ≥ 0 (the absolute standard deviation of the noise)', o.stdevs);
+  const stdevs = nonNegativeNumber(o.stdevs, 'stdevs', 1.0, 'the absolute standard deviation of the noise');
   const type = o.type ?? 'smoothgrad';
   if (!TYPES.includes(type)) throw invalidParameterError('type', "'smoothgrad', 'smoothgradSq' or 'vargrad'", o.type);
   const method = resolveMethod(o.method);
