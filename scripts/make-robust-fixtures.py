@@ -11,6 +11,10 @@
   deterministic cores of Kiln's versions can be fed the same draws. Glass blur and fog take the
   image size where make_cifar_c.py hard-codes 32 (as the imagecorruptions package does); motion
   blur is imagecorruptions' NumPy re-implementation of ImageMagick's (make_cifar_c.py calls Wand).
+- Spatter and snow: make_cifar_c.py's code (the image's size where it hard-codes 32) run after all the cases
+  above, so their draws do not shift the older ones; snow's layer is blurred by the same NumPy motion blur on its
+  8-bit PNG values and rounded back to 8 bits. The OpenCV steps of spatter (Canny, distanceTransform, blur,
+  equalizeHist, filter2D) are also run alone on random inputs from their own generator.
 
 Needs Debian's python3-torch, python3-skimage, python3-opencv, python3-scipy, python3-pil:
   /usr/bin/python3 scripts/make-robust-fixtures.py
