@@ -11,6 +11,10 @@
   deterministic cores of Kiln's versions can be fed the same draws. Glass blur and fog take the
   image size where make_cifar_c.py hard-codes 32 (as the imagecorruptions package does); motion
   blur is imagecorruptions' NumPy re-implementation of ImageMagick's (make_cifar_c.py calls Wand).
+- Spatter and snow: make_cifar_c.py's code (the image's size where it hard-codes 32) run after all the cases
+  above, so their draws do not shift the older ones; snow's layer is blurred by the same NumPy motion blur on its
+  8-bit PNG values and rounded back to 8 bits. The OpenCV steps of spatter (Canny, distanceTransform, blur,
+  equalizeHist, filter2D) are also run alone on random inputs from their own generator.
 
 Needs Debian's python3-torch, python3-skimage, python3-opencv, python3-scipy, python3-pil:
   /usr/bin/python3 scripts/make-robust-fixtures.py
@@ -364,12 +368,101 @@ for sev in (1, 3, 5):
     unit = np.concatenate([d.ravel() / a[1] for _, a, _, d in r.calls])
     random_corruptions.setdefault('fog', {})[str(sev)] = dict(draws=full(unit), out=r6(out.transpose(2, 0, 1)))
 
+# ---------------------------------------------------------------- spatter and snow (CIFAR-10-C maths, recorded draws; drawn after all the cases above)
+def spatter(x, c):
+    x = np.array(x, dtype=np.float32) / 255.
+    liquid_layer = np.random.normal(size=x.shape[:2], loc=c[0], scale=c[1])
+    liquid_layer = gaussian(liquid_layer, sigma=c[2])
+    liquid_layer[liquid_layer < c[3]] = 0
+    if c[5] == 0:
+        liquid_layer = (liquid_layer * 255).astype(np.uint8)
+        dist = 255 - cv2.Canny(liquid_layer, 50, 150)
+        dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
+        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+        dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
+        dist = cv2.equalizeHist(dist)
+        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+        dist = cv2.filter2D(dist, cv2.CV_8U, ker)
+        dist = cv2.blur(dist, (3, 3)).astype(np.float32)
+        m = cv2.cvtColor(liquid_layer * dist, cv2.COLOR_GRAY2BGRA)
+        m /= np.max(m, axis=(0, 1))
+        m *= c[4]
+        color = np.concatenate((175 / 255. * np.ones_like(m[..., :1]),
+                                238 / 255. * np.ones_like(m[..., :1]),
+                                238 / 255. * np.ones_like(m[..., :1])), axis=2)
+        color = cv2.cvtColor(color, cv2.COLOR_BGR2BGRA)
+        x = cv2.cvtColor(x, cv2.COLOR_BGR2BGRA)
+        return cv2.cvtColor(np.clip(x + m * color, 0, 1), cv2.COLOR_BGRA2BGR)
+    else:
+        m = np.where(liquid_layer > c[3], 1, 0)
+        m = gaussian(m.astype(np.float32), sigma=c[4])
+        m[m < 0.8] = 0
+        color = np.concatenate((63 / 255. * np.ones_like(x[..., :1]),
+                                42 / 255. * np.ones_like(x[..., :1]),
+                                20 / 255. * np.ones_like(x[..., :1])), axis=2)
+        color *= m[..., np.newaxis]
+        x *= (1 - m[..., np.newaxis])
+        return np.clip(x + color, 0, 1)
+
+
+def snow(x, c):
+    x = np.array(x, dtype=np.float32) / 255.
+    snow_layer = np.random.normal(size=x.shape[:2], loc=c[0], scale=c[1])
+    snow_layer = clipped_zoom(snow_layer[..., np.newaxis], c[2])
+    snow_layer[snow_layer < c[3]] = 0
+    # the reference writes the layer as an 8-bit greyscale PNG and has ImageMagick (Wand) blur it; Wand is not
+    # installed, so imagecorruptions' NumPy version of that blur runs on the same 8-bit values, and its result is
+    # rounded to 8 bits as the blurred PNG that cv2.imdecode reads back
+    snow_layer = (np.clip(snow_layer.squeeze(), 0, 1) * 255).astype(np.uint8)
+    snow_layer = _motion_blur(snow_layer, radius=c[4], sigma=c[5], angle=np.random.uniform(-135, -45))
+    snow_layer = np.clip(np.round(snow_layer), 0, 255).astype(np.uint8) / 255.
+    snow_layer = snow_layer[..., np.newaxis]
+    x = c[6] * x + (1 - c[6]) * np.maximum(x, cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).reshape(x.shape[0], x.shape[1], 1) * 1.5 + 0.5)
+    return np.clip(x + snow_layer + np.rot90(snow_layer, k=2), 0, 1)
+
+
+SPATTER = [(0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
+           (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)]
+SNOW = [(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)]
+for sev in (1, 2, 3, 4, 5):
+    for k in range(2):
+        with Recorder('normal') as r:
+            out = spatter(img, SPATTER[sev - 1])
+        assert np.isfinite(out).all(), 'spatter: the reference divided 0 by 0 (no liquid left after the threshold)'
+        random_corruptions.setdefault('spatter', {})[f'{sev}.{k}'] = dict(layer=full(r.calls[0][3]), out=r6(np.asarray(out).transpose(2, 0, 1)))
+for sev in (1, 2, 3, 4, 5):
+    for k in range(2):
+        with Recorder('normal', 'uniform') as r:
+            out = snow(img, SNOW[sev - 1])
+        (_, _, _, layer), (_, _, _, angle) = r.calls
+        random_corruptions.setdefault('snow', {})[f'{sev}.{k}'] = dict(layer=full(layer), angle=float(angle), out=r6(out.transpose(2, 0, 1)))
+
+# ---------------------------------------------------------------- the OpenCV steps of spatter, each on random inputs (own generator)
+cvr = np.random.RandomState(11)
+opencv_steps = []
+for h, w, holes in ((20, 27, 0.04), (9, 13, 0), (32, 32, 0.1)):  # holes: the share of zeros for the distance transform
+    liquid = gaussian(cvr.normal(0.65, 0.3, size=(h, w)), sigma=1)
+    liquid[liquid < 0.69] = 0
+    src = (liquid * 255).astype(np.uint8)  # a liquid layer, as spatter makes it
+    noise = cvr.randint(0, 256, size=(h, w)).astype(np.uint8)
+    binary = np.where(cvr.uniform(size=(h, w)) < holes, 0, 255).astype(np.uint8)
+    reals = (cvr.uniform(0, 20, size=(h, w)) * 65536).round().astype(np.float32) / np.float32(65536)  # as distanceTransform's
+    opencv_steps.append(dict(
+        h=h, w=w, liquid=src.ravel().tolist(), noise=noise.ravel().tolist(), binary=binary.ravel().tolist(), reals=full(reals),
+        cannyLiquid=cv2.Canny(src, 50, 150).ravel().tolist(), cannyNoise=cv2.Canny(noise, 50, 150).ravel().tolist(),
+        distance=full(cv2.distanceTransform(binary, cv2.DIST_L2, 5)),
+        distanceOfEdges=full(cv2.distanceTransform(255 - cv2.Canny(src, 50, 150), cv2.DIST_L2, 5)),
+        blurReals=full(cv2.blur(reals, (3, 3))), blurBytes=cv2.blur(noise, (3, 3)).ravel().tolist(),
+        equalized=cv2.equalizeHist(noise).ravel().tolist(), equalizedLiquid=cv2.equalizeHist(src).ravel().tolist(),
+        filtered=cv2.filter2D(noise, cv2.CV_8U, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])).ravel().tolist()))
+
 with open(OUT, 'w') as fh:
     json.dump(dict(
         model=dict(weights=weights, mean=MEAN, std=STD),
         pixels=dict(shape=list(pixels.shape), values=r6(pixels)),
         labels=labels.tolist(), targets=targets.tolist(), attacks=attacks,
         image=dict(shape=[3, 16, 16], values=img.transpose(2, 0, 1).ravel().tolist()),
-        corruptions=corruptions, randomCorruptions=random_corruptions,
+        corruptions=corruptions, randomCorruptions=random_corruptions, opencvSteps=opencv_steps,
     ), fh)
 print('wrote', OUT)

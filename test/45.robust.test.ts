@@ -10,6 +10,9 @@ import { expect } from 'chai';
 import * as kiln from '../lib';
 import { expectKilnError, maxAbsDiff } from './helpers';
 import { glassBlurCore, motionBlurCore, elasticTransformCore, fogCore, plasmaFractal } from '../lib/robust/corruptions-random';
+import { spatterCore, SpatterParams } from '../lib/robust/corruptions-spatter';
+import { snowCore, SnowParams } from '../lib/robust/corruptions-snow';
+import { canny, distanceTransform, boxBlur3, boxBlur3U8, equalizeHist, filter2dU8 } from '../lib/robust/opencv';
 
 const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'robust.json'), 'utf8'));
@@ -433,7 +436,7 @@ describe(`45 robust (${DEVICE})`, function () {
       kiln.manualSeed(4);
       const x = kiln.tidy(() => nn.functional.interpolate(kiln.rand([4, 3, 16, 16]), { size: [32, 32], mode: 'bilinear', alignCorners: false }).to({ device: DEVICE }));
       const before = kiln.memory().numTensors;
-      for (const name of ['glassBlur', 'motionBlur', 'elasticTransform', 'fog'] as const) {
+      for (const name of ['glassBlur', 'motionBlur', 'elasticTransform', 'fog', 'snow', 'spatter'] as const) {
         const dist: number[] = [];
         for (let sev = 1; sev <= 5; sev++) {
           let d = 0;
@@ -449,7 +452,8 @@ describe(`45 robust (${DEVICE})`, function () {
           }
           dist.push(d);
         }
-        expect(Math.min(...dist), `${name} changes the image`).to.be.above(0.01);
+        // spatter's mildest water wets only the few pixels where the blurred layer passes its threshold (0.7 over a mean of 0.62)
+        expect(Math.min(...dist), `${name} changes the image`).to.be.above(name === 'spatter' ? 0.002 : 0.01);
         // CIFAR-10-C's elastic severities trade the global affine warp for local displacement: on these images its mean
         // pixel change falls with severity (the reference's does too), so only the others are checked for growth
         if (name !== 'elasticTransform') expect(dist[3] + dist[4], `${name} severities 4-5 vs 1-2`).to.be.above(dist[0] + dist[1]);
@@ -487,6 +491,138 @@ describe(`45 robust (${DEVICE})`, function () {
       const flat = x.flatten(1);
       await rejects(robust.corrupt(flat, 'motionBlur', 1), '[N, C, H, W]');
       for (const t of [x, bad, outside, flat]) t.dispose();
+    });
+  });
+
+  describe('spatter and snow', () => {
+    const RC = FIX.randomCorruptions;
+    const image = (dtype: kiln.DType = 'float32') => kiln.tidy(() => kiln.tensor(FIX.image.values, { shape: [1, ...FIX.image.shape], device: DEVICE, dtype }).div(255));
+    // CIFAR-10-C's parameters, as in make_cifar_c.py (the fixture script's copy)
+    const spatterSev: SpatterParams[] = [[0.62, 0.1, 0.7, 0.7, 0.5, 0], [0.65, 0.1, 0.8, 0.7, 0.5, 0], [0.65, 0.3, 1, 0.69, 0.5, 0], [0.65, 0.1, 0.7, 0.69, 0.6, 1], [0.65, 0.1, 0.5, 0.68, 0.6, 1]];
+    const snowSev: SnowParams[] = [[0.1, 0.2, 1, 0.6, 8, 3, 0.95], [0.1, 0.2, 1, 0.5, 10, 4, 0.9], [0.15, 0.3, 1.75, 0.55, 10, 4, 0.9], [0.25, 0.3, 2.25, 0.6, 12, 6, 0.85], [0.3, 0.3, 1.25, 0.65, 14, 12, 0.8]];
+    const layer = (values: number[]) => kiln.tensor(values, { shape: [1, 16, 16], dtype: 'float64', device: DEVICE });
+    /** how many values differ (exact comparison) */
+    const mismatches = (a: ArrayLike<number>, b: number[]) => {
+      expect(a.length).to.equal(b.length);
+      let n = 0;
+      for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) n++;
+      return n;
+    };
+
+    it("spatter's OpenCV steps equal cv2 4.6's outputs on random inputs, value for value", () => {
+      const u8 = (a: number[]) => Uint8Array.from(a);
+      for (const s of FIX.opencvSteps as Record<string, any>[]) {
+        const { h, w } = s;
+        const at = `${h}×${w}`;
+        expect(mismatches(canny(u8(s.liquid), h, w, 50, 150), s.cannyLiquid), `Canny of a liquid layer ${at}`).to.equal(0);
+        expect(mismatches(canny(u8(s.noise), h, w, 50, 150), s.cannyNoise), `Canny of noise ${at}`).to.equal(0);
+        expect(s.cannyLiquid.filter((v: number) => v === 255).length, `edges found ${at}`).to.be.above(0);
+        expect(mismatches(distanceTransform(u8(s.binary), h, w), s.distance), `distance transform ${at}`).to.equal(0);
+        expect(mismatches(distanceTransform(Uint8Array.from(s.cannyLiquid, (v: number) => 255 - v), h, w), s.distanceOfEdges), `distance to edges ${at}`).to.equal(0);
+        expect(mismatches(boxBlur3(Float32Array.from(s.reals), h, w), s.blurReals), `float32 blur ${at}`).to.equal(0);
+        expect(mismatches(boxBlur3U8(u8(s.noise), h, w), s.blurBytes), `8-bit blur ${at}`).to.equal(0);
+        expect(mismatches(equalizeHist(u8(s.noise)), s.equalized), `equalizeHist of noise ${at}`).to.equal(0);
+        expect(mismatches(equalizeHist(u8(s.liquid)), s.equalizedLiquid), `equalizeHist of a liquid layer ${at}`).to.equal(0);
+        expect(mismatches(filter2dU8(u8(s.noise), h, w, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]), s.filtered), `8-bit filter2D ${at}`).to.equal(0);
+      }
+      // one case has no zero pixel: cv2 then reports its cap, 8192, everywhere
+      expect((FIX.opencvSteps as { binary: number[]; distance: number[] }[]).some((s) => s.binary.every((v) => v === 255) && s.distance.every((v) => v === 8192))).to.equal(true);
+    });
+
+    it("spatter's core matches make_cifar_c.py given NumPy's draws (water at severities 1-3, mud at 4-5), from float32 and float64 pixels", () => {
+      for (const dtype of ['float32', 'float64'] as const) {
+        let worst = 0;
+        for (const [key, c] of Object.entries(RC.spatter as Record<string, { layer: number[]; out: number[] }>)) {
+          const out = kiln.tidy(() => spatterCore(image(dtype), spatterSev[+key.split('.')[0] - 1], layer(c.layer)).clamp(0, 1));
+          expect(out.dtype).to.equal(dtype);
+          worst = Math.max(worst, kiln.tidy(() => maxAbsDiff(out.cpu().float(), c.out)));
+          out.dispose();
+        }
+        // the fixture rounds to 1e-6; the rest is float32 rounding (the reference's pipeline is float32)
+        expect(worst, dtype).to.be.at.most(1e-6);
+      }
+    });
+
+    it("snow's core matches make_cifar_c.py given NumPy's draws and angles (imagecorruptions' blur for Wand's)", () => {
+      for (const dtype of ['float32', 'float64'] as const) {
+        let worst = 0;
+        for (const [key, c] of Object.entries(RC.snow as Record<string, { layer: number[]; angle: number; out: number[] }>)) {
+          const angle = kiln.tensor([c.angle], { dtype: 'float64', device: DEVICE });
+          const out = kiln.tidy(() => snowCore(image(dtype), snowSev[+key.split('.')[0] - 1], layer(c.layer), angle).clamp(0, 1));
+          worst = Math.max(worst, kiln.tidy(() => maxAbsDiff(out.cpu().float(), c.out)));
+          out.dispose();
+          angle.dispose();
+        }
+        expect(worst, dtype).to.be.at.most(1e-6);
+      }
+    });
+
+    it('spatter without liquid leaves the image as it is (the reference divides 0 by 0 there); mud everywhere paints the mud colour', () => {
+      const x = image();
+      const dry = kiln.zeros([1, 16, 16], { dtype: 'float64', device: DEVICE });
+      for (const sev of [1, 2, 3]) {
+        const out = spatterCore(x, spatterSev[sev - 1], dry);
+        expect(maxAbsDiff(out.cpu(), x.cpu()), `water, severity ${sev}`).to.equal(0);
+        out.dispose();
+      }
+      // a layer far above the threshold: the blurred mask is 1 everywhere, so x·(1 − 1) + colour·1
+      const soaked = kiln.full([1, 16, 16], 5, { dtype: 'float64', device: DEVICE });
+      const mud = spatterCore(x, spatterSev[4], soaked);
+      const expected = [63, 42, 20].flatMap((v) => new Array(256).fill(Math.fround(v / 255)));
+      expect(maxAbsDiff(mud.cpu(), expected)).to.equal(0);
+      for (const t of [x, dry, soaked, mud]) t.dispose();
+    });
+
+    it('other image sizes, grey images and float64 work; seeded runs repeat; repeated calls leak no tensors', async () => {
+      kiln.manualSeed(5);
+      const sizes: [number, number, number][] = [[3, 20, 28], [1, 9, 13], [3, 48, 40]];
+      for (const name of ['spatter', 'snow'] as const) {
+        for (const [c, h, w] of sizes) {
+          const x = kiln.rand([2, c, h, w], { device: DEVICE, dtype: c === 1 ? 'float64' : 'float32' });
+          const before = kiln.memory().numTensors;
+          for (const sev of [1, 3, 5]) {
+            const a = await robust.corrupt(x, name, sev, { seed: 11 });
+            const b = await robust.corrupt(x, name, sev, { seed: 11 });
+            expect(a.shape, `${name} ${c}×${h}×${w}`).to.deep.equal(x.shape);
+            expect(a.dtype).to.equal(x.dtype);
+            expect(kiln.tidy(() => maxAbsDiff(a.cpu(), b.cpu())), `${name} ${sev} seeded`).to.equal(0);
+            expect(kiln.tidy(() => [a.min().item(), a.max().item()])).to.satisfy(([lo, hi]: number[]) => lo >= 0 && hi <= 1);
+            a.dispose();
+            b.dispose();
+          }
+          expect(kiln.memory().numTensors, `${name} ${c}×${h}×${w} leaks`).to.equal(before);
+          x.dispose();
+        }
+      }
+      expect(robust.CORRUPTIONS.length).to.equal(18);
+      expect(robust.corruptionFamilies().snow).to.equal('weather');
+      expect(robust.corruptionFamilies().spatter).to.equal('digital');
+    });
+
+    it('bad draws, images and arguments give KilnErrors that name the problem', async () => {
+      const x = image();
+      const bad = kiln.zeros([1, 3]);
+      expectKilnError(() => spatterCore(x, spatterSev[0], bad), 'INVALID_ARGUMENT', 'spatter: layer', '[1, 16, 16]');
+      const good = kiln.zeros([1, 16, 16], { dtype: 'float64' });
+      expectKilnError(() => snowCore(x, snowSev[0], bad, kiln.zeros([1])), 'INVALID_ARGUMENT', 'snow: layer', '[1, 16, 16]');
+      expectKilnError(() => snowCore(x, snowSev[0], good, bad), 'INVALID_ARGUMENT', 'snow: angles', '[1]');
+      expectKilnError(() => canny(new Uint8Array(5), 2, 3, 50, 150), 'INVALID_ARGUMENT', 'canny', '2·3', '5 values');
+      expectKilnError(() => distanceTransform(new Uint8Array(0), 0, 0), 'INVALID_ARGUMENT', 'distanceTransform', 'h, w ≥ 1');
+      expectKilnError(() => filter2dU8(new Uint8Array(4), 2, 2, [[0.5, 0, 0], [0, 1, 0], [0, 0, 0]]), 'INVALID_ARGUMENT', 'kernel', '3×3 integers');
+      await rejects(robust.corrupt(x, 'spatter', 0), 'severity');
+      await rejects(robust.corrupt(x, 'snow', 6), 'severity');
+      await rejects(robust.corrupt(x, 'snow', 1, { seed: 1.5 }), 'seed');
+      await rejects(robust.corrupt(x, 'Snow' as kiln.robust.CorruptionName, 1), 'name', 'spatter');
+      const outside = kiln.tidy(() => x.mul(2));
+      await rejects(robust.corrupt(outside, 'spatter', 1), 'pixels in [0, 1]');
+      const four = kiln.rand([1, 4, 8, 8]);
+      await rejects(robust.corrupt(four, 'snow', 1), '1 or 3 channels');
+      const ints = kiln.zeros([1, 3, 8, 8], { dtype: 'int64' });
+      await rejects(robust.corrupt(ints, 'spatter', 1), 'floating-point');
+      const freed = kiln.rand([1, 3, 8, 8]);
+      freed.dispose();
+      await rejects(robust.corrupt(freed, 'snow', 1), 'disposed');
+      for (const t of [x, bad, good, outside, four, ints]) t.dispose();
     });
   });
 
@@ -554,7 +690,7 @@ describe(`45 robust (${DEVICE})`, function () {
     it('rejects bad options', async () => {
       const model = fixtureModel();
       const x = kiln.rand([4, 3, 8, 8], { device: DEVICE }), y = kiln.tensor([0, 1, 2, 0], { dtype: 'int64', device: DEVICE });
-      for (const [o, frag] of [[{ severities: [0] }, 'severities'], [{ corruptions: ['snow'] }, 'corruptions'], [{ attacks: [{ eps: -1 }] }, 'eps'], [{ limit: 0 }, 'limit'], [{ batchSize: 0 }, 'batchSize']] as const) {
+      for (const [o, frag] of [[{ severities: [0] }, 'severities'], [{ corruptions: ['frost'] }, 'corruptions'], [{ attacks: [{ eps: -1 }] }, 'eps'], [{ limit: 0 }, 'limit'], [{ batchSize: 0 }, 'batchSize']] as const) {
         const e = await robust.robustnessReport(model, { x, y }, o as kiln.robust.RobustnessReportOptions).then(() => null, (err) => err);
         expect(e, frag).to.be.instanceOf(kiln.KilnError);
         expect((e as Error).message).to.include(frag);

@@ -28,11 +28,12 @@ export function draw(x: Tensor, seeded: boolean, make: (o: CreateOptions) => Ten
 }
 
 /** Uniform draws in [−1, 1) (float64), as NumPy's uniform(−1, 1). */
-function unit(x: Tensor, seeded: boolean, shape: number[]): Tensor {
+export function unit(x: Tensor, seeded: boolean, shape: number[]): Tensor {
   return tidy(() => draw(x, seeded, (o) => rand(shape, { ...o, dtype: 'float64' })).mul(2).sub(1));
 }
 
-function needShape(t: Tensor, shape: number[], what: string): void {
+/** Throws a KilnError naming `what` unless t is a tensor of exactly `shape`. */
+export function needShape(t: Tensor, shape: number[], what: string): void {
   if (!(t instanceof Tensor) || t.ndim !== shape.length || !t.shape.every((v, i) => v === shape[i]))
     throw new KilnError(`${what} must have shape [${shape.join(', ')}], got ${t instanceof Tensor ? `[${t.shape.join(', ')}]` : String(t)}`, 'INVALID_ARGUMENT');
 }

@@ -7,7 +7,7 @@ import { Tensor } from '../tensor/tensor';
 import { tensor } from '../tensor/creation';
 import { where } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
-import { conv2d, pad } from '../nn/functional';
+import { conv2d, pad, interpolate } from '../nn/functional';
 
 /** 1-D Gaussian kernel of scipy.ndimage.gaussian_filter: radius int(truncate·σ + 0.5); σ = 0 is the identity [1]. */
 export function gaussianKernel1d(sigma: number, truncate = 4): number[] {
@@ -86,5 +86,25 @@ export function sampleBilinear(x: Tensor, iy: Tensor, ix: Tensor, fy: Tensor, fx
     const wy = fy.to({ dtype: x.dtype }).unsqueeze(1), wx = fx.to({ dtype: x.dtype }).unsqueeze(1);
     const [top, bottom] = rows.map((r) => at(r, cols[0]).mul(wx.rsub(1)).add(at(r, cols[1]).mul(wx)));
     return top.mul(wy.rsub(1)).add(bottom.mul(wy));
+  });
+}
+
+/** Python's round(): halves to even. */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** CIFAR-10-C's clipped_zoom: the centre crop of 1/z of the image, zoomed back (scipy.ndimage.zoom, order 1) and trimmed. */
+export function clippedZoom(x: Tensor, z: number): Tensor {
+  return tidy(() => {
+    const [h, w] = [x.size(2), x.size(3)];
+    const ch = Math.ceil(h / z), cw = Math.ceil(w / z);
+    const top = Math.floor((h - ch) / 2), left = Math.floor((w - cw) / 2);
+    const crop = x.narrow(2, top, ch).narrow(3, left, cw);
+    const oh = roundHalfEven(ch * z), ow = roundHalfEven(cw * z);
+    const zoomed = interpolate(crop, { size: [oh, ow], mode: 'bilinear', alignCorners: true });
+    const th = Math.floor((oh - h) / 2), tw = Math.floor((ow - w) / 2);
+    return zoomed.narrow(2, th, h).narrow(3, tw, w);
   });
 }
