@@ -15,6 +15,7 @@ import { integratedGradients, saliency } from '../explain/attributions';
 import { noiseTunnel } from '../explain/noise';
 import { gradCam, defaultCamLayer } from '../explain/gradcam';
 import { occlusion } from '../explain/occlusion';
+import { deepLift } from '../explain/deeplift';
 import { heatmapPixels, encodePng, Sign } from '../explain/render';
 import { COLORMAP_NAMES, ColormapName } from '../explain/colormaps';
 import { FlagSpec, UsageError } from './args';
@@ -22,12 +23,12 @@ import { loadTrained } from './inference';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
-const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradcam', 'occlusion'] as const;
+const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradcam', 'occlusion', 'deeplift'] as const;
 
 /** Options of `kiln explain`. */
 export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
-  method: { type: 'string', choices: METHODS, default: 'gradcam', help: 'attribution method' },
+  method: { type: 'string', choices: METHODS, default: 'gradcam', help: 'attribution method (deeplift: against a zero baseline in the normalised input, i.e. the dataset mean colour)' },
   target: { type: 'string', help: 'class to explain, by name or index (default: the predicted class)', meta: 'class' },
   steps: { type: 'int', min: 2, default: 50, help: 'ig: points on the integration path' },
   samples: { type: 'int', min: 1, default: 20, help: 'smoothgrad: noisy samples per image' },
@@ -101,6 +102,8 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
         } else if (method === 'gradcam') {
           layer ??= defaultCamLayer(m.model, x);
           attr = gradCam(m.model, x, { target: cls, layer });
+        } else if (method === 'deeplift') {
+          attr = deepLift(m.model, x, { target: cls });
         } else {
           const win = (f.window as number | undefined) ?? Math.max(2, Math.round(Math.min(H, W) / 8));
           if (win > Math.min(H, W)) throw new UsageError(`--window ${win} is larger than the model's ${H}×${W} input`);
