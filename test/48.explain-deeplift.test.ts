@@ -86,7 +86,9 @@ describe('48 DeepLift and DeepLiftShap', function () {
     atStart = kiln.memory().numTensors;
   });
   after(() => {
-    expect(kiln.memory().numTensors).to.equal(atStart);
+    // every test checks its own count exactly; here, nothing is left behind (tensors that earlier files
+    // left to the GC backstop may be collected meanwhile, hence at most)
+    expect(kiln.memory().numTensors).to.be.at.most(atStart);
   });
 
   describe("agreement with Captum's rules (plain-PyTorch transcription with backward hooks)", () => {
