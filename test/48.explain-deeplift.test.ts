@@ -257,6 +257,20 @@ describe('48 DeepLift and DeepLiftShap', function () {
     });
   });
 
+  describe('with the noise tunnel', () => {
+    it('deepLift is a noise-tunnel method: with stdevs 0 the SmoothGrad mean equals deepLift', () => {
+      const m = reluCnn();
+      kiln.manualSeed(10);
+      const x = kiln.randn([2, 3, 12, 12]);
+      const base = kiln.rand([1, 3, 12, 12]);
+      const dl = E.deepLift(m, x, { target: [1, 2], baselines: base });
+      const nt = E.noiseTunnel(m, x, { target: [1, 2], method: E.deepLift, methodOptions: { baselines: base }, stdevs: 0, samples: 3 });
+      expect(maxAbsDiff(nt, dl)).to.be.below(1e-6);
+      for (const t of [x, base, dl, nt]) t.dispose();
+      m.dispose();
+    });
+  });
+
   describe('side effects', () => {
     it("restores every module's mode and hooks (also after an error), leaves .grad alone and batch-norm statistics untouched", () => {
       const m = reluCnn();
