@@ -18,6 +18,7 @@ import { gradientShap } from '../explain/shap';
 import { gaussianBlur } from '../robust/filters';
 import { gradCam, defaultCamLayer } from '../explain/gradcam';
 import { occlusion } from '../explain/occlusion';
+import { deepLift } from '../explain/deeplift';
 import { heatmapPixels, encodePng, Sign } from '../explain/render';
 import { COLORMAP_NAMES, ColormapName } from '../explain/colormaps';
 import { FlagSpec, UsageError } from './args';
@@ -25,12 +26,12 @@ import { loadTrained } from './inference';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
-const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion'] as const;
+const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift'] as const;
 
 /** Options of `kiln explain`. */
 export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
-  method: { type: 'string', choices: METHODS, default: 'gradcam', help: 'attribution method' },
+  method: { type: 'string', choices: METHODS, default: 'gradcam', help: 'attribution method (deeplift: against a zero baseline in the normalised input, i.e. the dataset mean colour)' },
   target: { type: 'string', help: 'class to explain, by name or index (default: the predicted class)', meta: 'class' },
   steps: { type: 'int', min: 2, default: 50, help: 'ig: points on the integration path' },
   samples: { type: 'int', min: 1, default: 20, help: 'smoothgrad, gradientshap: random draws per image' },
@@ -111,6 +112,8 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
         } else if (method === 'gradcam') {
           layer ??= defaultCamLayer(m.model, x);
           attr = gradCam(m.model, x, { target: cls, layer });
+        } else if (method === 'deeplift') {
+          attr = deepLift(m.model, x, { target: cls });
         } else {
           const win = (f.window as number | undefined) ?? Math.max(2, Math.round(Math.min(H, W) / 8));
           if (win > Math.min(H, W)) throw new UsageError(`--window ${win} is larger than the model's ${H}×${W} input`);

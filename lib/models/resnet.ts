@@ -7,7 +7,10 @@ import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
 import { ModuleSpec } from '../nn/module';
 import { specsOf } from '../nn/spec';
 
-/** torchvision's BasicBlock: conv1, bn1, relu, conv2, bn2, optional downsample. */
+/**
+ * torchvision's BasicBlock: conv1, bn1, relu, conv2, bn2, optional downsample. Both ReLUs go through
+ * the `relu` module (as torchvision reuses `self.relu`), so its forward hooks see both (DeepLift needs that).
+ */
 export class BasicBlock extends Module {
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
@@ -28,12 +31,13 @@ export class BasicBlock extends Module {
   forward(x: Tensor): Tensor {
     const a = this.conv1.call(x);
     const b = this.bn1.call(a); a.dispose();
-    const c = b.relu_();
+    const c = this.relu.call(b); b.dispose();
     const d = this.conv2.call(c); c.dispose();
     const e = this.bn2.call(d); d.dispose();
     const idn = this.downsample ? this.downsample.call(x) : x;
-    const out = e.add_(idn).relu_();
+    e.add_(idn);
     if (idn !== x) idn.dispose();
+    const out = this.relu.call(e); e.dispose();
     return out;
   }
   override toSpec(): ModuleSpec | null {
