@@ -152,10 +152,10 @@ describe('cli: kiln command', function () {
     expect(adv.code, adv.stderr).to.equal(0);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'adv', 'metrics.json'), 'utf8')).config).to.include({ robust: 'fgsm', eps: '4/255' });
     // MixUp / CutMix and a weight EMA from the command line
-    const mix = kilnCli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '64', '--mixup', '0.2', '--cutmix', '1', '--ema', '0.9', '--out', path.join(out, 'mix'), '--json']);
+    const mix = kilnCli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '64', '--balance', '--mixup', '0.2', '--cutmix', '1', '--ema', '0.9', '--out', path.join(out, 'mix'), '--json']);
     expect(mix.code, mix.stderr).to.equal(0);
-    expect(mix.stderr).to.match(/MixUp α 0\.2, CutMix α 1, weight EMA 0\.9/);
-    expect(JSON.parse(fs.readFileSync(path.join(out, 'mix', 'metrics.json'), 'utf8')).config).to.include({ mixup: 0.2, cutmix: 1, ema: 0.9 });
+    expect(mix.stderr).to.match(/class-balanced sampling, MixUp α 0\.2, CutMix α 1, weight EMA 0\.9/);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'mix', 'metrics.json'), 'utf8')).config).to.include({ balance: true, mixup: 0.2, cutmix: 1, ema: 0.9 });
     expectUserError(['train', '--data', 'shapes', '--mixup', '0.2', '--robust', 'pgd'], /--mixup \/ --cutmix and --robust cannot be combined/);
     expectUserError(['train', '--data', 'shapes', '--ema', '1'], /--ema/);
     const lr = kilnCli(['train', '--data', 'shapes', '--limit', '64', '--find-lr', '--out', path.join(out, 'lr'), '--json']);

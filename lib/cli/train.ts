@@ -7,6 +7,8 @@ import { models } from '../models';
 import { SGD, AdamW, Adam } from '../optim/optimizer';
 import { CosineAnnealingLR, OneCycleLR } from '../optim/schedulers';
 import { DataLoader } from '../data/loader';
+import { WeightedRandomSampler, classBalancedWeights } from '../data/sampler';
+import { labelsOf } from '../data/dataset';
 import { compose, normalize, randomCrop, randomHorizontalFlip, BatchTransform } from '../data/transforms';
 import { saveModel } from '../io/model';
 import { Trainer } from '../train/trainer';
@@ -34,6 +36,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   optimizer: { type: 'string', choices: ['sgd', 'adam', 'adamw'], default: 'adamw', help: 'optimizer' },
   'weight-decay': { type: 'number', min: 0, default: 5e-4, help: 'weight decay' },
   schedule: { type: 'string', choices: ['none', 'cosine', 'onecycle'], default: 'onecycle', help: 'learning-rate schedule' },
+  balance: { type: 'boolean', help: 'draw every class equally often (a class-balanced WeightedRandomSampler), for imbalanced data' },
   augment: { type: 'string', choices: ['none', 'basic'], default: 'none', help: 'basic: random crop (pad 2) and horizontal flip' },
   'label-smoothing': { type: 'number', min: 0, max: 0.99, default: 0.1, help: 'label smoothing of the cross-entropy' },
   mixup: { type: 'number', min: 0, default: 0, help: 'MixUp with Beta(α, α) (0: off; e.g. 0.2)', meta: 'alpha' },
@@ -110,7 +113,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
   const config = { data: f.data, model: f.model, width: f.width, epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
     ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}),
-    ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}) };
+    ...(f.balance ? { balance: true } : {}), ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}) };
 
   if (f.resume) checkSameConfig(ckptDir, config);
   manualSeed(seed);
@@ -126,7 +129,8 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   let transform: BatchTransform = norm;
   if (f.augment === 'basic') transform = compose(randomCrop(data.size, { padding: 2 }), randomHorizontalFlip(), norm);
   const bs = f['batch-size'] as number;
-  const trainLoader = new DataLoader(data.train, { batchSize: bs, shuffle: true, seed, transform, device });
+  const sampler = f.balance ? new WeightedRandomSampler(classBalancedWeights(await labelsOf(data.train)), { seed }) : undefined;
+  const trainLoader = new DataLoader(data.train, { batchSize: bs, shuffle: !sampler, sampler, seed, transform, device });
   const testLoader = new DataLoader(data.test, { batchSize: Math.max(bs, 256), transform: norm, device });
   const lr = (f.lr as number | undefined) ?? (f.optimizer === 'sgd' ? 0.1 : 0.01);
   const wd = f['weight-decay'] as number;
@@ -154,7 +158,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (!f.resume) fs.rmSync(ckptDir, { recursive: true, force: true });
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
   const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)
-    + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '');
+    + (f.balance ? ', class-balanced sampling' : '') + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '');
   log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f.resume ? ', resuming' : ''}`);
   const history = await trainer.fit(trainLoader, {
     epochs, validation: testLoader, checkpointDir: ckptDir,

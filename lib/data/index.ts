@@ -12,6 +12,7 @@ export { decodeImage, decodeImages, Decoded, DecodeOptions, Decoder, Fit, IMAGE_
 export { DiskCache } from './disk-cache';
 export { randomSplit, stratifiedSplit } from './split';
 export { DataLoader, DataLoaderOptions } from './loader';
+export { Sampler, WeightedRandomSampler, WeightedRandomSamplerOptions, SubsetRandomSampler, classBalancedWeights } from './sampler';
 export { meanStd } from './stats';
 import * as transforms from './transforms';
 export { transforms };

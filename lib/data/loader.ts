@@ -11,6 +11,7 @@ import { tensor, arange, randperm } from '../tensor/creation';
 import { stack } from '../tensor/ops';
 import { Dataset, Batch, checkDataset } from './dataset';
 import { checkSeed, mixSeed, permutation } from './rng';
+import { Sampler, checkSampler } from './sampler';
 import { BatchTransform, forEvaluation } from './transforms';
 
 /** Options of `DataLoader`. */
@@ -24,6 +25,11 @@ export interface DataLoaderOptions {
    * libtorch's generator. Without it, the order comes from `randperm` (set by `kiln.manualSeed`).
    */
   seed?: number;
+  /**
+   * which indices each epoch reads, in order (PyTorch's `sampler`): a `WeightedRandomSampler`
+   * (e.g. over `classBalancedWeights(labels)`), a `SubsetRandomSampler`, or your own; excludes `shuffle`
+   */
+  sampler?: Sampler;
   /** drop the last, smaller batch (default false) */
   dropLast?: boolean;
   /** batches prepared ahead of the one being consumed (default 2; 0: none) */
@@ -56,6 +62,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   readonly batchSize: number;
   readonly shuffle: boolean;
   readonly seed: number | undefined;
+  readonly sampler: Sampler | undefined;
   readonly dropLast: boolean;
   readonly prefetch: number;
   readonly concurrency: number;
@@ -82,6 +89,8 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.batchSize = int(options.batchSize, 'batchSize', 1, 32);
     this.shuffle = bool(options.shuffle, 'shuffle', false);
     this.seed = options.seed === undefined ? undefined : checkSeed(options.seed);
+    this.sampler = options.sampler === undefined ? undefined : checkSampler(options.sampler);
+    if (this.sampler && this.shuffle) throw new KilnError('DataLoader: sampler and shuffle exclude each other (the sampler decides the order)', 'INVALID_ARGUMENT');
     this.dropLast = bool(options.dropLast, 'dropLast', false);
     this.prefetch = int(options.prefetch, 'prefetch', 0, 2);
     this.concurrency = int(options.concurrency, 'concurrency', 1, 16);
@@ -97,7 +106,7 @@ export class DataLoader implements AsyncIterable<Batch> {
 
   /** Batches per epoch. */
   get length(): number {
-    const n = this.dataset.length;
+    const n = this.sampler?.length ?? this.dataset.length;
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
@@ -113,6 +122,14 @@ export class DataLoader implements AsyncIterable<Batch> {
 
   private order(epoch: number, native: boolean): Order {
     const n = this.dataset.length;
+    if (this.sampler) {
+      const a = this.sampler.indices(epoch);
+      if (!(a instanceof Int32Array) || a.length !== this.sampler.length)
+        throw new KilnError(`DataLoader: sampler.indices(${epoch}) must return an Int32Array of sampler.length (${this.sampler.length}) indices`, 'INVALID_ARGUMENT');
+      for (let i = 0; i < a.length; i++)
+        if (a[i] < 0 || a[i] >= n) throw new KilnError(`DataLoader: the sampler gave index ${a[i]}, outside the data set's ${n} samples`, 'INVALID_ARGUMENT');
+      return native ? { kind: 'tensor', t: tensor(a, { dtype: 'int64' }) } : { kind: 'array', a };
+    }
     if (!this.shuffle) return native ? { kind: 'tensor', t: arange(n) } : { kind: 'array', a: Int32Array.from({ length: n }, (_, i) => i) };
     if (this.seed !== undefined) {
       const p = permutation(n, mixSeed(this.seed, epoch));
@@ -128,7 +145,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   /** Reads batch k (uint8 or float, on the CPU), moved to the device. */
   private async produce(order: Order, k: number): Promise<Batch> {
     const start = k * this.batchSize;
-    const len = Math.min(this.batchSize, this.dataset.length - start);
+    const len = Math.min(this.batchSize, (order.kind === 'tensor' ? order.t.size(0) : order.a.length) - start);
     let b: Batch;
     if (order.kind === 'tensor') {
       const idx = order.t.narrow(0, start, len);

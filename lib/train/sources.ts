@@ -72,7 +72,7 @@ export function toSource(data: unknown, name: string, o: { batchSize?: number; s
   const batchSize = o.batchSize ?? 32;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw invalidParameterError('batchSize', 'a positive integer', o.batchSize);
   if (data instanceof DataLoader) {
-    return { batches: (e) => { data.setEpoch(e); return data; }, length: data.length, size: data.dataset.length, owned: true, classNames: data.dataset.classNames };
+    return { batches: (e) => { data.setEpoch(e); return data; }, length: data.length, size: data.sampler?.length ?? data.dataset.length, owned: true, classNames: data.dataset.classNames };
   }
   if (isTensorPair(data)) {
     const tb = new TensorBatches(data.x, data.y, batchSize, o.shuffle ?? false, o.seed ?? 0);
@@ -110,6 +110,7 @@ export async function splitForValidation(data: unknown, fraction: number, seed: 
     };
   }
   const loader = data instanceof DataLoader ? data : null;
+  if (loader?.sampler) throw new KilnError("validationSplit cannot split a DataLoader with a sampler (the sampler's indices refer to the whole data set): split the data first (stratifiedSplit) and pass `validation`", 'INVALID_ARGUMENT');
   const ds = loader ? loader.dataset : isDataset(data) ? data : null;
   if (!ds) throw new KilnError('validationSplit needs {x, y} tensors, a Dataset or a DataLoader; pass `validation` data for other sources', 'INVALID_ARGUMENT');
   const [tr, va] = await stratifiedSplit(ds, [1 - fraction, fraction], seed);
