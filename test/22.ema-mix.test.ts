@@ -399,3 +399,33 @@ async function expectRejected(p: Promise<unknown>, re: RegExp): Promise<void> {
   }
   expect.fail('expected a rejection');
 }
+
+describe('train: updateBatchNorm and BatchNorm2d momentum null', function () {
+  it('recomputes running statistics as the plain average of the batch statistics, and restores momenta and modes', async () => {
+    kiln.manualSeed(6);
+    const bn = new nn.BatchNorm2d(2, { momentum: 0.3 });
+    const model = new nn.Sequential(bn, new nn.Flatten(), new nn.Linear(18, 3));
+    model.eval();
+    const x = kiln.randn([40, 2, 3, 3]).mul(2).add(1);
+    const y = kiln.zeros([40], { dtype: 'int64' });
+    // a stale state to be replaced
+    kiln.noGrad(() => { bn.runningMean!.fill_(5); bn.runningVar!.fill_(7); });
+    const updated = await kiln.train.updateBatchNorm(model, { x, y }, { batchSize: 10 });
+    expect(updated).to.equal(1);
+    const means: number[][] = [], vars: number[][] = [];
+    for (let b = 0; b < 4; b++) {
+      const xb = x.narrow(0, 10 * b, 10).transpose(0, 1).reshape([2, -1]);
+      means.push(values(xb.mean(1)));
+      vars.push(values(xb.var(1)));  // unbiased, as BatchNorm's running variance
+    }
+    const avg = (rows: number[][]) => [0, 1].map((c) => rows.reduce((s, r) => s + r[c], 0) / rows.length);
+    values(bn.runningMean!).forEach((v, c) => expect(v).to.be.closeTo(avg(means)[c], 1e-5));
+    values(bn.runningVar!).forEach((v, c) => expect(v).to.be.closeTo(avg(vars)[c], 1e-5));
+    expect(bn.numBatchesTracked!.item()).to.equal(4);
+    expect(bn.momentum).to.equal(0.3);
+    expect(model.training).to.equal(false);
+    expect(await kiln.train.updateBatchNorm(new nn.Linear(2, 2), { x, y })).to.equal(0);
+    await expectRejected(kiln.train.updateBatchNorm({} as never, { x, y }), /updateBatchNorm: model/);
+    expect(() => new nn.BatchNorm2d(2, { momentum: 2 })).to.throw(kiln.KilnError, /momentum/);
+  });
+});

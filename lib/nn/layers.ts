@@ -112,7 +112,8 @@ export class Linear extends Module {
 
 export interface BatchNormOptions {
   eps?: number;
-  momentum?: number;
+  /** weight of each batch in the running statistics (default 0.1); null: their cumulative average, as PyTorch's momentum=None */
+  momentum?: number | null;
   affine?: boolean;
   trackRunningStats?: boolean;
 }
@@ -124,14 +125,15 @@ export class BatchNorm2d extends Module {
   readonly runningVar: Tensor | null;
   readonly numBatchesTracked: Tensor | null;
   readonly eps: number;
-  readonly momentum: number;
+  /** weight of each training batch in the running statistics; null: their cumulative average (set it to change) */
+  momentum: number | null;
   constructor(readonly numFeatures: number, o: BatchNormOptions = {}) {
     super();
     posInt(numFeatures, 'numFeatures');
     this.eps = o.eps ?? 1e-5;
-    this.momentum = o.momentum ?? 0.1;
+    this.momentum = o.momentum === undefined ? 0.1 : o.momentum;
     if (!(this.eps > 0)) throw invalidParameterError('eps', 'a positive number', o.eps);
-    if (!(this.momentum >= 0 && this.momentum <= 1)) throw invalidParameterError('momentum', 'a number in [0, 1]', o.momentum);
+    if (this.momentum !== null && !(this.momentum >= 0 && this.momentum <= 1)) throw invalidParameterError('momentum', 'a number in [0, 1] or null', o.momentum);
     const affine = o.affine ?? true, track = o.trackRunningStats ?? true;
     this.weight = this.registerParameter('weight', affine ? ones([numFeatures]) : null);
     this.bias = this.registerParameter('bias', affine ? zeros([numFeatures]) : null);
@@ -144,7 +146,10 @@ export class BatchNorm2d extends Module {
     if (x.size(1) !== this.numFeatures) throw new KilnError(`BatchNorm2d: expected ${this.numFeatures} channels, got ${x.size(1)}`, 'INVALID_ARGUMENT');
     const useBatchStats = this.training || !this.runningMean;
     if (this.training && this.numBatchesTracked) this.numBatchesTracked.add_(1);
-    return F.batchNorm(x, this.runningMean, this.runningVar, { weight: this.weight, bias: this.bias, training: useBatchStats, momentum: this.momentum, eps: this.eps });
+    let momentum = this.momentum ?? 0;
+    if (this.momentum === null && this.training && this.numBatchesTracked) momentum = 1 / this.numBatchesTracked.item(); // PyTorch's cumulative average
+    if (typeof momentum !== 'number' || !(momentum >= 0 && momentum <= 1)) throw invalidParameterError('BatchNorm2d: momentum', 'a number in [0, 1] or null', this.momentum);
+    return F.batchNorm(x, this.runningMean, this.runningVar, { weight: this.weight, bias: this.bias, training: useBatchStats, momentum, eps: this.eps });
   }
 }
 

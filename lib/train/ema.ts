@@ -14,7 +14,12 @@ import { Tensor } from '../tensor/tensor';
 import { keep } from '../tensor/memory';
 import { isFloating } from '../tensor/dtype';
 import { noGrad } from '../autograd';
+import { Device } from '../tensor/dtype';
+import { Module } from '../nn/module';
+import { BatchNorm2d } from '../nn/layers';
 import { Callback, CallbackState } from './callback';
+import { BatchSource, toSource } from './sources';
+import { disposeBatch } from './options';
 import type { Trainer } from './trainer';
 
 /** Options of `ModelEMA`. */
@@ -203,4 +208,48 @@ export class ModelEMA implements Callback {
     if (!this.trainer) throw new KilnError('ModelEMA is used outside Trainer.fit (no trainer was set)', 'INVALID_ARGUMENT');
     return this.trainer;
   }
+}
+
+/**
+ * Recomputes every BatchNorm2d's running statistics as their plain average over one pass of
+ * `data` (torch.optim.swa_utils.update_bn): statistics reset, momentum null (cumulative average),
+ * train mode, no gradients; momenta and modes are restored. For averaged weights (ModelEMA with
+ * `buffers: 'copy'`, SWA), whose statistics no longer match. Returns the number of layers updated.
+ */
+export async function updateBatchNorm(model: Module, data: BatchSource, options: { batchSize?: number } = {}): Promise<number> {
+  if (!(model instanceof Module)) throw invalidParameterError('updateBatchNorm: model', 'a Module', model);
+  if (options === null || typeof options !== 'object') throw invalidParameterError('updateBatchNorm: options', 'an object', options);
+  const layers = model.namedModules().map(([, m]) => m).filter((m): m is BatchNorm2d => m instanceof BatchNorm2d && m.runningMean !== null);
+  if (layers.length === 0) return 0;
+  const src = toSource(data, 'updateBatchNorm: data', { batchSize: options.batchSize, shuffle: false });
+  const device = (model.parameters()[0] ?? layers[0].runningMean!).device;
+  const modes = model.namedModules().map(([, m]) => m.training);
+  const momenta = layers.map((l) => l.momentum);
+  try {
+    noGrad(() => {
+      for (const l of layers) {
+        l.runningMean!.zero_();
+        l.runningVar!.fill_(1);
+        l.numBatchesTracked?.zero_();
+        l.momentum = null;
+      }
+    });
+    model.train();
+    for await (const batch of src.batches(0)) {
+      try {
+        const x = batch.x.device === device ? batch.x : batch.x.to({ device: device as Device });
+        try {
+          noGrad(() => model.call(x).dispose());
+        } finally {
+          if (x !== batch.x) x.dispose();
+        }
+      } finally {
+        if (src.owned) disposeBatch(batch);
+      }
+    }
+  } finally {
+    layers.forEach((l, i) => { l.momentum = momenta[i]; });
+    model.namedModules().forEach(([, m], i) => { m.training = modes[i]; });
+  }
+  return layers.length;
 }
