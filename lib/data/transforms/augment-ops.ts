@@ -1,9 +1,8 @@
 /**
  * The image operations of torchvision's automatic augmentation policies (0.14's autoaugment.py
- * `_apply_op`), per image: every image of a batch has its own op and magnitude. Each op runs once
- * on the whole batch with per-image parameters (factors [B, 1, 1, 1], one affine matrix per image)
- * and is kept only where an image drew it, so a layer is a fixed number of tensor ops whatever the
- * batch holds, with no readback.
+ * `_apply_op`), per image: every image of a batch has its own op and magnitude. Each op runs once,
+ * on the sub-batch of images that drew it, with per-image parameters (factors [k, 1, 1, 1], one
+ * affine matrix per image), so a batch costs about one op's work per image plus a gather.
  *
  * Float images in [0, 1]: Posterize and Equalize, uint8-only in torchvision, run on the image
  * converted to uint8 as torchvision's convert_image_dtype does (floor(x · 255.999), after clamping
@@ -13,11 +12,11 @@
 import { KilnError, invalidParameterError } from '../../errors';
 import { Tensor } from '../../tensor/tensor';
 import { tensor, zeros, ones } from '../../tensor/creation';
-import { where } from '../../tensor/ops';
+import { where, cat } from '../../tensor/ops';
 import * as F from '../../nn/functional';
 import { batched } from './base';
 import { rgbToGrayscale } from './color';
-import { sampleAffine } from './geometry';
+import { InverseAffine, sampleAffine } from './geometry';
 
 /** The ops, in a fixed order (an op's index is its id in per-image op tensors). */
 export const AUGMENT_OPS = [
@@ -40,16 +39,16 @@ export function checkFill(fill: unknown): AugmentFill {
   throw invalidParameterError('fill', 'a number or an array of numbers (one per channel)', fill);
 }
 
-/** Checks that x is a float batch of 1 or 3 channels, as torchvision's colour ops require. */
-export function checkImages(name: string, x: Tensor, c: number): void {
+/** Checks that x is a float batch of 1 or 3 channels, as torchvision's colour ops require, and `fill` fits them. */
+export function checkImages(name: string, x: Tensor, c: number, fill: AugmentFill): void {
   if (!['float32', 'float64', 'float16', 'bfloat16'].includes(x.dtype)) throw invalidParameterError(`${name}(x)`, 'float images in [0, 1]', `a ${x.dtype} tensor`);
   if (c !== 1 && c !== 3) throw new KilnError(`${name}: expected images with 1 or 3 channels, got ${c}`, 'INVALID_ARGUMENT');
+  if (Array.isArray(fill) && fill.length !== 1 && fill.length !== c) throw invalidParameterError('fill', `1 or ${c} values (one per channel)`, fill);
 }
 
 function fillFor(fill: AugmentFill, x: Tensor, c: number): number | Tensor {
   if (typeof fill === 'number') return fill;
   if (fill.length === 1) return fill[0];
-  if (fill.length !== c) throw invalidParameterError('fill', `1 or ${c} values (one per channel)`, fill);
   return tensor(fill, { shape: [1, c, 1, 1], dtype: x.dtype, device: x.device });
 }
 
@@ -82,65 +81,78 @@ function equalize(x: Tensor, b: number, c: number, H: number, W: number): Tensor
   return out.to({ dtype: x.dtype }).div(255).view(b, c, H, W);
 }
 
+/** Tensors [k] of ones and zeros (float64) beside m, for affine entries an op leaves alone. */
+const one = (m: Tensor) => m.mul(0).add(1), zero = (m: Tensor) => m.mul(0);
+
 /**
- * Applies op[i] with magnitude[i] to image i (op: int64 [B] of AUGMENT_OPS indices, magnitude:
- * float [B], signs already applied), as torchvision's `_apply_op` with nearest interpolation.
- * Stages whose ops are not in `present` are skipped (a policy knows which ops it can draw).
+ * Applies `op` to every image of x [k, C, H, W] with its own magnitude m (float64 [k], signs
+ * included), as torchvision's `_apply_op` with nearest interpolation. May return x itself (Identity).
  */
-export function applyOpLayer(x: Tensor, op: Tensor, magnitude: Tensor, fill: AugmentFill, present?: ReadonlySet<number>): Tensor {
-  const [b, c, H, W] = x.shape;
-  const has = (...names: AugmentOp[]) => present === undefined || names.some((n) => present.has(OP[n]));
-  const is = (n: AugmentOp) => op.eq(OP[n]);
-  const sel = (t: Tensor) => t.view(b, 1, 1, 1);
-  const m = magnitude.to({ dtype: 'float64' });
-  let cur = x;
-  if (has('ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate')) {
-    // inverse maps (output → input pixels), computed in float64 as torchvision does in Python
-    const rot = is('Rotate'), shx = is('ShearX'), shy = is('ShearY'), shear = shx.logicalOr(shy);
-    const a = m.mul(-Math.PI / 180); // F.rotate(m) is F.affine(angle = −m)
-    const cos = where(rot, a.cos(), 1), sin = where(rot, a.sin(), 0);
-    const moved = sampleAffine(x, {
-      i00: cos, i01: where(shx, m, sin), i10: where(shy, m, sin.neg()), i11: cos,
-      tx: where(is('TranslateX'), m.trunc(), 0), ty: where(is('TranslateY'), m.trunc(), 0),
-      // the shears are about the top-left corner (center=[0, 0]): (−W/2, −H/2) from the image centre
-      cx: where(shear, -W / 2, 0), cy: where(shear, -H / 2, 0),
-    }, fillFor(fill, x, c), 'nearest');
-    cur = where(sel(rot.logicalOr(shear).logicalOr(is('TranslateX')).logicalOr(is('TranslateY'))), moved, cur);
+function applyOp(x: Tensor, op: AugmentOp, m: Tensor, fill: AugmentFill): Tensor {
+  const [k, c, H, W] = x.shape;
+  const per = (t: Tensor) => t.to({ dtype: x.dtype }).view(k, 1, 1, 1);
+  // the geometric ops: inverse maps (output → input pixels) computed in float64, as torchvision does in Python
+  const move = (inv: InverseAffine) => sampleAffine(x, inv, fillFor(fill, x, c), 'nearest');
+  // the shears are about the top-left corner (center=[0, 0]): (−W/2, −H/2) from the image centre
+  const corner = { cx: zero(m).sub(W / 2), cy: zero(m).sub(H / 2) };
+  // _blend(img, degenerate, 1 + m) = clamp((1 + m)·img − m·degenerate, 0, 1)
+  const blend = (other: Tensor | number) => {
+    const f = per(m.add(1)), g = per(m.neg());
+    return (typeof other === 'number' ? x.mul(f) : x.mul(f).add(other.mul(g))).clamp(0, 1);
+  };
+  switch (op) {
+    case 'Identity': return x;
+    case 'ShearX': return move({ i00: one(m), i01: m, i10: zero(m), i11: one(m), tx: zero(m), ty: zero(m), ...corner });
+    case 'ShearY': return move({ i00: one(m), i01: zero(m), i10: m, i11: one(m), tx: zero(m), ty: zero(m), ...corner });
+    case 'TranslateX': return move({ i00: one(m), i01: zero(m), i10: zero(m), i11: one(m), tx: m.trunc(), ty: zero(m) });
+    case 'TranslateY': return move({ i00: one(m), i01: zero(m), i10: zero(m), i11: one(m), tx: zero(m), ty: m.trunc() });
+    case 'Rotate': { // F.rotate(m) is F.affine(angle = −m)
+      const a = m.mul(-Math.PI / 180), cos = a.cos(), sin = a.sin();
+      return move({ i00: cos, i01: sin, i10: sin.neg(), i11: cos, tx: zero(m), ty: zero(m) });
+    }
+    case 'Brightness': return blend(0);
+    case 'Color': return c === 1 ? x : blend(rgbToGrayscale(x)); // adjust_saturation leaves 1-channel images alone
+    case 'Contrast': return blend(rgbToGrayscale(x).mean([1, 2, 3], true));
+    case 'Sharpness': return H > 2 && W > 2 ? blend(blurredDegenerate(x, c, H, W)) : x; // smaller images pass, as torchvision
+    case 'Posterize': { // u & −2^(8 − bits) on the uint8 levels
+      const keep = per(m.trunc().rsub(8).mul(Math.LN2).exp().round());
+      return levels(x).div(keep).floor().mul(keep).div(255);
+    }
+    case 'Solarize': return where(x.ge(per(m.div(255))), x.rsub(1), x);
+    case 'Invert': return x.rsub(1);
+    case 'AutoContrast': {
+      const lo = x.amin([2, 3], true), hi = x.amax([2, 3], true);
+      const scale = hi.sub(lo).rdiv(1);
+      const flat = scale.isfinite().logicalNot(); // a constant channel: minimum 0, scale 1
+      return x.sub(where(flat, 0, lo)).mul(where(flat, 1, scale)).clamp(0, 1);
+    }
+    case 'Equalize': return equalize(x, k, c, H, W);
   }
-  if (has('Brightness', 'Color', 'Contrast', 'Sharpness')) {
-    // _blend(img, degenerate, 1 + m) = clamp((1 + m)·img − m·degenerate, 0, 1)
-    const sharp = H > 2 && W > 2 && has('Sharpness'); // smaller images pass unchanged, as torchvision
-    const colour = c === 3; // adjust_saturation leaves 1-channel images alone
-    let use = is('Brightness').logicalOr(is('Contrast'));
-    if (colour) use = use.logicalOr(is('Color'));
-    if (sharp) use = use.logicalOr(is('Sharpness'));
-    const grey = rgbToGrayscale(cur);
-    let other = sharp ? blurredDegenerate(cur, c, H, W) : zeros([b, c, H, W], { dtype: x.dtype, device: x.device });
-    other = where(sel(is('Contrast')), grey.mean([1, 2, 3], true), other);
-    if (colour) other = where(sel(is('Color')), grey, other);
-    other = where(sel(is('Brightness')), 0, other);
-    const f = sel(m.add(1).to({ dtype: x.dtype })), g = sel(m.neg().to({ dtype: x.dtype }));
-    cur = where(sel(use), cur.mul(f).add(other.mul(g)).clamp(0, 1), cur);
+}
+
+/**
+ * Applies ops[i] (an AUGMENT_OPS index) with magnitude mags[i] (signs included) to image i of x
+ * [B, C, H, W]: each op runs once, on the sub-batch of images that drew it, with their magnitudes
+ * as per-image parameters; the results are put back in the batch's order. Returns a new tensor.
+ */
+export function applyOpLayer(x: Tensor, ops: ArrayLike<number>, mags: ArrayLike<number>, fill: AugmentFill): Tensor {
+  const groups = new Map<number, number[]>();
+  for (let i = 0; i < ops.length; i++) {
+    const g = groups.get(ops[i]);
+    if (g) g.push(i);
+    else groups.set(ops[i], [i]);
   }
-  if (has('Solarize', 'Invert')) {
-    // Invert is 1 − x everywhere: a threshold of −∞; other images: +∞ (never)
-    const t = where(is('Solarize'), m.div(255), where(is('Invert'), -Infinity, Infinity)).to({ dtype: x.dtype });
-    cur = where(cur.ge(sel(t)), cur.rsub(1), cur);
+  const dev = x.device;
+  const parts: Tensor[] = [], order: number[] = [];
+  for (const [op, idx] of groups) {
+    const sub = groups.size === 1 ? x : x.indexSelect(0, tensor(idx, { dtype: 'int64', device: dev }));
+    parts.push(applyOp(sub, AUGMENT_OPS[op], tensor(idx.map((i) => mags[i]), { dtype: 'float64', device: dev }), fill));
+    order.push(...idx);
   }
-  if (has('Posterize')) {
-    const keep = m.trunc().rsub(8).mul(Math.LN2).exp().round().to({ dtype: x.dtype }); // 2^(8 − bits): u & −2^(8−bits)
-    const q = levels(cur).div(sel(keep)).floor().mul(sel(keep)).div(255);
-    cur = where(sel(is('Posterize')), q, cur);
-  }
-  if (has('AutoContrast')) {
-    const lo = cur.amin([2, 3], true), hi = cur.amax([2, 3], true);
-    const scale = hi.sub(lo).rdiv(1);
-    const flat = scale.isfinite().logicalNot(); // a constant channel: minimum 0, scale 1
-    const stretched = cur.sub(where(flat, 0, lo)).mul(where(flat, 1, scale)).clamp(0, 1);
-    cur = where(sel(is('AutoContrast')), stretched, cur);
-  }
-  if (has('Equalize')) cur = where(sel(is('Equalize')), equalize(cur, b, c, H, W), cur);
-  return cur === x ? x.clone() : cur;
+  if (parts.length === 1) return parts[0] === x ? x.clone() : parts[0];
+  const back = new Array<number>(order.length);
+  order.forEach((img, pos) => { back[img] = pos; });
+  return cat(parts, 0).indexSelect(0, tensor(back, { dtype: 'int64', device: dev }));
 }
 
 /** Checks one magnitude against torchvision's own limits for its op. */
@@ -161,7 +173,7 @@ function checkMagnitude(op: AugmentOp, m: unknown, i: number): number {
 export function applyAugmentOps(x: Tensor, ops: AugmentOp | AugmentOp[], magnitudes: number | number[] = 0, options: { fill?: AugmentFill } = {}): Tensor {
   const fill = checkFill(options?.fill);
   return batched('applyAugmentOps', (x4, b, c) => {
-    checkImages('applyAugmentOps', x4, c);
+    checkImages('applyAugmentOps', x4, c, fill);
     const names = Array.isArray(ops) ? ops : Array<AugmentOp>(b).fill(ops);
     const mags = Array.isArray(magnitudes) ? magnitudes : Array<number>(b).fill(magnitudes);
     if (names.length !== b) throw invalidParameterError('ops', `one op or ${b} (one per image)`, `${names.length} ops`);
@@ -170,8 +182,6 @@ export function applyAugmentOps(x: Tensor, ops: AugmentOp | AugmentOp[], magnitu
       if (!(AUGMENT_OPS as readonly string[]).includes(n)) throw invalidParameterError(`ops[${i}]`, `one of ${AUGMENT_OPS.join(', ')}`, n);
       checkMagnitude(n, mags[i], i);
     });
-    const op = tensor(names.map((n) => OP[n]), { dtype: 'int64', device: x4.device });
-    const m = tensor(mags, { dtype: 'float64', device: x4.device });
-    return applyOpLayer(x4, op, m, fill, new Set(names.map((n) => OP[n])));
+    return applyOpLayer(x4, names.map((n) => OP[n]), mags, fill);
   })(x);
 }

@@ -1,7 +1,7 @@
 /**
  * torchvision 0.14's automatic augmentation policies as batch transforms, per image: TrivialAugment
  * Wide, RandAugment and AutoAugment (cifar10 / imagenet / svhn). Each image draws its own op(s),
- * magnitude bin and sign on the batch's device (seeded by `kiln.manualSeed`), as torchvision's
+ * magnitude bin and sign (CPU generator, seeded by `kiln.manualSeed`), as torchvision's
  * per-sample transform in a DataLoader would; the ops are those of augment-ops.ts.
  */
 import { invalidParameterError } from '../../errors';
@@ -44,7 +44,8 @@ const SPACES: Record<AugmentSpaceKind, OpSpec[]> = {
 /** A space on a device: global op ids [n] (int64), magnitudes [n, bins] (float32, 0 for ops without), signed [n] (bool). */
 interface SpaceTable { ops: Tensor; table: Tensor; signed: Tensor; names: AugmentOp[] }
 
-function spaceTable(kind: AugmentSpaceKind, bins: number, h: number, w: number, device: Tensor['device']): SpaceTable {
+function spaceTable(kind: AugmentSpaceKind, bins: number, h: number, w: number): SpaceTable {
+  const device = 'cpu';
   const specs = SPACES[kind];
   const rows = specs.map(([, b]) => {
     if (b === null) return zeros([bins], { device });
@@ -65,7 +66,7 @@ export function augmentationSpace(kind: AugmentSpaceKind, options: { numBins?: n
   const bins = binCount(options.numBins ?? (kind === 'autoAugment' ? 10 : 31), 'numBins');
   const [h, w] = options.imageSize ?? [32, 32];
   return tidy(() => {
-    const s = spaceTable(kind, bins, h, w, 'cpu');
+    const s = spaceTable(kind, bins, h, w);
     const t = Array.from(s.table.dataSync() as Float32Array);
     return {
       ops: s.names,
@@ -91,8 +92,22 @@ function pick(s: SpaceTable, k: Tensor, bin: Tensor, negate: Tensor): { op: Tens
   return { op: s.ops.gather(0, k), magnitude: where(flip, m.neg(), m) };
 }
 
-/** The ops of a space, as ids (which stages a layer may skip). */
-const idsOf = (kind: AugmentSpaceKind) => new Set(SPACES[kind].map(([n]) => OP[n]));
+/** One layer of ops drawn per image (CPU tensors): AUGMENT_OPS indices [B] (int64), signed magnitudes [B] (float32). */
+export interface Layer { op: Tensor; magnitude: Tensor }
+/** A policy's random draw for a batch of b images of h × w: the layers to apply in order. */
+export type Draw = (b: number, h: number, w: number) => Layer[];
+
+/**
+ * A batch transform applying a policy's drawn layers; dropped for evaluation. The draws (a few
+ * numbers per image) come from the CPU generator and are read there, so a CUDA batch is never
+ * synchronised; the pixels are computed on the batch's device.
+ */
+function policyTransform(name: string, fill: AugmentFill, draw: Draw): BatchTransform {
+  return augmentation(batched(name, (x, b, c, h, w) => {
+    checkImages(name, x, c, fill);
+    return draw(b, h, w).reduce((cur, l) => applyOpLayer(cur, l.op.dataSync() as unknown as ArrayLike<number>, l.magnitude.dataSync() as Float32Array, fill), x);
+  }), null);
+}
 
 /** Options of `trivialAugmentWide`. */
 export interface TrivialAugmentWideOptions {
@@ -110,15 +125,16 @@ export function trivialAugmentWide(options: TrivialAugmentWideOptions = {}): Bat
   if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
   const bins = binCount(options.numMagnitudeBins ?? 31, 'numMagnitudeBins');
   const fill = checkFill(options.fill);
-  const present = idsOf('trivialAugmentWide');
-  return augmentation(batched('trivialAugmentWide', (x, b, c, h, w) => {
-    checkImages('trivialAugmentWide', x, c);
-    const s = spaceTable('trivialAugmentWide', bins, h, w, x.device);
-    const dev = { device: x.device };
-    const k = randint(0, s.names.length, [b], dev), bin = randint(0, bins, [b], dev), negate = randint(0, 2, [b], dev).eq(1);
-    const { op, magnitude } = pick(s, k, bin, negate);
-    return applyOpLayer(x, op, magnitude, fill, present);
-  }), null);
+  return policyTransform('trivialAugmentWide', fill, trivialAugmentWideDraw(bins));
+}
+
+/** TrivialAugmentWide's draw: one layer, op and bin uniform, sign uniform. */
+export function trivialAugmentWideDraw(bins: number): Draw {
+  return (b, h, w) => {
+    const s = spaceTable('trivialAugmentWide', bins, h, w);
+    const k = randint(0, s.names.length, [b]), bin = randint(0, bins, [b]), negate = randint(0, 2, [b]).eq(1);
+    return [pick(s, k, bin, negate)];
+  };
 }
 
 /** Options of `randAugment`. */
@@ -143,19 +159,16 @@ export function randAugment(options: RandAugmentOptions = {}): BatchTransform {
   const mag = options.magnitude ?? 9;
   if (typeof mag !== 'number' || !Number.isInteger(mag) || mag < 0 || mag >= bins) throw invalidParameterError('magnitude', `an integer bin in [0, ${bins - 1}] (numMagnitudeBins ${bins})`, mag);
   const fill = checkFill(options.fill);
-  const present = idsOf('randAugment');
-  return augmentation(batched('randAugment', (x, b, c, h, w) => {
-    checkImages('randAugment', x, c);
-    const s = spaceTable('randAugment', bins, h, w, x.device);
-    const dev = { device: x.device };
-    const bin = tensor([mag], { dtype: 'int64', device: x.device }).expand(b);
-    let cur = x;
-    for (let i = 0; i < numOps; i++) {
-      const { op, magnitude } = pick(s, randint(0, s.names.length, [b], dev), bin, randint(0, 2, [b], dev).eq(1));
-      cur = applyOpLayer(cur, op, magnitude, fill, present);
-    }
-    return cur;
-  }), null);
+  return policyTransform('randAugment', fill, randAugmentDraw(numOps, mag, bins));
+}
+
+/** RandAugment's draw: numOps layers, op uniform, the fixed bin, sign uniform. */
+export function randAugmentDraw(numOps: number, mag: number, bins: number): Draw {
+  return (b, h, w) => {
+    const s = spaceTable('randAugment', bins, h, w);
+    const bin = tensor([mag], { dtype: 'int64' }).expand(b);
+    return Array.from({ length: numOps }, () => pick(s, randint(0, s.names.length, [b]), bin, randint(0, 2, [b]).eq(1)));
+  };
 }
 
 /** A sub-policy step: op, probability, magnitude bin (null: the op has none). */
@@ -225,25 +238,24 @@ export function autoAugment(options: AutoAugmentOptions = {}): BatchTransform {
   if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
   const name = options.policy ?? 'imagenet';
   if (!Object.prototype.hasOwnProperty.call(AUTOAUGMENT_POLICIES, name)) throw invalidParameterError('policy', "'cifar10', 'imagenet' or 'svhn'", name);
-  const policy = AUTOAUGMENT_POLICIES[name];
   const fill = checkFill(options.fill);
+  return policyTransform('autoAugment', fill, autoAugmentDraw(AUTOAUGMENT_POLICIES[name]));
+}
+
+/** AutoAugment's draw: a sub-policy per image; step j applies with its probability (else Identity), negated when its sign draw is 0. */
+export function autoAugmentDraw(policy: [PolicyStep, PolicyStep][]): Draw {
   const index = new Map(SPACES.autoAugment.map(([n], i) => [n, i]));
   const steps = [0, 1].map((j) => policy.map((sub) => sub[j]));
-  return augmentation(batched('autoAugment', (x, b, c, h, w) => {
-    checkImages('autoAugment', x, c);
-    const s = spaceTable('autoAugment', 10, h, w, x.device);
-    const dev = { device: x.device };
-    const id = randint(0, policy.length, [b], dev), probs = rand([b, 2], dev), signs = randint(0, 2, [b, 2], dev);
-    let cur = x;
-    steps.forEach((list, j) => {
-      const col = (v: number[], dtype: 'int64' | 'float32') => tensor(v, { dtype, device: x.device }).gather(0, id);
+  return (b, h, w) => {
+    const s = spaceTable('autoAugment', 10, h, w);
+    const id = randint(0, policy.length, [b]), probs = rand([b, 2]), signs = randint(0, 2, [b, 2]);
+    return steps.map((list, j) => {
+      const col = (v: number[], dtype: 'int64' | 'float32') => tensor(v, { dtype }).gather(0, id);
       const k = col(list.map(([op]) => index.get(op)!), 'int64');
       const bin = col(list.map(([, , m]) => m ?? 0), 'int64');
       const p = col(list.map(([, pr]) => pr), 'float32');
       const { op, magnitude } = pick(s, k, bin, signs.select(1, j).eq(0));
-      const applied = probs.select(1, j).le(p);
-      cur = applyOpLayer(cur, where(applied, op, OP.Identity), magnitude, fill, new Set(list.map(([n]) => OP[n])));
+      return { op: where(probs.select(1, j).le(p), op, OP.Identity), magnitude };
     });
-    return cur;
-  }), null);
+  };
 }
