@@ -45,6 +45,16 @@ export function hsvToRgb(x: Tensor): Tensor {
   return stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p), pick(p, p, t, v, v, q)], 1);
 }
 
+/**
+ * Grey level of RGB images [B, 1, H, W] as torchvision's tensor rgb_to_grayscale
+ * (0.2989 r + 0.587 g + 0.114 b); 1-channel images are returned as they are.
+ */
+export function rgbToGrayscale(x: Tensor): Tensor {
+  if (x.size(1) !== 3) return x;
+  const [r, g, b] = x.unbind(1);
+  return r.mul(0.2989).add(g.mul(0.587)).add(b.mul(0.114)).unsqueeze(1);
+}
+
 /** Grayscale (ITU-R 601 luma) of RGB images, [B, 1, H, W]; 1-channel images unchanged. */
 function luma(x: Tensor): Tensor {
   if (x.size(1) !== 3) return x.mean(1, true);

@@ -1,8 +1,8 @@
 /** Geometric transforms: resize, random resized crop, random affine maps and rotations. */
 import { invalidParameterError } from '../../errors';
 import { Tensor } from '../../tensor/tensor';
-import { rand, arange, full } from '../../tensor/creation';
-import { stack } from '../../tensor/ops';
+import { rand, arange, full, linspace, ones, tensor } from '../../tensor/creation';
+import { stack, matmul } from '../../tensor/ops';
 import * as F from '../../nn/functional';
 import { checkSize } from '../decode';
 import { BatchTransform, augmentation, batched, range2, uniform } from './base';
@@ -119,12 +119,44 @@ function degreeRange(v: unknown, name: string): [number, number] {
 interface AffineParams { angle: Tensor; tx: Tensor; ty: Tensor; scale: Tensor; shearX: Tensor; shearY: Tensor }
 
 /**
- * Applies per-image affine maps with affineGrid + gridSample, with torchvision's conventions
- * (F.affine on tensors: rotation about the centre, clockwise for positive angles, then
- * translation in pixels; shear as torchvision's RSS matrix), so the pixels match torchvision's.
+ * Per-image inverse affine maps (tensors [B]): the 2×2 matrix taking output pixels to input pixels,
+ * a shift (tx, ty) in pixels, and the centre (cx, cy) in pixels from the image centre (default 0),
+ * composed as torchvision's _get_inverse_affine_matrix: C · M⁻¹ · C⁻¹ · T⁻¹.
+ */
+export interface InverseAffine { i00: Tensor; i01: Tensor; i10: Tensor; i11: Tensor; tx: Tensor; ty: Tensor; cx?: Tensor; cy?: Tensor }
+
+/**
+ * Samples x [B, C, H, W] through per-image inverse affine maps with gridSample, with torchvision's
+ * conventions and grid (F_t.affine), so the pixels match torchvision's. `fill` is a number or
+ * a tensor broadcasting to [1, C, 1, 1].
+ */
+export function sampleAffine(x: Tensor, m: InverseAffine, fill: number | Tensor, mode: 'bilinear' | 'nearest'): Tensor {
+  const [b, c, H, W] = x.shape;
+  const { i00, i01, i10, i11 } = m;
+  const ux = m.cx ? m.cx.add(m.tx).neg() : m.tx.neg(), uy = m.cy ? m.cy.add(m.ty).neg() : m.ty.neg();
+  let t0 = i00.mul(ux).add(i01.mul(uy)), t1 = i10.mul(ux).add(i11.mul(uy));
+  if (m.cx) t0 = t0.add(m.cx);
+  if (m.cy) t1 = t1.add(m.cy);
+  // torchvision's _gen_affine_grid: pixel-centre coordinates times the float32 matrix, rescaled to
+  // [−1, 1] (the same arithmetic, so nearest sampling breaks ties as torchvision does)
+  const theta = stack([i00, i01, t0, i10, i11, t1], 1).view(b, 2, 3).to({ dtype: x.dtype });
+  const base = stack([
+    linspace(-W * 0.5 + 0.5, W * 0.5 - 0.5, W, { dtype: x.dtype, device: x.device }).view(1, W).expand(H, W),
+    linspace(-H * 0.5 + 0.5, H * 0.5 - 0.5, H, { dtype: x.dtype, device: x.device }).view(H, 1).expand(H, W),
+    ones([H, W], { dtype: x.dtype, device: x.device }),
+  ], 2).view(1, H * W, 3);
+  const scale = tensor([0.5 * W, 0.5 * H], { dtype: x.dtype, device: x.device });
+  const grid = matmul(base, theta.transpose(1, 2).div(scale)).view(b, H, W, 2);
+  if (typeof fill === 'number' && fill === 0) return F.gridSample(x, grid, { mode });
+  return F.gridSample(x.sub(fill), grid, { mode }).add(fill);
+}
+
+/**
+ * Applies per-image affine maps with torchvision's conventions (F.affine on tensors: rotation about
+ * the centre, clockwise for positive angles, then translation in pixels; shear as torchvision's RSS
+ * matrix), so the pixels match torchvision's.
  */
 function applyAffine(x: Tensor, p: AffineParams, fill: number, mode: 'bilinear' | 'nearest'): Tensor {
-  const [b, c, H, W] = x.shape;
   const rad = Math.PI / 180;
   const rot = p.angle.mul(rad), sx = p.shearX.mul(rad), sy = p.shearY.mul(rad);
   const cosSy = sy.cos(), rs = rot.sub(sy);
@@ -133,13 +165,7 @@ function applyAffine(x: Tensor, p: AffineParams, fill: number, mode: 'bilinear' 
   const bb = rs.cos().mul(sx.tan()).div(cosSy).neg().sub(rot.sin());
   const cc = rs.sin().div(cosSy);
   const d = rs.sin().mul(sx.tan()).div(cosSy).neg().add(rot.cos());
-  const i00 = d.div(p.scale), i01 = bb.neg().div(p.scale), i10 = cc.neg().div(p.scale), i11 = a.div(p.scale);
-  const t0 = i00.mul(p.tx).add(i01.mul(p.ty)).neg(), t1 = i10.mul(p.tx).add(i11.mul(p.ty)).neg();
-  // in affineGrid's normalised coordinates: D⁻¹ M D and D⁻¹ t with D = diag(W/2, H/2)
-  const theta = stack([i00, i01.mul(H / W), t0.div(W / 2), i10.mul(W / H), i11, t1.div(H / 2)], 1).view(b, 2, 3).to({ dtype: x.dtype });
-  const grid = F.affineGrid(theta, [b, c, H, W], false);
-  if (fill === 0) return F.gridSample(x, grid, { mode });
-  return F.gridSample(x.sub(fill), grid, { mode }).add(fill);
+  return sampleAffine(x, { i00: d.div(p.scale), i01: bb.neg().div(p.scale), i10: cc.neg().div(p.scale), i11: a.div(p.scale), tx: p.tx, ty: p.ty }, fill, mode);
 }
 
 /** Options of `affine`: one map for every image of the batch. */

@@ -7,7 +7,12 @@ export {
   randomHorizontalFlip, randomVerticalFlip, cropAt, RandomCropOptions, randomCrop, centerCrop, randomTranslate,
   RandomErasingOptions, randomErasing, cutout,
 } from './crop';
-export { ColorJitterOptions, colorJitter, rgbToHsv, hsvToRgb } from './color';
+export { ColorJitterOptions, colorJitter, rgbToHsv, hsvToRgb, rgbToGrayscale } from './color';
 export {
   ResizeOptions, resize, cropResize, RandomResizedCropOptions, randomResizedCrop, RandomAffineOptions, randomAffine, randomRotation, AffineOptions, affine,
 } from './geometry';
+export { AUGMENT_OPS, AugmentOp, AugmentFill, applyAugmentOps } from './augment-ops';
+export {
+  AugmentSpaceKind, augmentationSpace, TrivialAugmentWideOptions, trivialAugmentWide, RandAugmentOptions, randAugment,
+  PolicyStep, AUTOAUGMENT_POLICIES, AutoAugmentOptions, autoAugment,
+} from './autoaugment';
