@@ -9,6 +9,7 @@ export { Target, Classifier } from './common';
 export { noiseTunnel, smoothGrad, NoiseTunnelOptions, NoiseTunnelType, AttributionMethod, AttributionMethodName } from './noise';
 export { gradCam, layerGradCam, defaultCamLayer, GradCamOptions, LayerGradCamOptions } from './gradcam';
 export { occlusion, OcclusionOptions } from './occlusion';
+export { layerActivation, layerGradientXActivation, layerIntegratedGradients, LayerIntegratedGradientsOptions } from './layer';
 export { deepLift, deepLiftShap, DeepLiftOptions, DeepLiftShapOptions } from './deeplift';
 export {
   heatmap, heatmaps, heatmapPixels, saveHeatmap, encodePng, normalizeAttribution, cumulativeSumThreshold, colormapTable,
