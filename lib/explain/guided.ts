@@ -52,7 +52,8 @@ function modifiedReluGradient(model: Classifier | Module, x: Tensor, o: GuidedBa
   checkOptions(o, fn);
   return tidy(() => {
     const t = targetIndex(o.target, x.size(0), x.device);
-    const removers = m.namedModules().filter(([, mod]) => mod instanceof ReLU).map(([, mod]) => mod.registerForwardHook((_m, input) => rule(input)));
+    const relus = new Set(m.namedModules().map(([, mod]) => mod).filter((mod) => mod instanceof ReLU)); // a shared module once
+    const removers = [...relus].map((mod) => mod.registerForwardHook((_m, input) => rule(input)));
     try {
       return inputGradient(m, x, t);
     } finally {
