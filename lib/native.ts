@@ -135,6 +135,8 @@ export interface NativeAddon {
   gridSample(x: H, grid: H, mode: number, padding: number, alignCorners: boolean): H;
   affineGrid(theta: H, size: number[], alignCorners: boolean): H;
   pad(x: H, pads: number[], mode: string, value: number): H;
+  guidedRelu(x: H): H;
+  deconvRelu(x: H): H;
 }
 
 /** Generic signatures of the simple ops, looked up by name. */

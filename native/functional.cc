@@ -152,6 +152,36 @@ static napi_value pad(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/**
+ * ReLU whose backward is Guided Backprop's (Springenberg et al.): grad_in = relu(grad_out)·1[x > 0],
+ * or with `deconv` Deconvolution's (Zeiler & Fergus): grad_in = relu(grad_out). The forward is relu(x).
+ * The rule is nonlinear in the incoming gradient, so it is a custom autograd function.
+ */
+template <bool deconv>
+struct ModifiedRelu : public torch::autograd::Function<ModifiedRelu<deconv>> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    if (!deconv) ctx->save_for_backward({x});
+    return at::relu(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor g = at::relu(grads[0]);
+    if (!deconv) g = g.masked_fill(ctx->get_saved_variables()[0].le(0), 0);
+    return {g};
+  }
+};
+/** guidedRelu(x) / deconvRelu(x): relu(x) with Guided Backprop's / Deconvolution's gradient rule */
+static napi_value guidedRelu(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.ret(ModifiedRelu<false>::apply(a.t(0)));
+  KILN_CATCH(env)
+}
+static napi_value deconvRelu(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.ret(ModifiedRelu<true>::apply(a.t(0)));
+  KILN_CATCH(env)
+}
+
 void registerFunctional(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
       {"conv2d", conv2d}, {"maxPool2d", maxPool2d}, {"avgPool2d", avgPool2d},
@@ -161,6 +191,7 @@ void registerFunctional(napi_env env, napi_value exports, KilnEnv* k) {
       {"nllLoss", nllLoss}, {"mseLoss", mseLoss}, {"l1Loss", l1Loss}, {"klDiv", klDiv},
       {"bceWithLogits", bceWithLogits}, {"interpolate", interpolate}, {"pad", pad},
       {"gridSample", gridSample}, {"affineGrid", affineGrid},
+      {"guidedRelu", guidedRelu}, {"deconvRelu", deconvRelu},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

@@ -449,7 +449,7 @@ describe('44 explanation methods', function () {
 
     const flags = (argv: string[]) => parseArgs(argv, EXPLAIN_FLAGS, 'explain');
 
-    for (const method of ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradientshap --baselines black', 'gradientshap --baselines blur', 'gradcam', 'occlusion']) {
+    for (const method of ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradientshap --baselines black', 'gradientshap --baselines blur', 'gradcam', 'occlusion', 'guidedbackprop', 'guidedgradcam']) {
       it(`--method ${method} writes one overlay PNG per image and prints the prediction`, async () => {
         fs.mkdirSync(path.join(dir, 'model'), { recursive: true });
         const out = path.join(dir, `out-${method.replace(/ /g, '')}`);
@@ -460,6 +460,8 @@ describe('44 explanation methods', function () {
         expect(kiln.memory().numTensors).to.equal(before);
         expect(lines).to.have.length(2);
         expect(lines[0]).to.match(/red\.png: predicted (circle|square|triangle) \(\d+\.\d%\)/);
+        // both Grad-CAM methods name the layer defaultCamLayer chose (simple-cnn: 'features')
+        if (method.endsWith('gradcam')) expect(lines[0]).to.contain(`· ${method} at 'features' for`);
         for (const name of ['red', 'blue']) {
           const meta = await sharp(path.join(out, `${name}.${method.split(' ')[0]}.png`)).metadata();
           expect([meta.width, meta.height]).to.deep.equal([64, 64]);

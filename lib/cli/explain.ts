@@ -19,6 +19,7 @@ import { gaussianBlur } from '../robust/filters';
 import { gradCam, defaultCamLayer } from '../explain/gradcam';
 import { occlusion } from '../explain/occlusion';
 import { deepLift } from '../explain/deeplift';
+import { guidedBackprop, guidedGradCam } from '../explain/guided';
 import { heatmapPixels, encodePng, Sign } from '../explain/render';
 import { COLORMAP_NAMES, ColormapName } from '../explain/colormaps';
 import { FlagSpec, UsageError } from './args';
@@ -26,7 +27,7 @@ import { loadTrained } from './inference';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
-const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift'] as const;
+const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam'] as const;
 
 /** Options of `kiln explain`. */
 export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
@@ -37,7 +38,7 @@ export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
   samples: { type: 'int', min: 1, default: 20, help: 'smoothgrad, gradientshap: random draws per image' },
   stdevs: { type: 'number', min: 0, help: "smoothgrad, gradientshap: noise standard deviation in the normalised input's units (default: 15% of the input's range for smoothgrad, 0 for gradientshap)" },
   baselines: { type: 'string', choices: ['black', 'blur', 'both'], default: 'both', help: "gradientshap: reference images, a black image and/or the image blurred (Gaussian, σ = 1/8 of the shorter side)" },
-  layer: { type: 'string', help: 'gradcam: dotted layer name (default: the last layer with spatial feature maps)', meta: 'name' },
+  layer: { type: 'string', help: 'gradcam, guidedgradcam: dotted layer name (default: the last layer with spatial feature maps)', meta: 'name' },
   window: { type: 'int', min: 1, help: "occlusion: side of the square window (default: 1/8 of the image's shorter side, at least 2)" },
   stride: { type: 'int', min: 1, help: 'occlusion: window stride (default: half the window)' },
   sign: { type: 'string', choices: ['absolute', 'positive', 'negative', 'all'], help: 'which attributions to draw (default: positive for gradcam and occlusion, absolute otherwise)' },
@@ -114,6 +115,11 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
           attr = gradCam(m.model, x, { target: cls, layer });
         } else if (method === 'deeplift') {
           attr = deepLift(m.model, x, { target: cls });
+        } else if (method === 'guidedbackprop') {
+          attr = guidedBackprop(m.model, x, { target: cls });
+        } else if (method === 'guidedgradcam') {
+          layer ??= defaultCamLayer(m.model, x);
+          attr = guidedGradCam(m.model, x, { target: cls, layer });
         } else {
           const win = (f.window as number | undefined) ?? Math.max(2, Math.round(Math.min(H, W) / 8));
           if (win > Math.min(H, W)) throw new UsageError(`--window ${win} is larger than the model's ${H}×${W} input`);
@@ -135,7 +141,7 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
       }
       const r = { file, predicted: m.classNames[predicted], probability, target: m.classNames[explained], out: outFile };
       results.push(r);
-      log(`${file}: predicted ${r.predicted} (${(100 * probability).toFixed(1)}%) · ${method}${method === 'gradcam' ? ` at '${layer}'` : ''} for ${r.target} → ${outFile}`);
+      log(`${file}: predicted ${r.predicted} (${(100 * probability).toFixed(1)}%) · ${method}${method === 'gradcam' || method === 'guidedgradcam' ? ` at '${layer}'` : ''} for ${r.target} → ${outFile}`);
     }
     if (f.json) process.stdout.write(JSON.stringify(results) + '\n');
     return 0;

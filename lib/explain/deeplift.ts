@@ -4,8 +4,8 @@
  *
  * As in Captum, the inputs and the baselines run as one batch [x; baseline] and the gradient of the
  * target logits is taken with the gradient of every nonlinearity replaced by its DeepLift multiplier.
- * Kiln has no custom autograd functions, so the override is a forward hook that returns a tensor
- * with the layer's output as its value and the wanted vector-Jacobian product:
+ * The rules are linear in the gradient, so the override needs no custom autograd function: a forward
+ * hook returns a tensor with the layer's output as its value and the wanted vector-Jacobian product:
  * - elementwise (ReLU, LeakyReLU, Sigmoid, Tanh): out' = out.detach() + (in·m − (in·m).detach()) with
  *   m = Δout/Δin (detached), and the plain output (its ordinary gradient) where |Δin| < eps;
  * - MaxPool2d (Captum's maxpool rule): see `maxPoolHook`.

@@ -65,7 +65,8 @@ export function gradCam(model: Module, x: Tensor, o: GradCamOptions): Tensor {
   return camImpl(model, x, o as LayerGradCamOptions, 'gradCam', true, true);
 }
 
-function camImpl(model: Module, x: Tensor, o: LayerGradCamOptions, fn: string, reluDefault: boolean, upDefault: boolean): Tensor {
+/** @internal Grad-CAM with `fn` named in errors and the given defaults of `relu` and `upsample`. */
+export function camImpl(model: Module, x: Tensor, o: LayerGradCamOptions, fn: string, reluDefault: boolean, upDefault: boolean): Tensor {
   if (!(model instanceof Module)) throw invalidParameterError(`${fn}: model`, 'a kiln.nn Module (its layers take forward hooks)', model);
   checkInput(x, fn);
   checkOptions(o, fn);

@@ -1,8 +1,8 @@
 /**
  * `kiln.explain`: attributions for image classifiers — integrated gradients, saliency, input ×
- * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), GradientShap, Grad-CAM, occlusion, DeepLift and
- * DeepLiftShap —, Captum's metrics of explanations (infidelity, max-sensitivity) and heat-map rendering (PNG
- * via sharp), following Captum's definitions.
+ * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), GradientShap, Grad-CAM, occlusion, DeepLift,
+ * DeepLiftShap, Guided Backprop, Deconvolution and Guided Grad-CAM —, Captum's metrics of explanations
+ * (infidelity, max-sensitivity) and heat-map rendering (PNG via sharp), following Captum's definitions.
  */
 export { integratedGradients, saliency, inputXGradient, riemann, IntegratedGradientsOptions, Attribution } from './attributions';
 export { Target, Classifier } from './common';
@@ -11,6 +11,7 @@ export { gradCam, layerGradCam, defaultCamLayer, GradCamOptions, LayerGradCamOpt
 export { occlusion, OcclusionOptions } from './occlusion';
 export { layerActivation, layerGradientXActivation, layerIntegratedGradients, LayerIntegratedGradientsOptions } from './layer';
 export { deepLift, deepLiftShap, DeepLiftOptions, DeepLiftShapOptions } from './deeplift';
+export { guidedBackprop, deconvolution, guidedGradCam, GuidedBackpropOptions, GuidedGradCamOptions } from './guided';
 export {
   heatmap, heatmaps, heatmapPixels, saveHeatmap, encodePng, normalizeAttribution, cumulativeSumThreshold, colormapTable,
   HeatmapOptions, Sign, COLORMAP_NAMES, ColormapName,

@@ -102,6 +102,17 @@ export function linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Ten
   return new Tensor(N.linear(idOf(input, 'input'), idOf(weight, 'weight'), optId(bias, 'bias')));
 }
 export function relu(x: Tensor): Tensor { idOf(x, 'input'); return x.relu(); }
+/**
+ * relu(x) whose gradient is Guided Backprop's rule (Springenberg et al.): the input gradient is
+ * relu(g)·1[x > 0] for an output gradient g (only positive gradients, only where the ReLU was on).
+ * A native autograd function; `kiln.explain.guidedBackprop` puts it in place of a model's ReLUs.
+ */
+export function guidedRelu(x: Tensor): Tensor { return new Tensor(N.guidedRelu(idOf(x, 'input'))); }
+/**
+ * relu(x) whose gradient is Deconvolution's rule (Zeiler & Fergus): the input gradient is relu(g)
+ * for an output gradient g, whatever the sign of x. Used by `kiln.explain.deconvolution`.
+ */
+export function deconvRelu(x: Tensor): Tensor { return new Tensor(N.deconvRelu(idOf(x, 'input'))); }
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { idOf(x, 'input'); return x.gelu(approximate); }
 export function silu(x: Tensor): Tensor { idOf(x, 'input'); return x.silu(); }
 export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor { idOf(x, 'input'); return x.leakyRelu(negativeSlope); }
