@@ -18,3 +18,8 @@ export { gradientShap, GradientShapOptions, GradientShapResult } from './shap';
 export {
   infidelity, sensitivityMax, InfidelityOptions, SensitivityOptions, InfidelityPerturb, SensitivityPerturb, ExplanationFunction,
 } from './metrics';
+export { featureAblation, FeatureAblationOptions } from './ablation';
+export { lime, LimeOptions, SurrogateOptions } from './lime';
+export { kernelShap, shapleyCoalitions, KernelShapOptions, KERNEL_SHAP_INF_WEIGHT } from './kernelshap';
+export { gridMask, GridMaskOptions } from './masks';
+export { SurrogateKind } from './surrogate';
