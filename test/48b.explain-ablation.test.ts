@@ -8,9 +8,13 @@
  * arguments, no leaks, seeds, and `kiln explain --method ablation|lime|kernelshap`.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import sharp from 'sharp';
 import { expect } from 'chai';
 import * as kiln from '../lib';
+import { explainCommand, EXPLAIN_FLAGS } from '../lib/cli/explain';
+import { parseArgs, UsageError } from '../lib/cli/args';
 import { expectKilnError, maxAbsDiff, values } from './helpers';
 
 const E = kiln.explain;
@@ -466,6 +470,50 @@ describe('48b FeatureAblation, Lime and KernelShap', function () {
       }
       for (const t of [x, x0, mask, z]) t.dispose();
       m.dispose();
+    });
+  });
+
+  describe('kiln explain --method ablation|lime|kernelshap', () => {
+    let dir: string;
+    before(async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-ablation-'));
+      kiln.manualSeed(42);
+      const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 4 });
+      kiln.saveModel(path.join(dir, 'model', 'model.safetensors'), m, {
+        classNames: JSON.stringify(['a', 'b', 'c']), inputSize: JSON.stringify([16, 16]), channels: '3',
+        mean: JSON.stringify([0.5, 0.5, 0.5]), std: JSON.stringify([0.25, 0.25, 0.25]),
+      });
+      m.dispose();
+      await sharp({ create: { width: 20, height: 16, channels: 3, background: { r: 30, g: 200, b: 30 } } })
+        .composite([{ input: Buffer.from('<svg width="20" height="16"><rect x="4" y="4" width="8" height="8" fill="white"/></svg>') }]).png().toFile(path.join(dir, 'green.png'));
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    for (const [method, extra] of [['ablation', ['--cell', '4']], ['lime', ['--cell', '4', '--samples', '12']], ['kernelshap', []]] as const) {
+      it(`${['--method', method, ...extra].join(' ')} writes one overlay PNG per image, leaking nothing`, async () => {
+        const out = path.join(dir, `out-${method}`);
+        const { flags, positional } = parseArgs(['--model', path.join(dir, 'model'), '--method', method, ...extra, '--out', out, '--size', '32', path.join(dir, 'green.png')], EXPLAIN_FLAGS, 'explain');
+        const lines: string[] = [];
+        const before = kiln.memory().numTensors;
+        expect(await explainCommand(flags, positional, (s) => lines.push(s))).to.equal(0);
+        expect(kiln.memory().numTensors).to.equal(before);
+        expect(lines).to.have.length(1);
+        expect(lines[0]).to.match(new RegExp(`green\\.png: predicted [abc] \\(\\d+\\.\\d%\\) · ${method} for [abc]`));
+        const meta = await sharp(path.join(out, `green.${method}.png`)).metadata();
+        expect([meta.width, meta.height]).to.deep.equal([32, 32]);
+      });
+    }
+
+    it('refuses a --cell larger than the input', async () => {
+      const { flags, positional } = parseArgs(['--model', path.join(dir, 'model'), '--method', 'lime', '--cell', '17', '--out', path.join(dir, 'x'), path.join(dir, 'green.png')], EXPLAIN_FLAGS, 'explain');
+      let err: unknown;
+      try {
+        await explainCommand(flags, positional, () => undefined);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(UsageError);
+      expect((err as Error).message).to.include("--cell 17 is larger than the model's 16×16 input");
     });
   });
 });
