@@ -1,8 +1,9 @@
 /**
  * `kiln.explain`: attributions for image classifiers — integrated gradients, saliency, input ×
- * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), GradientShap, Grad-CAM, occlusion, DeepLift and
- * DeepLiftShap —, Captum's metrics of explanations (infidelity, max-sensitivity) and heat-map rendering (PNG
- * via sharp), following Captum's definitions.
+ * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), GradientShap, Grad-CAM, occlusion, DeepLift,
+ * DeepLiftShap, and over feature masks FeatureAblation, Lime and KernelShap —, Captum's metrics of
+ * explanations (infidelity, max-sensitivity) and heat-map rendering (PNG via sharp), following
+ * Captum's definitions.
  */
 export { integratedGradients, saliency, inputXGradient, riemann, IntegratedGradientsOptions, Attribution } from './attributions';
 export { Target, Classifier } from './common';
