@@ -390,6 +390,8 @@ describe('48b FeatureAblation, Lime and KernelShap', function () {
       const mask = E.gridMask(4, 4, { cell: 2 });
       const dead = E.gridMask(4, 4, { cell: 2 });
       dead.dispose();
+      const deadBase = kiln.zerosLike(x);
+      deadBase.dispose();
       const bad = {
         float: kiln.zeros([4, 4]),
         bool: kiln.zeros([4, 4], { dtype: 'bool' }),
@@ -416,6 +418,7 @@ describe('48b FeatureAblation, Lime and KernelShap', function () {
         expectKilnError(call({ featureMask: dead }), 'DISPOSED', 'featureMask');
         expectKilnError(call({ featureMask: [[0, 1]] }), 'INVALID_ARGUMENT', 'featureMask: expected an integer Tensor');
         expectKilnError(call({ baselines: bad.base }), 'INVALID_ARGUMENT', 'baselines of shape [3, 4, 4] does not broadcast');
+        expectKilnError(call({ baselines: deadBase }), 'DISPOSED', 'baselines: the tensor was disposed');
         expectKilnError(call({ baselines: NaN }), 'INVALID_ARGUMENT', 'baselines: expected a finite number');
         expectKilnError(call({ perturbationsPerEval: 0 }), 'INVALID_ARGUMENT', 'perturbationsPerEval: expected a positive integer');
         expectKilnError(call({ target: undefined }), 'INVALID_ARGUMENT', 'target');
