@@ -20,6 +20,10 @@ import { gradCam, defaultCamLayer } from '../explain/gradcam';
 import { occlusion } from '../explain/occlusion';
 import { deepLift } from '../explain/deeplift';
 import { guidedBackprop, guidedGradCam } from '../explain/guided';
+import { featureAblation } from '../explain/ablation';
+import { lime } from '../explain/lime';
+import { kernelShap } from '../explain/kernelshap';
+import { gridMask } from '../explain/masks';
 import { heatmapPixels, encodePng, Sign } from '../explain/render';
 import { COLORMAP_NAMES, ColormapName } from '../explain/colormaps';
 import { FlagSpec, UsageError } from './args';
@@ -27,7 +31,9 @@ import { loadTrained } from './inference';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
-const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam'] as const;
+const METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam', 'ablation', 'lime', 'kernelshap'] as const;
+/** The methods that switch grid cells to the baseline. */
+const MASKED = ['ablation', 'lime', 'kernelshap'];
 
 /** Options of `kiln explain`. */
 export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
@@ -35,12 +41,13 @@ export const EXPLAIN_FLAGS: Record<string, FlagSpec> = {
   method: { type: 'string', choices: METHODS, default: 'gradcam', help: 'attribution method (deeplift: against a zero baseline in the normalised input, i.e. the dataset mean colour)' },
   target: { type: 'string', help: 'class to explain, by name or index (default: the predicted class)', meta: 'class' },
   steps: { type: 'int', min: 2, default: 50, help: 'ig: points on the integration path' },
-  samples: { type: 'int', min: 1, default: 20, help: 'smoothgrad, gradientshap: random draws per image' },
+  samples: { type: 'int', min: 1, help: 'smoothgrad, gradientshap: random draws per image (default 20); lime, kernelshap: coalitions per image (default 50)' },
   stdevs: { type: 'number', min: 0, help: "smoothgrad, gradientshap: noise standard deviation in the normalised input's units (default: 15% of the input's range for smoothgrad, 0 for gradientshap)" },
   baselines: { type: 'string', choices: ['black', 'blur', 'both'], default: 'both', help: "gradientshap: reference images, a black image and/or the image blurred (Gaussian, σ = 1/8 of the shorter side)" },
   layer: { type: 'string', help: 'gradcam, guidedgradcam: dotted layer name (default: the last layer with spatial feature maps)', meta: 'name' },
   window: { type: 'int', min: 1, help: "occlusion: side of the square window (default: 1/8 of the image's shorter side, at least 2)" },
   stride: { type: 'int', min: 1, help: 'occlusion: window stride (default: half the window)' },
+  cell: { type: 'int', min: 1, help: "ablation, lime, kernelshap: side of the square cells of the grid mask, the features switched to the baseline (default: 1/8 of the image's shorter side); the baseline is 0 in the normalised input, i.e. the dataset mean colour" },
   sign: { type: 'string', choices: ['absolute', 'positive', 'negative', 'all'], help: 'which attributions to draw (default: positive for gradcam and occlusion, absolute otherwise)' },
   colormap: { type: 'string', choices: COLORMAP_NAMES, help: "heat-map colours (default: inferno; RdBu_r for --sign all)" },
   alpha: { type: 'number', min: 0, max: 1, default: 0.5, help: 'opacity of the heat map over the image' },
@@ -83,7 +90,10 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
     const side = (f.size as number | undefined) ?? 256;
     const scale = side / Math.max(H, W);
     const outSize: [number, number] = [Math.max(1, Math.round(H * scale)), Math.max(1, Math.round(W * scale))];
-    const sign = (f.sign as Sign | undefined) ?? (method === 'gradcam' || method === 'occlusion' ? 'positive' : 'absolute');
+    const sign = (f.sign as Sign | undefined) ?? (method === 'gradcam' || method === 'occlusion' || MASKED.includes(method) ? 'positive' : 'absolute');
+    const cell = (f.cell as number | undefined) ?? Math.max(1, Math.floor(Math.min(H, W) / 8));
+    if (MASKED.includes(method) && cell > Math.min(H, W)) throw new UsageError(`--cell ${cell} is larger than the model's ${H}×${W} input`);
+    const drawsFor = (dflt: number) => (f.samples as number | undefined) ?? dflt;
     const outDir = path.resolve((f.out as string | undefined) ?? 'explanations');
     fs.mkdirSync(outDir, { recursive: true });
     let layer: string | undefined = f.layer as string | undefined;
@@ -103,13 +113,13 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
         else if (method === 'saliency') attr = saliency(m.model, x, { target: cls });
         else if (method === 'smoothgrad') {
           const range = (x.amax([0, 1, 2, 3]).item() - x.amin([0, 1, 2, 3]).item()) || 1;
-          attr = noiseTunnel(m.model, x, { target: cls, samples: f.samples as number | undefined, stdevs: (f.stdevs as number | undefined) ?? 0.15 * range });
+          attr = noiseTunnel(m.model, x, { target: cls, samples: drawsFor(20), stdevs: (f.stdevs as number | undefined) ?? 0.15 * range });
         } else if (method === 'gradientshap') {
           const sigma = Math.min(H, W) / 8;
           const choice = (f.baselines as string | undefined) ?? 'both';
           const refs = [...(choice === 'blur' ? [] : [zerosLike(chw, { dtype: 'float32' })]), ...(choice === 'black' ? [] : [gaussianBlur(chw.float().div(255), sigma)])];
           const baselines = norm(cat(refs).to({ device }));
-          attr = gradientShap(m.model, x, { target: cls, baselines, samples: f.samples as number | undefined, stdevs: f.stdevs as number | undefined }).attributions;
+          attr = gradientShap(m.model, x, { target: cls, baselines, samples: drawsFor(20), stdevs: f.stdevs as number | undefined }).attributions;
         } else if (method === 'gradcam') {
           layer ??= defaultCamLayer(m.model, x);
           attr = gradCam(m.model, x, { target: cls, layer });
@@ -120,6 +130,11 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
         } else if (method === 'guidedgradcam') {
           layer ??= defaultCamLayer(m.model, x);
           attr = guidedGradCam(m.model, x, { target: cls, layer });
+        } else if (MASKED.includes(method)) {
+          const featureMask = gridMask(H, W, { cell });
+          if (method === 'ablation') attr = featureAblation(m.model, x, { target: cls, featureMask });
+          else if (method === 'lime') attr = lime(m.model, x, { target: cls, featureMask, samples: drawsFor(50) });
+          else attr = kernelShap(m.model, x, { target: cls, featureMask, samples: drawsFor(50) });
         } else {
           const win = (f.window as number | undefined) ?? Math.max(2, Math.round(Math.min(H, W) / 8));
           if (win > Math.min(H, W)) throw new UsageError(`--window ${win} is larger than the model's ${H}×${W} input`);

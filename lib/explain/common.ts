@@ -118,3 +118,21 @@ export function addInto(sums: Tensor[] | null, parts: Tensor[]): Tensor[] {
   for (const t of [...sums, ...parts]) t.dispose();
   return next;
 }
+
+/**
+ * A scalar baseline (a finite number; `undefined` gives 0) or a Tensor broadcastable to the input
+ * `x`, checked; `name` is the option's name in errors.
+ */
+export function baselineOf(b: unknown, x: Tensor, name: string): number | Tensor {
+  if (b === undefined) return 0;
+  if (typeof b === 'number') {
+    if (!Number.isFinite(b)) throw invalidParameterError(name, 'a finite number or a Tensor', b);
+    return b;
+  }
+  if (!(b instanceof Tensor)) throw invalidParameterError(name, 'a number or a Tensor broadcastable to the input', b);
+  idOf(b, name);
+  const bs = b.shape, xs = x.shape;
+  const ok = bs.length <= xs.length && bs.every((v, i) => v === 1 || v === xs[xs.length - bs.length + i]);
+  if (!ok) throw new KilnError(`${name} of shape [${bs.join(', ')}] does not broadcast to the input [${xs.join(', ')}]`, 'INVALID_ARGUMENT');
+  return b;
+}

@@ -1,8 +1,9 @@
 /**
  * `kiln.explain`: attributions for image classifiers — integrated gradients, saliency, input ×
  * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), GradientShap, Grad-CAM, occlusion, DeepLift,
- * DeepLiftShap, Guided Backprop, Deconvolution and Guided Grad-CAM —, Captum's metrics of explanations
- * (infidelity, max-sensitivity) and heat-map rendering (PNG via sharp), following Captum's definitions.
+ * DeepLiftShap, Guided Backprop, Deconvolution, Guided Grad-CAM, layer attributions, and over feature
+ * masks FeatureAblation, Lime and KernelShap —, Captum's metrics of explanations (infidelity,
+ * max-sensitivity) and heat-map rendering (PNG via sharp), following Captum's definitions.
  */
 export { integratedGradients, saliency, inputXGradient, riemann, IntegratedGradientsOptions, Attribution } from './attributions';
 export { Target, Classifier } from './common';
@@ -20,3 +21,8 @@ export { gradientShap, GradientShapOptions, GradientShapResult } from './shap';
 export {
   infidelity, sensitivityMax, InfidelityOptions, SensitivityOptions, InfidelityPerturb, SensitivityPerturb, ExplanationFunction,
 } from './metrics';
+export { featureAblation, FeatureAblationOptions } from './ablation';
+export { lime, LimeOptions, SurrogateOptions } from './lime';
+export { kernelShap, shapleyCoalitions, KernelShapOptions, KERNEL_SHAP_INF_WEIGHT } from './kernelshap';
+export { gridMask, GridMaskOptions } from './masks';
+export { SurrogateKind } from './surrogate';

@@ -11,7 +11,7 @@ import { arange, full, tensor } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { Classifier, Target, addInto, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits } from './common';
+import { Classifier, Target, addInto, baselineOf, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits } from './common';
 
 /** Options of `occlusion`. */
 export interface OcclusionOptions {
@@ -53,19 +53,6 @@ function geometry(x: Tensor, o: OcclusionOptions): { win: number[]; strides: num
   return { win, strides, counts };
 }
 
-function baselineOf(b: unknown, x: Tensor): number | Tensor {
-  if (b === undefined) return 0;
-  if (typeof b === 'number') {
-    if (!Number.isFinite(b)) throw invalidParameterError('baseline', 'a finite number or a Tensor', b);
-    return b;
-  }
-  if (!(b instanceof Tensor)) throw invalidParameterError('baseline', 'a number or a Tensor broadcastable to the input', b);
-  const bs = b.shape, xs = x.shape;
-  const ok = bs.length <= xs.length && bs.every((v, i) => v === 1 || v === xs[xs.length - bs.length + i]);
-  if (!ok) throw new KilnError(`baseline of shape [${bs.join(', ')}] does not broadcast to the input [${xs.join(', ')}]`, 'INVALID_ARGUMENT');
-  return b;
-}
-
 /**
  * Occlusion attributions, shaped like `x` [N, C, H, W]: for each element, the mean of
  * f(x) − f(x with a window replaced by the baseline) over the windows covering it (Captum's
@@ -76,7 +63,7 @@ export function occlusion(model: Classifier | Module, x: Tensor, o: OcclusionOpt
   checkInput(x, 'occlusion');
   checkOptions(o, 'occlusion');
   const { win, strides, counts } = geometry(x, o);
-  const base = baselineOf(o.baseline, x);
+  const base = baselineOf(o.baseline, x, 'baseline');
   const n = x.size(0);
   const dims = x.shape.slice(1);
   const P = dims.reduce((a, b) => a * b, 1);
