@@ -202,9 +202,10 @@ describe('train: MixUp and CutMix', function () {
     const y = kiln.tensor([0, 1, 2, 0, 1, 2], { dtype: 'int64' });
     const obj = mixup({ alpha: 0.4 });
     kiln.tidy(() => {
-      const { logits, loss } = obj({ model, x, y, loss: (l, t) => crossEntropy(l, t), step: 0 });
+      const { logits, loss, targets } = obj({ model, x, y, loss: (l, t) => crossEntropy(l, t), step: 0 });
       const { lam, kind } = obj.last!;
       expect(kind).to.equal('mixup');
+      expect(targets!.equal(lam >= 0.5 ? y : y.roll(1, 0)), 'metrics count the dominant label').to.equal(true);
       expect(lam).to.be.within(0, 1);
       const want = x.mul(lam).add(x.roll(1, 0).mul(1 - lam));
       expect(model.seen!.sub(want).abs().max().item()).to.be.below(1e-6);

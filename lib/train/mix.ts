@@ -5,7 +5,7 @@
  * CutMix: x with a box of x' pasted in, λ then being the part of x left — and minimises
  * λ·loss(logits, y) + (1 − λ)·loss(logits, y'), the mixup paper's criterion (for plain or
  * label-smoothed cross-entropy this equals cross-entropy against the mixed one-hot targets).
- * The step's metrics compare the logits with the unmixed labels y. Random draws come from
+ * The step's metrics compare the logits with the label that dominates (y when λ ≥ ½, else y'). Random draws come from
  * libtorch's CPU generator, so seeded and resumed runs repeat them.
  */
 import { invalidParameterError } from '../errors';
@@ -147,7 +147,8 @@ export function mixupCutmix(options: MixOptions): MixObjective {
     mixed.dispose();
     const other = y.roll(1, 0);
     const l = loss(logits, y).mul(info.lam).add(loss(logits, other).mul(1 - info.lam));
-    return { logits, loss: l };
+    // the step's metrics count the label that dominates each mixed image
+    return { logits, loss: l, targets: info.lam >= 0.5 ? y : other };
   }) as MixObjective;
   objective.last = null;
   return objective;

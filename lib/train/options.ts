@@ -29,10 +29,11 @@ export interface ObjectiveContext {
 
 /**
  * A training objective: what one step minimises, and the logits that the step's metrics are
- * computed on. The default is `loss(model(x), y)`; `kiln.robust` provides adversarial
- * training, TRADES and an input-gradient penalty.
+ * computed on (against `targets` when it gives them, else the batch's labels). The default is
+ * `loss(model(x), y)`; `kiln.robust` provides adversarial training, TRADES and an
+ * input-gradient penalty, `kiln.train` MixUp and CutMix.
  */
-export type Objective = (ctx: ObjectiveContext) => { logits: Tensor; loss: Tensor };
+export type Objective = (ctx: ObjectiveContext) => { logits: Tensor; loss: Tensor; targets?: Tensor };
 
 /** Options of `new Trainer(model, options)`. */
 export interface TrainerOptions {

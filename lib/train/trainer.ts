@@ -334,19 +334,20 @@ export class Trainer {
   private trainStep(x: Tensor, y: Tensor, acc: Accumulator | null, accum: number, onLoss?: (loss: Tensor) => void): void {
     const step = this.globalStep;
     tidy(() => {
-      const [logits, loss] = this.amp(() => {
+      const [logits, loss, targets] = this.amp(() => {
         if (this.objective) {
           const r = this.objective({ model: this.model, x, y, loss: this.lossFn, step });
           if (!r || !(r.logits instanceof Tensor)) throw new KilnError('the training objective must return {logits: Tensor, loss: Tensor}', 'INVALID_ARGUMENT');
-          return [r.logits, r.loss] as const;
+          if (r.targets !== undefined && !(r.targets instanceof Tensor)) throw new KilnError('the training objective returned targets that are not a Tensor', 'INVALID_ARGUMENT');
+          return [r.logits, r.loss, r.targets ?? y] as const;
         }
         const out = this.model.call(x);
-        return [out, this.lossFn(out, y)] as const;
+        return [out, this.lossFn(out, y), y] as const;
       });
       if (!(loss instanceof Tensor) || loss.numel !== 1) throw new KilnError(`the loss function must return a one-element Tensor, got ${loss instanceof Tensor ? `shape [${loss.shape.join(', ')}]` : typeof loss}`, 'INVALID_ARGUMENT');
       const scaled = accum > 1 ? loss.div(accum) : loss;
       (this.scaler ? this.scaler.scaleLoss(scaled) : scaled).backward();
-      acc?.update(logits, y, loss, step);
+      acc?.update(logits, targets, loss, step);
       onLoss?.(loss);
     });
   }
