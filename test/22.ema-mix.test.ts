@@ -139,10 +139,43 @@ describe('train: ModelEMA', function () {
     for (const [k, v] of a) expect(v.equal(b.get(k)!), k).to.equal(true);
   });
 
+  it("average 'equal' every 'epoch' from startEpoch is SWA: the mean of the epochs' final weights; validation waits for the first average", async () => {
+    const model = bnModel(7);
+    const swa = new ModelEMA({ average: 'equal', every: 'epoch', startEpoch: 1, buffers: 'copy' });
+    const raw: Map<string, kiln.Tensor>[] = [];
+    const validated: Map<string, kiln.Tensor>[] = [];
+    const before = new LambdaCallback({ onValidationBegin: () => { raw.push(copyState(model)); } });
+    const after = new LambdaCallback({ onValidationBegin: () => { validated.push(copyState(model)); } });
+    await sgdTrainer(model).fit(data, { epochs: 4, batchSize: 20, validation: data, callbacks: [before, swa, after] });
+    expect(swa.updates).to.equal(3);
+    // the mean of epochs 1–3's weights (float64), computed here
+    const mean = (upTo: number) => {
+      const m = new Map<string, kiln.Tensor>();
+      for (const k of raw[0].keys()) {
+        if (k.endsWith('running_mean') || k.endsWith('running_var') || k.endsWith('num_batches_tracked')) { m.set(k, kiln.keep(raw[upTo].get(k)!.clone())); continue; }
+        m.set(k, kiln.keep(kiln.tidy(() => raw.slice(1, upTo + 1).reduce((s, r) => s.add(r.get(k)!), kiln.zerosLike(raw[0].get(k)!)).div(upTo))));
+      }
+      return m;
+    };
+    expect(maxDiff(validated[0], raw[0])).to.equal(0); // epoch 0: nothing averaged yet
+    for (const e of [1, 2, 3]) {
+      const m = mean(e);
+      expect(maxDiff(validated[e], m), `epoch ${e}`).to.be.below(1e-6);
+      disposeState(m);
+    }
+    const end = copyState(model), m3 = mean(3);
+    expect(maxDiff(end, m3)).to.be.below(1e-6);
+    expect(swa.decayAt(0)).to.equal(0);
+    expect(swa.decayAt(3)).to.equal(0.75);
+    [...raw, ...validated, end, m3].forEach(disposeState);
+  });
+
   it('bad options are named; no tensors leak', async () => {
     expect(() => new ModelEMA({ decay: 1 })).to.throw(kiln.KilnError, /decay/);
     expect(() => new ModelEMA({ decay: -0.1 })).to.throw(kiln.KilnError, /decay/);
     expect(() => new ModelEMA({ every: 0 })).to.throw(kiln.KilnError, /every/);
+    expect(() => new ModelEMA({ average: 'mean' as never })).to.throw(kiln.KilnError, /average/);
+    expect(() => new ModelEMA({ startEpoch: -1 })).to.throw(kiln.KilnError, /startEpoch/);
     expect(() => new ModelEMA({ buffers: 'mean' as never })).to.throw(kiln.KilnError, /buffers/);
     expect(() => new ModelEMA({ warmup: 1 as never })).to.throw(kiln.KilnError, /warmup/);
     expect(() => new ModelEMA().onBatchEnd()).to.throw(kiln.KilnError, /outside Trainer.fit/);

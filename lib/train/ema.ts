@@ -28,8 +28,12 @@ export interface ModelEMAOptions {
   decay?: number;
   /** TensorFlow's `num_updates` warm-up: decay min(decay, (1 + n)/(10 + n)) at update n, so early weights fade fast (default false) */
   warmup?: boolean;
-  /** update after every `every`-th optimizer step (default 1) */
-  every?: number;
+  /** 'exponential' (default): ema ← decay·ema + (1 − decay)·w; 'equal': the plain mean of the weights at every update (SWA, torch's AveragedModel) */
+  average?: 'exponential' | 'equal';
+  /** update after every `every`-th optimizer step (default 1), or at the end of every epoch ('epoch', as SWA) */
+  every?: number | 'epoch';
+  /** epochs before averaging starts (default 0); an exponential average starts from the weights at that epoch's start */
+  startEpoch?: number;
   /** BatchNorm running statistics and other floating-point buffers: averaged like the weights ('average', default, as timm) or copied ('copy') */
   buffers?: 'average' | 'copy';
   /** validate on the averaged weights (default true) */
@@ -42,7 +46,9 @@ export interface ModelEMAOptions {
 export class ModelEMA implements Callback {
   readonly decay: number;
   readonly warmup: boolean;
-  readonly every: number;
+  readonly average: 'exponential' | 'equal';
+  readonly every: number | 'epoch';
+  readonly startEpoch: number;
   readonly buffers: 'average' | 'copy';
   readonly validate: boolean;
   readonly applyAtEnd: boolean;
@@ -56,13 +62,20 @@ export class ModelEMA implements Callback {
   /** the trainer's optimizer-step count last seen, and the optimizer steps counted since training began */
   private seenSteps = 0;
   private steps = 0;
+  /** the running epoch, and whether its per-epoch update was made */
+  private epoch = 0;
+  private epochUpdated = false;
 
   constructor(o: ModelEMAOptions = {}) {
     if (o === null || typeof o !== 'object') throw invalidParameterError('ModelEMA(options)', 'an object', o);
     this.decay = o.decay ?? 0.999;
     if (typeof this.decay !== 'number' || !(this.decay >= 0 && this.decay < 1)) throw invalidParameterError('ModelEMA: decay', 'a number in [0, 1)', o.decay);
+    this.average = o.average ?? 'exponential';
+    if (this.average !== 'exponential' && this.average !== 'equal') throw invalidParameterError('ModelEMA: average', "'exponential' or 'equal'", o.average);
     this.every = o.every ?? 1;
-    if (!Number.isInteger(this.every) || this.every < 1) throw invalidParameterError('ModelEMA: every', 'a positive integer', o.every);
+    if (this.every !== 'epoch' && (!Number.isInteger(this.every) || this.every < 1)) throw invalidParameterError('ModelEMA: every', "a positive integer or 'epoch'", o.every);
+    this.startEpoch = o.startEpoch ?? 0;
+    if (!Number.isInteger(this.startEpoch) || this.startEpoch < 0) throw invalidParameterError('ModelEMA: startEpoch', 'an integer ≥ 0', o.startEpoch);
     this.buffers = o.buffers ?? 'average';
     if (this.buffers !== 'average' && this.buffers !== 'copy') throw invalidParameterError('ModelEMA: buffers', "'average' or 'copy'", o.buffers);
     for (const k of ['warmup', 'validate', 'applyAtEnd'] as const)
@@ -76,8 +89,9 @@ export class ModelEMA implements Callback {
     this.trainer = t;
   }
 
-  /** The decay used by update number `n` (0-based). */
+  /** The decay used by update number `n` (0-based): n/(n + 1) for the equal average. */
   decayAt(n: number): number {
+    if (this.average === 'equal') return n / (n + 1);
     return this.warmup ? Math.min(this.decay, (1 + n) / (10 + n)) : this.decay;
   }
 
@@ -91,6 +105,8 @@ export class ModelEMA implements Callback {
     this.free();
     this.updates = 0;
     this.steps = 0;
+    this.epoch = 0;
+    this.epochUpdated = false;
     this.seenSteps = t.optimizerSteps;
     const ema = new Map<string, Tensor>();
     this.averaged = new Set();
@@ -104,15 +120,28 @@ export class ModelEMA implements Callback {
     this.ema = ema;
   }
 
-  onEpochBegin(): void {
+  onEpochBegin(epoch: number): void {
     this.putBack();
+    this.epoch = epoch;
+    this.epochUpdated = false;
+    // an exponential average that starts later starts from the weights it starts at
+    if (epoch === this.startEpoch && this.startEpoch > 0 && this.updates === 0 && this.ema) {
+      const t = this.need();
+      noGrad(() => { for (const [k, v] of t.model.stateDict()) this.ema!.get(k)?.copy_(v); });
+    }
   }
 
   onBatchEnd(): void {
     const t = this.need();
     if (!this.ema || t.optimizerSteps === this.seenSteps) return; // no optimizer step yet (gradient accumulation)
     this.seenSteps = t.optimizerSteps;
-    if (++this.steps % this.every !== 0) return;
+    if (this.every === 'epoch' || this.epoch < this.startEpoch) return;
+    if (++this.steps % this.every === 0) this.update();
+  }
+
+  /** Averages the model's current weights in. */
+  private update(): void {
+    const t = this.need();
     const d = this.decayAt(this.updates);
     noGrad(() => {
       for (const [k, v] of t.model.stateDict()) {
@@ -125,13 +154,25 @@ export class ModelEMA implements Callback {
     this.updates++;
   }
 
+  /** The end of an epoch's training (before its validation, or at its end without one). */
+  private epochTrained(): void {
+    if (this.every !== 'epoch' || this.epochUpdated || this.epoch < this.startEpoch || !this.ema || this.stash) return;
+    this.epochUpdated = true;
+    this.update();
+  }
+
   onValidationBegin(): void {
-    if (this.validate) this.swapIn();
+    this.epochTrained();
+    if (this.validate && this.updates > 0) this.swapIn();
+  }
+
+  onEpochEnd(): void {
+    this.epochTrained();
   }
 
   onTrainEnd(): void {
     try {
-      if (this.applyAtEnd) {
+      if (this.applyAtEnd && this.updates > 0) {
         if (this.stash) this.dropStash(); // the averaged weights are in the model already (or what a callback before this one restored)
         else this.swapIn(false);
       } else this.putBack();
@@ -145,7 +186,7 @@ export class ModelEMA implements Callback {
     const tensors = new Map<string, Tensor>();
     for (const [k, v] of this.ema ?? []) tensors.set(`ema.${k}`, v);
     for (const [k, v] of this.stash ?? []) tensors.set(`raw.${k}`, v);
-    return { json: { updates: this.updates, steps: this.steps, swapped: this.stash !== null }, tensors };
+    return { json: { updates: this.updates, steps: this.steps, epochUpdated: this.epochUpdated, swapped: this.stash !== null }, tensors };
   }
 
   /** Restores the average; when the checkpoint was written with the averaged weights in the model, puts the trained ones back. */
@@ -154,6 +195,7 @@ export class ModelEMA implements Callback {
     if (!this.ema) throw new KilnError('ModelEMA: loadStateDict before training began', 'INVALID_ARGUMENT');
     this.updates = Number(s.json.updates ?? 0);
     this.steps = Number(s.json.steps ?? 0);
+    this.epochUpdated = !!s.json.epochUpdated;
     const raw = new Map<string, Tensor>();
     noGrad(() => {
       for (const [k, v] of s.tensors ?? []) {
