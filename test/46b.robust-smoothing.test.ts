@@ -262,6 +262,34 @@ describe(`46b robust: randomized smoothing (${DEVICE})`, function () {
     });
   });
 
+  describe('robustnessReport', () => {
+    it("reports the smoothed model's certified accuracy: a constant model's is exact", async () => {
+      const model = linear(new Array(4 * 12).fill(0), [0, 0, 1, 0]);
+      const x = kiln.rand([6, 3, 2, 2], { device: DEVICE });
+      const y = kiln.tensor([2, 2, 0, 2, 1, 2], { dtype: 'int64', device: DEVICE });
+      // n = 1000, alpha 0.001: every image certified as class 2 with radius σ·Φ⁻¹(0.001^(1/1000)) (scipy)
+      const [, , , , z] = (FIX.allCorrect as number[][]).find(([n, alpha]) => n === 1000 && alpha === 0.001)!;
+      const sigma = 0.5, r = sigma * z;
+      const report = await robust.robustnessReport(model, { x, y }, {
+        corruptions: 'none', batchSize: 4, smoothing: { sigma, n: 1000, n0: 10, batchSize: 300, radii: [0, r * (1 - 1e-9), r * (1 + 1e-9)] },
+      });
+      expect(report.clean.accuracy).to.equal(4 / 6);
+      expect(report.smoothing).to.deep.include({ sigma, n: 1000, n0: 10, alpha: 0.001, abstained: 0 });
+      expect(report.smoothing!.certifiedAccuracy).to.deep.equal([4 / 6, 4 / 6, 0]);
+      expect(robust.formatRobustnessReport(report)).to.include('smoothed σ 0.5 (n 1000, alpha 0.001): certified L2 accuracy r 0 66.67%');
+      // without the option the report has no smoothing entry; bad smoothing options are named
+      expect(await robust.robustnessReport(model, { x, y }, { corruptions: 'none' })).to.not.have.property('smoothing');
+      for (const [smoothing, frag] of [[{ n: 10 }, 'robustnessReport: smoothing: sigma'], [{ sigma: 0.5, radii: [-1] }, 'robustnessReport: smoothing.radii'], [{ sigma: 0.5, n0: 0 }, 'robustnessReport: smoothing: n0'], [3, 'robustnessReport: smoothing']] as const) {
+        const e = await robust.robustnessReport(model, { x, y }, { corruptions: 'none', smoothing: smoothing as kiln.robust.SmoothingReportOptions }).then(() => null, (err) => err);
+        expect(e, frag).to.be.instanceOf(kiln.KilnError);
+        expect((e as Error).message).to.include(frag);
+      }
+      model.dispose();
+      x.dispose();
+      y.dispose();
+    });
+  });
+
   describe('errors and memory', () => {
     it('bad models, images and options give KilnErrors that name the problem', () => {
       const model = linear(new Array(24).fill(0), [1, 0]);
@@ -301,7 +329,7 @@ describe(`46b robust: randomized smoothing (${DEVICE})`, function () {
       model.dispose();
     });
 
-    it('repeated calls leak no tensors', () => {
+    it('repeated calls leak no tensors', async () => {
       const { model, x } = fixtureLinear(3);
       const o = { sigma: 0.25, n: 200, n0: 20, batchSize: 64, mean: FIX.linear.mean, std: FIX.linear.std, seed: 1 };
       robust.certify(model, x, o); // warm-up
@@ -311,6 +339,14 @@ describe(`46b robust: randomized smoothing (${DEVICE})`, function () {
         robust.smoothPredict(model, x, o);
         robust.certifiedAccuracy(robust.certify(model, x, o), [1, 1, 1], [0, 0.1]);
       }
+      const y = kiln.tensor([1, 1, 0], { dtype: 'int64', device: DEVICE });
+      const smoothing = { sigma: o.sigma, n: o.n, n0: o.n0, batchSize: o.batchSize };
+      const inReport = () => robust.robustnessReport(model, { x, y }, { corruptions: 'none', batchSize: 2, mean: o.mean, std: o.std, smoothing });
+      await inReport();
+      const mid = kiln.memory().numTensors;
+      for (let i = 0; i < 2; i++) await inReport();
+      expect(kiln.memory().numTensors, 'report with smoothing').to.equal(mid);
+      y.dispose();
       expect(kiln.memory().numTensors).to.equal(before);
       // also when the model throws halfway
       const failing = { call: () => { throw new Error('boom'); } };

@@ -2,7 +2,7 @@
 export { fgsm, pgd, attackLoss, AttackOptions, AttackSpec } from './attacks';
 export { adversarialTraining, trades, inputGradientPenalty, gaussianAugmentation, AdversarialTrainingOptions, TradesOptions, InputGradientPenaltyOptions, GaussianAugmentationOptions } from './objectives';
 export { corrupt, CORRUPTIONS, CorruptionName, CorruptionFamily, CorruptOptions, corruptionFamilies } from './corruptions';
-export { robustnessReport, formatRobustnessReport, RobustnessReport, RobustnessReportOptions, AttackResult, CorruptionResult } from './report';
+export { robustnessReport, formatRobustnessReport, RobustnessReport, RobustnessReportOptions, AttackResult, CorruptionResult, SmoothingReportOptions, SmoothingResult } from './report';
 export { Normalization, Domain } from './domain';
 export { plotRobustness, robustnessPlotSvg, RobustnessPlotOptions } from './plot';
 export { apgd, dlrLoss, dlrTargetedLoss, ApgdOptions, ApgdLoss } from './apgd';
