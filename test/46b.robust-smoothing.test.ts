@@ -6,7 +6,9 @@
  * (default 'cpu'; 'cuda' on the GPU machine).
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import { spawnSync } from 'child_process';
 import { expect } from 'chai';
 import * as kiln from '../lib';
 import { expectKilnError, toyData } from './helpers';
@@ -287,6 +289,33 @@ describe(`46b robust: randomized smoothing (${DEVICE})`, function () {
       model.dispose();
       x.dispose();
       y.dispose();
+    });
+  });
+
+  describe('kiln robust', () => {
+    it('--smoothing-sigma prints and returns certified accuracy; bad values are user errors', function () {
+      if (DEVICE !== 'cpu') this.skip();
+      const BIN = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
+      const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60000, env: { ...process.env, KILN_DEBUG: '' } });
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-46b-'));
+      try {
+        expect(cli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '64', '--out', dir, '--quiet']).status).to.equal(0);
+        const r = cli(['robust', '--model', dir, '--limit', '8', '--attack', 'none', '--corruptions', 'none', '--smoothing-sigma', '0.25', '--smoothing-n', '200', '--smoothing-radii', '0,0.1,1/4', '--json']);
+        expect(r.status, r.stderr).to.equal(0);
+        expect(r.stdout + r.stderr).to.include('smoothed σ 0.25 (n 200, alpha 0.001): certified L2 accuracy r 0 ');
+        const s = JSON.parse(r.stdout.trim().split('\n').pop()!).smoothing;
+        expect(s).to.deep.include({ sigma: 0.25, n: 200, n0: 100, alpha: 0.001, radii: [0, 0.1, 0.25] });
+        // the curve never rises; with 200 copies no radius exceeds σ·Φ⁻¹(0.001^(1/200))
+        expect(s.certifiedAccuracy[1]).to.be.at.most(s.certifiedAccuracy[0]);
+        expect(s.certifiedAccuracy[2]).to.be.at.most(s.certifiedAccuracy[1]);
+        expect(0.25 * robust.normalQuantile(0.001 ** (1 / 200))).to.be.below(0.5);
+        const bad = cli(['robust', '--model', dir, '--smoothing-radii', '0,x', '--smoothing-sigma', '0.5']);
+        expect(bad.status).to.not.equal(0);
+        expect(bad.stderr).to.include("--smoothing-radii: 'x' is not a non-negative number");
+        expect(cli(['robust', '--model', dir, '--smoothing-sigma', '-1']).stderr).to.include('--smoothing-sigma must be ≥ 0');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 
