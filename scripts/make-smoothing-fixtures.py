@@ -1,10 +1,12 @@
-"""Fixtures for test/46b (randomized smoothing): scipy 1.10's statistics on a grid, and the closed-form
-smoothed classifier of a linear binary model. Run with /usr/bin/python3 (scipy, numpy):
+"""Fixtures for test/46b (randomized smoothing): scipy 1.10's statistics on a grid (and a few exact
+incomplete-beta values by mpmath), and the closed-form smoothed classifier of a linear binary model.
+Run with /usr/bin/python3 (scipy, numpy, mpmath):
     /usr/bin/python3 scripts/make-smoothing-fixtures.py  →  test/fixtures/smoothing.json
 """
 import json
 import os
 
+import mpmath as mp
 import numpy as np
 from scipy import special, stats
 
@@ -18,7 +20,6 @@ out['betainc'] = [[a, b, x, float(special.betainc(a, b, x))]
 
 # exact values (mpmath, 50 digits) where scipy's own betainc strays beyond 1e-10 (up to 3e-10 at a = b = 1e5):
 # for integer a, b, I_x(a, b) = P(Binomial(a + b − 1, x) ≥ a), summed term by term at the double x
-import mpmath as mp  # noqa: E402  (ships with scipy's Debian packages)
 mp.mp.dps = 50
 
 

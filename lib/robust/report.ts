@@ -122,8 +122,7 @@ function checkSmoothing(s: SmoothingReportOptions, space: Normalization) {
   if (s === null || typeof s !== 'object') throw invalidParameterError('robustnessReport: smoothing', 'an object with sigma', s);
   const radii = s.radii ?? [0, 0.25, 0.5, 0.75, 1];
   if (!Array.isArray(radii) || radii.length === 0 || !radii.every((r) => typeof r === 'number' && r >= 0 && Number.isFinite(r))) throw invalidParameterError('robustnessReport: smoothing.radii', 'a non-empty array of finite numbers ≥ 0', s.radii);
-  const { radii: _, ...rest } = s;
-  const options: CertifyOptions = { ...rest, ...space };
+  const options: CertifyOptions = { sigma: s.sigma, n: s.n, n0: s.n0, alpha: s.alpha, batchSize: s.batchSize, ...space };
   const r = resolveSmoothing(options, 'robustnessReport: smoothing', 100000);
   return { options, radii, sigma: r.sigma, n: r.n, n0: r.n0, alpha: r.alpha };
 }

@@ -8,7 +8,7 @@
  * through the model in chunks of `batchSize` under no-grad, their counts stay on the device and are
  * read once per call.
  */
-import { KilnError, invalidParameterError } from '../errors';
+import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { arange, onesLike, zeros } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
