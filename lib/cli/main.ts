@@ -14,6 +14,7 @@ const EXAMPLES = `Examples:
   kiln evaluate --model runs/fmnist --json
   kiln predict --model runs/fmnist --top 3 shoe.png shirt.png
   kiln robust --model runs/fmnist --eps 1/255,2/255,4/255,8/255 --limit 1000    # accuracy under PGD and CIFAR-10-C corruptions
+  kiln robust --model runs/fmnist --attack none --corruptions none --smoothing-sigma 0.25 --limit 100   # certified L2 accuracy of the smoothed model
   kiln train --data fashion-mnist --robust pgd --eps 0.1 --out runs/fmnist-robust # adversarial training
   kiln explain --model runs/fmnist --method gradcam --out heatmaps shoe.png
   kiln serve --model runs/fmnist --port 8080 --max-batch 32 --max-delay-ms 5   # then: curl --data-binary @shoe.png -H 'content-type: image/png' localhost:8080/predictions
@@ -29,7 +30,7 @@ Commands:
   train      train a model (fashion-mnist, mnist, shapes or an image folder); writes model, checkpoint, history, metrics, plots
   evaluate   accuracy, loss, per-class precision/recall/F1 and calibration of a trained model on a test set
   predict    class probabilities for image files
-  robust     accuracy under adversarial attacks (PGD, FGSM) and common corruptions (CIFAR-10-C)
+  robust     accuracy under adversarial attacks (PGD, FGSM) and common corruptions (CIFAR-10-C); certified accuracy (randomized smoothing)
   explain    heat maps of why a model predicts what it does (Grad-CAM, integrated gradients, SmoothGrad, saliency, occlusion)
   serve      an HTTP inference server with dynamic batching for one or several models (POST /predictions/<name>, /health, /ready, /metrics, /models)
   info       versions, CUDA availability, threads

@@ -1,4 +1,4 @@
-/** `kiln robust`: a trained model's accuracy under attacks and common corruptions. */
+/** `kiln robust`: a trained model's accuracy under attacks and common corruptions, and its smoothed version's certified accuracy. */
 import { Device } from '../tensor/dtype';
 import { DataLoader } from '../data/loader';
 import { normalize } from '../data/transforms';
@@ -26,6 +26,9 @@ export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   'aa-version': { type: 'string', choices: ['standard', 'plus', 'rand'], default: 'standard', help: "autoattack's version: 'plus' (adds APGD-DLR and untargeted FAB, 5 restarts), 'rand' (APGD-CE and APGD-DLR with 20-call EOT) for randomised models" },
   corruptions: { type: 'string', default: 'all', help: `'all', 'none' or a comma-separated list of ${CORRUPTIONS.join(', ')}`, meta: 'list' },
   severities: { type: 'string', default: '1,2,3,4,5', help: 'comma-separated corruption severities 1…5', meta: 'list' },
+  'smoothing-sigma': { type: 'number', min: 0, help: 'also certify the model smoothed with Gaussian noise of this σ (pixel units; randomized smoothing, Cohen et al.) and print its certified L2 accuracy', meta: 'σ' },
+  'smoothing-n': { type: 'int', min: 1, default: 10000, help: 'with --smoothing-sigma: noisy copies per image that certify it (Cohen et al. use 100000; cost: that many forwards per image)' },
+  'smoothing-radii': { type: 'string', default: '0,0.25,0.5,0.75,1', help: 'with --smoothing-sigma: comma-separated L2 radii (pixel units) of the certified accuracy', meta: 'list' },
   limit: { type: 'int', min: 1, default: 1000, help: 'test images to use' },
   'batch-size': { type: 'int', min: 1, default: 256, help: 'images per batch' },
   device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to run' },
@@ -49,6 +52,9 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
   if (Array.isArray(corruptions)) for (const c of corruptions) if (!CORRUPTIONS.includes(c)) throw new UsageError(`--corruptions: unknown '${c}' (have ${CORRUPTIONS.join(', ')})`);
   const severities = list(f.severities as string).map(Number);
   if (severities.length === 0 || !severities.every((s) => Number.isInteger(s) && s >= 1 && s <= 5)) throw new UsageError(`--severities: expected integers 1…5, got '${f.severities}'`);
+  const sigma = f['smoothing-sigma'] as number | undefined;
+  const radii = list(f['smoothing-radii'] as string).map((r) => parseFraction(r, '--smoothing-radii'));
+  const smoothing = sigma === undefined ? undefined : { sigma, n: f['smoothing-n'] as number, radii, batchSize: Math.max(f['batch-size'] as number, 1000) };
   const m = loadTrained(f.model as string | undefined, device);
   const spec = (f.data as string | undefined) ?? m.dataset;
   if (!spec) throw new UsageError('--data is required (the model does not record its data set)');
@@ -64,7 +70,7 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
     ...(attack === 'autoattack' ? { version: f['aa-version'] as 'standard' | 'plus' | 'rand' } : {}),
   }));
   const report = await robustnessReport(m.model, loader, {
-    mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number,
+    mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number, smoothing,
     onProgress: (k) => process.stderr.write(`\rkiln: ${k} images`),
   });
   process.stderr.write('\n');

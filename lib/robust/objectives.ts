@@ -2,7 +2,8 @@
  * Robust training objectives for `new Trainer(model, {objective})`: adversarial training
  * (Madry et al. 2018; Goodfellow et al.'s clean/adversarial mix; Wong et al.'s fast FGSM),
  * TRADES (Zhang et al. 2019) and an input-gradient penalty (Ross & Doshi-Velez 2018,
- * "double backpropagation"). Each returns an `Objective`: the logits the step's metrics use
+ * "double backpropagation") and Gaussian noise augmentation (Cohen et al. 2019, the base
+ * classifiers of randomized smoothing). Each returns an `Objective`: the logits the step's metrics use
  * and the loss the optimizer minimises.
  */
 import { KilnError, invalidParameterError } from '../errors';
@@ -126,5 +127,34 @@ export function inputGradientPenalty(options: InputGradientPenaltyOptions = {}):
     const [g] = autograd.grad(perImage, p, { createGraph: true });
     const penalty = g!.square().flatten(1).sum(1).mean();
     return { logits, loss: loss(logits, y).add(penalty.mul(lambda)) };
+  };
+}
+
+/** Options of `gaussianAugmentation`. */
+export interface GaussianAugmentationOptions extends Normalization {
+  /** the noise's standard deviation in pixel units: train with the σ you will smooth with */
+  sigma: number;
+}
+
+/**
+ * Gaussian data augmentation, the training of Cohen et al.'s base classifiers for randomized
+ * smoothing: loss(f(x + N(0, σ²I)), y), the noise in pixel units added before the model's
+ * normalisation (`mean`/`std`), not clipped, drawn on the batch's device (the Trainer's `seed`
+ * makes it reproducible). The step's metrics use the noisy logits; evaluation stays clean.
+ */
+export function gaussianAugmentation(options: GaussianAugmentationOptions): Objective {
+  if (options === null || typeof options !== 'object') throw invalidParameterError('gaussianAugmentation: options', 'an object with sigma', options);
+  const { sigma } = options;
+  if (typeof sigma !== 'number' || !Number.isFinite(sigma) || sigma <= 0) throw invalidParameterError('gaussianAugmentation: sigma', 'a finite number > 0 (pixel units, e.g. 0.25)', sigma);
+  const domain = new Domain(options, 'gaussianAugmentation: options');
+  return ({ model, x, y, loss }) => {
+    const noisy = tidy(() => {
+      const conv = domain.bind(x);
+      const p = conv.toPixels(x.detach());
+      return conv.toModel(p.add(randnLike(p).mul(sigma))).detach();
+    });
+    const logits = model.call(noisy);
+    noisy.dispose();
+    return { logits, loss: loss(logits, y) };
   };
 }

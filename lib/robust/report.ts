@@ -1,7 +1,8 @@
 /**
  * A robustness report: accuracy of a classifier on clean test data, under each attack, and
  * under each common corruption and severity — one pass over the data, counts kept on the
- * device and read once at the end.
+ * device and read once at the end — and, when asked, the certified accuracy of the model
+ * smoothed by Gaussian noise (randomized smoothing; its certificates are read once per batch).
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
@@ -17,6 +18,7 @@ import { CORRUPTIONS, CorruptionName, CorruptionFamily, corruptPixels, corruptio
 import { Module, saveModes } from '../nn/module';
 import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
 import { Domain, Normalization } from './domain';
+import { CertifyOptions, certify, resolveSmoothing } from './smoothing';
 
 /** Options of `robustnessReport`. */
 export interface RobustnessReportOptions extends Normalization {
@@ -36,6 +38,27 @@ export interface RobustnessReportOptions extends Normalization {
   seed?: number;
   /** called after each batch with the images done so far */
   onProgress?: (images: number) => void;
+  /** certify the model smoothed with Gaussian noise (`certify`'s options but the report's mean/std/bounds/seed) and report certified accuracy at `radii` */
+  smoothing?: SmoothingReportOptions;
+}
+
+/** Options of a report's randomized-smoothing certification. */
+export interface SmoothingReportOptions extends Omit<CertifyOptions, 'mean' | 'std' | 'bounds' | 'seed'> {
+  /** L2 radii (pixel units) at which certified accuracy is reported (default 0, 0.25, 0.5, 0.75, 1) */
+  radii?: number[];
+}
+
+/** The certified accuracy of the smoothed model. */
+export interface SmoothingResult {
+  sigma: number;
+  n: number;
+  n0: number;
+  alpha: number;
+  radii: number[];
+  /** at each radius, the fraction of images certified as their label with at least that radius */
+  certifiedAccuracy: number[];
+  /** the fraction of images where certify abstained */
+  abstained: number;
 }
 
 /** One attack's result. */
@@ -66,6 +89,8 @@ export interface RobustnessReport {
   corruptions: CorruptionResult[];
   /** mean accuracy over all corruptions and severities (null without corruptions) */
   corruptionAccuracy: number | null;
+  /** with the `smoothing` option */
+  smoothing?: SmoothingResult;
   seconds: number;
 }
 
@@ -87,8 +112,19 @@ function checkOptions(o: RobustnessReportOptions) {
   if (!Number.isInteger(seed) || seed < 0) throw invalidParameterError('robustnessReport: seed', 'a non-negative integer', o.seed);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw invalidParameterError('robustnessReport: onProgress', 'a function', o.onProgress);
   const domain = new Domain(o, 'robustnessReport: options');
+  const smoothing = o.smoothing === undefined ? null : checkSmoothing(o.smoothing, space);
   if (names.length && (domain.lo !== 0 || domain.hi !== 1)) throw new KilnError(`robustnessReport: corruptions are defined on pixels in [0, 1], but bounds are [${domain.lo}, ${domain.hi}] (pass corruptions: 'none')`, 'INVALID_ARGUMENT');
-  return { attacks, names, severities, bs, seed, domain };
+  return { attacks, names, severities, bs, seed, domain, smoothing };
+}
+
+/** Validates the report's smoothing options (in the report's pixel space). */
+function checkSmoothing(s: SmoothingReportOptions, space: Normalization) {
+  if (s === null || typeof s !== 'object') throw invalidParameterError('robustnessReport: smoothing', 'an object with sigma', s);
+  const radii = s.radii ?? [0, 0.25, 0.5, 0.75, 1];
+  if (!Array.isArray(radii) || radii.length === 0 || !radii.every((r) => typeof r === 'number' && r >= 0 && Number.isFinite(r))) throw invalidParameterError('robustnessReport: smoothing.radii', 'a non-empty array of finite numbers ≥ 0', s.radii);
+  const options: CertifyOptions = { sigma: s.sigma, n: s.n, n0: s.n0, alpha: s.alpha, batchSize: s.batchSize, ...space };
+  const r = resolveSmoothing(options, 'robustnessReport: smoothing', 100000);
+  return { options, radii, sigma: r.sigma, n: r.n, n0: r.n0, alpha: r.alpha };
 }
 
 /** Number of correct predictions in a batch (a device scalar). */
@@ -113,6 +149,9 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
   // autoattack's per-stage robust counts (a stage never run, such as APGD-T below 4 classes, stays out)
   const stageCounts = o.attacks.map((a) => (a.stages ? zeros([a.stages.length], { dtype: 'float64', device }) : null));
   const stagesRan = o.attacks.map(() => new Set<number>());
+  // smoothing: images certified correct at radius ≥ radii[j], and abstentions (read per batch with the certificates)
+  const certified = o.smoothing ? o.smoothing.radii.map(() => 0) : [];
+  let abstained = 0;
   const restoreModes = m instanceof Module ? saveModes(m) : () => {};
   if (m instanceof Module) m.eval();
   const t0 = Date.now();
@@ -158,6 +197,15 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
             tidy(() => { counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, conv.toModel(c), y)); });
             c.dispose();
           }
+          if (o.smoothing) {
+            const cs = certify(m, x, { ...o.smoothing.options, seed: mixSeed(o.seed, b, cells.length, 46) });
+            const labels = tidy(() => Array.from(y.cpu().dataSync() as BigInt64Array, Number));
+            cs.forEach((c, i) => {
+              if (c.prediction === -1) abstained++;
+              o.smoothing!.radii.forEach((r, j) => { if (c.prediction === labels[i] && c.radius >= r) certified[j]++; });
+            });
+            await new Promise<void>((r) => setImmediate(r));
+          }
         } finally {
           pixels?.dispose();
           conv.dispose();
@@ -185,6 +233,10 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
       attacks: o.attacks.map(({ attack, norm, eps, steps }, i) => ({ attack, norm, eps, steps, accuracy: acc(1 + i), ...(stageAcc[i] ? { stages: stageAcc[i] } : {}) })),
       corruptions,
       corruptionAccuracy: corruptions.length ? corruptions.reduce((s, c) => s + c.accuracy, 0) / corruptions.length : null,
+      ...(o.smoothing ? { smoothing: {
+        sigma: o.smoothing.sigma, n: o.smoothing.n, n0: o.smoothing.n0, alpha: o.smoothing.alpha, radii: o.smoothing.radii,
+        certifiedAccuracy: certified.map((c) => c / seen), abstained: abstained / seen,
+      } } : {}),
       seconds: (Date.now() - t0) / 1000,
     };
   } finally {
@@ -229,6 +281,10 @@ export function formatRobustnessReport(r: RobustnessReport): string {
       lines.push(`  ${n.padEnd(w)}  ${sev.map((s) => pct(row.find((c) => c.severity === s)!.accuracy).padStart(8)).join('')}  ${pct(mean).padStart(7)}`);
     }
     lines.push(`  mean corruption accuracy ${pct(r.corruptionAccuracy!)}`);
+  }
+  if (r.smoothing) {
+    const s = r.smoothing;
+    lines.push(`  smoothed σ ${s.sigma} (n ${s.n}, alpha ${s.alpha}): certified L2 accuracy ${s.radii.map((rad, j) => `r ${rad} ${pct(s.certifiedAccuracy[j])}`).join(' · ')} · abstained ${pct(s.abstained)}`);
   }
   return lines.join('\n');
 }
