@@ -85,7 +85,7 @@ export function checkImageMethod(method: unknown, model: unknown): ImageMethod {
 /**
  * Explains one image. `x` is the normalised model input [1, C, H, W] on the model's device; `image` the same image
  * before normalisation, [1, C, H, W] uint8 (0–255) or floating (0–1), on the CPU; `normalize` maps such [0, 1]
- * images [B, C, H, W] to model inputs (gradientshap's baselines). Runs on the calling thread (gradients).
+ * images [B, C, H, W] on the CPU to model inputs (gradientshap's baselines). Runs on the calling thread (gradients).
  */
 export function explainImage(model: Classifier | Module, x: Tensor, image: Tensor, normalize: (images: Tensor) => Tensor, o: ExplainImageOptions = {}): ImageExplanation {
   const m = checkModel(model);
@@ -112,7 +112,7 @@ export function explainImage(model: Classifier | Module, x: Tensor, image: Tenso
       if (!['black', 'blur', 'both'].includes(choice)) throw invalidParameterError('baselines', "'black', 'blur' or 'both'", o.baselines);
       const img01 = image.dtype === 'uint8' ? image.float().div(255) : image.float();
       const refs = [...(choice === 'blur' ? [] : [zerosLike(image, { dtype: 'float32' })]), ...(choice === 'black' ? [] : [gaussianBlur(img01, Math.min(H, W) / 8)])];
-      const baselines = normalize(cat(refs).to({ device: x.device }));
+      const baselines = normalize(cat(refs)).to({ device: x.device });
       attr = gradientShap(m, x, { target: cls, baselines, samples, stdevs }).attributions;
     } else if (method === 'gradcam') {
       layer ??= defaultCamLayer(model as Module, x);
