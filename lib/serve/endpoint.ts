@@ -141,14 +141,16 @@ export class ModelEndpoint {
       if (dtype) model.to(dtype);
       if (options.channelsLast) model.to({ memoryFormat: 'channelsLast' });
     }
+    if (options.explanations !== undefined && typeof options.explanations !== 'boolean') throw invalidParameterError('explanations', 'a boolean', options.explanations);
+    this.explanations = options.explanations ?? true;
+    if (options.maxExplainQueue !== undefined && (!Number.isInteger(options.maxExplainQueue) || options.maxExplainQueue < 1))
+      throw invalidParameterError('maxExplainQueue', 'a positive integer', options.maxExplainQueue);
     this.batcher = new DynamicBatcher(model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
       timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
       postprocess: (y) => y.float().softmax(1),
       onBatch: (b) => onBatch(b, this),
     });
-    if (options.explanations !== undefined && typeof options.explanations !== 'boolean') throw invalidParameterError('explanations', 'a boolean', options.explanations);
-    this.explanations = options.explanations ?? true;
     this.explainQueue = new ExplainQueue(options.maxExplainQueue ?? 8, this.batcher.timeoutMs);
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
   }

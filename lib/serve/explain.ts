@@ -111,8 +111,11 @@ export function checkExplainable(ep: Explainable, method: ImageMethod): Classifi
 }
 
 interface Job {
+  t0: number;
   run: () => void;
   fail: (e: Error) => void;
+  /** fails a job whose time ran out while it waited */
+  expire: () => void;
   state: 'queued' | 'running' | 'done';
   timer?: NodeJS.Timeout;
 }
@@ -150,7 +153,9 @@ export class ExplainQueue {
     return new Promise<T>((resolve, reject) => {
       const t0 = performance.now();
       const job: Job = {
+        t0,
         state: 'queued',
+        expire: () => job.fail(new KilnError(`explanation timed out after ${this.timeoutMs} ms waiting in the explanation queue`, 'TIMEOUT')),
         fail: (e) => {
           job.state = 'done';
           reject(e);
@@ -173,7 +178,7 @@ export class ExplainQueue {
         job.timer = setTimeout(() => {
           if (job.state !== 'queued') return;
           this.queue = this.queue.filter((j) => j !== job);
-          job.fail(new KilnError(`explanation timed out after ${this.timeoutMs} ms waiting in the explanation queue`, 'TIMEOUT'));
+          job.expire();
         }, this.timeoutMs);
       this.queue.push(job);
       this.pump();
@@ -185,14 +190,17 @@ export class ExplainQueue {
     this.closed = true;
   }
 
+  /** Starts the next job (one at a time) after yielding to the event loop; drops jobs whose time ran out while waiting. */
   private pump(): void {
-    const job = this.running ? undefined : this.queue.shift();
+    if (this.running) return;
+    let job: Job | undefined;
+    while ((job = this.queue.shift()) && this.timeoutMs > 0 && performance.now() - job.t0 > this.timeoutMs) job.expire();
     if (!job) return;
     this.running = true;
     clearTimeout(job.timer);
     job.state = 'running';
     setImmediate(() => {
-      job.run();
+      job!.run();
       this.running = false;
       this.pump();
     });
