@@ -254,6 +254,36 @@ describe('serve: explanations', function () {
     }
   });
 
+  it('explainImage rejects bad arguments with clear KilnErrors, leaking nothing', async () => {
+    const x = await inputOf(await image(1), 32);
+    const img = unnormalized(x);
+    const norm = (t: kiln.Tensor) => t;
+    const script = kiln.jit.load(path.join(FIX, 'tiny_script.pt')).eval();
+    const chw = x.squeeze(0);
+    const before = kiln.memory().numTensors;
+    const bad: [() => unknown, RegExp][] = [
+      [() => E.explainImage(model, x, img, norm, { method: 'lime' as never }), /method.*ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift/],
+      [() => E.explainImage(script, x, img, norm, { method: 'gradcam' }), /method 'gradcam' sets forward hooks.*needs a kiln.nn Module/],
+      [() => E.explainImage(model, chw, img, norm), /x must be one image \[1, C, H, W\], got shape \[3, 32, 32\]/],
+      [() => E.explainImage(model, x, img, norm, { method: 'ig', steps: 1 }), /steps/],
+      [() => E.explainImage(model, x, img, norm, { method: 'smoothgrad', samples: 0 }), /samples/],
+      [() => E.explainImage(model, x, img, norm, { method: 'smoothgrad', stdevs: -1 }), /stdevs/],
+      [() => E.explainImage(model, x, img, norm, { method: 'gradientshap', baselines: 'grey' as never }), /baselines/],
+      [() => E.explainImage({} as never, x, img, norm), /model/],
+      [() => E.resolveTarget('hexagon', CLASSES), /target 'hexagon' is neither a class name nor an index below 3/],
+      [() => E.resolveTarget(3, CLASSES), /target '3'/],
+    ];
+    for (const [fn, re] of bad) expect(fn).to.throw(kiln.KilnError, re);
+    expect(E.resolveTarget('triangle', CLASSES)).to.equal(2);
+    expect(E.resolveTarget('1', CLASSES)).to.equal(1);
+    expect(kiln.memory().numTensors).to.equal(before);
+    const gone = kiln.tensor([1]);
+    gone.dispose();
+    expect(() => E.explainImage(model, gone, img, norm)).to.throw(kiln.KilnError, /disposed/);
+    for (const t of [x, img, chw]) t.dispose();
+    script.dispose();
+  });
+
   it('ExplainQueue runs one job at a time in order, refuses past maxQueue and drops jobs past timeoutMs', async () => {
     const q = new ExplainQueue(2, 0);
     const order: number[] = [];
