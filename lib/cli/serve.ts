@@ -4,6 +4,7 @@ import { Device } from '../tensor/dtype';
 import { serve, Server, ModelSpec } from '../serve/server';
 import { FlagSpec, UsageError } from './args';
 import { loadTrained } from './inference';
+import { IMAGE_METHODS } from '../explain/image';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
@@ -24,7 +25,9 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   precision: { type: 'string', choices: ['fp32', 'bf16', 'fp16'], default: 'fp32', help: 'weights and inputs in float32, bfloat16 or float16 (fp16: CUDA only)' },
   'channels-last': { type: 'boolean', help: 'channels-last (NHWC) weights and batches (faster convolutions on GPUs)' },
   top: { type: 'int', min: 1, default: 5, help: 'classes returned per image' },
-  'timeout-ms': { type: 'int', min: 0, default: 0, help: 'per-request limit in ms, 504 after it (0: none)' },
+  'timeout-ms': { type: 'int', min: 0, default: 0, help: 'per-request limit in ms, 504 after it (0: none; explanations too)' },
+  explanations: { type: 'boolean', default: true, help: 'serve POST /explanations[/<name>] and /v1/models/<name>:explain (attribution heat maps; on by default, --no-explanations: 404)' },
+  'max-explain-queue': { type: 'int', min: 1, default: 8, help: 'explanation requests waiting per model (one runs at a time, on the main thread) before 503' },
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
 
@@ -90,6 +93,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
       maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number, maxQueue: f['max-queue'] as number,
       maxBodyBytes: f['max-body'] as number, timeoutMs: f['timeout-ms'] as number,
       precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'],
+      explanations: f.explanations !== false, maxExplainQueue: f['max-explain-queue'] as number,
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { port?: number };
@@ -106,7 +110,9 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
     log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${device}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}; max batch ${ep.batcher.maxBatchSize}, max delay ${ep.batcher.maxDelayMs} ms`);
   }
   const names = s.registry.names();
-  log(`kiln: listening on ${s.url} — POST ${s.url}/predictions${names.length === 1 ? '' : '/<name>'} (image bytes or JSON), GET /health /ready /metrics /models; Ctrl-C stops`);
+  const one = names.length === 1 ? '' : '/<name>';
+  const explain = f.explanations !== false ? `, POST /explanations${one}?method=${IMAGE_METHODS.join('|')} (PNG heat map or JSON)` : '';
+  log(`kiln: listening on ${s.url} — POST ${s.url}/predictions${one} (image bytes or JSON)${explain}, GET /health /ready /metrics /models; Ctrl-C stops`);
   if (mport !== undefined) log(`kiln: management API on ${s.managementUrl} — POST /models?url=DIR&model_name=NAME, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -2,8 +2,9 @@
  * `kiln.explain`: attributions for image classifiers — integrated gradients, saliency, input ×
  * gradient, noise tunnel (SmoothGrad, SmoothGrad², VarGrad), GradientShap, Grad-CAM, occlusion, DeepLift,
  * DeepLiftShap, Guided Backprop, Deconvolution, Guided Grad-CAM, layer attributions, and over feature
- * masks FeatureAblation, Lime and KernelShap —, Captum's metrics of explanations (infidelity,
- * max-sensitivity) and heat-map rendering (PNG via sharp), following Captum's definitions.
+ * masks FeatureAblation, Lime and KernelShap —, one image explained end to end by a method name
+ * (`explainImage`, as `kiln explain`), Captum's metrics of explanations (infidelity, max-sensitivity)
+ * and heat-map rendering (PNG via sharp), following Captum's definitions.
  */
 export { integratedGradients, saliency, inputXGradient, riemann, IntegratedGradientsOptions, Attribution } from './attributions';
 export { Target, Classifier } from './common';
@@ -18,6 +19,9 @@ export {
   HeatmapOptions, Sign, COLORMAP_NAMES, ColormapName,
 } from './render';
 export { gradientShap, GradientShapOptions, GradientShapResult } from './shap';
+export {
+  explainImage, explanationPixels, resolveTarget, checkImageMethod, IMAGE_METHODS, HOOK_METHODS, ImageMethod, ExplainImageOptions, ImageExplanation, OverlayOptions,
+} from './image';
 export {
   infidelity, sensitivityMax, InfidelityOptions, SensitivityOptions, InfidelityPerturb, SensitivityPerturb, ExplanationFunction,
 } from './metrics';

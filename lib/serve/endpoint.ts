@@ -15,6 +15,7 @@ import { loadModel } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
+import { ExplainQueue, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
 
 /** How a model runs: batching, device and conversion. Given at the server level they are every model's defaults. */
 export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'onBatch' | 'dtype'> {
@@ -24,6 +25,10 @@ export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'on
   channelsLast?: boolean;
   /** classes returned per input (default 5, capped at the number of classes) */
   top?: number;
+  /** explanation requests waiting per model version (one runs at a time); more are answered 503 (default 8) */
+  maxExplainQueue?: number;
+  /** answer POST /explanations and :explain for the model (default true; false: 404) */
+  explanations?: boolean;
 }
 
 /** Options of one served model (version). */
@@ -73,6 +78,11 @@ export interface PredictResult {
   predictions: { top: { class: string; index: number; probability: number }[] }[];
 }
 
+/** One explanation answer: an overlay PNG (a single image-bytes input), or JSON. */
+export type ExplainResult =
+  | { type: 'png'; png: Buffer; info: ExplanationJson; method: string }
+  | { type: 'json'; method: string; body: { model: string; version: string; method: string; explanations: ExplanationJson[] } };
+
 /**
  * One model version behind the server's routes. A `Module` is put in eval mode, moved to `device` and converted per
  * `precision` and `channelsLast` (in place). `close()` drains it: requests already in it finish, then the batcher
@@ -85,6 +95,10 @@ export class ModelEndpoint {
   readonly precision: 'fp32' | 'bf16' | 'fp16';
   readonly batcher: DynamicBatcher;
   readonly preprocessor: Preprocessor;
+  /** explanation requests, one at a time on the main thread */
+  readonly explainQueue: ExplainQueue;
+  /** whether the explanation routes answer for this version */
+  readonly explanations: boolean;
   /** disposes the model on close */
   readonly owned: boolean;
   private stateNow: ModelState = 'loading';
@@ -127,12 +141,17 @@ export class ModelEndpoint {
       if (dtype) model.to(dtype);
       if (options.channelsLast) model.to({ memoryFormat: 'channelsLast' });
     }
+    if (options.explanations !== undefined && typeof options.explanations !== 'boolean') throw invalidParameterError('explanations', 'a boolean', options.explanations);
+    this.explanations = options.explanations ?? true;
+    if (options.maxExplainQueue !== undefined && (!Number.isInteger(options.maxExplainQueue) || options.maxExplainQueue < 1))
+      throw invalidParameterError('maxExplainQueue', 'a positive integer', options.maxExplainQueue);
     this.batcher = new DynamicBatcher(model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
       timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
       postprocess: (y) => y.float().softmax(1),
       onBatch: (b) => onBatch(b, this),
     });
+    this.explainQueue = new ExplainQueue(options.maxExplainQueue ?? 8, this.batcher.timeoutMs);
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
   }
 
@@ -159,6 +178,7 @@ export class ModelEndpoint {
 
   /** Metadata served at /models. */
   info(): Record<string, unknown> {
+    const explanations = this.explanations;
     const b = this.batcher, p = this.preprocessor;
     const v = encodeURIComponent(this.version), n = encodeURIComponent(this.name);
     return {
@@ -166,7 +186,11 @@ export class ModelEndpoint {
       device: b.device, precision: this.precision, channelsLast: b.channelsLast,
       batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
       queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,
-      routes: { predict: [`/predictions/${n}/${v}`, `/v1/models/${n}/versions/${v}:predict`] },
+      routes: {
+        predict: [`/predictions/${n}/${v}`, `/v1/models/${n}/versions/${v}:predict`],
+        ...(explanations ? { explain: [`/explanations/${n}/${v}`, `/v1/models/${n}/versions/${v}:explain`] } : {}),
+      },
+      ...(explanations ? { explainQueue: { depth: this.explainQueue.depth, running: this.explainQueue.busy ? 1 : 0, maxExplainQueue: this.explainQueue.maxQueue } } : {}),
     };
   }
 
@@ -211,6 +235,36 @@ export class ModelEndpoint {
   }
 
   /**
+   * Answers one explanation request (see explain.ts): options from the query and the JSON body, 400 when the method
+   * cannot explain this model, then each input explained in turn on the main thread behind `explainQueue`. A single
+   * image-bytes input answers PNG by default, JSON bodies answer JSON.
+   */
+  async explain(req: http.IncomingMessage, url: URL, maxBodyBytes: number, track: { method?: string } = {}): Promise<ExplainResult> {
+    const type = mediaType(req);
+    const isJson = type === 'application/json' || type.endsWith('+json');
+    if (!isJson && !IMAGE_CONTENT_TYPES.includes(type))
+      throw new HttpError(415, `unsupported media type '${type || '(no content-type header)'}': send image bytes (${IMAGE_CONTENT_TYPES.join(', ')}) or application/json {"instances": [...]}`, 'UNSUPPORTED_MEDIA_TYPE');
+    const body = await readBody(req, maxBodyBytes);
+    const doc = isJson ? Preprocessor.parseJson(body) : null;
+    const o = explainRequest(url.searchParams, doc ?? {}, this.classNames, isJson ? 'json' : 'png');
+    track.method = o.method;
+    const model = checkExplainable(this, o.method);
+    const inputs = doc ? await this.preprocessor.instances(doc) : [await this.preprocessor.image(body, 'request body')];
+    try {
+      const done = await this.explainQueue.submit(() => explainInputs(this, model, inputs, this.batcher.device, o), (rs) => rs.forEach((r) => r.pixels?.dispose()));
+      const info = done.map((r) => r.info);
+      if (o.format === 'png') {
+        const pngs = await encodeOverlays(done);
+        if (!isJson) return { type: 'png', png: pngs[0], info: info[0], method: o.method };
+        pngs.forEach((p, i) => (info[i].png = p.toString('base64')));
+      }
+      return { type: 'json', method: o.method, body: { model: this.name, version: this.version, method: o.method, explanations: info } };
+    } finally {
+      for (const x of inputs) x.dispose();
+    }
+  }
+
+  /**
    * Drains and stops: new requests are refused, requests already inside finish, queued batches run, then the
    * preprocessing tensors are freed and the model is disposed if the endpoint owns it. Idempotent.
    */
@@ -218,6 +272,7 @@ export class ModelEndpoint {
     this.closing ??= (async () => {
       this.stateNow = 'draining';
       await this.requests.idle();
+      this.explainQueue.close();
       await this.batcher.close();
       this.preprocessor.dispose();
       if (this.owned && this.model instanceof Module) this.model.dispose();

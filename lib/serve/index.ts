@@ -21,6 +21,10 @@ export type { ServeOptions, ServerOptions, RegisterOptions, ModelSpec } from './
 export { ModelEndpoint, loadModelDir } from './endpoint';
 export type { ModelOptions, RuntimeOptions, ModelState, PredictResult } from './endpoint';
 export { ModelRegistry } from './registry';
+/** The explanations API: request options, the one-at-a-time queue, and the per-input work (explain.ts). */
+export { ExplainQueue, explainRequest, checkExplainable, EXPLAIN_FORMATS, MAX_EXPLAIN_STEPS, MAX_EXPLAIN_SAMPLES } from './explain';
+export type { ExplainRequest, ExplanationJson } from './explain';
+export type { ExplainResult } from './endpoint';
 /** Request parsing and preprocessing (decode → resize → normalise), and the HTTP error type. */
 export { Preprocessor, HttpError, IMAGE_CONTENT_TYPES } from './inputs';
 export type { InputSpec } from './inputs';

@@ -102,11 +102,16 @@ export class Preprocessor {
       throw new HttpError(400, `${what}: ${msg.startsWith('cannot decode') ? msg : `cannot decode image (${msg})`}`, 'BAD_IMAGE');
     }
     const { data, channels, height, width } = d;
-    return tidy(() => tensor(data, { shape: [channels, height, width] }).float().div(255).sub(this.mean).div(this.std));
+    return tidy(() => this.normalize(tensor(data, { shape: [channels, height, width] }).float().div(255)));
   }
 
   /** Parses `{"instances": [...]}`: each a nested [C, H, W] float array (already normalised), a base64 string or `{"b64": "..."}`. */
   async json(body: Buffer): Promise<Tensor[]> {
+    return this.instances(Preprocessor.parseJson(body));
+  }
+
+  /** Parses a JSON body: an object with a non-empty "instances" array (400 naming what is wrong). */
+  static parseJson(body: Buffer): Record<string, unknown> & { instances: unknown[] } {
     let doc: unknown;
     try {
       doc = JSON.parse(body.toString('utf8'));
@@ -117,6 +122,12 @@ export class Preprocessor {
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc) || !Array.isArray(instances))
       throw new HttpError(400, `JSON body must be an object with an "instances" array, got ${describe(doc)}${doc && typeof doc === 'object' && !Array.isArray(doc) ? ` with keys [${Object.keys(doc).join(', ')}]` : ''}`, 'BAD_JSON');
     if (instances.length === 0) throw new HttpError(400, '"instances" is empty: send at least one input', 'BAD_JSON');
+    return doc as Record<string, unknown> & { instances: unknown[] };
+  }
+
+  /** The inputs of a parsed JSON body (see `json`). */
+  async instances(doc: { instances: unknown[] }): Promise<Tensor[]> {
+    const instances = doc.instances;
     const settled = await Promise.allSettled(instances.map((v, i) => this.instance(v, `instances[${i}]`)));
     const ok = settled.filter((s): s is PromiseFulfilledResult<Tensor> => s.status === 'fulfilled').map((s) => s.value);
     const bad = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -164,6 +175,16 @@ export class Preprocessor {
       data[i] = x;
     }
     return tensor(data, { shape: want });
+  }
+
+  /** Normalises images in [0, 1], [N, C, H, W] or [C, H, W] on the CPU, as `image` does: (x − mean) / std. */
+  normalize(images: Tensor): Tensor {
+    return tidy(() => images.float().sub(this.mean).div(this.std));
+  }
+
+  /** The image a normalised input [.., C, H, W] (CPU) came from: x · std + mean, clipped to [0, 1]. */
+  unnormalize(x: Tensor): Tensor {
+    return tidy(() => x.float().mul(this.std).add(this.mean).clamp(0, 1));
   }
 
   /** Frees the mean/std tensors. */

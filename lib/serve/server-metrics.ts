@@ -8,6 +8,7 @@ export interface MetricsSource {
   readonly name: string;
   readonly version: string;
   readonly batcher: DynamicBatcher;
+  readonly explainQueue?: { readonly depth: number };
 }
 
 /** The `model` and `version` labels of one served model version. */
@@ -31,6 +32,10 @@ export class ServerMetrics {
   readonly batchLatency = this.registry.register(new Histogram('kiln_batch_duration_seconds', 'Time to run one batch (forward, softmax, split), by model and version.', LATENCY_BUCKETS));
   /** batches that failed, by model and version */
   readonly batchErrors = this.registry.register(new Counter('kiln_batch_errors_total', 'Batches whose forward failed, by model and version.'));
+  /** explanation requests by model, version, method and status */
+  readonly explanations = this.registry.register(new Counter('kiln_explanations_total', 'Explanation requests by model, version, method and status code.'));
+  /** explanation latency by model, version and method */
+  readonly explainLatency = this.registry.register(new Histogram('kiln_explanation_duration_seconds', 'Time from an explanation request to its answer, by model, version and method.', LATENCY_BUCKETS));
   private sources: () => MetricsSource[] = () => [];
   private inflight: () => number = () => 0;
   private readonly tensors: Gauge;
@@ -41,6 +46,8 @@ export class ServerMetrics {
     const r = this.registry;
     const perModel = (f: (b: DynamicBatcher) => number) => (): GaugeSample[] => this.sources().map((s) => ({ labels: modelLabels(s), value: f(s.batcher) }));
     r.register(new Gauge('kiln_queue_depth', 'Images waiting for a batch, by model and version.', perModel((b) => b.queueDepth)));
+    r.register(new Gauge('kiln_explain_queue_depth', 'Explanation requests waiting (one runs at a time), by model and version.',
+      () => this.sources().map((s) => ({ labels: modelLabels(s), value: s.explainQueue?.depth ?? 0 }))));
     r.register(new Gauge('kiln_inflight_requests', 'HTTP requests being handled.', () => this.inflight()));
     r.register(new Gauge('kiln_inflight_batches', 'Batches running on the model, by model and version.', perModel((b) => b.inFlightBatches)));
     // set from one memory() call per scrape (render)
@@ -62,6 +69,13 @@ export class ServerMetrics {
     this.latency.observe(seconds, { route, ...extra });
   }
 
+  /** Records one answered explanation request of a model version (`method` as the request named it). */
+  explanation(model: { name: string; version: string }, method: string, status: number, seconds: number): void {
+    const labels = { ...modelLabels(model), method };
+    this.explanations.inc({ ...labels, status: String(status) });
+    this.explainLatency.observe(seconds, labels);
+  }
+
   /** Records one finished batch of a model version. */
   batch(b: BatchInfo, model: { name: string; version: string }): void {
     const labels = modelLabels(model);
@@ -71,12 +85,12 @@ export class ServerMetrics {
   }
 
   /**
-   * Forgets an unregistered model version's series (requests, latency, images, batches), so that series do not pile
+   * Forgets an unregistered model version's series (requests, latency, images, batches, explanations), so that series do not pile
    * up as versions come and go; registered again, its counters start from zero (a counter reset to Prometheus).
    */
   forget(model: { name: string; version: string }): void {
     const labels = modelLabels(model);
-    for (const m of [this.requests, this.latency, this.images, this.batchSize, this.batchLatency, this.batchErrors]) m.drop(labels);
+    for (const m of [this.requests, this.latency, this.images, this.batchSize, this.batchLatency, this.batchErrors, this.explanations, this.explainLatency]) m.drop(labels);
   }
 
   /** The Prometheus text of every metric (reads the tensor memory once). */

@@ -7,6 +7,10 @@
  *        application/octet-stream) or application/json {"instances": [...]} of base64 images ("..." or {"b64": "..."})
  *        or nested [C, H, W] float arrays (already normalised); `?top=K` overrides the top-k.
  *        → 200 {"model", "version", "predictions": [{"top": [{"class", "index", "probability"}, …]}, …]}
+ *   POST /explanations[/<name>[/<version>]], /v1/models/<name>[/versions/<version>]:explain (unless `explanations`
+ *        is false): the same bodies; ?method=gradcam|ig|saliency|smoothgrad|gradientshap|occlusion|deeplift, target,
+ *        steps, samples, format=png|json (or the same fields in the JSON body) → an overlay image/png, or {"model",
+ *        "version", "method", "explanations": [{"predicted", "target", "shape", "attributions" | "png"}, …]} (explain.ts)
  *   GET  /health (liveness), /ready (readiness: 200 when every registered model is loaded and none is draining),
  *        /metrics (Prometheus text), /models, /models/<name>[/<version>], /v1/models[/<name>[/versions/<version>]].
  * The management API (POST /models, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default) is
@@ -62,7 +66,7 @@ export interface ServeOptions extends Omit<ServerOptions, 'models'>, ModelOption
   name?: string;
 }
 
-const RUNTIME_KEYS = ['maxBatchSize', 'maxDelayMs', 'maxQueue', 'maxConcurrentBatches', 'timeoutMs', 'device', 'precision', 'channelsLast', 'top'] as const;
+const RUNTIME_KEYS = ['maxBatchSize', 'maxDelayMs', 'maxQueue', 'maxConcurrentBatches', 'timeoutMs', 'device', 'precision', 'channelsLast', 'top', 'maxExplainQueue', 'explanations'] as const;
 
 const isModel = (v: unknown): v is Module | BatchModel => v instanceof Module || (!!v && typeof (v as BatchModel).forwardAsync === 'function');
 
@@ -320,6 +324,8 @@ export class Server {
         this.metrics.images.inc(modelLabels(ep), out.predictions.length);
         return json(res, 200, out);
       }
+      case 'explain':
+        return this.explain(req, res, ctx);
       case 'health':
         allowOnly(method, path, 'GET');
         return json(res, 200, { status: 'ok' });
@@ -342,9 +348,38 @@ export class Server {
         }
         return json(res, 200, this.registry.answer(route));
       default:
-        throw new HttpError(404, `no route ${method} ${path}: see POST /predictions/<name>, GET /health, /ready, /metrics, /models`, 'NOT_FOUND');
+        throw new HttpError(404, `no route ${method} ${path}: see POST /predictions/<name>, POST /explanations/<name>, GET /health, /ready, /metrics, /models`, 'NOT_FOUND');
     }
   };
+
+  /** POST /explanations[/<name>[/<version>]] and :explain (404 where explanations are off); records the explanation metrics. */
+  private async explain(req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestContext): Promise<void> {
+    const path = ctx.url.pathname;
+    allowOnly(ctx.method, path, 'POST');
+    if (this.closing) throw new HttpError(503, 'the server is shutting down', 'SHUTTING_DOWN', { connection: 'close' });
+    const ep = (ctx.model = this.registry.resolve(ctx.route.name, ctx.route.version));
+    if (!ep.explanations)
+      throw new HttpError(404, `explanations are off for model '${ep.name}' version '${ep.version}' (the server was started with explanations: false / --no-explanations)`, 'NOT_FOUND');
+    if (ep.state === 'loading') throw new HttpError(503, `model '${ep.name}' version '${ep.version}' is still loading`, 'MODEL_LOADING', { 'retry-after': String(this.retryAfter) });
+    const t0 = performance.now();
+    const track: { method?: string } = {};
+    let status = 200;
+    try {
+      const out = await ep.serve(() => ep.explain(req, ctx.url, this.maxBodyBytes, track));
+      if (out.type === 'json') return json(res, 200, out.body);
+      const { predicted: p, target: t } = out.info;
+      res.writeHead(200, {
+        'content-type': 'image/png', 'content-length': out.png.length, 'x-kiln-method': out.method,
+        'x-kiln-predicted': `${p.index} ${encodeURIComponent(p.class)}`, 'x-kiln-probability': String(p.probability), 'x-kiln-target': `${t.index} ${encodeURIComponent(t.class)}`,
+      });
+      res.end(out.png);
+    } catch (e) {
+      status = toHttpError(e, this.retryAfter).status;
+      throw e;
+    } finally {
+      if (track.method && this.registry.all().includes(ep)) this.metrics.explanation(ep, track.method, status, (performance.now() - t0) / 1000);
+    }
+  }
 }
 
 /**
