@@ -123,6 +123,11 @@ describe('serve: explanations', function () {
       ['gradientshap', '&samples=4', undefined, (t) => E.gradientShap(model, x, { target: t, baselines, samples: 4 }).attributions],
       ['occlusion', '&target=square', 1, (t) => E.occlusion(model, x, { target: t, window: [4, 4], strides: 2 })],
       ['deeplift', '', undefined, (t) => E.deepLift(model, x, { target: t })],
+      ['guidedbackprop', '&target=2', 2, (t) => E.guidedBackprop(model, x, { target: t })],
+      ['guidedgradcam', '', undefined, (t) => E.guidedGradCam(model, x, { target: t, layer: E.defaultCamLayer(model, x) })],
+      ['ablation', '', undefined, (t) => E.featureAblation(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }) })],
+      ['lime', '&samples=30&target=1', 1, (t) => E.lime(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 30 })],
+      ['kernelshap', '&samples=20', undefined, (t) => E.kernelShap(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 20 })],
     ];
     for (const [method, q, target, direct] of cases) {
       kiln.manualSeed(42);
@@ -186,7 +191,7 @@ describe('serve: explanations', function () {
   it('answers bad options and bodies with 4xx JSON naming the problem', async () => {
     const png = await image(1);
     const cases: [string, string | Buffer, string, number, RegExp][] = [
-      ['/explanations?method=lime', png, 'image/png', 400, /method must be one of ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift, got "lime"/],
+      ['/explanations?method=lrp', png, 'image/png', 400, /method must be one of ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift, guidedbackprop, guidedgradcam, ablation, lime, kernelshap, got "lrp"/],
       ['/explanations?target=hexagon', png, 'image/png', 400, /target 'hexagon' is neither a class name nor an index below 3 \(classes: circle, square, triangle\)/],
       ['/explanations?target=3', png, 'image/png', 400, /target '3' is neither/],
       ['/explanations?format=gif', png, 'image/png', 400, /format must be png or json, got "gif"/],
@@ -194,7 +199,7 @@ describe('serve: explanations', function () {
       ['/explanations?method=ig&steps=many', png, 'image/png', 400, /steps must be an integer/],
       ['/explanations?method=smoothgrad&samples=100000', png, 'image/png', 400, /samples must be an integer from 1 to 256/],
       ['/explanations?method=gradcam&steps=5', png, 'image/png', 400, /steps applies to method ig only/],
-      ['/explanations?method=saliency&samples=5', png, 'image/png', 400, /samples applies to methods smoothgrad and gradientshap only/],
+      ['/explanations?method=saliency&samples=5', png, 'image/png', 400, /samples applies to methods smoothgrad, gradientshap, lime, kernelshap only/],
       ['/explanations', JSON.stringify({ instances: [png.toString('base64')], target: [1] }), 'application/json', 400, /target must be a class name or index, got \[1\]/],
       ['/explanations', JSON.stringify({ instances: [png.toString('base64')], method: 3 }), 'application/json', 400, /method must be one of .*got 3/],
       ['/explanations', '{"instances": [', 'application/json', 400, /malformed JSON/],
@@ -262,7 +267,7 @@ describe('serve: explanations', function () {
     const chw = x.squeeze(0);
     const before = kiln.memory().numTensors;
     const bad: [() => unknown, RegExp][] = [
-      [() => E.explainImage(model, x, img, norm, { method: 'lime' as never }), /method.*ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift/],
+      [() => E.explainImage(model, x, img, norm, { method: 'lrp' as never }), /method.*ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift/],
       [() => E.explainImage(script, x, img, norm, { method: 'gradcam' }), /method 'gradcam' sets forward hooks.*needs a kiln.nn Module/],
       [() => E.explainImage(model, chw, img, norm), /x must be one image \[1, C, H, W\], got shape \[3, 32, 32\]/],
       [() => E.explainImage(model, x, img, norm, { method: 'ig', steps: 1 }), /steps/],
@@ -433,7 +438,7 @@ describe('serve: explanations', function () {
         });
         child.on('exit', () => reject(new Error(`kiln serve exited: ${out}`)));
       });
-      expect(out).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift (PNG heat map or JSON)');
+      expect(out).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift|guidedbackprop|guidedgradcam|ablation|lime|kernelshap (PNG heat map or JSON)');
       const r = await post(`${u}/explanations?target=square`, await image(2));
       expect(r.status).to.equal(200);
       expect(r.headers.get('x-kiln-target')).to.equal('1 square');

@@ -16,6 +16,9 @@ import { HttpError, Preprocessor } from './inputs';
 /** Answer formats: an overlay heat map, or the attribution map as numbers. */
 export const EXPLAIN_FORMATS = ['png', 'json'] as const;
 
+/** The methods that take `samples`. */
+const SAMPLED: readonly string[] = ['smoothgrad', 'gradientshap', 'lime', 'kernelshap'];
+
 /** Largest `steps` and `samples` a request may ask for (each costs one forward and backward pass). */
 export const MAX_EXPLAIN_STEPS = 512;
 export const MAX_EXPLAIN_SAMPLES = 256;
@@ -64,7 +67,7 @@ function intOption(v: unknown, name: string, min: number, max: number): number {
 
 /**
  * Reads the options of an explanation request: `method` (default gradcam), `target` (a class name or index),
- * `steps` (ig only), `samples` (smoothgrad and gradientshap only), `format` (default: png for image bytes, json for a
+ * `steps` (ig only), `samples` (smoothgrad, gradientshap, lime, kernelshap only), `format` (default: png for image bytes, json for a
  * JSON body). `fields` are the JSON body's top-level fields (they override the query). 400 naming a bad one.
  */
 export function explainRequest(query: URLSearchParams, fields: Record<string, unknown>, classNames: string[], defaultFormat: ExplainRequest['format']): ExplainRequest {
@@ -90,7 +93,7 @@ export function explainRequest(query: URLSearchParams, fields: Record<string, un
     out.steps = intOption(steps, 'steps', 2, MAX_EXPLAIN_STEPS);
   }
   if (samples !== undefined) {
-    if (m !== 'smoothgrad' && m !== 'gradientshap') throw bad(`samples applies to methods smoothgrad and gradientshap only (this request's method is ${m})`);
+    if (!SAMPLED.includes(m)) throw bad(`samples applies to methods ${SAMPLED.join(', ')} only (this request's method is ${m})`);
     out.samples = intOption(samples, 'samples', 1, MAX_EXPLAIN_SAMPLES);
   }
   return out;
