@@ -1,7 +1,7 @@
 /** Colour transforms: brightness, contrast, saturation and hue jitter per image. */
 import { invalidParameterError } from '../../errors';
 import { Tensor } from '../../tensor/tensor';
-import { tensor, arange } from '../../tensor/creation';
+import { arange } from '../../tensor/creation';
 import { stack, where } from '../../tensor/ops';
 import { BatchTransform, augmentation, batched, uniform } from './base';
 
@@ -55,11 +55,9 @@ export function rgbToGrayscale(x: Tensor): Tensor {
   return r.mul(0.2989).add(g.mul(0.587)).add(b.mul(0.114)).unsqueeze(1);
 }
 
-/** Grayscale (ITU-R 601 luma) of RGB images, [B, 1, H, W]; 1-channel images unchanged. */
+/** Grayscale of RGB images with torchvision's weights (`rgbToGrayscale`), [B, 1, H, W]; other channel counts: their mean. */
 function luma(x: Tensor): Tensor {
-  if (x.size(1) !== 3) return x.mean(1, true);
-  const wts = tensor([0.299, 0.587, 0.114], { shape: [1, 3, 1, 1], device: x.device, dtype: x.dtype });
-  return x.mul(wts).sum(1, true);
+  return x.size(1) === 3 ? rgbToGrayscale(x) : x.mean(1, true);
 }
 
 /** Random brightness, contrast, saturation and hue per image (applied in that order), clamped to [0, 1]. */
