@@ -145,6 +145,8 @@ export class ModelEndpoint {
     this.explanations = options.explanations ?? true;
     if (options.maxExplainQueue !== undefined && (!Number.isInteger(options.maxExplainQueue) || options.maxExplainQueue < 1))
       throw invalidParameterError('maxExplainQueue', 'a positive integer', options.maxExplainQueue);
+    // every check that can throw comes before the batcher, which a throwing constructor would leave behind
+    this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
     this.batcher = new DynamicBatcher(model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
       timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
@@ -152,7 +154,6 @@ export class ModelEndpoint {
       onBatch: (b) => onBatch(b, this),
     });
     this.explainQueue = new ExplainQueue(options.maxExplainQueue ?? 8, this.batcher.timeoutMs);
-    this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
   }
 
   /** loading, ready, draining or closed. */
