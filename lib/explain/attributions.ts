@@ -9,7 +9,7 @@ import { tensor, zerosLike } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { autograd, noGrad, enableGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { Classifier, Target, checkModel, checkInput, checkOptions, targetIndex, targetLogits, inputGradient } from './common';
+import { Classifier, Target, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits, inputGradient } from './common';
 
 export type { Classifier, Target } from './common';
 
@@ -60,9 +60,7 @@ export function integratedGradients(model: Classifier | Module, x: Tensor, o: In
   checkOptions(o, 'integratedGradients');
   const n = x.size(0);
   const { alphas, weights } = riemann(o.method ?? 'riemannTrapezoid', o.steps ?? 50);
-  if (o.internalBatchSize !== undefined && (!Number.isInteger(o.internalBatchSize) || o.internalBatchSize < 1))
-    throw invalidParameterError('internalBatchSize', 'a positive integer', o.internalBatchSize);
-  const chunk = Math.max(1, Math.floor((o.internalBatchSize ?? 512) / n));
+  const chunk = Math.max(1, Math.floor(positiveInt(o.internalBatchSize, 'internalBatchSize', 512) / n));
   return tidy(() => {
     const xd = x.detach();
     if (o.baseline !== undefined) idOf(o.baseline, 'baseline');
