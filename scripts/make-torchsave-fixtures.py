@@ -59,8 +59,8 @@ def main():
     for k, v in sd.items():
         e = enc(v.float() if v.dtype in (torch.float16, torch.bfloat16, torch.bool, torch.uint8) else v)
         e['dtype'] = str(v.dtype).replace('torch.', '')
-        if v.dtype == torch.float64:
-            e['data'] = v.flatten().tolist()  # full double precision
+        if v.dtype in (torch.float64, torch.float16, torch.bfloat16):
+            e['data'] = v.double().flatten().tolist()  # exact (float32 is exact through 9 digits and fround)
         expected[k] = e
     torch.save({'model': small.state_dict(), 'epoch': 3, 'optimizer': {'state': {}, 'param_groups': [{'lr': 0.1}]}}, f'{OUT}/checkpoint.pt')
     torch.save(small.state_dict(), f'{OUT}/legacy.pt', _use_new_zipfile_serialization=False)
