@@ -161,7 +161,10 @@ export function loadTorchStateDict(file: string, options: TorchStateDictOptions 
     top = unpickle(zipRead(buf, entries.get(pkl)!), { resolve, persistentLoad });
   } catch (e) {
     if (e instanceof ZipError) throw fail(`a damaged torch.save file (${e.message})`);
-    if (e instanceof PickleError) throw fail(`cannot read its pickle: ${e.message}`);
+    if (e instanceof PickleError) {
+      const hint = e.message.startsWith('it holds a pickled') ? ' (torch.save(model) pickles Python classes: save model.state_dict() instead)' : '';
+      throw fail(`cannot read its pickle: ${e.message}${hint}`);
+    }
     throw e;
   }
   let dict = top;
