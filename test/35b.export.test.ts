@@ -10,6 +10,8 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
 import { det, expectKilnError, maxAbsDiff } from './helpers';
+import { run } from '../lib/cli/main';
+import { UsageError } from '../lib/cli/args';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SHAPE = [2, 3, 32, 32];
@@ -153,6 +155,34 @@ describe('kiln.jit.save (export to TorchScript)', function () {
     for (const t of [x4, ints, wrong, a, b]) t.dispose();
     s.dispose();
     for (const m of [ts, nested, seq]) m.dispose();
+  });
+
+  it('kiln export --model DIR --out FILE writes the trained model as TorchScript', async () => {
+    const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 1 }).eval();
+    randomizeStats(m);
+    const runDir = path.join(dir, 'run');
+    kiln.saveModel(path.join(runDir, 'model.safetensors'), m, {
+      classNames: JSON.stringify(['a', 'b', 'c']), inputSize: JSON.stringify([28, 28]), channels: '1', mean: '[0.5]', std: '[0.25]',
+    });
+    const out = path.join(dir, 'cli.pt');
+    const write = process.stdout.write;
+    process.stdout.write = (() => true) as typeof process.stdout.write; // the command's summary line
+    try {
+      expect(await run(['export', '--model', runDir, '--out', out])).to.equal(0);
+    } finally {
+      process.stdout.write = write;
+    }
+    const s = kiln.jit.load(out);
+    const x = kiln.randn([4, 1, 28, 28]);
+    const [a, b] = kiln.noGrad(() => [m.call(x), s.forward(x)]);
+    expect(maxAbsDiff(a, b)).to.be.below(1e-6);
+    let err: unknown;
+    await run(['export', '--model', runDir]).catch((e) => { err = e; });
+    expect(err).to.be.instanceOf(UsageError);
+    expect((err as Error).message).to.match(/--out is required/);
+    for (const t of [x, a, b]) t.dispose();
+    s.dispose();
+    m.dispose();
   });
 
   it('leaks no tensors over repeated exports, failed ones included', () => {
