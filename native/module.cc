@@ -16,6 +16,15 @@ namespace {
 
 // ---------------------------------------------------------------- spec reading
 
+/** A JS string value; `what` names it in the error otherwise. */
+std::string napiString(napi_env env, napi_value v, const char* what) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) fail("INVALID_ARGUMENT", std::string(what) + " must be a string");
+  std::string s(len, '\0');
+  napi_get_value_string_utf8(env, v, &s[0], len + 1, &len);
+  return s;
+}
+
 struct Spec {
   napi_env env;
   napi_value obj;
@@ -32,12 +41,7 @@ struct Spec {
     return t != napi_undefined && t != napi_null;
   }
   std::string str(const char* name) const {
-    napi_value v = prop(name);
-    size_t len = 0;
-    if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) fail("INVALID_ARGUMENT", std::string("module spec: '") + name + "' must be a string");
-    std::string s(len, '\0');
-    napi_get_value_string_utf8(env, v, &s[0], len + 1, &len);
-    return s;
+    return napiString(env, prop(name), (std::string("module spec: '") + name + "'").c_str());
   }
   double num(const char* name) const {
     double d;
@@ -483,21 +487,13 @@ napi_value jitState(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------- TorchScript export
 
-/** The array at argv[i] as a vector of napi values. */
+/** The elements of a JS array; `what` names it in the error otherwise. */
 std::vector<napi_value> elements(napi_env env, napi_value arr, const char* what) {
   uint32_t n = 0;
   if (napi_get_array_length(env, arr, &n) != napi_ok) fail("INVALID_ARGUMENT", std::string(what) + " must be an array");
   std::vector<napi_value> out(n);
   for (uint32_t i = 0; i < n; ++i) napi_get_element(env, arr, i, &out[i]);
   return out;
-}
-
-std::string napiString(napi_env env, napi_value v, const char* what) {
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) fail("INVALID_ARGUMENT", std::string(what) + " must be a string");
-  std::string s(len, '\0');
-  napi_get_value_string_utf8(env, v, &s[0], len + 1, &len);
-  return s;
 }
 
 /** "a.b.c" -> ("a.b", "c"); "c" -> ("", "c"). */
