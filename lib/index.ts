@@ -21,10 +21,12 @@ export * as nn from './nn';
 export * as optim from './optim';
 /** The model zoo: simpleCnn, resnet9, resnet18/34 (torchvision keys), airbench94. */
 export { models, Architecture } from './models';
-export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel, save, load } from './io';
+export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel, save, load, loadTorchStateDict, TorchStateDictOptions } from './io';
+/** Files: safetensors, whole models, `torch.save` state dicts (`kiln.io.loadTorchStateDict`). */
+export * as io from './io';
 /** Data sets, image folders (sharp), IDX files, the DataLoader and batch transforms. */
 export * as data from './data';
-/** TorchScript: `kiln.jit.load(path)` for models saved by Python's torch.jit.save. */
+/** TorchScript: `kiln.jit.load(path)` for models saved by Python's torch.jit.save; `kiln.jit.save(model, path, example)` exports. */
 export * as jit from './nn/jit';
 /** Mixed precision: autocast (fp16/bf16), GradScaler, cuDNN benchmark. */
 export * as amp from './amp';

@@ -112,6 +112,7 @@ export interface NativeAddon {
   jitTrain(h: number, on: boolean): void;
   jitTo(h: number, device: string, dtype: number): void;
   jitState(h: number): [string, H][];
+  jitExport(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H, file: string): void;
   graphCapture(h: number, example: H, warmup: number, keep: H[]): number;
   graphsBuilt(): boolean;
   // kiln.nn.functional (native/functional.cc)

@@ -1,6 +1,7 @@
 #include "module.h"
 #include "workers.h"
 #include <torch/script.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <atomic>
 #include <mutex>
 #ifdef KILN_WITH_CUDA_GRAPHS
@@ -14,6 +15,15 @@ namespace kiln {
 namespace {
 
 // ---------------------------------------------------------------- spec reading
+
+/** A JS string value; `what` names it in the error otherwise. */
+std::string napiString(napi_env env, napi_value v, const char* what) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) fail("INVALID_ARGUMENT", std::string(what) + " must be a string");
+  std::string s(len, '\0');
+  napi_get_value_string_utf8(env, v, &s[0], len + 1, &len);
+  return s;
+}
 
 struct Spec {
   napi_env env;
@@ -31,12 +41,7 @@ struct Spec {
     return t != napi_undefined && t != napi_null;
   }
   std::string str(const char* name) const {
-    napi_value v = prop(name);
-    size_t len = 0;
-    if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) fail("INVALID_ARGUMENT", std::string("module spec: '") + name + "' must be a string");
-    std::string s(len, '\0');
-    napi_get_value_string_utf8(env, v, &s[0], len + 1, &len);
-    return s;
+    return napiString(env, prop(name), (std::string("module spec: '") + name + "'").c_str());
   }
   double num(const char* name) const {
     double d;
@@ -480,13 +485,105 @@ napi_value jitState(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+// ---------------------------------------------------------------- TorchScript export
+
+/** The elements of a JS array; `what` names it in the error otherwise. */
+std::vector<napi_value> elements(napi_env env, napi_value arr, const char* what) {
+  uint32_t n = 0;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) fail("INVALID_ARGUMENT", std::string(what) + " must be an array");
+  std::vector<napi_value> out(n);
+  for (uint32_t i = 0; i < n; ++i) napi_get_element(env, arr, i, &out[i]);
+  return out;
+}
+
+/** "a.b.c" -> ("a.b", "c"); "c" -> ("", "c"). */
+std::pair<std::string, std::string> splitLast(const std::string& key) {
+  size_t dot = key.rfind('.');
+  if (dot == std::string::npos) return {"", key};
+  return {key.substr(0, dot), key.substr(dot + 1)};
+}
+
+/**
+ * jitExport(spec, modules, state, example, file): builds a torch::jit::Module tree mirroring the
+ * Kiln module tree (modules: [[dotted path, class name], ...] in pre-order, the root first; state:
+ * [[key, handle, isBuffer], ...]) with every parameter and buffer registered as an attribute under
+ * its PyTorch key, traces the native program's forward on `example` with the module as `self` (as
+ * Python's torch.jit.trace does: the graph reaches weights through prim::GetAttr, no tensor is
+ * baked in as a constant), adds the graph as the `forward` method and saves the module to `file`.
+ */
+napi_value jitExport(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  std::shared_ptr<Node> program = build(Spec{env, a.argv[0], a.k});
+  auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  std::map<std::string, torch::jit::Module> mods;
+  for (napi_value e : elements(env, a.argv[1], "modules")) {
+    auto pair = elements(env, e, "modules[i]");
+    if (pair.size() != 2) fail("INVALID_ARGUMENT", "modules[i] must be [path, className]");
+    std::string path = napiString(env, pair[0], "module path"), cls = napiString(env, pair[1], "module class name");
+    torch::jit::Module m(c10::QualifiedName("__torch__.kiln." + cls), cu, /*shouldMangle=*/true);
+    m.register_attribute("training", c10::BoolType::get(), false);
+    if (path.empty()) {
+      if (!mods.empty()) fail("INVALID_ARGUMENT", "modules: the root ('') must come first, once");
+    } else {
+      auto [parent, name] = splitLast(path);
+      auto it = mods.find(parent);
+      if (it == mods.end()) fail("INVALID_ARGUMENT", "modules: '" + path + "' comes before its parent");
+      it->second.register_module(name, m);
+    }
+    mods.emplace(path, m);
+  }
+  if (mods.find("") == mods.end()) fail("INVALID_ARGUMENT", "modules: no root module");
+  for (napi_value e : elements(env, a.argv[2], "state")) {
+    auto entry = elements(env, e, "state[i]");
+    if (entry.size() != 3) fail("INVALID_ARGUMENT", "state[i] must be [key, handle, isBuffer]");
+    std::string key = napiString(env, entry[0], "state key");
+    int32_t id = -1;
+    bool isBuffer = false;
+    napi_get_value_int32(env, entry[1], &id);
+    napi_get_value_bool(env, entry[2], &isBuffer);
+    auto [owner, name] = splitLast(key);
+    auto it = mods.find(owner);
+    if (it == mods.end()) fail("INVALID_ARGUMENT", "state: no module '" + owner + "' for '" + key + "'");
+    const at::Tensor& t = a.k->get(id);
+    if (isBuffer) it->second.register_buffer(name, t);
+    else it->second.register_parameter(name, t, /*is_buffer=*/false);
+  }
+  torch::jit::Module& root = mods.at("");
+  at::Tensor example = a.t(3);
+  std::string file = a.str(4);
+  std::shared_ptr<torch::jit::Graph> graph;
+  try {
+    at::NoGradGuard ng;
+    auto traced = torch::jit::tracer::trace(
+        {example}, [&](torch::jit::Stack in) -> torch::jit::Stack { return {program->forward(in.at(0).toTensor())}; },
+        [](const torch::autograd::Variable&) { return std::string(); }, /*strict=*/true, /*force_outplace=*/false, &root, {"input"});
+    graph = traced.first->graph;
+  } catch (const c10::Error& e) {
+    fail("TORCH", "tracing the model's forward failed: " + torchMessage(e));
+  }
+  for (torch::jit::Node* n : graph->nodes())
+    if (n->kind() == c10::prim::Constant && n->output()->type()->isSubtypeOf(*c10::TensorType::get()))
+      fail("INVALID_ARGUMENT", "the traced forward uses a tensor that is not one of the model's parameters or buffers (it would be baked in as a constant)");
+  auto fn = root._ivalue()->compilation_unit()->create_function(c10::QualifiedName(*root.type()->name(), "forward"), graph);
+  root.type()->addMethod(fn);
+  try {
+    root.save(file);
+  } catch (const c10::Error& e) {
+    fail("IO", "cannot write TorchScript file " + file + ": " + torchMessage(e));
+  } catch (const std::exception& e) {
+    fail("IO", "cannot write TorchScript file " + file + ": " + e.what());
+  }
+  return nullptr;
+  KILN_CATCH(env)
+}
+
 }  // namespace
 
 void registerModule(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
       {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runSync", runSync},
       {"runAsync", runAsync}, {"jitLoad", jitLoad}, {"jitTrain", jitTrain}, {"jitTo", jitTo},
-      {"jitState", jitState}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
+      {"jitState", jitState}, {"jitExport", jitExport}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

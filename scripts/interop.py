@@ -6,6 +6,13 @@
   script             writes test/fixtures/tiny_script.pt (torch.jit.script) and script.json
   check FILE         loads a Kiln-written resnet18 safetensors file into torchvision's resnet18,
                      runs the deterministic input, prints the logits as JSON (the reverse direction)
+  torchsave DIR      torch.save(torchvision resnet18(weights=None, num_classes=10).state_dict()) with
+                     random batch-norm statistics into DIR/resnet18.pth; prints its keys and the
+                     logits for the deterministic [2, 3, 32, 32] input as JSON (test/35c)
+  jit FILE N C H W   loads a Kiln-exported TorchScript file with torch.jit.load and prints as JSON: the
+                     logits for the deterministic input of that shape, state_dict keys, the number of
+                     parameters, tensor constants in the graph, the root's original_name, and the
+                     logits again after adding 1 to the last bias in its state_dict (test/35b)
 
 Deterministic tensors: value[i] = sin(0.37*i + h(key)) * scale, computed in float64 then cast
 to float32, with h = (sum of the key's character codes) mod 97 — Kiln computes the same.
@@ -117,7 +124,35 @@ def check(path):
     with torch.no_grad(): logits = m(det_input([2, 3, 64, 64]))
     print(json.dumps({"logits": logits.flatten().tolist(), "metadata": meta}))
 
+def torchsave(out_dir):
+    torch.manual_seed(1)
+    m = resnet()
+    with torch.no_grad():
+        for name, b in m.named_buffers():
+            if name.endswith("running_mean"): b.normal_(0, 0.1)
+            elif name.endswith("running_var"): b.uniform_(0.5, 1.5)
+            elif name.endswith("num_batches_tracked"): b.fill_(11)
+    torch.save(m.state_dict(), f"{out_dir}/resnet18.pth")
+    with torch.no_grad(): logits = m(det_input([2, 3, 32, 32]))
+    print(json.dumps({"keys": list(m.state_dict().keys()), "logits": logits.flatten().tolist()}))
+
+def jit(path, shape):
+    m = torch.jit.load(path)
+    x = det_input(shape)
+    with torch.no_grad():
+        logits = m(x)
+        sd = m.state_dict()
+        last_bias = [k for k in sd if k.endswith("bias")][-1]
+        sd[last_bias].add_(1)  # the exported weights are the module's attributes: the output follows them
+        shifted = m(x)
+    consts = [n for n in m.graph.nodes() if n.kind() == "prim::Constant" and n.output().type().kind() == "TensorType"]
+    print(json.dumps({"logits": logits.flatten().tolist(), "keys": list(sd.keys()), "numParameters": len(list(m.parameters())),
+                      "tensorConstants": len(consts), "originalName": m.original_name, "lastBias": last_bias,
+                      "shifted": shifted.flatten().tolist()}))
+
 if __name__ == "__main__":
     if sys.argv[1] == "fixture": fixture()
     elif sys.argv[1] == "check": check(sys.argv[2])
     elif sys.argv[1] == "script": script()
+    elif sys.argv[1] == "torchsave": torchsave(sys.argv[2])
+    elif sys.argv[1] == "jit": jit(sys.argv[2], [int(v) for v in sys.argv[3:7]])

@@ -1,5 +1,5 @@
 /**
- * The `kiln` command: `train`, `evaluate`, `predict`, `robust`, `explain`, `serve`, `info`. User mistakes print one line
+ * The `kiln` command: `train`, `evaluate`, `predict`, `robust`, `explain`, `serve`, `export`, `info`. User mistakes print one line
  * (`kiln: error: …`) and exit non-zero without a stack; `KILN_DEBUG=1` shows stacks.
  */
 import * as path from 'path';
@@ -20,6 +20,7 @@ const EXAMPLES = `Examples:
   kiln serve --model runs/fmnist --port 8080 --max-batch 32 --max-delay-ms 5   # then: curl --data-binary @shoe.png -H 'content-type: image/png' localhost:8080/predictions
   kiln serve --model runs/photos --device cuda --host 0.0.0.0 --max-batch 128 --timeout-ms 2000
   kiln serve --model fmnist=runs/fmnist --model digits=runs/mnist --model digits@2=runs/mnist2 --management-port 8081   # several models; management API on 127.0.0.1:8081
+  kiln export --model runs/fmnist --out fmnist.pt                  # TorchScript for Python's torch.jit.load, TorchServe, C++
   kiln info`;
 
 const USAGE = `kiln — train, harden, explain and serve image classifiers on libtorch from Node.js
@@ -33,6 +34,7 @@ Commands:
   robust     accuracy under adversarial attacks (PGD, FGSM) and common corruptions (CIFAR-10-C); certified accuracy (randomized smoothing)
   explain    heat maps of why a model predicts what it does (Grad-CAM, integrated gradients, SmoothGrad, saliency, occlusion)
   serve      an HTTP inference server with dynamic batching for one or several models (POST /predictions/<name>, /health, /ready, /metrics, /models)
+  export     a trained model as a TorchScript file (traced; Python's torch.jit.load, TorchServe and C++ libtorch run it)
   info       versions, CUDA availability, threads
 
 Run 'kiln <command> --help' for its options.
@@ -59,8 +61,9 @@ async function flagsOf(cmd: string): Promise<Record<string, FlagSpec>> {
   if (cmd === 'serve') return (await import('./serve')).SERVE_FLAGS;
   if (cmd === 'robust') return (await import('./robust')).ROBUST_FLAGS;
   if (cmd === 'explain') return (await import('./explain')).EXPLAIN_FLAGS;
+  if (cmd === 'export') return (await import('./export')).EXPORT_FLAGS;
   if (cmd === 'info') return INFO_FLAGS;
-  throw new UsageError(`unknown command '${cmd}' (commands: train, evaluate, predict, robust, explain, serve, info; see kiln --help)`);
+  throw new UsageError(`unknown command '${cmd}' (commands: train, evaluate, predict, robust, explain, serve, export, info; see kiln --help)`);
 }
 
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
@@ -100,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
   if (cmd === 'serve') return (await import('./serve')).serveCommand(flags, log, lists);
   if (cmd === 'robust') return (await import('./robust')).robustCommand(flags, log);
   if (cmd === 'explain') return (await import('./explain')).explainCommand(flags, positional, log);
+  if (cmd === 'export') return (await import('./export')).exportCommand(flags, log);
   return (await import('./inference')).predict(flags, positional, log);
 }
 

@@ -14,7 +14,16 @@ const ST_DTYPE: Record<DType, string> = {
   float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', uint8: 'U8', bool: 'BOOL',
 };
 const KILN_DTYPE: Record<string, DType> = Object.fromEntries(Object.entries(ST_DTYPE).map(([k, v]) => [v, k as DType]));
-const ELEMENT: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, uint8: 1, bool: 1 };
+/** Bytes per element of each dtype. */
+export const ELEMENT: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, uint8: 1, bool: 1 };
+
+/** A CPU tensor of `shape` and `dtype` from little-endian bytes (copied into an aligned buffer first). */
+export function tensorFromBytes(src: Uint8Array, shape: number[], d: DType): Tensor {
+  const bytes = new Uint8Array(src.length);
+  bytes.set(src);
+  const view = ELEMENT[d] === 8 ? new Float64Array(bytes.buffer) : ELEMENT[d] === 4 ? new Float32Array(bytes.buffer) : ELEMENT[d] === 2 ? new Uint16Array(bytes.buffer) : bytes;
+  return new Tensor(N.fromBuffer(view, shape, DTYPE_CODE[d], DTYPE_CODE[d], undefined, false));
+}
 
 /** Writes tensors (any device/dtype Kiln supports) and string metadata; atomic (temp file + rename). */
 export function saveSafetensors(file: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): void {
@@ -93,11 +102,7 @@ export function loadSafetensors(file: string): SafetensorsFile {
       if (!Array.isArray(off) || off.length !== 2 || !(off[0] <= off[1]) || off[1] > dataLen) throw corrupt(file, `tensor '${name}' data lies outside the file (truncated?)`);
       const numel = shape.reduce((a, b) => a * b, 1);
       if (numel * ELEMENT[d] !== off[1] - off[0]) throw corrupt(file, `tensor '${name}' has ${off[1] - off[0]} bytes for shape [${shape}] of ${dtype}`);
-      // Copy into an aligned buffer of the element width, then hand it to the native side.
-      const bytes = new Uint8Array(off[1] - off[0]);
-      bytes.set(buf.subarray(dataStart + off[0], dataStart + off[1]));
-      const view = ELEMENT[d] === 8 ? new Float64Array(bytes.buffer) : ELEMENT[d] === 4 ? new Float32Array(bytes.buffer) : ELEMENT[d] === 2 ? new Uint16Array(bytes.buffer) : bytes;
-      tensors.set(name, new Tensor(N.fromBuffer(view, shape, DTYPE_CODE[d], DTYPE_CODE[d], undefined, false)));
+      tensors.set(name, tensorFromBytes(buf.subarray(dataStart + off[0], dataStart + off[1]), shape, d));
     }
   } catch (e) {
     for (const t of tensors.values()) t.dispose();

@@ -1,11 +1,15 @@
-/** `kiln.jit`: TorchScript models saved by Python's `torch.jit.save`, for inference and input gradients. */
+/**
+ * `kiln.jit`: TorchScript models saved by Python's `torch.jit.save`, for inference and input
+ * gradients; and `save`, which exports a Kiln model as TorchScript for Python, TorchServe and C++.
+ */
 import * as fs from 'fs';
+import * as path from 'path';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
-import { Device, DType, checkDevice, dtypeCode } from '../tensor/dtype';
+import { Device, DType, checkDevice, dtypeCode, isFloating } from '../tensor/dtype';
 import { isGradEnabled } from '../autograd';
-import { countWeightMove } from './module';
+import { Module, countWeightMove } from './module';
 import { NativeRunnable } from './runnable';
 
 /** A loaded TorchScript module (held natively). */
@@ -56,4 +60,65 @@ export function load(path: string, options: { device?: Device } = {}): ScriptMod
   if (!fs.existsSync(path)) throw new KilnError(`cannot load TorchScript file ${path}: no such file`, 'IO');
   const device = options.device === undefined ? undefined : checkDevice(options.device);
   return new ScriptModule(N.jitLoad(path, device));
+}
+
+/** A TorchScript class name for a Kiln module (its constructor's name, made an identifier). */
+function className(m: Module): string {
+  const n = (m.constructor.name || 'Module').replace(/[^A-Za-z0-9_]/g, '_');
+  return /^[0-9]/.test(n) ? `_${n}` : n;
+}
+
+/** The deepest module without a native spec (the one whose TS forward blocks the export). */
+function blocker(model: Module): [string, Module] {
+  const all = model.namedModules();
+  for (let i = all.length - 1; i >= 0; i--) if (all[i][1].toSpec() === null) return all[i];
+  return all[0];
+}
+
+/**
+ * Exports `model` as a TorchScript file that Python's `torch.jit.load`, TorchServe and C++
+ * libtorch run: libtorch's tracer records the model's native forward on `example` (eval-mode
+ * semantics whatever `model.training` says: batch norm uses its running statistics, dropout is
+ * the identity), with every parameter and buffer registered as an attribute of the saved module
+ * under its `stateDict()` key, so Python's `state_dict()` has Kiln's keys and the weights are not
+ * baked in as constants. Works for models built from Kiln's layers and containers (every zoo
+ * model); a module with a TS-defined forward, or with forward hooks, throws. Like any trace, the
+ * graph is fixed for the example's rank and control flow (other batch sizes and image sizes the
+ * layers accept work). The file is written to a temporary name and renamed.
+ */
+export function save(model: Module, file: string, example: Tensor): void {
+  if (!(model instanceof Module)) throw invalidParameterError('model', 'a Module', model);
+  if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
+  idOf(example, 'example');
+  if (!isFloating(example.dtype)) throw invalidParameterError('example', 'a floating-point tensor', `${example.dtype} tensor`);
+  for (const [name, m] of model.namedModules())
+    if ((m as unknown as { _hooks: unknown[] })._hooks.length)
+      throw new KilnError(`kiln.jit.save: module '${name || '(root)'}' has forward hooks, which a trace of the native forward would leave out; remove them first`, 'INVALID_ARGUMENT');
+  const spec = model.toSpec();
+  if (!spec) {
+    const [name, m] = blocker(model);
+    throw new KilnError(`kiln.jit.save: module '${name || '(root)'}' (${m.constructor.name}) has a forward written in TypeScript, with no native spec to trace; only models built from Kiln's layers and containers export`, 'INVALID_ARGUMENT');
+  }
+  const state = model.stateDict();
+  for (const [k, t] of state) {
+    idOf(t, `parameter or buffer '${k}'`);
+    if (t.device !== example.device) throw new KilnError(`kiln.jit.save: '${k}' is on ${t.device} but the example is on ${example.device}`, 'INVALID_ARGUMENT');
+  }
+  const buffers = new Set(model.namedBuffers().map(([k]) => k));
+  const modules = model.namedModules().map(([n, m]) => [n, className(m)]);
+  const entries = [...state].map(([k, t]) => [k, t.id, buffers.has(k)]);
+  const dir = path.dirname(path.resolve(file));
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new KilnError(`cannot write TorchScript file ${file}: ${(e as Error).message}`, 'IO');
+  }
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new KilnError(`cannot write TorchScript file ${file}: it is a directory`, 'IO');
+  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    N.jitExport(spec, modules, entries, example.id, tmp);
+    fs.renameSync(tmp, file);
+  } finally {
+    if (fs.existsSync(tmp)) fs.rmSync(tmp, { force: true });
+  }
 }
