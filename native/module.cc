@@ -61,7 +61,8 @@ struct Spec {
     for (uint32_t i = 0; i < n; ++i) {
       napi_value e;
       napi_get_element(env, arr, i, &e);
-      napi_get_value_int64(env, e, &out[i]);
+      if (napi_get_value_int64(env, e, &out[i]) != napi_ok)
+        fail("INVALID_ARGUMENT", std::string("module spec: '") + name + "' must be an array of integers (element " + std::to_string(i) + " is not a number)");
     }
     return out;
   }

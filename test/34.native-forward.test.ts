@@ -168,4 +168,13 @@ describe('native forward', function () {
       wrong.dispose();
     });
   });
+
+  it('a spec with a non-integer in an integer list is a KilnError naming it, not a silent 0', () => {
+    class BadSpec extends kiln.nn.Module {
+      forward(x: kiln.Tensor): kiln.Tensor { return x; }
+      override toSpec(): kiln.nn.ModuleSpec { return { op: 'maxpool2d', kernel: ['2' as never, 2], stride: [2, 2], padding: [0, 0], dilation: [1, 1], ceilMode: false } as never; }
+    }
+    const m = new BadSpec().eval();
+    expect(() => m.program()).to.throw(kiln.KilnError, /module spec: 'kernel' must be an array of integers \(element 0 is not a number\)/);
+  });
 });
