@@ -92,8 +92,8 @@ function checkDraw(draw: unknown, b: number): AugMixDraw {
       if (!Array.isArray(steps)) throw invalidParameterError(`draw.chains[${i}][${j}]`, 'an array of [op, magnitude] steps', steps);
       steps.forEach((st, s) => {
         const where = `draw.chains[${i}][${j}][${s}]`;
-        if (!Array.isArray(st) || st.length !== 2 || !(AUGMENT_OPS as readonly unknown[]).includes(st[0]))
-          throw invalidParameterError(where, `[op, magnitude] with op one of ${AUGMENT_OPS.join(', ')}`, st);
+        if (!Array.isArray(st) || st.length !== 2) throw invalidParameterError(where, 'an [op, magnitude] step', st);
+        if (!(AUGMENT_OPS as readonly unknown[]).includes(st[0])) throw invalidParameterError(`${where}[0]`, `one of ${AUGMENT_OPS.join(', ')}`, st[0]);
         checkMagnitude(st[0], st[1], `${where}[1]`);
       });
     });
