@@ -205,7 +205,7 @@ describe('13b AugMix', function () {
     });
   });
 
-  it('forEvaluation drops it; grey images and single images [C, H, W] work; stays in [0, 1]', () => {
+  it('forEvaluation drops it; grey images, single images [C, H, W] and empty batches work; stays in [0, 1]', () => {
     kiln.tidy(() => {
       const norm = data.normalize([0.5], [0.25]);
       const t = data.augMix();
@@ -214,6 +214,8 @@ describe('13b AugMix', function () {
       const grey = fromFixture(fx.grey);
       expect(t(grey).shape).to.deep.equal([3, 1, 10, 12]);
       expect(t(fromFixture(fx.rgb).select(0, 1)).shape).to.deep.equal([3, 10, 12]);
+      expect(t(kiln.zeros([0, 3, 8, 8])).shape).to.deep.equal([0, 3, 8, 8]);
+      expect(T.applyAugMix(kiln.zeros([0, 3, 8, 8]), { weights: [], chains: [] }).shape).to.deep.equal([0, 3, 8, 8]);
       const out = t(kiln.rand([32, 3, 16, 16]));
       expect(Math.min(...values(out))).to.be.at.least(0);
       expect(Math.max(...values(out))).to.be.at.most(1 + 1e-6);

@@ -53,6 +53,7 @@ export interface AugMixDraw {
 /** mix = m₀·x + Σᵢ wᵢ·chainᵢ(x) for x [B, C, H, W] and valid draws. */
 function mixChains(x: Tensor, draw: AugMixDraw, fill: AugmentFill | null, interpolation: AugmentInterpolation): Tensor {
   const [b, c, h, w] = x.shape;
+  if (b === 0) return x.clone();
   const k = draw.weights[0].length - 1;
   const per = (v: number[], shape: number[]) => tensor(v, { shape, dtype: x.dtype, device: x.device });
   const mix = x.mul(per(draw.weights.map((r) => r[0]), [b, 1, 1, 1]));
