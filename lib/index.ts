@@ -12,6 +12,7 @@ export {
   CreateOptions, TensorData,
 } from './tensor/creation';
 export { cat, stack, where, matmul } from './tensor/ops';
+export { sampleGamma, sampleDirichlet } from './tensor/distributions';
 export { tidy, tidyAsync, keep, memory, MemoryInfo } from './tensor/memory';
 export { autograd, noGrad, enableGrad, isGradEnabled, GradOptions } from './autograd';
 

@@ -72,7 +72,7 @@ describe('cli: kiln command', function () {
   it('user errors exit non-zero with one line and no stack', async () => {
     expectUserError(['fly'], /unknown command 'fly'/);
     expectUserError(['train', '--data', 'shapes', '--optimizer', 'lion'], /--optimizer must be one of sgd, adam, adamw/);
-    expectUserError(['train', '--data', 'shapes', '--augment', 'cutmix'], /--augment must be one of none, basic, trivial, randaugment, autoaugment/);
+    expectUserError(['train', '--data', 'shapes', '--augment', 'cutmix'], /--augment must be one of none, basic, trivial, randaugment, autoaugment, augmix \(got 'cutmix'\)/);
     const rejects = async (argv: string[], re: RegExp) => {
       try {
         await run(argv);

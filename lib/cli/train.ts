@@ -9,7 +9,7 @@ import { CosineAnnealingLR, OneCycleLR } from '../optim/schedulers';
 import { DataLoader } from '../data/loader';
 import { WeightedRandomSampler, classBalancedWeights } from '../data/sampler';
 import { labelsOf } from '../data/dataset';
-import { compose, normalize, randomCrop, randomHorizontalFlip, BatchTransform, trivialAugmentWide, randAugment, autoAugment } from '../data/transforms';
+import { compose, normalize, randomCrop, randomHorizontalFlip, BatchTransform, trivialAugmentWide, randAugment, autoAugment, augMix } from '../data/transforms';
 import { saveModel } from '../io/model';
 import { Trainer } from '../train/trainer';
 import { CSVLogger } from '../train/loggers';
@@ -37,7 +37,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'weight-decay': { type: 'number', min: 0, default: 5e-4, help: 'weight decay' },
   schedule: { type: 'string', choices: ['none', 'cosine', 'onecycle'], default: 'onecycle', help: 'learning-rate schedule' },
   balance: { type: 'boolean', help: 'draw every class equally often (a class-balanced WeightedRandomSampler), for imbalanced data' },
-  augment: { type: 'string', choices: ['none', 'basic', 'trivial', 'randaugment', 'autoaugment'], default: 'none', help: 'basic: random crop (pad 2) and horizontal flip; trivial / randaugment / autoaugment: basic, then TrivialAugmentWide / RandAugment / AutoAugment (imagenet policy) per image' },
+  augment: { type: 'string', choices: ['none', 'basic', 'trivial', 'randaugment', 'autoaugment', 'augmix'], default: 'none', help: 'basic: random crop (pad 2) and horizontal flip; trivial / randaugment / autoaugment / augmix: basic, then TrivialAugmentWide / RandAugment / AutoAugment (imagenet policy) / AugMix per image' },
   'label-smoothing': { type: 'number', min: 0, max: 0.99, default: 0.1, help: 'label smoothing of the cross-entropy' },
   mixup: { type: 'number', min: 0, default: 0, help: 'MixUp with Beta(α, α) (0: off; e.g. 0.2)', meta: 'alpha' },
   cutmix: { type: 'number', min: 0, default: 0, help: 'CutMix with Beta(α, α) (0: off; e.g. 1); with --mixup too, each batch uses one of them', meta: 'alpha' },
@@ -127,7 +127,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   model.to(device);
   const norm = normalize(data.mean, data.std);
   let transform: BatchTransform = norm;
-  const policy = { trivial: trivialAugmentWide, randaugment: randAugment, autoaugment: autoAugment }[f.augment as string];
+  const policy = { trivial: trivialAugmentWide, randaugment: randAugment, autoaugment: autoAugment, augmix: augMix }[f.augment as string];
   if (f.augment === 'basic') transform = compose(randomCrop(data.size, { padding: 2 }), randomHorizontalFlip(), norm);
   else if (policy) transform = compose(randomCrop(data.size, { padding: 2 }), randomHorizontalFlip(), policy(), norm);
   const bs = f['batch-size'] as number;

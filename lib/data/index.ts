@@ -19,7 +19,7 @@ export { transforms };
 export {
   BatchTransform, compose, normalize, randomHorizontalFlip, randomVerticalFlip, randomCrop, randomTranslate,
   randomErasing, cutout, colorJitter, resize, randomResizedCrop, randomAffine, randomRotation, centerCrop, forEvaluation,
-  trivialAugmentWide, randAugment, autoAugment,
+  trivialAugmentWide, randAugment, autoAugment, augMix,
 } from './transforms';
 
 import { idx } from './idx';

@@ -10,7 +10,8 @@
  */
 import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
-import { rand, randn } from '../tensor/creation';
+import { rand } from '../tensor/creation';
+import { sampleBeta } from '../tensor/distributions';
 import { noGrad } from '../autograd';
 import type { Objective, ObjectiveContext } from './options';
 
@@ -20,32 +21,8 @@ function uniform(): number {
   try { return t.item(); } finally { t.dispose(); }
 }
 
-/** One standard normal draw from libtorch's CPU generator. */
-function normal(): number {
-  const t = randn([1], { dtype: 'float64' });
-  try { return t.item(); } finally { t.dispose(); }
-}
-
-/** Gamma(a, 1) by Marsaglia and Tsang's method (a < 1 through Gamma(a + 1)·U^(1/a)). */
-function gamma(a: number): number {
-  if (a < 1) return gamma(a + 1) * uniform() ** (1 / a);
-  const d = a - 1 / 3, c = 1 / Math.sqrt(9 * d);
-  for (;;) {
-    const z = normal();
-    const v = (1 + c * z) ** 3;
-    if (v <= 0) continue;
-    const u = uniform();
-    if (Math.log(u) < 0.5 * z * z + d - d * v + d * Math.log(v)) return d * v;
-  }
-}
-
-/** A draw from Beta(a, b) (a, b > 0), from libtorch's CPU generator (follows `kiln.manualSeed`). */
-export function sampleBeta(a: number, b: number): number {
-  if (!(typeof a === 'number' && a > 0 && Number.isFinite(a))) throw invalidParameterError('sampleBeta: a', 'a positive number', a);
-  if (!(typeof b === 'number' && b > 0 && Number.isFinite(b))) throw invalidParameterError('sampleBeta: b', 'a positive number', b);
-  const x = gamma(a), y = gamma(b);
-  return x / (x + y);
-}
+/** A draw from Beta(a, b) (a, b > 0), from libtorch's CPU generator (follows `kiln.manualSeed`); `n` draws with a third argument. */
+export { sampleBeta };
 
 /** CutMix's box [y1, y2) × [x1, x2) in an H × W image for λ and its centre (ry, rx), and the λ it leaves (torchvision's rule). */
 export function cutmixBox(h: number, w: number, lam: number, ry: number, rx: number): { y1: number; y2: number; x1: number; x2: number; lam: number } {

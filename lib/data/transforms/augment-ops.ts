@@ -8,6 +8,9 @@
  * converted to uint8 as torchvision's convert_image_dtype does (floor(x · 255.999), after clamping
  * to [0, 1]) and back (/ 255); Solarize's threshold, in uint8 units in the policies' tables, is
  * divided by 255. The other ops compute what torchvision's tensor functions compute on floats.
+ * The geometric ops sample nearest (the policies' default) or bilinear (AugMix's); with bilinear
+ * sampling and a fill colour, the border is torchvision's: sampled · mask + (1 − mask) · fill, mask
+ * being a sampled channel of ones (no fill: zero padding, as torchvision's fill=None).
  */
 import { KilnError, invalidParameterError } from '../../errors';
 import { Tensor } from '../../tensor/tensor';
@@ -30,23 +33,33 @@ export const OP = Object.fromEntries(AUGMENT_OPS.map((n, i) => [n, i])) as Recor
 
 /** Fill value outside a moved image: one number, or one per channel (torchvision's `fill`). */
 export type AugmentFill = number | number[];
+/** How the geometric ops sample the moved image (torchvision's InterpolationMode, tensor-supported ones). */
+export type AugmentInterpolation = 'nearest' | 'bilinear';
 
-/** Checks a `fill` option (undefined → 0). */
-export function checkFill(fill: unknown): AugmentFill {
-  if (fill === undefined) return 0;
+/** Checks a `fill` option (undefined → null: torchvision's fill=None, zeros). */
+export function checkFill(fill: unknown): AugmentFill | null {
+  if (fill === undefined) return null;
   if (typeof fill === 'number' && Number.isFinite(fill)) return fill;
   if (Array.isArray(fill) && fill.length > 0 && fill.every((v) => typeof v === 'number' && Number.isFinite(v))) return fill.slice();
   throw invalidParameterError('fill', 'a number or an array of numbers (one per channel)', fill);
 }
 
+/** Checks an `interpolation` option (undefined → `dflt`). */
+export function checkInterpolation(v: unknown, dflt: AugmentInterpolation): AugmentInterpolation {
+  if (v === undefined) return dflt;
+  if (v !== 'nearest' && v !== 'bilinear') throw invalidParameterError('interpolation', "'nearest' or 'bilinear'", v);
+  return v;
+}
+
 /** Checks that x is a float batch of 1 or 3 channels, as torchvision's colour ops require, and `fill` fits them. */
-export function checkImages(name: string, x: Tensor, c: number, fill: AugmentFill): void {
+export function checkImages(name: string, x: Tensor, c: number, fill: AugmentFill | null): void {
   if (!['float32', 'float64', 'float16', 'bfloat16'].includes(x.dtype)) throw invalidParameterError(`${name}(x)`, 'float images in [0, 1]', `a ${x.dtype} tensor`);
   if (c !== 1 && c !== 3) throw new KilnError(`${name}: expected images with 1 or 3 channels, got ${c}`, 'INVALID_ARGUMENT');
   if (Array.isArray(fill) && fill.length !== 1 && fill.length !== c) throw invalidParameterError('fill', `1 or ${c} values (one per channel)`, fill);
 }
 
-function fillFor(fill: AugmentFill, x: Tensor, c: number): number | Tensor {
+function fillFor(fill: AugmentFill | null, x: Tensor, c: number): number | Tensor {
+  if (fill === null) return 0;
   if (typeof fill === 'number') return fill;
   if (fill.length === 1) return fill[0];
   return tensor(fill, { shape: [1, c, 1, 1], dtype: x.dtype, device: x.device });
@@ -85,14 +98,26 @@ function equalize(x: Tensor, b: number, c: number, H: number, W: number): Tensor
 const one = (m: Tensor) => m.mul(0).add(1), zero = (m: Tensor) => m.mul(0);
 
 /**
- * Applies `op` to every image of x [k, C, H, W] with its own magnitude m (float64 [k], signs
- * included), as torchvision's `_apply_op` with nearest interpolation. May return x itself (Identity).
+ * x [k, C, H, W] through per-image inverse maps as torchvision's _apply_grid_transform: nearest
+ * or fill=None sample with the fill (zeros); bilinear with a fill blends it in by a sampled mask.
  */
-function applyOp(x: Tensor, op: AugmentOp, m: Tensor, fill: AugmentFill): Tensor {
+function moveImages(x: Tensor, inv: InverseAffine, fill: AugmentFill | null, interpolation: AugmentInterpolation): Tensor {
+  const [k, c, H, W] = x.shape;
+  if (interpolation === 'nearest' || fill === null) return sampleAffine(x, inv, fillFor(fill, x, c), interpolation);
+  const s = sampleAffine(cat([x, ones([k, 1, H, W], { dtype: x.dtype, device: x.device })], 1), inv, 0, 'bilinear');
+  const mask = s.narrow(1, c, 1);
+  return s.narrow(1, 0, c).mul(mask).add(mask.rsub(1).mul(fillFor(fill, x, c)));
+}
+
+/**
+ * Applies `op` to every image of x [k, C, H, W] with its own magnitude m (float64 [k], signs
+ * included), as torchvision's `_apply_op` with the given interpolation. May return x itself (Identity).
+ */
+function applyOp(x: Tensor, op: AugmentOp, m: Tensor, fill: AugmentFill | null, interpolation: AugmentInterpolation): Tensor {
   const [k, c, H, W] = x.shape;
   const per = (t: Tensor) => t.to({ dtype: x.dtype }).view(k, 1, 1, 1);
   // the geometric ops: inverse maps (output → input pixels) computed in float64, as torchvision does in Python
-  const move = (inv: InverseAffine) => sampleAffine(x, inv, fillFor(fill, x, c), 'nearest');
+  const move = (inv: InverseAffine) => moveImages(x, inv, fill, interpolation);
   // the shears are about the top-left corner (center=[0, 0]): (−W/2, −H/2) from the image centre
   const corner = { cx: zero(m).sub(W / 2), cy: zero(m).sub(H / 2) };
   // _blend(img, degenerate, 1 + m) = clamp((1 + m)·img − m·degenerate, 0, 1)
@@ -135,7 +160,7 @@ function applyOp(x: Tensor, op: AugmentOp, m: Tensor, fill: AugmentFill): Tensor
  * [B, C, H, W]: each op runs once, on the sub-batch of images that drew it, with their magnitudes
  * as per-image parameters; the results are put back in the batch's order. Returns a new tensor.
  */
-export function applyOpLayer(x: Tensor, ops: ArrayLike<number>, mags: ArrayLike<number>, fill: AugmentFill): Tensor {
+export function applyOpLayer(x: Tensor, ops: ArrayLike<number>, mags: ArrayLike<number>, fill: AugmentFill | null, interpolation: AugmentInterpolation = 'nearest'): Tensor {
   const groups = new Map<number, number[]>();
   for (let i = 0; i < ops.length; i++) {
     const g = groups.get(ops[i]);
@@ -146,7 +171,7 @@ export function applyOpLayer(x: Tensor, ops: ArrayLike<number>, mags: ArrayLike<
   const parts: Tensor[] = [], order: number[] = [];
   for (const [op, idx] of groups) {
     const sub = groups.size === 1 ? x : x.indexSelect(0, tensor(idx, { dtype: 'int64', device: dev }));
-    parts.push(applyOp(sub, AUGMENT_OPS[op], tensor(idx.map((i) => mags[i]), { dtype: 'float64', device: dev }), fill));
+    parts.push(applyOp(sub, AUGMENT_OPS[op], tensor(idx.map((i) => mags[i]), { dtype: 'float64', device: dev }), fill, interpolation));
     order.push(...idx);
   }
   if (parts.length === 1) return parts[0] === x ? x.clone() : parts[0];
@@ -156,8 +181,8 @@ export function applyOpLayer(x: Tensor, ops: ArrayLike<number>, mags: ArrayLike<
 }
 
 /** Checks one magnitude against torchvision's own limits for its op. */
-function checkMagnitude(op: AugmentOp, m: unknown, i: number): number {
-  const bad = (expected: string) => invalidParameterError(`magnitudes[${i}] (${op})`, expected, m);
+export function checkMagnitude(op: AugmentOp, m: unknown, where: string): number {
+  const bad = (expected: string) => invalidParameterError(`${where} (${op})`, expected, m);
   if (typeof m !== 'number' || !Number.isFinite(m)) throw bad('a finite number');
   if (['Brightness', 'Color', 'Contrast', 'Sharpness'].includes(op) && m < -1) throw bad('at least −1 (a factor 1 + m ≥ 0)');
   if (op === 'Posterize' && !(Math.trunc(m) >= 0 && Math.trunc(m) <= 8)) throw bad('bits in [0, 8]');
@@ -168,10 +193,12 @@ function checkMagnitude(op: AugmentOp, m: unknown, i: number): number {
 /**
  * Applies one op per image, deterministically: `ops[i]` with `magnitudes[i]` (signs included) to
  * image i of x [B, C, H, W] (or the same op and magnitude to all when given once), as
- * torchvision's `_apply_op(img, op, magnitude, NEAREST, fill)` on each image. Returns a new tensor.
+ * torchvision's `_apply_op(img, op, magnitude, interpolation, fill)` on each image (default
+ * nearest, as the policies). Returns a new tensor.
  */
-export function applyAugmentOps(x: Tensor, ops: AugmentOp | AugmentOp[], magnitudes: number | number[] = 0, options: { fill?: AugmentFill } = {}): Tensor {
+export function applyAugmentOps(x: Tensor, ops: AugmentOp | AugmentOp[], magnitudes: number | number[] = 0, options: { fill?: AugmentFill; interpolation?: AugmentInterpolation } = {}): Tensor {
   const fill = checkFill(options?.fill);
+  const interpolation = checkInterpolation(options?.interpolation, 'nearest');
   return batched('applyAugmentOps', (x4, b, c) => {
     checkImages('applyAugmentOps', x4, c, fill);
     const names = Array.isArray(ops) ? ops : Array<AugmentOp>(b).fill(ops);
@@ -180,8 +207,8 @@ export function applyAugmentOps(x: Tensor, ops: AugmentOp | AugmentOp[], magnitu
     if (mags.length !== b) throw invalidParameterError('magnitudes', `one number or ${b} (one per image)`, `${mags.length} numbers`);
     names.forEach((n, i) => {
       if (!(AUGMENT_OPS as readonly string[]).includes(n)) throw invalidParameterError(`ops[${i}]`, `one of ${AUGMENT_OPS.join(', ')}`, n);
-      checkMagnitude(n, mags[i], i);
+      checkMagnitude(n, mags[i], `magnitudes[${i}]`);
     });
-    return applyOpLayer(x4, names.map((n) => OP[n]), mags, fill);
+    return applyOpLayer(x4, names.map((n) => OP[n]), mags, fill, interpolation);
   })(x);
 }

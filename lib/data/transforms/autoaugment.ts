@@ -12,11 +12,11 @@ import { tidy } from '../../tensor/memory';
 import { BatchTransform, augmentation, batched, nonNegInt } from './base';
 import { AugmentOp, AugmentFill, OP, applyOpLayer, checkFill, checkImages } from './augment-ops';
 
-/** Whose `_augmentation_space` a table is. */
-export type AugmentSpaceKind = 'trivialAugmentWide' | 'randAugment' | 'autoAugment';
+/** Whose `_augmentation_space` a table is ('augMix': AugMix's with allOps, its first 9 ops without). */
+export type AugmentSpaceKind = 'trivialAugmentWide' | 'randAugment' | 'autoAugment' | 'augMix';
 
-/** An op's magnitudes: none, linspace(lo, hi, bins) (hi may depend on the image width/height), or posterize's 8 − round(i / ((bins − 1) / k)). */
-type Bins = null | { lo: number; hi: number | ((h: number, w: number) => number) } | { posterize: number };
+/** An op's magnitudes: none, linspace(lo, hi, bins) (hi may depend on the image width/height), or posterize's top − round(i / ((bins − 1) / k)) (top 8 unless given). */
+type Bins = null | { lo: number; hi: number | ((h: number, w: number) => number) } | { posterize: number; top?: number };
 type OpSpec = [AugmentOp, Bins, boolean];
 
 const lin = (lo: number, hi: number | ((h: number, w: number) => number)): Bins => ({ lo, hi });
@@ -39,17 +39,28 @@ const SPACES: Record<AugmentSpaceKind, OpSpec[]> = {
   ],
   randAugment: [['Identity', null, false], ...STANDARD],
   autoAugment: [...STANDARD, ['Invert', null, false]],
+  // AugMix's own ranges: translate up to a third of the size, posterize 4 − …; the last 4 only with allOps
+  augMix: [
+    ['ShearX', lin(0, 0.3), true], ['ShearY', lin(0, 0.3), true],
+    ['TranslateX', lin(0, (_h, w) => w / 3), true], ['TranslateY', lin(0, (h) => h / 3), true],
+    ['Rotate', lin(0, 30), true], ['Posterize', { posterize: 4, top: 4 }, false], ['Solarize', lin(255, 0), false],
+    ['AutoContrast', null, false], ['Equalize', null, false],
+    ['Brightness', lin(0, 0.9), true], ['Color', lin(0, 0.9), true], ['Contrast', lin(0, 0.9), true], ['Sharpness', lin(0, 0.9), true],
+  ],
 };
+/** AugMix's ops without allOps: the first 9 of its table. */
+export const AUGMIX_BASIC_OPS = 9;
 
 /** A space on a device: global op ids [n] (int64), magnitudes [n, bins] (float32, 0 for ops without), signed [n] (bool). */
-interface SpaceTable { ops: Tensor; table: Tensor; signed: Tensor; names: AugmentOp[] }
+export interface SpaceTable { ops: Tensor; table: Tensor; signed: Tensor; names: AugmentOp[] }
 
-function spaceTable(kind: AugmentSpaceKind, bins: number, h: number, w: number): SpaceTable {
+/** A policy's op table for `bins` magnitude bins and h × w images, as CPU tensors. */
+export function spaceTable(kind: AugmentSpaceKind, bins: number, h: number, w: number): SpaceTable {
   const device = 'cpu';
   const specs = SPACES[kind];
   const rows = specs.map(([, b]) => {
     if (b === null) return zeros([bins], { device });
-    if ('posterize' in b) return arange(0, bins, 1, { device }).div((bins - 1) / b.posterize).round().rsub(8);
+    if ('posterize' in b) return arange(0, bins, 1, { device }).div((bins - 1) / b.posterize).round().rsub(b.top ?? 8);
     return linspace(b.lo, typeof b.hi === 'number' ? b.hi : b.hi(h, w), bins, { device });
   });
   return {
@@ -60,18 +71,26 @@ function spaceTable(kind: AugmentSpaceKind, bins: number, h: number, w: number):
   };
 }
 
-/** A policy's op table as torchvision's `_augmentation_space(numBins, [h, w])` gives it (magnitudes [] for ops without). */
-export function augmentationSpace(kind: AugmentSpaceKind, options: { numBins?: number; imageSize?: [number, number] } = {}): { ops: AugmentOp[]; magnitudes: number[][]; signed: boolean[] } {
-  if (!(kind in SPACES)) throw invalidParameterError('kind', "'trivialAugmentWide', 'randAugment' or 'autoAugment'", kind);
-  const bins = binCount(options.numBins ?? (kind === 'autoAugment' ? 10 : 31), 'numBins');
+/**
+ * A policy's op table as torchvision's `_augmentation_space(numBins, [h, w])` gives it (magnitudes
+ * [] for ops without); numBins defaults to 10 for AutoAugment and AugMix, 31 otherwise; `allOps`
+ * (AugMix only, default true) false keeps AugMix's first 9 ops.
+ */
+export function augmentationSpace(kind: AugmentSpaceKind, options: { numBins?: number; imageSize?: [number, number]; allOps?: boolean } = {}): { ops: AugmentOp[]; magnitudes: number[][]; signed: boolean[] } {
+  if (!Object.prototype.hasOwnProperty.call(SPACES, kind)) throw invalidParameterError('kind', "'trivialAugmentWide', 'randAugment', 'autoAugment' or 'augMix'", kind);
+  const bins = binCount(options.numBins ?? (kind === 'autoAugment' || kind === 'augMix' ? 10 : 31), 'numBins');
   const [h, w] = options.imageSize ?? [32, 32];
+  const allOps = options.allOps ?? true;
+  if (typeof allOps !== 'boolean') throw invalidParameterError('allOps', 'a boolean', allOps);
+  const n = kind === 'augMix' && !allOps ? AUGMIX_BASIC_OPS : SPACES[kind].length;
   return tidy(() => {
     const s = spaceTable(kind, bins, h, w);
     const t = Array.from(s.table.dataSync() as Float32Array);
+    const specs = SPACES[kind].slice(0, n);
     return {
-      ops: s.names,
-      magnitudes: SPACES[kind].map(([, b], i) => (b === null ? [] : t.slice(i * bins, (i + 1) * bins))),
-      signed: SPACES[kind].map(([, , sg]) => sg),
+      ops: s.names.slice(0, n),
+      magnitudes: specs.map(([, b], i) => (b === null ? [] : t.slice(i * bins, (i + 1) * bins))),
+      signed: specs.map(([, , sg]) => sg),
     };
   });
 }
@@ -85,7 +104,7 @@ function binCount(v: unknown, name: string): number {
  * One layer drawn per image from a space: op index k [B] into the space, magnitude bin [B];
  * `negate` [B] (bool) flips the sign of signed ops. Returns the global op ids and signed magnitudes.
  */
-function pick(s: SpaceTable, k: Tensor, bin: Tensor, negate: Tensor): { op: Tensor; magnitude: Tensor } {
+export function pick(s: SpaceTable, k: Tensor, bin: Tensor, negate: Tensor): { op: Tensor; magnitude: Tensor } {
   const bins = s.table.size(1);
   const m = s.table.view(-1).gather(0, k.mul(bins).add(bin));
   const flip = negate.logicalAnd(s.signed.gather(0, k));
@@ -102,7 +121,7 @@ export type Draw = (b: number, h: number, w: number) => Layer[];
  * numbers per image) come from the CPU generator and are read there, so a CUDA batch is never
  * synchronised; the pixels are computed on the batch's device.
  */
-function policyTransform(name: string, fill: AugmentFill, draw: Draw): BatchTransform {
+function policyTransform(name: string, fill: AugmentFill | null, draw: Draw): BatchTransform {
   return augmentation(batched(name, (x, b, c, h, w) => {
     checkImages(name, x, c, fill);
     return draw(b, h, w).reduce((cur, l) => applyOpLayer(cur, l.op.dataSync() as unknown as ArrayLike<number>, l.magnitude.dataSync() as Float32Array, fill), x);

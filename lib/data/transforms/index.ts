@@ -11,8 +11,9 @@ export { ColorJitterOptions, colorJitter, rgbToHsv, hsvToRgb, rgbToGrayscale } f
 export {
   ResizeOptions, resize, cropResize, RandomResizedCropOptions, randomResizedCrop, RandomAffineOptions, randomAffine, randomRotation, AffineOptions, affine,
 } from './geometry';
-export { AUGMENT_OPS, AugmentOp, AugmentFill, applyAugmentOps } from './augment-ops';
+export { AUGMENT_OPS, AugmentOp, AugmentFill, AugmentInterpolation, applyAugmentOps } from './augment-ops';
 export {
   AugmentSpaceKind, augmentationSpace, TrivialAugmentWideOptions, trivialAugmentWide, RandAugmentOptions, randAugment,
   PolicyStep, AUTOAUGMENT_POLICIES, AutoAugmentOptions, autoAugment,
 } from './autoaugment';
+export { AugMixOptions, AugMixStep, AugMixDraw, augMix, applyAugMix } from './augmix';
