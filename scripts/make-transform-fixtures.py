@@ -23,16 +23,22 @@ cases['hue'] = [{'factor': f, 'out': enc(TF.adjust_hue(x, f))} for f in (-0.4, -
 img = torch.rand(1, 1, 7, 9).mul(1e4).round().div(1e4)
 cases['affineInput'] = enc(img)
 cases['affine'] = []
-for angle, translate, scale, shear, mode in [
+for row in [
     (90.0, [0, 0], 1.0, [0.0, 0.0], 'nearest'),
     (0.0, [2, -1], 1.0, [0.0, 0.0], 'nearest'),
     (30.0, [0, 0], 1.0, [0.0, 0.0], 'bilinear'),
     (0.0, [0, 0], 0.7, [0.0, 0.0], 'bilinear'),
     (-20.0, [1, 1], 1.2, [10.0, 0.0], 'bilinear'),
+    # with a fill, torchvision blends it in by a sampled mask (bilinear) or puts it outside (nearest)
+    (30.0, [0, 0], 1.0, [0.0, 0.0], 'bilinear', 0.5),
+    (-20.0, [1, 1], 1.2, [10.0, 0.0], 'bilinear', 0.0),
+    (30.0, [1, 0], 0.9, [0.0, 0.0], 'nearest', 0.25),
 ]:
+    angle, translate, scale, shear, mode = row[:5]
+    fill = row[5] if len(row) > 5 else None
     m = InterpolationMode.NEAREST if mode == 'nearest' else InterpolationMode.BILINEAR
-    out = TF.affine(img, angle=angle, translate=translate, scale=scale, shear=shear, interpolation=m)
-    cases['affine'].append({'angle': angle, 'translate': translate, 'scale': scale, 'shear': shear, 'mode': mode, 'out': enc(out)})
+    out = TF.affine(img, angle=angle, translate=translate, scale=scale, shear=shear, interpolation=m, fill=None if fill is None else [fill])
+    cases['affine'].append({'angle': angle, 'translate': translate, 'scale': scale, 'shear': shear, 'mode': mode, 'fill': fill, 'out': enc(out)})
 big = torch.rand(1, 3, 12, 10).mul(1e4).round().div(1e4)
 cases['resizeInput'] = enc(big)
 cases['resize'] = enc(torch.nn.functional.interpolate(big, size=(5, 4), mode='bilinear', align_corners=False, antialias=True))

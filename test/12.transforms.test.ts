@@ -9,7 +9,7 @@ import { expectNear, expectKilnError, fromFixture, FixtureTensor, values } from 
 
 const fx = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'transforms.json'), 'utf8')) as {
   input: FixtureTensor; hsv: FixtureTensor; hue: { factor: number; out: FixtureTensor }[];
-  affineInput: FixtureTensor; affine: { angle: number; translate: [number, number]; scale: number; shear: [number, number]; mode: 'nearest' | 'bilinear'; out: FixtureTensor }[];
+  affineInput: FixtureTensor; affine: { angle: number; translate: [number, number]; scale: number; shear: [number, number]; mode: 'nearest' | 'bilinear'; fill: number | null; out: FixtureTensor }[];
   resizeInput: FixtureTensor; resize: FixtureTensor;
 };
 const T = data.transforms;
@@ -52,11 +52,11 @@ describe('12 transforms (colour, geometry)', () => {
     expectKilnError(() => data.colorJitter({ hue: -0.1 }), 'INVALID_ARGUMENT', 'hue');
   });
 
-  it('affine equals torchvision F.affine (rotation, translation, scale, shear; nearest and bilinear)', () => {
+  it('affine equals torchvision F.affine (rotation, translation, scale, shear; nearest and bilinear; with and without a fill)', () => {
     kiln.tidy(() => {
       const img = fromFixture(fx.affineInput);
       for (const c of fx.affine) {
-        const out = T.affine(img, { angle: c.angle, translate: c.translate, scale: c.scale, shear: c.shear, mode: c.mode });
+        const out = T.affine(img, { angle: c.angle, translate: c.translate, scale: c.scale, shear: c.shear, mode: c.mode, fill: c.fill ?? undefined });
         expectNear(out, fromFixture(c.out), 1e-5);
       }
     });

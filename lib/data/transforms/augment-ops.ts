@@ -102,11 +102,7 @@ const one = (m: Tensor) => m.mul(0).add(1), zero = (m: Tensor) => m.mul(0);
  * or fill=None sample with the fill (zeros); bilinear with a fill blends it in by a sampled mask.
  */
 function moveImages(x: Tensor, inv: InverseAffine, fill: AugmentFill | null, interpolation: AugmentInterpolation): Tensor {
-  const [k, c, H, W] = x.shape;
-  if (interpolation === 'nearest' || fill === null) return sampleAffine(x, inv, fillFor(fill, x, c), interpolation);
-  const s = sampleAffine(cat([x, ones([k, 1, H, W], { dtype: x.dtype, device: x.device })], 1), inv, 0, 'bilinear');
-  const mask = s.narrow(1, c, 1);
-  return s.narrow(1, 0, c).mul(mask).add(mask.rsub(1).mul(fillFor(fill, x, c)));
+  return sampleAffine(x, inv, fill === null ? null : fillFor(fill, x, x.size(1)), interpolation);
 }
 
 /**

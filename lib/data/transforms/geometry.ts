@@ -2,7 +2,7 @@
 import { invalidParameterError } from '../../errors';
 import { Tensor } from '../../tensor/tensor';
 import { rand, arange, full, linspace, ones, tensor } from '../../tensor/creation';
-import { stack, matmul } from '../../tensor/ops';
+import { cat, stack, matmul } from '../../tensor/ops';
 import * as F from '../../nn/functional';
 import { checkSize } from '../decode';
 import { BatchTransform, augmentation, batched, range2, uniform } from './base';
@@ -99,7 +99,7 @@ export interface RandomAffineOptions {
   scale?: [number, number];
   /** shear in degrees along x: s for [−s, s], [low, high], or [xLow, xHigh, yLow, yHigh] (default 0) */
   shear?: number | [number, number] | [number, number, number, number];
-  /** value outside the source image (default 0) */
+  /** value outside the source image (default 0, as torchvision's RandomAffine: bilinear blends it in by the sampled mask) */
   fill?: number;
   /** sampling (default 'bilinear') */
   mode?: 'bilinear' | 'nearest';
@@ -127,10 +127,13 @@ export interface InverseAffine { i00: Tensor; i01: Tensor; i10: Tensor; i11: Ten
 
 /**
  * Samples x [B, C, H, W] through per-image inverse affine maps with gridSample, with torchvision's
- * conventions and grid (F_t.affine), so the pixels match torchvision's. `fill` is a number or
- * a tensor broadcasting to [1, C, 1, 1].
+ * conventions and grid (F_t.affine), so the pixels match torchvision's. `fill` is a number or a
+ * tensor broadcasting to [1, C, 1, 1], filled as torchvision's _apply_grid_transform fills: nearest
+ * puts it where the map leaves the image, bilinear blends it in by a sampled mask (sampled · mask +
+ * (1 − mask) · fill, so border pixels are weighted by the mask twice, as there); null (torchvision's
+ * fill=None) samples zeros outside.
  */
-export function sampleAffine(x: Tensor, m: InverseAffine, fill: number | Tensor, mode: 'bilinear' | 'nearest'): Tensor {
+export function sampleAffine(x: Tensor, m: InverseAffine, fill: number | Tensor | null, mode: 'bilinear' | 'nearest'): Tensor {
   const [b, c, H, W] = x.shape;
   const { i00, i01, i10, i11 } = m;
   const ux = m.cx ? m.cx.add(m.tx).neg() : m.tx.neg(), uy = m.cy ? m.cy.add(m.ty).neg() : m.ty.neg();
@@ -147,8 +150,11 @@ export function sampleAffine(x: Tensor, m: InverseAffine, fill: number | Tensor,
   ], 2).view(1, H * W, 3);
   const scale = tensor([0.5 * W, 0.5 * H], { dtype: x.dtype, device: x.device });
   const grid = matmul(base, theta.transpose(1, 2).div(scale)).view(b, H, W, 2);
-  if (typeof fill === 'number' && fill === 0) return F.gridSample(x, grid, { mode });
-  return F.gridSample(x.sub(fill), grid, { mode }).add(fill);
+  if (fill === null) return F.gridSample(x, grid, { mode });
+  if (mode === 'nearest') return F.gridSample(x.sub(fill), grid, { mode }).add(fill); // the mask is 0 or 1
+  const s = F.gridSample(cat([x, ones([b, 1, H, W], { dtype: x.dtype, device: x.device })], 1), grid, { mode });
+  const mask = s.narrow(1, c, 1);
+  return s.narrow(1, 0, c).mul(mask).add(mask.rsub(1).mul(fill));
 }
 
 /**
@@ -156,7 +162,7 @@ export function sampleAffine(x: Tensor, m: InverseAffine, fill: number | Tensor,
  * the centre, clockwise for positive angles, then translation in pixels; shear as torchvision's RSS
  * matrix), so the pixels match torchvision's.
  */
-function applyAffine(x: Tensor, p: AffineParams, fill: number, mode: 'bilinear' | 'nearest'): Tensor {
+function applyAffine(x: Tensor, p: AffineParams, fill: number | null, mode: 'bilinear' | 'nearest'): Tensor {
   const rad = Math.PI / 180;
   const rot = p.angle.mul(rad), sx = p.shearX.mul(rad), sy = p.shearY.mul(rad);
   const cosSy = sy.cos(), rs = rot.sub(sy);
@@ -178,12 +184,13 @@ export interface AffineOptions {
   scale?: number;
   /** [x, y] shear in degrees (default [0, 0]) */
   shear?: [number, number];
+  /** the value outside the moved image (default: none — zeros sampled in, torchvision F.affine's fill=None) */
   fill?: number;
   mode?: 'bilinear' | 'nearest';
 }
 
 function checkFillMode(fill: unknown, mode: unknown): void {
-  if (typeof fill !== 'number' || !Number.isFinite(fill)) throw invalidParameterError('fill', 'a number', fill);
+  if (fill !== null && (typeof fill !== 'number' || !Number.isFinite(fill))) throw invalidParameterError('fill', 'a number', fill);
   if (mode !== 'bilinear' && mode !== 'nearest') throw invalidParameterError('mode', "'bilinear' or 'nearest'", mode);
 }
 
@@ -194,7 +201,7 @@ export function affine(x: Tensor, options: AffineOptions = {}): Tensor {
   for (const [v, name] of [[angle, 'angle'], [tx, 'translate'], [ty, 'translate'], [shx, 'shear'], [shy, 'shear']] as const)
     if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidParameterError(name, 'finite numbers', v);
   if (typeof scale !== 'number' || !(scale > 0)) throw invalidParameterError('scale', 'a positive number', scale);
-  const fill = options.fill ?? 0, mode = options.mode ?? 'bilinear';
+  const fill = options.fill ?? null, mode = options.mode ?? 'bilinear';
   checkFillMode(fill, mode);
   return batched('affine', (x4, b) => {
     const k = (v: number) => full([b], v, { device: x4.device });
