@@ -615,9 +615,10 @@ describe('10 data', function () {
       expect(new Set(v.map((a) => a.toFixed(5))).size).to.be.greaterThan(50);
       const grad = kiln.tidy(() => kiln.linspace(0.2, 0.6, 4).view(1, 1, 2, 2).expand(10, 3, 2, 2).contiguous());
       const ct = check(data.colorJitter({ contrast: 0.5 }), grad);
-      expectClose(kiln.tidy(() => ct.mean([1, 2, 3])), new Array(10).fill(0.4), 1e-5, 1e-5);
+      // torchvision's grey weights (0.2989, 0.587, 0.114) sum to 0.9999: a grey pixel's grey is 0.9999 of it
+      expectClose(kiln.tidy(() => ct.mean([1, 2, 3])), new Array(10).fill(0.4), 0, 1e-4);
       const sat = check(data.colorJitter({ saturation: 0.9 }), grad);
-      expectClose(sat, grad.arraySync(), 1e-5, 1e-5);
+      expectClose(sat, grad.arraySync(), 0, 1.2e-4);
       expectKilnError(() => data.colorJitter({ brightness: -1 }), 'INVALID_ARGUMENT', 'brightness');
       for (const t of [x, b, grad, ct, sat]) t.dispose();
     });
