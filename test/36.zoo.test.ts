@@ -100,4 +100,113 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     // sub_block1 is in RobustBench's files but not in its forward: its parameters get no gradient
     await checkModel('wide_resnet28_10', 'wide_resnet16_2_sub', { depth: 16, widenFactor: 2, subBlock1: true }, 'sub_block1.');
   });
+
+  it("pretrained: a torch.save file fills the model strictly; a different numClasses replaces only the head; kiln.load rebuilds it", async () => {
+    const py = reference('mobilenet_v2');
+    const sd = kiln.io.loadTorchStateDict(py.file);
+    // the file's 10 classes kept: Python's logits
+    const same = kiln.models.mobilenetV2({ pretrained: py.file }).eval();
+    const x = det('input', [2, 3, py.size, py.size], 1);
+    const y = await same.forwardAsync(x);
+    expect(maxAbsDiff(y, py.logits)).to.be.below(1e-4);
+    expect(kiln.models.architectureOf(same)).to.deep.equal({ name: 'mobilenet_v2', options: { numClasses: 10 } });
+    // 5 classes: every tensor but the head's equals the file's, the head is a fresh Linear(1280, 5)
+    const five = kiln.models.create('mobilenet_v2', { pretrained: py.file, numClasses: 5 });
+    const state = five.stateDict();
+    expect([...state.keys()]).to.deep.equal(py.keys);
+    for (const [k, t] of state) {
+      if (k.startsWith('classifier.1.')) continue;
+      expect(t.equal(sd.get(k)!), k).to.equal(true);
+    }
+    expect(state.get('classifier.1.weight')!.shape).to.deep.equal([5, 1280]);
+    expect(state.get('classifier.1.bias')!.shape).to.deep.equal([5]);
+    expect(kiln.models.architectureOf(five)).to.deep.equal({ name: 'mobilenet_v2', options: { numClasses: 5 } });
+    // freezeBackbone: only the head trains
+    kiln.models.freezeBackbone(five);
+    expect(five.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k)).to.deep.equal(['classifier.1.weight', 'classifier.1.bias']);
+    expect(five.numParameters(true)).to.equal(1280 * 5 + 5);
+    // saved and loaded: the architecture record rebuilds it without the .pth
+    const file = path.join(tmp, 'five.safetensors');
+    kiln.saveModel(file, five);
+    const { model: back } = kiln.loadModel(file);
+    five.eval();
+    back.eval();
+    const a = await five.forwardAsync(x), b = await back.forwardAsync(x);
+    expect(a.shape).to.deep.equal([2, 5]);
+    expect(a.equal(b)).to.equal(true);
+    for (const t of [x, y, a, b]) t.dispose();
+    for (const t of sd.values()) t.dispose();
+    for (const m of [same, five, back]) m.dispose();
+  });
+
+  it('parameter counts at 1000 classes equal torchvision\'s published num_params', () => {
+    // torchvision 0.14's weights meta ("num_params") of each architecture
+    const published: [string, number][] = [
+      ['resnet50', 25557032], ['resnet101', 44549160], ['wide_resnet50_2', 68883240], ['mobilenet_v2', 3504872], ['efficientnet_b0', 5288548],
+    ];
+    for (const [name, n] of published) {
+      const m = kiln.models.create(name);
+      expect(m.numParameters(), name).to.equal(n);
+      m.dispose();
+    }
+  });
+
+  it('rejects bad options with a KilnError naming the problem', () => {
+    const py = reference('resnet50');
+    expectKilnError(() => kiln.models.create('preact_resnet18', { pretrained: py.file }), 'INVALID_ARGUMENT', 'pretrained', 'torchvision models', 'preact_resnet18');
+    expectKilnError(() => kiln.models.create('resnet50', { pretrained: 42 }), 'INVALID_ARGUMENT', 'pretrained', 'number 42');
+    expectKilnError(() => kiln.models.create('resnet50', { pretrained: path.join(tmp, 'nope.pth') }), 'IO', 'nope.pth');
+    expectKilnError(() => kiln.models.create('mobilenet_v2', { pretrained: py.file }), 'INVALID_ARGUMENT', "no 2-D 'classifier.1.weight'");
+    expectKilnError(() => kiln.models.create('resnet101', { pretrained: py.file }), 'INVALID_ARGUMENT', 'does not fit this architecture', 'missing keys', 'layer3.6.conv1.weight');
+    expectKilnError(() => kiln.models.create('resnet50', { pretrained: py.file, inChannels: 1 }), 'INVALID_ARGUMENT', 'shape mismatch for conv1.weight');
+    expectKilnError(() => kiln.models.create('efficientnet_b0', { numClasses: 0 }), 'INVALID_ARGUMENT', 'numClasses');
+    expectKilnError(() => kiln.models.create('wide_resnet28_10', { depth: 27 }), 'INVALID_ARGUMENT', 'depth', '6n + 4');
+    expectKilnError(() => kiln.models.create('wide_resnet28_10', { widenFactor: 1.5 }), 'INVALID_ARGUMENT', 'widenFactor');
+    expectKilnError(() => kiln.models.create('wide_resnet28_10', { depth: 10, widenFactor: 1, dropRate: 2 }), 'INVALID_ARGUMENT', 'dropRate');
+    expectKilnError(() => new kiln.models.StochasticDepth(-0.1), 'INVALID_ARGUMENT', 'p', 'probability');
+    expectKilnError(() => kiln.models.headOf(new kiln.nn.Linear(2, 2)), 'INVALID_ARGUMENT', 'not a zoo model');
+    const m = kiln.models.resnet50({ numClasses: 3 });
+    expectKilnError(() => kiln.models.replaceHead(m, 'layer1', 4), 'INVALID_ARGUMENT', "'layer1'", 'not a Linear');
+    m.dispose();
+  });
+
+  it('StochasticDepth in training zeroes whole samples or scales them by 1/(1 − p); eval is the identity', () => {
+    kiln.manualSeed(3);
+    const sd = new kiln.models.StochasticDepth(0.5);
+    const x = det('sd', [64, 2, 3, 3], 1);
+    const y = sd.call(x);
+    const rows = [...Array(64).keys()].map((i) => {
+      const yi = y.narrow(0, i, 1), xi = x.narrow(0, i, 1);
+      const zero = yi.abs().sum().item() === 0, doubled = yi.equal(xi.mul(2));
+      for (const t of [yi, xi]) t.dispose();
+      return zero ? 0 : doubled ? 2 : -1;
+    });
+    expect(rows).to.not.include(-1);
+    expect(rows).to.include(0);
+    expect(rows).to.include(2);
+    sd.eval();
+    const z = sd.call(x);
+    expect(z.equal(x)).to.equal(true);
+    for (const t of [x, y, z]) t.dispose();
+  });
+
+  it('leaks no tensors: repeated pretrained loads (good and failing), forwards in both modes, head replacement', async () => {
+    const py = reference('efficientnet_b0');
+    const x = det('input', [2, 3, 32, 32], 1);
+    const run = async () => {
+      const m = kiln.models.efficientnetB0({ pretrained: py.file, numClasses: 3 });
+      kiln.tidy(() => { m.call(x).sum().backward(); });
+      m.eval();
+      (await m.forwardAsync(x)).dispose();
+      kiln.noGrad(() => m.call(x)).dispose();
+      m.dispose();
+      expectKilnError(() => kiln.models.create('mobilenet_v2', { pretrained: py.file }), 'INVALID_ARGUMENT');
+      expectKilnError(() => kiln.models.create('efficientnet_b0', { pretrained: py.file, inChannels: 4 }), 'INVALID_ARGUMENT');
+    };
+    await run();
+    const before = kiln.memory().numTensors;
+    for (let i = 0; i < 2; i++) await run();
+    expect(kiln.memory().numTensors).to.equal(before);
+    x.dispose();
+  });
 });

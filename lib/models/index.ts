@@ -120,6 +120,9 @@ export const models = {
   headOf,
   freezeBackbone,
   replaceHead,
+  /** torchvision.ops layers the zoo uses, for your own models */
+  SqueezeExcitation,
+  StochasticDepth,
 };
 
 export {
