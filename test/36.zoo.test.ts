@@ -11,6 +11,8 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
 import { det, expectKilnError, maxAbsDiff, values } from './helpers';
+import { run } from '../lib/cli/main';
+import { UsageError } from '../lib/cli/args';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const PY = [process.env.KILN_PYTHON, '/usr/bin/python3'].find((p) => p && spawnSync(p, ['-c', 'import torch, torchvision'], { stdio: 'ignore' }).status === 0);
@@ -208,5 +210,38 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     for (let i = 0; i < 2; i++) await run();
     expect(kiln.memory().numTensors).to.equal(before);
     x.dispose();
+  });
+
+  it('kiln train --model mobilenet_v2 --pretrained FILE --freeze-backbone: only the new 3-class head trains', async () => {
+    const py = reference('mobilenet_v2');
+    const dir = path.join(tmp, 'run');
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'train', '--data', 'shapes', '--model', 'mobilenet_v2', '--pretrained', py.file,
+      '--freeze-backbone', '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', dir, '--json', '--quiet'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
+    expect(r.status, r.stderr).to.equal(0);
+    const { model } = kiln.loadModel(path.join(dir, 'model.safetensors'));
+    const sd = kiln.io.loadTorchStateDict(py.file);
+    const params = new Map(model.namedParameters());
+    for (const [k, p] of params) {
+      if (k.startsWith('classifier.1.')) continue;
+      expect(p.equal(sd.get(k)!), `${k} stayed as in the .pth`).to.equal(true);
+    }
+    const head = params.get('classifier.1.weight')!;
+    expect(head.shape).to.deep.equal([3, 1280]);
+    expect(kiln.models.architectureOf(model)).to.deep.equal({ name: 'mobilenet_v2', options: { numClasses: 3, inChannels: 3 } });
+    for (const t of sd.values()) t.dispose();
+    model.dispose();
+
+    const rejects = async (argv: string[], re: RegExp) => {
+      let err: unknown;
+      try { await run(argv); } catch (e) { err = e; }
+      expect(err, `kiln ${argv.join(' ')}`).to.be.instanceOf(UsageError);
+      expect((err as Error).message).to.match(re);
+    };
+    const out = ['--out', path.join(tmp, 'x')];
+    await rejects(['train', '--data', 'shapes', '--pretrained', py.file, ...out], /--pretrained applies to --model resnet18, .*mobilenet_v2, efficientnet_b0 \(got simple-cnn\)/);
+    await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--pretrained', path.join(tmp, 'none.pth'), ...out], /--pretrained: .*none\.pth does not exist/);
+    await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--freeze-backbone', ...out], /--freeze-backbone needs --pretrained/);
+    await rejects(['train', '--data', 'shapes', '--model', 'wide_resnet28_10', '--size', '48', ...out], /--model wide_resnet28_10 takes 32×32 images .* these are 48×48; use --size 32/);
+    await rejects(['train', '--data', 'shapes', '--model', 'mobilenet_v2', '--pretrained', py.file, '--channels', '1', ...out], /torchvision's weights take 3-channel images, these have 1 \(use --channels 3\)/);
   });
 });

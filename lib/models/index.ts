@@ -41,6 +41,10 @@ const architectures = new WeakMap<Module, Architecture>();
 
 /** Names `create` accepts. */
 export const modelNames = Object.keys(zoo);
+/** The zoo models that take torchvision weights (`pretrained`). */
+export const pretrainedNames = modelNames.filter((n) => zoo[n].imagenet);
+/** The zoo models sized for 32×32 inputs only (RobustBench's, whose final pool has a fixed size). */
+export const cifarOnlyNames = ['preact_resnet18', 'wide_resnet28_10'];
 
 /**
  * Builds a zoo model by name (see `modelNames`). The torchvision ones (resnet18…efficientnet_b0) take
@@ -57,7 +61,7 @@ export function create(name: string, options: Record<string, unknown> = {}): Mod
   let m: Module;
   if (pretrained === undefined) m = entry.build(options);
   else {
-    if (!entry.imagenet) throw invalidParameterError('pretrained', `an option of the torchvision models (${modelNames.filter((n) => zoo[n].imagenet).join(', ')}), not of ${name}`, pretrained);
+    if (!entry.imagenet) throw invalidParameterError('pretrained', `an option of the torchvision models (${pretrainedNames.join(', ')}), not of ${name}`, pretrained);
     m = withPretrained(pretrained as string, entry.head!, options.numClasses as number | undefined, (n) => entry.build({ ...rest, numClasses: n }));
     // the saved record rebuilds the architecture only (kiln.load then fills in the saved weights)
     rest.numClasses = (m.get(entry.head!) as Linear).outFeatures;
@@ -93,6 +97,8 @@ const wrap = <O extends object>(name: string) => (o: O = {} as O) => create(name
 export const models = {
   create,
   names: modelNames,
+  pretrainedNames,
+  cifarOnlyNames,
   architectureOf,
   /** 2 conv blocks with batch norm (Fashion-MNIST-sized inputs by default: 1 channel, 10 classes) */
   simpleCnn: wrap<ModelOptions & { width?: number; dropout?: number; poolSize?: number }>('simple-cnn'),
