@@ -45,9 +45,11 @@ export class PreActBlock extends Module {
   readonly bn2: BatchNorm2d;
   readonly conv2: Conv2d;
   readonly shortcut: Sequential | null;
-  readonly relu = new ReLU(); // F.relu there: not a registered module
+  readonly relu: ReLU;
   constructor(inPlanes: number, planes: number, stride = 1, readonly fromActivation = false) {
     super();
+    // F.relu in RobustBench; a stateless module here (no key) so forward hooks (DeepLift, Guided Backprop) see both calls
+    this.relu = this.registerModule('relu', new ReLU());
     this.bn1 = this.registerModule('bn1', new BatchNorm2d(inPlanes));
     this.conv1 = this.registerModule('conv1', new Conv2d(inPlanes, planes, 3, { stride, padding: 1, bias: false }));
     this.bn2 = this.registerModule('bn2', new BatchNorm2d(planes));
@@ -91,7 +93,7 @@ export class PreActResNet extends Module {
   readonly layer3: Sequential;
   readonly layer4: Sequential;
   readonly bn: BatchNorm2d | null;
-  readonly relu = new ReLU();
+  readonly relu = this.registerModule('relu', new ReLU()); // F.relu after `bn` there; stateless
   readonly pool = new AvgPool2d(4);
   linear: Linear;
   constructor(o: PreActResNetOptions = {}) {
