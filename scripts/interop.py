@@ -249,7 +249,7 @@ def zoo(name, out_dir, size):
             elif k.endswith("running_var"): b.uniform_(0.5, 1.5)
             elif k.endswith("num_batches_tracked"): b.fill_(3)
         for mod in m.modules():  # batch norm affine parameters away from torchvision's 1/0
-            if isinstance(mod, torch.nn.BatchNorm2d): mod.weight.uniform_(0.5, 1.5); mod.bias.normal_(0, 0.1)
+            if isinstance(mod, torch.nn.BatchNorm2d): mod.weight.uniform_(0.3, 0.9); mod.bias.normal_(0, 0.1)
     torch.save(m.state_dict(), f"{out_dir}/{name}.pth")
     x = det_input([2, 3, size, size])
     m.eval()

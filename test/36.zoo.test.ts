@@ -67,6 +67,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       const native = await model.forwardAsync(x);
       const ts = kiln.noGrad(() => model.call(x));
       expect(native.shape).to.deep.equal([2, 10]);
+      expect(Math.max(...py.logits.map(Math.abs)), 'reference logits are not vanishing').to.be.above(0.04);
       expect(maxAbsDiff(native, py.logits), 'native logits').to.be.below(1e-4);
       expect(maxAbsDiff(ts, py.logits), 'TS logits').to.be.below(1e-4);
       model.train();
@@ -243,5 +244,25 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--freeze-backbone', ...out], /--freeze-backbone needs --pretrained/);
     await rejects(['train', '--data', 'shapes', '--model', 'wide_resnet28_10', '--size', '48', ...out], /--model wide_resnet28_10 takes 32×32 images .* these are 48×48; use --size 32/);
     await rejects(['train', '--data', 'shapes', '--model', 'mobilenet_v2', '--pretrained', py.file, '--channels', '1', ...out], /torchvision's weights take 3-channel images, these have 1 \(use --channels 3\)/);
+  });
+
+  it("kiln.jit.save traces the new spec ops (ReLU6 as hardtanh, squeeze-excitation's gate): Python's torch.jit.load gives Kiln's logits", async () => {
+    for (const name of ['mobilenet_v2', 'efficientnet_b0']) {
+      const py = reference(name); // at init the eval logits of both nets vanish (~1e-10): use its random weights and statistics
+      const m = kiln.models.create(name, { pretrained: py.file }).eval();
+      const x = det('input', [2, 3, 32, 32], 1);
+      const file = path.join(tmp, `${name}.pt`);
+      kiln.jit.save(m, file, x);
+      const r = spawnSync(PY!, [path.join(ROOT, 'scripts', 'interop.py'), 'jit', file, '2', '3', '32', '32'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 26 });
+      expect(r.status, r.stderr).to.equal(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      const y = await m.forwardAsync(x);
+      expect(maxAbsDiff(y, py.logits), name).to.be.below(1e-4);
+      expect(maxAbsDiff(y, out.logits), name).to.be.below(1e-5);
+      expect(out.keys, name).to.deep.equal([...m.stateDict().keys()]);
+      expect(out.tensorConstants, name).to.equal(0);
+      for (const t of [x, y]) t.dispose();
+      m.dispose();
+    }
   });
 });
