@@ -96,6 +96,12 @@ struct Sequence : Node {
   }
 };
 
+/** `x * gate(x)`: squeeze-and-excitation's channel gating. */
+struct Gate : Node {
+  std::shared_ptr<Node> gate;
+  at::Tensor forward(const at::Tensor& x) const override { return x.mul(gate->forward(x)); }
+};
+
 struct Residual : Node {
   std::shared_ptr<Node> main, shortcut, post;
   at::Tensor forward(const at::Tensor& x) const override {
@@ -124,6 +130,11 @@ std::shared_ptr<Node> build(const Spec& s) {
     if (s.has("shortcut")) r->shortcut = build(s.child("shortcut"));
     if (s.has("post")) r->post = build(s.child("post"));
     return r;
+  }
+  if (op == "gate") {
+    auto g = std::make_shared<Gate>();
+    g->gate = build(s.child("gate"));
+    return g;
   }
   if (op == "conv2d") {
     at::Tensor w = s.tensor("weight"), b = s.tensor("bias");
@@ -195,6 +206,10 @@ std::shared_ptr<Node> build(const Spec& s) {
   if (op == "gelu") {
     bool tanhApprox = s.has("approximate") && s.str("approximate") == "tanh";
     return fn([=](const at::Tensor& x) { return tanhApprox ? at::gelu(x, "tanh") : at::gelu(x); });
+  }
+  if (op == "hardtanh") {
+    double lo = s.num("min"), hi = s.num("max");
+    return fn([=](const at::Tensor& x) { return at::hardtanh(x, lo, hi); });
   }
   if (op == "relu") return fn([](const at::Tensor& x) { return x.relu(); });
   if (op == "silu") return fn([](const at::Tensor& x) { return at::silu(x); });

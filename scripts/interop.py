@@ -9,6 +9,13 @@
   torchsave DIR      torch.save(torchvision resnet18(weights=None, num_classes=10).state_dict()) with
                      random batch-norm statistics into DIR/resnet18.pth; prints its keys and the
                      logits for the deterministic [2, 3, 32, 32] input as JSON (test/35c)
+  zoo NAME DIR [SIZE] builds the reference for Kiln's zoo model NAME — torchvision 0.14's model with
+                     10 classes, or for preact_resnet18 / wide_resnet28_10 the RobustBench definitions
+                     written out below — with seeded random weights and batch-norm statistics, writes
+                     torch.save(state_dict) to DIR/NAME.pth and prints as JSON: its keys, the number of
+                     parameters, the eval-mode logits for the deterministic [2, 3, SIZE, SIZE] input
+                     (default 32), and the first batch norm's running statistics after one
+                     training-mode forward of that input (test/36)
   jit FILE N C H W   loads a Kiln-exported TorchScript file with torch.jit.load and prints as JSON: the
                      logits for the deterministic input of that shape, state_dict keys, the number of
                      parameters, tensor constants in the graph, the root's original_name, and the
@@ -150,9 +157,115 @@ def jit(path, shape):
                       "tensorConstants": len(consts), "originalName": m.original_name, "lastBias": last_bias,
                       "shifted": shifted.flatten().tolist()}))
 
+class PreActBlock(torch.nn.Module):
+    """RobustBench's PreActBlock (v2=True: its PreActBlockV2, the shortcut conv reads relu(bn1(x)))."""
+    def __init__(self, cin, cout, stride, v2=False):
+        super().__init__()
+        self.v2 = v2
+        self.bn1 = torch.nn.BatchNorm2d(cin)
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        if stride != 1 or cin != cout:
+            self.shortcut = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False))
+    def forward(self, x):
+        a = torch.relu(self.bn1(x))
+        s = self.shortcut(a if self.v2 else x) if hasattr(self, "shortcut") else x
+        return self.conv2(torch.relu(self.bn2(self.conv1(a)))) + s
+
+class PreActResNet18(torch.nn.Module):
+    """RobustBench's PreActResNet(PreActBlock, [2, 2, 2, 2]) with bn_before_fc."""
+    def __init__(self, num_classes=10, v2=False, bn_before_fc=False):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        cin = 64
+        for i, (c, s) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)]):
+            setattr(self, f"layer{i + 1}", torch.nn.Sequential(PreActBlock(cin, c, s, v2), PreActBlock(c, c, 1, v2)))
+            cin = c
+        self.bn_before_fc = bn_before_fc
+        if bn_before_fc: self.bn = torch.nn.BatchNorm2d(512)
+        self.linear = torch.nn.Linear(512, num_classes)
+    def forward(self, x):
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        if self.bn_before_fc: out = torch.relu(self.bn(out))
+        return self.linear(torch.nn.functional.avg_pool2d(out, 4).flatten(1))
+
+class WideBlock(torch.nn.Module):
+    """RobustBench's (TRADES') WideResNet BasicBlock."""
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.bn1 = torch.nn.BatchNorm2d(cin); self.relu1 = torch.nn.ReLU()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout); self.relu2 = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.equal = cin == cout
+        self.convShortcut = None if self.equal else torch.nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+    def forward(self, x):
+        a = self.relu1(self.bn1(x))
+        out = self.conv2(self.relu2(self.bn2(self.conv1(a))))
+        return out + (x if self.equal else self.convShortcut(a))
+
+class NetworkBlock(torch.nn.Module):
+    def __init__(self, n, cin, cout, stride):
+        super().__init__()
+        self.layer = torch.nn.Sequential(*[WideBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1) for i in range(n)])
+    def forward(self, x):
+        return self.layer(x)
+
+class WideResNet(torch.nn.Module):
+    """RobustBench's WideResNet(depth, widen_factor, sub_block1)."""
+    def __init__(self, depth=28, widen=10, num_classes=10, sub_block1=False):
+        super().__init__()
+        n, ch = (depth - 4) // 6, [16, 16 * widen, 32 * widen, 64 * widen]
+        self.conv1 = torch.nn.Conv2d(3, ch[0], 3, 1, 1, bias=False)
+        self.block1 = NetworkBlock(n, ch[0], ch[1], 1)
+        if sub_block1: self.sub_block1 = NetworkBlock(n, ch[0], ch[1], 1)
+        self.block2 = NetworkBlock(n, ch[1], ch[2], 2)
+        self.block3 = NetworkBlock(n, ch[2], ch[3], 2)
+        self.bn1 = torch.nn.BatchNorm2d(ch[3]); self.relu = torch.nn.ReLU()
+        self.fc = torch.nn.Linear(ch[3], num_classes)
+    def forward(self, x):
+        out = self.relu(self.bn1(self.block3(self.block2(self.block1(self.conv1(x))))))
+        return self.fc(torch.nn.functional.avg_pool2d(out, 8).flatten(1))
+
+ZOO = {
+    "resnet50": lambda: torchvision.models.resnet50(num_classes=10),
+    "resnet101": lambda: torchvision.models.resnet101(num_classes=10),
+    "wide_resnet50_2": lambda: torchvision.models.wide_resnet50_2(num_classes=10),
+    "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(num_classes=10),
+    "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
+    "preact_resnet18": lambda: PreActResNet18(),
+    "preact_resnet18_v2": lambda: PreActResNet18(v2=True, bn_before_fc=True),
+    "wide_resnet28_10": lambda: WideResNet(),
+    "wide_resnet16_2_sub": lambda: WideResNet(16, 2, sub_block1=True),
+}
+
+def zoo(name, out_dir, size):
+    torch.manual_seed(0)
+    m = ZOO[name]()
+    with torch.no_grad():
+        for k, b in m.named_buffers():
+            if k.endswith("running_mean"): b.normal_(0, 0.1)
+            elif k.endswith("running_var"): b.uniform_(0.5, 1.5)
+            elif k.endswith("num_batches_tracked"): b.fill_(3)
+        for mod in m.modules():  # batch norm affine parameters away from torchvision's 1/0
+            if isinstance(mod, torch.nn.BatchNorm2d): mod.weight.uniform_(0.3, 0.9); mod.bias.normal_(0, 0.1)
+    torch.save(m.state_dict(), f"{out_dir}/{name}.pth")
+    x = det_input([2, 3, size, size])
+    m.eval()
+    with torch.no_grad(): logits = m(x)
+    first_bn = next(k for k, mod in m.named_modules() if isinstance(mod, torch.nn.BatchNorm2d))
+    m.train()
+    with torch.no_grad(): m(x)
+    bn = dict(m.named_modules())[first_bn]
+    print(json.dumps({"keys": list(m.state_dict().keys()), "numParameters": sum(p.numel() for p in m.parameters()),
+                      "logits": logits.flatten().tolist(), "size": size, "firstBn": first_bn,
+                      "runningMean": bn.running_mean.tolist(), "runningVar": bn.running_var.tolist()}))
+
 if __name__ == "__main__":
     if sys.argv[1] == "fixture": fixture()
     elif sys.argv[1] == "check": check(sys.argv[2])
     elif sys.argv[1] == "script": script()
     elif sys.argv[1] == "torchsave": torchsave(sys.argv[2])
+    elif sys.argv[1] == "zoo": zoo(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 32)
     elif sys.argv[1] == "jit": jit(sys.argv[2], [int(v) for v in sys.argv[3:7]])

@@ -28,7 +28,9 @@ import { loadData } from './data';
 /** Options of `kiln train`. */
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   data: { type: 'string', help: 'fashion-mnist, mnist, shapes, or an image folder (train/ + test/ or val/, or class folders)', meta: 'name|dir' },
-  model: { type: 'string', choices: ['simple-cnn', 'resnet18', 'resnet9', 'airbench94'], default: 'simple-cnn', help: 'architecture' },
+  model: { type: 'string', choices: models.names, default: 'simple-cnn', help: 'architecture (the torchvision ones take 32×32 and larger images; preact_resnet18 and wide_resnet28_10 take 32×32 only)' },
+  pretrained: { type: 'string', help: `start from torchvision weights: a torch.save state dict of the same architecture (${models.pretrainedNames.join(', ')}); the classifier is replaced for this data's classes`, meta: 'file.pth' },
+  'freeze-backbone': { type: 'boolean', help: 'with --pretrained: train the new classifier only (batch-norm statistics still adapt)' },
   width: { type: 'int', min: 4, help: 'channel width of simple-cnn (default 16 on fashion-mnist/mnist, else 32)' },
   epochs: { type: 'int', min: 1, default: 6, help: 'epochs to train' },
   'batch-size': { type: 'int', min: 1, default: 128, help: 'images per batch' },
@@ -110,8 +112,14 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const seed = f.seed as number;
   const device = f.device as Device;
   const epochs = f.epochs as number;
+  if (f.pretrained !== undefined) {
+    if (!models.pretrainedNames.includes(String(f.model))) throw new UsageError(`--pretrained applies to --model ${models.pretrainedNames.join(', ')} (got ${f.model})`);
+    if (!fs.existsSync(String(f.pretrained))) throw new UsageError(`--pretrained: ${f.pretrained} does not exist`);
+  }
+  if (f['freeze-backbone'] && f.pretrained === undefined) throw new UsageError('--freeze-backbone needs --pretrained (a backbone worth keeping)');
   if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
   const config = { data: f.data, model: f.model, width: f.width, epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
+    ...(f.pretrained !== undefined ? { pretrained: path.resolve(String(f.pretrained)), freezeBackbone: !!f['freeze-backbone'] } : {}),
     ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}),
     ...(f.balance ? { balance: true } : {}), ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}) };
 
@@ -123,7 +131,14 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const opts: Record<string, unknown> = { numClasses, inChannels: data.channels };
   if (f.model === 'simple-cnn') opts.width = (f.width as number | undefined) ?? (small ? 16 : 32);
   else if (f.width !== undefined) throw new UsageError('--width applies only to --model simple-cnn');
+  if (models.cifarOnlyNames.includes(String(f.model)) && (data.size[0] !== 32 || data.size[1] !== 32))
+    throw new UsageError(`--model ${f.model} takes 32×32 images (RobustBench's CIFAR architecture), these are ${data.size[0]}×${data.size[1]}${String(f.data).includes('mnist') ? '' : '; use --size 32'}`);
+  if (f.pretrained !== undefined) {
+    if (data.channels !== 3) throw new UsageError(`--pretrained: torchvision's weights take 3-channel images, these have ${data.channels}${String(f.data).includes('mnist') ? '' : ' (use --channels 3)'}`);
+    opts.pretrained = String(f.pretrained);
+  }
   const model = models.create(String(f.model), opts);
+  if (f['freeze-backbone']) models.freezeBackbone(model);
   model.to(device);
   const norm = normalize(data.mean, data.std);
   let transform: BatchTransform = norm;
@@ -136,7 +151,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const testLoader = new DataLoader(data.test, { batchSize: Math.max(bs, 256), transform: norm, device });
   const lr = (f.lr as number | undefined) ?? (f.optimizer === 'sgd' ? 0.1 : 0.01);
   const wd = f['weight-decay'] as number;
-  const params = model.parameters();
+  const params = model.parameters().filter((p) => p.requiresGrad); // --freeze-backbone: the head only
   const optimizer = f.optimizer === 'sgd' ? new SGD(params, { lr, momentum: 0.9, nesterov: true, weightDecay: wd })
     : f.optimizer === 'adam' ? new Adam(params, { lr, weightDecay: wd }) : new AdamW(params, { lr, weightDecay: wd });
   const steps = epochs * trainLoader.length;
@@ -161,7 +176,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
   const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)
     + (f.balance ? ', class-balanced sampling' : '') + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '');
-  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f.resume ? ', resuming' : ''}`);
+  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f.resume ? ', resuming' : ''}`);
   const history = await trainer.fit(trainLoader, {
     epochs, validation: testLoader, checkpointDir: ckptDir,
     resumeFrom: f.resume ? ckptDir : undefined,

@@ -189,6 +189,8 @@ export class Flatten extends Module {
   forward(x: Tensor): Tensor { return x.flatten(this.startDim, this.endDim); }
 }
 export class ReLU extends Module { forward(x: Tensor): Tensor { return x.relu(); } }
+/** min(max(x, 0), 6) (MobileNet's activation). */
+export class ReLU6 extends Module { forward(x: Tensor): Tensor { return x.clamp(0, 6); } }
 export class LeakyReLU extends Module {
   constructor(readonly negativeSlope = 0.01) { super(); if (typeof negativeSlope !== 'number' || Number.isNaN(negativeSlope)) throw invalidParameterError('negativeSlope', 'a number', negativeSlope); }
   forward(x: Tensor): Tensor { return x.leakyRelu(this.negativeSlope); }

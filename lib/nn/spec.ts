@@ -54,6 +54,7 @@ define(L.AdaptiveAvgPool2d, (m) => ({ op: 'adaptiveavgpool2d', size: pair(m.outp
 define(L.AdaptiveMaxPool2d, (m) => ({ op: 'adaptivemaxpool2d', size: pair(m.outputSize) }));
 define(L.Flatten, (m) => ({ op: 'flatten', start: m.startDim, end: m.endDim }));
 define(L.ReLU, () => ({ op: 'relu' }));
+define(L.ReLU6, () => ({ op: 'hardtanh', min: 0, max: 6 }));
 define(L.LeakyReLU, (m) => ({ op: 'leakyrelu', slope: m.negativeSlope }));
 define(L.GELU, (m) => ({ op: 'gelu', approximate: m.approximate }));
 define(L.SiLU, () => ({ op: 'silu' }));
