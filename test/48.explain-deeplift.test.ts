@@ -11,6 +11,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { expect } from 'chai';
 import * as kiln from '../lib';
+import { SqueezeExcitation } from '../lib/models/blocks';
 import { explainCommand, EXPLAIN_FLAGS } from '../lib/cli/explain';
 import { parseArgs } from '../lib/cli/args';
 import { expectKilnError, maxAbsDiff, values } from './helpers';
@@ -197,6 +198,28 @@ describe('48 DeepLift and DeepLiftShap', function () {
       values(shap.delta).forEach((d) => expect(Math.abs(d)).to.be.below(1e-4));
       for (const t of [x, zeros, dist, r.attributions, r.delta, shap.attributions, shap.delta]) t.dispose();
       m.dispose();
+    });
+
+    it("on the zoo's mobilenet_v2 (ReLU6, depthwise convs, inverted residuals): |delta| small; efficientnet_b0's squeeze-excitation is refused", () => {
+      kiln.manualSeed(21);
+      const m = kiln.models.create('mobilenet_v2', { numClasses: 10 });
+      randomiseBatchNorm(m);
+      m.eval();
+      const x = kiln.randn([2, 3, 32, 32]);
+      const zeros = kiln.zeros([1, 3, 32, 32]);
+      const r = E.deepLift(m, x, { target: [1, 4], returnConvergenceDelta: true });
+      const g = gap(m, x, zeros, [1, 4]);
+      sums(r.attributions).forEach((s, i) => expect(Math.abs(s - g[i]), `image ${i}: Σ attributions vs f(x) − f(0) = ${g[i]}`).to.be.below(1e-4 * Math.max(1, Math.abs(g[i]))));
+      for (const t of [x, zeros, r.attributions, r.delta]) t.dispose();
+      m.dispose();
+      const e = kiln.models.create('efficientnet_b0', { numClasses: 10 }).eval();
+      const xe = kiln.randn([1, 3, 32, 32]);
+      expect(() => E.deepLift(e, xe, { target: 0 })).to.throw(kiln.KilnError, /module 'features\.0\.2' is not supported: SiLU/);
+      const se = new nn.Sequential(new nn.Conv2d(3, 4, 3), new SqueezeExcitation(4, 2, new nn.ReLU()), new nn.Flatten(), new nn.Linear(4 * 30 * 30, 2)).eval();
+      expect(() => E.deepLift(se, xe, { target: 0 })).to.throw(kiln.KilnError, /module '1' is not supported: squeeze-excitation multiplies two paths/);
+      xe.dispose();
+      e.dispose();
+      se.dispose();
     });
   });
 

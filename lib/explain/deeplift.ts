@@ -18,7 +18,8 @@ import { cat, where } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { autograd, enableGrad } from '../autograd';
 import { ForwardHook, Module, saveModes } from '../nn/module';
-import { ReLU, LeakyReLU, Sigmoid, Tanh, MaxPool2d, GELU, SiLU, Softmax, AdaptiveMaxPool2d } from '../nn/layers';
+import { ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh, MaxPool2d, GELU, SiLU, Softmax, AdaptiveMaxPool2d } from '../nn/layers';
+import { SqueezeExcitation } from '../models/blocks';
 import { maxPool2d } from '../nn/functional';
 import { Classifier, Target, TargetIndex, checkInput, checkOptions, targetIndex, targetLogits } from './common';
 import { Attribution } from './attributions';
@@ -39,14 +40,15 @@ export interface DeepLiftShapOptions extends Omit<DeepLiftOptions, 'baselines'> 
   baselines: Tensor;
 }
 
-/** Layers that have a DeepLift rule here (Captum's SUPPORTED_NON_LINEAR among Kiln's layers). */
-const RESCALED = [ReLU, LeakyReLU, Sigmoid, Tanh];
+/** Layers that have a DeepLift rule here (Captum's SUPPORTED_NON_LINEAR among Kiln's layers, and ReLU6: the rescale rule holds for any elementwise function). */
+const RESCALED = [ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh];
 
 /** Nonlinear layers Captum's DeepLift would differentiate plainly (or batch-wide): refused. */
 const REFUSED: [abstract new (...a: never[]) => Module, string][] = [
   [GELU, 'GELU has no DeepLift rule (Captum would use its plain gradient)'],
   [SiLU, 'SiLU has no DeepLift rule (Captum would use its plain gradient)'],
   [AdaptiveMaxPool2d, 'AdaptiveMaxPool2d has no DeepLift rule (Captum would use its plain gradient)'],
+  [SqueezeExcitation, 'squeeze-excitation multiplies two paths (x · gate(x)); DeepLift has no rule for a product'],
   [Softmax, "Softmax: Captum's softmax rule normalises over the whole [inputs; baselines] batch; explain the logits (drop the Softmax)"],
 ];
 
@@ -57,7 +59,7 @@ function checkDeepLiftModel(model: unknown, fn: string): Module {
   for (const [name, m] of model.namedModules())
     for (const [cls, why] of REFUSED)
       if (m instanceof cls)
-        throw new KilnError(`${fn}: module '${name || '(the model)'}' is not supported: ${why}. DeepLift's rules cover ReLU, LeakyReLU, Sigmoid, Tanh and MaxPool2d; linear layers need none`, 'INVALID_ARGUMENT');
+        throw new KilnError(`${fn}: module '${name || '(the model)'}' is not supported: ${why}. DeepLift's rules cover ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh and MaxPool2d; linear layers need none`, 'INVALID_ARGUMENT');
   return model;
 }
 
