@@ -130,6 +130,30 @@ describe('interop with PyTorch', function () {
     model.dispose();
   });
 
+  it('loadModelAsync reads the file off the main thread and gives the same model; its errors are loadModel’s', async () => {
+    const m = kiln.models.resnet18({ numClasses: 4 }).eval();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-model-async-'));
+    const file = path.join(dir, 'm.safetensors');
+    kiln.saveModel(file, m, { note: 'async' });
+    let ticked = false;
+    setImmediate(() => { ticked = true; });
+    const p = kiln.io.loadModelAsync(file);
+    expect(ticked, 'not resolved synchronously').to.equal(false);
+    const { model, metadata } = await p;
+    expect(ticked, 'the event loop turned while the file was read').to.equal(true);
+    expect(metadata.note).to.equal('async');
+    for (const [k, v] of m.stateDict()) expect(v.equal(model.stateDict().get(k)!), k).to.equal(true);
+    fs.writeFileSync(path.join(dir, 'short.safetensors'), Buffer.from([1, 2, 3]));
+    for (const [f, re] of [[path.join(dir, 'none.safetensors'), /cannot read .*none\.safetensors: no such file/], [path.join(dir, 'short.safetensors'), /not a valid safetensors file \(shorter than its 8-byte header\)/]] as const) {
+      let err: unknown = null;
+      try { await kiln.io.loadModelAsync(f); } catch (e) { err = e; }
+      expect(err).to.be.instanceOf(kiln.KilnError);
+      expect((err as Error).message).to.match(re);
+    }
+    m.dispose();
+    model.dispose();
+  });
+
   it('round-trips every dtype through safetensors', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-st-'));
     const src = new Map<string, kiln.Tensor>();

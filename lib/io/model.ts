@@ -2,7 +2,7 @@
 import { KilnError, invalidParameterError } from '../errors';
 import { Module } from '../nn/module';
 import { models, architectureOf, Architecture } from '../models';
-import { saveSafetensors, loadSafetensors } from './safetensors';
+import { saveSafetensors, loadSafetensors, loadSafetensorsAsync, SafetensorsFile } from './safetensors';
 
 const ARCH_KEY = 'kiln.architecture';
 
@@ -20,7 +20,16 @@ export function saveModel(file: string, model: Module, metadata: Record<string, 
 
 /** A model rebuilt from a file written by `saveModel`, with its metadata. */
 export function loadModel(file: string): { model: Module; metadata: Record<string, string> } {
-  const { tensors, metadata } = loadSafetensors(file);
+  return rebuild(file, loadSafetensors(file));
+}
+
+/** `loadModel` with the file read off the main thread (for servers loading models while they serve). */
+export async function loadModelAsync(file: string): Promise<{ model: Module; metadata: Record<string, string> }> {
+  return rebuild(file, await loadSafetensorsAsync(file));
+}
+
+/** The zoo model a `saveModel` file's metadata names, with the file's weights; the file's tensors are freed. */
+function rebuild(file: string, { tensors, metadata }: SafetensorsFile): { model: Module; metadata: Record<string, string> } {
   try {
     const raw = metadata[ARCH_KEY];
     if (!raw) throw new KilnError(`${file} has no '${ARCH_KEY}' metadata: build the model yourself and call model.loadStateDict(loadSafetensors(file).tensors)`, 'IO');

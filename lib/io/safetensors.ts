@@ -69,6 +69,10 @@ function corrupt(file: string, why: string): KilnError {
   return new KilnError(`${file}: not a valid safetensors file (${why})`, 'IO');
 }
 
+function unreadable(file: string, e: unknown): KilnError {
+  return new KilnError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 'IO');
+}
+
 /** Reads a safetensors file into CPU tensors; a truncated or malformed file throws a KilnError (code IO). */
 export function loadSafetensors(file: string): SafetensorsFile {
   if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
@@ -76,8 +80,25 @@ export function loadSafetensors(file: string): SafetensorsFile {
   try {
     buf = fs.readFileSync(file);
   } catch (e) {
-    throw new KilnError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 'IO');
+    throw unreadable(file, e);
   }
+  return parseSafetensors(buf, file);
+}
+
+/** `loadSafetensors` with the file read off the main thread (the event loop stays free while a large model is read). */
+export async function loadSafetensorsAsync(file: string): Promise<SafetensorsFile> {
+  if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
+  let buf: Buffer;
+  try {
+    buf = await fs.promises.readFile(file);
+  } catch (e) {
+    throw unreadable(file, e);
+  }
+  return parseSafetensors(buf, file);
+}
+
+/** The tensors and metadata of a safetensors file's bytes (`file` names it in errors). */
+function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
   if (buf.length < 8) throw corrupt(file, 'shorter than its 8-byte header');
   const n = Number(buf.readBigUInt64LE(0));
   if (n > buf.length - 8 || n > 100 * 1024 * 1024) throw corrupt(file, `header length ${n} exceeds the file size`);

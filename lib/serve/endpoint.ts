@@ -11,7 +11,7 @@ import { Module } from '../nn/module';
 import { Tensor } from '../tensor/tensor';
 import { zeros } from '../tensor/creation';
 import { checkSize } from '../data/decode';
-import { loadModel } from '../io/model';
+import { loadModel, loadModelAsync } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
@@ -297,11 +297,11 @@ export class ModelEndpoint {
 }
 
 /**
- * Loads a model folder written by `kiln train --out` or `saveModel` (or its model.safetensors file). Relative paths
+ * The model.safetensors of a folder written by `kiln train --out` or `saveModel` (or that file itself). Relative paths
  * resolve against `root` (default: the working directory); with `confine`, the path must stay inside `root`.
  * Failures are 400/403 HttpErrors naming the problem.
  */
-export function loadModelDir(dir: string, root?: string, confine = false): { model: Module; metadata: Record<string, string>; file: string } {
+function modelFileIn(dir: string, root?: string, confine = false): string {
   const base = path.resolve(root ?? '.');
   let file = path.resolve(base, dir);
   const outside = () => new HttpError(403, `'${dir}' is outside the model store ${base}: give a folder inside it`, 'FORBIDDEN_PATH');
@@ -323,9 +323,29 @@ export function loadModelDir(dir: string, root?: string, confine = false): { mod
   if (fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
   inside(file);
   if (!fs.existsSync(file)) throw new HttpError(400, `${path.dirname(file)} holds no model.safetensors: give a folder written by kiln train --out (or saveModel)`, 'BAD_MODEL_DIR');
+  return file;
+}
+
+function badModel(file: string, e: unknown): HttpError {
+  return new HttpError(400, `cannot load ${file}: ${(e as Error).message.split('\n')[0]}`, 'BAD_MODEL_DIR');
+}
+
+/** Loads the model in a folder written by `kiln train` / `saveModel` (see `modelFileIn` for the path rules). */
+export function loadModelDir(dir: string, root?: string, confine = false): { model: Module; metadata: Record<string, string>; file: string } {
+  const file = modelFileIn(dir, root, confine);
   try {
     return { ...loadModel(file), file };
   } catch (e) {
-    throw new HttpError(400, `cannot load ${file}: ${(e as Error).message.split('\n')[0]}`, 'BAD_MODEL_DIR');
+    throw badModel(file, e);
+  }
+}
+
+/** `loadModelDir` with the file read off the main thread: a server keeps answering while a large model loads. */
+export async function loadModelDirAsync(dir: string, root?: string, confine = false): Promise<{ model: Module; metadata: Record<string, string>; file: string }> {
+  const file = modelFileIn(dir, root, confine);
+  try {
+    return { ...(await loadModelAsync(file)), file };
+  } catch (e) {
+    throw badModel(file, e);
   }
 }

@@ -18,7 +18,7 @@ export type { BatcherOptions, BatchInfo, BatchModel, SubmitOptions } from './bat
 export { Server, serve } from './server';
 export type { ServeOptions, ServerOptions, RegisterOptions, ModelSpec } from './server';
 /** One served model version and the model-folder loader; the registry of names and versions. */
-export { ModelEndpoint, loadModelDir } from './endpoint';
+export { ModelEndpoint, loadModelDir, loadModelDirAsync } from './endpoint';
 export type { ModelOptions, RuntimeOptions, ModelState, PredictResult } from './endpoint';
 export { ModelRegistry } from './registry';
 /** The explanations API: request options, the one-at-a-time queue, and the per-input work (explain.ts). */

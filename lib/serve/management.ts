@@ -13,7 +13,7 @@ import * as path from 'path';
 import type { Server, Dispatch } from './server';
 import { KilnError } from '../errors';
 import { HttpError } from './inputs';
-import { NAME_PATTERN, loadModelDir } from './endpoint';
+import { NAME_PATTERN, loadModelDirAsync } from './endpoint';
 import { allowOnly, json, toHttpError } from './http';
 
 /** Query parameters of POST /models → the option they set and how they parse. */
@@ -53,7 +53,7 @@ async function registerFromQuery(server: Server, q: URLSearchParams, modelStore:
     if (!(key in PARAMS)) throw new HttpError(400, `unknown query parameter '${key}' (known: ${Object.keys(PARAMS).join(', ')})`, 'UNKNOWN_PARAMETER');
   const url = q.get('url');
   if (!url) throw new HttpError(400, "query parameter 'url' is required: the folder of a model saved by Kiln (kiln train --out DIR)", 'MISSING_PARAMETER');
-  const where = path.resolve(modelStore ?? '.', url); // as loadModelDir resolves it
+  const where = path.resolve(modelStore ?? '.', url); // as loadModelDirAsync resolves it
   const folder = path.basename(url.endsWith('.safetensors') ? path.dirname(where) : where);
   const given = q.get('model_name');
   if (given === null && !NAME_PATTERN.test(folder)) throw new HttpError(400, `the folder name '${folder}' cannot be a model name: give model_name`, 'BAD_PARAMETER');
@@ -65,7 +65,7 @@ async function registerFromQuery(server: Server, q: URLSearchParams, modelStore:
     if (spec && raw !== null) options[spec.option] = parseParam(key, raw, spec.kind, spec.min);
   }
   server.registry.checkFree(name, version); // before loading the weights
-  const { model, metadata, file } = loadModelDir(url, modelStore, modelStore !== undefined);
+  const { model, metadata, file } = await loadModelDirAsync(url, modelStore, modelStore !== undefined);
   try {
     await server.register(name, model, { ...options, metadata, dispose: true });
   } catch (e) {
