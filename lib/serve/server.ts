@@ -11,6 +11,8 @@
  *        is false): the same bodies; ?method=gradcam|ig|saliency|smoothgrad|gradientshap|occlusion|deeplift, target,
  *        steps, samples, format=png|json (or the same fields in the JSON body) → an overlay image/png, or {"model",
  *        "version", "method", "explanations": [{"predicted", "target", "shape", "attributions" | "png"}, …]} (explain.ts)
+ *   POST /v2/models/<name>[/versions/<version>]/infer and GET /v2, /v2/health/{live,ready}, /v2/models/<name>[/versions/<version>][/ready]:
+ *        the Open Inference Protocol (KServe v2 / Triton REST; v2.ts), through the same batcher; errors {"error"} only
  *   GET  /health (liveness), /ready (readiness: 200 when every registered model is loaded and none is draining),
  *        /metrics (Prometheus text), /models, /models/<name>[/<version>], /v1/models[/<name>[/versions/<version>]].
  * The management API (POST /models, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default) is
