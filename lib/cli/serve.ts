@@ -113,6 +113,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   const one = names.length === 1 ? '' : '/<name>';
   const explain = f.explanations !== false ? `, POST /explanations${one}?method=${IMAGE_METHODS.join('|')} (PNG heat map or JSON)` : '';
   log(`kiln: listening on ${s.url} — POST ${s.url}/predictions${one} (image bytes or JSON)${explain}, GET /health /ready /metrics /models; Ctrl-C stops`);
+  log(`kiln: Open Inference Protocol (KServe v2) — POST ${s.url}/v2/models/${names.length === 1 ? names[0] : '<name>'}/infer, GET /v2 /v2/health/ready /v2/models/<name>[/ready]`);
   if (mport !== undefined) log(`kiln: management API on ${s.managementUrl} — POST /models?url=DIR&model_name=NAME, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

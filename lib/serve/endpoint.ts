@@ -10,6 +10,7 @@ import { KilnError, invalidParameterError } from '../errors';
 import { Module } from '../nn/module';
 import { Tensor } from '../tensor/tensor';
 import { zeros } from '../tensor/creation';
+import { tidy } from '../tensor/memory';
 import { checkSize } from '../data/decode';
 import { loadModel, loadModelAsync } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
@@ -102,6 +103,7 @@ export class ModelEndpoint {
   /** disposes the model on close */
   readonly owned: boolean;
   private stateNow: ModelState = 'loading';
+  private classes = -1;
   private readonly requests = new InFlight();
   private closing: Promise<void> | null = null;
 
@@ -150,7 +152,7 @@ export class ModelEndpoint {
     this.batcher = new DynamicBatcher(model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
       timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
-      postprocess: (y) => y.float().softmax(1),
+      postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
       onBatch: (b) => onBatch(b, this),
     });
     this.explainQueue = new ExplainQueue(options.maxExplainQueue ?? 8, this.batcher.timeoutMs);
@@ -170,11 +172,18 @@ export class ModelEndpoint {
   async warmUp(): Promise<void> {
     const x = zeros(this.preprocessor.shape);
     try {
-      (await this.batcher.submit(x)).dispose();
+      const row = await this.batcher.submit(x);
+      this.classes = row.shape[0];
+      row.dispose();
     } finally {
       x.dispose();
     }
     if (this.stateNow === 'loading') this.stateNow = 'ready';
+  }
+
+  /** Classes the model outputs (its warm-up batch's row length; -1 before the warm-up). */
+  get numClasses(): number {
+    return this.classes;
   }
 
   /** Metadata served at /models. */
@@ -189,6 +198,7 @@ export class ModelEndpoint {
       queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,
       routes: {
         predict: [`/predictions/${n}/${v}`, `/v1/models/${n}/versions/${v}:predict`],
+        infer: [`/v2/models/${n}/versions/${v}/infer`],
         ...(explanations ? { explain: [`/explanations/${n}/${v}`, `/v1/models/${n}/versions/${v}:explain`] } : {}),
       },
       ...(explanations ? { explainQueue: { depth: this.explainQueue.depth, running: this.explainQueue.busy ? 1 : 0, maxExplainQueue: this.explainQueue.maxQueue } } : {}),
@@ -282,9 +292,9 @@ export class ModelEndpoint {
     return this.closing;
   }
 
-  /** The k most probable classes of one row of probabilities. */
+  /** The k most probable classes of one row of logits. */
   private topK(row: Tensor, k: number): { class: string; index: number; probability: number }[] {
-    const { values, indices } = row.topk(Math.min(k, row.shape[0]));
+    const { values, indices } = tidy(() => row.softmax(0).topk(Math.min(k, row.shape[0])));
     try {
       const p = values.dataSync() as Float32Array;
       const idx = indices.dataSync() as BigInt64Array;

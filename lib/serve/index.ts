@@ -25,6 +25,11 @@ export { ModelRegistry } from './registry';
 export { ExplainQueue, explainRequest, checkExplainable, EXPLAIN_FORMATS, MAX_EXPLAIN_STEPS, MAX_EXPLAIN_SAMPLES } from './explain';
 export type { ExplainRequest, ExplanationJson } from './explain';
 export type { ExplainResult } from './endpoint';
+/** The Open Inference Protocol (KServe v2 / Triton REST): routes, model metadata, inference request parsing. */
+export { dispatchV2, modelMetadata, V2_EXTENSIONS, V2_PLATFORM } from './v2';
+export type { V2Host } from './v2';
+export { parseInferRequest, checkInferMediaType, V2_INPUT, V2_OUTPUTS, V2_INPUT_DATATYPES } from './v2-request';
+export type { V2Request, V2OutputRequest } from './v2-request';
 /** Request parsing and preprocessing (decode → resize → normalise), and the HTTP error type. */
 export { Preprocessor, HttpError, IMAGE_CONTENT_TYPES } from './inputs';
 export type { InputSpec } from './inputs';

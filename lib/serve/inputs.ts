@@ -75,6 +75,25 @@ export interface InputSpec {
 
 const BASE64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
 
+/** The bytes of a base64 string (a `data:…;base64,` prefix and whitespace allowed); 400 naming `what` when it is not base64. */
+export function fromBase64(s: string, what: string): Buffer {
+  const b = s.replace(/^data:[^,]*;base64,/, '').replace(/\s+/g, '');
+  if (!BASE64.test(b)) throw new HttpError(400, `${what}: not valid base64 (expected a base64-encoded image)`, 'BAD_IMAGE');
+  return Buffer.from(b, 'base64');
+}
+
+/** Awaits every preprocessed input; when one fails, disposes those that succeeded and throws the first failure. */
+export async function allInputs(inputs: Promise<Tensor>[]): Promise<Tensor[]> {
+  const settled = await Promise.allSettled(inputs);
+  const ok = settled.filter((s): s is PromiseFulfilledResult<Tensor> => s.status === 'fulfilled').map((s) => s.value);
+  const bad = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (bad) {
+    for (const t of ok) t.dispose();
+    throw bad.reason;
+  }
+  return ok;
+}
+
 /** Turns request bodies into normalised float32 [C, H, W] tensors (the caller disposes them). */
 export class Preprocessor {
   private mean: Tensor;
@@ -127,23 +146,12 @@ export class Preprocessor {
 
   /** The inputs of a parsed JSON body (see `json`). */
   async instances(doc: { instances: unknown[] }): Promise<Tensor[]> {
-    const instances = doc.instances;
-    const settled = await Promise.allSettled(instances.map((v, i) => this.instance(v, `instances[${i}]`)));
-    const ok = settled.filter((s): s is PromiseFulfilledResult<Tensor> => s.status === 'fulfilled').map((s) => s.value);
-    const bad = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (bad) {
-      for (const t of ok) t.dispose();
-      throw bad.reason;
-    }
-    return ok;
+    return allInputs(doc.instances.map((v, i) => this.instance(v, `instances[${i}]`)));
   }
 
   private async instance(v: unknown, what: string): Promise<Tensor> {
-    if (typeof v === 'string' || (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as { b64?: unknown }).b64 === 'string')) {
-      const s = (typeof v === 'string' ? v : (v as { b64: string }).b64).replace(/^data:[^,]*;base64,/, '').replace(/\s+/g, '');
-      if (!BASE64.test(s)) throw new HttpError(400, `${what}: not valid base64 (expected a base64-encoded image)`, 'BAD_IMAGE');
-      return this.image(Buffer.from(s, 'base64'), what);
-    }
+    if (typeof v === 'string' || (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as { b64?: unknown }).b64 === 'string'))
+      return this.image(fromBase64(typeof v === 'string' ? v : (v as { b64: string }).b64, what), what);
     if (!Array.isArray(v))
       throw new HttpError(400, `${what}: expected a nested array of numbers of shape [${this.shape.join(', ')}], a base64 image string or {"b64": "..."}, got ${describe(v)}`, 'BAD_INPUT');
     return this.array(v, what);

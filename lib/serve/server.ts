@@ -11,6 +11,8 @@
  *        is false): the same bodies; ?method=gradcam|ig|saliency|smoothgrad|gradientshap|occlusion|deeplift, target,
  *        steps, samples, format=png|json (or the same fields in the JSON body) → an overlay image/png, or {"model",
  *        "version", "method", "explanations": [{"predicted", "target", "shape", "attributions" | "png"}, …]} (explain.ts)
+ *   POST /v2/models/<name>[/versions/<version>]/infer and GET /v2, /v2/health/{live,ready}, /v2/models/<name>[/versions/<version>][/ready]:
+ *        the Open Inference Protocol (KServe v2 / Triton REST; v2.ts), through the same batcher; errors {"error"} only
  *   GET  /health (liveness), /ready (readiness: 200 when every registered model is loaded and none is draining),
  *        /metrics (Prometheus text), /models, /models/<name>[/<version>], /v1/models[/<name>[/versions/<version>]].
  * The management API (POST /models, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default) is
@@ -30,6 +32,8 @@ import { ModelRegistry } from './registry';
 import { Route, parseRoute } from './routes';
 import { managementRoutes } from './management';
 import { InFlight, allowOnly, createHttpServer, json, listenOn, toHttpError, urlOf } from './http';
+import { V2Host, dispatchV2 } from './v2';
+import { info } from '../info';
 
 /** A model to serve: the model itself, or `{ model | path, ...options }` (`path`: a folder written by `kiln train`). */
 export type ModelSpec = Module | BatchModel | (RegisterOptions & { model?: Module | BatchModel; path?: string });
@@ -300,7 +304,8 @@ export class Server {
         await dispatch(req, res, ctx);
       } catch (e) {
         const err = toHttpError(e, this.retryAfter);
-        json(res, err.status, { error: err.message, code: err.code }, err.headers);
+        // the Open Inference Protocol's error object is {"error": message}
+        json(res, err.status, ctx.route.protocol === 'v2' ? { error: err.message } : { error: err.message, code: err.code }, err.headers);
       } finally {
         // (a version already retired, its series dropped, is not brought back by a request that finishes late)
         const live = ctx.model && this.registry.all().includes(ctx.model) ? ctx.model : undefined;
@@ -317,9 +322,7 @@ export class Server {
     switch (route.kind) {
       case 'predict': {
         allowOnly(method, path, 'POST');
-        if (this.closing) throw new HttpError(503, 'the server is shutting down', 'SHUTTING_DOWN', { connection: 'close' });
-        const ep = (ctx.model = this.registry.resolve(route.name, route.version));
-        if (ep.state === 'loading') throw new HttpError(503, `model '${ep.name}' version '${ep.version}' is still loading`, 'MODEL_LOADING', { 'retry-after': String(this.retryAfter) });
+        const ep = (ctx.model = this.open(ctx));
         const out = await ep.serve(() => ep.predict(req, ctx.url, this.maxBodyBytes));
         this.metrics.images.inc(modelLabels(ep), out.predictions.length);
         return json(res, 200, out);
@@ -331,7 +334,7 @@ export class Server {
         return json(res, 200, { status: 'ok' });
       case 'ready': {
         allowOnly(method, path, 'GET');
-        const r = this.listening ? this.registry.readiness() : { ready: false, reason: this.closing ? 'shutting down' : 'warming up' };
+        const r = this.readiness();
         return json(res, r.ready ? 200 : 503, r);
       }
       case 'metrics': {
@@ -348,19 +351,39 @@ export class Server {
         }
         return json(res, 200, this.registry.answer(route));
       default:
-        throw new HttpError(404, `no route ${method} ${path}: see POST /predictions/<name>, POST /explanations/<name>, GET /health, /ready, /metrics, /models`, 'NOT_FOUND');
+        if (route.protocol === 'v2') return dispatchV2(this.v2, req, res, ctx);
+        throw new HttpError(404, `no route ${method} ${path}: see POST /predictions/<name>, POST /explanations/<name>, POST /v2/models/<name>/infer, GET /health, /ready, /metrics, /models, /v2`, 'NOT_FOUND');
     }
+  };
+
+  /** Readiness (GET /ready, /v2/health/ready): every registered model loaded, the server listening and not closing. */
+  private readiness(): { ready: boolean; reason?: string } {
+    return this.listening ? this.registry.readiness() : { ready: false, reason: this.closing ? 'shutting down' : 'warming up' };
+  }
+
+  /** The model version an inference request reaches: 503 while the server shuts down or the version loads, 404 unknown. */
+  private open(ctx: RequestContext): ModelEndpoint {
+    if (this.closing) throw new HttpError(503, 'the server is shutting down', 'SHUTTING_DOWN', { connection: 'close' });
+    const ep = (ctx.model = this.registry.resolve(ctx.route.name, ctx.route.version));
+    if (ep.state === 'loading') throw new HttpError(503, `model '${ep.name}' version '${ep.version}' is still loading`, 'MODEL_LOADING', { 'retry-after': String(this.retryAfter) });
+    return ep;
+  }
+
+  /** What the Open Inference Protocol routes (v2.ts) use. */
+  private readonly v2: V2Host = {
+    registry: this.registry, metrics: this.metrics, version: info().kilnVersion,
+    bodyLimit: () => this.maxBodyBytes,
+    readiness: () => this.readiness(),
+    open: (ctx) => this.open(ctx),
   };
 
   /** POST /explanations[/<name>[/<version>]] and :explain (404 where explanations are off); records the explanation metrics. */
   private async explain(req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestContext): Promise<void> {
     const path = ctx.url.pathname;
     allowOnly(ctx.method, path, 'POST');
-    if (this.closing) throw new HttpError(503, 'the server is shutting down', 'SHUTTING_DOWN', { connection: 'close' });
-    const ep = (ctx.model = this.registry.resolve(ctx.route.name, ctx.route.version));
+    const ep = this.open(ctx);
     if (!ep.explanations)
       throw new HttpError(404, `explanations are off for model '${ep.name}' version '${ep.version}' (the server was started with explanations: false / --no-explanations)`, 'NOT_FOUND');
-    if (ep.state === 'loading') throw new HttpError(503, `model '${ep.name}' version '${ep.version}' is still loading`, 'MODEL_LOADING', { 'retry-after': String(this.retryAfter) });
     const t0 = performance.now();
     const track: { method?: string } = {};
     let status = 200;
