@@ -12,6 +12,17 @@ import { Sequential } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
 
+/** A classifier head on feature maps: `head(h.flatten(1))`, freeing `h` and the flattened view (the models' last step). */
+export function classifyFlat(h: Tensor, head: Module): Tensor {
+  const flat = h.flatten(1);
+  h.dispose();
+  try {
+    return head.call(flat);
+  } finally {
+    flat.dispose();
+  }
+}
+
 /**
  * torchvision's Conv2dNormActivation: conv (padding (k−1)/2, no bias) → BatchNorm2d → activation,
  * keyed '0', '1' (and '2' for the activation, which has no state).

@@ -5,7 +5,7 @@ import { AdaptiveAvgPool2d, Dropout, Linear, SiLU } from '../nn/layers';
 import { Sequential } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { uniform_ } from '../nn/init';
-import { convNormActivation, makeDivisible, mobileInit, SqueezeExcitation, StochasticDepth } from './blocks';
+import { classifyFlat, convNormActivation, makeDivisible, mobileInit, SqueezeExcitation, StochasticDepth } from './blocks';
 import { ModelOptions } from './small';
 
 /**
@@ -87,11 +87,7 @@ export class EfficientNet extends Module {
     const f = this.features.call(x);
     const pooled = this.avgpool.call(f);
     f.dispose();
-    const flat = pooled.flatten(1);
-    pooled.dispose();
-    const out = this.classifier.call(flat);
-    flat.dispose();
-    return out;
+    return classifyFlat(pooled, this.classifier);
   }
   override toSpec(): ModuleSpec | null {
     const body = specsOf([this.features, this.avgpool]), classifier = this.classifier.toSpec();

@@ -5,7 +5,7 @@ import { Conv2d, BatchNorm2d, Dropout, Linear, ReLU6 } from '../nn/layers';
 import { Sequential } from '../nn/containers';
 import * as F from '../nn/functional';
 import { normal_ } from '../nn/init';
-import { convNormActivation, makeDivisible, mobileInit } from './blocks';
+import { classifyFlat, convNormActivation, makeDivisible, mobileInit } from './blocks';
 import { ModelOptions } from './small';
 
 /**
@@ -77,11 +77,7 @@ export class MobileNetV2 extends Module {
     const f = this.features.call(x);
     const pooled = F.adaptiveAvgPool2d(f, 1);
     f.dispose();
-    const flat = pooled.flatten(1);
-    pooled.dispose();
-    const out = this.classifier.call(flat);
-    flat.dispose();
-    return out;
+    return classifyFlat(pooled, this.classifier);
   }
   override toSpec(): ModuleSpec | null {
     const features = this.features.toSpec(), classifier = this.classifier.toSpec();

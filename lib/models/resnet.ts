@@ -6,6 +6,7 @@ import { Sequential } from '../nn/containers';
 import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
 import { ModuleSpec } from '../nn/module';
 import { specsOf } from '../nn/spec';
+import { classifyFlat } from './blocks';
 
 /**
  * torchvision's BasicBlock: conv1, bn1, relu, conv2, bn2, optional downsample. Both ReLUs go through
@@ -166,11 +167,7 @@ export class ResNet extends Module {
       h.dispose();
       h = next;
     }
-    const flat = h.flatten(1);
-    h.dispose();
-    const out = this.fc.call(flat);
-    flat.dispose();
-    return out;
+    return classifyFlat(h, this.fc);
   }
   override toSpec(): ModuleSpec | null {
     const body = specsOf([this.conv1, this.bn1, this.relu, this.maxpool, this.layer1, this.layer2, this.layer3, this.layer4, this.avgpool]);

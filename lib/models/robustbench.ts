@@ -12,6 +12,7 @@ import { Sequential } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { normal_, ones_, zeros_ } from '../nn/init';
 import { ModelOptions } from './small';
+import { classifyFlat } from './blocks';
 
 /** Runs `mods` in order, disposing the intermediates (never `x`). */
 function chain(x: Tensor, mods: Module[]): Tensor {
@@ -116,12 +117,7 @@ export class PreActResNet extends Module {
     return [this.conv1, this.layer1, this.layer2, this.layer3, this.layer4, ...(this.bn ? [this.bn, this.relu] : []), this.pool];
   }
   forward(x: Tensor): Tensor {
-    const h = chain(x, this.body);
-    const flat = h.flatten(1);
-    h.dispose();
-    const out = this.linear.call(flat);
-    flat.dispose();
-    return out;
+    return classifyFlat(chain(x, this.body), this.linear);
   }
   override toSpec(): ModuleSpec | null {
     const body = specsOf(this.body), linear = this.linear.toSpec();
@@ -239,12 +235,7 @@ export class WideResNet extends Module {
     return [this.conv1, this.block1, this.block2, this.block3, this.bn1, this.relu, this.pool];
   }
   forward(x: Tensor): Tensor {
-    const h = chain(x, this.body);
-    const flat = h.flatten(1);
-    h.dispose();
-    const out = this.fc.call(flat);
-    flat.dispose();
-    return out;
+    return classifyFlat(chain(x, this.body), this.fc);
   }
   override toSpec(): ModuleSpec | null {
     const body = specsOf(this.body), fc = this.fc.toSpec();
