@@ -50,6 +50,19 @@ export function riemann(method: NonNullable<IntegratedGradientsOptions['method']
   }
 }
 
+/** The Riemann points and weights of an integrated-gradients option set, and the points per pass for `n` images. */
+export function pathPlan(o: Pick<IntegratedGradientsOptions, 'method' | 'steps' | 'internalBatchSize'>, n: number): { alphas: number[]; weights: number[]; chunk: number } {
+  const { alphas, weights } = riemann(o.method ?? 'riemannTrapezoid', o.steps ?? 50);
+  return { alphas, weights, chunk: Math.max(1, Math.floor(positiveInt(o.internalBatchSize, 'internalBatchSize', 512) / n)) };
+}
+
+/** The path's start for inputs `xd`: zeros, or `baseline` (checked) expanded to their shape, contiguous. */
+export function pathBaseline(xd: Tensor, baseline: Tensor | undefined): Tensor {
+  if (baseline === undefined) return zerosLike(xd);
+  idOf(baseline, 'baseline');
+  return baseline.detach().expand(xd.shape).contiguous();
+}
+
 /**
  * Integrated gradients of the target logits with respect to the input images `x` [N, C, H, W]:
  * (x − baseline) · ∫₀¹ ∂f(baseline + α(x − baseline))/∂x dα, the integral by a Riemann rule.
@@ -59,12 +72,10 @@ export function integratedGradients(model: Classifier | Module, x: Tensor, o: In
   checkInput(x, 'integratedGradients');
   checkOptions(o, 'integratedGradients');
   const n = x.size(0);
-  const { alphas, weights } = riemann(o.method ?? 'riemannTrapezoid', o.steps ?? 50);
-  const chunk = Math.max(1, Math.floor(positiveInt(o.internalBatchSize, 'internalBatchSize', 512) / n));
+  const { alphas, weights, chunk } = pathPlan(o, n);
   return tidy(() => {
     const xd = x.detach();
-    if (o.baseline !== undefined) idOf(o.baseline, 'baseline');
-    const base = o.baseline === undefined ? zerosLike(xd) : o.baseline.detach().expand(xd.shape);
+    const base = pathBaseline(xd, o.baseline);
     const diff = xd.sub(base);
     const t = targetIndex(o.target, n, xd.device);
     const rest = xd.shape.slice(1);
@@ -86,7 +97,7 @@ export function integratedGradients(model: Classifier | Module, x: Tensor, o: In
       total = next;
     }
     const attributions = diff.mul(total!);
-    const gap = noGrad(() => targetLogits(m, xd, t).sub(targetLogits(m, base.contiguous(), t)));
+    const gap = noGrad(() => targetLogits(m, xd, t).sub(targetLogits(m, base, t)));
     const delta = attributions.flatten(1).sum(1).sub(gap);
     return { attributions, delta };
   });

@@ -6,13 +6,13 @@
  * layer's output, as Captum does by default), so it needs no access to the layers after it.
  */
 import { KilnError, invalidParameterError } from '../errors';
-import { Tensor, idOf } from '../tensor/tensor';
-import { tensor, zerosLike } from '../tensor/creation';
+import { Tensor } from '../tensor/tensor';
+import { tensor } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { autograd, enableGrad, noGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { IntegratedGradientsOptions, riemann } from './attributions';
-import { Target, addInto, checkInput, checkLogits, checkOptions, positiveInt, targetIndex, TargetIndex } from './common';
+import { IntegratedGradientsOptions, pathBaseline, pathPlan } from './attributions';
+import { Target, addInto, checkInput, checkLogits, checkOptions, targetIndex, TargetIndex } from './common';
 import { layerName } from './gradcam';
 
 /** The layer's output for `x` (no gradients). */
@@ -96,12 +96,10 @@ export function layerIntegratedGradients(model: Module, x: Tensor, o: LayerInteg
   checkOptions(o, 'layerIntegratedGradients');
   const name = layerName(m, o.layer, 'layerIntegratedGradients');
   const n = x.size(0);
-  const { alphas, weights } = riemann(o.method ?? 'riemannTrapezoid', o.steps ?? 50);
-  const chunk = Math.max(1, Math.floor(positiveInt(o.internalBatchSize, 'internalBatchSize', 512) / n));
+  const { alphas, weights, chunk } = pathPlan(o, n);
   return tidy(() => {
     const xd = x.detach();
-    if (o.baseline !== undefined) idOf(o.baseline, 'baseline');
-    const base = o.baseline === undefined ? zerosLike(xd) : o.baseline.detach().expand(xd.shape).contiguous();
+    const base = pathBaseline(xd, o.baseline);
     const t = targetIndex(o.target, n, xd.device);
     const a = layerOutput(m, xd, name), b = layerOutput(m, base, name);
     if (a.ndim < 1 || a.size(0) !== n) throw new KilnError(`layerIntegratedGradients: layer '${name}' must output a batch [N, …], got shape [${a.shape.join(', ')}]`, 'INVALID_ARGUMENT');
