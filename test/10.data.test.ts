@@ -222,6 +222,67 @@ describe('10 data', function () {
     });
   });
 
+  describe('imageList and imageCsv', () => {
+    const dir = path.join(TMP, 'csv');
+    before(async () => {
+      fs.mkdirSync(path.join(dir, 'imgs'), { recursive: true });
+      // value v of image i: 40·i; red images are 'cat', green 'dog', one with a comma in its name
+      await rgb(4, 3, [200, 0, 0]).png().toFile(path.join(dir, 'imgs', 'a.png'));
+      await rgb(4, 3, [0, 200, 0]).png().toFile(path.join(dir, 'imgs', 'b.png'));
+      await rgb(4, 3, [200, 0, 0]).png().toFile(path.join(dir, 'imgs', 'c,1.png'));
+      fs.writeFileSync(path.join(dir, 'labels.csv'), '\uFEFFid,Filename,Label\r\n1,imgs/a.png,cat\r\n2,imgs/b.png,dog\r\n3,"imgs/c,1.png","cat"\r\n');
+      fs.writeFileSync(path.join(dir, 'idx.tsv'), 'image\ttarget\nimgs/a.png\t2\nimgs/b.png\t0\n');
+    });
+
+    it('reads a CSV of paths and class names (header found case-insensitively, quoted fields, BOM, CRLF), paths relative to the CSV', async () => {
+      const ds = await data.imageCsv(path.join(dir, 'labels.csv'));
+      expect(ds.classNames).to.deep.equal(['cat', 'dog']);
+      expect(Array.from(ds.labels())).to.deep.equal([0, 1, 0]);
+      expect(ds.files).to.deep.equal(['a.png', 'b.png', 'c,1.png'].map((f) => path.join(dir, 'imgs', f)));
+      const s = await ds.get(2);
+      expect(s.y).to.equal(0);
+      expect(values(s.x).slice(0, 3)).to.deep.equal([200, 200, 200]); // channel 0 of the red image
+      s.x.dispose();
+      // a tab-separated file with integer labels and given class names; the delimiter is detected
+      const t = await data.imageCsv(path.join(dir, 'idx.tsv'), { classNames: ['x', 'y', 'z'] });
+      expect(Array.from(t.labels())).to.deep.equal([2, 0]);
+      expect(t.classNames).to.deep.equal(['x', 'y', 'z']);
+    });
+
+    it('imageList takes indices or names; a missing file is skipped at read time like imageFolder’s', async () => {
+      const ds = await data.imageList(['imgs/a.png', 'imgs/missing.png', 'imgs/b.png'], ['cat', 'cat', 'dog'], { root: dir });
+      expect(ds.classNames).to.deep.equal(['cat', 'dog']);
+      const warnings = await captureWarnings(async () => {
+        const b = await ds.getBatch!(Int32Array.from([0, 1, 2]));
+        expect(b.x.shape).to.deep.equal([2, 3, 3, 4]);
+        expect(Array.from(b.y.dataSync() as BigInt64Array, Number)).to.deep.equal([0, 1]);
+        b.x.dispose();
+        b.y.dispose();
+        ds.reportSkipped(); // what a DataLoader does after each epoch
+      });
+      expect(warnings.join(' ')).to.match(/missing\.png/);
+      const n = await data.imageList([path.join(dir, 'imgs', 'a.png')], [3]);
+      expect(n.classNames).to.deep.equal(['0', '1', '2', '3']);
+    });
+
+    it('bad lists and CSV files are named', async () => {
+      await expectRejects(data.imageList([], []), 'INVALID_ARGUMENT', 'files');
+      await expectRejects(data.imageList(['a.png', 'b.png'], [0]), 'INVALID_ARGUMENT', 'labels');
+      await expectRejects(data.imageList(['a.png', 'b.png'], [0, 'cat']), 'INVALID_ARGUMENT', 'labels');
+      await expectRejects(data.imageList(['a.png'], [-1]), 'INVALID_ARGUMENT', 'labels[0]');
+      await expectRejects(data.imageList(['a.png'], [2], { classNames: ['a', 'b'] }), 'INVALID_ARGUMENT', 'labels[0]');
+      await expectRejects(data.imageList(['a.png'], ['dog'], { classNames: ['cat'] }), 'INVALID_ARGUMENT', 'labels[0]');
+      await expectRejects(data.imageCsv(path.join(dir, 'nope.csv')), 'IO', 'no such file');
+      fs.writeFileSync(path.join(dir, 'nolabel.csv'), 'path,score\nimgs/a.png,1\n');
+      await expectRejects(data.imageCsv(path.join(dir, 'nolabel.csv')), 'INVALID_ARGUMENT', 'no label column');
+      fs.writeFileSync(path.join(dir, 'empty.csv'), 'path,label\nimgs/a.png,\n');
+      await expectRejects(data.imageCsv(path.join(dir, 'empty.csv')), 'IO', 'line 2 has an empty label');
+      fs.writeFileSync(path.join(dir, 'open.csv'), 'path,label\n"imgs/a.png,cat\n');
+      await expectRejects(data.imageCsv(path.join(dir, 'open.csv')), 'IO', 'not closed');
+      expect(data.parseCsv('a,"b ""q"" c",d\n\ne,f', ',')).to.deep.equal([['a', 'b "q" c', 'd'], ['e', 'f']]);
+    });
+  });
+
   describe('IDX, Fashion-MNIST, MNIST, shapes', () => {
     const idxFile = (type: number, dims: number[], body: Buffer) => {
       const h = Buffer.alloc(4 + 4 * dims.length);

@@ -176,6 +176,14 @@ describe('cli: kiln command', function () {
     expect(folderRun.code, folderRun.stderr).to.equal(0);
     const cacheDir = path.join(os.tmpdir(), 'kiln-image-cache');
     expect(fs.readdirSync(cacheDir).some((n) => n.endsWith('.pixels') && fs.statSync(path.join(cacheDir, n)).mtimeMs >= started - 1000)).to.equal(true);
+    // the same images listed in a CSV (paths relative to it, class names as labels)
+    const classes = fs.readdirSync(imgs).filter((c) => fs.statSync(path.join(imgs, c)).isDirectory());
+    const rows = classes.flatMap((c) => fs.readdirSync(path.join(imgs, c)).map((f) => `${c}/${f},${c}`));
+    fs.writeFileSync(path.join(imgs, 'list.csv'), `filename,label\n${rows.join('\n')}\n`);
+    const csvRun = kilnCli(['train', '--data', path.join(imgs, 'list.csv'), '--size', '16', '--epochs', '1', '--limit', '64', '--out', path.join(out, 'csv'), '--json', '--quiet']);
+    expect(csvRun.code, csvRun.stderr).to.equal(0);
+    const csvMetrics = JSON.parse(fs.readFileSync(path.join(out, 'csv', 'metrics.json'), 'utf8'));
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'folder', 'metrics.json'), 'utf8')).per_class).to.have.all.keys(...Object.keys(csvMetrics.per_class));
   });
 
   it('Ctrl-C during kiln train checkpoints and says how to resume; --resume finishes the run', async () => {

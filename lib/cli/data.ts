@@ -1,7 +1,7 @@
 /**
- * `--data` for the CLI: the named data sets (fashion-mnist, mnist, shapes) or an image
+ * `--data` for the CLI: the named data sets (fashion-mnist, mnist, shapes), an image
  * folder (`train/` + `test/` or `val/` subfolders of class folders, or only class folders,
- * which are split 80/20 with class proportions kept). Returns train/test data sets plus
+ * which are split 80/20 with class proportions kept), or a CSV of image paths and labels (split alike). Returns train/test data sets plus
  * what a saved model must remember to preprocess new images (size, channels, mean/std).
  */
 import * as fs from 'fs';
@@ -9,7 +9,7 @@ import * as path from 'path';
 import { Dataset, Subset } from '../data/dataset';
 import { fashionMnist, mnist, FASHION_MNIST_CLASSES } from '../data/datasets';
 import { shapes } from '../data/shapes';
-import { imageFolder } from '../data/image-folder';
+import { imageFolder, imageCsv } from '../data/image-folder';
 import { stratifiedSplit } from '../data/split';
 import { UsageError } from './args';
 
@@ -54,12 +54,20 @@ export async function loadData(spec: string, o: { seed: number; limit?: number; 
     d = { name: spec, train, test, classNames: all.classNames, channels: o.channels ?? 3, size: [size, size], mean: [0.5, 0.5, 0.5].slice(0, o.channels ?? 3), std: [0.25, 0.25, 0.25].slice(0, o.channels ?? 3) };
   } else {
     const root = path.resolve(spec);
-    if (!fs.existsSync(root) || !fs.statSync(root).isDirectory())
-      throw new UsageError(`--data: '${spec}' is neither ${DATA_NAMES.join(', ')} nor an existing folder`);
+    const csv = /\.(csv|tsv)$/i.test(root) && fs.existsSync(root) && fs.statSync(root).isFile();
+    if (!csv && (!fs.existsSync(root) || !fs.statSync(root).isDirectory()))
+      throw new UsageError(`--data: '${spec}' is neither ${DATA_NAMES.join(', ')} nor an existing folder or .csv file`);
     const size = o.size ?? 32;
     const channels = o.channels ?? 3;
     const cache = o.cache === 'disk' ? 'disk' as const : o.cache !== 'none';
     const folder = { size: [size, size] as [number, number], channels, cache };
+    if (csv) {
+      // a CSV of image paths and labels: split 80/20 with class proportions kept
+      const all = await imageCsv(root, folder).catch((e) => { throw new UsageError(`--data: ${(e as Error).message}`); });
+      const [train, test] = await stratifiedSplit(all, [0.8, 0.2], o.seed);
+      d = { name: root, train, test, classNames: all.classNames, channels, size: [size, size], mean: new Array(channels).fill(0.5), std: new Array(channels).fill(0.25) };
+      return limited(d, o.limit);
+    }
     const sub = (n: string) => fs.existsSync(path.join(root, n)) && fs.statSync(path.join(root, n)).isDirectory();
     let train: Dataset, test: Dataset, classNames: string[];
     if (sub('train') && (sub('test') || sub('val'))) {
@@ -75,9 +83,14 @@ export async function loadData(spec: string, o: { seed: number; limit?: number; 
     }
     d = { name: root, train, test, classNames, channels, size: [size, size], mean: new Array(channels).fill(0.5), std: new Array(channels).fill(0.25) };
   }
-  if (o.limit) {
-    d.train = firstN(d.train, o.limit);
-    d.test = firstN(d.test, Math.max(64, Math.floor(o.limit / 4)));
+  return limited(d, o.limit);
+}
+
+/** `--limit N`: the first N training images and N/4 (at least 64) test images. */
+function limited(d: CliData, limit: number | undefined): CliData {
+  if (limit) {
+    d.train = firstN(d.train, limit);
+    d.test = firstN(d.test, Math.max(64, Math.floor(limit / 4)));
   }
   return d;
 }

@@ -27,7 +27,7 @@ import { loadData } from './data';
 
 /** Options of `kiln train`. */
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
-  data: { type: 'string', help: 'fashion-mnist, mnist, shapes, or an image folder (train/ + test/ or val/, or class folders)', meta: 'name|dir' },
+  data: { type: 'string', help: 'fashion-mnist, mnist, shapes, an image folder (train/ + test/ or val/, or class folders), or a .csv of image paths and labels (header: path/file/filename/image and label/class/target)', meta: 'name|dir|file.csv' },
   model: { type: 'string', choices: models.names, default: 'simple-cnn', help: 'architecture (the torchvision ones take 32×32 and larger images; preact_resnet18 and wide_resnet28_10 take 32×32 only)' },
   pretrained: { type: 'string', help: `start from torchvision weights: a torch.save state dict of the same architecture (${models.pretrainedNames.join(', ')}); the classifier is replaced for this data's classes`, meta: 'file.pth' },
   'freeze-backbone': { type: 'boolean', help: 'with --pretrained: train the new classifier only (batch-norm statistics still adapt)' },

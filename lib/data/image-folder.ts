@@ -237,21 +237,7 @@ export class ImageFolder implements Dataset {
  */
 export async function imageFolder(root: string, options: ImageFolderOptions = {}): Promise<ImageFolder> {
   if (typeof root !== 'string' || root.length === 0) throw invalidParameterError('root', 'a folder path', root);
-  if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
-  const size = options.size === undefined ? null : checkSize(options.size);
-  const fit = options.fit ?? 'cover';
-  if (!['cover', 'contain', 'fill'].includes(fit)) throw invalidParameterError('fit', "'cover', 'contain' or 'fill'", fit);
-  const channels = options.channels ?? 3;
-  if (channels !== 1 && channels !== 3) throw invalidParameterError('channels', '1 or 3', channels);
-  const onError = options.onError ?? 'skip';
-  if (onError !== 'skip' && onError !== 'throw') throw invalidParameterError('onError', "'skip' or 'throw'", onError);
-  const concurrency = options.concurrency ?? 16;
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw invalidParameterError('concurrency', 'a positive integer', concurrency);
-  const cacheMode = options.cache ?? false;
-  if (![true, false, 'memory', 'disk'].includes(cacheMode)) throw invalidParameterError('cache', "true, false, 'memory' or 'disk'", options.cache);
-  if (cacheMode === 'disk' && !size) throw new KilnError("imageFolder: cache 'disk' needs {size: [h, w]} (every image takes the same bytes in the cache file)", 'INVALID_ARGUMENT');
-  if (options.cacheDir !== undefined && (typeof options.cacheDir !== 'string' || options.cacheDir.length === 0)) throw invalidParameterError('cacheDir', 'a folder path', options.cacheDir);
-  checkDecoderOptions(options);
+  checkImageOptions(options, 'imageFolder');
   const abs = path.resolve(root);
   const entries = await readDir(abs);
   const classNames: string[] = [];
@@ -276,12 +262,156 @@ export async function imageFolder(root: string, options: ImageFolderOptions = {}
   if (files.length === 0) throw new KilnError(`imageFolder: no image files under ${abs} (extensions: ${IMAGE_EXTENSIONS.join(' ')})`, 'IO');
   if (empty.length > 0 && !options.allowEmptyClasses)
     throw new KilnError(`imageFolder: class folder(s) without images under ${abs}: ${empty.join(', ')} (remove them or pass {allowEmptyClasses: true})`, 'IO');
+  return makeImageDataset(abs, classNames, files, Int32Array.from(labels), options);
+}
+
+/** Checks the options shared by `imageFolder`, `imageList` and `imageCsv` (`fn` names the caller in errors). */
+function checkImageOptions(options: ImageFolderOptions, fn: string): void {
+  if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
+  if (options.size !== undefined) checkSize(options.size);
+  const fit = options.fit ?? 'cover';
+  if (!['cover', 'contain', 'fill'].includes(fit)) throw invalidParameterError('fit', "'cover', 'contain' or 'fill'", fit);
+  const channels = options.channels ?? 3;
+  if (channels !== 1 && channels !== 3) throw invalidParameterError('channels', '1 or 3', channels);
+  const onError = options.onError ?? 'skip';
+  if (onError !== 'skip' && onError !== 'throw') throw invalidParameterError('onError', "'skip' or 'throw'", onError);
+  const concurrency = options.concurrency ?? 16;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw invalidParameterError('concurrency', 'a positive integer', concurrency);
+  const cacheMode = options.cache ?? false;
+  if (![true, false, 'memory', 'disk'].includes(cacheMode)) throw invalidParameterError('cache', "true, false, 'memory' or 'disk'", options.cache);
+  if (cacheMode === 'disk' && options.size === undefined) throw new KilnError(`${fn}: cache 'disk' needs {size: [h, w]} (every image takes the same bytes in the cache file)`, 'INVALID_ARGUMENT');
+  if (options.cacheDir !== undefined && (typeof options.cacheDir !== 'string' || options.cacheDir.length === 0)) throw invalidParameterError('cacheDir', 'a folder path', options.cacheDir);
+  checkDecoderOptions(options);
+}
+
+/** The data set of `files` with `labels` and the checked `options` (opens the disk cache when asked). */
+async function makeImageDataset(root: string, classNames: string[], files: string[], labels: Int32Array, options: ImageFolderOptions): Promise<ImageFolder> {
+  const size = options.size === undefined ? null : checkSize(options.size);
+  const fit = options.fit ?? 'cover', channels = options.channels ?? 3, cacheMode = options.cache ?? false;
   const decoding = { decoder: options.decoder ?? 'auto', autoOrient: options.autoOrient ?? true, shrinkOnLoad: options.shrinkOnLoad ?? false };
   const diskCache = cacheMode === 'disk'
     ? await DiskCache.open(path.resolve(options.cacheDir ?? path.join(os.tmpdir(), 'kiln-image-cache')), files, { size, fit, channels, ...decoding }, size![0] * size![1] * channels)
     : null;
-  return new ImageFolder(abs, classNames, files, Int32Array.from(labels), {
-    size, fit, channels, onError, concurrency, cache: cacheMode === true || cacheMode === 'memory', diskCache,
+  return new ImageFolder(root, classNames, files, labels, {
+    size, fit, channels, onError: options.onError ?? 'skip', concurrency: options.concurrency ?? 16, cache: cacheMode === true || cacheMode === 'memory', diskCache,
     allowEmptyClasses: !!options.allowEmptyClasses, threads: options.threads, ...decoding,
   });
+}
+
+/** Options of `imageList`: imageFolder's, and the class names. */
+export interface ImageListOptions extends ImageFolderOptions {
+  /** the class names, index = label (default: the sorted distinct string labels, or '0' … for numeric labels) */
+  classNames?: string[];
+  /** folder relative file paths resolve against (default: the working directory) */
+  root?: string;
+}
+
+/**
+ * A data set of image files with their labels — class indices or class names — decoded as `imageFolder`'s
+ * (PNG/JPEG natively, the rest with sharp; caching, fitting and `onError` alike). Files are not opened here: a
+ * missing or corrupt one is skipped (one warning) or thrown (`onError: 'throw'`) when it is read.
+ */
+export async function imageList(files: string[], labels: (number | string)[], options: ImageListOptions = {}): Promise<ImageFolder> {
+  if (!Array.isArray(files) || files.length === 0 || !files.every((f) => typeof f === 'string' && f.length > 0))
+    throw invalidParameterError('imageList: files', 'a non-empty array of file paths', files);
+  if (!Array.isArray(labels) || labels.length !== files.length)
+    throw invalidParameterError('imageList: labels', `${files.length} labels (one per file)`, Array.isArray(labels) ? `${labels.length} labels` : labels);
+  checkImageOptions(options, 'imageList');
+  if (options.root !== undefined && (typeof options.root !== 'string' || !options.root)) throw invalidParameterError('imageList: root', 'a folder path', options.root);
+  const numeric = labels.every((l) => typeof l === 'number');
+  const named = labels.every((l) => typeof l === 'string' && l.length > 0);
+  if (!numeric && !named) throw invalidParameterError('imageList: labels', 'class indices (integers ≥ 0) or class names (non-empty strings), not a mix', labels.find((l) => typeof l !== typeof labels[0]));
+  let classNames = options.classNames;
+  if (classNames !== undefined && (!Array.isArray(classNames) || classNames.length === 0 || !classNames.every((c) => typeof c === 'string') || new Set(classNames).size !== classNames.length))
+    throw invalidParameterError('imageList: classNames', 'distinct class names', classNames);
+  let targets: Int32Array;
+  if (numeric) {
+    const bad = labels.findIndex((l) => !Number.isInteger(l) || (l as number) < 0 || (classNames !== undefined && (l as number) >= classNames.length));
+    if (bad >= 0) throw invalidParameterError(`imageList: labels[${bad}]`, `a class index in [0, ${classNames ? classNames.length - 1 : '∞'})`, labels[bad]);
+    targets = Int32Array.from(labels as number[]);
+    classNames ??= Array.from({ length: Math.max(...targets) + 1 }, (_, i) => String(i));
+  } else {
+    classNames ??= [...new Set(labels as string[])].sort(byName);
+    const index = new Map(classNames.map((c, i) => [c, i]));
+    const bad = labels.findIndex((l) => !index.has(l as string));
+    if (bad >= 0) throw invalidParameterError(`imageList: labels[${bad}]`, `one of the class names (${classNames.slice(0, 8).join(', ')}${classNames.length > 8 ? ', …' : ''})`, labels[bad]);
+    targets = Int32Array.from(labels as string[], (l) => index.get(l)!);
+  }
+  const root = path.resolve(options.root ?? '.');
+  return makeImageDataset(root, classNames, files.map((f) => path.resolve(root, f)), targets, options);
+}
+
+/** Options of `imageCsv`: imageList's, and which columns hold the file and the label. */
+export interface ImageCsvOptions extends ImageListOptions {
+  /** the file column's header (default: the first of path, file, filename, image, image_path, filepath present) */
+  pathColumn?: string;
+  /** the label column's header (default: the first of label, class, target, category present) */
+  labelColumn?: string;
+  /** field separator (default: ',' or, when the header has none, a tab or ';') */
+  delimiter?: string;
+}
+
+/** The rows of a CSV text (RFC 4180: quoted fields may hold separators, quotes as "" and line breaks). */
+export function parseCsv(text: string, delimiter: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [], field = '', quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"' && field === '') quoted = true;
+    else if (ch === delimiter) { row.push(field); field = ''; }
+    else if (ch === '\n' || ch === '\r') {
+      if (ch === '\r' && text[i + 1] === '\n') i++;
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else field += ch;
+  }
+  if (quoted) throw new KilnError('CSV: a quoted field is not closed', 'IO');
+  if (field !== '' || row.length > 0) { row.push(field); rows.push(row); }
+  return rows.filter((r) => !(r.length === 1 && r[0].trim() === ''));
+}
+
+/**
+ * A data set from a CSV file of image paths and labels (Kaggle style): a header row names the columns; paths are
+ * relative to the CSV's folder unless `root` says otherwise; labels are class names (or indices when every label
+ * is an integer and `classNames` is given). Decoded as `imageFolder`'s.
+ */
+export async function imageCsv(file: string, options: ImageCsvOptions = {}): Promise<ImageFolder> {
+  if (typeof file !== 'string' || !file) throw invalidParameterError('imageCsv: file', 'a CSV file path', file);
+  if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    throw new KilnError(`imageCsv: cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 'IO');
+  }
+  text = text.replace(/^\uFEFF/, '');
+  const firstLine = text.split(/\r?\n/, 1)[0];
+  const delimiter = options.delimiter ?? (firstLine.includes(',') ? ',' : firstLine.includes('\t') ? '\t' : firstLine.includes(';') ? ';' : ',');
+  if (typeof delimiter !== 'string' || delimiter.length !== 1 || delimiter === '"') throw invalidParameterError('imageCsv: delimiter', 'one character other than "', delimiter);
+  const rows = parseCsv(text, delimiter);
+  if (rows.length < 2) throw new KilnError(`imageCsv: ${file} needs a header row and at least one data row`, 'IO');
+  const header = rows[0].map((h) => h.trim());
+  const column = (given: string | undefined, candidates: string[], what: string): number => {
+    const names = given !== undefined ? [given] : candidates;
+    const i = header.findIndex((h) => names.some((n) => n.toLowerCase() === h.toLowerCase()));
+    if (i < 0) throw new KilnError(`imageCsv: ${file} has no ${what} column ${given !== undefined ? `'${given}'` : `(looked for ${candidates.join(', ')}; give ${what === 'file' ? 'pathColumn' : 'labelColumn'})`}; its header: ${header.join(', ')}`, 'INVALID_ARGUMENT');
+    return i;
+  };
+  const pc = column(options.pathColumn, ['path', 'file', 'filename', 'image', 'image_path', 'filepath'], 'file');
+  const lc = column(options.labelColumn, ['label', 'class', 'target', 'category'], 'label');
+  const files: string[] = [], labels: string[] = [];
+  rows.slice(1).forEach((r, k) => {
+    const f = (r[pc] ?? '').trim(), l = (r[lc] ?? '').trim();
+    if (!f || !l) throw new KilnError(`imageCsv: ${file} line ${k + 2} has an empty ${!f ? 'file' : 'label'} field`, 'IO');
+    files.push(f);
+    labels.push(l);
+  });
+  const asIndex = options.classNames !== undefined && labels.every((l) => /^\d+$/.test(l));
+  return imageList(files, asIndex ? labels.map(Number) : labels, { ...options, root: options.root ?? path.dirname(path.resolve(file)) });
 }

@@ -7,7 +7,7 @@ export { Dataset, Sample, Batch, TensorDataset, Subset, labelsOf } from './datas
 export { idx, readIdx, parseIdx, IdxData, IdxType } from './idx';
 export { fashionMnist, mnist, FashionMnistOptions, FASHION_MNIST_ROOT, FASHION_MNIST_CLASSES } from './datasets';
 export { shapes, ShapesOptions, SHAPE_CLASSES } from './shapes';
-export { imageFolder, ImageFolder, ImageFolderOptions } from './image-folder';
+export { imageFolder, imageList, imageCsv, parseCsv, ImageFolder, ImageFolderOptions, ImageListOptions, ImageCsvOptions } from './image-folder';
 export { decodeImage, decodeImages, Decoded, DecodeOptions, Decoder, Fit, IMAGE_EXTENSIONS } from './decode';
 export { DiskCache } from './disk-cache';
 export { randomSplit, stratifiedSplit } from './split';
