@@ -193,3 +193,16 @@ export function toyData(n = 240, seed = 7): { x: kiln.Tensor; y: kiln.Tensor } {
   });
   return { x: kiln.keep(x), y: kiln.keep(y) };
 }
+
+/** The device of the device-generic tests: KILN_TEST_DEVICE (default 'cpu'; 'cuda' on the GPU machine, scripts/gpu-check.sh). */
+export const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
+/** Whether DEVICE is the CPU, where results are compared with fixtures exactly. */
+export const ON_CPU = DEVICE === 'cpu';
+
+/** A mocha `before` hook: skips the suite, saying why, when DEVICE asks for CUDA but this build or machine has none. */
+export function skipWithoutDevice(this: Mocha.Context): void {
+  if (DEVICE !== 'cpu' && !kiln.info().cudaAvailable) {
+    console.log(`      (skipped: KILN_TEST_DEVICE=${DEVICE} but CUDA is not available)`);
+    this.skip();
+  }
+}
