@@ -195,7 +195,7 @@ export function toyData(n = 240, seed = 7): { x: kiln.Tensor; y: kiln.Tensor } {
 }
 
 /** The device of the device-generic tests: KILN_TEST_DEVICE (default 'cpu'; 'cuda' on the GPU machine, scripts/gpu-check.sh). */
-export const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
+export const DEVICE = (process.env.KILN_TEST_DEVICE || 'cpu') as kiln.Device;
 /** Whether DEVICE is the CPU, where results are compared with fixtures exactly. */
 export const ON_CPU = DEVICE === 'cpu';
 
