@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as kiln from '../lib';
 import * as data from '../lib/data';
-import { expectNear, expectKilnError, fromFixture, FixtureTensor, values, DEVICE, ON_CPU, skipWithoutDevice } from './helpers';
+import { expectNear, expectKilnError, fromFixture, FixtureTensor, values, DEVICE, skipWithoutDevice, expectAugmentedOnDevice } from './helpers';
 import { trivialAugmentWideDraw, randAugmentDraw, autoAugmentDraw, Draw } from '../lib/data/transforms/autoaugment';
 
 type Op = data.transforms.AugmentOp;
@@ -224,29 +224,19 @@ describe('13 automatic augmentation (TrivialAugmentWide, RandAugment, AutoAugmen
 /**
  * The same ops on KILN_TEST_DEVICE (default 'cpu'; 'cuda' on the GPU machine). The draws come from
  * the CPU generator, so one seed gives the same ops on every device. On the CPU the torchvision
- * fixtures hold to 2e-6 as above. On CUDA: pixels within 1e-5, except Sharpness, whose blur is a
- * cuDNN convolution that runs in TF32 by default on Ampere and later (5e-3), and the geometric ops
- * (nearest sampling), where a sample point on a pixel boundary may round the other way: at most
- * GEOMETRIC_TIES values of a case may differ beyond the tolerance.
+ * fixtures hold to 2e-6 as above and a device batch equals the CPU batch exactly; on CUDA the
+ * tolerances of expectAugmentedOnDevice (helpers.ts: TF32 Sharpness, nearest-neighbour ties).
  */
 describe(`13 automatic augmentation on a ${DEVICE} batch`, function () {
   before(skipWithoutDevice);
-  const GEOMETRIC_TIES = 6; // two pixel positions of an RGB image
-  const tolOf = (op: Op) => (ON_CPU ? 2e-6 : op === 'Sharpness' ? 5e-3 : 1e-5);
-  /** Asserts out (on DEVICE) equals want (CPU) as tolOf(op) allows; returns how many values were off. */
-  function expectOp(out: kiln.Tensor, want: kiln.Tensor, op: Op, what: string): void {
-    expect(out.device.startsWith(DEVICE), `${what} stays on ${DEVICE}`).to.equal(true);
-    expect(out.shape, what).to.deep.equal(want.shape);
-    const off = kiln.tidy(() => out.cpu().sub(want).abs().gt(tolOf(op)).sum().item());
-    const geometric = ['ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate'].includes(op);
-    expect(off, `${what}: values off by more than ${tolOf(op)}`).to.be.at.most(ON_CPU || !geometric ? 0 : GEOMETRIC_TIES);
-  }
 
   it('every op on RGB and grey images equals torchvision', () => {
     kiln.tidy(() => {
       for (const [img, cases] of [[fx.rgb, fx.ops], [fx.grey, fx.greyOps]] as const) {
         const x = fromFixture(img).to(DEVICE);
-        for (const c of cases) expectOp(T.applyAugmentOps(x, c.op, c.magnitude, fillOf(c)), fromFixture(c.out), c.op, `${c.op} ${c.magnitude} fill ${c.fill}`);
+        for (const c of cases)
+          expectAugmentedOnDevice(T.applyAugmentOps(x, c.op, c.magnitude, fillOf(c)), fromFixture(c.out), new Array(x.size(0)).fill([c.op]),
+            { cpuTol: 2e-6, nearest: true, what: `${c.op} ${c.magnitude} fill ${c.fill}` });
       }
     });
   });
@@ -259,7 +249,8 @@ describe(`13 automatic augmentation on a ${DEVICE} batch`, function () {
       for (let start = 0; start + n <= cases.length; start += n) {
         const pick = cases.slice(start, start + n);
         const out = T.applyAugmentOps(x, pick.map((c) => c.op), pick.map((c) => c.magnitude));
-        pick.forEach((c, i) => expectOp(out.select(0, i), fromFixture(c.out).select(0, i), c.op, `image ${i}: ${c.op} ${c.magnitude}`));
+        const want = kiln.stack(pick.map((c, i) => fromFixture(c.out).select(0, i)));
+        expectAugmentedOnDevice(out, want, pick.map((c) => [c.op]), { cpuTol: 2e-6, nearest: true, what: pick.map((c) => c.op).join(', ') });
       }
     });
   });
@@ -274,29 +265,20 @@ describe(`13 automatic augmentation on a ${DEVICE} batch`, function () {
       [data.autoAugment({ policy: 'cifar10' }), autoAugmentDraw(T.AUTOAUGMENT_POLICIES.cifar10)],
       [data.autoAugment({ policy: 'svhn' }), autoAugmentDraw(T.AUTOAUGMENT_POLICIES.svhn)],
     ];
-    const ts = cases.map(([t]) => t);
     const run = (t: kiln.data.BatchTransform, input: kiln.Tensor) => { kiln.manualSeed(42); return t(input); };
     for (const [t, draw] of cases) {
       kiln.tidy(() => {
         const cpu = run(t, x), dev = run(t, xd);
-        expect(dev.device.startsWith(DEVICE)).to.equal(true);
-        if (ON_CPU) return void expect(values(dev), t.name).to.deep.equal(values(cpu));
-        // the ops each image drew (the same seed): an image's tolerance is that of its ops
+        // the ops each image drew (the same seed), for its tolerance
         kiln.manualSeed(42);
-        const drawn = draw(16, 12, 12).map((l) => values(l.op).map((o) => T.AUGMENT_OPS[o]));
-        const diff = kiln.tidy(() => dev.cpu().sub(cpu).abs().flatten(1));
-        for (let i = 0; i < 16; i++) {
-          const ops = drawn.map((l) => l[i]);
-          const tol = ops.includes('Sharpness') ? tolOf('Sharpness') : tolOf('Identity');
-          const ties = ops.some((o) => ['ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate'].includes(o)) ? GEOMETRIC_TIES * ops.length : 0;
-          const off = kiln.tidy(() => diff.select(0, i).gt(tol).sum().item());
-          expect(off, `${t.name} image ${i} (${ops}): values off by more than ${tol}`).to.be.at.most(ties);
-        }
+        const layers = draw(16, 12, 12).map((l) => values(l.op).map((o) => T.AUGMENT_OPS[o]));
+        const ops = Array.from({ length: 16 }, (_, i) => layers.map((l) => l[i]));
+        expectAugmentedOnDevice(dev, cpu, ops, { cpuTol: 0, nearest: true, what: t.name });
       });
     }
-    for (const t of ts) run(t, xd).dispose(); // warm
+    for (const [t] of cases) run(t, xd).dispose(); // warm
     const before = kiln.memory().numTensors;
-    for (const t of ts) run(t, xd).dispose();
+    for (const [t] of cases) run(t, xd).dispose();
     expect(kiln.memory().numTensors, 'tensors left').to.equal(before);
     x.dispose();
     xd.dispose();
