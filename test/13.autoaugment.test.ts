@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as kiln from '../lib';
 import * as data from '../lib/data';
-import { expectNear, expectKilnError, fromFixture, FixtureTensor, values } from './helpers';
+import { expectNear, expectKilnError, fromFixture, FixtureTensor, values, DEVICE, skipWithoutDevice, expectAugmentedOnDevice } from './helpers';
 import { trivialAugmentWideDraw, randAugmentDraw, autoAugmentDraw, Draw } from '../lib/data/transforms/autoaugment';
 
 type Op = data.transforms.AugmentOp;
@@ -218,5 +218,69 @@ describe('13 automatic augmentation (TrivialAugmentWide, RandAugment, AutoAugmen
     expect(kiln.memory().numTensors, 'tensors left').to.equal(before);
     x.dispose();
     console.log(`      batch 128×3×32×32, 1 thread: ${line.join('; ')}`);
+  });
+});
+
+/**
+ * The same ops on KILN_TEST_DEVICE (default 'cpu'; 'cuda' on the GPU machine). The draws come from
+ * the CPU generator, so one seed gives the same ops on every device. On the CPU the torchvision
+ * fixtures hold to 2e-6 as above and a device batch equals the CPU batch exactly; on CUDA the
+ * tolerances of expectAugmentedOnDevice (helpers.ts: TF32 Sharpness, nearest-neighbour ties).
+ */
+describe(`13 automatic augmentation on a ${DEVICE} batch`, function () {
+  before(skipWithoutDevice);
+
+  it('every op on RGB and grey images equals torchvision', () => {
+    kiln.tidy(() => {
+      for (const [img, cases] of [[fx.rgb, fx.ops], [fx.grey, fx.greyOps]] as const) {
+        const x = fromFixture(img).to(DEVICE);
+        for (const c of cases)
+          expectAugmentedOnDevice(T.applyAugmentOps(x, c.op, c.magnitude, fillOf(c)), fromFixture(c.out), new Array(x.size(0)).fill([c.op]),
+            { cpuTol: 2e-6, nearest: true, what: `${c.op} ${c.magnitude} fill ${c.fill}` });
+      }
+    });
+  });
+
+  it('per image: each image its own op and magnitude equals the one-op references', () => {
+    kiln.tidy(() => {
+      const x = fromFixture(fx.rgb).to(DEVICE);
+      const n = x.size(0);
+      const cases = fx.ops.filter((c) => c.fill === null);
+      for (let start = 0; start + n <= cases.length; start += n) {
+        const pick = cases.slice(start, start + n);
+        const out = T.applyAugmentOps(x, pick.map((c) => c.op), pick.map((c) => c.magnitude));
+        const want = kiln.stack(pick.map((c, i) => fromFixture(c.out).select(0, i)));
+        expectAugmentedOnDevice(out, want, pick.map((c) => [c.op]), { cpuTol: 2e-6, nearest: true, what: pick.map((c) => c.op).join(', ') });
+      }
+    });
+  });
+
+  it('a seeded transform on a device batch equals the same transform on the CPU batch; no tensors leak', () => {
+    kiln.manualSeed(1);
+    const x = kiln.rand([16, 3, 12, 12]);
+    const xd = x.to(DEVICE);
+    const cases: [kiln.data.BatchTransform, Draw][] = [
+      [data.trivialAugmentWide(), trivialAugmentWideDraw(31)],
+      [data.randAugment({ numOps: 3, magnitude: 20 }), randAugmentDraw(3, 20, 31)],
+      [data.autoAugment({ policy: 'cifar10' }), autoAugmentDraw(T.AUTOAUGMENT_POLICIES.cifar10)],
+      [data.autoAugment({ policy: 'svhn' }), autoAugmentDraw(T.AUTOAUGMENT_POLICIES.svhn)],
+    ];
+    const run = (t: kiln.data.BatchTransform, input: kiln.Tensor) => { kiln.manualSeed(42); return t(input); };
+    for (const [t, draw] of cases) {
+      kiln.tidy(() => {
+        const cpu = run(t, x), dev = run(t, xd);
+        // the ops each image drew (the same seed), for its tolerance
+        kiln.manualSeed(42);
+        const layers = draw(16, 12, 12).map((l) => values(l.op).map((o) => T.AUGMENT_OPS[o]));
+        const ops = Array.from({ length: 16 }, (_, i) => layers.map((l) => l[i]));
+        expectAugmentedOnDevice(dev, cpu, ops, { cpuTol: 0, nearest: true, what: t.name });
+      });
+    }
+    for (const [t] of cases) run(t, xd).dispose(); // warm
+    const before = kiln.memory().numTensors;
+    for (const [t] of cases) run(t, xd).dispose();
+    expect(kiln.memory().numTensors, 'tensors left').to.equal(before);
+    x.dispose();
+    xd.dispose();
   });
 });

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as kiln from '../lib';
 import * as data from '../lib/data';
-import { expectNear, expectKilnError, fromFixture, FixtureTensor, values } from './helpers';
+import { expectNear, expectKilnError, fromFixture, FixtureTensor, values, DEVICE, skipWithoutDevice, expectAugmentedOnDevice } from './helpers';
 import { augMixDraw } from '../lib/data/transforms/augmix';
 import { sampleBeta } from '../lib/tensor/distributions';
 
@@ -284,5 +284,64 @@ describe('13b AugMix', function () {
     expect(kiln.memory().numTensors, 'tensors left').to.equal(before);
     x.dispose();
     console.log(`      batch 128×3×32×32, 1 thread: augMix ${ms.toFixed(1)} ms (${Math.round(128000 / ms)} images/s); one image at a time ${single.toFixed(1)} ms (${(single / ms).toFixed(1)}× slower)`);
+  });
+});
+
+/**
+ * AugMix on KILN_TEST_DEVICE (default 'cpu'; 'cuda' on the GPU machine): the draws come from the
+ * CPU generator, so one seed mixes the same chains on every device. On the CPU the fixtures hold as
+ * above and a device batch equals the CPU batch exactly; on CUDA the tolerances of
+ * expectAugmentedOnDevice (helpers.ts: TF32 Sharpness, nearest-neighbour ties).
+ */
+describe(`13b AugMix on a ${DEVICE} batch`, function () {
+  this.timeout(60000);
+  before(skipWithoutDevice);
+  /** Each image's ops, all chains together. */
+  const opsOf = (chains: [Op, number][][][]) => chains.map((cs) => cs.flatMap((steps) => steps.map(([op]) => op as string)));
+
+  it("the core equals torchvision's AugMix.forward fed the same draws", () => {
+    kiln.tidy(() => {
+      for (const m of fx.mixes) {
+        const x = fromFixture(fx[m.images]).to(DEVICE);
+        const out = T.applyAugMix(x, { weights: m.weights, chains: m.chains }, { interpolation: m.interpolation, ...fillOf(m.fill) });
+        expectAugmentedOnDevice(out, fromFixture(m.out), opsOf(m.chains), { cpuTol: 1e-5, nearest: m.interpolation === 'nearest', what: m.name });
+      }
+    });
+  });
+
+  it("bilinear geometric ops equal torchvision's _apply_op", () => {
+    kiln.tidy(() => {
+      const x = fromFixture(fx.rgb).narrow(0, 0, 2).to(DEVICE);
+      for (const c of fx.ops) {
+        const out = T.applyAugmentOps(x, c.op, c.magnitude, { interpolation: 'bilinear', ...fillOf(c.fill) });
+        expectAugmentedOnDevice(out, fromFixture(c.out), [[c.op], [c.op]], { cpuTol: 2e-6, nearest: false, what: `${c.op} ${c.magnitude} fill ${c.fill}` });
+      }
+    });
+  });
+
+  it('a seeded transform on a device batch equals it on the CPU batch; no tensors leak', () => {
+    kiln.manualSeed(1);
+    const x = kiln.rand([16, 3, 12, 12]);
+    const xd = x.to(DEVICE);
+    const cases: [data.BatchTransform, Parameters<typeof augMixDraw>[0], boolean][] = [
+      [data.augMix(), DEFAULTS, false],
+      [data.augMix({ severity: 9, mixtureWidth: 2, chainDepth: 4, alpha: 0.3, allOps: false, interpolation: 'nearest', fill: [0.1, 0.2, 0.3] }),
+        { severity: 9, mixtureWidth: 2, chainDepth: 4, alpha: 0.3, allOps: false }, true],
+    ];
+    const run = (t: data.BatchTransform, input: kiln.Tensor) => { kiln.manualSeed(42); return t(input); };
+    for (const [t, params, nearest] of cases) {
+      kiln.tidy(() => {
+        const cpu = run(t, x), dev = run(t, xd);
+        kiln.manualSeed(42);
+        const d = augMixDraw(params)(16, 12, 12);
+        expectAugmentedOnDevice(dev, cpu, opsOf(d.chains), { cpuTol: 0, nearest, what: JSON.stringify(params) });
+      });
+    }
+    for (const [t] of cases) run(t, xd).dispose(); // warm
+    const before = kiln.memory().numTensors;
+    for (const [t] of cases) run(t, xd).dispose();
+    expect(kiln.memory().numTensors, 'tensors left').to.equal(before);
+    x.dispose();
+    xd.dispose();
   });
 });

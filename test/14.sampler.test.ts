@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import * as kiln from '../lib';
 import { WeightedRandomSampler, SubsetRandomSampler, classBalancedWeights, DataLoader, TensorDataset } from '../lib/data';
-import { toyData } from './helpers';
+import { toyData, DEVICE, skipWithoutDevice } from './helpers';
 
 function counts(a: Int32Array, n: number): number[] {
   const c = new Array(n).fill(0);
@@ -127,5 +127,43 @@ describe('data: samplers', function () {
     const before = kiln.memory().numTensors;
     for await (const b of ok) { b.x.dispose(); b.y.dispose(); }
     expect(kiln.memory().numTensors).to.equal(before);
+  });
+});
+
+describe(`data: a sampled DataLoader on ${DEVICE}`, function () {
+  this.timeout(60000);
+  before(skipWithoutDevice);
+
+  it("serves the sampler's indices in its order, on the loader's device, from a CPU or a device data set; nothing leaks", async () => {
+    // row i holds the values 4i … 4i + 3, label i: every served row names its index
+    const n = 12;
+    const x = kiln.tidy(() => kiln.arange(0, 4 * n).reshape([n, 1, 2, 2]).float());
+    const y = kiln.arange(0, n, 1, { dtype: 'int64' });
+    const sampler = () => new WeightedRandomSampler([1, 0, 2, 1, 1, 3, 0, 1, 1, 2, 1, 1], { numSamples: 17, seed: 5 });
+    const want = [...sampler().indices(0)];
+    const serve = async (ds: TensorDataset) => {
+      const got: number[] = [];
+      for await (const b of new DataLoader(ds, { batchSize: 5, sampler: sampler(), device: DEVICE })) {
+        expect(b.x.device.startsWith(DEVICE) && b.y.device.startsWith(DEVICE), 'batch on the device').to.equal(true);
+        const labels = kiln.tidy(() => b.y.cpu().dataSync() as BigInt64Array);
+        const firsts = kiln.tidy(() => b.x.flatten(1).select(1, 0).cpu().dataSync() as Float32Array);
+        labels.forEach((l, i) => expect(firsts[i], 'image row matches its label').to.equal(4 * Number(l)));
+        got.push(...Array.from(labels, Number));
+        b.x.dispose();
+        b.y.dispose();
+      }
+      return got;
+    };
+    const cpuSet = new TensorDataset(x, y);
+    expect(await serve(cpuSet), 'from a CPU data set').to.deep.equal(want);
+    const devSet = cpuSet.to(DEVICE);
+    expect(await serve(devSet), 'from a device data set').to.deep.equal(want);
+    expect(want).to.not.include(1);
+    expect(want).to.not.include(6);
+    await serve(devSet);
+    const before = kiln.memory().numTensors;
+    await serve(cpuSet);
+    await serve(devSet);
+    expect(kiln.memory().numTensors, 'tensors left').to.equal(before);
   });
 });

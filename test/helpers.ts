@@ -193,3 +193,42 @@ export function toyData(n = 240, seed = 7): { x: kiln.Tensor; y: kiln.Tensor } {
   });
   return { x: kiln.keep(x), y: kiln.keep(y) };
 }
+
+/** The device of the device-generic tests: KILN_TEST_DEVICE (default 'cpu'; 'cuda' on the GPU machine, scripts/gpu-check.sh). */
+export const DEVICE = (process.env.KILN_TEST_DEVICE || 'cpu') as kiln.Device;
+/** Whether DEVICE is the CPU, where results are compared with fixtures exactly. */
+export const ON_CPU = DEVICE === 'cpu';
+
+/** A mocha `before` hook: skips the suite, saying why, when DEVICE asks for CUDA but this build or machine has none. */
+export function skipWithoutDevice(this: Mocha.Context): void {
+  if (DEVICE !== 'cpu' && !kiln.info().cudaAvailable) {
+    console.log(`      (skipped: KILN_TEST_DEVICE=${DEVICE} but CUDA is not available)`);
+    this.skip();
+  }
+}
+
+/** The geometric augmentation ops (sampled through an affine grid). */
+const GEOMETRIC_OPS = ['ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate'];
+/** Values per geometric step that may differ on CUDA under nearest sampling (a sample point on a pixel boundary may round the other way): two RGB pixels. */
+export const GEOMETRIC_TIES = 6;
+
+/**
+ * Asserts that augmented images computed on DEVICE (`dev`) equal the CPU's or a reference's
+ * (`want`, on the CPU), image i having applied the ops `ops[i]`. On the CPU: within `cpuTol`.
+ * On CUDA: within 1e-5, or 5e-3 for an image with Sharpness (its blur is a cuDNN convolution,
+ * TF32 by default on Ampere and later); with nearest sampling, up to GEOMETRIC_TIES values per
+ * geometric step may differ beyond that.
+ */
+export function expectAugmentedOnDevice(dev: kiln.Tensor, want: kiln.Tensor, ops: string[][], o: { cpuTol: number; nearest: boolean; what: string }): void {
+  expect(dev.device.startsWith(DEVICE), `${o.what} stays on ${DEVICE}`).to.equal(true);
+  expect(dev.shape, o.what).to.deep.equal(want.shape);
+  kiln.tidy(() => {
+    const diff = dev.cpu().sub(want).abs().reshape([want.size(0), -1]);
+    ops.forEach((imageOps, i) => {
+      const tol = ON_CPU ? o.cpuTol : imageOps.includes('Sharpness') ? 5e-3 : 1e-5;
+      const ties = ON_CPU || !o.nearest ? 0 : GEOMETRIC_TIES * imageOps.filter((op) => GEOMETRIC_OPS.includes(op)).length;
+      const off = kiln.tidy(() => diff.select(0, i).gt(tol).sum().item());
+      expect(off, `${o.what} image ${i} (${imageOps}): values off by more than ${tol}`).to.be.at.most(ties);
+    });
+  });
+}

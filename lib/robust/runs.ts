@@ -6,9 +6,7 @@
  */
 import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
-import { Device } from '../tensor/dtype';
-import { info } from '../info';
-import { rand, randn, zerosLike, getRngState, setRngState, manualSeed } from '../tensor/creation';
+import { rand, randn, zerosLike, manualSeed, saveRngStates } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
@@ -21,17 +19,12 @@ import { Converter, Domain, checkImages, checkLabels, inMode } from './domain';
  */
 export function withSeed<T>(seed: number | undefined, fn: () => T): T {
   if (seed === undefined) return fn();
-  const i = info();
-  const devices: Device[] = ['cpu', ...Array.from({ length: i.cudaAvailable ? i.deviceCount : 0 }, (_, k) => `cuda:${k}` as Device)];
-  const saved = devices.map((d) => [d, getRngState(d)] as const);
+  const restore = saveRngStates();
   manualSeed(seed);
   try {
     return fn();
   } finally {
-    for (const [device, state] of saved) {
-      setRngState(state, device);
-      state.dispose();
-    }
+    restore();
   }
 }
 

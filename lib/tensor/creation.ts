@@ -3,6 +3,8 @@ import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { DType, Device, DTYPE_CODE, dtypeCode, checkDevice } from './dtype';
 import { Tensor, NestedArray, intList } from './tensor';
+import { keep } from './memory';
+import { info } from '../info';
 
 /** Options shared by the creation functions. */
 export interface CreateOptions {
@@ -201,4 +203,20 @@ export function getRngState(device: Device = 'cpu'): Tensor {
 export function setRngState(state: Tensor, device: Device = 'cpu'): void {
   if (!(state instanceof Tensor) || state.dtype !== 'uint8') throw invalidParameterError('state', 'a uint8 Tensor from getRngState()', state);
   N.setRngState(checkDevice(device), state.id);
+}
+
+/**
+ * Saves the state of every random generator (the CPU's and each CUDA device's, as `manualSeed`
+ * reseeds them all); the returned function puts them all back and frees the saved states.
+ */
+export function saveRngStates(): () => void {
+  const i = info();
+  const devices: Device[] = ['cpu', ...Array.from({ length: i.cudaAvailable ? i.deviceCount : 0 }, (_, k) => `cuda:${k}` as Device)];
+  const saved = devices.map((d) => [d, keep(getRngState(d))] as const);
+  return () => {
+    for (const [device, state] of saved) {
+      setRngState(state, device);
+      state.dispose();
+    }
+  };
 }

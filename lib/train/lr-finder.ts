@@ -1,13 +1,13 @@
 /**
  * The learning-rate range test (Smith 2017; fastai's `lr_find`): train for a few steps while the
  * learning rate grows exponentially from `startLr` to `endLr`, record the smoothed loss, stop once
- * it diverges, then put the model, the optimizer and the random generators back as they were.
+ * it diverges, then put the model, the optimizer and the random generators (CPU and CUDA) back as they were.
  * Suggests the rate of steepest descent of the smoothed loss, and the rate at its minimum ÷ 10.
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { keep } from '../tensor/memory';
-import { getRngState, setRngState } from '../tensor/creation';
+import { saveRngStates } from '../tensor/creation';
 import { noGrad } from '../autograd';
 import type { Trainer } from './trainer';
 import { BatchSource, toSource } from './sources';
@@ -78,7 +78,8 @@ export function steepestIndex(xs: number[], ys: number[]): number {
 /**
  * Runs the learning-rate range test with `trainer` (its model, optimizer, loss, objective and
  * mixed precision) on `data`, then restores the model's weights and buffers, the optimizer's state
- * and learning rates, and the CPU random generator. The trainer's scheduler is not stepped.
+ * and learning rates, and every random generator (CPU and CUDA: dropout on a GPU draws from its
+ * device's). The trainer's scheduler is not stepped.
  */
 export async function findLR(trainer: Trainer, data: BatchSource, options: LRFinderOptions = {}): Promise<LRFinderResult> {
   if (options === null || typeof options !== 'object') throw invalidParameterError('findLR: options', 'an object', options);
@@ -101,7 +102,7 @@ export async function findLR(trainer: Trainer, data: BatchSource, options: LRFin
   const optTensors = new Map<string, Tensor>();
   noGrad(() => { for (const [k, v] of opt.tensors) optTensors.set(k, keep(v.clone())); });
   const savedOpt = { groups: opt.groups.map((g) => ({ ...g })), steps: opt.steps.map((s) => [...s]), tensors: optTensors };
-  const rng = keep(getRngState());
+  const restoreRng = saveRngStates();
   const wasTraining = model.training;
   const globalStep = trainer.globalStep, optimizerSteps = trainer.optimizerSteps;
 
@@ -138,11 +139,11 @@ export async function findLR(trainer: Trainer, data: BatchSource, options: LRFin
     model.loadStateDict(weights);
     optimizer.loadStateDict(savedOpt);
     optimizer.zeroGrad();
-    setRngState(rng);
+    restoreRng();
     model.train(wasTraining);
     trainer.globalStep = globalStep;
     trainer.optimizerSteps = optimizerSteps;
-    for (const t of [...weights.values(), ...optTensors.values(), rng]) t.dispose();
+    for (const t of [...weights.values(), ...optTensors.values()]) t.dispose();
   }
   // the suggestions ignore a diverged last point
   const n = stoppedEarly ? Math.max(1, losses.length - 1) : losses.length;
