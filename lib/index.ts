@@ -31,6 +31,8 @@ export * as data from './data';
 export * as jit from './nn/jit';
 /** Mixed precision: autocast (fp16/bf16), GradScaler, cuDNN benchmark. */
 export * as amp from './amp';
+/** libtorch's numeric switches: cuDNN benchmark/deterministic, TF32, deterministic algorithms. */
+export * as backends from './backends';
 /** Training: Trainer, History, callbacks, metrics, loggers, plots. */
 export * as train from './train';
 export {

@@ -95,6 +95,8 @@ export interface NativeAddon {
   autocastEnter(cuda: boolean, dtype: number): [boolean, number];
   autocastExit(cuda: boolean, prevEnabled: boolean, prevDtype: number): void;
   setCudnnBenchmark(on: boolean): boolean;
+  backendFlags(): [boolean, boolean, boolean, boolean, boolean, boolean];
+  setBackendFlag(index: number, on: boolean, warnOnly?: boolean): void;
   retainGrad(x: H): void;
   // optimizers (native/optim.cc)
   sgdStep(p: H[], buf: H[], steps: Float64Array, lr: number, momentum: number, dampening: number, wd: number, nesterov: boolean, maximize: boolean): void;

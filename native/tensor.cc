@@ -699,6 +699,41 @@ static napi_value setCudnnBenchmark(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/** backendFlags() -> [benchmarkCuDNN, deterministicCuDNN, allowTF32CuDNN, allowTF32CuBLAS, deterministicAlgorithms, deterministicAlgorithmsWarnOnly] */
+static napi_value backendFlags(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  auto& c = at::globalContext();
+  napi_value arr;
+  napi_create_array_with_length(env, 6, &arr);
+  bool v[6] = {c.benchmarkCuDNN(), c.deterministicCuDNN(), c.allowTF32CuDNN(), c.allowTF32CuBLAS(), c.deterministicAlgorithms(), c.deterministicAlgorithmsWarnOnly()};
+  for (uint32_t i = 0; i < 6; ++i) {
+    napi_value b;
+    napi_get_boolean(env, v[i], &b);
+    napi_set_element(env, arr, i, b);
+  }
+  return arr;
+  KILN_CATCH(env)
+}
+
+/** setBackendFlag(index, on[, warnOnly]): the flag at backendFlags()' position `index` (5 is set with 4). */
+static napi_value setBackendFlag(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  auto& c = at::globalContext();
+  bool on = a.flag(1);
+  switch (a.i32(0)) {
+    case 0: c.setBenchmarkCuDNN(on); break;
+    case 1: c.setDeterministicCuDNN(on); break;
+    case 2: c.setAllowTF32CuDNN(on); break;
+    case 3: c.setAllowTF32CuBLAS(on); break;
+    case 4: c.setDeterministicAlgorithms(on, a.flag(2)); break;
+    default: fail("INVALID_ARGUMENT", "setBackendFlag: unknown flag");
+  }
+  return a.undefined();
+  KILN_CATCH(env)
+}
+
 static napi_value setGradEnabled(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
@@ -727,7 +762,7 @@ void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
       {"toBuffer", toBuffer}, {"item", item},
       {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad},
       {"setGradEnabled", setGradEnabled}, {"setData", setData}, {"retainGrad", retainGrad},
-      {"autocastEnter", autocastEnter}, {"autocastExit", autocastExit}, {"setCudnnBenchmark", setCudnnBenchmark}, {"isGradEnabled", isGradEnabled},
+      {"autocastEnter", autocastEnter}, {"autocastExit", autocastExit}, {"setCudnnBenchmark", setCudnnBenchmark}, {"backendFlags", backendFlags}, {"setBackendFlag", setBackendFlag}, {"isGradEnabled", isGradEnabled},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

@@ -108,3 +108,37 @@ describe('41 mixed precision', () => {
     x.dispose(); y.dispose(); opt.dispose(); m.dispose();
   });
 });
+
+describe('41 backends: libtorch numeric switches', () => {
+  it("set/flags round-trip every switch and restore; useDeterministic sets PyTorch's reproducibility recipe; training still runs on " + DEVICE, () => {
+    const start = kiln.backends.flags();
+    // libtorch's defaults, the same as Python's (unless something before this test changed them)
+    expect(Object.keys(start).sort()).to.deep.equal(['cudnnAllowTF32', 'cudnnBenchmark', 'cudnnDeterministic', 'deterministicAlgorithms', 'deterministicWarnOnly', 'matmulAllowTF32']);
+    const prev = kiln.backends.set({ cudnnBenchmark: true, matmulAllowTF32: true, cudnnAllowTF32: false });
+    expect(prev).to.deep.equal(start);
+    expect(kiln.backends.flags()).to.include({ cudnnBenchmark: true, matmulAllowTF32: true, cudnnAllowTF32: false });
+    kiln.backends.set(prev);
+    expect(kiln.backends.flags()).to.deep.equal(start);
+    const before = kiln.backends.useDeterministic(true, { warnOnly: true });
+    expect(kiln.backends.flags()).to.deep.equal({ cudnnBenchmark: false, cudnnDeterministic: true, cudnnAllowTF32: false, matmulAllowTF32: false, deterministicAlgorithms: true, deterministicWarnOnly: true });
+    try {
+      // a seeded conv step gives the same result twice in deterministic mode
+      const run = () => kiln.tidy(() => {
+        kiln.manualSeed(3);
+        const conv = new kiln.nn.Conv2d(2, 3, 3).to(DEVICE);
+        const x = kiln.randn([2, 2, 6, 6]).to(DEVICE).requiresGrad_(true);
+        const [g] = kiln.autograd.grad(conv.call(x).square().sum(), x);
+        const v = Array.from(g!.cpu().dataSync() as Float32Array);
+        conv.dispose();
+        return v;
+      });
+      expect(run()).to.deep.equal(run());
+    } finally {
+      kiln.backends.set(before);
+    }
+    expect(kiln.backends.flags()).to.deep.equal(start);
+    expect(() => kiln.backends.set({ cudnnBenchmark: 1 as never })).to.throw(kiln.KilnError, /cudnnBenchmark/);
+    expect(() => kiln.backends.set({ tf32: true } as never)).to.throw(kiln.KilnError, /backends\.set: tf32/);
+    expect(() => kiln.backends.useDeterministic('yes' as never)).to.throw(kiln.KilnError, /useDeterministic/);
+  });
+});
