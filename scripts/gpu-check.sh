@@ -29,7 +29,7 @@ status() { if [ "$1" = 0 ]; then echo pass; else echo "FAIL($1)"; fi; }
 mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc --timeout 120000"
 node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
 # the device-generic tests (README, Development): each skips with a message where CUDA is missing
-cuda_tests="40.device 41.amp 45.robust 46.autoattack 46b.robust-smoothing 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47b.explain-layer 49.explain-guided"
+cuda_tests="40.device 41.amp 45.robust 46.autoattack 46b.robust-smoothing 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 49.explain-guided"
 KILN_TEST_DEVICE=cuda $mocha $(for t in $cuda_tests; do echo "dist/test/$t.test.js"; done) > "$out/test-cuda.log" 2>&1; cuda=$?
 $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?
 BENCH_DEVICE=cuda node dist/bench/run.js models airbench explain robust > "$out/bench.log" 2>&1; bench=$?

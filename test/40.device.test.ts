@@ -5,8 +5,7 @@
  */
 import { expect } from 'chai';
 import * as kiln from '../lib';
-
-const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
+import { DEVICE, skipWithoutDevice } from './helpers';
 
 function close(a: kiln.Tensor, b: kiln.Tensor, tol: number): void {
   const x = a.cpu(), y = b.cpu();
@@ -18,12 +17,7 @@ function close(a: kiln.Tensor, b: kiln.Tensor, tol: number): void {
 
 describe(`40 device-generic (${DEVICE})`, function () {
   this.timeout(120000);
-  before(function () {
-    if (DEVICE !== 'cpu' && !kiln.info().cudaAvailable) {
-      console.log(`      (skipped: KILN_TEST_DEVICE=${DEVICE} but CUDA is not available)`);
-      this.skip();
-    }
-  });
+  before(skipWithoutDevice);
 
   it('tensors move to the device and back; ops and readback agree with the CPU', async () => {
     kiln.manualSeed(0);

@@ -1,12 +1,14 @@
 /** Mixed precision: autocast on the CPU (bfloat16) and on KILN_TEST_DEVICE=cuda, GradScaler. */
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError } from './helpers';
+import { expectKilnError, DEVICE as TEST_DEVICE, skipWithoutDevice } from './helpers';
 
-const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as 'cpu' | 'cuda';
+/** KILN_TEST_DEVICE as autocast's device type; the tests on it skip, saying why, where CUDA is missing. */
+const DEVICE = TEST_DEVICE as 'cpu' | 'cuda';
 
 describe('41 mixed precision', () => {
-  it(`autocast on ${DEVICE} runs conv2d/matmul in low precision and restores the mode after`, () => {
+  it(`autocast on ${DEVICE} runs conv2d/matmul in low precision and restores the mode after`, function () {
+    skipWithoutDevice.call(this);
     const dtype = DEVICE === 'cpu' ? 'bfloat16' : 'float16';
     const x = kiln.randn([2, 3, 8, 8], { device: DEVICE }), w = kiln.randn([4, 3, 3, 3], { device: DEVICE });
     const [inside, mm] = kiln.amp.autocast(() => [kiln.nn.functional.conv2d(x, w), x.flatten(1).matmul(x.flatten(1).t())], { device: DEVICE, dtype });
@@ -20,7 +22,8 @@ describe('41 mixed precision', () => {
     for (const t of [x, w, inside, mm, after]) t.dispose();
   });
 
-  it('a model trains under autocast: gradients are float32 like the weights', () => {
+  it('a model trains under autocast: gradients are float32 like the weights', function () {
+    skipWithoutDevice.call(this);
     const m = kiln.models.simpleCnn({ numClasses: 3, width: 8 }).to(DEVICE);
     const x = kiln.randn([4, 1, 12, 12], { device: DEVICE }), y = kiln.randint(0, 3, [4], { device: DEVICE });
     kiln.tidy(() => {
@@ -78,7 +81,8 @@ describe('41 mixed precision', () => {
     p.dispose();
   });
 
-  it('channels-last weights and inputs give the same outputs as contiguous ones', () => {
+  it('channels-last weights and inputs give the same outputs as contiguous ones', function () {
+    skipWithoutDevice.call(this);
     kiln.manualSeed(5);
     const m = kiln.models.resnet9({ numClasses: 10 }).to(DEVICE).eval();
     const x = kiln.randn([2, 3, 32, 32], { device: DEVICE });
@@ -92,7 +96,8 @@ describe('41 mixed precision', () => {
     m.dispose();
   });
 
-  it(`Trainer with mixedPrecision ${DEVICE === 'cpu' ? "'bf16'" : "'fp16'"} learns a separable toy problem; fp16 on the CPU is refused`, async () => {
+  it(`Trainer with mixedPrecision ${DEVICE === 'cpu' ? "'bf16'" : "'fp16'"} learns a separable toy problem; fp16 on the CPU is refused`, async function () {
+    skipWithoutDevice.call(this);
     kiln.manualSeed(7);
     const n = 256;
     const y = kiln.randint(0, 2, [n]);

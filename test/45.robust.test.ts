@@ -8,13 +8,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, maxAbsDiff } from './helpers';
+import { expectKilnError, maxAbsDiff, DEVICE, skipWithoutDevice } from './helpers';
 import { glassBlurCore, motionBlurCore, elasticTransformCore, fogCore, plasmaFractal } from '../lib/robust/corruptions-random';
 import { spatterCore, SpatterParams } from '../lib/robust/corruptions-spatter';
 import { snowCore, SnowParams } from '../lib/robust/corruptions-snow';
 import { canny, distanceTransform, boxBlur3, boxBlur3U8, equalizeHist, filter2dU8 } from '../lib/robust/opencv';
 
-const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'robust.json'), 'utf8'));
 const { nn, robust } = kiln;
 
@@ -49,9 +48,7 @@ function normalise(p: kiln.Tensor): kiln.Tensor {
 
 describe(`45 robust (${DEVICE})`, function () {
   this.timeout(120000);
-  before(function () {
-    if (DEVICE !== 'cpu' && !kiln.info().cudaAvailable) this.skip();
-  });
+  before(skipWithoutDevice);
 
   describe('attacks', () => {
     const norm = { mean: FIX.model.mean, std: FIX.model.std };

@@ -8,9 +8,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, maxAbsDiff } from './helpers';
+import { expectKilnError, maxAbsDiff, DEVICE, skipWithoutDevice } from './helpers';
 
-const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'autoattack.json'), 'utf8'));
 const { nn, robust } = kiln;
 type Shaped = { shape: number[]; values: number[] };
@@ -37,6 +36,7 @@ function space(): { toModel: (p: kiln.Tensor) => kiln.Tensor; toPixels: (x: kiln
 
 describe(`46 autoattack (${DEVICE})`, function () {
   this.timeout(120000);
+  before(skipWithoutDevice);
   const { toModel, toPixels } = space();
 
   describe('against the reference transcription', () => {

@@ -11,10 +11,9 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, toyData } from './helpers';
+import { expectKilnError, toyData, DEVICE, skipWithoutDevice } from './helpers';
 import { logGamma } from '../lib/robust/statistics';
 
-const DEVICE = (process.env.KILN_TEST_DEVICE ?? 'cpu') as kiln.Device;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'smoothing.json'), 'utf8'));
 const { nn, robust } = kiln;
 
@@ -56,9 +55,7 @@ function fixtureLinear(copies: number): { model: kiln.nn.Sequential; x: kiln.Ten
 
 describe(`46b robust: randomized smoothing (${DEVICE})`, function () {
   this.timeout(120000);
-  before(function () {
-    if (DEVICE !== 'cpu' && !kiln.info().cudaAvailable) this.skip();
-  });
+  before(skipWithoutDevice);
 
   describe('statistics against scipy', () => {
     it('ln Γ, the regularised incomplete beta and its exact special cases', () => {
