@@ -1,0 +1,151 @@
+/**
+ * Kiln vs TensorFlow.js in Node, same run, same architectures (Kiln's simple-cnn and resnet18 rebuilt in
+ * tfjs-layers by bench/peers/tfjs-peer.js), same initial weight statistics and data shapes (tfjs NHWC):
+ * a simple-cnn Adam training step at batch 128 and inference at batch 1 / 256 (28×28×1), resnet18
+ * inference at 64² batch 32. Peers, tried in this order: @tensorflow/tfjs-node (libtensorflow), then
+ * @tensorflow/tfjs with the wasm backend (SIMD; threads where tfjs allows them in Node) and the pure-JS
+ * cpu backend (time-capped). tfjs is never a Kiln dependency: it is installed on demand into bench/out/tfjs.
+ * `--quick`: fewer repeats.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import * as kiln from '../lib';
+import { runPeer, machine, table, record, medianSeconds, ROOT } from './harness';
+
+const TFJS_VERSION = '4.22.0';
+const PREFIX = path.join(ROOT, 'bench', 'out', 'tfjs');
+const PEER = path.join(ROOT, 'bench', 'peers', 'tfjs-peer.js');
+const QUICK = process.argv.includes('--quick');
+
+type Model = 'simple-cnn' | 'resnet18';
+/** One measured case; `capSeconds` bounds the timed calls of a slow peer (at least one is timed). */
+interface Case { name: string; model: Model; kind: 'infer' | 'train'; batch: number; size: number; channels: number; classes: number; iters: number; warmup: number; capSeconds: number }
+
+const CASES: Case[] = [
+  { name: 'simple-cnn train step 28²×1 b128 (Adam)', model: 'simple-cnn', kind: 'train', batch: 128, size: 28, channels: 1, classes: 10, iters: QUICK ? 3 : 9, warmup: 2, capSeconds: 20 },
+  { name: 'simple-cnn infer 28²×1 b1', model: 'simple-cnn', kind: 'infer', batch: 1, size: 28, channels: 1, classes: 10, iters: QUICK ? 20 : 100, warmup: 10, capSeconds: 20 },
+  { name: 'simple-cnn infer 28²×1 b256', model: 'simple-cnn', kind: 'infer', batch: 256, size: 28, channels: 1, classes: 10, iters: QUICK ? 3 : 9, warmup: 2, capSeconds: 20 },
+  { name: 'resnet18 infer 64²×3 b32', model: 'resnet18', kind: 'infer', batch: 32, size: 64, channels: 3, classes: 10, iters: QUICK ? 3 : 9, warmup: 2, capSeconds: 20 },
+];
+
+/** The peers in the order the brief asks for them: tfjs-node first, then the registry-only backends. */
+const BACKENDS = [
+  { backend: 'tensorflow', label: 'tfjs-node (libtensorflow)', pkg: '@tensorflow/tfjs-node' },
+  { backend: 'wasm', label: 'tfjs wasm', pkg: '@tensorflow/tfjs-backend-wasm' },
+  { backend: 'cpu', label: 'tfjs cpu (pure JS)', pkg: '@tensorflow/tfjs' },
+] as const;
+
+const installed = (pkg: string) => fs.existsSync(path.join(PREFIX, 'node_modules', ...pkg.split('/'), 'package.json'));
+
+/** npm-installs `pkgs` at TFJS_VERSION into bench/out/tfjs unless present; null on success, else why not. */
+function ensureInstalled(pkgs: string[]): string | null {
+  const missing = pkgs.filter((p) => !installed(p));
+  if (!missing.length) return null;
+  fs.mkdirSync(PREFIX, { recursive: true });
+  console.log(`installing ${missing.join(' ')} ${TFJS_VERSION} into ${path.relative(ROOT, PREFIX)} …`);
+  const r = spawnSync('npm', ['install', '--prefix', PREFIX, '--no-audit', '--no-fund', ...missing.map((p) => `${p}@${TFJS_VERSION}`)],
+    { encoding: 'utf8', timeout: 600_000, shell: process.platform === 'win32', maxBuffer: 1 << 24 });
+  if (r.status === 0) return null;
+  const out = `${r.stderr ?? ''}\n${r.stdout ?? ''}`;
+  const line = out.split('\n').map((l) => l.replace(/^npm (error|ERR!)\s*/, '').trim()).find((l) => /ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNREFUSED|^Error:/.test(l));
+  return `npm install failed: ${line ?? (r.error?.message || `exit ${r.status}`)}`;
+}
+
+/** Kiln's side of a case: median seconds per call, each call reading its result back (as the peer does). */
+function kilnCase(c: Case): number {
+  kiln.manualSeed(0);
+  const m = c.model === 'simple-cnn'
+    ? kiln.models.simpleCnn({ inChannels: c.channels, numClasses: c.classes })
+    : kiln.models.resnet18({ inChannels: c.channels, numClasses: c.classes });
+  const x = kiln.randn([c.batch, c.channels, c.size, c.size]);
+  const its = { iters: c.iters, warmup: c.warmup };
+  try {
+    if (c.kind === 'infer') {
+      m.eval();
+      return medianSeconds(() => kiln.tidy(() => { kiln.noGrad(() => m.call(x)).dataSync(); }), its.iters, its.warmup);
+    }
+    m.train();
+    const y = kiln.randint(0, c.classes, [c.batch]);
+    const opt = new kiln.optim.Adam(m.parameters(), { lr: 1e-3 });
+    const t = medianSeconds(() => kiln.tidy(() => {
+      opt.zeroGrad();
+      const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
+      loss.backward();
+      opt.step();
+      loss.item();
+    }), its.iters, its.warmup);
+    y.dispose(); opt.dispose();
+    return t;
+  } finally {
+    x.dispose(); m.dispose();
+  }
+}
+
+interface PeerResult { name?: string; seconds?: number; runs?: number; threads?: number | string; leakedTensors?: number; error?: string }
+
+export function run(): void {
+  const threads = kiln.info().numThreads;
+  const status: Record<string, string> = {}; // backend → why it was not measured
+  const base = ensureInstalled(['@tensorflow/tfjs', '@tensorflow/tfjs-backend-wasm']);
+  if (base) for (const b of BACKENDS) status[b.backend] = base;
+  else {
+    const nodeErr = ensureInstalled(['@tensorflow/tfjs-node']);
+    if (nodeErr) status.tensorflow = nodeErr;
+  }
+  // which backends load, and wasm with Kiln's thread count if tfjs lets it start threads in Node
+  let wasmThreads = threads;
+  let wasmNote = '';
+  for (const b of BACKENDS) {
+    if (status[b.backend]) continue;
+    const probe = () => runPeer(process.execPath, [PEER, PREFIX, 'probe', b.backend, String(b.backend === 'wasm' ? wasmThreads : 1)])?.[0] as { ok?: boolean; error?: string; threads?: number; simd?: boolean } | undefined;
+    let p = probe();
+    if (b.backend === 'wasm' && !p?.ok && wasmThreads > 1) {
+      wasmNote = `wasm with ${wasmThreads} threads failed to start (${p?.error ?? 'no answer'}), so it runs on 1`;
+      wasmThreads = 1;
+      p = probe();
+    }
+    if (b.backend === 'wasm' && p?.ok) wasmNote = `wasm: SIMD ${p.simd ? 'on' : 'off'}, ${p.threads} thread(s)${wasmNote ? '; ' + wasmNote : ''}`;
+    if (!p?.ok) status[b.backend] = `does not load: ${p?.error ?? 'peer failed'}`;
+  }
+
+  // Kiln before and after the peers (best of the two), and once with 1 thread for the single-threaded peers
+  const kilnRun = () => CASES.map(kilnCase);
+  const k1 = kilnRun();
+  kiln.setNumThreads(1);
+  const kOne = kilnRun();
+  kiln.setNumThreads(threads);
+  const peer: Record<string, PeerResult[]> = {};
+  for (const b of BACKENDS) {
+    if (status[b.backend]) continue;
+    const r = runPeer(process.execPath, [PEER, PREFIX, b.backend, JSON.stringify(CASES), String(b.backend === 'wasm' ? wasmThreads : 1)]) as PeerResult[] | null;
+    if (r) peer[b.backend] = r;
+    else status[b.backend] = 'peer process failed';
+  }
+  const k2 = kilnRun();
+  const kBest = k1.map((t, i) => Math.min(t, k2[i]));
+
+  const ms = (s: number) => (s * 1000).toFixed(2);
+  const rows: string[][] = [];
+  CASES.forEach((c, i) => {
+    const ips = (s: number) => (c.batch / s).toFixed(0);
+    rows.push([c.name, `Kiln (libtorch ${kiln.info().torchVersion})`, String(threads), ms(kBest[i]), ips(kBest[i]), '1.00', (kBest[i] / kOne[i]).toFixed(2), `${c.iters}`]);
+    rows.push([c.name, 'Kiln', '1', ms(kOne[i]), ips(kOne[i]), (kOne[i] / kBest[i]).toFixed(2), '1.00', `${c.iters}`]);
+    for (const b of BACKENDS) {
+      const r = peer[b.backend]?.find((x) => x.name === c.name);
+      if (status[b.backend]) rows.push([c.name, b.label, '—', 'not measured', '—', '—', '—', '—']);
+      else if (!r || r.error || r.seconds === undefined) rows.push([c.name, b.label, '—', `fails: ${r?.error ?? 'no result'}`, '—', '—', '—', '—']);
+      else {
+        const leak = r.leakedTensors ? ` (${r.leakedTensors} tensors left)` : '';
+        rows.push([c.name, b.label, String(r.threads), ms(r.seconds) + leak, ips(r.seconds), (r.seconds / kBest[i]).toFixed(2), (r.seconds / kOne[i]).toFixed(2), `${r.runs}${r.runs! < c.iters ? ' (capped)' : ''}`]);
+      }
+    }
+  });
+  const t = table(['case', 'runtime', 'threads', 'ms (median)', 'img/s', `time ÷ Kiln ${threads} thr`, 'time ÷ Kiln 1 thr', 'timed runs'], rows);
+  console.log(t);
+  const notes = BACKENDS.filter((b) => status[b.backend]).map((b) => `${b.label} not measured: ${status[b.backend]}.`);
+  const load = (require('os') as typeof import('os')).loadavg().map((l) => l.toFixed(2)).join(' ');
+  record('TensorFlow.js (cpu)', `${new Date().toISOString().slice(0, 10)} — ${machine()}; tfjs ${TFJS_VERSION} (in bench/out/tfjs, not a Kiln dependency); Kiln ${threads} intra-op threads (best of a run before and after the peers) and 1 thread; ${wasmNote || 'wasm not run'}; the cpu backend is single-threaded JS. Median per call after warm-up, each call reads its result back (tfjs \`await data()\`, Kiln \`dataSync()\`/\`item()\`); a peer stops timing a case after ${CASES[0].capSeconds} s of timed calls (the cpu backend also gets a single warm-up call). Same layers and init statistics (torch defaults) on both sides, tfjs NHWC with 'same' padding. Load average (1/5/15 min) at the end: ${load}.\n\n${t}\n\n${notes.join(' ')}`);
+}
+
+if (require.main === module) run();
