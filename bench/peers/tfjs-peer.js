@@ -152,6 +152,7 @@ async function runCase(tf, c, backend) {
   // the pure-JS backend takes seconds per call at batch 128+ and has nothing to compile: one warm-up call
   const warmup = backend === 'cpu' ? Math.min(1, c.warmup) : c.warmup;
   const model = builders[c.model](tf, c.size, c.channels, c.classes);
+  const trainable = model.trainableWeights.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
   const x = tf.randomNormal([c.batch, c.size, c.size, c.channels]);
   const before = tf.memory().numTensors;
   let r;
@@ -178,7 +179,7 @@ async function runCase(tf, c, backend) {
   const leaked = tf.memory().numTensors - before; // tensors a timed call left behind (should be 0)
   x.dispose();
   model.dispose();
-  return { ...r, leakedTensors: leaked };
+  return { ...r, leakedTensors: leaked, trainableParams: trainable };
 }
 
 async function main() {
@@ -199,7 +200,10 @@ async function main() {
       const r = await runCase(s.tf, c, mode);
       console.log(JSON.stringify({ name: c.name, backend: mode, threads: s.threads, version: s.tf.version.tfjs, ...r }));
     } catch (e) {
-      console.log(JSON.stringify({ name: c.name, backend: mode, error: String((e && e.message) || e).split('\n')[0].slice(0, 300) }));
+      let error = String((e && e.message) || e).split('\n')[0].slice(0, 300);
+      // tfjs runs every kernel of a backend on that backend, without falling back to another one
+      if (/not registered for backend/.test(error)) error += ` (tfjs ${s.tf.version.tfjs} has no such kernel on '${mode}', so this case cannot run there)`;
+      console.log(JSON.stringify({ name: c.name, backend: mode, error }));
     }
   }
 }
