@@ -114,7 +114,7 @@ export function run(): void {
   if (base) for (const b of BACKENDS) status[b.backend] = base;
   else {
     const nodeErr = ensureInstalled(['@tensorflow/tfjs-node']);
-    if (nodeErr) status.tensorflow = nodeErr;
+    if (nodeErr) status.tensorflow = `its install script downloads the libtensorflow binary from outside the npm registry, and ${nodeErr}`;
   }
   // which backends load, and wasm with Kiln's thread count if tfjs lets it start threads in Node
   let wasmThreads = threads;
@@ -125,8 +125,9 @@ export function run(): void {
     let p = probe();
     if (b.backend === 'wasm' && !p?.ok && wasmThreads > 1) {
       // tfjs-backend-wasm switches threads off under Node (tfjs issue 3830); the peer forces its flag to try anyway
-      const why = (p?.error ?? 'no answer').replace(/ Received "blob:[^"]*"/, '');
-      wasmNote = `tfjs-backend-wasm disables threads in Node and forcing them fails (${why}: its pthread workers are Blob URLs), so it runs on 1`;
+      const err = p?.error ?? 'no answer';
+      const why = /ERR_WORKER_PATH/.test(err) ? 'ERR_WORKER_PATH: its Emscripten pthread workers are Blob URLs, which Node\'s Worker refuses' : err;
+      wasmNote = `tfjs-backend-wasm disables threads in Node and forcing them fails (${why}), so it runs on 1`;
       wasmThreads = 1;
       p = probe();
     }
@@ -156,7 +157,7 @@ export function run(): void {
   const notes = BACKENDS.filter((b) => status[b.backend]).map((b) => `${b.label} not measured: ${status[b.backend]}.`);
   const caseNotes = new Map<string, string[]>(); // "backend: reason" → the cases it concerns
   CASES.forEach((c, i) => {
-    const ips = (s: number) => (c.batch / s).toFixed(0);
+    const ips = (s: number) => (c.batch / s >= 100 ? (c.batch / s).toFixed(0) : (c.batch / s).toPrecision(2));
     rows.push([c.name, `Kiln (libtorch ${kiln.info().torchVersion})`, String(threads), ms(kBest[i]), ips(kBest[i]), '1.00', (kBest[i] / kOne[i]).toFixed(2), `${c.iters}`]);
     if (threads > 1) rows.push([c.name, 'Kiln', '1', ms(kOne[i]), ips(kOne[i]), (kOne[i] / kBest[i]).toFixed(2), '1.00', `${c.iters}`]);
     for (const b of BACKENDS) {
@@ -178,7 +179,7 @@ export function run(): void {
   const counts = CASES.map((c) => ({ c, kiln: kilnParams(c), peers: Object.values(peer).map((rs) => rs.find((x) => x.name === c.name)?.trainableParams).filter((n): n is number => n !== undefined) }));
   const agree = counts.every((k) => k.peers.every((n) => n === k.kiln));
   const paramNote = [...new Map(counts.map((k) => [k.c.model, k])).values()].map((k) => `${k.c.model} ${k.kiln}${k.peers.length ? ` (tfjs ${[...new Set(k.peers)].join('/')})` : ''}`).join(', ');
-  for (const [why, names] of caseNotes) notes.push(`${why.replace(': ', ` (${names.join('; ')}): `)}.`);
+  for (const [why, names] of caseNotes) notes.push(`${why.replace(': ', ` — ${names.join('; ')}: `)}.`);
   const t = table(['case', 'runtime', 'threads', 'ms (median)', 'img/s', `time ÷ Kiln ${threads} thr`, 'time ÷ Kiln 1 thr', 'timed runs'], rows);
   console.log(t);
   record('TensorFlow.js (cpu)', `${new Date().toISOString().slice(0, 10)} — ${machine()}; tfjs ${TFJS_VERSION} (in bench/out/tfjs, not a Kiln dependency); Kiln ${threads} intra-op threads (best of a run before and after the peers) and 1 thread; ${wasmNote || 'wasm not run'}; the cpu backend is single-threaded JS. Median per call after warm-up, each call reads its result back (tfjs \`await data()\`, Kiln \`dataSync()\`/\`item()\`); a peer stops timing a case after ${CASES[0].capSeconds} s of timed calls (the cpu backend also gets a single warm-up call). Same layers and init statistics (torch defaults) on both sides, tfjs NHWC with 'same' padding; trainable parameters ${paramNote}, equal: ${agree}. Load average (1 min) at start / end: ${loadStart} / ${load()} on ${os.cpus().length} cores.\n\n${t}\n\n${notes.map((n) => `- ${n}`).join('\n')}`);
