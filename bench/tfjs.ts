@@ -186,6 +186,11 @@ export function run(): void {
   for (const [why, names] of caseNotes) notes.push(`${why.replace(': ', ` — ${names.join('; ')}: `)}.`);
   const t = table(['case', 'runtime', 'threads', 'ms (median)', 'img/s', `time ÷ Kiln ${threads} thr`, 'time ÷ Kiln 1 thr', 'timed runs'], rows);
   console.log(t);
+  if (!Object.values(peer).some((rs) => rs.some((r) => r.seconds !== undefined))) {
+    // keep the last recorded comparison rather than replace it with Kiln alone
+    console.log(`no tfjs peer measured anything, bench/RESULTS.md left as it was:\n${notes.join('\n')}`);
+    return;
+  }
   record('TensorFlow.js (cpu)', `${new Date().toISOString().slice(0, 10)} — ${machine()}; tfjs ${TFJS_VERSION} (in bench/out/tfjs, not a Kiln dependency); Kiln with ${threads} intra-op threads and with 1, each the best of a run before and after the peers; ${wasmNote || 'wasm not run'}; the cpu backend is single-threaded JS. Median per call after warm-up, each call reads its result back (tfjs \`await data()\`, Kiln \`dataSync()\`/\`item()\`); a peer stops timing a case after ${CASES[0].capSeconds} s of timed calls (the cpu backend also gets a single warm-up call). Same layers and init statistics (torch defaults) on both sides, tfjs NHWC with 'same' padding; trainable parameters ${paramNote}, equal: ${agree}. Load average (1 min) at start / end: ${loadStart} / ${load()} on ${os.cpus().length} cores (the benchmark itself adds 1–2).\n\n${t}\n\n${notes.map((n) => `- ${n}`).join('\n')}`);
 }
 
