@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import * as kiln from '../lib';
 import { explainCommand, EXPLAIN_FLAGS } from '../lib/cli/explain';
 import { parseArgs, UsageError } from '../lib/cli/args';
-import { expectKilnError, maxAbsDiff, values } from './helpers';
+import { expectKilnError, maxAbsDiff, values, expectNoFileLeaks } from './helpers';
 
 const E = kiln.explain;
 
@@ -59,14 +59,7 @@ function lut(name: kiln.explain.ColormapName): number[][] {
 
 describe('44 explanation methods', function () {
   this.timeout(60000);
-  let atStart = 0;
-  before(() => {
-    atStart = kiln.memory().numTensors;
-  });
-  after(() => {
-    // every test disposes what it made: the file as a whole leaves no tensor behind
-    expect(kiln.memory().numTensors).to.equal(atStart);
-  });
+  expectNoFileLeaks(true);
 
   describe('inputXGradient', () => {
     it('on a linear model equals w·x elementwise, and leaves parameter grads and mode alone', () => {

@@ -15,7 +15,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectClose, expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice } from './helpers';
+import { expectClose, expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks } from './helpers';
 
 const E = kiln.explain;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'explain-metrics.json'), 'utf8'));
@@ -72,14 +72,8 @@ const dot = (a: number[], b: number[]): number => a.reduce((s, v, i) => s + v * 
 
 describe(`47 GradientShap and explanation metrics (${DEVICE})`, function () {
   this.timeout(60000);
-  let atStart = 0;
   before(skipWithoutDevice);
-  before(() => {
-    atStart = kiln.memory().numTensors;
-  });
-  after(() => {
-    expect(kiln.memory().numTensors).to.equal(atStart);
-  });
+  expectNoFileLeaks(true);
 
   describe('gradientShap', () => {
     it('on a linear model: delta is 0 for every draw, and one draw equals (x − b)⊙w for one of the baselines', () => {

@@ -18,7 +18,7 @@ import * as kiln from '../lib';
 import { SqueezeExcitation } from '../lib/models/blocks';
 import { explainCommand, EXPLAIN_FLAGS } from '../lib/cli/explain';
 import { parseArgs } from '../lib/cli/args';
-import { expectClose, expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice } from './helpers';
+import { expectClose, expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks } from './helpers';
 
 const E = kiln.explain;
 const { nn } = kiln;
@@ -97,16 +97,8 @@ const hookCounts = (m: kiln.nn.Module) => m.namedModules().map(([, mod]) => (mod
 
 describe(`48 DeepLift and DeepLiftShap (${DEVICE})`, function () {
   this.timeout(120000);
-  let atStart = 0;
   before(skipWithoutDevice);
-  before(() => {
-    atStart = kiln.memory().numTensors;
-  });
-  after(() => {
-    // every test checks its own count exactly; here, nothing is left behind (tensors that earlier files
-    // left to the GC backstop may be collected meanwhile, hence at most)
-    expect(kiln.memory().numTensors).to.be.at.most(atStart);
-  });
+  expectNoFileLeaks(false);
 
   describe("agreement with Captum's rules (plain-PyTorch transcription with backward hooks)", () => {
     for (const name of ['zeroBaseline', 'perImageBaseline'] as const) {

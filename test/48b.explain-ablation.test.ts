@@ -19,7 +19,7 @@ import { expect } from 'chai';
 import * as kiln from '../lib';
 import { explainCommand, EXPLAIN_FLAGS } from '../lib/cli/explain';
 import { parseArgs, UsageError } from '../lib/cli/args';
-import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice } from './helpers';
+import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks } from './helpers';
 
 const E = kiln.explain;
 const { nn } = kiln;
@@ -113,14 +113,8 @@ const rowsOf = (c: Shaped, cols: number): number[][] => Array.from({ length: c.v
 
 describe(`48b FeatureAblation, Lime and KernelShap (${DEVICE})`, function () {
   this.timeout(120000);
-  let atStart = 0;
   before(skipWithoutDevice);
-  before(() => {
-    atStart = kiln.memory().numTensors;
-  });
-  after(() => {
-    expect(kiln.memory().numTensors).to.be.at.most(atStart);
-  });
+  expectNoFileLeaks(false);
 
   describe('gridMask', () => {
     it('numbers square cells row-major, cutting the last row and column at the border', () => {

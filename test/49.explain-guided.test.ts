@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice } from './helpers';
+import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks } from './helpers';
 
 const E = kiln.explain;
 const { nn } = kiln;
@@ -81,14 +81,8 @@ function vjp(op: (t: kiln.Tensor) => kiln.Tensor, x: kiln.Tensor, g: kiln.Tensor
 
 describe(`49 Guided Backprop, Deconvolution and Guided Grad-CAM (${DEVICE})`, function () {
   this.timeout(120000);
-  let atStart = 0;
   before(skipWithoutDevice);
-  before(() => {
-    atStart = kiln.memory().numTensors;
-  });
-  after(() => {
-    expect(kiln.memory().numTensors).to.be.at.most(atStart);
-  });
+  expectNoFileLeaks(false);
 
   describe('nn.functional.guidedRelu / deconvRelu (native autograd functions)', () => {
     it('forward is relu; backward follows each rule for every sign of x (incl. 0) and of the incoming gradient', () => {

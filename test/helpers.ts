@@ -232,3 +232,19 @@ export function expectAugmentedOnDevice(dev: kiln.Tensor, want: kiln.Tensor, ops
     });
   });
 }
+
+/**
+ * Inside a describe: checks that the file as a whole leaves no tensor behind — exactly as many live
+ * tensors after it as before (`exact`), or at most as many (tensors that earlier files left to the GC
+ * backstop may be collected meanwhile).
+ */
+export function expectNoFileLeaks(exact: boolean): void {
+  let atStart = 0;
+  before(() => {
+    atStart = kiln.memory().numTensors;
+  });
+  after(() => {
+    if (exact) expect(kiln.memory().numTensors).to.equal(atStart);
+    else expect(kiln.memory().numTensors).to.be.at.most(atStart);
+  });
+}
