@@ -78,7 +78,8 @@ async function load(url: string, images: Buffer[], clients: number, seconds: num
 async function batchStats(url: string): Promise<{ sum: number; count: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
-  return { sum: num(/^kiln_batch_size_sum (\S+)/m), count: num(/^kiln_batch_size_count (\S+)/m) };
+  // one model: one series, labelled by model and version
+  return { sum: num(/^kiln_batch_size_sum(?:\{[^}]*\})? (\S+)/m), count: num(/^kiln_batch_size_count(?:\{[^}]*\})? (\S+)/m) };
 }
 
 export async function run(): Promise<void> {
