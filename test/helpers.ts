@@ -234,17 +234,35 @@ export function expectAugmentedOnDevice(dev: kiln.Tensor, want: kiln.Tensor, ops
 }
 
 /**
+ * The live tensor count once the GC backstop has run: collects and yields to the FinalizationRegistry until
+ * the count holds still for three turns (or 50 turns pass). Without --expose-gc it is the count now.
+ */
+export async function settledTensorCount(): Promise<number> {
+  let count = kiln.memory().numTensors;
+  if (!(globalThis as { gc?: unknown }).gc) return count;
+  for (let i = 0, still = 0; i < 50 && still < 3; i++) {
+    gc();
+    await tick();
+    const now = kiln.memory().numTensors;
+    still = now === count ? still + 1 : 0;
+    count = now;
+  }
+  return count;
+}
+
+/**
  * Inside a describe: checks that the file as a whole leaves no tensor behind — exactly as many live
- * tensors after it as before (`exact`), or at most as many (tensors that earlier files left to the GC
- * backstop may be collected meanwhile).
+ * tensors after it as before (`exact`), or at most as many. Both counts are taken after the GC backstop
+ * has settled, so tensors that earlier files left to it cannot be collected in between and skew the count.
  */
 export function expectNoFileLeaks(exact: boolean): void {
   let atStart = 0;
-  before(() => {
-    atStart = kiln.memory().numTensors;
+  before(async () => {
+    atStart = await settledTensorCount();
   });
-  after(() => {
-    if (exact) expect(kiln.memory().numTensors).to.equal(atStart);
-    else expect(kiln.memory().numTensors).to.be.at.most(atStart);
+  after(async () => {
+    const atEnd = await settledTensorCount();
+    if (exact) expect(atEnd, 'live tensors after the file').to.equal(atStart);
+    else expect(atEnd, 'live tensors after the file').to.be.at.most(atStart);
   });
 }
