@@ -39,7 +39,7 @@ export interface NativeAddon {
   toBuffer(x: H, raw?: boolean): ArrayBuffer;
   dataAsync(x: H): Promise<ArrayBuffer>;
   // image decoding for data loading (native/decode.cc)
-  decodeImagesAsync(inputs: (string | { data: Uint8Array; height: number; width: number; channels: number })[], height: number, width: number, fit: number, channels: number, autoOrient: boolean, threads: number, shrinkOnLoad: boolean): Promise<({ data: ArrayBuffer; height: number; width: number } | string)[]>;
+  decodeImagesAsync(inputs: (string | { encoded: Uint8Array } | { data: Uint8Array; height: number; width: number; channels: number })[], height: number, width: number, fit: number, channels: number, autoOrient: boolean, threads: number, shrinkOnLoad: boolean): Promise<({ data: ArrayBuffer; height: number; width: number } | string)[]>;
   decodeFormats(): { png: boolean; jpeg: boolean };
   item(x: H): number | boolean;
   backward(x: H, grad: H, retainGraph: boolean, createGraph: boolean): void;

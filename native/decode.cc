@@ -1,4 +1,4 @@
-// Batch image decoding for data loading: PNG (libspng) and JPEG (libjpeg-turbo) files decoded,
+// Batch image decoding for data loading: PNG (libspng) and JPEG (libjpeg-turbo) files or encoded bytes decoded,
 // EXIF-oriented, converted to RGB or BT.601 grey and resized (PIL's antialiased bilinear, bit
 // for bit) on the environment's pool of decoder threads, many files per call. The result is uint8 CHW pixels per file.
 // Anything this path does not decode (other formats, CMYK JPEG, a decode error) is reported per
@@ -45,8 +45,10 @@ struct Image {
 
 /** One file's outcome: CHW pixels, or why this path could not decode it. */
 struct Item {
-  std::string path;  // a file to decode, or empty when `raw` holds pixels decoded elsewhere
-  Image raw;         // interleaved pixels from sharp, to convert and resize here
+  std::string path;               // a file to decode, or empty
+  std::vector<uint8_t> encoded;   // encoded PNG/JPEG bytes to decode when there is no path (hasEncoded)
+  bool hasEncoded = false;
+  Image raw;                      // else: interleaved pixels from sharp, to convert and resize here
   std::vector<uint8_t> chw;
   int h = 0, w = 0;
   std::string reason;  // empty: decoded
@@ -495,9 +497,8 @@ struct DecodeJob {
   std::vector<Item> items;
 };
 
-bool decodeFile(Item& it, const DecodeSpec& s, void* tj, Image& im) {
-  std::vector<uint8_t> bytes;
-  if (!readFile(it.path, bytes, it.reason)) return false;
+/** Decodes PNG or JPEG bytes (told apart by their signature). */
+bool decodeBytes(const std::vector<uint8_t>& bytes, Item& it, const DecodeSpec& s, void* tj, Image& im) {
   bool ok = false;
   if (bytes.size() >= 8 && std::memcmp(bytes.data(), "\x89PNG\r\n\x1a\n", 8) == 0) {
 #ifdef KILN_HAVE_SPNG
@@ -520,8 +521,15 @@ bool decodeFile(Item& it, const DecodeSpec& s, void* tj, Image& im) {
 /** Decodes (or takes the given pixels), converts the channels, fits the size, writes CHW. */
 void decodeOne(Item& it, const DecodeSpec& s, void* tj) {
   Image im;
-  if (it.path.empty()) im = std::move(it.raw);
-  else if (!decodeFile(it, s, tj, im)) return;
+  if (!it.path.empty()) {
+    std::vector<uint8_t> bytes;
+    if (!readFile(it.path, bytes, it.reason) || !decodeBytes(bytes, it, s, tj, im)) return;
+  } else if (it.hasEncoded) {
+    if (!decodeBytes(it.encoded, it, s, tj, im)) return;
+    std::vector<uint8_t>().swap(it.encoded);
+  } else {
+    im = std::move(it.raw);
+  }
   if (s.channels == 1) toGrey(im);
   else toRgb(im);
   Image out = fitTo(std::move(im), s);
@@ -553,7 +561,8 @@ void decodeSafely(Item& it, const DecodeSpec& spec, void* tj) {
 /** On a libuv thread: hands the items to the pool and waits (without spinning) until all are done. */
 void decodeExecute(napi_env, void* data) {
   auto* job = static_cast<DecodeJob*>(data);
-  if (job->poolThreads == 0) {  // no decoder thread could start: decode here
+  // no decoder thread could start, or one item (a served request): decode here, without a hand-off
+  if (job->poolThreads == 0 || job->items.size() == 1) {
     JpegDecoder tj;
     for (auto& it : job->items) decodeSafely(it, job->spec, tj.handle);
     return;
@@ -624,7 +633,7 @@ int32_t intProp(napi_env env, napi_value o, const char* name) {
   return r;
 }
 
-/** Reads one input: a path, or {data: Uint8Array (HWC), height, width, channels} (copied). */
+/** Reads one input: a path, {encoded: Uint8Array} (PNG/JPEG bytes), or {data: Uint8Array (HWC), height, width, channels}; bytes are copied. */
 void readInput(napi_env env, napi_value v, Item& it) {
   napi_valuetype type;
   napi_typeof(env, v, &type);
@@ -637,6 +646,24 @@ void readInput(napi_env env, napi_value v, Item& it) {
     return;
   }
   if (type != napi_object) fail("INVALID_ARGUMENT", "decodeImages: inputs must be paths or pixel objects");
+  bool hasEncoded = false;
+  napi_has_named_property(env, v, "encoded", &hasEncoded);
+  if (hasEncoded) {
+    napi_value e;
+    napi_get_named_property(env, v, "encoded", &e);
+    bool isTyped = false;
+    napi_is_typedarray(env, e, &isTyped);
+    napi_typedarray_type tt = napi_int8_array;
+    size_t len = 0;
+    void* ptr = nullptr;
+    if (isTyped) napi_get_typedarray_info(env, e, &tt, &len, &ptr, nullptr, nullptr);
+    if (!isTyped || tt != napi_uint8_array) fail("INVALID_ARGUMENT", "decodeImages: encoded must be a Uint8Array");
+    if (len == 0) fail("INVALID_ARGUMENT", "decodeImages: encoded is empty");
+    const auto* p = static_cast<const uint8_t*>(ptr);
+    it.encoded.assign(p, p + len);
+    it.hasEncoded = true;
+    return;
+  }
   napi_value d;
   napi_get_named_property(env, v, "data", &d);
   bool isTyped = false;

@@ -6,6 +6,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import * as kiln from '../lib';
 import * as data from '../lib/data';
+import { N } from '../lib/native';
 import { values } from './helpers';
 
 const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
@@ -199,6 +200,59 @@ describe('11 image decoding', function () {
     expect(failed).to.be.above(0);
   });
 
+  it('encoded bytes: PNG/JPEG decode natively to the pixels of their files; other formats, CMYK and corrupt bytes go to sharp', async () => {
+    // the native job takes the bytes itself (a reason string would mean it declined them)
+    const nativeBytes = async (b: Buffer) => (await N.decodeImagesAsync([{ encoded: new Uint8Array(b) }], 0, 0, 0, 3, true, 1, false))[0];
+    const fmt = kiln.info().nativeImageDecoding;
+    for (const [file, native] of [['rgb.png', fmt.png], ['photo.jpg', fmt.jpeg]] as const) {
+      const r = await nativeBytes(fs.readFileSync(path.join(FIXTURES, 'images', file)));
+      expect(typeof r === 'string' ? r : 'decoded', file).to.equal(native ? 'decoded' : typeof r === 'string' ? r : 'declined');
+    }
+    expect(await nativeBytes(await sharp(path.join(FIXTURES, 'images', 'rgb.png')).webp({ lossless: true }).toBuffer())).to.equal('not PNG or JPEG');
+    for (const decoder of ['auto', 'sharp'] as const)
+      for (const c of cases) {
+        const bytes = fs.readFileSync(path.join(FIXTURES, 'images', c.file));
+        const d = await data.decodeImage(bytes, { channels: c.channels, size: c.size ?? undefined, fit: c.fit, decoder });
+        const what = `${decoder}: ${c.file} bytes, channels ${c.channels} size ${JSON.stringify(c.size)} ${c.fit}`;
+        expect([d.channels, d.height, d.width], what).to.deep.equal(c.shape);
+        expect(maxDiff(d.data, new Uint8Array(Buffer.from(c.pixels, 'base64'))), what).to.equal(0);
+      }
+    // formats the native path declines decode as their files do
+    const webp = await sharp(path.join(FIXTURES, 'images', 'rgb.png')).webp({ lossless: true }).toBuffer();
+    fs.writeFileSync(path.join(TMP, 'bytes.webp'), webp);
+    expect(maxDiff((await data.decodeImage(webp, { channels: 1, size: [5, 3] })).data, (await one(path.join(TMP, 'bytes.webp'), { channels: 1, size: [5, 3] })).data)).to.equal(0);
+    const cmyk = path.join(TMP, 'bytes-cmyk.jpg');
+    await sharp({ create: { width: 9, height: 5, channels: 3, background: { r: 200, g: 40, b: 90 } } }).toColourspace('cmyk').jpeg().toFile(cmyk);
+    expect(maxDiff((await data.decodeImage(fs.readFileSync(cmyk), { channels: 3 })).data, (await one(cmyk, { channels: 3 })).data)).to.equal(0);
+    // empty, truncated and randomly corrupted bytes: decoded or a KilnError IO naming the input, never a crash
+    await expectRejectsIO(data.decodeImage(Buffer.alloc(0), { channels: 3 }, 'empty upload'), 'empty upload');
+    const png = fs.readFileSync(path.join(FIXTURES, 'images', 'rgb.png'));
+    await expectRejectsIO(data.decodeImage(png.subarray(0, png.length >> 1), { channels: 3 }, 'half a png'), 'half a png');
+    let seed = 777;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const srcs = ['rgb.png', 'grey.png', 'photo.jpg', 'greyphoto.jpg'].map((f) => fs.readFileSync(path.join(FIXTURES, 'images', f)));
+    let decoded = 0, failed = 0;
+    for (let i = 0; i < 120; i++) {
+      const b = Buffer.from(srcs[i % srcs.length]);
+      for (let j = 0; j < 1 + (i % 5); j++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+      const r = await data.decodeImage(i % 4 === 0 ? b.subarray(0, Math.floor(rnd() * b.length)) : b, { channels: 3, size: [6, 6] }, `fuzz ${i}`).then((d) => d, (e) => e);
+      if (r instanceof kiln.KilnError) {
+        expect([r.code, r.message.startsWith(`fuzz ${i}:`)], r.message).to.deep.equal(['IO', true]);
+        failed++;
+      } else {
+        expect(r.data.length).to.equal(3 * 6 * 6);
+        decoded++;
+      }
+    }
+    expect([decoded > 0, failed > 0]).to.deep.equal([true, true]);
+    // the native call refuses what is not bytes
+    for (const bad of [{ encoded: 'x' }, { encoded: new Uint8Array(0) }, { encoded: new Float32Array(4) }]) {
+      const e = await Promise.resolve().then(() => N.decodeImagesAsync([bad as never], 0, 0, 0, 3, true, 1, false)).then(() => null, (err) => err);
+      expect(e, JSON.stringify(bad)).to.be.instanceOf(kiln.KilnError);
+      expect((e as kiln.KilnError).message).to.contain('encoded');
+    }
+  });
+
   it('memory is flat over many decoded batches (no tensors left, RSS steady)', async () => {
     const dir = path.join(TMP, 'flat', 'a');
     fs.mkdirSync(dir, { recursive: true });
@@ -308,7 +362,7 @@ describe('11 image decoding', function () {
     }
     const e2 = await data.decodeImage(42 as never, { channels: 3 }).then(() => null, (err) => err);
     expect(e2).to.be.instanceOf(kiln.KilnError);
-    // encoded bytes go through sharp and the native resize
+    // encoded bytes decode as their file does
     const fromBytes = await data.decodeImage(fs.readFileSync(png), { channels: 3, size: [16, 16] });
     expect(maxDiff(fromBytes.data, (await one(png, { channels: 3, size: [16, 16] })).data)).to.equal(0);
     const ds = await data.imageFolder(path.join(TMP, 'folder'), { size: 4, threads: 2, decoder: 'auto' });

@@ -107,14 +107,14 @@ function checkDecodeOptions(o: DecodeOptions): void {
   checkDecoderOptions(o);
 }
 
-/** Runs the native decode/convert/fit job over paths and sharp's pixels. */
-async function nativeJob(inputs: (string | Raw)[], o: DecodeOptions): Promise<(Decoded | string)[]> {
+/** Runs the native decode/convert/fit job over paths, encoded PNG/JPEG bytes and sharp's pixels. */
+async function nativeJob(inputs: (string | Raw | { encoded: Uint8Array })[], o: DecodeOptions): Promise<(Decoded | string)[]> {
   const fit = FITS.indexOf(o.fit ?? 'cover');
   const res = await N.decodeImagesAsync(inputs, o.size?.[0] ?? 0, o.size?.[1] ?? 0, fit, o.channels, o.autoOrient !== false, o.threads ?? usableCores, !!o.shrinkOnLoad);
   return res.map((r) => (typeof r === 'string' ? r : { data: new Uint8Array(r.data), height: r.height, width: r.width, channels: o.channels }));
 }
 
-/** Decodes one file or encoded bytes; throws KilnError 'IO' naming the file when it cannot. */
+/** Decodes one file or encoded bytes (PNG/JPEG natively, other formats with sharp); throws KilnError 'IO' naming the file when it cannot. */
 export async function decodeImage(input: string | Buffer, o: DecodeOptions, file = typeof input === 'string' ? input : '<buffer>'): Promise<Decoded> {
   checkDecodeOptions(o);
   if (typeof input !== 'string' && !Buffer.isBuffer(input)) throw invalidParameterError('input', 'a file path or a Buffer of encoded image bytes', input);
@@ -122,6 +122,11 @@ export async function decodeImage(input: string | Buffer, o: DecodeOptions, file
     const [r] = await decodeImages([input], o);
     if (r instanceof KilnError) throw r;
     return r;
+  }
+  if ((o.decoder ?? 'auto') === 'auto' && input.length > 0 && nativeAvailable()) {
+    // PNG/JPEG bytes decode natively in one job; anything it declines goes to sharp, as files do
+    const [n] = await nativeJob([{ encoded: new Uint8Array(input.buffer, input.byteOffset, input.length) }], o);
+    if (typeof n !== 'string') return n;
   }
   const [r] = await nativeJob([await sharpPixels(input, o.autoOrient !== false, file)], o);
   if (typeof r === 'string') throw new KilnError(`${file}: ${r}`, 'IO');
