@@ -375,7 +375,7 @@ describe('serve: explanations', function () {
   it('lists the routes in /models, exports metrics, and is off (404) with explanations: false', async () => {
     const m = (await (await fetch(url + '/models/shapes')).json()) as Record<string, any>;
     expect(m.routes.explain).to.deep.equal(['/explanations/shapes/1', '/v1/models/shapes/versions/1:explain']);
-    expect(m.explainQueue).to.deep.equal({ depth: 0, running: 0, maxExplainQueue: 8 });
+    expect(m.explainQueue).to.deep.equal({ depth: 0, running: 0, maxExplainQueue: 8, thread: 'worker' });
     const text = await (await fetch(url + '/metrics')).text();
     const sv = 'model="shapes",version="1"';
     for (const line of [`kiln_explanations_total{${sv},method="gradcam",status="200"}`, `kiln_explanations_total{${sv},method="deeplift",status="200"}`,
@@ -419,6 +419,121 @@ describe('serve: explanations', function () {
     const before = kiln.memory();
     for (let i = 0; i < 8; i++) await round();
     expectMemoryAt(before);
+  });
+
+  describe('on a worker thread', () => {
+    it('answers predictions while a long explanation runs on the worker; the main thread would answer them after it', async () => {
+      const png = await image(7);
+      for (const explainThread of ['worker', 'main'] as const) {
+        const s = await serve(model, { ...opts, port: 0, explainThread });
+        try {
+          expect((await post(`${s.url}/explanations?method=saliency&format=json`, png)).status).to.equal(200); // the worker has started
+          const t0 = performance.now();
+          let explainedAt = 0;
+          const long = post(`${s.url}/explanations?method=ig&steps=512&format=json`, png).then((r) => ((explainedAt = performance.now() - t0), r));
+          await new Promise((r) => setTimeout(r, 20));
+          const predictedAt: number[] = [];
+          for (let i = 0; i < 5; i++) {
+            expect((await post(`${s.url}/predictions`, png)).status).to.equal(200);
+            predictedAt.push(performance.now() - t0);
+          }
+          expect((await long).status).to.equal(200);
+          const last = Math.max(...predictedAt);
+          if (explainThread === 'worker') expect(last, `predictions done at ${last.toFixed(0)} ms, the explanation at ${explainedAt.toFixed(0)} ms`).to.be.below(explainedAt);
+          else expect(last, `predictions done at ${last.toFixed(0)} ms, the explanation at ${explainedAt.toFixed(0)} ms`).to.be.above(explainedAt);
+        } finally {
+          await s.close();
+        }
+      }
+    });
+
+    it('stops an explanation that runs past timeoutMs (504 at once) and answers the next one on a fresh worker', async () => {
+      const s = await serve(model, { ...opts, port: 0, timeoutMs: 100 });
+      const ep = s.endpoint() as unknown as { explainWorker: { alive: boolean } };
+      try {
+        const png = await image(8);
+        const t0 = performance.now();
+        const r = await post(`${s.url}/explanations?method=ig&steps=512`, png);
+        const at = performance.now() - t0;
+        expect(r.status).to.equal(504);
+        expect(r.body.error).to.match(/explanation timed out after 100 ms \(stopped while running\)/);
+        expect(ep.explainWorker.alive).to.equal(false);
+        const ok = await post(`${s.url}/explanations?method=saliency&format=json`, png);
+        expect(ok.status, `${JSON.stringify(ok.body)} (the stopped one answered after ${at.toFixed(0)} ms)`).to.equal(200);
+        expect(ep.explainWorker.alive).to.equal(true);
+        expect((await post(`${s.url}/predictions`, png)).status).to.equal(200);
+        const text = await (await fetch(s.url + '/metrics')).text();
+        expect(text).to.include('kiln_explanations_total{model="model",version="1",method="ig",status="504"}');
+      } finally {
+        await s.close();
+      }
+      expect(ep.explainWorker.alive, 'the worker ends with the server').to.equal(false);
+    });
+
+    it("copies the weights when the worker starts; 'auto' falls back to the main thread for a model the worker cannot rebuild", async () => {
+      kiln.manualSeed(5);
+      const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 8 }).eval();
+      const x = await inputOf(await image(9), 32);
+      const nested = kiln.tidy(() => x.squeeze(0).arraySync());
+      const body = JSON.stringify({ instances: [nested], method: 'saliency', target: 1 });
+      const s = await serve(m, { ...opts, port: 0 });
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarning);
+      try {
+        const first = await post(`${s.url}/explanations`, body, 'application/json');
+        const want = kiln.tidy(() => E.saliency(m, x, { target: 1 }));
+        expect(first.body.explanations[0].attributions).to.deep.equal(rows(want));
+        want.dispose();
+        // a buffer added after the model was made: the worker's rebuilt copy cannot take it
+        m.registerBuffer('extra', kiln.zeros([2]));
+        await (s.endpoint() as unknown as { explainWorker: { stop(): Promise<void> } }).explainWorker.stop();
+        const again = await post(`${s.url}/explanations`, body, 'application/json');
+        expect(again.status, JSON.stringify(again.body)).to.equal(200);
+        expect(again.body.explanations[0].attributions).to.deep.equal(first.body.explanations[0].attributions);
+        await tick();
+        expect(warnings.join('\n')).to.match(/model 'model' version '1': the explanation worker could not rebuild the model: .*extra.*; its explanations run on the main thread/);
+        expect(((await (await fetch(s.url + '/models/model')).json()) as Record<string, any>).explainQueue.thread).to.equal('main');
+      } finally {
+        process.off('warning', onWarning);
+        await s.close();
+      }
+      // explainThread 'worker' answers 500 naming the cause instead
+      const w = await serve(m, { ...opts, port: 0, explainThread: 'worker' });
+      try {
+        const r = await post(`${w.url}/explanations`, body, 'application/json');
+        expect(r.status).to.equal(500);
+        expect(r.body.error).to.match(/could not rebuild the model: .*extra/);
+      } finally {
+        await w.close();
+        m.dispose();
+        x.dispose();
+      }
+    });
+
+    it("explainThread is checked: 'worker' needs a float32 zoo model without hooks", async () => {
+      const slow = new Slow(kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 8 }));
+      try {
+        expect(() => new Server(slow, { ...opts, explainThread: 'worker' })).to.throw(kiln.KilnError, /explainThread 'worker': model 'model' cannot be explained on a worker thread: it is not a zoo model/);
+        expect(() => new Server(model, { ...opts, explainThread: 'gpu' as never })).to.throw(kiln.KilnError, /explainThread/);
+        const hooked = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 8 });
+        const off = hooked.registerForwardHook(() => undefined);
+        expect(() => new Server(hooked, { ...opts, explainThread: 'worker' })).to.throw(kiln.KilnError, /it has forward hooks/);
+        off();
+        hooked.dispose();
+        const s = await serve(slow, { ...opts, port: 0 });
+        try {
+          expect(((await (await fetch(s.url + '/models/model')).json()) as Record<string, any>).explainQueue.thread).to.equal('main');
+        } finally {
+          await s.close();
+        }
+      } finally {
+        slow.dispose();
+      }
+      expect(parseArgs(['--explain-thread', 'main'], SERVE_FLAGS, 'serve').flags['explain-thread']).to.equal('main');
+      expect(parseArgs([], SERVE_FLAGS, 'serve').flags['explain-thread']).to.equal('auto');
+      expect(() => parseArgs(['--explain-thread', 'gpu'], SERVE_FLAGS, 'serve')).to.throw(/explain-thread/);
+    });
   });
 
   it('kiln serve lists the explanations route at startup and answers it', async () => {

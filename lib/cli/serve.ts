@@ -27,7 +27,8 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   top: { type: 'int', min: 1, default: 5, help: 'classes returned per image' },
   'timeout-ms': { type: 'int', min: 0, default: 0, help: 'per-request limit in ms, 504 after it (0: none; explanations too)' },
   explanations: { type: 'boolean', default: true, help: 'serve POST /explanations[/<name>] and /v1/models/<name>:explain (attribution heat maps; on by default, --no-explanations: 404)' },
-  'max-explain-queue': { type: 'int', min: 1, default: 8, help: 'explanation requests waiting per model (one runs at a time, on the main thread) before 503' },
+  'max-explain-queue': { type: 'int', min: 1, default: 8, help: 'explanation requests waiting per model (one runs at a time) before 503' },
+  'explain-thread': { type: 'string', choices: ['auto', 'worker', 'main'], default: 'auto', help: "where explanations run: a worker thread with a copy of the model (predictions answered meanwhile, timed-out explanations stopped), the main thread, or 'auto' (the worker for zoo models)" },
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
 
@@ -93,7 +94,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
       maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number, maxQueue: f['max-queue'] as number,
       maxBodyBytes: f['max-body'] as number, timeoutMs: f['timeout-ms'] as number,
       precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'],
-      explanations: f.explanations !== false, maxExplainQueue: f['max-explain-queue'] as number,
+      explanations: f.explanations !== false, maxExplainQueue: f['max-explain-queue'] as number, explainThread: f['explain-thread'] as 'auto' | 'worker' | 'main',
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { port?: number };

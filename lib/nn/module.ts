@@ -113,6 +113,12 @@ export abstract class Module {
     this._program = null;
   }
 
+  /** Whether this module or one below it has a forward hook. */
+  hasHooks(): boolean {
+    for (const [, m] of this.namedModules()) if (m._hooks.length) return true;
+    return false;
+  }
+
   /** Adds a hook called after every forward of this module; returns a function that removes it. */
   registerForwardHook(hook: ForwardHook): () => void {
     if (typeof hook !== 'function') throw invalidParameterError('hook', 'a function', hook);

@@ -16,7 +16,10 @@ import { loadModel, loadModelAsync } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
-import { ExplainQueue, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
+import { ExplainQueue, ExplainRequest, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
+import type { Classifier } from '../nn/classifier';
+import { ExplainWorker, WorkerResult, WorkerInit, tensorBytes, workerObstacle } from './explain-worker';
+import { architectureOf } from '../models';
 
 /** How a model runs: batching, device and conversion. Given at the server level they are every model's defaults. */
 export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'onBatch' | 'dtype'> {
@@ -30,6 +33,13 @@ export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'on
   maxExplainQueue?: number;
   /** answer POST /explanations and :explain for the model (default true; false: 404) */
   explanations?: boolean;
+  /**
+   * where explanations run: 'worker' — a worker thread with its own copy of the model (weights as they are when
+   * it starts), so predictions are answered meanwhile and a timed-out explanation is stopped; 'main' — the main
+   * thread, on the live model, blocking the event loop while each runs; 'auto' (default) — the worker for zoo
+   * models (kiln.models, any saved by kiln train) in float32 without forward hooks, else the main thread
+   */
+  explainThread?: 'auto' | 'worker' | 'main';
 }
 
 /** Options of one served model (version). */
@@ -96,8 +106,11 @@ export class ModelEndpoint {
   readonly precision: 'fp32' | 'bf16' | 'fp16';
   readonly batcher: DynamicBatcher;
   readonly preprocessor: Preprocessor;
-  /** explanation requests, one at a time on the main thread */
+  /** explanation requests, one at a time */
   readonly explainQueue: ExplainQueue;
+  /** the worker thread explanations run on, or null: the main thread */
+  private explainWorker: ExplainWorker | null = null;
+  private readonly explainThreadOption: 'auto' | 'worker' | 'main';
   /** whether the explanation routes answer for this version */
   readonly explanations: boolean;
   /** disposes the model on close */
@@ -147,6 +160,10 @@ export class ModelEndpoint {
     this.explanations = options.explanations ?? true;
     if (options.maxExplainQueue !== undefined && (!Number.isInteger(options.maxExplainQueue) || options.maxExplainQueue < 1))
       throw invalidParameterError('maxExplainQueue', 'a positive integer', options.maxExplainQueue);
+    const thread = (this.explainThreadOption = options.explainThread ?? 'auto');
+    if (!['auto', 'worker', 'main'].includes(thread)) throw invalidParameterError('explainThread', "'auto', 'worker' or 'main'", thread);
+    const obstacle = workerObstacle(model, this.precision);
+    if (thread === 'worker' && obstacle) throw new KilnError(`explainThread 'worker': model '${name}' cannot be explained on a worker thread: ${obstacle}`, 'INVALID_ARGUMENT');
     // every check that can throw comes before the batcher, which a throwing constructor would leave behind
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
     this.batcher = new DynamicBatcher(model, {
@@ -156,6 +173,19 @@ export class ModelEndpoint {
       onBatch: (b) => onBatch(b, this),
     });
     this.explainQueue = new ExplainQueue(options.maxExplainQueue ?? 8, this.batcher.timeoutMs);
+    if (this.explanations && thread !== 'main' && !obstacle) this.explainWorker = new ExplainWorker(() => this.workerInit());
+  }
+
+  /** Where explanations run: 'worker' or 'main'. */
+  get explainThread(): 'worker' | 'main' {
+    return this.explainWorker ? 'worker' : 'main';
+  }
+
+  /** What an explanation worker starts with: the architecture and a snapshot of the weights now. */
+  private workerInit(): WorkerInit {
+    const m = this.model as Module;
+    const weights = [...m.stateDict()].map(([k, t]): [string, ReturnType<typeof tensorBytes>] => [k, tensorBytes(t)]);
+    return { name: this.name, version: this.version, architecture: architectureOf(m)!, weights, device: this.batcher.device, classNames: this.classNames, spec: this.preprocessor.spec };
   }
 
   /** loading, ready, draining or closed. */
@@ -201,7 +231,7 @@ export class ModelEndpoint {
         infer: [`/v2/models/${n}/versions/${v}/infer`],
         ...(explanations ? { explain: [`/explanations/${n}/${v}`, `/v1/models/${n}/versions/${v}:explain`] } : {}),
       },
-      ...(explanations ? { explainQueue: { depth: this.explainQueue.depth, running: this.explainQueue.busy ? 1 : 0, maxExplainQueue: this.explainQueue.maxQueue } } : {}),
+      ...(explanations ? { explainQueue: { depth: this.explainQueue.depth, running: this.explainQueue.busy ? 1 : 0, maxExplainQueue: this.explainQueue.maxQueue, thread: this.explainThread } } : {}),
     };
   }
 
@@ -247,8 +277,8 @@ export class ModelEndpoint {
 
   /**
    * Answers one explanation request (see explain.ts): options from the query and the JSON body, 400 when the method
-   * cannot explain this model, then each input explained in turn on the main thread behind `explainQueue`. A single
-   * image-bytes input answers PNG by default, JSON bodies answer JSON.
+   * cannot explain this model, then the inputs explained behind `explainQueue`, on the worker thread or the main
+   * thread (`explainThread`). A single image-bytes input answers PNG by default, JSON bodies answer JSON.
    */
   async explain(req: http.IncomingMessage, url: URL, maxBodyBytes: number, track: { method?: string } = {}): Promise<ExplainResult> {
     const type = mediaType(req);
@@ -262,10 +292,8 @@ export class ModelEndpoint {
     const model = checkExplainable(this, o.method);
     const inputs = doc ? await this.preprocessor.instances(doc) : [await this.preprocessor.image(body, 'request body')];
     try {
-      const done = await this.explainQueue.submit(() => explainInputs(this, model, inputs, this.batcher.device, o), (rs) => rs.forEach((r) => r.pixels?.dispose()));
-      const info = done.map((r) => r.info);
-      if (o.format === 'png') {
-        const pngs = await encodeOverlays(done);
+      const { infos: info, pngs } = await this.explained(model, inputs, o);
+      if (pngs) {
         if (!isJson) return { type: 'png', png: pngs[0], info: info[0], method: o.method };
         pngs.forEach((p, i) => (info[i].png = p.toString('base64')));
       }
@@ -273,6 +301,23 @@ export class ModelEndpoint {
     } finally {
       for (const x of inputs) x.dispose();
     }
+  }
+
+  /** Runs one explanation job behind the queue, on the worker (stopped if its time runs out) or the main thread. */
+  private async explained(model: Classifier, inputs: Tensor[], o: ExplainRequest): Promise<WorkerResult> {
+    const w = this.explainWorker;
+    if (w) {
+      try {
+        return await this.explainQueue.submit(() => w.run(inputs, o), undefined, () => void w.stop('the explanation ran out of time'));
+      } catch (e) {
+        // 'auto': a model the worker cannot rebuild (changed after it was made) is explained on the main thread
+        if (!(e instanceof KilnError && e.code === ('WORKER_INIT' as string)) || this.explainThreadOption === 'worker') throw e;
+        this.explainWorker = null;
+        process.emitWarning(`kiln serve: model '${this.name}' version '${this.version}': ${e.message}; its explanations run on the main thread`, 'KilnServeWarning');
+      }
+    }
+    const done = await this.explainQueue.submit(() => explainInputs(this, model, inputs, this.batcher.device, o), (rs) => rs.forEach((r) => r.pixels?.dispose()));
+    return { infos: done.map((r) => r.info), pngs: o.format === 'png' ? await encodeOverlays(done) : undefined };
   }
 
   /**
@@ -284,6 +329,7 @@ export class ModelEndpoint {
       this.stateNow = 'draining';
       await this.requests.idle();
       this.explainQueue.close();
+      await this.explainWorker?.stop('the model is being unregistered');
       await this.batcher.close();
       this.preprocessor.dispose();
       if (this.owned && this.model instanceof Module) this.model.dispose();

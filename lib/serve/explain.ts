@@ -1,7 +1,8 @@
 /**
  * The explanations API of the inference server (TorchServe's /explanations, KServe v1's :explain): request options,
- * a per-model queue that runs one explanation at a time on the main thread (attributions need gradients, which the
- * no-grad batched worker path cannot give), and the answers — an overlay PNG or the attribution map as JSON.
+ * a per-model queue that runs one explanation at a time (attributions need gradients, which the no-grad batched
+ * path cannot give) on a worker thread (explain-worker.ts) or the main thread, and the answers — an overlay PNG or
+ * the attribution map as JSON.
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
@@ -115,7 +116,7 @@ export function checkExplainable(ep: Explainable, method: ImageMethod): Classifi
 
 interface Job {
   t0: number;
-  run: () => void;
+  run: () => Promise<void>;
   fail: (e: Error) => void;
   /** fails a job whose time ran out while it waited */
   expire: () => void;
@@ -124,10 +125,12 @@ interface Job {
 }
 
 /**
- * A FIFO that runs one job at a time, each on the main thread after yielding to the event loop (so requests that
- * arrived meanwhile, predictions among them, are handled between two explanations). At most `maxQueue` jobs wait
- * (more reject with 'OVERLOADED'); a job still waiting after `timeoutMs` (0: no limit) is dropped with 'TIMEOUT', and
- * one that finishes after it is answered with 'TIMEOUT' too (a running job cannot be interrupted).
+ * A FIFO that runs one job at a time after yielding to the event loop (so requests that arrived meanwhile,
+ * predictions among them, are handled between two jobs). A job is a function run on the main thread, or one that
+ * resolves when a worker thread has done it. At most `maxQueue` jobs wait (more reject with 'OVERLOADED'); a job
+ * still waiting after `timeoutMs` (0: no limit) is dropped with 'TIMEOUT'. A running job past `timeoutMs` is stopped
+ * by its `cancel` (a worker's job: the worker is terminated) and answered 'TIMEOUT' at once; without `cancel`
+ * (a main-thread job cannot be interrupted) it is answered 'TIMEOUT' when it finishes, its result discarded.
  */
 export class ExplainQueue {
   private queue: Job[] = [];
@@ -148,13 +151,17 @@ export class ExplainQueue {
     return this.running;
   }
 
-  /** Runs `fn` when its turn comes; resolves with its result. `discard` frees a result answered with TIMEOUT. */
-  submit<T>(fn: () => T, discard: (v: T) => void = () => {}): Promise<T> {
+  /**
+   * Runs `fn` when its turn comes; resolves with its result. `discard` frees a result answered with TIMEOUT;
+   * `cancel` stops a running job whose time ran out.
+   */
+  submit<T>(fn: () => T | Promise<T>, discard: (v: T) => void = () => {}, cancel?: () => void): Promise<T> {
     if (this.closed) return Promise.reject(new KilnError('the explanation queue is closed', 'CLOSED'));
     if (this.queue.length >= this.maxQueue)
       return Promise.reject(new KilnError(`overloaded: ${this.queue.length} explanations already queued (maxExplainQueue ${this.maxQueue})`, 'OVERLOADED'));
     return new Promise<T>((resolve, reject) => {
       const t0 = performance.now();
+      const timedOut = () => this.timeoutMs > 0 && performance.now() - t0 > this.timeoutMs;
       const job: Job = {
         t0,
         state: 'queued',
@@ -163,15 +170,26 @@ export class ExplainQueue {
           job.state = 'done';
           reject(e);
         },
-        run: () => {
+        run: async () => {
+          let stop: NodeJS.Timeout | undefined;
+          if (cancel && this.timeoutMs > 0)
+            stop = setTimeout(() => {
+              if (job.state !== 'running') return;
+              job.fail(new KilnError(`explanation timed out after ${this.timeoutMs} ms (stopped while running)`, 'TIMEOUT'));
+              cancel();
+            }, Math.max(0, t0 + this.timeoutMs - performance.now()));
           let v: T;
           try {
-            v = fn();
+            v = await fn();
           } catch (e) {
-            return job.fail(e as Error);
+            if (job.state === 'running') job.fail(e as Error);
+            return;
+          } finally {
+            clearTimeout(stop);
           }
+          if (job.state !== 'running') return discard(v); // stopped meanwhile
           job.state = 'done';
-          if (this.timeoutMs > 0 && performance.now() - t0 > this.timeoutMs) {
+          if (timedOut()) {
             discard(v);
             reject(new KilnError(`explanation timed out after ${this.timeoutMs} ms (it finished after the limit)`, 'TIMEOUT'));
           } else resolve(v);
@@ -203,9 +221,10 @@ export class ExplainQueue {
     clearTimeout(job.timer);
     job.state = 'running';
     setImmediate(() => {
-      job!.run();
-      this.running = false;
-      this.pump();
+      void job!.run().finally(() => {
+        this.running = false;
+        this.pump();
+      });
     });
   }
 }
