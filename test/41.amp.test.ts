@@ -115,7 +115,8 @@ describe('41 mixed precision', () => {
 });
 
 describe('41 backends: libtorch numeric switches', () => {
-  it("set/flags round-trip every switch and restore; useDeterministic sets PyTorch's reproducibility recipe; training still runs on " + DEVICE, () => {
+  it("set/flags round-trip every switch and restore; useDeterministic sets PyTorch's reproducibility recipe; training still runs on " + DEVICE, function () {
+    skipWithoutDevice.call(this);
     const start = kiln.backends.flags();
     // libtorch's defaults, the same as Python's (unless something before this test changed them)
     expect(Object.keys(start).sort()).to.deep.equal(['cudnnAllowTF32', 'cudnnBenchmark', 'cudnnDeterministic', 'deterministicAlgorithms', 'deterministicWarnOnly', 'matmulAllowTF32']);
