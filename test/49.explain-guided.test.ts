@@ -288,6 +288,25 @@ describe(`49 Guided Backprop, Deconvolution and Guided Grad-CAM (${DEVICE})`, fu
       for (const t of [x, gb, nt]) t.dispose();
       m.dispose();
     });
+
+    it('the noise comes from the CPU generator: one seed gives the same SmoothGrad on this device as on the CPU', () => {
+      const m = smallCnn();
+      const x = fromFix(FIX.small.x);
+      const run = (mod: kiln.nn.Module, input: kiln.Tensor) => {
+        kiln.manualSeed(11);
+        return kiln.tidy(() => E.noiseTunnel(mod, input, { target: 1, method: E.guidedBackprop, stdevs: 0.3, samples: 4 }).cpu());
+      };
+      const here = run(m, x);
+      const again = run(m, x);
+      expect(maxAbsDiff(here, again), 'seeded runs repeat').to.be.at.most(EXACT);
+      const mc = smallCnn().to('cpu'); // the same fixture weights
+      const xc = x.cpu();
+      const onCpu = run(mc, xc);
+      expect(maxAbsDiff(here, onCpu)).to.be.below(TOL_SMALL);
+      for (const t of [x, xc, here, again, onCpu]) t.dispose();
+      m.dispose();
+      mc.dispose();
+    });
   });
 
   describe('side effects', () => {

@@ -81,7 +81,9 @@ export function noiseTunnel(model: Classifier | Module, x: Tensor, o: NoiseTunne
     for (let s = 0; s < samples; s += perBatch) {
       const k = Math.min(perBatch, samples - s);
       const [bs, bsq] = tidy(() => {
-        const noisy = cat(Array.from({ length: k }, () => xd.add(randn(xd.shape, { dtype: xd.dtype, device: xd.device }).mul(stdevs))));
+        // noise from the CPU generator (moved to the input's device), so one seed gives the same samples on every device
+        const noise = () => (xd.device === 'cpu' ? randn(xd.shape, { dtype: xd.dtype }) : randn(xd.shape, { dtype: xd.dtype }).to({ device: xd.device }));
+        const noisy = cat(Array.from({ length: k }, () => xd.add(noise().mul(stdevs))));
         const opts: Record<string, unknown> = { ...extra, target: t.index.repeat(k) };
         const base = extra.baseline;
         if (base instanceof Tensor && base.ndim === xd.ndim && base.size(0) === n && n > 1) opts.baseline = base.repeat([k, ...base.shape.slice(1).map(() => 1)]);
