@@ -52,20 +52,20 @@ function ensureTools() {
 function main() {
   ensureTools();
   const lt = findLibtorch();
-  console.log(`kiln: building against libtorch ${lt.version}${lt.cuda ? ' (CUDA)' : ' (CPU)'} from ${lt.source}`);
+  console.log(`kiln: building against libtorch ${lt.version}${lt.cuda ? ' (CUDA)' : ' (CPU)'} from ${lt.source} (C++${lt.cxxStandard})`);
   console.log(`kiln:   Torch_DIR=${lt.torchDir}`);
   const stamp = path.join(root, 'build', 'libtorch.json');
   let previous = null;
   try { previous = JSON.parse(fs.readFileSync(stamp, 'utf8')); } catch { /* first build */ }
   // the same libtorch and the same CUDA-graph setting (CUDA headers found, KILN_CUDA_GRAPHS): else reconfigure
-  const sameTorch = previous && previous.torchDir === lt.torchDir && (previous.cudaInclude || null) === (lt.cudaInclude || null);
+  const sameTorch = previous && previous.torchDir === lt.torchDir && (previous.cudaInclude || null) === (lt.cudaInclude || null) && previous.cxxStandard === lt.cxxStandard;
   if (!force && sameTorch && fs.existsSync(output) && fs.statSync(output).mtimeMs > newestSource()) {
     console.log('kiln: native addon is up to date');
     return;
   }
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const jobs = String(Math.max(1, (os.availableParallelism ? os.availableParallelism() : os.cpus().length)));
-  const args = [cmakeJs, sameTorch ? 'compile' : 'rebuild', '--CDTorch_DIR=' + lt.torchDir, '--CDCMAKE_BUILD_TYPE=Release'];
+  const args = [cmakeJs, sameTorch ? 'compile' : 'rebuild', '--CDTorch_DIR=' + lt.torchDir, '--CDCMAKE_BUILD_TYPE=Release', '--CDKILN_CXX_STANDARD=' + lt.cxxStandard];
   if (lt.cuda && process.env.TORCH_CUDA_ARCH_LIST) args.push('--CDTORCH_CUDA_ARCH_LIST=' + process.env.TORCH_CUDA_ARCH_LIST);
   if (lt.cudaInclude) args.push('--CDKILN_CUDA_INCLUDE=' + lt.cudaInclude);
   const hasNinja = spawnSync('ninja', ['--version'], { stdio: 'ignore' }).status === 0;

@@ -131,6 +131,23 @@ function cudaIncludeDir(prefix) {
   return candidates.find((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h'))) || null;
 }
 
+/**
+ * The C++ standard to build with: 20 where libtorch's headers demand it (PyTorch 2.13 and later stop with
+ * #error below C++20: found in ATen.h, or the version says so), else 17. KILN_CXX_STANDARD=17|20 overrides.
+ */
+function cxxStandard(version, includeDirs) {
+  const forced = process.env.KILN_CXX_STANDARD;
+  if (forced === '17' || forced === '20') return Number(forced);
+  const [major, minor] = String(version).split('.').map(Number);
+  if (major > 2 || (major === 2 && minor >= 13)) return 20;
+  for (const dir of includeDirs) {
+    try {
+      if (/202002L|C\+\+20 or later/.test(fs.readFileSync(path.join(dir, 'ATen', 'ATen.h'), 'utf8'))) return 20;
+    } catch { /* not this folder */ }
+  }
+  return 17;
+}
+
 /** Include and library folders of a libtorch (official layout, pip wheel, or Debian's multiarch). */
 function layout(torchDir) {
   let prefix = torchDir;
@@ -141,7 +158,7 @@ function layout(torchDir) {
   return { prefix, includeDirs, libDir };
 }
 
-/** Finds libtorch; returns {source, torchDir, prefix, includeDirs, libDir, version, cuda}. Throws one error listing the options. */
+/** Finds libtorch; returns {source, torchDir, prefix, includeDirs, libDir, version, cuda, cxxStandard, cudaInclude, cudaGraphs}. Throws one error listing the options. */
 function findLibtorch({ install = true } = {}) {
   const steps = [fromEnv, fromPython, fromSystem];
   if (install) steps.push(aptLibtorch, download);
@@ -149,6 +166,7 @@ function findLibtorch({ install = true } = {}) {
     const r = step();
     if (r) {
       const found = { ...r, ...layout(r.torchDir), version: versionOf(r.torchDir), cuda: hasCuda(r.torchDir) };
+      found.cxxStandard = cxxStandard(found.version, found.includeDirs);
       // CUDA graphs need libtorch with CUDA and the CUDA runtime headers (KILN_CUDA_GRAPHS=0 turns them off)
       const cudaInclude = found.cuda && process.env.KILN_CUDA_GRAPHS !== '0' ? cudaIncludeDir(found.prefix) : null;
       return { ...found, cudaInclude, cudaGraphs: !!cudaInclude };
@@ -173,6 +191,7 @@ if (require.main === module) {
     if (process.argv.includes('--include-dirs')) console.log([...r.includeDirs, ...(r.cudaInclude ? [r.cudaInclude] : [])].join('\n'));
     else if (process.argv.includes('--libs')) console.log([`-L${r.libDir}`, `-Wl,-rpath,${r.libDir}`, ...(r.cuda ? ['-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed'] : []), '-ltorch', '-ltorch_cpu', '-lc10'].join('\n'));
     else if (process.argv.includes('--defines')) console.log([abiDefine(r.torchDir), ...(r.cudaGraphs ? ['KILN_WITH_CUDA_GRAPHS=1'] : [])].join('\n'));
+    else if (process.argv.includes('--cxx-std')) console.log(`-std=c++${r.cxxStandard}`);
     else if (process.argv.includes('--json')) console.log(JSON.stringify(r));
     else console.log(`libtorch ${r.version}${r.cuda ? ' (CUDA)' : ' (CPU)'} from ${r.source}: ${r.torchDir}`);
   } catch (e) {

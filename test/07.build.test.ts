@@ -55,6 +55,31 @@ describe('07 finding libtorch', function () {
     expect(resolve(clean, '--defines').out.trim()).to.match(/^_GLIBCXX_USE_CXX11_ABI=[01]$/);
   });
 
+  it('builds as C++17, or C++20 where libtorch needs it (2.13 and later, or an ATen.h that demands it); KILN_CXX_STANDARD overrides', () => {
+    const found = JSON.parse(resolve(clean, '--json').out);
+    expect(found.cxxStandard, `libtorch ${found.version}`).to.equal(17);
+    expect(resolve(clean, '--cxx-std').out.trim()).to.equal('-std=c++17');
+    expect(resolve({ ...clean, KILN_CXX_STANDARD: '20' }, '--cxx-std').out.trim()).to.equal('-std=c++20');
+    const built = JSON.parse(fs.readFileSync(path.join(ROOT, 'build', 'libtorch.json'), 'utf8'));
+    expect(built.cxxStandard, 'the build records the standard it used').to.equal(17);
+    // a libtorch whose ATen.h stops below C++20 (as PyTorch's newer headers do), and one whose version says 2.13
+    const fake = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-lt20-'));
+    const cmakeDir = path.join(fake, 'share', 'cmake', 'Torch');
+    fs.mkdirSync(cmakeDir, { recursive: true });
+    for (const f of fs.readdirSync(found.torchDir)) fs.symlinkSync(path.join(found.torchDir, f), path.join(cmakeDir, f));
+    fs.mkdirSync(path.join(fake, 'include', 'torch'), { recursive: true });
+    fs.mkdirSync(path.join(fake, 'include', 'ATen'));
+    fs.writeFileSync(path.join(fake, 'include', 'ATen', 'ATen.h'), '#pragma once\n#if !defined(_MSC_VER) && __cplusplus < 202002L\n#error C++20 or later compatible compiler is required to use ATen.\n#endif\n');
+    expect(JSON.parse(resolve({ ...clean, LIBTORCH: fake }, '--json').out).cxxStandard).to.equal(20);
+    fs.writeFileSync(path.join(fake, 'include', 'ATen', 'ATen.h'), '#pragma once\n');
+    expect(JSON.parse(resolve({ ...clean, LIBTORCH: fake }, '--json').out).cxxStandard, 'version 1.13, a plain ATen.h').to.equal(17);
+    fs.unlinkSync(path.join(cmakeDir, 'TorchConfigVersion.cmake'));
+    fs.writeFileSync(path.join(cmakeDir, 'TorchConfigVersion.cmake'), 'set(PACKAGE_VERSION "2.13.0")\n');
+    expect(JSON.parse(resolve({ ...clean, LIBTORCH: fake }, '--json').out).cxxStandard).to.equal(20);
+    expect(resolve({ ...clean, LIBTORCH: fake, KILN_CXX_STANDARD: '17' }, '--cxx-std').out.trim()).to.equal('-std=c++17');
+    fs.rmSync(fake, { recursive: true, force: true });
+  });
+
   it('turns CUDA graphs on for a CUDA libtorch whose CUDA runtime headers it finds (a pip wheel\'s nvidia/* too), and off with KILN_CUDA_GRAPHS=0', () => {
     const found = JSON.parse(resolve(clean, '--json').out);
     expect(found.cuda).to.equal(false);
