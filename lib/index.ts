@@ -22,7 +22,7 @@ export * as nn from './nn';
 export * as optim from './optim';
 /** The model zoo: simpleCnn, resnet9, resnet18/34 (torchvision keys), airbench94. */
 export { models, Architecture } from './models';
-export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel, save, load, loadTorchStateDict, TorchStateDictOptions } from './io';
+export { saveSafetensors, loadSafetensors, SafetensorsFile, saveModel, loadModel, save, load, loadTorchStateDict, loadTorchStateDictAsync, TorchStateDictOptions } from './io';
 /** Files: safetensors, whole models, `torch.save` state dicts (`kiln.io.loadTorchStateDict`). */
 export * as io from './io';
 /** Data sets, image folders (sharp), IDX files, the DataLoader and batch transforms. */

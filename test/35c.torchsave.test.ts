@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
-import { det, expectKilnError, maxAbsDiff, values } from './helpers';
+import { det, expectKilnError, expectRejects, maxAbsDiff, values } from './helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIX = path.join(ROOT, 'test', 'fixtures');
@@ -48,6 +48,18 @@ describe('kiln.io.loadTorchStateDict (torch.save files)', function () {
     disposeAll(sd);
   });
 
+  it('loadTorchStateDictAsync reads the same tensors as the sync form', async () => {
+    const sync = kiln.io.loadTorchStateDict(path.join(DIR, 'checkpoint.pt'), { key: 'model' });
+    const async_ = await kiln.io.loadTorchStateDictAsync(path.join(DIR, 'checkpoint.pt'), { key: 'model' });
+    expect([...async_.keys()]).to.deep.equal([...sync.keys()]);
+    for (const [k, t] of sync) {
+      expect(async_.get(k)!.dtype, k).to.equal(t.dtype);
+      expect(async_.get(k)!.equal(t), k).to.equal(true);
+    }
+    disposeAll(sync);
+    disposeAll(async_);
+  });
+
   it("a checkpoint's nested state dict loads with { key } and fills a Kiln model", () => {
     const sd = kiln.loadTorchStateDict(path.join(DIR, 'checkpoint.pt'), { key: 'model' });
     expect([...sd.keys()]).to.deep.equal(fixture.checkpointKeys);
@@ -83,7 +95,7 @@ describe('kiln.io.loadTorchStateDict (torch.save files)', function () {
     m.dispose();
   });
 
-  it('rejects missing, corrupt, legacy, TorchScript and non-state-dict files with a KilnError (IO) naming the problem', () => {
+  it('rejects missing, corrupt, legacy, TorchScript and non-state-dict files with a KilnError (IO) naming the problem (sync and async)', async () => {
     const good = fs.readFileSync(path.join(DIR, 'dtypes.pt'));
     const write = (name: string, bytes: Buffer) => {
       const f = path.join(tmp, name);
@@ -106,6 +118,10 @@ describe('kiln.io.loadTorchStateDict (torch.save files)', function () {
       [path.join(DIR, 'checkpoint.pt'), "entry 'model' is a dict", "{ key: 'model' }"],
     ];
     for (const [file, ...fragments] of cases) expectKilnError(() => kiln.io.loadTorchStateDict(file), 'IO', path.basename(file), ...fragments);
+    // the async form reads the file off the main thread and fails the same way
+    for (const [file, ...fragments] of cases) await expectRejects(kiln.io.loadTorchStateDictAsync(file), 'IO', path.basename(file), ...fragments);
+    await expectRejects(kiln.loadTorchStateDictAsync(''), 'INVALID_ARGUMENT', 'path');
+    await expectRejects(kiln.loadTorchStateDictAsync(path.join(DIR, 'checkpoint.pt'), { key: 'nope' }), 'IO', "no key 'nope'");
     expectKilnError(() => kiln.io.loadTorchStateDict(path.join(DIR, 'checkpoint.pt'), { key: 'epoch' }), 'IO', "'epoch' holds a int");
     expectKilnError(() => kiln.io.loadTorchStateDict(path.join(DIR, 'checkpoint.pt'), { key: 'nope' }), 'IO', "no key 'nope'", 'model, epoch, optimizer');
     expectKilnError(() => kiln.io.loadTorchStateDict(path.join(DIR, 'list.pt'), { key: 'model' }), 'IO', 'holds a list');

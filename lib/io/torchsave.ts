@@ -130,17 +130,42 @@ function materialize(ref: TensorRef, bytes: Buffer, fail: (why: string) => KilnE
  * that names the problem. Dispose the tensors when done.
  */
 export function loadTorchStateDict(file: string, options: TorchStateDictOptions = {}): Map<string, Tensor> {
-  if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
-  if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
-  const { key } = options;
-  if (key !== undefined && typeof key !== 'string') throw invalidParameterError('key', 'a string', key);
-  const fail = (why: string) => new KilnError(`${file}: ${why}`, 'IO');
+  checkArgs(file, options);
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
   } catch (e) {
-    throw fail((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `cannot read it (${(e as Error).message})`);
+    throw unreadable(file, e);
   }
+  return parseTorchStateDict(buf, file, options);
+}
+
+/** `loadTorchStateDict` with the file read off the main thread (for servers loading weights while they serve). */
+export async function loadTorchStateDictAsync(file: string, options: TorchStateDictOptions = {}): Promise<Map<string, Tensor>> {
+  checkArgs(file, options);
+  let buf: Buffer;
+  try {
+    buf = await fs.promises.readFile(file);
+  } catch (e) {
+    throw unreadable(file, e);
+  }
+  return parseTorchStateDict(buf, file, options);
+}
+
+function checkArgs(file: unknown, options: TorchStateDictOptions): void {
+  if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
+  if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
+  if (options.key !== undefined && typeof options.key !== 'string') throw invalidParameterError('key', 'a string', options.key);
+}
+
+function unreadable(file: string, e: unknown): KilnError {
+  return new KilnError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `cannot read it (${(e as Error).message})`}`, 'IO');
+}
+
+/** The state dict in a torch.save file's bytes (`file` names it in errors). */
+function parseTorchStateDict(buf: Buffer, file: string, options: TorchStateDictOptions): Map<string, Tensor> {
+  const { key } = options;
+  const fail = (why: string) => new KilnError(`${file}: ${why}`, 'IO');
   if (!looksLikeZip(buf)) {
     if (buf.length > 2 + LEGACY_MAGIC.length && buf[0] === 0x80 && buf.subarray(0, 32).includes(LEGACY_MAGIC))
       throw fail('a legacy (pre-1.6, non-zip) torch.save file, which Kiln does not read; resave it in Python with torch.save(torch.load(old), new) (the zip format, the default since PyTorch 1.6)');
