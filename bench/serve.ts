@@ -146,7 +146,49 @@ export async function run(): Promise<void> {
   console.log(t);
   console.log(`first answers agree across servers: ${agree} (${top.map((x) => `${x.class} ${x.probability.toFixed(6)}`).join(' / ')})`);
   record(`Serving (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; simple-cnn width 32, 40×40 PNG → 32×32 RGB, 3 classes; ${threads} intra-op threads for both; each server in its own process, the clients (Node fetch, keep-alive) in the bench process on the same cores; ${SECONDS} s per point after a warm-up; the Python peer keeps connections alive and sets TCP_NODELAY. Answers agree across servers: ${agree}.\n\n${t}`);
+  await duringExplanations(bin, dir, images, threads);
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Predictions while explanations run: 4 prediction clients and one client asking for integrated gradients
+ * (64 steps) back to back, against `kiln serve --explain-thread main` (explanations block the event loop while
+ * they run) and `--explain-thread worker` (they run on a worker thread). Prediction latency and both rates.
+ */
+async function duringExplanations(bin: string, dir: string, images: Buffer[], threads: number): Promise<void> {
+  const rows: string[][] = [];
+  const measured: { mode: string; pred: Load; explained: number }[] = [];
+  for (const mode of ['main', 'worker']) {
+    const { url, child } = await start(process.execPath, [bin, 'serve', '--model', dir, '--port', '0', '--device', DEVICE, '--explain-thread', mode]);
+    try {
+      const explain = () => fetch(`${url}/explanations?method=ig&steps=64&format=json`, { method: 'POST', body: images[0], headers: { 'content-type': 'image/png' } }).then((r) => r.text());
+      await explain(); // the worker (or the first graph) is warm
+      let explained = 0;
+      let stopExplaining = false;
+      const explainer = (async () => {
+        while (!stopExplaining) {
+          await explain();
+          explained++;
+        }
+      })();
+      const t0 = performance.now();
+      const pred = await load(url, images, 4, SECONDS);
+      const seconds = (performance.now() - t0) / 1000;
+      stopExplaining = true;
+      await explainer;
+      measured.push({ mode, pred, explained: explained / seconds });
+      console.error(`explain-thread ${mode}: predictions ${pred.rps.toFixed(0)} req/s, p50 ${pred.p50.toFixed(2)} ms, p99 ${pred.p99.toFixed(2)} ms; ${(explained / seconds).toFixed(1)} explanations/s`);
+    } finally {
+      await stop(child);
+    }
+  }
+  const main = measured[0];
+  for (const m of measured)
+    rows.push([`--explain-thread ${m.mode}`, m.pred.rps.toFixed(0), m.pred.p50.toFixed(2), m.pred.p99.toFixed(2), m.explained.toFixed(1),
+      (m.pred.p99 / main.pred.p99).toFixed(2), (m.pred.rps / main.pred.rps).toFixed(2), String(m.pred.errors)]);
+  const t = table(['server', 'predictions/s', 'p50 ms', 'p99 ms', 'explanations/s', 'p99 ÷ main', 'predictions/s ÷ main', 'errors'], rows);
+  console.log(t);
+  record(`Serving while explaining (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; the model above; 4 prediction clients and 1 client asking for integrated gradients (64 steps, JSON) back to back, ${SECONDS} s; ${threads} intra-op threads. The peer is the same server with explanations on the main thread.\n\n${t}`);
 }
 
 if (require.main === module) run().catch((e) => { console.error(e); process.exit(1); });
