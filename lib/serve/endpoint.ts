@@ -163,7 +163,7 @@ export class ModelEndpoint {
     const thread = (this.explainThreadOption = options.explainThread ?? 'auto');
     if (!['auto', 'worker', 'main'].includes(thread)) throw invalidParameterError('explainThread', "'auto', 'worker' or 'main'", thread);
     const obstacle = workerObstacle(model, this.precision);
-    if (thread === 'worker' && obstacle) throw new KilnError(`explainThread 'worker': model '${name}' cannot be explained on a worker thread: ${obstacle}`, 'INVALID_ARGUMENT');
+    if (thread === 'worker' && obstacle && this.explanations) throw new KilnError(`explainThread 'worker': model '${name}' cannot be explained on a worker thread: ${obstacle}`, 'INVALID_ARGUMENT');
     // every check that can throw comes before the batcher, which a throwing constructor would leave behind
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
     this.batcher = new DynamicBatcher(model, {
