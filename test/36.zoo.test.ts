@@ -238,7 +238,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     for (const t of [x, y, z]) t.dispose();
   });
 
-  it('leaks no tensors: repeated pretrained loads (good and failing), forwards in both modes, head replacement', async () => {
+  it('leaks no tensors: repeated pretrained loads (good and failing), forwards in both modes (also mobilenet_v3_small), head replacement', async () => {
     const py = reference('efficientnet_b0');
     const x = det('input', [2, 3, 32, 32], 1);
     const run = async () => {
@@ -250,6 +250,13 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       m.dispose();
       expectKilnError(() => kiln.models.create('mobilenet_v2', { pretrained: py.file }), 'INVALID_ARGUMENT');
       expectKilnError(() => kiln.models.create('efficientnet_b0', { pretrained: py.file, inChannels: 4 }), 'INVALID_ARGUMENT');
+      const v3 = kiln.models.mobilenetV3Small({ numClasses: 3, widthMult: 0.5 });
+      kiln.tidy(() => { v3.call(x).sum().backward(); });
+      v3.eval();
+      (await v3.forwardAsync(x)).dispose();
+      kiln.noGrad(() => v3.call(x)).dispose();
+      v3.dispose();
+      expectKilnError(() => kiln.models.mobilenetV3Large({ widthMult: -1 }), 'INVALID_ARGUMENT', 'widthMult');
     };
     await run();
     const before = kiln.memory().numTensors;
@@ -289,6 +296,17 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--freeze-backbone', ...out], /--freeze-backbone needs --pretrained/);
     await rejects(['train', '--data', 'shapes', '--model', 'wide_resnet28_10', '--size', '48', ...out], /--model wide_resnet28_10 takes 32×32 images .* these are 48×48; use --size 32/);
     await rejects(['train', '--data', 'shapes', '--model', 'mobilenet_v2', '--pretrained', py.file, '--channels', '1', ...out], /torchvision's weights take 3-channel images, these have 1 \(use --channels 3\)/);
+  });
+
+  it('kiln train --model mobilenet_v3_small (the zoo name on the command line): trains, and kiln.loadModel rebuilds it', () => {
+    const dir = path.join(tmp, 'run-v3');
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'train', '--data', 'shapes', '--model', 'mobilenet_v3_small',
+      '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', dir, '--json', '--quiet'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
+    expect(r.status, r.stderr).to.equal(0);
+    const { model } = kiln.loadModel(path.join(dir, 'model.safetensors'));
+    expect(kiln.models.architectureOf(model)).to.deep.equal({ name: 'mobilenet_v3_small', options: { numClasses: 3, inChannels: 3 } });
+    expect(model.get('features.1.block.1')).to.be.instanceOf(kiln.models.SqueezeExcitation);
+    model.dispose();
   });
 
   it("kiln.jit.save traces the new spec ops (ReLU6 as hardtanh, squeeze-excitation's gate, hardswish, hardsigmoid): Python's torch.jit.load gives Kiln's logits", async () => {
