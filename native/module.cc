@@ -213,6 +213,8 @@ std::shared_ptr<Node> build(const Spec& s) {
   }
   if (op == "relu") return fn([](const at::Tensor& x) { return x.relu(); });
   if (op == "silu") return fn([](const at::Tensor& x) { return at::silu(x); });
+  if (op == "hardswish") return fn([](const at::Tensor& x) { return at::hardswish(x); });
+  if (op == "hardsigmoid") return fn([](const at::Tensor& x) { return at::hardsigmoid(x); });
   if (op == "tanh") return fn([](const at::Tensor& x) { return x.tanh(); });
   if (op == "sigmoid") return fn([](const at::Tensor& x) { return x.sigmoid(); });
   if (op == "identity") return fn([](const at::Tensor& x) { return x; });

@@ -10,7 +10,7 @@
                      random batch-norm statistics into DIR/resnet18.pth; prints its keys and the
                      logits for the deterministic [2, 3, 32, 32] input as JSON (test/35c)
   zoo NAME DIR [SIZE] builds the reference for Kiln's zoo model NAME — torchvision 0.14's model with
-                     10 classes, or for preact_resnet18 / wide_resnet28_10 the RobustBench definitions
+                     10 classes (NAME_w075 etc.: at width_mult 0.75, 0.5, 1.4), or for preact_resnet18 / wide_resnet28_10 the RobustBench definitions
                      written out below — with seeded random weights and batch-norm statistics, writes
                      torch.save(state_dict) to DIR/NAME.pth and prints as JSON: its keys, the number of
                      parameters, the eval-mode logits for the deterministic [2, 3, SIZE, SIZE] input
@@ -228,11 +228,24 @@ class WideResNet(torch.nn.Module):
         out = self.relu(self.bn1(self.block3(self.block2(self.block1(self.conv1(x))))))
         return self.fc(torch.nn.functional.avg_pool2d(out, 8).flatten(1))
 
+def loud(m):
+    """Linear layers back to PyTorch's default init: MobileNetV3's two N(0, 0.01) ones leave logits near 1e-3."""
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.Linear): mod.reset_parameters()
+    return m
+
 ZOO = {
     "resnet50": lambda: torchvision.models.resnet50(num_classes=10),
     "resnet101": lambda: torchvision.models.resnet101(num_classes=10),
     "wide_resnet50_2": lambda: torchvision.models.wide_resnet50_2(num_classes=10),
     "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(num_classes=10),
+    "mobilenet_v2_w075": lambda: torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.75),
+    "mobilenet_v2_w14": lambda: torchvision.models.mobilenet_v2(num_classes=10, width_mult=1.4),
+    "mobilenet_v3_small": lambda: loud(torchvision.models.mobilenet_v3_small(num_classes=10)),
+    "mobilenet_v3_small_w075": lambda: loud(torchvision.models.mobilenet_v3_small(num_classes=10, width_mult=0.75)),
+    "mobilenet_v3_small_w05": lambda: loud(torchvision.models.mobilenet_v3_small(num_classes=10, width_mult=0.5)),
+    "mobilenet_v3_large": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10)),
+    "mobilenet_v3_large_w075": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10, width_mult=0.75)),
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
     "preact_resnet18": lambda: PreActResNet18(),
     "preact_resnet18_v2": lambda: PreActResNet18(v2=True, bn_before_fc=True),

@@ -143,6 +143,11 @@ layer_case('leaky_relu', nn.LeakyReLU(0.2), 'LeakyReLU', [0.2], ax)
 layer_case('gelu', nn.GELU(), 'GELU', [], ax)
 layer_case('gelu_tanh', nn.GELU(approximate='tanh'), 'GELU', ['tanh'], ax)
 layer_case('silu', nn.SiLU(), 'SiLU', [], ax)
+with torch.random.fork_rng():  # own seed: the global stream of the cases after stays as committed
+    torch.manual_seed(31)
+    hx = rnd(2, 3, 4, 4, scale=3.0)  # both sides of the kinks at ±3
+    layer_case('hardswish', nn.Hardswish(), 'Hardswish', [], hx)
+    layer_case('hardsigmoid', nn.Hardsigmoid(), 'Hardsigmoid', [], hx)
 layer_case('tanh', nn.Tanh(), 'Tanh', [], ax)
 layer_case('sigmoid', nn.Sigmoid(), 'Sigmoid', [], ax)
 layer_case('softmax', nn.Softmax(dim=1), 'Softmax', [1], ax)

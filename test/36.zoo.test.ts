@@ -1,5 +1,6 @@
 /**
- * The larger zoo (torchvision's resnet50/101, wide_resnet50_2, mobilenet_v2, efficientnet_b0 and RobustBench's
+ * The larger zoo (torchvision's resnet50/101, wide_resnet50_2, mobilenet_v2, mobilenet_v3_small/large (and both
+ * mobilenets at other width multipliers), efficientnet_b0 and RobustBench's
  * preact_resnet18, wide_resnet28_10) against Python: scripts/interop.py zoo writes each reference model's
  * torch.save state dict with seeded random weights at test time and prints its keys, parameter count, eval
  * logits and first batch norm's statistics after a training-mode forward (skipped without Python torch).
@@ -70,6 +71,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       expect(Math.max(...py.logits.map(Math.abs)), 'reference logits are not vanishing').to.be.above(0.04);
       expect(maxAbsDiff(native, py.logits), 'native logits').to.be.below(1e-4);
       expect(maxAbsDiff(ts, py.logits), 'TS logits').to.be.below(1e-4);
+      expect(maxAbsDiff(native, ts), 'native vs TS logits').to.be.below(1e-5);
       model.train();
       const bn = model.get(py.firstBn) as kiln.nn.BatchNorm2d;
       kiln.tidy(() => {
@@ -94,6 +96,16 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
   it('resnet101: keys, parameters, logits, training forward/backward', () => checkModel('resnet101', 'resnet101'));
   it('mobilenet_v2 (ReLU6, depthwise, inverted residuals): keys, parameters, logits, training forward/backward', () => checkModel('mobilenet_v2', 'mobilenet_v2'));
   it('efficientnet_b0 (SiLU, squeeze-excitation, stochastic depth): keys, parameters, logits, training forward/backward', () => checkModel('efficientnet_b0', 'efficientnet_b0'));
+  it('mobilenet_v3_small (Hardswish, squeeze-excitation with a Hardsigmoid gate, batch norm eps 1e-3 / momentum 0.01): keys, parameters, logits, training forward/backward',
+    () => checkModel('mobilenet_v3_small', 'mobilenet_v3_small'));
+  it('mobilenet_v3_large: keys, parameters, logits, training forward/backward', () => checkModel('mobilenet_v3_large', 'mobilenet_v3_large'));
+  it("widthMult equals torchvision's width_mult: mobilenet_v2 at 0.75 and 1.4 (the last conv only grows), mobilenet_v3_small at 0.75 and 0.5, mobilenet_v3_large at 0.75", async () => {
+    await checkModel('mobilenet_v2', 'mobilenet_v2_w075', { widthMult: 0.75 });
+    await checkModel('mobilenet_v2', 'mobilenet_v2_w14', { widthMult: 1.4 });
+    await checkModel('mobilenet_v3_small', 'mobilenet_v3_small_w075', { widthMult: 0.75 });
+    await checkModel('mobilenet_v3_small', 'mobilenet_v3_small_w05', { widthMult: 0.5 });
+    await checkModel('mobilenet_v3_large', 'mobilenet_v3_large_w075', { widthMult: 0.75 });
+  });
   it("RobustBench's preact_resnet18 (PreActBlock; and PreActBlockV2 + bn_before_fc)", async () => {
     await checkModel('preact_resnet18', 'preact_resnet18');
     await checkModel('preact_resnet18', 'preact_resnet18_v2', { shortcutFromActivation: true, bnBeforeFc: true });
@@ -104,30 +116,35 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     await checkModel('wide_resnet28_10', 'wide_resnet16_2_sub', { depth: 16, widenFactor: 2, subBlock1: true }, 'sub_block1.');
   });
 
-  it("pretrained: a torch.save file fills the model strictly; a different numClasses replaces only the head; kiln.load rebuilds it", async () => {
-    const py = reference('mobilenet_v2');
+  /**
+   * `pretrained` for zoo model `name` (its classifier `head`, a Linear from `hidden` features): the file's 10
+   * classes kept give Python's logits; 5 classes replace only the head; freezeBackbone leaves the head
+   * trainable; saveModel/loadModel rebuild it without the .pth.
+   */
+  async function checkPretrained(name: string, head: string, hidden: number): Promise<void> {
+    const py = reference(name);
     const sd = kiln.io.loadTorchStateDict(py.file);
     // the file's 10 classes kept: Python's logits
-    const same = kiln.models.mobilenetV2({ pretrained: py.file }).eval();
+    const same = kiln.models.create(name, { pretrained: py.file }).eval();
     const x = det('input', [2, 3, py.size, py.size], 1);
     const y = await same.forwardAsync(x);
     expect(maxAbsDiff(y, py.logits)).to.be.below(1e-4);
-    expect(kiln.models.architectureOf(same)).to.deep.equal({ name: 'mobilenet_v2', options: { numClasses: 10 } });
-    // 5 classes: every tensor but the head's equals the file's, the head is a fresh Linear(1280, 5)
-    const five = kiln.models.create('mobilenet_v2', { pretrained: py.file, numClasses: 5 });
+    expect(kiln.models.architectureOf(same)).to.deep.equal({ name, options: { numClasses: 10 } });
+    // 5 classes: every tensor but the head's equals the file's, the head is a fresh Linear(hidden, 5)
+    const five = kiln.models.create(name, { pretrained: py.file, numClasses: 5 });
     const state = five.stateDict();
     expect([...state.keys()]).to.deep.equal(py.keys);
     for (const [k, t] of state) {
-      if (k.startsWith('classifier.1.')) continue;
+      if (k.startsWith(`${head}.`)) continue;
       expect(t.equal(sd.get(k)!), k).to.equal(true);
     }
-    expect(state.get('classifier.1.weight')!.shape).to.deep.equal([5, 1280]);
-    expect(state.get('classifier.1.bias')!.shape).to.deep.equal([5]);
-    expect(kiln.models.architectureOf(five)).to.deep.equal({ name: 'mobilenet_v2', options: { numClasses: 5 } });
+    expect(state.get(`${head}.weight`)!.shape).to.deep.equal([5, hidden]);
+    expect(state.get(`${head}.bias`)!.shape).to.deep.equal([5]);
+    expect(kiln.models.architectureOf(five)).to.deep.equal({ name, options: { numClasses: 5 } });
     // freezeBackbone: only the head trains
     kiln.models.freezeBackbone(five);
-    expect(five.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k)).to.deep.equal(['classifier.1.weight', 'classifier.1.bias']);
-    expect(five.numParameters(true)).to.equal(1280 * 5 + 5);
+    expect(five.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k)).to.deep.equal([`${head}.weight`, `${head}.bias`]);
+    expect(five.numParameters(true)).to.equal(hidden * 5 + 5);
     // saved and loaded: the architecture record rebuilds it without the .pth
     const file = path.join(tmp, 'five.safetensors');
     kiln.saveModel(file, five);
@@ -140,12 +157,37 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     for (const t of [x, y, a, b]) t.dispose();
     for (const t of sd.values()) t.dispose();
     for (const m of [same, five, back]) m.dispose();
+  }
+
+  it("pretrained: a torch.save file fills the model strictly; a different numClasses replaces only the head; kiln.load rebuilds it", async () => {
+    await checkPretrained('mobilenet_v2', 'classifier.1', 1280);
+    const py = reference('mobilenet_v2');
+    const m = kiln.models.mobilenetV2({ pretrained: py.file });
+    expect(kiln.models.architectureOf(m)).to.deep.equal({ name: 'mobilenet_v2', options: { numClasses: 10 } });
+    m.dispose();
+  });
+  it('pretrained mobilenet_v3_small and mobilenet_v3_large (head classifier.3 after Linear → Hardswish → Dropout); widthMult kept in the record', async () => {
+    await checkPretrained('mobilenet_v3_small', 'classifier.3', 1024);
+    await checkPretrained('mobilenet_v3_large', 'classifier.3', 1280);
+    const py = reference('mobilenet_v3_small_w05');
+    const m = kiln.models.mobilenetV3Small({ pretrained: py.file, widthMult: 0.5, numClasses: 3 });
+    expect(kiln.models.architectureOf(m)).to.deep.equal({ name: 'mobilenet_v3_small', options: { numClasses: 3, widthMult: 0.5 } });
+    expect((m.get('classifier.3') as kiln.nn.Linear).inFeatures).to.equal((m.get('classifier.0') as kiln.nn.Linear).outFeatures);
+    const file = path.join(tmp, 'v3w05.safetensors');
+    kiln.saveModel(file, m);
+    const { model: back } = kiln.loadModel(file);
+    expect([...back.stateDict().keys()]).to.deep.equal(py.keys);
+    expect(back.numParameters()).to.equal(m.numParameters());
+    back.dispose();
+    expectKilnError(() => kiln.models.mobilenetV3Small({ pretrained: py.file }), 'INVALID_ARGUMENT', 'does not fit this architecture', 'shape mismatch');
+    m.dispose();
   });
 
   it('parameter counts at 1000 classes equal torchvision\'s published num_params', () => {
     // torchvision 0.14's weights meta ("num_params") of each architecture
     const published: [string, number][] = [
       ['resnet50', 25557032], ['resnet101', 44549160], ['wide_resnet50_2', 68883240], ['mobilenet_v2', 3504872], ['efficientnet_b0', 5288548],
+      ['mobilenet_v3_small', 2542856], ['mobilenet_v3_large', 5483032],
     ];
     for (const [name, n] of published) {
       const m = kiln.models.create(name);
@@ -163,6 +205,9 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     expectKilnError(() => kiln.models.create('resnet101', { pretrained: py.file }), 'INVALID_ARGUMENT', 'does not fit this architecture', 'missing keys', 'layer3.6.conv1.weight');
     expectKilnError(() => kiln.models.create('resnet50', { pretrained: py.file, inChannels: 1 }), 'INVALID_ARGUMENT', 'shape mismatch for conv1.weight');
     expectKilnError(() => kiln.models.create('efficientnet_b0', { numClasses: 0 }), 'INVALID_ARGUMENT', 'numClasses');
+    for (const name of ['mobilenet_v2', 'mobilenet_v3_small', 'mobilenet_v3_large'])
+      for (const bad of [0, -0.5, NaN, Infinity, '0.75', null])
+        expectKilnError(() => kiln.models.create(name, { widthMult: bad }), 'INVALID_ARGUMENT', 'widthMult', 'a positive number');
     expectKilnError(() => kiln.models.create('wide_resnet28_10', { depth: 27 }), 'INVALID_ARGUMENT', 'depth', '6n + 4');
     expectKilnError(() => kiln.models.create('wide_resnet28_10', { widenFactor: 1.5 }), 'INVALID_ARGUMENT', 'widenFactor');
     expectKilnError(() => kiln.models.create('wide_resnet28_10', { depth: 10, widenFactor: 1, dropRate: 2 }), 'INVALID_ARGUMENT', 'dropRate');
@@ -193,7 +238,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     for (const t of [x, y, z]) t.dispose();
   });
 
-  it('leaks no tensors: repeated pretrained loads (good and failing), forwards in both modes, head replacement', async () => {
+  it('leaks no tensors: repeated pretrained loads (good and failing), forwards in both modes (also mobilenet_v3_small), head replacement', async () => {
     const py = reference('efficientnet_b0');
     const x = det('input', [2, 3, 32, 32], 1);
     const run = async () => {
@@ -205,6 +250,13 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       m.dispose();
       expectKilnError(() => kiln.models.create('mobilenet_v2', { pretrained: py.file }), 'INVALID_ARGUMENT');
       expectKilnError(() => kiln.models.create('efficientnet_b0', { pretrained: py.file, inChannels: 4 }), 'INVALID_ARGUMENT');
+      const v3 = kiln.models.mobilenetV3Small({ numClasses: 3, widthMult: 0.5 });
+      kiln.tidy(() => { v3.call(x).sum().backward(); });
+      v3.eval();
+      (await v3.forwardAsync(x)).dispose();
+      kiln.noGrad(() => v3.call(x)).dispose();
+      v3.dispose();
+      expectKilnError(() => kiln.models.mobilenetV3Large({ widthMult: -1 }), 'INVALID_ARGUMENT', 'widthMult');
     };
     await run();
     const before = kiln.memory().numTensors;
@@ -239,15 +291,26 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       expect((err as Error).message).to.match(re);
     };
     const out = ['--out', path.join(tmp, 'x')];
-    await rejects(['train', '--data', 'shapes', '--pretrained', py.file, ...out], /--pretrained applies to --model resnet18, .*mobilenet_v2, efficientnet_b0 \(got simple-cnn\)/);
+    await rejects(['train', '--data', 'shapes', '--pretrained', py.file, ...out], /--pretrained applies to --model resnet18, .*mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0 \(got simple-cnn\)/);
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--pretrained', path.join(tmp, 'none.pth'), ...out], /--pretrained: .*none\.pth does not exist/);
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--freeze-backbone', ...out], /--freeze-backbone needs --pretrained/);
     await rejects(['train', '--data', 'shapes', '--model', 'wide_resnet28_10', '--size', '48', ...out], /--model wide_resnet28_10 takes 32×32 images .* these are 48×48; use --size 32/);
     await rejects(['train', '--data', 'shapes', '--model', 'mobilenet_v2', '--pretrained', py.file, '--channels', '1', ...out], /torchvision's weights take 3-channel images, these have 1 \(use --channels 3\)/);
   });
 
-  it("kiln.jit.save traces the new spec ops (ReLU6 as hardtanh, squeeze-excitation's gate): Python's torch.jit.load gives Kiln's logits", async () => {
-    for (const name of ['mobilenet_v2', 'efficientnet_b0']) {
+  it('kiln train --model mobilenet_v3_small (the zoo name on the command line): trains, and kiln.loadModel rebuilds it', () => {
+    const dir = path.join(tmp, 'run-v3');
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'train', '--data', 'shapes', '--model', 'mobilenet_v3_small',
+      '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', dir, '--json', '--quiet'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
+    expect(r.status, r.stderr).to.equal(0);
+    const { model } = kiln.loadModel(path.join(dir, 'model.safetensors'));
+    expect(kiln.models.architectureOf(model)).to.deep.equal({ name: 'mobilenet_v3_small', options: { numClasses: 3, inChannels: 3 } });
+    expect(model.get('features.1.block.1')).to.be.instanceOf(kiln.models.SqueezeExcitation);
+    model.dispose();
+  });
+
+  it("kiln.jit.save traces the new spec ops (ReLU6 as hardtanh, squeeze-excitation's gate, hardswish, hardsigmoid): Python's torch.jit.load gives Kiln's logits", async () => {
+    for (const name of ['mobilenet_v2', 'efficientnet_b0', 'mobilenet_v3_small']) {
       const py = reference(name); // at init the eval logits of both nets vanish (~1e-10): use its random weights and statistics
       const m = kiln.models.create(name, { pretrained: py.file }).eval();
       const x = det('input', [2, 3, 32, 32], 1);

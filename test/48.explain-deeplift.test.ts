@@ -211,7 +211,7 @@ describe(`48 DeepLift and DeepLiftShap (${DEVICE})`, function () {
       m.dispose();
     });
 
-    it("on the zoo's mobilenet_v2 (ReLU6, depthwise convs, inverted residuals): |delta| small; efficientnet_b0's squeeze-excitation is refused", () => {
+    it("on the zoo's mobilenet_v2 (ReLU6, depthwise convs, inverted residuals): |delta| small; efficientnet_b0's squeeze-excitation and mobilenet_v3's Hardswish are refused", () => {
       kiln.manualSeed(21);
       const m = kiln.models.create('mobilenet_v2', { numClasses: 10 });
       randomiseBatchNorm(m);
@@ -234,9 +234,14 @@ describe(`48 DeepLift and DeepLiftShap (${DEVICE})`, function () {
       se.to(DEVICE);
       se.eval();
       expect(() => E.deepLift(se, xe, { target: 0 })).to.throw(kiln.KilnError, /module '1' is not supported: squeeze-excitation multiplies two paths/);
+      const v3 = kiln.models.create('mobilenet_v3_small', { numClasses: 10 });
+      v3.to(DEVICE);
+      v3.eval();
+      expect(() => E.deepLift(v3, xe, { target: 0 })).to.throw(kiln.KilnError, /module 'features\.0\.2' is not supported: Hardswish/);
       xe.dispose();
       e.dispose();
       se.dispose();
+      v3.dispose();
     });
   });
 
@@ -391,6 +396,8 @@ describe(`48 DeepLift and DeepLiftShap (${DEVICE})`, function () {
       gone.dispose();
       const gelu = new nn.Sequential(new nn.Flatten(), new nn.Linear(432, 4), new nn.GELU(), new nn.Linear(4, 2));
       const silu = new nn.Sequential(new nn.Flatten(), new nn.SiLU(), new nn.Linear(432, 2));
+      const hswish = new nn.Sequential(new nn.Flatten(), new nn.Linear(432, 4), new nn.Hardswish(), new nn.Linear(4, 2));
+      const hsigmoid = new nn.Sequential(new nn.Flatten(), new nn.Hardsigmoid(), new nn.Linear(432, 2));
       const soft = new nn.Sequential(new nn.Flatten(), new nn.Linear(432, 2), new nn.Softmax(1));
       const r9 = kiln.models.resnet9({ numClasses: 2, inChannels: 3 });
       const air = kiln.models.airbench94({ numClasses: 2, widths: [4, 4, 4] });
@@ -415,12 +422,14 @@ describe(`48 DeepLift and DeepLiftShap (${DEVICE})`, function () {
       expectKilnError(() => E.deepLift({ call: (t: kiln.Tensor) => t } as never, x, { target: 0 }), 'INVALID_ARGUMENT', 'kiln.nn Module');
       expectKilnError(() => E.deepLift(gelu, x, { target: 0 }), 'INVALID_ARGUMENT', "module '2' is not supported: GELU has no DeepLift rule");
       expectKilnError(() => E.deepLiftShap(silu, x, { target: 0, baselines: three }), 'INVALID_ARGUMENT', "module '1' is not supported: SiLU");
+      expectKilnError(() => E.deepLift(hswish, x, { target: 0 }), 'INVALID_ARGUMENT', "module '2' is not supported: Hardswish has no DeepLift rule");
+      expectKilnError(() => E.deepLiftShap(hsigmoid, x, { target: 0, baselines: three }), 'INVALID_ARGUMENT', "module '1' is not supported: Hardsigmoid has no DeepLift rule");
       expectKilnError(() => E.deepLift(soft, x, { target: 0 }), 'INVALID_ARGUMENT', 'Softmax', 'explain the logits');
       expectKilnError(() => E.deepLift(r9, x, { target: 0 }), 'INVALID_ARGUMENT', "module 'pool' is not supported: AdaptiveMaxPool2d");
       expectKilnError(() => E.deepLift(air, x, { target: 0 }), 'INVALID_ARGUMENT', 'GELU');
       expect(kiln.memory().numTensors).to.equal(before);
       for (const t of [x, wrong, three, one, ints]) t.dispose();
-      for (const mod of [m, gelu, silu, soft, r9, air]) mod.dispose();
+      for (const mod of [m, gelu, silu, hswish, hsigmoid, soft, r9, air]) mod.dispose();
     });
   });
 

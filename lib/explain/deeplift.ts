@@ -18,7 +18,7 @@ import { cat, where } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { autograd, enableGrad } from '../autograd';
 import { ForwardHook, Module, saveModes } from '../nn/module';
-import { ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh, MaxPool2d, GELU, SiLU, Softmax, AdaptiveMaxPool2d } from '../nn/layers';
+import { ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh, MaxPool2d, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, AdaptiveMaxPool2d } from '../nn/layers';
 import { SqueezeExcitation } from '../models/blocks';
 import { maxPool2d } from '../nn/functional';
 import { Classifier, Target, TargetIndex, checkInput, checkOptions, targetIndex, targetLogits } from './common';
@@ -47,6 +47,8 @@ const RESCALED = [ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh];
 const REFUSED: [abstract new (...a: never[]) => Module, string][] = [
   [GELU, 'GELU has no DeepLift rule (Captum would use its plain gradient)'],
   [SiLU, 'SiLU has no DeepLift rule (Captum would use its plain gradient)'],
+  [Hardswish, 'Hardswish has no DeepLift rule (Captum would use its plain gradient)'],
+  [Hardsigmoid, 'Hardsigmoid has no DeepLift rule (Captum would use its plain gradient)'],
   [AdaptiveMaxPool2d, 'AdaptiveMaxPool2d has no DeepLift rule (Captum would use its plain gradient)'],
   [SqueezeExcitation, 'squeeze-excitation multiplies two paths (x · gate(x)); DeepLift has no rule for a product'],
   [Softmax, "Softmax: Captum's softmax rule normalises over the whole [inputs; baselines] batch; explain the logits (drop the Softmax)"],
@@ -183,7 +185,7 @@ function baselineLike(x: Tensor, b: unknown): Tensor {
  * (default 0), as Captum's DeepLift: (x − baseline) · the gradient with every ReLU, LeakyReLU,
  * Sigmoid, Tanh and MaxPool2d differentiated by its DeepLift multiplier. They sum to
  * f(x) − f(baseline) per image; `returnConvergenceDelta` also returns the gap (`delta`).
- * Models with GELU, SiLU, Softmax or AdaptiveMaxPool2d layers are refused; nonlinearities a custom
+ * Models with GELU, SiLU, Hardswish, Hardsigmoid, Softmax or AdaptiveMaxPool2d layers are refused; nonlinearities a custom
  * module applies functionally in its `forward` are not seen (as in Captum) — `delta` shows it.
  */
 export function deepLift(model: Classifier | Module, x: Tensor, o: DeepLiftOptions & { returnConvergenceDelta: true }): Attribution;

@@ -1,13 +1,13 @@
 /**
  * torchvision's building blocks (torchvision.ops): Conv2dNormActivation, SqueezeExcitation,
- * StochasticDepth, and its initialisation of the mobile nets — shared by mobilenet_v2 and efficientnet_b0.
+ * StochasticDepth, and its initialisation of the mobile nets — shared by mobilenet_v2/v3 and efficientnet_b0.
  */
 import { invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { full } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { Module, ModuleSpec } from '../nn/module';
-import { Conv2d, BatchNorm2d, AdaptiveAvgPool2d, Linear, Sigmoid, SiLU } from '../nn/layers';
+import { Conv2d, BatchNorm2d, BatchNormOptions, AdaptiveAvgPool2d, Linear, Sigmoid, SiLU } from '../nn/layers';
 import { Sequential } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
@@ -23,14 +23,53 @@ export function classifyFlat(h: Tensor, head: Module): Tensor {
   }
 }
 
+/** A classifier head on pooled feature maps: `classifier(flatten(avgpool(features(x))))` (EfficientNet, MobileNetV3). */
+export abstract class PooledClassifier extends Module {
+  readonly features: Sequential;
+  readonly avgpool: AdaptiveAvgPool2d;
+  readonly classifier: Sequential;
+  constructor(features: Sequential, classifier: Sequential) {
+    super();
+    this.features = this.registerModule('features', features);
+    this.avgpool = this.registerModule('avgpool', new AdaptiveAvgPool2d(1));
+    this.classifier = this.registerModule('classifier', classifier);
+  }
+  forward(x: Tensor): Tensor {
+    const f = this.features.call(x);
+    const pooled = this.avgpool.call(f);
+    f.dispose();
+    return classifyFlat(pooled, this.classifier);
+  }
+  override toSpec(): ModuleSpec | null {
+    const body = specsOf([this.features, this.avgpool]), classifier = this.classifier.toSpec();
+    return body && classifier && { op: 'sequential', children: [...body, { op: 'flatten', start: 1, end: -1 }, classifier] };
+  }
+}
+
+/** An inverted residual's output: `x + y` when `residual` (`y` freed), else `y` itself. */
+export function addResidual(x: Tensor, y: Tensor, residual: boolean): Tensor {
+  if (!residual) return y;
+  const out = x.add(y);
+  y.dispose();
+  return out;
+}
+
+/** The native spec of `addResidual` around a block's spec `main`. */
+export function residualSpec(main: ModuleSpec | null, residual: boolean): ModuleSpec | null {
+  return main && residual ? { op: 'residual', main, shortcut: null, post: null } : main;
+}
+
 /**
- * torchvision's Conv2dNormActivation: conv (padding (k−1)/2, no bias) → BatchNorm2d → activation,
- * keyed '0', '1' (and '2' for the activation, which has no state).
+ * torchvision's Conv2dNormActivation: conv (padding (k−1)/2, no bias) → BatchNorm2d (`norm`: its eps
+ * and momentum) → activation, keyed '0', '1' (and '2' for the activation, which has no state).
  */
-export function convNormActivation(inC: number, outC: number, kernel: number, o: { stride?: number; groups?: number; activation?: Module | null } = {}): Sequential {
+export function convNormActivation(
+  inC: number, outC: number, kernel: number,
+  o: { stride?: number; groups?: number; activation?: Module | null; norm?: BatchNormOptions } = {},
+): Sequential {
   const layers: Module[] = [
     new Conv2d(inC, outC, kernel, { stride: o.stride ?? 1, padding: Math.floor((kernel - 1) / 2), groups: o.groups ?? 1, bias: false }),
-    new BatchNorm2d(outC),
+    new BatchNorm2d(outC, o.norm),
   ];
   if (o.activation) layers.push(o.activation);
   return new Sequential(...layers);
@@ -41,6 +80,13 @@ export function makeDivisible(v: number, divisor = 8): number {
   let n = Math.max(divisor, Math.floor((v + divisor / 2) / divisor) * divisor);
   if (n < 0.9 * v) n += divisor;
   return n;
+}
+
+/** The `widthMult` option of the mobile nets (torchvision's width_mult): a positive finite number, default 1. */
+export function widthMultOf(v: unknown): number {
+  if (v === undefined) return 1;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw invalidParameterError('widthMult', 'a positive number (channel width multiplier, e.g. 0.75)', v);
+  return v;
 }
 
 /**

@@ -1,11 +1,11 @@
 /** torchvision's EfficientNet-B0 (same module tree and state_dict keys: features.1.0.block.1.fc1.weight …). */
 import { Tensor } from '../tensor/tensor';
 import { Module, ModuleSpec } from '../nn/module';
-import { AdaptiveAvgPool2d, Dropout, Linear, SiLU } from '../nn/layers';
+import { Dropout, Linear, SiLU } from '../nn/layers';
 import { Sequential } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { uniform_ } from '../nn/init';
-import { classifyFlat, convNormActivation, makeDivisible, mobileInit, SqueezeExcitation, StochasticDepth } from './blocks';
+import { convNormActivation, makeDivisible, mobileInit, PooledClassifier, SqueezeExcitation, StochasticDepth } from './blocks';
 import { ModelOptions } from './small';
 
 /**
@@ -57,12 +57,12 @@ export interface EfficientNetOptions extends ModelOptions {
 }
 
 /** torchvision's EfficientNet-B0: `features` (stem, 7 MBConv stages, 1×1 conv to 1280), `avgpool`, `classifier`. */
-export class EfficientNet extends Module {
-  readonly features: Sequential;
-  readonly avgpool = this.registerModule('avgpool', new AdaptiveAvgPool2d(1));
-  readonly classifier: Sequential;
+export class EfficientNet extends PooledClassifier {
   constructor(o: EfficientNetOptions = {}) {
-    super();
+    super(...EfficientNet.layers(o));
+    mobileInit(this, (l) => uniform_(l.weight, -1 / Math.sqrt(l.outFeatures), 1 / Math.sqrt(l.outFeatures)));
+  }
+  private static layers(o: EfficientNetOptions): [Sequential, Sequential] {
     // expand ratio, kernel, stride, in, out, blocks (width and depth multipliers 1.0)
     const settings: [number, number, number, number, number, number][] = [
       [1, 3, 1, 32, 16, 1], [6, 3, 2, 16, 24, 2], [6, 5, 2, 24, 40, 2], [6, 3, 2, 40, 80, 3],
@@ -79,19 +79,7 @@ export class EfficientNet extends Module {
     }
     const lastIn = settings[settings.length - 1][4], last = 4 * lastIn;
     features.append(convNormActivation(lastIn, last, 1, { activation: new SiLU() }));
-    this.features = this.registerModule('features', features);
-    this.classifier = this.registerModule('classifier', new Sequential(new Dropout(o.dropout ?? 0.2), new Linear(last, o.numClasses ?? 1000)));
-    mobileInit(this, (l) => uniform_(l.weight, -1 / Math.sqrt(l.outFeatures), 1 / Math.sqrt(l.outFeatures)));
-  }
-  forward(x: Tensor): Tensor {
-    const f = this.features.call(x);
-    const pooled = this.avgpool.call(f);
-    f.dispose();
-    return classifyFlat(pooled, this.classifier);
-  }
-  override toSpec(): ModuleSpec | null {
-    const body = specsOf([this.features, this.avgpool]), classifier = this.classifier.toSpec();
-    return body && classifier && { op: 'sequential', children: [...body, { op: 'flatten', start: 1, end: -1 }, classifier] };
+    return [features, new Sequential(new Dropout(o.dropout ?? 0.2), new Linear(last, o.numClasses ?? 1000))];
   }
 }
 

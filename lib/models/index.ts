@@ -8,6 +8,7 @@ import { Linear } from '../nn/layers';
 import { simpleCnn, resnet9, airbench94, whitenInit, ConvGroup, ModelOptions } from './small';
 import { resnet18, resnet34, resnet50, resnet101, wideResnet50_2, ResNet, BasicBlock, Bottleneck, ResNetOptions } from './resnet';
 import { mobilenetV2, MobileNetV2, InvertedResidual, MobileNetV2Options } from './mobilenet';
+import { mobilenetV3Small, mobilenetV3Large, MobileNetV3, InvertedResidualV3, MobileNetV3Options } from './mobilenetv3';
 import { efficientnetB0, EfficientNet, MBConv, EfficientNetOptions } from './efficientnet';
 import { SqueezeExcitation, StochasticDepth } from './blocks';
 import {
@@ -31,6 +32,8 @@ const zoo: Record<string, { build: (o: Record<string, unknown>) => Module; head?
   resnet101: { build: (o) => resnet101(o), head: 'fc', imagenet: true },
   wide_resnet50_2: { build: (o) => wideResnet50_2(o), head: 'fc', imagenet: true },
   mobilenet_v2: { build: (o) => mobilenetV2(o), head: 'classifier.1', imagenet: true },
+  mobilenet_v3_small: { build: (o) => mobilenetV3Small(o), head: 'classifier.3', imagenet: true },
+  mobilenet_v3_large: { build: (o) => mobilenetV3Large(o), head: 'classifier.3', imagenet: true },
   efficientnet_b0: { build: (o) => efficientnetB0(o), head: 'classifier.1', imagenet: true },
   airbench94: { build: (o) => airbench94(o), head: '7' },
   preact_resnet18: { build: (o) => preactResnet18(o), head: 'linear' },
@@ -47,7 +50,7 @@ export const pretrainedNames = modelNames.filter((n) => zoo[n].imagenet);
 export const cifarOnlyNames = ['preact_resnet18', 'wide_resnet28_10'];
 
 /**
- * Builds a zoo model by name (see `modelNames`). The torchvision ones (resnet18…efficientnet_b0) take
+ * Builds a zoo model by name (see `modelNames`). The torchvision ones (`pretrainedNames`) take
  * `pretrained`: a torch.save state dict file loaded strictly, its head replaced when `numClasses` differs.
  */
 export function create(name: string, options: Record<string, unknown> = {}): Module {
@@ -112,8 +115,12 @@ export const models = {
   resnet101: wrap<ResNetOptions & PretrainedOptions>('resnet101'),
   /** torchvision wide_resnet50_2 */
   wideResnet50_2: wrap<ResNetOptions & PretrainedOptions>('wide_resnet50_2'),
-  /** torchvision mobilenet_v2 (ReLU6, depthwise convs, inverted residuals) */
+  /** torchvision mobilenet_v2 (ReLU6, depthwise convs, inverted residuals; `widthMult`) */
   mobilenetV2: wrap<MobileNetV2Options & PretrainedOptions>('mobilenet_v2'),
+  /** torchvision mobilenet_v3_small (Hardswish, squeeze-excitation with a Hardsigmoid gate; `widthMult`) */
+  mobilenetV3Small: wrap<MobileNetV3Options & PretrainedOptions>('mobilenet_v3_small'),
+  /** torchvision mobilenet_v3_large (Hardswish, squeeze-excitation with a Hardsigmoid gate; `widthMult`) */
+  mobilenetV3Large: wrap<MobileNetV3Options & PretrainedOptions>('mobilenet_v3_large'),
   /** torchvision efficientnet_b0 (SiLU, squeeze-excitation, stochastic depth) */
   efficientnetB0: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b0'),
   /** RobustBench's PreActResNet-18 (CIFAR, 32×32) */
@@ -133,6 +140,7 @@ export const models = {
 
 export {
   ResNet, BasicBlock, Bottleneck, ConvGroup, ModelOptions, ResNetOptions, MobileNetV2, InvertedResidual, MobileNetV2Options,
+  MobileNetV3, InvertedResidualV3, MobileNetV3Options,
   EfficientNet, MBConv, EfficientNetOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
   WideBasicBlock, NetworkBlock, PreActResNetOptions, WideResNetOptions, PretrainedOptions,
 };

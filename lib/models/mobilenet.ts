@@ -5,7 +5,7 @@ import { Conv2d, BatchNorm2d, Dropout, Linear, ReLU6 } from '../nn/layers';
 import { Sequential } from '../nn/containers';
 import * as F from '../nn/functional';
 import { normal_ } from '../nn/init';
-import { classifyFlat, convNormActivation, makeDivisible, mobileInit } from './blocks';
+import { addResidual, classifyFlat, convNormActivation, makeDivisible, mobileInit, residualSpec, widthMultOf } from './blocks';
 import { ModelOptions } from './small';
 
 /**
@@ -29,16 +29,10 @@ export class InvertedResidual extends Module {
     this.conv = this.registerModule('conv', new Sequential(...layers));
   }
   forward(x: Tensor): Tensor {
-    const y = this.conv.call(x);
-    if (!this.useResConnect) return y;
-    const out = x.add(y);
-    y.dispose();
-    return out;
+    return addResidual(x, this.conv.call(x), this.useResConnect);
   }
   override toSpec(): ModuleSpec | null {
-    const main = this.conv.toSpec();
-    if (!main || !this.useResConnect) return main;
-    return { op: 'residual', main, shortcut: null, post: null };
+    return residualSpec(this.conv.toSpec(), this.useResConnect);
   }
 }
 
@@ -46,9 +40,17 @@ export class InvertedResidual extends Module {
 export interface MobileNetV2Options extends ModelOptions {
   /** dropout before the classifier (torchvision: 0.2) */
   dropout?: number;
+  /**
+   * channel width multiplier (torchvision's width_mult, default 1): every width becomes
+   * `_make_divisible(c · widthMult, 8)`, the last conv's 1280 only grows (`1280 · max(1, widthMult)`)
+   */
+  widthMult?: number;
 }
 
-/** torchvision's MobileNetV2 (width 1.0): `features` (stem, 17 inverted residuals, 1×1 conv to 1280), average pool, `classifier`. */
+/**
+ * torchvision's MobileNetV2: `features` (stem, 17 inverted residuals, 1×1 conv to 1280 at width ≤ 1),
+ * average pool, `classifier`.
+ */
 export class MobileNetV2 extends Module {
   readonly features: Sequential;
   readonly classifier: Sequential;
@@ -58,11 +60,12 @@ export class MobileNetV2 extends Module {
       // t (expansion), c (channels), n (blocks), s (stride of the first)
       [1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1],
     ];
-    let input = makeDivisible(32);
-    const last = makeDivisible(1280);
+    const w = widthMultOf(o.widthMult);
+    let input = makeDivisible(32 * w);
+    const last = makeDivisible(1280 * Math.max(1, w));
     const features = new Sequential(convNormActivation(o.inChannels ?? 3, input, 3, { stride: 2, activation: new ReLU6() }));
     for (const [t, c, n, s] of settings) {
-      const output = makeDivisible(c);
+      const output = makeDivisible(c * w);
       for (let i = 0; i < n; i++) {
         features.append(new InvertedResidual(input, output, i === 0 ? s : 1, t));
         input = output;
@@ -88,7 +91,7 @@ export class MobileNetV2 extends Module {
   }
 }
 
-/** MobileNetV2 with torchvision's keys (3.5 M parameters at 1000 classes). */
+/** MobileNetV2 with torchvision's keys (3.5 M parameters at 1000 classes and width 1). */
 export function mobilenetV2(o: MobileNetV2Options = {}): MobileNetV2 {
   return new MobileNetV2(o);
 }

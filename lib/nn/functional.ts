@@ -115,6 +115,10 @@ export function guidedRelu(x: Tensor): Tensor { return new Tensor(N.guidedRelu(i
 export function deconvRelu(x: Tensor): Tensor { return new Tensor(N.deconvRelu(idOf(x, 'input'))); }
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor { idOf(x, 'input'); return x.gelu(approximate); }
 export function silu(x: Tensor): Tensor { idOf(x, 'input'); return x.silu(); }
+/** x · relu6(x + 3) / 6 (torch.nn.functional.hardswish). */
+export function hardswish(x: Tensor): Tensor { idOf(x, 'input'); return x.hardswish(); }
+/** relu6(x + 3) / 6 (torch.nn.functional.hardsigmoid). */
+export function hardsigmoid(x: Tensor): Tensor { idOf(x, 'input'); return x.hardsigmoid(); }
 export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor { idOf(x, 'input'); return x.leakyRelu(negativeSlope); }
 export function softmax(x: Tensor, dim: number): Tensor { idOf(x, 'input'); return x.softmax(dim); }
 export function logSoftmax(x: Tensor, dim: number): Tensor { idOf(x, 'input'); return x.logSoftmax(dim); }

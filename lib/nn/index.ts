@@ -3,7 +3,7 @@ export { Module, LoadReport, ForwardHook, ModuleSpec } from './module';
 import './spec'; // native inference specs of the built-in layers (forwardAsync on a worker thread)
 export {
   Conv2d, Conv2dOptions, Linear, BatchNorm2d, BatchNormOptions, Dropout, Dropout2d, MaxPool2d, AvgPool2d,
-  AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, ReLU, ReLU6, LeakyReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, Identity, Mul,
+  AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, ReLU, ReLU6, LeakyReLU, GELU, SiLU, Hardswish, Hardsigmoid, Tanh, Sigmoid, Softmax, Identity, Mul,
 } from './layers';
 export { Sequential, Residual } from './containers';
 export { CudaGraph, CudaGraphOptions, cudaGraphsAvailable } from './graph';

@@ -200,6 +200,10 @@ export class GELU extends Module {
   forward(x: Tensor): Tensor { return x.gelu(this.approximate); }
 }
 export class SiLU extends Module { forward(x: Tensor): Tensor { return x.silu(); } }
+/** x · relu6(x + 3) / 6 (MobileNetV3's activation). */
+export class Hardswish extends Module { forward(x: Tensor): Tensor { return x.hardswish(); } }
+/** relu6(x + 3) / 6 (MobileNetV3's squeeze-excitation gate). */
+export class Hardsigmoid extends Module { forward(x: Tensor): Tensor { return x.hardsigmoid(); } }
 export class Tanh extends Module { forward(x: Tensor): Tensor { return x.tanh(); } }
 export class Sigmoid extends Module { forward(x: Tensor): Tensor { return x.sigmoid(); } }
 export class Softmax extends Module {

@@ -348,6 +348,10 @@ export class Tensor implements Tracked {
   /** GELU; `approximate: 'tanh'` for the tanh approximation. */
   gelu(approximate: 'none' | 'tanh' = 'none'): Tensor { return new Tensor(U(approximate === 'tanh' ? 'geluTanh' : 'gelu')(this.id)); }
   silu(): Tensor { return new Tensor(U('silu')(this.id)); }
+  /** x · relu6(x + 3) / 6 (MobileNetV3's activation). */
+  hardswish(): Tensor { return new Tensor(U('hardswish')(this.id)); }
+  /** relu6(x + 3) / 6, a piecewise-linear sigmoid (MobileNetV3's squeeze-excitation gate). */
+  hardsigmoid(): Tensor { return new Tensor(U('hardsigmoid')(this.id)); }
   leakyRelu(negativeSlope = 0.01): Tensor { return new Tensor(S('leakyRelu')(this.id, numArg(negativeSlope, 'negativeSlope'))); }
   isnan(): Tensor { return new Tensor(U('isnan')(this.id)); }
   isinf(): Tensor { return new Tensor(U('isinf')(this.id)); }
