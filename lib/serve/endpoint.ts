@@ -308,7 +308,8 @@ export class ModelEndpoint {
     const w = this.explainWorker;
     if (w) {
       try {
-        return await this.explainQueue.submit(() => w.run(inputs, o), undefined, () => void w.stop('the explanation ran out of time'));
+        // a job past its time is stopped with its worker; a fresh one starts at once for the next job
+        return await this.explainQueue.submit(() => w.run(inputs, o), undefined, () => void w.stop('the explanation ran out of time').then(() => w.warm()));
       } catch (e) {
         // 'auto': a model the worker cannot rebuild (changed after it was made) is explained on the main thread
         if (!(e instanceof KilnError && e.code === ('WORKER_INIT' as string)) || this.explainThreadOption === 'worker') throw e;
@@ -329,7 +330,7 @@ export class ModelEndpoint {
       this.stateNow = 'draining';
       await this.requests.idle();
       this.explainQueue.close();
-      await this.explainWorker?.stop('the model is being unregistered');
+      await this.explainWorker?.close('the model is being unregistered');
       await this.batcher.close();
       this.preprocessor.dispose();
       if (this.owned && this.model instanceof Module) this.model.dispose();

@@ -67,12 +67,19 @@ export class ExplainWorker {
   private current: Worker | null = null;
   /** rejects the start in progress */
   private abortStart: ((e: Error) => void) | null = null;
+  private closed = false;
+  private startCount = 0;
   private started: Promise<Worker> | null = null;
   private nextId = 1;
   private readonly jobs = new Map<number, { resolve: (r: WorkerResult) => void; reject: (e: Error) => void }>();
 
   /** `init` snapshots the model's weights when a worker starts (so each start sees the weights of that time). */
   constructor(private readonly init: () => WorkerInit) {}
+
+  /** How many worker threads have been started so far (a stopped or crashed one is replaced by the next). */
+  get starts(): number {
+    return this.startCount;
+  }
 
   /** Whether a worker thread is running now. */
   get alive(): boolean {
@@ -88,6 +95,17 @@ export class ExplainWorker {
       this.jobs.set(id, { resolve, reject });
       w.postMessage({ type: 'explain', id, inputs: data, request: o }, data.map((d) => d.data));
     });
+  }
+
+  /** Starts a worker now, if none runs, so that the next job does not wait for one (a failed start is left to that job). */
+  warm(): void {
+    if (!this.closed) this.start().catch(() => undefined);
+  }
+
+  /** Stops the worker for good: later jobs reject with 'CLOSED'. */
+  close(reason = 'the explanation worker was closed'): Promise<void> {
+    this.closed = true;
+    return this.stop(reason);
   }
 
   /** Stops the worker, also one still starting (its jobs reject with 'CANCELLED'); the next job starts a new one. */
@@ -109,6 +127,7 @@ export class ExplainWorker {
   }
 
   private start(): Promise<Worker> {
+    if (this.closed) return Promise.reject(new KilnError('the explanation worker is closed', 'CLOSED'));
     this.started ??= new Promise<Worker>((resolve, reject) => {
       let init: WorkerInit;
       try {
@@ -120,6 +139,7 @@ export class ExplainWorker {
       const w = new Worker(path.join(__dirname, 'explain-worker-main.js'), { workerData: init, transferList: init.weights.map(([, t]) => t.data) });
       w.unref(); // a served request keeps the process alive; an idle worker does not
       this.current = w;
+      this.startCount++;
       let ready = false;
       this.abortStart = reject;
       /** The worker ended or failed: forget and end it, and fail what waits on it. */
