@@ -89,6 +89,7 @@ export class ExplainWorker {
   /** Explains preprocessed inputs [C, H, W] (not consumed) on the worker. */
   async run(inputs: Tensor[], o: ExplainRequest): Promise<WorkerResult> {
     const w = await this.start();
+    if (this.current !== w) throw new KilnError('the explanation worker ended before the job could be sent', 'CANCELLED');
     const id = this.nextId++;
     const data = inputs.map((x) => tidy(() => tensorBytes(x.float())));
     return new Promise<WorkerResult>((resolve, reject) => {
