@@ -123,7 +123,7 @@ export async function decodeImage(input: string | Buffer, o: DecodeOptions, file
     if (r instanceof KilnError) throw r;
     return r;
   }
-  if ((o.decoder ?? 'auto') === 'auto' && input.length > 0 && nativeAvailable()) {
+  if ((o.decoder ?? 'auto') === 'auto' && nativeSignature(input) && nativeAvailable()) {
     // PNG/JPEG bytes decode natively in one job; anything it declines goes to sharp, as files do
     const [n] = await nativeJob([{ encoded: new Uint8Array(input.buffer, input.byteOffset, input.length) }], o);
     if (typeof n !== 'string') return n;
@@ -131,6 +131,13 @@ export async function decodeImage(input: string | Buffer, o: DecodeOptions, file
   const [r] = await nativeJob([await sharpPixels(input, o.autoOrient !== false, file)], o);
   if (typeof r === 'string') throw new KilnError(`${file}: ${r}`, 'IO');
   return r;
+}
+
+/** Whether encoded bytes start as PNG or JPEG do (the formats the native path may decode; others go straight to sharp). */
+function nativeSignature(b: Buffer): boolean {
+  const png = b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47;
+  const jpeg = b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+  return png || jpeg;
 }
 
 let native: boolean | undefined;
