@@ -74,7 +74,7 @@ class GraphBuilder {
   private readonly constants = new Map<string, string>();
 
   /** `state`: the model's parameters and buffers by handle id (key and tensor). */
-  constructor(private readonly state: Map<number, [string, Tensor]>, reserved: string[]) {
+  constructor(private readonly state: Map<number, [string, Tensor]>, reserved: string[], readonly opset: number) {
     for (const r of reserved) this.used.add(r);
   }
 
@@ -184,8 +184,20 @@ function adaptiveAvgMatrix(h: number, w: number, oh: number, ow: number): Float3
   return m;
 }
 
-/** The ONNX nodes of one leaf op on `x`; returns the output's name. */
-function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): string {
+/**
+ * ONNX's ceil_mode for a pooling whose output (Kiln's, `out`) is PyTorch's: PyTorch drops a last
+ * window that would start in the right padding, ONNX's shape inference does not; where that leaves
+ * PyTorch at the floor-mode size (and the same windows), floor mode says the same thing exactly.
+ */
+function ceilMode(s: ModuleSpec, inShape: number[], out: number[]): number {
+  if (!s.ceilMode) return 0;
+  const k = pair(s.kernel), st = pair(s.stride), p = pair(s.padding), d = s.dilation ? pair(s.dilation) : [1, 1];
+  const floorSize = [0, 1].map((i) => Math.floor((inShape[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / st[i]) + 1);
+  return floorSize[0] === out[2] && floorSize[1] === out[3] ? 0 : 1;
+}
+
+/** The ONNX nodes of one leaf op from `x` to Kiln's output `y`; returns the output's name. */
+function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: string): string {
   const shape = x.t.shape;
   switch (s.op) {
     case 'identity':
@@ -207,8 +219,8 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): string 
       }
       if (Array.isArray(s.pad)) {
         const [left, right, top, bottom] = s.pad as number[];
-        const mode = s.padMode === 'reflect' ? 'reflect' : s.padMode === 'replicate' ? 'edge' : null;
-        if (!mode) throw new KilnError(`${WHO}: ${g.where(s.weight)} pads with mode '${String(s.padMode)}', which ONNX opset ≤ 18 has no Pad mode for; use 'zeros', 'reflect' or 'replicate'`, 'INVALID_ARGUMENT');
+        const mode = s.padMode === 'reflect' ? 'reflect' : s.padMode === 'replicate' ? 'edge' : s.padMode === 'circular' && g.opset >= 19 ? 'wrap' : null;
+        if (!mode) throw new KilnError(`${WHO}: ${g.where(s.weight)} pads with mode '${String(s.padMode)}', which ONNX's Pad has only from opset 19 ('wrap'); export with { opset: 19 } or later`, 'INVALID_ARGUMENT');
         input = g.node('Pad', [x.name, g.int64s([0, 0, top, left, 0, 0, bottom, right])], [{ name: 'mode', string: mode }]);
       }
       const inputs = [input, w];
@@ -237,14 +249,14 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): string 
       const p = pair(s.padding);
       return g.node('MaxPool', [x.name], [
         { name: 'kernel_shape', ints: pair(s.kernel) }, { name: 'strides', ints: pair(s.stride) }, { name: 'pads', ints: [p[0], p[1], p[0], p[1]] },
-        { name: 'dilations', ints: pair(s.dilation) }, { name: 'ceil_mode', int: s.ceilMode ? 1 : 0 },
+        { name: 'dilations', ints: pair(s.dilation) }, { name: 'ceil_mode', int: ceilMode(s, shape, y.shape) },
       ]);
     }
     case 'avgpool2d': {
       const p = pair(s.padding);
       return g.node('AveragePool', [x.name], [
         { name: 'kernel_shape', ints: pair(s.kernel) }, { name: 'strides', ints: pair(s.stride) }, { name: 'pads', ints: [p[0], p[1], p[0], p[1]] },
-        { name: 'ceil_mode', int: s.ceilMode ? 1 : 0 }, { name: 'count_include_pad', int: s.countIncludePad ? 1 : 0 },
+        { name: 'ceil_mode', int: ceilMode(s, shape, y.shape) }, { name: 'count_include_pad', int: s.countIncludePad ? 1 : 0 },
       ]);
     }
     case 'adaptiveavgpool2d': {
@@ -328,8 +340,8 @@ function emit(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): Value {
     if (gate.t !== x.t) gate.t.dispose();
     return out;
   }
-  const name = emitLeaf(g, s, x, `(spec ${at})`);
   const t = runLeaf(s, x.t);
+  const name = emitLeaf(g, s, x, t, `(spec ${at})`);
   let batched = x.batched;
   if (s.op === 'flatten') {
     const start = s.start as number;
@@ -374,7 +386,7 @@ export function exportOnnx(model: Module, file: string, example: Tensor, options
     state.set(t.id, [k, t]);
     device = t.device;
   }
-  const g = new GraphBuilder(state, [inputName, outputName]);
+  const g = new GraphBuilder(state, [inputName, outputName], opset);
   const outShape = tidy(() => {
     const x = example.device === device ? example : example.to(device);
     const out = emit(g, spec, { name: inputName, t: x, batched: true }, 'root');
