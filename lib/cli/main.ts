@@ -21,6 +21,7 @@ const EXAMPLES = `Examples:
   kiln serve --model runs/photos --device cuda --host 0.0.0.0 --max-batch 128 --timeout-ms 2000
   kiln serve --model fmnist=runs/fmnist --model digits=runs/mnist --model digits@2=runs/mnist2 --management-port 8081   # several models; management API on 127.0.0.1:8081
   kiln export --model runs/fmnist --out fmnist.pt                  # TorchScript for Python's torch.jit.load, TorchServe, C++
+  kiln export --model runs/fmnist --format onnx --out fmnist.onnx  # ONNX for ONNX Runtime, TensorRT, browsers
   kiln info`;
 
 const USAGE = `kiln — train, harden, explain and serve image classifiers on libtorch from Node.js
@@ -34,7 +35,7 @@ Commands:
   robust     accuracy under adversarial attacks (PGD, FGSM) and common corruptions (CIFAR-10-C); certified accuracy (randomized smoothing)
   explain    heat maps of why a model predicts what it does (Grad-CAM, integrated gradients, SmoothGrad, saliency, occlusion)
   serve      an HTTP inference server with dynamic batching for one or several models (POST /predictions/<name>, /health, /ready, /metrics, /models)
-  export     a trained model as a TorchScript file (traced; Python's torch.jit.load, TorchServe and C++ libtorch run it)
+  export     a trained model as a TorchScript file (Python's torch.jit.load, TorchServe, C++ libtorch) or an ONNX file (ONNX Runtime, TensorRT, browsers)
   info       versions, CUDA availability, threads
 
 Run 'kiln <command> --help' for its options.

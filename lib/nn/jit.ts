@@ -3,7 +3,6 @@
  * gradients; and `save`, which exports a Kiln model as TorchScript for Python, TorchServe and C++.
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
@@ -11,6 +10,7 @@ import { Device, DType, checkDevice, dtypeCode, isFloating } from '../tensor/dty
 import { isGradEnabled } from '../autograd';
 import { Module, countWeightMove } from './module';
 import { NativeRunnable } from './runnable';
+import { exportableSpec, writeExportAtomic } from './exportable';
 
 /** A loaded TorchScript module (held natively). */
 export class ScriptModule extends NativeRunnable {
@@ -68,13 +68,6 @@ function className(m: Module): string {
   return /^[0-9]/.test(n) ? `_${n}` : n;
 }
 
-/** The deepest module without a native spec (the one whose TS forward blocks the export). */
-function blocker(model: Module): [string, Module] {
-  const all = model.namedModules();
-  for (let i = all.length - 1; i >= 0; i--) if (all[i][1].toSpec() === null) return all[i];
-  return all[0];
-}
-
 /**
  * Exports `model` as a TorchScript file that Python's `torch.jit.load`, TorchServe and C++
  * libtorch run: libtorch's tracer records the model's native forward on `example` (eval-mode
@@ -91,14 +84,7 @@ export function save(model: Module, file: string, example: Tensor): void {
   if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
   idOf(example, 'example');
   if (!isFloating(example.dtype)) throw invalidParameterError('example', 'a floating-point tensor', `${example.dtype} tensor`);
-  for (const [name, m] of model.namedModules())
-    if ((m as unknown as { _hooks: unknown[] })._hooks.length)
-      throw new KilnError(`kiln.jit.save: module '${name || '(root)'}' has forward hooks, which a trace of the native forward would leave out; remove them first`, 'INVALID_ARGUMENT');
-  const spec = model.toSpec();
-  if (!spec) {
-    const [name, m] = blocker(model);
-    throw new KilnError(`kiln.jit.save: module '${name || '(root)'}' (${m.constructor.name}) has a forward written in TypeScript, with no native spec to trace; only models built from Kiln's layers and containers export`, 'INVALID_ARGUMENT');
-  }
+  const spec = exportableSpec(model, 'kiln.jit.save', 'a trace of the native forward');
   const state = model.stateDict();
   for (const [k, t] of state) {
     idOf(t, `parameter or buffer '${k}'`);
@@ -107,18 +93,5 @@ export function save(model: Module, file: string, example: Tensor): void {
   const buffers = new Set(model.namedBuffers().map(([k]) => k));
   const modules = model.namedModules().map(([n, m]) => [n, className(m)]);
   const entries = [...state].map(([k, t]) => [k, t.id, buffers.has(k)]);
-  const dir = path.dirname(path.resolve(file));
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw new KilnError(`cannot write TorchScript file ${file}: ${(e as Error).message}`, 'IO');
-  }
-  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new KilnError(`cannot write TorchScript file ${file}: it is a directory`, 'IO');
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    N.jitExport(spec, modules, entries, example.id, tmp);
-    fs.renameSync(tmp, file);
-  } finally {
-    if (fs.existsSync(tmp)) fs.rmSync(tmp, { force: true });
-  }
+  writeExportAtomic(file, 'TorchScript', (tmp) => N.jitExport(spec, modules, entries, example.id, tmp));
 }

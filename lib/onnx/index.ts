@@ -1,0 +1,5 @@
+/**
+ * `kiln.onnx`: `export(model, file, example)` writes a Kiln model as an ONNX file for ONNX
+ * Runtime, TensorRT and browsers (see lib/onnx/export.ts for the op mapping and limits).
+ */
+export { exportOnnx as export, OnnxExportOptions, OnnxExportResult, OnnxValueSummary } from './export';

@@ -1,0 +1,305 @@
+/**
+ * kiln.onnx.export: zoo models and a model of the other exportable layers, written as ONNX and run
+ * by ONNX Runtime (onnxruntime-node), give Kiln's eval logits at the example's batch size and at
+ * others (the batch dimension is symbolic); the graph's input/output names and shapes; bad models,
+ * examples and paths throw KilnErrors naming the problem, with no tensors left behind; and
+ * `kiln export --format onnx` on a trained-model folder.
+ *
+ * onnxruntime-node is a devDependency; it is also looked for at $KILN_ORT_PATH. Without it these
+ * tests fail, unless KILN_TEST_NO_ORT is set (the GPU check leaves the 288 MB package behind).
+ */
+import { expect } from 'chai';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as kiln from '../lib';
+import { expectKilnError, expectNoFileLeaks } from './helpers';
+import { run } from '../lib/cli/main';
+
+/** The part of onnxruntime-node's API these tests use. */
+interface OrtTensor { data: Float32Array; dims: readonly number[] }
+interface OrtSession {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  inputMetadata: { name: string; type: string; shape: (number | string)[] }[];
+  outputMetadata: { name: string; type: string; shape: (number | string)[] }[];
+  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  release(): Promise<void>;
+}
+interface Ort {
+  InferenceSession: { create(file: string): Promise<OrtSession> };
+  Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => OrtTensor;
+}
+
+/** onnxruntime-node from node_modules, else from $KILN_ORT_PATH; the reason if neither loads. */
+function loadOrt(): Ort | string {
+  const tries = ['onnxruntime-node', process.env.KILN_ORT_PATH].filter((p): p is string => !!p);
+  const why: string[] = [];
+  for (const p of tries) {
+    try {
+      return require(p) as Ort;
+    } catch (e) {
+      why.push(`${p}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  return `onnxruntime-node cannot be loaded (${why.join('; ')}; set KILN_ORT_PATH to its folder)`;
+}
+
+/** Non-trivial batch-norm statistics and affine parameters, so a mix-up would show in the logits. */
+function randomizeNorms(m: kiln.nn.Module): void {
+  kiln.tidy(() => kiln.noGrad(() => {
+    for (const [k, t] of m.stateDict()) {
+      if (k.endsWith('running_mean')) t.copy_(kiln.randn(t.shape).mul(0.1));
+      if (k.endsWith('running_var')) t.copy_(kiln.rand(t.shape).add(0.5));
+    }
+    for (const [, sub] of m.namedModules()) {
+      if (!(sub instanceof kiln.nn.BatchNorm2d)) continue;
+      if (sub.weight) sub.weight.copy_(kiln.rand(sub.weight.shape).add(0.5));
+      if (sub.bias) sub.bias.copy_(kiln.randn(sub.bias.shape).mul(0.1));
+    }
+  }));
+}
+
+/** max |a − b| / max |a|: the error relative to the logits' scale (which must not be negligible). */
+function relErr(ours: Float32Array, theirs: Float32Array): number {
+  expect(theirs.length).to.equal(ours.length);
+  let d = 0, scale = 0;
+  for (let i = 0; i < ours.length; i++) {
+    d = Math.max(d, Math.abs(ours[i] - theirs[i]));
+    scale = Math.max(scale, Math.abs(ours[i]));
+  }
+  expect(scale, 'the logits are not negligible (a vacuous comparison)').to.be.above(1e-3);
+  return d / scale;
+}
+
+/** Runs an ONNX Runtime session on a Kiln tensor; returns the (only) output. */
+async function ortRun(ort: Ort, s: OrtSession, x: kiln.Tensor): Promise<OrtTensor> {
+  const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', x.dataSync() as Float32Array, x.shape) });
+  return out[s.outputNames[0]];
+}
+
+/** A model of the exportable layers the zoo models below do not use. */
+function layerZoo(): kiln.nn.Module {
+  const { nn } = kiln;
+  return new nn.Sequential(
+    new nn.Conv2d(3, 8, 3, { padding: 1, paddingMode: 'reflect' }),
+    new nn.BatchNorm2d(8),
+    new nn.GELU(),
+    new nn.MaxPool2d(3, { stride: 2, padding: 1, dilation: 2 }),
+    new nn.Conv2d(8, 8, 3, { padding: 'same', groups: 2, paddingMode: 'replicate' }),
+    new nn.LeakyReLU(0.2),
+    new nn.AvgPool2d(3, { stride: 2, padding: 1, ceilMode: true, countIncludePad: false }),
+    new nn.Conv2d(8, 12, 1),
+    new nn.GELU('tanh'),
+    new nn.Dropout(0.5),
+    new nn.AvgPool2d(2, { stride: 2, padding: 1, ceilMode: true }), // 9×9 → 5×5: PyTorch drops the window starting in the padding
+    new nn.Tanh(),
+    new nn.AdaptiveMaxPool2d(1),
+    new nn.Flatten(),
+    new nn.Linear(12, 10),
+    new nn.Mul(2),
+    new nn.Softmax(1),
+  );
+}
+
+const SIZE = 32;
+/** [name, constructor, input size]: simple-cnn at 28×28 pools 7×7 → 4×4 (uneven adaptive windows); the layer model's pools see 17×17 and 9×9 at 36×36. */
+const models: [string, () => kiln.nn.Module, number?][] = [
+  ['simple-cnn (adaptive average pooling 7×7 → 4×4 as a pooling matrix)', () => kiln.models.simpleCnn({ numClasses: 10, inChannels: 3 }), 28],
+  ['resnet18', () => kiln.models.resnet18({ numClasses: 10 })],
+  ['mobilenet_v2', () => kiln.models.mobilenetV2({ numClasses: 10 })],
+  ['mobilenet_v3_small', () => kiln.models.mobilenetV3Small({ numClasses: 10 })],
+  ['efficientnet_b0 (SiLU, squeeze-excitation gate, stochastic depth)', () => kiln.models.efficientnetB0({ numClasses: 10 })],
+  ['kiln.nn layers (GELU, LeakyReLU, Softmax, ceil-mode and padded pools, dilated max pool, reflect/replicate padding)', layerZoo, 36],
+];
+
+describe('kiln.onnx.export (ONNX, verified with ONNX Runtime)', function () {
+  this.timeout(120000);
+  expectNoFileLeaks(true);
+  let dir: string;
+  let ort: Ort;
+  before(function () {
+    const o = loadOrt();
+    if (typeof o === 'string') {
+      if (!process.env.KILN_TEST_NO_ORT) throw new Error(`${o}; set KILN_TEST_NO_ORT=1 to skip these tests`);
+      console.log(`      (skipped: ${o}, and KILN_TEST_NO_ORT is set)`);
+      this.skip();
+    }
+    ort = o as Ort;
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-onnx-'));
+  });
+  after(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const [name, make, size = SIZE] of models) {
+    it(`${name}: ONNX Runtime gives Kiln's eval logits (< 1e-4 relative) at batch 2 and 5`, async () => {
+      kiln.manualSeed(35);
+      const m = make();
+      randomizeNorms(m);
+      m.train(); // the export has eval semantics whatever the mode
+      const file = path.join(dir, `${name.split(' ')[0]}.onnx`);
+      const example = kiln.randn([2, 3, size, size]);
+      const r = kiln.onnx.export(m, file, example);
+      expect(m.training, 'the model keeps its mode').to.equal(true);
+      m.eval();
+      expect(r.bytes).to.equal(fs.statSync(file).size);
+      expect(r.inputs).to.deep.equal([{ name: 'input', shape: ['N', 3, size, size] }]);
+      expect(r.outputs).to.deep.equal([{ name: 'logits', shape: ['N', 10] }]);
+      expect(r.initializers, 'parameters and buffers are initializers').to.be.at.least(m.parameters().length);
+      expect(r.nodes).to.be.greaterThan(0);
+      const s = await ort.InferenceSession.create(file);
+      expect(s.inputMetadata.map((v) => [v.name, v.type, v.shape])).to.deep.equal([['input', 'float32', ['N', 3, size, size]]]);
+      expect(s.outputMetadata.map((v) => [v.name, v.type, v.shape])).to.deep.equal([['logits', 'float32', ['N', 10]]]);
+      for (const n of [2, 5]) {
+        const x = kiln.randn([n, 3, size, size]);
+        const ours = kiln.noGrad(() => m.call(x));
+        const theirs = await ortRun(ort, s, x);
+        expect([...theirs.dims], `batch ${n} shape`).to.deep.equal(ours.shape);
+        expect(relErr(ours.dataSync() as Float32Array, theirs.data), `batch ${n}`).to.be.below(1e-4);
+        for (const t of [x, ours]) t.dispose();
+      }
+      await s.release();
+      example.dispose();
+      m.dispose();
+    });
+  }
+
+  it('adaptive pooling to uneven windows (7×11 → 3×5) is exact, and custom input/output names and opsets are used', async () => {
+    const { nn } = kiln;
+    const m = new nn.Sequential(new nn.Conv2d(3, 4, 3, { padding: 1, paddingMode: 'circular' }), new nn.AdaptiveAvgPool2d([3, 5])).eval();
+    const x = kiln.randn([2, 3, 7, 11]);
+    const file = path.join(dir, 'adaptive.onnx');
+    expectKilnError(() => kiln.onnx.export(m, file, x), 'INVALID_ARGUMENT', "module '0'", 'circular', 'opset 19');
+    const r = kiln.onnx.export(m, file, x, { opset: 19, inputName: 'pixels', outputName: 'pooled' });
+    expect(r.inputs).to.deep.equal([{ name: 'pixels', shape: ['N', 3, 7, 11] }]);
+    expect(r.outputs).to.deep.equal([{ name: 'pooled', shape: ['N', 4, 3, 5] }]);
+    const s = await ort.InferenceSession.create(file);
+    expect(s.inputNames).to.deep.equal(['pixels']);
+    expect(s.outputNames).to.deep.equal(['pooled']);
+    const ours = kiln.noGrad(() => m.call(x));
+    expect(relErr(ours.dataSync() as Float32Array, (await ortRun(ort, s, x)).data)).to.be.below(1e-5);
+    await s.release();
+    for (const t of [x, ours]) t.dispose();
+    m.dispose();
+  });
+
+  it('rejects what ONNX cannot express and bad arguments with a KilnError naming the problem, leaking no tensors', () => {
+    const { nn } = kiln;
+    class Scaled extends nn.Module {
+      fc = this.registerModule('fc', new nn.Linear(4, 2));
+      forward(x: kiln.Tensor): kiln.Tensor {
+        return this.fc.call(x).mul(2);
+      }
+    }
+    const cnn = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3 }).eval();
+    const x = kiln.randn([1, 3, 28, 28]);
+    const file = path.join(dir, 'bad.onnx');
+    const before = kiln.memory().numTensors;
+    const nested = new nn.Sequential(new nn.Conv2d(3, 4, 3), new nn.Flatten(), new Scaled());
+    expectKilnError(() => kiln.onnx.export(nested, file, x), 'INVALID_ARGUMENT', "'2' (Scaled)", 'TypeScript');
+    const remove = cnn.get('features.0').registerForwardHook(() => undefined);
+    expectKilnError(() => kiln.onnx.export(cnn, file, x), 'INVALID_ARGUMENT', "'features.0'", 'hooks');
+    remove();
+    const uneven = new nn.Sequential(new nn.Conv2d(3, 4, 3), new nn.AdaptiveMaxPool2d(3)).eval();
+    expectKilnError(() => kiln.onnx.export(uneven, file, x), 'INVALID_ARGUMENT', 'adaptive max pooling', '3×3', '26×26');
+    const f64 = x.to('float64');
+    expectKilnError(() => kiln.onnx.export(cnn, file, f64), 'INVALID_ARGUMENT', 'example', 'float32');
+    const x3 = kiln.randn([3, 28, 28]);
+    expectKilnError(() => kiln.onnx.export(cnn, file, x3), 'INVALID_ARGUMENT', 'example', '[N, C, H, W]', '[3,28,28]');
+    const wrongC = kiln.randn([1, 2, 28, 28]);
+    expectKilnError(() => kiln.onnx.export(cnn, file, wrongC), 'TORCH', 'conv2d', '[1,2,28,28]');
+    const double = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3 }).to('float64');
+    expectKilnError(() => kiln.onnx.export(double, file, x), 'INVALID_ARGUMENT', 'float64', 'float32');
+    const aFile = path.join(dir, 'plain-file');
+    fs.writeFileSync(aFile, 'x');
+    expectKilnError(() => kiln.onnx.export(cnn, path.join(aFile, 'sub', 'm.onnx'), x), 'IO', 'cannot write ONNX file');
+    expectKilnError(() => kiln.onnx.export(cnn, dir, x), 'IO', 'directory');
+    expectKilnError(() => kiln.onnx.export(cnn, '', x), 'INVALID_ARGUMENT', 'path');
+    expectKilnError(() => kiln.onnx.export({} as kiln.nn.Module, file, x), 'INVALID_ARGUMENT', 'model');
+    expectKilnError(() => kiln.onnx.export(cnn, file, x, { opset: 12 }), 'INVALID_ARGUMENT', 'opset');
+    expectKilnError(() => kiln.onnx.export(cnn, file, x, { inputName: 'a', outputName: 'a' }), 'INVALID_ARGUMENT', 'differ');
+    const gone = kiln.randn([1, 3, 28, 28]);
+    gone.dispose();
+    expectKilnError(() => kiln.onnx.export(cnn, file, gone), 'DISPOSED', 'example');
+    expect(fs.existsSync(file), 'no file after failed exports').to.equal(false);
+    expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), 'no temporary files').to.deep.equal([]);
+    for (const t of [f64, x3, wrongC]) t.dispose();
+    for (const m of [nested, double]) m.dispose();
+    // repeated exports, failed ones (after the walk made tensors) included, leave the tensor count where it was
+    for (let i = 0; i < 3; i++) {
+      kiln.onnx.export(cnn, file, x);
+      expectKilnError(() => kiln.onnx.export(uneven, file, x), 'INVALID_ARGUMENT', 'adaptive max pooling');
+    }
+    uneven.dispose();
+    expect(kiln.memory().numTensors).to.equal(before);
+    x.dispose();
+    cnn.dispose();
+  });
+
+  it('a CUDA model exports with its weights copied to the CPU', async function () {
+    if (!kiln.info().cudaAvailable) {
+      console.log('      (skipped: no CUDA device)');
+      this.skip();
+    }
+    const m = kiln.models.resnet18({ numClasses: 10 }).eval();
+    randomizeNorms(m);
+    const x = kiln.randn([2, 3, SIZE, SIZE]);
+    const ours = kiln.noGrad(() => m.call(x));
+    m.to('cuda');
+    const file = path.join(dir, 'cuda.onnx');
+    kiln.onnx.export(m, file, x);
+    const s = await ort.InferenceSession.create(file);
+    expect(relErr(ours.dataSync() as Float32Array, (await ortRun(ort, s, x)).data)).to.be.below(1e-4);
+    await s.release();
+    for (const t of [x, ours]) t.dispose();
+    m.dispose();
+  });
+
+  it('kiln export --format onnx writes a trained model that ONNX Runtime gives the same top class for', async () => {
+    kiln.manualSeed(36);
+    const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 1 }).eval();
+    randomizeNorms(m);
+    const runDir = path.join(dir, 'run');
+    kiln.saveModel(path.join(runDir, 'model.safetensors'), m, {
+      classNames: JSON.stringify(['a', 'b', 'c']), inputSize: JSON.stringify([28, 28]), channels: '1', mean: '[0.5]', std: '[0.25]',
+    });
+    const out = path.join(dir, 'cli.onnx');
+    const lines: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((s: string) => { lines.push(String(s)); return true; }) as typeof process.stdout.write;
+    try {
+      expect(await run(['export', '--model', runDir, '--format', 'onnx', '--out', out, '--json'])).to.equal(0);
+    } finally {
+      process.stdout.write = write;
+    }
+    const summary = JSON.parse(lines.join('').trim().split('\n').pop()!);
+    expect(summary).to.include({ file: out, format: 'onnx' });
+    expect(summary.inputShape).to.deep.equal([1, 1, 28, 28]);
+    const s = await ort.InferenceSession.create(out);
+    expect(s.inputMetadata[0].shape).to.deep.equal(['N', 1, 28, 28]);
+    const x = kiln.rand([6, 1, 28, 28]);
+    const ours = kiln.noGrad(() => m.call(x));
+    const theirs = await ortRun(ort, s, x);
+    const top = (d: ArrayLike<number>) => Array.from({ length: 6 }, (_, i) => [0, 1, 2].reduce((b, j) => (d[3 * i + j] > d[3 * i + b] ? j : b), 0));
+    expect(top(theirs.data)).to.deep.equal(top(ours.dataSync() as Float32Array));
+    expect(relErr(ours.dataSync() as Float32Array, theirs.data)).to.be.below(1e-4);
+    await s.release();
+    // --out defaults to model.onnx for onnx (in the working directory)
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      process.stdout.write = (() => true) as typeof process.stdout.write;
+      expect(await run(['export', '--model', runDir, '--format', 'onnx'])).to.equal(0);
+    } finally {
+      process.stdout.write = write;
+      process.chdir(cwd);
+    }
+    expect(fs.statSync(path.join(dir, 'model.onnx')).size).to.be.greaterThan(0);
+    let err: unknown;
+    await run(['export', '--model', runDir, '--format', 'tflite']).catch((e) => { err = e; });
+    expect((err as Error).message).to.match(/--format must be one of torchscript, onnx/);
+    for (const t of [x, ours]) t.dispose();
+    m.dispose();
+  });
+});
