@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as kiln from '../lib';
-import { expectKilnError, expectNoFileLeaks } from './helpers';
+import { expectKilnError, expectNoFileLeaks, expectRejects } from './helpers';
 import { run } from '../lib/cli/main';
 
 /** The part of onnxruntime-node's API these tests use. */
@@ -301,5 +301,96 @@ describe('kiln.onnx.export (ONNX, verified with ONNX Runtime)', function () {
     expect((err as Error).message).to.match(/--format must be one of torchscript, onnx/);
     for (const t of [x, ours]) t.dispose();
     m.dispose();
+  });
+});
+
+describe('kiln.onnx.load (an exported file run by ONNX Runtime behind forwardAsync)', function () {
+  this.timeout(120000);
+  expectNoFileLeaks(true);
+  let dir: string;
+  before(function () {
+    const o = loadOrt();
+    if (typeof o === 'string') {
+      if (!process.env.KILN_TEST_NO_ORT) throw new Error(`${o}; set KILN_TEST_NO_ORT=1 to skip these tests`);
+      console.log(`      (skipped: ${o}, and KILN_TEST_NO_ORT is set)`);
+      this.skip();
+    }
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-onnx-load-'));
+  });
+  after(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("forwardAsync gives the Kiln model's eval logits at any batch size; kiln.serve serves it with the same answers", async () => {
+    kiln.manualSeed(4);
+    const m = kiln.models.resnet18({ numClasses: 3 });
+    randomizeNorms(m);
+    m.eval();
+    const file = path.join(dir, 'resnet18.onnx');
+    kiln.onnx.export(m, file, kiln.zeros([1, 3, 32, 32]));
+    const om = await kiln.onnx.load(file, { threads: 1 });
+    expect([om.inputName, om.outputName]).to.deep.equal(['input', 'logits']);
+    expect(om.inputShape).to.deep.equal(['N', 3, 32, 32]);
+    for (const n of [1, 4]) {
+      const x = kiln.randn([n, 3, 32, 32]);
+      const ours = kiln.noGrad(() => m.call(x));
+      const theirs = await om.forwardAsync(x);
+      expect(theirs.shape).to.deep.equal([n, 3]);
+      expect([theirs.dtype, theirs.device]).to.deep.equal(['float32', 'cpu']);
+      expect(relErr(ours.dataSync() as Float32Array, theirs.dataSync() as Float32Array)).to.be.below(1e-4);
+      for (const t of [x, ours, theirs]) t.dispose();
+    }
+    // float64 input is converted; the wrong shape is a KilnError naming both shapes
+    const x64 = kiln.randn([2, 3, 32, 32], { dtype: 'float64' });
+    const y64 = await om.forwardAsync(x64);
+    expect(y64.shape).to.deep.equal([2, 3]);
+    const bad = kiln.zeros([1, 1, 32, 32]);
+    await expectRejects(om.forwardAsync(bad), 'INVALID_ARGUMENT', 'input must have shape [N, 3, 32, 32], got [1, 1, 32, 32]');
+    const disposedInput = kiln.zeros([1, 3, 32, 32]);
+    disposedInput.dispose();
+    await expectRejects(om.forwardAsync(disposedInput), 'DISPOSED');
+    for (const t of [x64, y64, bad]) t.dispose();
+    // served: the predictions of the ONNX model through the batcher equal those of the Kiln model
+    const opts = { inputSize: 32, channels: 3 as const, classNames: ['a', 'b', 'c'], mean: [0.5], std: [0.25], port: 0 };
+    const png = await (await import('sharp')).default(Buffer.alloc(40 * 40 * 3, 0).map((_, i) => (i * 2654435761) >>> 24), { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+    const answers: unknown[] = [];
+    for (const model of [om, m]) {
+      const s = await kiln.serve(model, opts);
+      try {
+        const r = await fetch(`${s.url}/predictions`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } });
+        expect(r.status).to.equal(200);
+        answers.push(((await r.json()) as { predictions: { top: { class: string; probability: number }[] }[] }).predictions[0].top);
+        if (model === om) {
+          // explanations need gradients: the ONNX model is refused with 400
+          const e = await fetch(`${s.url}/explanations`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } });
+          expect(e.status).to.equal(400);
+        }
+      } finally {
+        await s.close();
+      }
+    }
+    const [a, b] = answers as { class: string; probability: number }[][];
+    expect(a.map((t) => t.class)).to.deep.equal(b.map((t) => t.class));
+    a.forEach((t, i) => expect(Math.abs(t.probability - b[i].probability)).to.be.below(1e-5));
+    await om.dispose();
+    const after = kiln.zeros([1, 3, 32, 32]);
+    await expectRejects(om.forwardAsync(after), 'DISPOSED', 'disposed');
+    after.dispose();
+    m.dispose();
+  });
+
+  it('bad files and options are KilnErrors naming the problem', async () => {
+    await expectRejects(kiln.onnx.load(path.join(dir, 'missing.onnx')), 'IO', 'no such file');
+    const junk = path.join(dir, 'junk.onnx');
+    fs.writeFileSync(junk, 'not a protobuf at all');
+    await expectRejects(kiln.onnx.load(junk), 'IO', 'ONNX Runtime cannot load it');
+    await expectRejects(kiln.onnx.load(''), 'INVALID_ARGUMENT', 'file');
+    const m = kiln.models.simpleCnn({ numClasses: 2, width: 4 }).eval();
+    const file = path.join(dir, 'small.onnx');
+    kiln.onnx.export(m, file, kiln.zeros([1, 1, 28, 28]));
+    m.dispose();
+    await expectRejects(kiln.onnx.load(file, { inputName: 'image' }), 'INVALID_ARGUMENT', "no input 'image'", 'inputs: input');
+    await expectRejects(kiln.onnx.load(file, { outputName: 'probs' }), 'INVALID_ARGUMENT', "no output 'probs'");
+    await expectRejects(kiln.onnx.load(file, { threads: 0 }), 'INVALID_ARGUMENT', 'threads');
   });
 });
