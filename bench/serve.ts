@@ -107,6 +107,14 @@ export async function run(): Promise<void> {
     { name: 'Kiln, dynamic batching (max 32, 0 ms)', cmd: process.execPath, args: kilnArgs(32, 0) },
     { name: 'Kiln, maxBatchSize 1', cmd: process.execPath, args: kilnArgs(1, 0) },
   ];
+  let ort = false;
+  try {
+    require.resolve('onnxruntime-node');
+    ort = DEVICE === 'cpu';
+  } catch {
+    console.error('onnxruntime-node is not installed: the --runtime onnx row is skipped');
+  }
+  if (ort) servers.push({ name: 'Kiln, ONNX Runtime (max 32, 0 ms)', cmd: process.execPath, args: [...kilnArgs(32, 0), '--runtime', 'onnx'] });
   if (py && DEVICE === 'cpu') servers.push({ name: 'Python ThreadingHTTPServer + torch', cmd: py, args: [path.join(ROOT, 'bench', 'peers', 'serve.py'), dir, '0', String(threads)] });
   else console.error(py ? 'the Python peer runs on the CPU only: skipped' : 'no Python with torch: the peer is skipped');
 

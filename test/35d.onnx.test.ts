@@ -12,6 +12,7 @@ import { expect } from 'chai';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { spawn } from 'child_process';
 import * as kiln from '../lib';
 import { expectKilnError, expectNoFileLeaks, expectRejects } from './helpers';
 import { run } from '../lib/cli/main';
@@ -376,6 +377,68 @@ describe('kiln.onnx.load (an exported file run by ONNX Runtime behind forwardAsy
     const after = kiln.zeros([1, 3, 32, 32]);
     await expectRejects(om.forwardAsync(after), 'DISPOSED', 'disposed');
     after.dispose();
+    m.dispose();
+  });
+
+  it('served with explainModel: predictions in ONNX Runtime, explanations on the Kiln model (worker thread); kiln serve --runtime onnx', async () => {
+    kiln.manualSeed(6);
+    const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 8 });
+    randomizeNorms(m);
+    m.eval();
+    const file = path.join(dir, 'served.onnx');
+    kiln.onnx.export(m, file, kiln.zeros([1, 3, 32, 32]));
+    const om = await kiln.onnx.load(file);
+    const x = kiln.randn([1, 3, 32, 32]);
+    const nested = kiln.tidy(() => x.squeeze(0).arraySync());
+    const s = await kiln.serve(om, { inputSize: 32, channels: 3, classNames: ['a', 'b', 'c'], port: 0, explainModel: m });
+    try {
+      const body = JSON.stringify({ instances: [nested], method: 'saliency', target: 2 });
+      const e = await fetch(`${s.url}/explanations`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      expect(e.status).to.equal(200);
+      const want = kiln.tidy(() => kiln.explain.saliency(m, x, { target: 2 }).sum(1).squeeze(0).arraySync());
+      expect(((await e.json()) as { explanations: { attributions: number[][] }[] }).explanations[0].attributions).to.deep.equal(want);
+      const info = (await (await fetch(`${s.url}/models/model`)).json()) as { explainQueue: { thread: string } };
+      expect(info.explainQueue.thread).to.equal('worker');
+      const p = await fetch(`${s.url}/predictions`, { method: 'POST', body: JSON.stringify({ instances: [nested] }), headers: { 'content-type': 'application/json' } });
+      const top = ((await p.json()) as { predictions: { top: { index: number; probability: number }[] }[] }).predictions[0].top[0];
+      const probs = kiln.tidy(() => Array.from(kiln.noGrad(() => m.call(x)).softmax(1).dataSync() as Float32Array));
+      expect(top.index).to.equal(probs.indexOf(Math.max(...probs)));
+      expect(Math.abs(top.probability - Math.max(...probs))).to.be.below(1e-5);
+    } finally {
+      await s.close();
+    }
+    expect(() => new kiln.Server(om, { inputSize: 32, channels: 3, explainModel: {} as never })).to.throw(kiln.KilnError, /explainModel/);
+    await om.dispose();
+    // the CLI exports each --model folder at startup and serves it in ONNX Runtime
+    const runDir = path.join(dir, 'run');
+    kiln.saveModel(path.join(runDir, 'model.safetensors'), m, { classNames: JSON.stringify(['a', 'b', 'c']), inputSize: '[32,32]', channels: '3', mean: '[0.5]', std: '[0.25]' });
+    const bin = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
+    const child = spawn(process.execPath, [bin, 'serve', '--model', runDir, '--port', '0', '--runtime', 'onnx'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+    let out = '';
+    child.stderr!.on('data', (d) => (out += d));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout!.on('data', (d) => {
+          out += d;
+          const hit = /listening on (http:\/\/\S+)/.exec(out);
+          if (hit) resolve(hit[1]);
+        });
+        child.on('exit', () => reject(new Error(`kiln serve exited: ${out}`)));
+      });
+      expect(out).to.include('on cpu in ONNX Runtime');
+      const body = JSON.stringify({ instances: [nested] });
+      const p = await fetch(`${url}/predictions`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      expect(p.status).to.equal(200);
+      const e = await fetch(`${url}/explanations?method=saliency`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      expect(e.status).to.equal(200);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('close', r));
+    }
+    let err: unknown;
+    await run(['serve', '--model', runDir, '--runtime', 'onnx', '--precision', 'bf16']).catch((e2) => { err = e2; });
+    expect((err as Error).message).to.match(/--runtime onnx runs on the CPU in float32/);
+    x.dispose();
     m.dispose();
   });
 

@@ -1,6 +1,11 @@
 /** `kiln serve`: an HTTP inference server with dynamic batching for one or several models written by `kiln train`. */
 import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { Device } from '../tensor/dtype';
+import { zeros } from '../tensor/creation';
+import { exportOnnx } from '../onnx/export';
+import { load as loadOnnx, OnnxModel } from '../onnx/runtime';
 import { serve, Server, ModelSpec } from '../serve/server';
 import { FlagSpec, UsageError } from './args';
 import { loadTrained } from './inference';
@@ -28,6 +33,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   'timeout-ms': { type: 'int', min: 0, default: 0, help: 'per-request limit in ms, 504 after it (0: none; explanations too)' },
   explanations: { type: 'boolean', default: true, help: 'serve POST /explanations[/<name>] and /v1/models/<name>:explain (attribution heat maps; on by default, --no-explanations: 404)' },
   'max-explain-queue': { type: 'int', min: 1, default: 8, help: 'explanation requests waiting per model (one runs at a time) before 503' },
+  runtime: { type: 'string', choices: ['libtorch', 'onnx'], default: 'libtorch', help: 'what runs predictions: Kiln on libtorch, or ONNX Runtime on an ONNX export of each model made at startup (CPU; needs onnxruntime-node installed; explanations still run on the Kiln model)' },
   'explain-thread': { type: 'string', choices: ['auto', 'worker', 'main'], default: 'auto', help: "where explanations run: a worker thread with a copy of the model (predictions answered meanwhile, timed-out explanations stopped), the main thread, or 'auto' (the worker for zoo models)" },
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
@@ -61,19 +67,40 @@ export function parseModelFlags(values: string[], defaultName: string, managemen
   return out;
 }
 
-/** Loads every `--model` folder into the `models` option of `serve` (the server disposes them). */
-function loadModels(flags: ModelFlag[], device: Device): Record<string, ModelSpec[]> {
+/**
+ * Loads every `--model` folder into the `models` option of `serve` (the server disposes them). With `onnx`, each
+ * model is exported to ONNX (a temporary file, removed once loaded) and predictions run in ONNX Runtime, while the
+ * Kiln model stays for explanations.
+ */
+async function loadModels(flags: ModelFlag[], device: Device, runtime: 'libtorch' | 'onnx'): Promise<Record<string, ModelSpec[]>> {
   const models: Record<string, ModelSpec[]> = {};
-  const loaded: { dispose(): void }[] = [];
+  const loaded: { dispose(): unknown }[] = [];
+  const tmp = runtime === 'onnx' ? fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-serve-onnx-')) : null;
   try {
     for (const f of flags) {
       const m = loadTrained(f.dir, device);
       loaded.push(m.model);
-      (models[f.name] ??= []).push({ model: m.model, version: f.version, dispose: true, classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std });
+      const meta = { version: f.version, dispose: true, classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std };
+      if (!tmp) {
+        (models[f.name] ??= []).push({ model: m.model, ...meta });
+        continue;
+      }
+      const file = path.join(tmp, `${f.name}@${f.version ?? '1'}.onnx`);
+      const example = zeros([1, m.channels, m.size[0], m.size[1]]);
+      try {
+        exportOnnx(m.model, file, example);
+      } finally {
+        example.dispose();
+      }
+      const onnx: OnnxModel = await loadOnnx(file);
+      loaded.push(onnx);
+      (models[f.name] ??= []).push({ model: onnx, explainModel: m.model, ...meta });
     }
   } catch (e) {
-    for (const m of loaded) m.dispose();
+    for (const m of loaded) await m.dispose();
     throw e;
+  } finally {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   }
   return models;
 }
@@ -85,7 +112,10 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   const mport = f['management-port'] as number | undefined;
   if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`--management-port must differ from --port (both ${mport})`);
   const flags = parseModelFlags(lists.model ?? (f.model === undefined ? [] : [String(f.model)]), String(f.name), mport !== undefined);
-  const models = loadModels(flags, device);
+  const runtime = f.runtime as 'libtorch' | 'onnx';
+  if (runtime === 'onnx' && (device !== 'cpu' || f.precision !== 'fp32' || f['channels-last']))
+    throw new UsageError('--runtime onnx runs on the CPU in float32: leave --device, --precision and --channels-last at their defaults');
+  const models = await loadModels(flags, device, runtime);
   let server: Server;
   try {
     server = await serve({
@@ -108,7 +138,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   const s = server;
   for (const ep of s.registry.endpoints()) {
     const [c, h, w] = ep.preprocessor.shape;
-    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${device}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}; max batch ${ep.batcher.maxBatchSize}, max delay ${ep.batcher.maxDelayMs} ms`);
+    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${device}${runtime === 'onnx' ? ' in ONNX Runtime' : ''}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}; max batch ${ep.batcher.maxBatchSize}, max delay ${ep.batcher.maxDelayMs} ms`);
   }
   const names = s.registry.names();
   const one = names.length === 1 ? '' : '/<name>';

@@ -16,7 +16,7 @@ import { loadModel, loadModelAsync } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
-import { ExplainQueue, ExplainRequest, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
+import { ExplainQueue, ExplainRequest, Explainable, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
 import type { Classifier } from '../nn/classifier';
 import { ExplainWorker, WorkerResult, WorkerInit, tensorBytes, workerObstacle } from './explain-worker';
 import { architectureOf } from '../models';
@@ -59,6 +59,12 @@ export interface ModelOptions extends RuntimeOptions {
   std?: number[];
   /** dispose the model when it is unregistered or the server closes (default: true for a model loaded from a folder by the server, false for one you pass) */
   dispose?: boolean;
+  /**
+   * the Kiln model explanations use when `model` has no gradients — e.g. `model` is `kiln.onnx.load` of an export of
+   * it: predictions run in ONNX Runtime, explanations on this module (put in eval mode and moved to `device`;
+   * disposed with the endpoint when `dispose` says so)
+   */
+  explainModel?: Module;
 }
 
 /** Where a served model version is in its life. */
@@ -108,6 +114,8 @@ export class ModelEndpoint {
   readonly preprocessor: Preprocessor;
   /** explanation requests, one at a time */
   readonly explainQueue: ExplainQueue;
+  /** what explanations run on: `explainModel`, else the served model */
+  private readonly explainSubject: Module | BatchModel;
   /** the worker thread explanations run on, or null: the main thread */
   private explainWorker: ExplainWorker | null = null;
   private readonly explainThreadOption: 'auto' | 'worker' | 'main';
@@ -160,9 +168,15 @@ export class ModelEndpoint {
     this.explanations = options.explanations ?? true;
     if (options.maxExplainQueue !== undefined && (!Number.isInteger(options.maxExplainQueue) || options.maxExplainQueue < 1))
       throw invalidParameterError('maxExplainQueue', 'a positive integer', options.maxExplainQueue);
+    if (options.explainModel !== undefined && !(options.explainModel instanceof Module)) throw invalidParameterError('explainModel', 'a kiln.nn Module', options.explainModel);
+    if (options.explainModel) {
+      options.explainModel.eval();
+      if (options.device !== undefined) options.explainModel.to(options.device);
+    }
+    this.explainSubject = options.explainModel ?? model;
     const thread = (this.explainThreadOption = options.explainThread ?? 'auto');
     if (!['auto', 'worker', 'main'].includes(thread)) throw invalidParameterError('explainThread', "'auto', 'worker' or 'main'", thread);
-    const obstacle = workerObstacle(model, this.precision);
+    const obstacle = workerObstacle(this.explainSubject, options.explainModel ? 'fp32' : this.precision);
     if (thread === 'worker' && obstacle && this.explanations) throw new KilnError(`explainThread 'worker': model '${name}' cannot be explained on a worker thread: ${obstacle}`, 'INVALID_ARGUMENT');
     // every check that can throw comes before the batcher, which a throwing constructor would leave behind
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
@@ -183,7 +197,7 @@ export class ModelEndpoint {
 
   /** What an explanation worker starts with: the architecture and a snapshot of the weights now. */
   private workerInit(): WorkerInit {
-    const m = this.model as Module;
+    const m = this.explainSubject as Module;
     const weights = [...m.stateDict()].map(([k, t]): [string, ReturnType<typeof tensorBytes>] => [k, tensorBytes(t)]);
     return { name: this.name, version: this.version, architecture: architectureOf(m)!, weights, device: this.batcher.device, classNames: this.classNames, spec: this.preprocessor.spec };
   }
@@ -289,7 +303,7 @@ export class ModelEndpoint {
     const doc = isJson ? Preprocessor.parseJson(body) : null;
     const o = explainRequest(url.searchParams, doc ?? {}, this.classNames, isJson ? 'json' : 'png');
     track.method = o.method;
-    const model = checkExplainable(this, o.method);
+    const model = checkExplainable(this.explainable, o.method);
     const inputs = doc ? await this.preprocessor.instances(doc) : [await this.preprocessor.image(body, 'request body')];
     try {
       const { infos: info, pngs } = await this.explained(model, inputs, o);
@@ -301,6 +315,12 @@ export class ModelEndpoint {
     } finally {
       for (const x of inputs) x.dispose();
     }
+  }
+
+  /** What explanations see: this version with its explanation model (float32 when it is a separate Module). */
+  private get explainable(): Explainable {
+    const separate = this.explainSubject !== this.model;
+    return { name: this.name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: separate ? 'fp32' : this.precision, preprocessor: this.preprocessor };
   }
 
   /** Runs one explanation job behind the queue, on the worker (stopped if its time runs out) or the main thread. */
@@ -317,7 +337,7 @@ export class ModelEndpoint {
         process.emitWarning(`kiln serve: model '${this.name}' version '${this.version}': ${e.message}; its explanations run on the main thread`, 'KilnServeWarning');
       }
     }
-    const done = await this.explainQueue.submit(() => explainInputs(this, model, inputs, this.batcher.device, o), (rs) => rs.forEach((r) => r.pixels?.dispose()));
+    const done = await this.explainQueue.submit(() => explainInputs(this.explainable, model, inputs, this.batcher.device, o), (rs) => rs.forEach((r) => r.pixels?.dispose()));
     return { infos: done.map((r) => r.info), pngs: o.format === 'png' ? await encodeOverlays(done) : undefined };
   }
 
@@ -333,7 +353,11 @@ export class ModelEndpoint {
       await this.explainWorker?.close('the model is being unregistered');
       await this.batcher.close();
       this.preprocessor.dispose();
-      if (this.owned && this.model instanceof Module) this.model.dispose();
+      if (this.owned) {
+        if (this.model instanceof Module) this.model.dispose();
+        else if (typeof (this.model as { dispose?: unknown }).dispose === 'function') await (this.model as unknown as { dispose(): unknown }).dispose();
+        if (this.explainSubject !== this.model && this.explainSubject instanceof Module) this.explainSubject.dispose();
+      }
       this.stateNow = 'closed';
     })();
     return this.closing;
