@@ -12,9 +12,8 @@ import { expect } from 'chai';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { spawn } from 'child_process';
 import * as kiln from '../lib';
-import { expectKilnError, expectNoFileLeaks, expectRejects } from './helpers';
+import { expectKilnError, expectNoFileLeaks, expectRejects, startKilnServe } from './helpers';
 import { run } from '../lib/cli/main';
 
 /** The part of onnxruntime-node's API these tests use. */
@@ -44,6 +43,15 @@ function loadOrt(): Ort | string {
     }
   }
   return `onnxruntime-node cannot be loaded (${why.join('; ')}; set KILN_ORT_PATH to its folder)`;
+}
+
+/** onnxruntime-node for a describe's `before`: skips (with the reason) only where KILN_TEST_NO_ORT allows it, else fails. */
+function ortOrSkip(ctx: Mocha.Context): Ort {
+  const o = loadOrt();
+  if (typeof o !== 'string') return o;
+  if (!process.env.KILN_TEST_NO_ORT) throw new Error(`${o}; set KILN_TEST_NO_ORT=1 to skip these tests`);
+  console.log(`      (skipped: ${o}, and KILN_TEST_NO_ORT is set)`);
+  ctx.skip();
 }
 
 /** Non-trivial batch-norm statistics and affine parameters, so a mix-up would show in the logits. */
@@ -120,13 +128,7 @@ describe('kiln.onnx.export (ONNX, verified with ONNX Runtime)', function () {
   let dir: string;
   let ort: Ort;
   before(function () {
-    const o = loadOrt();
-    if (typeof o === 'string') {
-      if (!process.env.KILN_TEST_NO_ORT) throw new Error(`${o}; set KILN_TEST_NO_ORT=1 to skip these tests`);
-      console.log(`      (skipped: ${o}, and KILN_TEST_NO_ORT is set)`);
-      this.skip();
-    }
-    ort = o as Ort;
+    ort = ortOrSkip(this);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-onnx-'));
   });
   after(() => {
@@ -310,12 +312,7 @@ describe('kiln.onnx.load (an exported file run by ONNX Runtime behind forwardAsy
   expectNoFileLeaks(true);
   let dir: string;
   before(function () {
-    const o = loadOrt();
-    if (typeof o === 'string') {
-      if (!process.env.KILN_TEST_NO_ORT) throw new Error(`${o}; set KILN_TEST_NO_ORT=1 to skip these tests`);
-      console.log(`      (skipped: ${o}, and KILN_TEST_NO_ORT is set)`);
-      this.skip();
-    }
+    ortOrSkip(this);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-onnx-load-'));
   });
   after(() => {
@@ -412,28 +409,17 @@ describe('kiln.onnx.load (an exported file run by ONNX Runtime behind forwardAsy
     // the CLI exports each --model folder at startup and serves it in ONNX Runtime
     const runDir = path.join(dir, 'run');
     kiln.saveModel(path.join(runDir, 'model.safetensors'), m, { classNames: JSON.stringify(['a', 'b', 'c']), inputSize: '[32,32]', channels: '3', mean: '[0.5]', std: '[0.25]' });
-    const bin = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
-    const child = spawn(process.execPath, [bin, 'serve', '--model', runDir, '--port', '0', '--runtime', 'onnx'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-    let out = '';
-    child.stderr!.on('data', (d) => (out += d));
+    const srv = await startKilnServe(['--model', runDir, '--port', '0', '--runtime', 'onnx']);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        child.stdout!.on('data', (d) => {
-          out += d;
-          const hit = /listening on (http:\/\/\S+)/.exec(out);
-          if (hit) resolve(hit[1]);
-        });
-        child.on('exit', () => reject(new Error(`kiln serve exited: ${out}`)));
-      });
-      expect(out).to.include('on cpu in ONNX Runtime');
+      const url = srv.url;
+      expect(srv.output()).to.include('on cpu in ONNX Runtime');
       const body = JSON.stringify({ instances: [nested] });
       const p = await fetch(`${url}/predictions`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
       expect(p.status).to.equal(200);
       const e = await fetch(`${url}/explanations?method=saliency`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
       expect(e.status).to.equal(200);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.on('close', r));
+      await srv.stop();
     }
     let err: unknown;
     await run(['serve', '--model', runDir, '--runtime', 'onnx', '--precision', 'bf16']).catch((e2) => { err = e2; });

@@ -3,7 +3,6 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { spawn } from 'child_process';
 import { expect } from 'chai';
 import sharp from 'sharp';
 import * as kiln from '../lib';
@@ -12,10 +11,9 @@ import { ExplainQueue } from '../lib/serve/explain';
 import { gaussianBlur } from '../lib/robust/filters';
 import { parseArgs } from '../lib/cli/args';
 import { SERVE_FLAGS } from '../lib/cli/serve';
-import { expectRejects, expectClose, gc, tick } from './helpers';
+import { expectRejects, expectClose, gc, tick, startKilnServe } from './helpers';
 
 const E = kiln.explain;
-const BIN = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const CLASSES = ['circle', 'square', 'triangle'];
 const MEAN = [0.5, 0.45, 0.4], STD = [0.25, 0.2, 0.3];
@@ -548,25 +546,15 @@ describe('serve: explanations', function () {
     kiln.saveModel(path.join(dir, 'model.safetensors'), model, {
       classNames: JSON.stringify(CLASSES), inputSize: JSON.stringify([32, 32]), channels: '3', mean: JSON.stringify(MEAN), std: JSON.stringify(STD),
     });
-    const child = spawn(process.execPath, [BIN, 'serve', '--model', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stderr!.on('data', (d) => (out += d));
+    const srv = await startKilnServe(['--model', dir, '--port', '0']);
     try {
-      const u = await new Promise<string>((resolve, reject) => {
-        child.stdout!.on('data', (d) => {
-          out += d;
-          const m = /listening on (http:\/\/\S+)/.exec(out);
-          if (m) resolve(m[1]);
-        });
-        child.on('exit', () => reject(new Error(`kiln serve exited: ${out}`)));
-      });
-      expect(out).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift|guidedbackprop|guidedgradcam|ablation|lime|kernelshap (PNG heat map or JSON)');
+      const u = srv.url;
+      expect(srv.output()).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift|guidedbackprop|guidedgradcam|ablation|lime|kernelshap (PNG heat map or JSON)');
       const r = await post(`${u}/explanations?target=square`, await image(2));
       expect(r.status).to.equal(200);
       expect(r.headers.get('x-kiln-target')).to.equal('1 square');
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.on('close', r));
+      await srv.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

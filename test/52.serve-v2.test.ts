@@ -2,14 +2,12 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { spawn } from 'child_process';
 import { expect } from 'chai';
 import sharp from 'sharp';
 import * as kiln from '../lib';
 import { Server, serve, BatchModel } from '../lib/serve';
-import { expectClose, gc } from './helpers';
+import { expectClose, gc, startKilnServe } from './helpers';
 
-const BIN = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
 const CLASSES = ['circle', 'square', 'triangle'];
 const MEAN = [0.5, 0.45, 0.4], STD = [0.25, 0.2, 0.3];
 const S = 16;
@@ -270,26 +268,16 @@ describe('serve: Open Inference Protocol (v2)', function () {
     kiln.saveModel(path.join(dir, 'model.safetensors'), model, {
       classNames: JSON.stringify(CLASSES), inputSize: JSON.stringify([S, S]), channels: '3', mean: JSON.stringify(MEAN), std: JSON.stringify(STD),
     });
-    const child = spawn(process.execPath, [BIN, 'serve', '--model', `shapes=${dir}`, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stderr!.on('data', (d) => (out += d));
+    const srv = await startKilnServe(['--model', `shapes=${dir}`, '--port', '0'], /POST (http:\/\/\S+)\/v2\/models\/shapes\/infer/);
     try {
-      const u = await new Promise<string>((resolve, reject) => {
-        child.stdout!.on('data', (d) => {
-          out += d;
-          const m = /POST (http:\/\/\S+)\/v2\/models\/shapes\/infer/.exec(out);
-          if (m) resolve(m[1]);
-        });
-        child.on('exit', () => reject(new Error(`kiln serve exited: ${out}`)));
-      });
+      const u = srv.url;
       const x = kiln.randn([1, 3, S, S]);
       const r = await call(`${u}/v2/models/shapes/infer`, { inputs: [fp32(x)], outputs: [{ name: 'probabilities' }] });
       expect(r.status).to.equal(200);
       expectClose(r.body.outputs[0].data, direct(model, x).probs, 1e-5, 1e-7);
       x.dispose();
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.on('close', r));
+      await srv.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

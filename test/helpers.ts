@@ -1,6 +1,7 @@
 /** Shared test helpers: numeric comparison, fixtures, error assertions. */
 import * as fs from 'fs';
 import * as path from 'path';
+import { spawn, ChildProcess } from 'child_process';
 import { expect } from 'chai';
 import * as kiln from '../lib';
 
@@ -266,3 +267,36 @@ export function expectNoFileLeaks(exact: boolean): void {
     else expect(atEnd, 'live tensors after the file').to.be.at.most(atStart);
   });
 }
+
+/** A running `kiln serve` child process: its URL (the first match of `ready` in its output), its output so far, and `stop()`. */
+export interface KilnServeProcess {
+  url: string;
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Starts `kiln serve ARGS` and resolves once its output matches `ready` (default: the "listening on URL" line; the
+ * first group is the URL). Rejects with the output if it exits first. `stop()` sends SIGTERM and waits for the exit.
+ */
+export function startKilnServe(args: string[], ready = /listening on (http:\/\/\S+)/): Promise<KilnServeProcess> {
+  const bin = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
+  const child: ChildProcess = spawn(process.execPath, [bin, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stderr!.on('data', (d) => (out += d));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const closed = new Promise((r) => child.on('close', r));
+    child.kill('SIGTERM');
+    await closed;
+  };
+  return new Promise<KilnServeProcess>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = ready.exec(out);
+      if (m) resolve({ url: m[1], output: () => out, stop });
+    });
+    child.on('exit', () => reject(new Error(`kiln serve exited: ${out}`)));
+  });
+}
+
