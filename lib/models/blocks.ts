@@ -8,7 +8,7 @@ import { full } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { Module, ModuleSpec } from '../nn/module';
 import { Conv2d, BatchNorm2d, BatchNormOptions, AdaptiveAvgPool2d, Linear, Sigmoid, SiLU } from '../nn/layers';
-import { Sequential } from '../nn/containers';
+import { Sequential, callChain } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
 
@@ -110,12 +110,7 @@ export class SqueezeExcitation extends Module {
     return [this.avgpool, this.fc1, this.activation, this.fc2, this.scale_activation];
   }
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const m of this.gatePath) {
-      const next = m.call(h);
-      if (h !== x) h.dispose();
-      h = next;
-    }
+    const h = callChain(x, this.gatePath);
     const out = x.mul(h);
     h.dispose();
     return out;

@@ -2,7 +2,7 @@
 import { Tensor } from '../tensor/tensor';
 import { Module } from '../nn/module';
 import { Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, Linear, Identity } from '../nn/layers';
-import { Sequential } from '../nn/containers';
+import { Sequential, callChain } from '../nn/containers';
 import { kaimingNormal_, ones_, zeros_ } from '../nn/init';
 import { ModuleSpec } from '../nn/module';
 import { specsOf } from '../nn/spec';
@@ -81,12 +81,7 @@ export class Bottleneck extends Module {
     return [this.conv1, this.bn1, this.relu, this.conv2, this.bn2, this.relu, this.conv3, this.bn3];
   }
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const m of this.mainPath) {
-      const next = m.call(h);
-      if (h !== x) h.dispose();
-      h = next;
-    }
+    const h = callChain(x, this.mainPath);
     const idn = this.downsample ? this.downsample.call(x) : x;
     h.add_(idn);
     if (idn !== x) idn.dispose();

@@ -8,22 +8,11 @@ import { Tensor } from '../tensor/tensor';
 import { Module, ModuleSpec } from '../nn/module';
 import { AvgPool2d, BatchNorm2d, Conv2d, Linear, ReLU } from '../nn/layers';
 import * as F from '../nn/functional';
-import { Sequential } from '../nn/containers';
+import { Sequential, callChain } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { normal_, ones_, zeros_ } from '../nn/init';
 import { ModelOptions } from './small';
 import { classifyFlat } from './blocks';
-
-/** Runs `mods` in order, disposing the intermediates (never `x`). */
-function chain(x: Tensor, mods: Module[]): Tensor {
-  let h = x;
-  for (const m of mods) {
-    const next = m.call(h);
-    if (h !== x) h.dispose();
-    h = next;
-  }
-  return h === x ? x.view(x.shape) : h;
-}
 
 /** `a + b`, disposing both (neither is the block's input). */
 function addDisposing(a: Tensor, b: Tensor, keep: Tensor): Tensor {
@@ -60,9 +49,9 @@ export class PreActBlock extends Module {
       : null;
   }
   forward(x: Tensor): Tensor {
-    const a = chain(x, [this.bn1, this.relu]);
+    const a = callChain(x, [this.bn1, this.relu]);
     const short = this.shortcut ? this.shortcut.call(this.fromActivation ? a : x) : x;
-    const out = chain(a, [this.conv1, this.bn2, this.relu, this.conv2]);
+    const out = callChain(a, [this.conv1, this.bn2, this.relu, this.conv2]);
     a.dispose();
     return addDisposing(out, short, x);
   }
@@ -117,7 +106,7 @@ export class PreActResNet extends Module {
     return [this.conv1, this.layer1, this.layer2, this.layer3, this.layer4, ...(this.bn ? [this.bn, this.relu] : []), this.pool];
   }
   forward(x: Tensor): Tensor {
-    return classifyFlat(chain(x, this.body), this.linear);
+    return classifyFlat(callChain(x, this.body), this.linear);
   }
   override toSpec(): ModuleSpec | null {
     const body = specsOf(this.body), linear = this.linear.toSpec();
@@ -149,8 +138,8 @@ export class WideBasicBlock extends Module {
     this.convShortcut = inPlanes !== outPlanes ? this.registerModule('convShortcut', new Conv2d(inPlanes, outPlanes, 1, { stride, bias: false })) : null;
   }
   forward(x: Tensor): Tensor {
-    const a = chain(x, [this.bn1, this.relu1]);
-    const b = chain(a, [this.conv1, this.bn2, this.relu2]);
+    const a = callChain(x, [this.bn1, this.relu1]);
+    const b = callChain(a, [this.conv1, this.bn2, this.relu2]);
     const dropped = this.dropRate > 0 ? F.dropout(b, this.dropRate, this.training) : b;
     if (dropped !== b) b.dispose();
     const out = this.conv2.call(dropped);
@@ -235,7 +224,7 @@ export class WideResNet extends Module {
     return [this.conv1, this.block1, this.block2, this.block3, this.bn1, this.relu, this.pool];
   }
   forward(x: Tensor): Tensor {
-    return classifyFlat(chain(x, this.body), this.fc);
+    return classifyFlat(callChain(x, this.body), this.fc);
   }
   override toSpec(): ModuleSpec | null {
     const body = specsOf(this.body), fc = this.fc.toSpec();

@@ -2,7 +2,7 @@
 import { Module, ModuleSpec } from '../nn/module';
 import { specsOf } from '../nn/spec';
 import { Conv2d, BatchNorm2d, ReLU, MaxPool2d, Linear, Flatten, Dropout, GELU, Mul, AdaptiveMaxPool2d, AdaptiveAvgPool2d } from '../nn/layers';
-import { Sequential, Residual } from '../nn/containers';
+import { Sequential, Residual, callChain } from '../nn/containers';
 import { Tensor } from '../tensor/tensor';
 import { noGrad } from '../autograd';
 import { tensor } from '../tensor/creation';
@@ -70,13 +70,7 @@ export class ConvGroup extends Module {
     this.norm2 = this.registerModule('norm2', airbenchNorm(outC, bnMomentum));
   }
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const m of [this.conv1, this.pool, this.norm1, this.activ, this.conv2, this.norm2, this.activ]) {
-      const next = m.call(h);
-      if (h !== x) h.dispose();
-      h = next;
-    }
-    return h;
+    return callChain(x, [this.conv1, this.pool, this.norm1, this.activ, this.conv2, this.norm2, this.activ]);
   }
   override toSpec(): ModuleSpec | null {
     const children = specsOf([this.conv1, this.pool, this.norm1, this.activ, this.conv2, this.norm2, this.activ]);

@@ -4,6 +4,20 @@ import { Tensor } from '../tensor/tensor';
 import { Module } from './module';
 
 /** Runs children in order. `new Sequential(a, b)` names them '0', '1'…; `new Sequential({conv: a})` keeps names. */
+/**
+ * Calls `mods` in order on `x`, disposing each intermediate as soon as the next module has used it (never `x`;
+ * the autograd graph keeps what it needs). With no modules: a view of `x`, so the result is always the caller's.
+ */
+export function callChain(x: Tensor, mods: Iterable<Module>): Tensor {
+  let h = x;
+  for (const m of mods) {
+    const next = m.call(h);
+    if (h !== x) h.dispose();
+    h = next;
+  }
+  return h === x ? x.view(x.shape) : h;
+}
+
 export class Sequential extends Module {
   constructor(...layers: Module[] | [Record<string, Module>]) {
     super();
@@ -31,13 +45,7 @@ export class Sequential extends Module {
     return m;
   }
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const m of this._modules.values()) {
-      const next = m.call(h);
-      if (h !== x) h.dispose(); // the autograd graph keeps what it needs
-      h = next;
-    }
-    return h === x ? x.view(x.shape) : h;
+    return callChain(x, this._modules.values());
   }
 }
 
