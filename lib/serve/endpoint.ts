@@ -116,6 +116,8 @@ export class ModelEndpoint {
   readonly explainQueue: ExplainQueue;
   /** what explanations run on: `explainModel`, else the served model */
   private readonly explainSubject: Module | BatchModel;
+  /** this version as explanations see it: its explanation model, in float32 when that is a separate Module */
+  private readonly explainable: Explainable;
   /** the worker thread explanations run on, or null: the main thread */
   private explainWorker: ExplainWorker | null = null;
   private readonly explainThreadOption: 'auto' | 'worker' | 'main';
@@ -176,10 +178,12 @@ export class ModelEndpoint {
     this.explainSubject = options.explainModel ?? model;
     const thread = (this.explainThreadOption = options.explainThread ?? 'auto');
     if (!['auto', 'worker', 'main'].includes(thread)) throw invalidParameterError('explainThread', "'auto', 'worker' or 'main'", thread);
-    const obstacle = workerObstacle(this.explainSubject, options.explainModel ? 'fp32' : this.precision);
+    const explainPrecision = options.explainModel ? 'fp32' : this.precision;
+    const obstacle = workerObstacle(this.explainSubject, explainPrecision);
     if (thread === 'worker' && obstacle && this.explanations) throw new KilnError(`explainThread 'worker': model '${name}' cannot be explained on a worker thread: ${obstacle}`, 'INVALID_ARGUMENT');
     // every check that can throw comes before the batcher, which a throwing constructor would leave behind
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
+    this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor };
     this.batcher = new DynamicBatcher(model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
       timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
@@ -315,12 +319,6 @@ export class ModelEndpoint {
     } finally {
       for (const x of inputs) x.dispose();
     }
-  }
-
-  /** What explanations see: this version with its explanation model (float32 when it is a separate Module). */
-  private get explainable(): Explainable {
-    const separate = this.explainSubject !== this.model;
-    return { name: this.name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: separate ? 'fp32' : this.precision, preprocessor: this.preprocessor };
   }
 
   /** Runs one explanation job behind the queue, on the worker (stopped if its time runs out) or the main thread. */
