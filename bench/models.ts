@@ -20,6 +20,9 @@ const CASES: Case[] = GPU
       { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
       { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
       { name: 'resnet18 train step 32² b512', kind: 'train', batch: 512, size: 32, iters: 20, warmup: 5 },
+      { name: 'resnet18 train step 32² b32', kind: 'train', batch: 32, size: 32, iters: 30, warmup: 5 },
+      { name: 'resnet18 train step 32² b512, CUDA graph (both)', kind: 'train', batch: 512, size: 32, graph: true, iters: 20, warmup: 5 },
+      { name: 'resnet18 train step 32² b32, CUDA graph (both)', kind: 'train', batch: 32, size: 32, graph: true, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b1 fp32, CUDA graph (both)', kind: 'infer', batch: 1, size: 224, graph: true, iters: 50, warmup: 10 },
       { name: 'resnet18 infer 224² b32 fp32, CUDA graph (both)', kind: 'infer', batch: 32, size: 224, graph: true, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b1 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 1, size: 224, compile: true, iters: 50, warmup: 10 },
@@ -56,16 +59,25 @@ function kilnCase(c: Case): number {
       return t;
     }
     m.train();
-    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true });
+    if (c.graph && !kiln.nn.cudaGraphsAvailable()) return NaN;
+    // recorded: the optimizer reads its lr on the device (capturable), so schedules still apply
+    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, capturable: !!c.graph });
     const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE });
     const y = kiln.randint(0, 10, [c.batch], { device: DEVICE });
-    const t = medianSeconds(() => kiln.tidy(() => {
+    const step = () => {
       opt.zeroGrad();
       const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
       loss.backward();
       opt.step();
-      sync(loss);
-    }), c.iters, c.warmup);
+      return loss;
+    };
+    let t: number;
+    if (c.graph) {
+      for (let i = 0; i < 3; i++) kiln.tidy(() => sync(step())); // warm-up: cuDNN, optimizer state
+      const g = kiln.nn.CudaGraph.record(DEVICE, step);
+      t = medianSeconds(() => kiln.tidy(() => { g.replay(); sync(g.result); }), c.iters, c.warmup);
+      g.dispose();
+    } else t = medianSeconds(() => kiln.tidy(() => sync(step())), c.iters, c.warmup);
     x.dispose(); y.dispose(); opt.dispose();
     return t;
   } finally {

@@ -99,9 +99,9 @@ export interface NativeAddon {
   setBackendFlag(index: number, on: boolean, warnOnly?: boolean): void;
   retainGrad(x: H): void;
   // optimizers (native/optim.cc)
-  sgdStep(p: H[], buf: H[], steps: Float64Array, lr: number, momentum: number, dampening: number, wd: number, nesterov: boolean, maximize: boolean): void;
-  adamStep(p: H[], m: H[], v: H[], vmax: H[], steps: Float64Array, lr: number, b1: number, b2: number, eps: number, wd: number, decoupled: boolean, amsgrad: boolean, maximize: boolean): void;
-  rmspropStep(p: H[], sq: H[], mb: H[], ga: H[], steps: Float64Array, lr: number, alpha: number, eps: number, wd: number, momentum: number, centered: boolean, maximize: boolean): void;
+  sgdStep(p: H[], buf: H[], steps: Float64Array, lr: number, momentum: number, dampening: number, wd: number, nesterov: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;
+  adamStep(p: H[], m: H[], v: H[], vmax: H[], steps: Float64Array, lr: number, b1: number, b2: number, eps: number, wd: number, decoupled: boolean, amsgrad: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;
+  rmspropStep(p: H[], sq: H[], mb: H[], ga: H[], steps: Float64Array, lr: number, alpha: number, eps: number, wd: number, momentum: number, centered: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;
   zeroGrad(p: H[], setToNone: boolean): void;
   clipGradNorm(p: H[], maxNorm: number, normType: number, errorIfNonfinite: boolean): H;
   clipGradValue(p: H[], clip: number): void;
@@ -117,6 +117,10 @@ export interface NativeAddon {
   jitExport(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H, file: string): void;
   graphCapture(h: number, example: H, warmup: number, keep: H[]): number;
   graphsBuilt(): boolean;
+  graphBegin(device: string): number;
+  graphEnd(h: number): void;
+  graphAbort(h: number): void;
+  graphReplay(h: number): void;
   // kiln.nn.functional (native/functional.cc)
   conv2d(x: H, w: H, b: H, stride: number[], padding: number[] | string, dilation: number[], groups: number): H;
   maxPool2d(x: H, kernel: number[], stride: number[], padding: number[], dilation: number[], ceilMode: boolean): H;

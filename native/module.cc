@@ -5,6 +5,7 @@
 #include <atomic>
 #include <mutex>
 #ifdef KILN_WITH_CUDA_GRAPHS
+#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -429,6 +430,124 @@ napi_value graphCapture(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+#ifdef KILN_WITH_CUDA_GRAPHS
+/**
+ * A recorded stretch of GPU work — typically a whole training step (forward, loss, backward,
+ * optimizer update) — captured between graphBegin and graphEnd while JS issues the ops on this
+ * thread, then replayed with one launch. The tensors it reads and writes belong to the JS side,
+ * which keeps them alive; memory allocated during the capture stays in the graph's private pool.
+ */
+struct StepGraph : Runnable {
+  at::cuda::CUDAGraph graph;
+  at::Device device{at::kCUDA, 0};
+  c10::optional<c10::cuda::CUDAStream> before;  // this thread's stream for the device before the capture
+  bool autocastCache = true;                     // and its autocast cache setting (off while recording, as torch.cuda.graph needs)
+  bool recording = false, recorded = false;
+  at::Tensor run(const at::Tensor&) override { fail("INVALID_ARGUMENT", "a recorded CUDA graph takes no input: call replay()"); }
+  void restoreStream() {
+    if (before) {
+      c10::cuda::setCurrentCUDAStream(*before);
+      at::autocast::set_autocast_cache_enabled(autocastCache);
+    }
+    before.reset();
+  }
+  /** Ends a capture that cannot be completed (an op failed, or JS threw inside the recording). */
+  void abort() {
+    if (!recording) return;
+    recording = false;
+    captureFailed = true;
+    try { graph.capture_end(); } catch (...) {}
+    restoreStream();
+  }
+  ~StepGraph() override { abort(); }
+};
+#endif
+
+/** graphBegin(device) -> handle of a graph now recording this thread's work on the device (on a side stream). */
+napi_value graphBegin(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+#ifdef KILN_WITH_CUDA_GRAPHS
+  at::Device d = parseDevice(a.str(0));
+  if (!d.is_cuda()) fail("INVALID_ARGUMENT", "CUDA graphs record work on a CUDA device, not " + c10::str(d));
+  if (captureFailed) fail("CUDA_UNAVAILABLE", "an earlier CUDA graph capture failed in this process; libtorch's allocator may still be in capture mode, so no further captures are made (restart the process)");
+  auto g = std::make_shared<StepGraph>();
+  g->device = d.has_index() ? d : at::Device(at::kCUDA, c10::cuda::current_device());
+  c10::DeviceIndex idx = g->device.index();
+  torch::cuda::synchronize(idx);
+  g->before = c10::cuda::getCurrentCUDAStream(idx);
+  g->autocastCache = at::autocast::is_autocast_cache_enabled();
+  at::autocast::set_autocast_cache_enabled(false);
+  // ops issued from this thread (and the backward passes they start) now go to a side stream
+  c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, idx));
+  try {
+    c10::cuda::CUDAGuard dg(g->device);
+#if TORCH_VERSION_MAJOR >= 2
+    g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+#else
+    g->graph.capture_begin();
+#endif
+  } catch (...) {
+    g->restoreStream();
+    throw;
+  }
+  g->recording = true;
+  return a.retNum(table(a.k).put(g));
+#else
+  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support (it was built against a libtorch without CUDA, or with KILN_CUDA_GRAPHS=0)");
+#endif
+  KILN_CATCH(env)
+}
+
+/** graphEnd(handle): finishes the recording; the graph can then be replayed. */
+napi_value graphEnd(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+#ifdef KILN_WITH_CUDA_GRAPHS
+  auto* g = table(a.k).as<StepGraph>(a.i32(0));
+  if (!g->recording) fail("INVALID_ARGUMENT", "this CUDA graph is not recording");
+  g->recording = false;
+  try {
+    c10::cuda::CUDAGuard dg(g->device);
+    g->graph.capture_end();
+  } catch (...) {
+    captureFailed = true;
+    g->restoreStream();
+    throw;
+  }
+  g->restoreStream();
+  g->recorded = true;
+  torch::cuda::synchronize(g->device.index());
+  return nullptr;
+#else
+  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support");
+#endif
+  KILN_CATCH(env)
+}
+
+/** graphAbort(handle): ends a recording that failed (the process then makes no further captures). */
+napi_value graphAbort(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+#ifdef KILN_WITH_CUDA_GRAPHS
+  table(a.k).as<StepGraph>(a.i32(0))->abort();
+#endif
+  return nullptr;
+  KILN_CATCH(env)
+}
+
+/** graphReplay(handle): launches the recorded work on the device's current stream. */
+napi_value graphReplay(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+#ifdef KILN_WITH_CUDA_GRAPHS
+  auto* g = table(a.k).as<StepGraph>(a.i32(0));
+  if (!g->recorded) fail("INVALID_ARGUMENT", g->recording ? "this CUDA graph is still recording" : "this CUDA graph was not recorded (its recording failed)");
+  c10::cuda::CUDAGuard dg(g->device);
+  g->graph.replay();
+  return nullptr;
+#else
+  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support");
+#endif
+  KILN_CATCH(env)
+}
+
 /** graphsBuilt() -> whether this build can capture CUDA graphs. */
 napi_value graphsBuilt(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
@@ -602,6 +721,7 @@ void registerModule(napi_env env, napi_value exports, KilnEnv* k) {
       {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runSync", runSync},
       {"runAsync", runAsync}, {"jitLoad", jitLoad}, {"jitTrain", jitTrain}, {"jitTo", jitTo},
       {"jitState", jitState}, {"jitExport", jitExport}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
+      {"graphBegin", graphBegin}, {"graphEnd", graphEnd}, {"graphAbort", graphAbort}, {"graphReplay", graphReplay},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);
 }

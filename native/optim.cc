@@ -2,6 +2,10 @@
 // single-tensor algorithms, same order of operations). State tensors (momentum, moments)
 // live in the tensor table and are owned by the TS optimizer, so they save and load like
 // any other tensor. Parameters without a gradient are skipped.
+//
+// Capturable steps (PyTorch's `capturable=True`): the learning rate and the step counts are
+// read from device tensors at run time instead of being passed as numbers, so a step recorded
+// into a CUDA graph follows learning-rate schedules and Adam's bias correction on every replay.
 #include "tensor.h"
 
 namespace kiln {
@@ -20,7 +24,30 @@ double* stepsOf(const Args& a, size_t i, size_t n) {
   return static_cast<double*>(data);
 }
 
-/** sgdStep(params[], bufs[], steps, lr, momentum, dampening, weightDecay, nesterov, maximize) */
+/** The capturable step's device scalars (args i, i+1: lr, 0-d; steps, one per parameter), or none. */
+struct DeviceScalars {
+  at::Tensor lr, steps;
+  bool on() const { return lr.defined(); }
+  DeviceScalars(const Args& a, size_t i, size_t n) {
+    if (!a.has(i)) return;
+    lr = a.t(i);
+    steps = a.t(i + 1);
+    if (lr.dim() != 0 || steps.dim() != 1 || steps.size(0) != static_cast<int64_t>(n))
+      fail("INVALID_ARGUMENT", "a capturable optimizer step needs a 0-d lr tensor and one step count per parameter");
+  }
+  /** Counts a step of parameter i on the device (the host counter is kept too). */
+  void count(size_t i) const {
+    if (on()) steps.select(0, static_cast<int64_t>(i)).add_(1);
+  }
+};
+
+/** p -= lr * d, with lr the number or the device scalar. */
+void subScaled(at::Tensor& p, const at::Tensor& d, double lr, const DeviceScalars& ds) {
+  if (ds.on()) p.addcmul_(d, ds.lr, -1);
+  else p.add_(d, -lr);
+}
+
+/** sgdStep(params[], bufs[], steps, lr, momentum, dampening, weightDecay, nesterov, maximize[, lrT, stepsT]) */
 napi_value sgdStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
@@ -29,6 +56,7 @@ napi_value sgdStep(napi_env env, napi_callback_info info) {
   double* steps = stepsOf(a, 2, params.size());
   double lr = a.num(3), momentum = a.num(4), dampening = a.num(5), wd = a.num(6);
   bool nesterov = a.flag(7), maximize = a.flag(8);
+  DeviceScalars ds(a, 9, params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor& p = params[i];
     if (!p.grad().defined()) continue;
@@ -40,14 +68,15 @@ napi_value sgdStep(napi_env env, napi_callback_info info) {
       else buf.mul_(momentum).add_(d, 1 - dampening);
       d = nesterov ? d.add(buf, momentum) : buf;
     }
-    p.add_(d, -lr);
+    subScaled(p, d, lr, ds);
     steps[i] += 1;
+    ds.count(i);
   }
   return nullptr;
   KILN_CATCH(env)
 }
 
-/** adamStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[] (or []), steps, lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize) */
+/** adamStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[] (or []), steps, lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize[, lrT, stepsT]) */
 napi_value adamStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
@@ -57,35 +86,41 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   double lr = a.num(5), b1 = a.num(6), b2 = a.num(7), eps = a.num(8), wd = a.num(9);
   bool decoupled = a.flag(10), amsgrad = a.flag(11), maximize = a.flag(12);
   if (amsgrad && vmax.size() != params.size()) fail("INVALID_ARGUMENT", "amsgrad needs one max_exp_avg_sq per parameter");
+  DeviceScalars ds(a, 13, params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor& p = params[i];
     if (!p.grad().defined()) continue;
     at::Tensor g = maximize ? -p.grad() : p.grad();
     steps[i] += 1;
-    double step = steps[i];
+    ds.count(i);
     if (wd != 0) {
-      if (decoupled) p.mul_(1 - lr * wd);  // AdamW
-      else g = g.add(p, wd);               // Adam's L2 penalty
+      if (!decoupled) g = g.add(p, wd);  // Adam's L2 penalty
+      else if (ds.on()) p.mul_(ds.lr.mul(-wd).add_(1));  // AdamW
+      else p.mul_(1 - lr * wd);
     }
     m[i].mul_(b1).add_(g, 1 - b1);
     v[i].mul_(b2).addcmul_(g, g.conj(), 1 - b2);
-    double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
-    double stepSize = lr / bc1;
-    double bc2Sqrt = std::sqrt(bc2);
-    at::Tensor denom;
-    if (amsgrad) {
-      at::maximum_out(vmax[i], vmax[i], v[i]);
-      denom = (vmax[i].sqrt() / bc2Sqrt).add_(eps);
+    if (amsgrad) at::maximum_out(vmax[i], vmax[i], v[i]);
+    const at::Tensor& second = amsgrad ? vmax[i] : v[i];
+    if (ds.on()) {
+      // PyTorch's capturable form: bias corrections from the device step count
+      at::Tensor step = ds.steps.select(0, static_cast<int64_t>(i));
+      at::Tensor stepSizeNeg = ds.lr.div(at::pow(b1, step).neg_().add_(1)).neg_();
+      at::Tensor bc2Sqrt = at::pow(b2, step).neg_().add_(1).sqrt_();
+      at::Tensor denom = second.sqrt().div_(bc2Sqrt.mul(stepSizeNeg)).add_(stepSizeNeg.reciprocal().mul_(eps));
+      p.addcdiv_(m[i], denom);
     } else {
-      denom = (v[i].sqrt() / bc2Sqrt).add_(eps);
+      double step = steps[i];
+      double stepSize = lr / (1 - std::pow(b1, step));
+      double bc2Sqrt = std::sqrt(1 - std::pow(b2, step));
+      p.addcdiv_(m[i], (second.sqrt() / bc2Sqrt).add_(eps), -stepSize);
     }
-    p.addcdiv_(m[i], denom, -stepSize);
   }
   return nullptr;
   KILN_CATCH(env)
 }
 
-/** rmspropStep(params[], squareAvg[], momentumBuf[] (or []), gradAvg[] (or []), steps, lr, alpha, eps, weightDecay, momentum, centered, maximize) */
+/** rmspropStep(params[], squareAvg[], momentumBuf[] (or []), gradAvg[] (or []), steps, lr, alpha, eps, weightDecay, momentum, centered, maximize[, lrT, stepsT]) */
 napi_value rmspropStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
@@ -94,11 +129,13 @@ napi_value rmspropStep(napi_env env, napi_callback_info info) {
   double* steps = stepsOf(a, 4, params.size());
   double lr = a.num(5), alpha = a.num(6), eps = a.num(7), wd = a.num(8), momentum = a.num(9);
   bool centered = a.flag(10), maximize = a.flag(11);
+  DeviceScalars ds(a, 12, params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor& p = params[i];
     if (!p.grad().defined()) continue;
     at::Tensor g = maximize ? -p.grad() : p.grad();
     steps[i] += 1;
+    ds.count(i);
     if (wd != 0) g = g.add(p, wd);
     sq[i].mul_(alpha).addcmul_(g, g, 1 - alpha);
     at::Tensor avg;
@@ -110,7 +147,9 @@ napi_value rmspropStep(napi_env env, napi_callback_info info) {
     }
     if (momentum > 0) {
       mb[i].mul_(momentum).addcdiv_(g, avg);
-      p.add_(mb[i], -lr);
+      subScaled(p, mb[i], lr, ds);
+    } else if (ds.on()) {
+      p.addcdiv_(g.mul(ds.lr), avg, -1);
     } else {
       p.addcdiv_(g, avg, -lr);
     }

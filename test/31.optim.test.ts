@@ -126,6 +126,106 @@ describe('31 optimizers', () => {
     });
   });
 
+  describe('capturable (lr and step counts read on the device, for CUDA graphs)', () => {
+    for (const [name, c] of Object.entries(FIX.cases)) {
+      it(`${name}: same as PyTorch`, () => {
+        const params = c.params.map((p) => fromFixture(p, true));
+        const opt = makeOptimizer({ ...c.kiln, options: { ...c.kiln.options, capturable: true } }, params);
+        for (let s = 0; s < 3; s++) {
+          setGrads(params, c.grads[s]);
+          opt.step();
+          if (s === 0) check(params, c.after1, `${name} (capturable) after 1 step`);
+        }
+        check(params, c.after3, `${name} (capturable) after 3 steps`);
+        expect(opt.stateDict().steps.flat().every((n) => n === 3), 'device step counts').to.equal(true);
+        opt.dispose();
+        params.forEach((p) => p.dispose());
+      });
+    }
+
+    /** Trains two copies of the same parameters with the same gradients, one optimizer capturable; returns both. */
+    function twin(make: (p: kiln.Tensor[], capturable: boolean) => AnyOpt, steps: (opt: AnyOpt, s: number) => void, n = 6): kiln.Tensor[][] {
+      return [false, true].map((capturable) => {
+        kiln.manualSeed(5);
+        const params = [kiln.randn([4, 3]).requiresGrad_(true), kiln.randn([3]).requiresGrad_(true)];
+        const opt = make(params, capturable);
+        for (let s = 0; s < n; s++) {
+          steps(opt, s);
+          kiln.manualSeed(100 + s);
+          params.forEach((p) => {
+            const g = kiln.randn(p.shape);
+            p.grad = g;
+            g.dispose();
+          });
+          opt.step();
+        }
+        opt.dispose();
+        return params;
+      });
+    }
+
+    it('follows lr changes between steps (a schedule), in every group', () => {
+      const makers: [string, (p: kiln.Tensor[], capturable: boolean) => AnyOpt][] = [
+        ['SGD', (p, capturable) => new kiln.optim.SGD([{ params: [p[0]] }, { params: [p[1]], lr: 0.02 }], { lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01, capturable })],
+        ['AdamW', (p, capturable) => new kiln.optim.AdamW([{ params: [p[0]] }, { params: [p[1]], lr: 0.02 }], { lr: 0.1, amsgrad: true, capturable })],
+        ['RMSprop', (p, capturable) => new kiln.optim.RMSprop([{ params: [p[0]] }, { params: [p[1]], lr: 0.02 }], { lr: 0.01, momentum: 0.5, centered: true, capturable })],
+      ];
+      for (const [name, make] of makers) {
+        const [plain, capt] = twin(make, (opt, s) => {
+          opt.setLr(0.1 / (s + 1), 0);
+          if (s === 3) opt.setLr(0.001, 1);
+        });
+        plain.forEach((p, i) => {
+          expectClose(capt[i], values(p), 1e-6, 1e-7);
+          p.dispose();
+          capt[i].dispose();
+        });
+        void name;
+      }
+    });
+
+    it('state round trip through the device step counts; turning capturable off keeps the counts', () => {
+      const a = kiln.tensor([1, 2], { requiresGrad: true }), b = kiln.tensor([1, 2], { requiresGrad: true });
+      const opt = new kiln.optim.Adam([a], { lr: 0.1, capturable: true });
+      const opt2 = new kiln.optim.Adam([b], { lr: 0.5, capturable: true });
+      const grad = (p: kiln.Tensor, v: number[]) => { const g = kiln.tensor(v); p.grad = g; g.dispose(); };
+      for (let s = 0; s < 2; s++) {
+        grad(a, [1, -1]);
+        opt.step();
+      }
+      grad(b, [3, 3]);
+      opt2.step(); // its device counts exist before the load overwrites them
+      const sd = opt.stateDict();
+      expect(sd.steps).to.deep.equal([[2]]);
+      expect(sd.groups[0].capturable).to.equal(true);
+      opt2.loadStateDict(sd);
+      expect(opt2.stateDict().steps).to.deep.equal([[2]]);
+      kiln.noGrad(() => b.copy_(a));
+      grad(a, [0.5, 0.25]);
+      grad(b, [0.5, 0.25]);
+      opt.step();
+      opt2.step(); // the loaded lr (0.1) and bias correction (step 3)
+      expect(values(b)).to.deep.equal(values(a));
+      opt2.paramGroups[0].options.capturable = false;
+      grad(b, [1, 1]);
+      opt2.step();
+      expect(opt2.stateDict().steps).to.deep.equal([[4]]);
+      for (const t of [a, b]) t.dispose();
+      opt.dispose();
+      opt2.dispose();
+    });
+
+    it('CudaGraph.record says why it cannot record here (no CUDA graphs or a CPU device), before running anything', () => {
+      let ran = false;
+      const e = expectKilnError(() => kiln.nn.CudaGraph.record('cpu', () => { ran = true; }), kiln.nn.cudaGraphsAvailable() ? 'INVALID_ARGUMENT' : 'CUDA_UNAVAILABLE');
+      expect(e.message).to.match(kiln.nn.cudaGraphsAvailable() ? /CUDA device, got 'cpu'/ : /no CUDA graph support/);
+      expect(ran).to.equal(false);
+      expect(kiln.nn.recordingGraph()).to.equal(false);
+      expectKilnError(() => kiln.nn.CudaGraph.record(3 as never, () => 0), 'INVALID_ARGUMENT', 'device');
+      expectKilnError(() => kiln.nn.CudaGraph.record('cuda', 'fn' as never), 'INVALID_ARGUMENT', 'fn', 'a function');
+    });
+  });
+
   describe('zeroGrad', () => {
     it('setToNone (default) removes gradients; setToNone=false zeroes them', () => {
       const a = kiln.tensor([1, 2], { requiresGrad: true });
@@ -267,6 +367,7 @@ describe('31 optimizers', () => {
       ['RMSprop alpha', () => new kiln.optim.RMSprop([p], { alpha: 1.5 }), ['alpha', '[0, 1]']],
       ['RMSprop momentum', () => new kiln.optim.RMSprop([p], { momentum: -0.5 }), ['momentum']],
       ['RMSprop eps', () => new kiln.optim.RMSprop([p], { eps: 'small' as never }), ['eps', "string 'small'"]],
+      ['capturable not a boolean', () => new kiln.optim.Adam([p], { capturable: 1 as never }), ['capturable', 'boolean']],
     ];
     for (const [name, fn, fragments] of bad) it(name, () => expectKilnError(fn, 'INVALID_ARGUMENT', ...fragments));
   });

@@ -63,6 +63,19 @@ for c in cases:
                 opt.zero_grad(set_to_none=True)
                 torch.nn.functional.cross_entropy(m(x), y).backward()
                 opt.step()
+            if c.get("graph"):
+                # PyTorch's whole-network capture: warm up on a side stream, capture one step, replay
+                s = torch.cuda.Stream()
+                s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s):
+                    for _ in range(3): f()
+                torch.cuda.current_stream().wait_stream(s)
+                g = torch.cuda.CUDAGraph()
+                opt.zero_grad(set_to_none=True)
+                with torch.cuda.graph(g):
+                    torch.nn.functional.cross_entropy(m(x), y).backward()
+                    opt.step()
+                f = g.replay
             t = timed(f, c["iters"], c["warmup"])
         print(json.dumps({"name": c["name"], "seconds": t, "torch": torch.__version__}), flush=True)
     except Exception as e:  # one failing case (e.g. torch.compile without a working Triton) must not lose the others

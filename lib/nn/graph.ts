@@ -6,6 +6,7 @@
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
+import { tidy, keepAll, release } from '../tensor/memory';
 import { Module, weightMoveCount } from './module';
 import { ScriptModule } from './jit';
 import { NativeRunnable } from './runnable';
@@ -80,6 +81,11 @@ export class CudaGraph extends NativeRunnable {
     return id;
   }
 
+  /** Records the GPU work `fn` issues (a whole training step, say) for replay: see `recordGraph`. */
+  static record<T>(device: string, fn: () => T): RecordedGraph<T> {
+    return recordGraph(device, fn);
+  }
+
   /** Replays the graph on `x` (same shape, dtype and device as the example); returns a new output tensor. */
   call(x: Tensor): Tensor {
     return new Tensor(N.runSync(this.h, this.check(x), false));
@@ -90,4 +96,96 @@ export class CudaGraph extends NativeRunnable {
     return new Tensor(await N.runAsync(this.h, this.check(x)));
   }
 
+}
+
+/** The recording in progress on this thread, if any (see `recordingGraph`). */
+let recording: { hooks: (() => void)[] } | null = null;
+
+/**
+ * While `CudaGraph.record` runs: registers `hook` to run before each replay of the graph being
+ * recorded (outside the graph), so host-side values the recorded work reads from device tensors —
+ * a capturable optimizer's learning rate — are written before every launch. Returns whether a
+ * recording is in progress (nothing is registered otherwise).
+ */
+export function onGraphReplay(hook: () => void): boolean {
+  if (!recording) return false;
+  recording.hooks.push(hook);
+  return true;
+}
+
+/** Whether `CudaGraph.record` is recording now (work issued now is recorded, not run). */
+export function recordingGraph(): boolean {
+  return recording !== null;
+}
+
+/**
+ * A stretch of GPU work recorded once by `CudaGraph.record` — typically a whole training step
+ * (forward, loss, backward, optimizer update) — and replayed with one launch. It reads and writes
+ * the same tensors every time: copy new inputs into the tensors it read (`copy_`) before `replay()`
+ * and read its outputs from `result` after.
+ */
+export class RecordedGraph<T> extends NativeRunnable {
+  /** what the recorded function returned (its tensors live as long as the graph; replays rewrite them) */
+  readonly result: T;
+  readonly device: string;
+  private readonly moves = weightMoveCount();
+
+  /** @internal */
+  constructor(handle: number, result: T, device: string, private readonly owned: Tensor[], private readonly hooks: (() => void)[]) {
+    super(handle, 'this recorded CUDA graph');
+    this.result = result;
+    this.device = device;
+  }
+
+  /** Runs the recorded work again (asynchronously on the GPU, like any CUDA op). */
+  replay(): void {
+    const h = this.h;
+    if (weightMoveCount() !== this.moves)
+      throw new KilnError("a model's weights were moved or converted (to()) after this CUDA graph was recorded, and the graph still reads the old ones: record a new graph", 'INVALID_ARGUMENT');
+    for (const hook of this.hooks) hook();
+    N.graphReplay(h);
+  }
+
+  /** Frees the graph and the tensors of `result`. */
+  override dispose(): void {
+    super.dispose();
+    for (const t of this.owned) release(t);
+    this.owned.length = 0;
+  }
+}
+
+/**
+ * Records the GPU work `fn` issues on `device` into a CUDA graph instead of running it
+ * (`torch.cuda.graph`): the ops are enqueued on a side stream under capture, so nothing is
+ * computed until `replay()`. `fn` runs inside a `tidy`; the tensors it returns are kept for the
+ * graph's life (`result`). Inside `fn` nothing may wait for the GPU or read a value back to the
+ * CPU (`item()`, `toArray()`, a data-dependent shape): such an op fails the recording, and after a
+ * failed recording libtorch may leave its allocator in capture mode, so this process then refuses
+ * further captures. Run the same work eagerly once or more first (cuDNN autotuning, optimizer
+ * state). Optimizers taking part must be `capturable` so that their learning rate and step counts
+ * are read on the device at each replay.
+ */
+export function recordGraph<T>(device: string, fn: () => T): RecordedGraph<T> {
+  if (typeof device !== 'string') throw invalidParameterError('CudaGraph.record: device', "a CUDA device such as 'cuda' or 'cuda:0'", device);
+  if (typeof fn !== 'function') throw invalidParameterError('CudaGraph.record: fn', 'a function', fn);
+  if (!N.graphsBuilt()) throw new KilnError('CudaGraph.record: this Kiln build has no CUDA graph support (it needs a CUDA libtorch; see kiln.info().cudaGraphs)', 'CUDA_UNAVAILABLE');
+  if (!device.startsWith('cuda')) throw new KilnError(`CudaGraph.record: CUDA graphs record work on a CUDA device, got '${device}'`, 'INVALID_ARGUMENT');
+  if (recording) throw new KilnError('CudaGraph.record: a recording is already in progress (recordings do not nest)', 'INVALID_ARGUMENT');
+  if (fn.constructor.name === 'AsyncFunction') throw new KilnError('CudaGraph.record: fn must be synchronous (the recording covers the ops it issues before it returns)', 'INVALID_ARGUMENT');
+  const h = N.graphBegin(device);
+  const rec = (recording = { hooks: [] as (() => void)[] });
+  let result: T;
+  try {
+    result = tidy(fn);
+    if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function')
+      throw new KilnError('CudaGraph.record: fn returned a promise; it must do its work synchronously', 'INVALID_ARGUMENT');
+    N.graphEnd(h);
+  } catch (e) {
+    N.graphAbort(h);
+    N.freeRunnable(h);
+    throw e;
+  } finally {
+    recording = null;
+  }
+  return new RecordedGraph(h, result, device, keepAll(result) as Tensor[], rec.hooks);
 }

@@ -6,7 +6,7 @@ export {
   AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, ReLU, ReLU6, LeakyReLU, GELU, SiLU, Hardswish, Hardsigmoid, Tanh, Sigmoid, Softmax, Identity, Mul,
 } from './layers';
 export { Sequential, Residual } from './containers';
-export { CudaGraph, CudaGraphOptions, cudaGraphsAvailable } from './graph';
+export { CudaGraph, CudaGraphOptions, cudaGraphsAvailable, RecordedGraph, recordGraph, recordingGraph, onGraphReplay } from './graph';
 import * as functional from './functional';
 import * as init from './init';
 import * as utils from './utils';

@@ -6,8 +6,9 @@
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
-import { zerosLike } from '../tensor/creation';
+import { tensor, zerosLike } from '../tensor/creation';
 import { keep } from '../tensor/memory';
+import { onGraphReplay, recordingGraph } from '../nn/graph';
 
 /** A parameter group: its tensors and the options that override the optimizer's defaults. */
 export interface ParamGroup<O> {
@@ -20,7 +21,14 @@ export type Params<O> = Tensor[] | ({ params: Tensor[] } & Partial<O>)[];
 interface GroupState {
   steps: Float64Array;
   tensors: Record<string, Tensor[]>;
+  /** capturable groups: the lr (0-d) and step counts on the parameters' device, and the lr last written there */
+  lrT?: Tensor;
+  stepsT?: Tensor;
+  lrWritten?: number;
 }
+
+/** Handles of a capturable group's device lr and step counts, appended to the native step's arguments. */
+export type DeviceScalarIds = [] | [number, number];
 
 /** Serializable optimizer state: option values per group and state tensors by key. */
 export interface OptimizerState {
@@ -29,7 +37,13 @@ export interface OptimizerState {
   tensors: Map<string, Tensor>;
 }
 
-export abstract class Optimizer<O extends { lr: number }> {
+/**
+ * The base of the optimizers. With `capturable: true` (an option of every optimizer, per group, as
+ * PyTorch's) a group's learning rate and step counts live in device tensors read by the update
+ * itself, so a step recorded into a CUDA graph (`CudaGraph.record`) follows lr schedules and
+ * Adam's bias correction on every replay; the first capturable step must run outside a recording.
+ */
+export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> {
   readonly paramGroups: ParamGroup<O>[];
   private state: GroupState[];
 
@@ -45,6 +59,7 @@ export abstract class Optimizer<O extends { lr: number }> {
       const { params: ps, ...over } = g;
       const options = { ...defaults, ...over } as O;
       this.validate(options);
+      if (typeof options.capturable !== 'boolean' && options.capturable !== undefined) throw invalidParameterError('capturable', 'a boolean', options.capturable);
       return { params: ps, options };
     });
     this.state = this.paramGroups.map((g) => ({ steps: new Float64Array(g.params.length), tensors: {} }));
@@ -53,7 +68,7 @@ export abstract class Optimizer<O extends { lr: number }> {
   /** Checks option values (called for every group). */
   protected abstract validate(o: O): void;
   /** Runs the native update for one group. */
-  protected abstract update(params: number[], state: Record<string, number[]>, steps: Float64Array, o: O): void;
+  protected abstract update(params: number[], state: Record<string, number[]>, steps: Float64Array, o: O, device: DeviceScalarIds): void;
 
   /** Learning rate of group 0 (set: all groups). */
   get lr(): number {
@@ -84,8 +99,48 @@ export abstract class Optimizer<O extends { lr: number }> {
         st.tensors[name] ??= g.params.map((p) => keep(zerosLike(p, { requiresGrad: false })));
       const ids: Record<string, number[]> = {};
       for (const [k, ts] of Object.entries(st.tensors)) ids[k] = ts.map((t) => t.id);
-      this.update(g.params.map((p) => p.id), ids, st.steps, g.options);
+      this.update(g.params.map((p) => p.id), ids, st.steps, g.options, this.deviceScalars(gi));
     });
+  }
+
+  /** A group's device lr and step counts when it is capturable (created at its first step, then kept current). */
+  private deviceScalars(gi: number): DeviceScalarIds {
+    const g = this.paramGroups[gi], st = this.state[gi];
+    if (!g.options.capturable) {
+      if (st.stepsT) { // capturable before: the device counts are the true ones
+        st.steps.set(st.stepsT.dataSync() as Float64Array);
+        this.dropDeviceScalars(st);
+      }
+      return [];
+    }
+    if (!st.lrT || !st.stepsT) {
+      if (recordingGraph())
+        throw new KilnError('a capturable optimizer must take one step outside a CUDA graph recording first (its device-side lr and step counts are created then)', 'INVALID_ARGUMENT');
+      const device = g.params[0].device;
+      const other = g.params.find((p) => p.device !== device);
+      if (other) throw new KilnError(`a capturable optimizer group must have all its parameters on one device (${device} and ${other.device})`, 'INVALID_ARGUMENT');
+      st.lrT = keep(tensor(g.options.lr, { dtype: 'float64', device }));
+      st.stepsT = keep(tensor(Array.from(st.steps), { dtype: 'float64', device }));
+      st.lrWritten = g.options.lr;
+    }
+    const sync = () => this.writeLr(gi);
+    if (!onGraphReplay(sync)) sync(); // recording: written before each replay instead (a write now would be recorded)
+    return [st.lrT.id, st.stepsT.id];
+  }
+
+  /** Copies a capturable group's current lr to its device scalar when it changed. */
+  private writeLr(gi: number): void {
+    const st = this.state[gi], lr = this.paramGroups[gi].options.lr;
+    if (st.lrT && st.lrWritten !== lr) {
+      st.lrT.fill_(lr);
+      st.lrWritten = lr;
+    }
+  }
+
+  private dropDeviceScalars(st: GroupState): void {
+    st.lrT?.dispose();
+    st.stepsT?.dispose();
+    st.lrT = st.stepsT = st.lrWritten = undefined;
   }
 
   /** Clears parameter gradients (`setToNone`, the default, frees them). */
@@ -101,7 +156,7 @@ export abstract class Optimizer<O extends { lr: number }> {
     });
     return {
       groups: this.paramGroups.map((g) => ({ ...(g.options as unknown as Record<string, number | boolean>) })),
-      steps: this.state.map((s) => Array.from(s.steps)),
+      steps: this.state.map((s) => Array.from(s.stepsT ? (s.stepsT.dataSync() as Float64Array) : s.steps)),
       tensors,
     };
   }
@@ -117,6 +172,7 @@ export abstract class Optimizer<O extends { lr: number }> {
         throw new KilnError(`optimizer state group ${gi} has ${sd.steps[gi].length} parameters, this optimizer has ${g.params.length}`, 'INVALID_ARGUMENT');
       Object.assign(g.options as object, sd.groups[gi]);
       this.state[gi].steps.set(sd.steps[gi]);
+      this.state[gi].stepsT?.copy_(tensor(sd.steps[gi], { dtype: 'float64' }));
       for (const name of this.stateNames(g.options)) {
         const ts = (this.state[gi].tensors[name] ??= g.params.map((p) => keep(zerosLike(p, { requiresGrad: false }))));
         ts.forEach((t, i) => {
@@ -133,6 +189,7 @@ export abstract class Optimizer<O extends { lr: number }> {
     for (const s of this.state) {
       for (const ts of Object.values(s.tensors)) ts.forEach((t) => t.dispose());
       s.tensors = {};
+      this.dropDeviceScalars(s);
     }
   }
 }
@@ -143,11 +200,11 @@ function checkNum(o: Record<string, unknown>, key: string, lo: number, hi = Infi
 }
 
 /** SGD options (PyTorch's names). */
-export interface SGDOptions { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; maximize: boolean }
+export interface SGDOptions { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; maximize: boolean; capturable: boolean }
 /** Stochastic gradient descent with momentum, dampening, Nesterov and weight decay. */
 export class SGD extends Optimizer<SGDOptions> {
   constructor(params: Params<SGDOptions>, o: Partial<SGDOptions> & { lr: number }) {
-    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false, ...o }, (g) => (g.momentum !== 0 ? ['momentum_buffer'] : []));
+    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false, capturable: false, ...o }, (g) => (g.momentum !== 0 ? ['momentum_buffer'] : []));
   }
   protected validate(o: SGDOptions): void {
     checkNum(o as never, 'lr', 0);
@@ -155,13 +212,13 @@ export class SGD extends Optimizer<SGDOptions> {
     checkNum(o as never, 'weightDecay', 0);
     if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) throw new KilnError('SGD: nesterov needs momentum > 0 and dampening 0', 'INVALID_ARGUMENT');
   }
-  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: SGDOptions): void {
-    N.sgdStep(p, s.momentum_buffer ?? [], steps, o.lr, o.momentum, o.dampening, o.weightDecay, o.nesterov, o.maximize);
+  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: SGDOptions, d: DeviceScalarIds): void {
+    N.sgdStep(p, s.momentum_buffer ?? [], steps, o.lr, o.momentum, o.dampening, o.weightDecay, o.nesterov, o.maximize, ...d);
   }
 }
 
 /** Adam / AdamW options. */
-export interface AdamOptions { lr: number; betas: [number, number]; eps: number; weightDecay: number; amsgrad: boolean; maximize: boolean }
+export interface AdamOptions { lr: number; betas: [number, number]; eps: number; weightDecay: number; amsgrad: boolean; maximize: boolean; capturable: boolean }
 function checkAdam(o: AdamOptions): void {
   checkNum(o as never, 'lr', 0);
   checkNum(o as never, 'eps', 0);
@@ -174,11 +231,11 @@ const adamState = (o: AdamOptions) => (o.amsgrad ? ['exp_avg', 'exp_avg_sq', 'ma
 export class Adam extends Optimizer<AdamOptions> {
   protected decoupled = false;
   constructor(params: Params<AdamOptions>, o: Partial<AdamOptions> = {}) {
-    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false, maximize: false, ...o }, adamState);
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false, maximize: false, capturable: false, ...o }, adamState);
   }
   protected validate(o: AdamOptions): void { checkAdam(o); }
-  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: AdamOptions): void {
-    N.adamStep(p, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq ?? [], steps, o.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, this.decoupled, o.amsgrad, o.maximize);
+  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: AdamOptions, d: DeviceScalarIds): void {
+    N.adamStep(p, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq ?? [], steps, o.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, this.decoupled, o.amsgrad, o.maximize, ...d);
   }
 }
 /** AdamW: Adam with decoupled weight decay (default 0.01, as PyTorch). */
@@ -190,11 +247,11 @@ export class AdamW extends Adam {
 }
 
 /** RMSprop options. */
-export interface RMSpropOptions { lr: number; alpha: number; eps: number; weightDecay: number; momentum: number; centered: boolean; maximize: boolean }
+export interface RMSpropOptions { lr: number; alpha: number; eps: number; weightDecay: number; momentum: number; centered: boolean; maximize: boolean; capturable: boolean }
 /** RMSprop (optionally centered, with momentum). */
 export class RMSprop extends Optimizer<RMSpropOptions> {
   constructor(params: Params<RMSpropOptions>, o: Partial<RMSpropOptions> = {}) {
-    super(params, { lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, centered: false, maximize: false, ...o },
+    super(params, { lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, centered: false, maximize: false, capturable: false, ...o },
       (g) => ['square_avg', ...(g.momentum > 0 ? ['momentum_buffer'] : []), ...(g.centered ? ['grad_avg'] : [])]);
   }
   protected validate(o: RMSpropOptions): void {
@@ -204,7 +261,7 @@ export class RMSprop extends Optimizer<RMSpropOptions> {
     checkNum(o as never, 'momentum', 0);
     checkNum(o as never, 'weightDecay', 0);
   }
-  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: RMSpropOptions): void {
-    N.rmspropStep(p, s.square_avg, s.momentum_buffer ?? [], s.grad_avg ?? [], steps, o.lr, o.alpha, o.eps, o.weightDecay, o.momentum, o.centered, o.maximize);
+  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: RMSpropOptions, d: DeviceScalarIds): void {
+    N.rmspropStep(p, s.square_avg, s.momentum_buffer ?? [], s.grad_avg ?? [], steps, o.lr, o.alpha, o.eps, o.weightDecay, o.momentum, o.centered, o.maximize, ...d);
   }
 }

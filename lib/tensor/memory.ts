@@ -157,6 +157,14 @@ export function keep<T extends Tracked | Tracked[]>(t: T): T {
   return t;
 }
 
+/** `keep` for every tensor inside a value (a tensor, or arrays/objects/Maps of them, as `tidy` returns); returns those tensors. */
+export function keepAll(value: unknown): Tracked[] {
+  const found = new Set<Tracked>();
+  collect(value, found);
+  for (const t of found) t._kept = true;
+  return [...found];
+}
+
 /** Memory held by live tensors. */
 export interface MemoryInfo {
   /** live tensor handles (views count separately) */

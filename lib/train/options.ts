@@ -12,6 +12,7 @@ import { Scheduler } from './callbacks';
 import { MetricSpec } from './accumulator';
 import { Verbosity, ProgressStream } from './progress';
 import { BatchSource } from './sources';
+import { CudaGraphTrainOptions } from './graph-steps';
 
 /** A loss: any function of (logits, targets) returning a scalar tensor. */
 export type LossFn = (logits: Tensor, targets: Tensor) => Tensor;
@@ -65,6 +66,12 @@ export interface TrainerOptions {
   classNames?: string[];
   /** where progress is written (default process.stderr) */
   progressStream?: ProgressStream;
+  /**
+   * CUDA only: record the training step as a CUDA graph for the first batch's shape (after
+   * `warmup` eager steps, default 3) and replay it for every batch of that shape; makes the
+   * optimizer `capturable`. Not with fp16, a custom objective or accumulateSteps (README).
+   */
+  cudaGraph?: boolean | CudaGraphTrainOptions;
 }
 
 /** Options of `fit`. */

@@ -29,6 +29,7 @@ import { LossFn, TrainerOptions, FitOptions, EvaluateResult, Objective, Objectiv
 
 export { LossFn, TrainerOptions, FitOptions, EvaluateResult, Objective, ObjectiveContext };
 import { saveCheckpoint, loadCheckpoint, restoreRngStates, restoreCallbackStates, CheckpointState } from './checkpoint';
+import { GraphSteps, StepTensors, checkGraphOption } from './graph-steps';
 
 
 /** Trains, evaluates and runs a classifier. */
@@ -66,6 +67,10 @@ export class Trainer {
   private readonly progressStream: ProgressStream | undefined;
   private interruptRequested = false;
   private epochStarts: [number, number][] = [];
+  /** the cudaGraph mode's warm-up count (null: off) */
+  private readonly graphWarmup: number | null;
+  /** the recorded step of the running fit (cudaGraph mode) */
+  graphSteps: GraphSteps | null = null;
 
   constructor(model: Module, options: TrainerOptions) {
     if (!(model instanceof Module)) throw invalidParameterError('Trainer: model', 'a Module', model);
@@ -102,6 +107,9 @@ export class Trainer {
     if (o.classNames !== undefined && (!Array.isArray(o.classNames) || !o.classNames.every((c) => typeof c === 'string'))) throw invalidParameterError('Trainer: classNames', 'an array of strings', o.classNames);
     this.classNames = o.classNames ?? null;
     this.progressStream = o.progressStream;
+    this.graphWarmup = checkGraphOption(o.cudaGraph, this.device, this.mixedPrecision, this.objective !== null);
+    // a recorded update must read its lr and step counts on the device
+    if (this.graphWarmup !== null) for (const g of this.optimizer.paramGroups) g.options.capturable = true;
   }
 
   /** Ends `fit` after the current step; `reason` is kept in `history.stopReason` and shown. */
@@ -155,6 +163,7 @@ export class Trainer {
     if (o.gradClipNorm !== undefined && (typeof o.gradClipNorm !== 'number' || !(o.gradClipNorm > 0))) throw invalidParameterError('fit: gradClipNorm', 'a positive number', o.gradClipNorm);
     if (o.validation !== undefined && o.validationSplit !== undefined) throw new KilnError('fit: give either validation or validationSplit, not both', 'INVALID_ARGUMENT');
     if (o.checkpointDir !== undefined && (typeof o.checkpointDir !== 'string' || !o.checkpointDir)) throw invalidParameterError('fit: checkpointDir', 'a folder path', o.checkpointDir);
+    if (this.graphWarmup !== null && accum > 1) throw new KilnError('fit: accumulateSteps cannot be combined with the trainer\'s cudaGraph mode (a recorded step always updates the weights)', 'INVALID_ARGUMENT');
     const callbacks = checkCallbacks(o.callbacks);
     this.activeCallbacks = callbacks;
     let resume: CheckpointState | null = null;
@@ -190,6 +199,7 @@ export class Trainer {
     const handle = o.handleSignals ?? true;
     if (handle) process.on('SIGINT', onSigint);
     for (const c of callbacks) c.setTrainer?.(this);
+    const graphs = (this.graphSteps = this.graphWarmup === null ? null : new GraphSteps(this.device, this.graphWarmup));
     let epoch = initialEpoch;
     try {
       await runHook(callbacks, 'onTrainBegin', { epochs: o.epochs, initialEpoch });
@@ -214,9 +224,12 @@ export class Trainer {
           const { x, y } = this.onDevice(batch, src.owned);
           const size = y.size(0);
           const bl: BatchLogs = { batch: b, step: this.globalStep, size, lr: this.optimizer.lr };
+          let replayed = false;
           try {
             if (callbacks.length) await runHook(callbacks, 'onBatchBegin', b, bl);
-            this.trainStep(x, y, acc, accum);
+            const step = this.globalStep;
+            replayed = graphs?.step(x, y, (sx, sy) => this.recordedStep(sx, sy, o.gradClipNorm), (t) => acc.update(t.logits, t.targets, t.loss, step)) ?? false;
+            if (!replayed) this.trainStep(x, y, acc, accum);
           } finally {
             disposeBatch({ x, y });
             if (src.owned && (batch.x !== x || batch.y !== y)) disposeBatch(batch);
@@ -224,7 +237,8 @@ export class Trainer {
           pending++;
           const last = src.length !== undefined && b + 1 >= src.length;
           if (pending >= accum || last) {
-            this.optimizerStep(o.gradClipNorm);
+            if (replayed) this.optimizerSteps++; // the replayed graph made the update
+            else this.optimizerStep(o.gradClipNorm);
             pending = 0;
             if (this.scheduler && this.schedulerInterval === 'batch' && !needsMetric(this.scheduler)) this.scheduler.step();
           }
@@ -286,6 +300,7 @@ export class Trainer {
     } finally {
       if (handle) process.removeListener('SIGINT', onSigint);
       acc.dispose();
+      graphs?.release();
       this.history.stopReason = this.stopReason;
       this.history.interrupted = this.interruptRequested;
       await runHook(callbacks, 'onTrainEnd', { epochs: this.history.length });
@@ -334,22 +349,36 @@ export class Trainer {
   private trainStep(x: Tensor, y: Tensor, acc: Accumulator | null, accum: number, onLoss?: (loss: Tensor) => void): void {
     const step = this.globalStep;
     tidy(() => {
-      const [logits, loss, targets] = this.amp(() => {
-        if (this.objective) {
-          const r = this.objective({ model: this.model, x, y, loss: this.lossFn, step });
-          if (!r || !(r.logits instanceof Tensor)) throw new KilnError('the training objective must return {logits: Tensor, loss: Tensor}', 'INVALID_ARGUMENT');
-          if (r.targets !== undefined && !(r.targets instanceof Tensor)) throw new KilnError('the training objective returned targets that are not a Tensor', 'INVALID_ARGUMENT');
-          return [r.logits, r.loss, r.targets ?? y] as const;
-        }
-        const out = this.model.call(x);
-        return [out, this.lossFn(out, y), y] as const;
-      });
-      if (!(loss instanceof Tensor) || loss.numel !== 1) throw new KilnError(`the loss function must return a one-element Tensor, got ${loss instanceof Tensor ? `shape [${loss.shape.join(', ')}]` : typeof loss}`, 'INVALID_ARGUMENT');
-      const scaled = accum > 1 ? loss.div(accum) : loss;
-      (this.scaler ? this.scaler.scaleLoss(scaled) : scaled).backward();
+      const { logits, loss, targets } = this.forwardBackward(x, y, accum);
       acc?.update(logits, targets, loss, step);
       onLoss?.(loss);
     });
+  }
+
+  /** Forward and loss (under autocast when on), then backward of the loss divided by `accum`. */
+  private forwardBackward(x: Tensor, y: Tensor, accum: number): StepTensors {
+    const step = this.globalStep;
+    const [logits, loss, targets] = this.amp(() => {
+      if (this.objective) {
+        const r = this.objective({ model: this.model, x, y, loss: this.lossFn, step });
+        if (!r || !(r.logits instanceof Tensor)) throw new KilnError('the training objective must return {logits: Tensor, loss: Tensor}', 'INVALID_ARGUMENT');
+        if (r.targets !== undefined && !(r.targets instanceof Tensor)) throw new KilnError('the training objective returned targets that are not a Tensor', 'INVALID_ARGUMENT');
+        return [r.logits, r.loss, r.targets ?? y] as const;
+      }
+      const out = this.model.call(x);
+      return [out, this.lossFn(out, y), y] as const;
+    });
+    if (!(loss instanceof Tensor) || loss.numel !== 1) throw new KilnError(`the loss function must return a one-element Tensor, got ${loss instanceof Tensor ? `shape [${loss.shape.join(', ')}]` : typeof loss}`, 'INVALID_ARGUMENT');
+    const scaled = accum > 1 ? loss.div(accum) : loss;
+    (this.scaler ? this.scaler.scaleLoss(scaled) : scaled).backward();
+    return { logits, loss, targets };
+  }
+
+  /** The whole step that cudaGraph mode records: forward, backward and the weight update; returns the metrics' tensors. */
+  private recordedStep(x: Tensor, y: Tensor, clip: number | undefined): StepTensors {
+    const t = this.forwardBackward(x, y, 1);
+    this.updateWeights(clip);
+    return t; // without an objective, targets is the static label tensor itself: each replay's copy makes it the batch's labels
   }
 
   /** Runs fn under autocast when mixed precision is on. */
@@ -358,6 +387,12 @@ export class Trainer {
   }
 
   private optimizerStep(clip: number | undefined): void {
+    this.updateWeights(clip);
+    this.optimizerSteps++;
+  }
+
+  /** Gradient clipping, the optimizer's update (through the scaler when fp16) and zeroing the gradients. */
+  private updateWeights(clip: number | undefined): void {
     if (this.scaler) this.scaler.unscale_(this.optimizer); // clip the true gradients
     if (clip !== undefined) clipGradNorm_(this.model.parameters().filter((p) => p.requiresGrad), clip).dispose();
     if (this.scaler) {
@@ -365,7 +400,6 @@ export class Trainer {
       this.scaler.update();
     } else this.optimizer.step();
     this.optimizer.zeroGrad();
-    this.optimizerSteps++;
   }
 
   /** Loss and metrics of the model on `data` (eval mode, no gradients), with the confusion matrix and ECE. */
