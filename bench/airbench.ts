@@ -24,11 +24,11 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-function kilnRun(): Timing {
+function kilnRun(cudaGraph = false): Timing {
   kiln.manualSeed(0);
   const data = syntheticCifar(N);
   try {
-    const r = trainAirbench({ train: data, epochs: EPOCHS, device: DEVICE, seed: 0 });
+    const r = trainAirbench({ train: data, epochs: EPOCHS, device: DEVICE, seed: 0, cudaGraph });
     r.model.dispose();
     const secs = r.epochs.map((e) => e.seconds);
     return { epoch: median(secs.slice(1)), run: r.trainSeconds, epochs: secs };
@@ -54,6 +54,8 @@ export function run(): void {
   // Python before and (on the GPU, where it is cheap) after Kiln: machine drift shows up in both
   const before = py ? pythonRun(py, threads) : null;
   const k = kilnRun();
+  // the training step recorded as a CUDA graph and replayed (kiln.train.GraphSteps), where this build has them
+  const kg = GPU && kiln.nn.cudaGraphsAvailable() ? kilnRun(true) : null;
   const after = py && GPU ? pythonRun(py, threads) : null;
   const pys = [before, after].filter((t): t is Timing => !!t);
   const best = (f: (t: Timing) => number) => (pys.length ? Math.min(...pys.map(f)) : undefined);
@@ -64,10 +66,14 @@ export function run(): void {
   const rows = [
     [`epoch (${N} images, ${steps} steps of ${HYP.batchSize})`, fmt(k.epoch), fmt(pEpoch), ratio(k.epoch, pEpoch)],
     [`whole run (whitening + ${EPOCHS} epochs)`, fmt(k.run), fmt(pRun), ratio(k.run, pRun)],
+    ...(kg ? [
+      [`epoch, Kiln step recorded as a CUDA graph (Python eager)`, fmt(kg.epoch), fmt(pEpoch), ratio(kg.epoch, pEpoch)],
+      [`whole run, Kiln CUDA graph (Python eager)`, fmt(kg.run), fmt(pRun), ratio(kg.run, pRun)],
+    ] : []),
   ];
   const t = table(['airbench94 on synthetic CIFAR-shaped data', 'Kiln s', 'PyTorch s', 'time ratio Kiln/PyTorch'], rows);
   console.log(t);
-  console.log(`Kiln epochs: ${k.epochs.map((s) => s.toFixed(3)).join(', ')} s; Python epochs: ${pys.map((p) => p.epochs.map((s) => s.toFixed(3)).join(', ')).join(' | ') || 'n/a'} s`);
+  console.log(`Kiln epochs: ${k.epochs.map((s) => s.toFixed(3)).join(', ')} s${kg ? ` (CUDA graph: ${kg.epochs.map((s) => s.toFixed(3)).join(', ')} s)` : ''}; Python epochs: ${pys.map((p) => p.epochs.map((s) => s.toFixed(3)).join(', ')).join(' | ') || 'n/a'} s`);
   const prec = GPU ? 'autocast bf16 + channels-last on both sides' : 'float32';
   record(`airbench94 epoch (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; device ${DEVICE}; ${threads} intra-op threads for both; ${prec}; ` +
     `the same recipe (examples/airbench.ts vs bench/peers/airbench.py, Python eager, no torch.compile); first epoch is a warm-up, epoch = median of the others` +

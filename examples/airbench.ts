@@ -4,7 +4,7 @@
  *
  *   node dist/examples/airbench.js [--data fashion-mnist|synthetic] [--epochs N] [--limit N]
  *                                  [--device cpu|cuda] [--widths 64,256,256] [--batch-size 1024]
- *                                  [--eval-every] [--seed N]
+ *                                  [--eval-every] [--seed N] [--cuda-graph]
  *
  * `--data synthetic` (the default on CUDA) trains on random CIFAR-shaped data [N, 3, 32, 32] for
  * timing only; `--data fashion-mnist` (the default on the CPU) pads the 28×28 images to 32×32
@@ -115,6 +115,8 @@ export interface AirbenchOptions {
   channelsLast?: boolean;
   /** lookahead EMA (default true) */
   lookahead?: boolean;
+  /** CUDA only: record the training step as a CUDA graph and replay it (kiln.train.GraphSteps; default false) */
+  cudaGraph?: boolean;
   seed?: number;
   evalEveryEpoch?: boolean;
   evalBatchSize?: number;
@@ -435,6 +437,10 @@ export function trainAirbench(options: AirbenchOptions): AirbenchResult {
   const amp = options.amp ?? 'bfloat16';
   if (!['bfloat16', 'float16', 'none'].includes(amp)) throw invalidParameterError('amp', "'bfloat16', 'float16' or 'none'", amp);
   const ro: RunOptions = { amp, channelsLast: options.channelsLast ?? true };
+  const graphOn = options.cudaGraph ?? false;
+  if (typeof graphOn !== 'boolean') throw invalidParameterError('cudaGraph', 'a boolean', graphOn);
+  if (graphOn && !cuda) throw new KilnError(`cudaGraph records the training step on a CUDA device; device is '${device}'`, 'INVALID_ARGUMENT');
+  if (graphOn && !kiln.nn.cudaGraphsAvailable()) throw new KilnError('cudaGraph needs a Kiln build with CUDA graph support (kiln.info().cudaGraphs)', 'CUDA_UNAVAILABLE');
   const [n, c, h, w] = train.images.shape;
   if (h < 8 || w < 8) throw new KilnError(`airbench94 needs images of at least 8×8 (three 2× pools and a 3× pool), got ${h}×${w}`, 'INVALID_ARGUMENT');
   if (test && (test.images.size(1) !== c || test.images.size(2) !== h || test.images.size(3) !== w))
@@ -470,7 +476,7 @@ export function trainAirbench(options: AirbenchOptions): AirbenchResult {
       { params: normBiases, lr: lrBiases, weightDecay: lrBiases > 0 ? wd / lrBiases : 0 },
       { params: others, lr, weightDecay: lr > 0 ? wd / lr : 0 },
     ],
-    { lr, momentum, nesterov: true },
+    { lr, momentum, nesterov: true, capturable: graphOn },
   );
 
   const trainImages = prepareImages(train.images, mean, std, device);
@@ -495,10 +501,25 @@ export function trainAirbench(options: AirbenchOptions): AirbenchResult {
     let step = 0;
     const lossSum = kiln.keep(kiln.zeros([], { device, dtype: 'float64' }));
     const correct = kiln.keep(kiln.zeros([], { device, dtype: 'int64' }));
+    // one training step on (x, y), its loss and hits summed on the device (recordable: nothing is read back)
+    const trainStep = (x: Tensor, y: Tensor): void => {
+      const out = forward(model, x, ro);
+      const loss = F.crossEntropy(out.to({ dtype: 'float32' }), y, { labelSmoothing, reduction: 'sum' });
+      opt.zeroGrad();
+      loss.backward();
+      opt.step();
+      kiln.noGrad(() => {
+        lossSum.add_(loss.detach().to({ dtype: 'float64' }));
+        correct.add_(out.argmax(1).eq(y).sum());
+      });
+    };
+    const graphs = graphOn ? new kiln.train.GraphSteps<void>(device) : null;
     try {
       for (let epoch = 0; epoch < Math.ceil(epochs) && step < totalSteps; epoch++) {
         t0 = process.hrtime.bigint();
-        whiten.bias!.requiresGrad_(epoch < whitenBiasEpochs);
+        const biasGrad = epoch < whitenBiasEpochs;
+        if (whiten.bias!.requiresGrad !== biasGrad) graphs?.release(); // the step's structure changes: record anew
+        whiten.bias!.requiresGrad_(biasGrad);
         model.train();
         loader.beginEpoch();
         lossSum.zero_();
@@ -507,16 +528,8 @@ export function trainAirbench(options: AirbenchOptions): AirbenchResult {
         for (let i = 0; i < loader.length; i++) {
           kiln.tidy(() => {
             const { x, y } = loader.batch(i);
-            const out = forward(model, x, ro);
-            const loss = F.crossEntropy(out.to({ dtype: 'float32' }), y, { labelSmoothing, reduction: 'sum' });
-            opt.zeroGrad();
-            loss.backward();
-            opt.step();
+            if (!graphs?.step(x, y, trainStep)) trainStep(x, y);
             sched.step();
-            kiln.noGrad(() => {
-              lossSum.add_(loss.detach().to({ dtype: 'float64' }));
-              correct.add_(out.argmax(1).eq(y).sum());
-            });
             seen += x.size(0);
           });
           step++;
@@ -538,6 +551,7 @@ export function trainAirbench(options: AirbenchOptions): AirbenchResult {
         options.onEpoch?.(log);
       }
     } finally {
+      graphs?.release();
       lossSum.dispose();
       correct.dispose();
     }
@@ -585,7 +599,7 @@ function parseArgs(argv: string[]): Record<string, string | boolean> {
   const out: Record<string, string | boolean> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith('--')) throw new KilnError(`unexpected argument '${a}' (flags: --epochs N --data fashion-mnist|synthetic --limit N --device cpu|cuda --widths a,b,c --batch-size N --eval-every --seed N)`, 'INVALID_ARGUMENT');
+    if (!a.startsWith('--')) throw new KilnError(`unexpected argument '${a}' (flags: --epochs N --data fashion-mnist|synthetic --limit N --device cpu|cuda --widths a,b,c --batch-size N --eval-every --seed N --cuda-graph)`, 'INVALID_ARGUMENT');
     const [k, v] = a.slice(2).split('=', 2);
     if (v !== undefined) out[k] = v;
     else if (k === 'eval-every') out[k] = true;
@@ -597,7 +611,7 @@ function parseArgs(argv: string[]): Record<string, string | boolean> {
 
 export async function main(argv = process.argv.slice(2)): Promise<AirbenchResult> {
   const a = parseArgs(argv);
-  const known = ['epochs', 'data', 'limit', 'device', 'widths', 'batch-size', 'eval-every', 'seed', 'lr'];
+  const known = ['epochs', 'data', 'limit', 'device', 'widths', 'batch-size', 'eval-every', 'seed', 'lr', 'cuda-graph'];
   for (const k of Object.keys(a)) if (!known.includes(k)) throw new KilnError(`unknown flag --${k} (have: ${known.map((x) => '--' + x).join(', ')})`, 'INVALID_ARGUMENT');
   const device = (a.device ?? 'cpu') as Device;
   const data = (a.data as string) ?? (device === 'cpu' ? 'fashion-mnist' : 'synthetic');
@@ -623,7 +637,7 @@ export async function main(argv = process.argv.slice(2)): Promise<AirbenchResult
   const mean = data === 'fashion-mnist' ? channelStats(train.images) : { mean: CIFAR_MEAN, std: CIFAR_STD };
   const r = trainAirbench({
     train, test, epochs, device, widths, mean: mean.mean, std: mean.std,
-    batchSize: num('batch-size'), lr: num('lr'), seed: num('seed') ?? 0, evalEveryEpoch: !!a['eval-every'],
+    batchSize: num('batch-size'), lr: num('lr'), seed: num('seed') ?? 0, evalEveryEpoch: !!a['eval-every'], cudaGraph: !!a['cuda-graph'],
     onEpoch: (l) => console.log(`epoch ${l.epoch}: ${l.steps} steps, train loss ${l.trainLoss.toFixed(4)}, train acc ${(100 * l.trainAcc).toFixed(2)}%` +
       `${l.valAcc !== undefined ? `, test acc ${(100 * l.valAcc).toFixed(2)}%` : ''}, ${l.seconds.toFixed(2)} s`),
   });

@@ -158,6 +158,8 @@ describe('airbench94 example: pieces', () => {
         [{ seed: -1 }, 'seed'],
         [{ mean: [0.5] }, 'mean and std'],
         [{ amp: 'int8' }, 'amp'],
+        [{ cudaGraph: 'yes' }, 'cudaGraph'],
+        [{ cudaGraph: true }, "CUDA device; device is 'cpu'"],
       ];
       for (const [o, frag] of bad) expectKilnError(() => trainAirbench({ train: d, batchSize: 32, ...o } as never), 'INVALID_ARGUMENT', frag);
       expectKilnError(() => trainAirbench(undefined as never), 'INVALID_ARGUMENT', 'options');

@@ -1,10 +1,10 @@
 /**
- * The Trainer's `cudaGraph` mode: the training step (forward, loss, backward, gradient clipping,
- * optimizer update) is recorded once as a CUDA graph for the batch shape of the first batch, after
- * a few eager warm-up steps, and replayed for every later batch of that shape — one launch per
- * step instead of one per kernel, which is what bounds small models on a fast GPU. Batches of
- * another shape (a short last batch) take the eager step, which reads the same device-side
- * optimizer state.
+ * Recorded training steps — the Trainer's `cudaGraph` mode, and `GraphSteps` for hand-written
+ * loops: the training step (forward, loss, backward, gradient clipping, optimizer update) is
+ * recorded once as a CUDA graph for the batch shape of the first batch, after a few eager warm-up
+ * steps, and replayed for every later batch of that shape — one launch per step instead of one
+ * per kernel, which is what bounds small models on a fast GPU. Batches of another shape (a short
+ * last batch) take the eager step, which reads the same device-side optimizer state.
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
@@ -38,9 +38,14 @@ export function checkGraphOption(option: unknown, device: string, mixedPrecision
   return warmup;
 }
 
-/** One recorded training step and the static input tensors it reads. */
-export class GraphSteps {
-  private graph: RecordedGraph<StepTensors> | null = null;
+/**
+ * One recorded training step and the static input tensors it reads. Use: for each batch,
+ * `if (!steps.step(x, y, stepFn, after)) stepFn(x, y)` with a `stepFn` that does the whole step on
+ * its arguments (its optimizers `capturable`), and `release()` at the end or when the step's
+ * structure changes (a layer frozen or unfrozen).
+ */
+export class GraphSteps<T = StepTensors> {
+  private graph: RecordedGraph<T> | null = null;
   private x: Tensor | null = null;
   private y: Tensor | null = null;
   private shape: string | null = null;
@@ -49,7 +54,10 @@ export class GraphSteps {
   /** steps replayed from the graph (for tests and logs) */
   replays = 0;
 
-  constructor(private readonly device: string, private readonly warmup: number) {}
+  /** @param warmup eager steps at the recorded shape before recording (default 3) */
+  constructor(private readonly device: string, private readonly warmup = 3) {
+    if (!Number.isInteger(warmup) || warmup < 1 || warmup > 100) throw invalidParameterError('GraphSteps: warmup', 'an integer 1…100', warmup);
+  }
 
   /**
    * Trains on (x, y) through the recorded graph when the batch has the recorded shape and the
@@ -57,7 +65,7 @@ export class GraphSteps {
    * static inputs; `after` receives the step's tensors. Returns false when the caller must take an
    * eager step instead.
    */
-  step(x: Tensor, y: Tensor, record: (x: Tensor, y: Tensor) => StepTensors, after: (t: StepTensors) => void): boolean {
+  step(x: Tensor, y: Tensor, record: (x: Tensor, y: Tensor) => T, after?: (t: T) => void): boolean {
     const shape = `${x.shape}|${x.dtype}|${y.shape}|${y.dtype}`;
     this.shape ??= shape;
     if (shape !== this.shape) return false;
@@ -79,7 +87,7 @@ export class GraphSteps {
     }
     this.graph.replay();
     this.replays++;
-    after(this.graph.result);
+    after?.(this.graph.result);
     return true;
   }
 

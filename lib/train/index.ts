@@ -3,7 +3,7 @@
  * checkpoints, weight averaging (ModelEMA), MixUp/CutMix objectives, TensorBoard event files and plots.
  */
 export { Trainer, TrainerOptions, FitOptions, EvaluateResult, LossFn, Objective, ObjectiveContext } from './trainer';
-export { CudaGraphTrainOptions } from './graph-steps';
+export { CudaGraphTrainOptions, GraphSteps, StepTensors } from './graph-steps';
 export { History, Logs } from './history';
 export { MetricSpec } from './accumulator';
 export { BatchSource, TensorPair } from './sources';
