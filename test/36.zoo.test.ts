@@ -14,6 +14,7 @@ import * as kiln from '../lib';
 import { det, expectKilnError, maxAbsDiff, values } from './helpers';
 import { run } from '../lib/cli/main';
 import { UsageError } from '../lib/cli/args';
+import { checkSpeedFlags } from '../lib/cli/train';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const PY = [process.env.KILN_PYTHON, '/usr/bin/python3'].find((p) => p && spawnSync(p, ['-c', 'import torch, torchvision'], { stdio: 'ignore' }).status === 0);
@@ -296,15 +297,26 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--freeze-backbone', ...out], /--freeze-backbone needs --pretrained/);
     await rejects(['train', '--data', 'shapes', '--model', 'wide_resnet28_10', '--size', '48', ...out], /--model wide_resnet28_10 takes 32×32 images .* these are 48×48; use --size 32/);
     await rejects(['train', '--data', 'shapes', '--model', 'mobilenet_v2', '--pretrained', py.file, '--channels', '1', ...out], /torchvision's weights take 3-channel images, these have 1 \(use --channels 3\)/);
+    await rejects(['train', '--data', 'shapes', '--width-mult', '0.5', ...out], /--width-mult applies to --model mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large \(got simple-cnn\)/);
+    await rejects(['train', '--data', 'shapes', '--model', 'mobilenet_v2', '--width-mult', '0', ...out], /--width-mult must be ≥ 0.01/);
+    await rejects(['train', '--data', 'shapes', '--mixed-precision', 'fp16', ...out], /--mixed-precision fp16 needs --device cuda/);
+    await rejects(['train', '--data', 'shapes', '--cuda-graph', ...out], /--cuda-graph needs --device cuda/);
+    // with --device cuda (refused earlier where CUDA is missing): the combinations a recorded step cannot take
+    const cudaFlags = { model: 'simple-cnn', device: 'cuda', robust: 'none', mixup: 0, cutmix: 0, 'mixed-precision': 'none', 'cuda-graph': true };
+    expect(() => checkSpeedFlags(cudaFlags)).to.not.throw();
+    expect(() => checkSpeedFlags({ ...cudaFlags, mixup: 0.2 })).to.throw(UsageError, /--cuda-graph cannot record --robust, --mixup or --cutmix/);
+    expect(() => checkSpeedFlags({ ...cudaFlags, robust: 'pgd' })).to.throw(UsageError, /--cuda-graph cannot record --robust/);
+    expect(() => checkSpeedFlags({ ...cudaFlags, 'mixed-precision': 'fp16' })).to.throw(UsageError, /--cuda-graph cannot record fp16/);
   });
 
-  it('kiln train --model mobilenet_v3_small (the zoo name on the command line): trains, and kiln.loadModel rebuilds it', () => {
+  it('kiln train --model mobilenet_v3_small --width-mult 0.5 --mixed-precision bf16 (the zoo name on the command line): trains, and kiln.loadModel rebuilds it', () => {
     const dir = path.join(tmp, 'run-v3');
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'train', '--data', 'shapes', '--model', 'mobilenet_v3_small',
-      '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', dir, '--json', '--quiet'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'train', '--data', 'shapes', '--model', 'mobilenet_v3_small', '--width-mult', '0.5',
+      '--mixed-precision', 'bf16', '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', dir, '--json'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
     expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.match(/bf16 autocast/);
     const { model } = kiln.loadModel(path.join(dir, 'model.safetensors'));
-    expect(kiln.models.architectureOf(model)).to.deep.equal({ name: 'mobilenet_v3_small', options: { numClasses: 3, inChannels: 3 } });
+    expect(kiln.models.architectureOf(model)).to.deep.equal({ name: 'mobilenet_v3_small', options: { numClasses: 3, inChannels: 3, widthMult: 0.5 } });
     expect(model.get('features.1.block.1')).to.be.instanceOf(kiln.models.SqueezeExcitation);
     model.dispose();
   });

@@ -32,6 +32,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   pretrained: { type: 'string', help: `start from torchvision weights: a torch.save state dict of the same architecture (${models.pretrainedNames.join(', ')}); the classifier is replaced for this data's classes`, meta: 'file.pth' },
   'freeze-backbone': { type: 'boolean', help: 'with --pretrained: train the new classifier only (batch-norm statistics still adapt)' },
   width: { type: 'int', min: 4, help: 'channel width of simple-cnn (default 16 on fashion-mnist/mnist, else 32)' },
+  'width-mult': { type: 'number', min: 0.01, help: "channel width multiplier of mobilenet_v2 / mobilenet_v3_small / mobilenet_v3_large (torchvision's width_mult; default 1)", meta: 'x' },
   epochs: { type: 'int', min: 1, default: 6, help: 'epochs to train' },
   'batch-size': { type: 'int', min: 1, default: 128, help: 'images per batch' },
   lr: { type: 'number', min: 0, help: 'learning rate (peak lr with onecycle; default 0.01 for adam/adamw, 0.1 for sgd)' },
@@ -51,6 +52,8 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   eps: { type: 'string', default: '8/255', help: 'with --robust: L∞ radius in pixel units (fractions like 8/255 allowed)', meta: 'radius' },
   'attack-steps': { type: 'int', min: 1, default: 7, help: 'with --robust pgd or trades: attack steps per training step' },
   device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to train' },
+  'mixed-precision': { type: 'string', choices: ['none', 'bf16', 'fp16'], default: 'none', help: 'autocast: bf16 (CPU or CUDA) or fp16 with a gradient scaler (CUDA)' },
+  'cuda-graph': { type: 'boolean', help: 'with --device cuda: record the training step as a CUDA graph and replay it (not with fp16, --robust, --mixup or --cutmix)' },
   seed: { type: 'int', min: 0, default: 0, help: 'random seed (runs with the same seed repeat exactly on the CPU)' },
   out: { type: 'string', default: 'kiln-out', help: 'output folder', meta: 'dir' },
   resume: { type: 'boolean', help: 'continue the run whose checkpoint is in <out>/checkpoint' },
@@ -63,7 +66,10 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
-const FLAG_OF: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', labelSmoothing: 'label-smoothing' };
+/** The zoo models with torchvision's `width_mult` (`--width-mult`). */
+const WIDTH_MULT_MODELS = ['mobilenet_v2', 'mobilenet_v3_small', 'mobilenet_v3_large'];
+
+const FLAG_OF: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', labelSmoothing: 'label-smoothing', widthMult: 'width-mult' };
 
 /** --resume must repeat the options that shape the run (data, model, epochs, schedule, …). */
 function checkSameConfig(ckptDir: string, now: Record<string, unknown>): void {
@@ -100,6 +106,17 @@ function trainObjective(f: Flags, mean: number[], std: number[]): Objective | un
   return mixing(f) ? mixupCutmix({ mixupAlpha: f.mixup as number, cutmixAlpha: f.cutmix as number }) : robustObjective(f, mean, std);
 }
 
+/** `--width-mult`, `--mixed-precision` and `--cuda-graph` against the model, device and objective flags. */
+export function checkSpeedFlags(f: Flags): void {
+  if (f['width-mult'] !== undefined && !WIDTH_MULT_MODELS.includes(String(f.model))) throw new UsageError(`--width-mult applies to --model ${WIDTH_MULT_MODELS.join(', ')} (got ${f.model})`);
+  if (f['mixed-precision'] === 'fp16' && f.device !== 'cuda') throw new UsageError('--mixed-precision fp16 needs --device cuda (on the CPU use bf16)');
+  if (f['cuda-graph']) {
+    if (f.device !== 'cuda') throw new UsageError('--cuda-graph needs --device cuda');
+    if (f['mixed-precision'] === 'fp16') throw new UsageError('--cuda-graph cannot record fp16 training (its gradient scaler reads values back every step); use --mixed-precision bf16');
+    if (f.robust !== 'none' || mixing(f)) throw new UsageError('--cuda-graph cannot record --robust, --mixup or --cutmix training (a custom objective); train them without it');
+  }
+}
+
 /** Runs `kiln train`; returns the process exit code (130 when interrupted). */
 export async function train(f: Flags, log: (s: string) => void): Promise<number> {
   const t0 = Date.now();
@@ -117,8 +134,9 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
     if (!fs.existsSync(String(f.pretrained))) throw new UsageError(`--pretrained: ${f.pretrained} does not exist`);
   }
   if (f['freeze-backbone'] && f.pretrained === undefined) throw new UsageError('--freeze-backbone needs --pretrained (a backbone worth keeping)');
+  checkSpeedFlags(f);
   if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
-  const config = { data: f.data, model: f.model, width: f.width, epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
+  const config = { data: f.data, model: f.model, width: f.width, ...(f['width-mult'] !== undefined ? { widthMult: f['width-mult'] } : {}), epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
     ...(f.pretrained !== undefined ? { pretrained: path.resolve(String(f.pretrained)), freezeBackbone: !!f['freeze-backbone'] } : {}),
     ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}),
     ...(f.balance ? { balance: true } : {}), ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}) };
@@ -130,6 +148,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const small = data.size[0] <= 28;
   const opts: Record<string, unknown> = { numClasses, inChannels: data.channels };
   if (f.model === 'simple-cnn') opts.width = (f.width as number | undefined) ?? (small ? 16 : 32);
+  if (f['width-mult'] !== undefined) opts.widthMult = f['width-mult'];
   else if (f.width !== undefined) throw new UsageError('--width applies only to --model simple-cnn');
   if (models.cifarOnlyNames.includes(String(f.model)) && (data.size[0] !== 32 || data.size[1] !== 32))
     throw new UsageError(`--model ${f.model} takes 32×32 images (RobustBench's CIFAR architecture), these are ${data.size[0]}×${data.size[1]}${String(f.data).includes('mnist') ? '' : '; use --size 32'}`);
@@ -161,6 +180,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const trainer = new Trainer(model, {
     optimizer, scheduler, schedulerInterval: 'batch', seed, device, classNames: data.classNames,
     loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: trainObjective(f, data.mean, data.std),
+    mixedPrecision: f['mixed-precision'] === 'none' ? false : (f['mixed-precision'] as 'bf16' | 'fp16'), cudaGraph: !!f['cuda-graph'],
   });
   fs.mkdirSync(out, { recursive: true });
   if (f['find-lr']) {
@@ -176,7 +196,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
   const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)
     + (f.balance ? ', class-balanced sampling' : '') + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '');
-  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f.resume ? ', resuming' : ''}`);
+  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f['mixed-precision'] !== 'none' ? `, ${f['mixed-precision']} autocast` : ''}${f['cuda-graph'] ? ', training step as a CUDA graph' : ''}${f.resume ? ', resuming' : ''}`);
   const history = await trainer.fit(trainLoader, {
     epochs, validation: testLoader, checkpointDir: ckptDir,
     resumeFrom: f.resume ? ckptDir : undefined,
