@@ -187,6 +187,63 @@ describe('kiln.onnx.export (ONNX, verified with ONNX Runtime)', function () {
     m.dispose();
   });
 
+  it('dynamicSize: the image size is symbolic too, and files of the zoo nets take other sizes with Kiln\'s logits; layers that fix the size are refused', async () => {
+    for (const [name, make] of [['resnet18', () => kiln.models.resnet18({ numClasses: 10 })], ['mobilenet_v3_small', () => kiln.models.mobilenetV3Small({ numClasses: 10 })],
+      ['efficientnet_b0', () => kiln.models.efficientnetB0({ numClasses: 10 })]] as const) {
+      kiln.manualSeed(36);
+      const m = make();
+      randomizeNorms(m);
+      m.eval();
+      const file = path.join(dir, `${name}-dynamic.onnx`);
+      const example = kiln.randn([1, 3, 32, 32]);
+      const r = kiln.onnx.export(m, file, example, { dynamicSize: true });
+      expect(r.inputs).to.deep.equal([{ name: 'input', shape: ['N', 3, 'H', 'W'] }]);
+      expect(r.outputs).to.deep.equal([{ name: 'logits', shape: ['N', 10] }]);
+      const s = await ort.InferenceSession.create(file);
+      expect(s.inputMetadata[0].shape).to.deep.equal(['N', 3, 'H', 'W']);
+      for (const [n, h, w] of [[1, 32, 32], [2, 48, 48], [3, 40, 64]]) {
+        const x = kiln.randn([n, 3, h, w]);
+        const ours = kiln.noGrad(() => m.call(x));
+        const theirs = await ortRun(ort, s, x);
+        expect([...theirs.dims]).to.deep.equal(ours.shape);
+        expect(relErr(ours.dataSync() as Float32Array, theirs.data), `${name} at ${n}×${h}×${w}`).to.be.below(1e-4);
+        for (const t of [x, ours]) t.dispose();
+      }
+      await s.release();
+      example.dispose();
+      m.dispose();
+    }
+    // a fully convolutional model keeps unknown spatial output dims
+    const { nn } = kiln;
+    const fcn = new nn.Sequential(new nn.Conv2d(3, 4, 3, { padding: 1 }), new nn.ReLU(), new nn.MaxPool2d(2)).eval();
+    const x = kiln.randn([1, 3, 16, 16]);
+    const file = path.join(dir, 'fcn.onnx');
+    expect(kiln.onnx.export(fcn, file, x, { dynamicSize: true }).outputs).to.deep.equal([{ name: 'logits', shape: ['N', 4, null, null] }]);
+    const s = await ort.InferenceSession.create(file);
+    const x2 = kiln.randn([1, 3, 20, 12]);
+    const ours = kiln.noGrad(() => fcn.call(x2));
+    expect(relErr(ours.dataSync() as Float32Array, (await ortRun(ort, s, x2)).data)).to.be.below(1e-5);
+    await s.release();
+    // what fixes the size: named, no file written
+    const before = kiln.memory().numTensors;
+    const bad = path.join(dir, 'fixed.onnx');
+    const cnn = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3 }).eval();
+    const x28 = kiln.randn([1, 3, 28, 28]);
+    expectKilnError(() => kiln.onnx.export(cnn, bad, x28, { dynamicSize: true }), 'INVALID_ARGUMENT', 'adaptive average pooling to 4×4', 'depends on the image size', 'without dynamicSize');
+    const flat = new nn.Sequential(new nn.Conv2d(3, 2, 3), new nn.Flatten(), new nn.Linear(2 * 26 * 26, 3)).eval();
+    expectKilnError(() => kiln.onnx.export(flat, bad, x28, { dynamicSize: true }), 'INVALID_ARGUMENT', 'a flatten of a feature map');
+    const zoo = layerZoo().eval();
+    const x36 = kiln.randn([1, 3, 36, 36]);
+    expectKilnError(() => kiln.onnx.export(zoo, bad, x36, { dynamicSize: true }), 'INVALID_ARGUMENT', 'a ceil-mode average pooling');
+    expectKilnError(() => kiln.onnx.export(fcn, bad, x, { dynamicSize: 'yes' as never }), 'INVALID_ARGUMENT', 'dynamicSize', 'boolean');
+    expect(fs.existsSync(bad)).to.equal(false);
+    for (const m of [cnn, flat, zoo]) m.dispose();
+    for (const t of [x28, x36]) t.dispose();
+    expect(kiln.memory().numTensors, 'refused exports leave no tensors').to.equal(before);
+    for (const t of [x, x2, ours]) t.dispose();
+    fcn.dispose();
+  });
+
   it('rejects what ONNX cannot express and bad arguments with a KilnError naming the problem, leaking no tensors', () => {
     const { nn } = kiln;
     class Scaled extends nn.Module {
@@ -302,8 +359,32 @@ describe('kiln.onnx.export (ONNX, verified with ONNX Runtime)', function () {
     let err: unknown;
     await run(['export', '--model', runDir, '--format', 'tflite']).catch((e) => { err = e; });
     expect((err as Error).message).to.match(/--format must be one of torchscript, onnx/);
+    // --dynamic-size: only for onnx, refused for this net (its adaptive pooling fixes the size), symbolic H and W for a mobile net
+    err = undefined;
+    await run(['export', '--model', runDir, '--out', path.join(dir, 'x.pt'), '--dynamic-size']).catch((e) => { err = e; });
+    expect((err as Error).message).to.match(/--dynamic-size applies to --format onnx/);
+    err = undefined;
+    await run(['export', '--model', runDir, '--format', 'onnx', '--out', path.join(dir, 'x.onnx'), '--dynamic-size']).catch((e) => { err = e; });
+    expect((err as Error).message).to.match(/adaptive average pooling to 4×4 .* depends on the image size/);
+    const mobile = kiln.models.mobilenetV3Small({ numClasses: 3 }).eval();
+    const mobileDir = path.join(dir, 'run-mobile');
+    kiln.saveModel(path.join(mobileDir, 'model.safetensors'), mobile, {
+      classNames: JSON.stringify(['a', 'b', 'c']), inputSize: JSON.stringify([32, 32]), channels: '3', mean: '[0.5,0.5,0.5]', std: '[0.25,0.25,0.25]',
+    });
+    const dynOut = path.join(dir, 'dynamic.onnx');
+    const logged: string[] = [];
+    process.stdout.write = ((l: string) => { logged.push(String(l)); return true; }) as typeof process.stdout.write;
+    try {
+      expect(await run(['export', '--model', mobileDir, '--format', 'onnx', '--out', dynOut, '--dynamic-size'])).to.equal(0);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(logged.join('')).to.match(/height H and width W/);
+    const ds = await ort.InferenceSession.create(dynOut);
+    expect(ds.inputMetadata[0].shape).to.deep.equal(['N', 3, 'H', 'W']);
+    await ds.release();
     for (const t of [x, ours]) t.dispose();
-    m.dispose();
+    for (const mm of [m, mobile]) mm.dispose();
   });
 });
 

@@ -24,6 +24,14 @@ export interface OnnxExportOptions {
   inputName?: string;
   /** the graph output's name (default 'logits') */
   outputName?: string;
+  /**
+   * make the input's height and width symbolic ('H', 'W') as well as the batch, so the file takes
+   * other image sizes (default false: the example's). Only for models whose layers do not depend on
+   * the size — convolutions, pooling without ceil mode, global pooling before the classifier (the
+   * zoo's torchvision nets); a layer that does (an adaptive pooling to more than 1×1, a flatten of
+   * a feature map into a linear layer, a ceil-mode pooling) throws a KilnError naming it.
+   */
+  dynamicSize?: boolean;
 }
 
 /** A graph input or output of an exported file: its name and shape ('N' for the symbolic batch size, null for unknown). */
@@ -57,11 +65,15 @@ function pair(v: unknown): [number, number] {
   return v as [number, number];
 }
 
-/** A value flowing through the graph: its ONNX name, Kiln's tensor for it on the example, and whether dim 0 is still the batch. */
+/**
+ * A value flowing through the graph: its ONNX name, Kiln's tensor for it on the example, whether
+ * dim 0 is still the batch, and whether its shape still follows the input's height and width.
+ */
 interface Value {
   name: string;
   t: Tensor;
   batched: boolean;
+  sized: boolean;
 }
 
 /** Builds the ONNX graph of a spec tree while running it on the example. */
@@ -74,7 +86,8 @@ class GraphBuilder {
   private readonly constants = new Map<string, string>();
 
   /** `state`: the model's parameters and buffers by handle id (key and tensor). */
-  constructor(private readonly state: Map<number, [string, Tensor]>, reserved: string[], readonly opset: number) {
+  /** @param dynamic whether the input's height and width are symbolic (`dynamicSize`) */
+  constructor(private readonly state: Map<number, [string, Tensor]>, reserved: string[], readonly opset: number, readonly dynamic = false) {
     for (const r of reserved) this.used.add(r);
   }
 
@@ -199,6 +212,11 @@ function ceilMode(s: ModuleSpec, inShape: number[], out: number[]): number {
 /** The ONNX nodes of one leaf op from `x` to Kiln's output `y`; returns the output's name. */
 function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: string): string {
   const shape = x.t.shape;
+  /** With a symbolic image size: refuses an op whose ONNX form would fix the size it was exported at. */
+  const fixesSize = (what: string) => {
+    if (g.dynamic && x.sized)
+      throw new KilnError(`${WHO}: ${what} ${at} depends on the image size, so this model cannot take other sizes; export it without dynamicSize`, 'INVALID_ARGUMENT');
+  };
   switch (s.op) {
     case 'identity':
       return g.node('Identity', [x.name]);
@@ -231,6 +249,7 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: strin
       ]);
     }
     case 'linear': {
+      fixesSize('a linear layer on a feature map');
       const w = g.weight(s.weight, 'linear weight');
       const b = (s.bias as number) >= 0 ? g.weight(s.bias, 'linear bias') : null;
       if (shape.length === 2) return g.node('Gemm', b ? [x.name, w, b] : [x.name, w], [{ name: 'transB', int: 1 }]);
@@ -246,6 +265,7 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: strin
       return g.node('BatchNormalization', [x.name, scale, bias, g.weight(s.runningMean, 'running mean'), g.weight(s.runningVar, 'running variance')], [{ name: 'epsilon', float: s.eps as number }]);
     }
     case 'maxpool2d': {
+      if (s.ceilMode) fixesSize('a ceil-mode max pooling');
       const p = pair(s.padding);
       return g.node('MaxPool', [x.name], [
         { name: 'kernel_shape', ints: pair(s.kernel) }, { name: 'strides', ints: pair(s.stride) }, { name: 'pads', ints: [p[0], p[1], p[0], p[1]] },
@@ -253,6 +273,7 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: strin
       ]);
     }
     case 'avgpool2d': {
+      if (s.ceilMode) fixesSize('a ceil-mode average pooling');
       const p = pair(s.padding);
       return g.node('AveragePool', [x.name], [
         { name: 'kernel_shape', ints: pair(s.kernel) }, { name: 'strides', ints: pair(s.stride) }, { name: 'pads', ints: [p[0], p[1], p[0], p[1]] },
@@ -263,6 +284,7 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: strin
       const [oh, ow] = pair(s.size);
       const [h, w] = shape.slice(2);
       if (oh === 1 && ow === 1) return g.node('GlobalAveragePool', [x.name]);
+      fixesSize(`an adaptive average pooling to ${oh}×${ow}`);
       const flat = g.node('Reshape', [x.name, g.int64s([0, 0, h * w])]);
       const pooled = g.node('MatMul', [flat, g.floats([h * w, oh * ow], adaptiveAvgMatrix(h, w, oh, ow), 'adaptive_avg_pool')]);
       return g.node('Reshape', [pooled, g.int64s([0, 0, oh, ow])]);
@@ -270,11 +292,14 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: strin
     case 'adaptivemaxpool2d': {
       const [oh, ow] = pair(s.size);
       const [h, w] = shape.slice(2);
+      if (oh === 1 && ow === 1) return g.node('GlobalMaxPool', [x.name]);
+      fixesSize(`an adaptive max pooling to ${oh}×${ow}`);
       if (h % oh || w % ow)
         throw new KilnError(`${WHO}: an adaptive max pooling ${at} to ${oh}×${ow} of a ${h}×${w} map has uneven windows, which ONNX has no operator for; only outputs that divide the input export (as MaxPool)`, 'INVALID_ARGUMENT');
       return g.node('MaxPool', [x.name], [{ name: 'kernel_shape', ints: [h / oh, w / ow] }, { name: 'strides', ints: [h / oh, w / ow] }]);
     }
     case 'flatten': {
+      fixesSize('a flatten of a feature map');
       const r = shape.length;
       const start = (s.start as number) < 0 ? (s.start as number) + r : (s.start as number);
       const end = (s.end as number) < 0 ? (s.end as number) + r : (s.end as number);
@@ -327,7 +352,7 @@ function emit(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): Value {
   if (s.op === 'residual') {
     const main = emit(g, s.main as ModuleSpec, x, `${at}.main`);
     const short = s.shortcut ? emit(g, s.shortcut as ModuleSpec, x, `${at}.shortcut`) : x;
-    const sum: Value = { name: g.node('Add', [main.name, short.name]), t: main.t.add(short.t), batched: main.batched && short.batched };
+    const sum: Value = { name: g.node('Add', [main.name, short.name]), t: main.t.add(short.t), batched: main.batched && short.batched, sized: main.sized || short.sized };
     for (const v of [main, short]) if (v.t !== x.t) v.t.dispose();
     if (!s.post) return sum;
     const out = emit(g, s.post as ModuleSpec, sum, `${at}.post`);
@@ -336,7 +361,7 @@ function emit(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): Value {
   }
   if (s.op === 'gate') {
     const gate = emit(g, s.gate as ModuleSpec, x, `${at}.gate`);
-    const out: Value = { name: g.node('Mul', [x.name, gate.name]), t: x.t.mul(gate.t), batched: x.batched };
+    const out: Value = { name: g.node('Mul', [x.name, gate.name]), t: x.t.mul(gate.t), batched: x.batched, sized: x.sized || gate.sized };
     if (gate.t !== x.t) gate.t.dispose();
     return out;
   }
@@ -347,7 +372,9 @@ function emit(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): Value {
     const start = s.start as number;
     batched = batched && start !== 0 && start !== -x.t.shape.length;
   }
-  return { name, t, batched };
+  // a global pooling leaves [N, C, 1, 1] whatever the image size
+  const global = (s.op === 'adaptiveavgpool2d' || s.op === 'adaptivemaxpool2d') && pair(s.size)[0] === 1 && pair(s.size)[1] === 1;
+  return { name, t, batched, sized: x.sized && !global };
 }
 
 /**
@@ -355,7 +382,7 @@ function emit(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): Value {
  * TensorRT and onnxruntime-web run, with eval-mode semantics whatever `model.training` says
  * (batch norm uses its running statistics, dropout and stochastic depth are the identity).
  * `example` is a float32 [N, C, H, W] input: the graph's batch dimension is symbolic ('N'), its
- * channels and spatial size are the example's. Weights are copied to the CPU (a CUDA model is
+ * channels and spatial size are the example's (the size symbolic too with `dynamicSize`). Weights are copied to the CPU (a CUDA model is
  * fine) and stored as initializers named by their `stateDict()` keys. Works for models built from
  * Kiln's layers and containers (every zoo model); a module with a TS-defined forward or forward
  * hooks, a non-float32 model, an adaptive max pooling with uneven windows, a circular-padded conv
@@ -386,16 +413,20 @@ export function exportOnnx(model: Module, file: string, example: Tensor, options
     state.set(t.id, [k, t]);
     device = t.device;
   }
-  const g = new GraphBuilder(state, [inputName, outputName], opset);
+  const dynamic = options.dynamicSize ?? false;
+  if (typeof dynamic !== 'boolean') throw invalidParameterError('dynamicSize', 'a boolean', dynamic);
+  const g = new GraphBuilder(state, [inputName, outputName], opset, dynamic);
   const outShape = tidy(() => {
     const x = example.device === device ? example : example.to(device);
-    const out = emit(g, spec, { name: inputName, t: x, batched: true }, 'root');
+    const out = emit(g, spec, { name: inputName, t: x, batched: true, sized: true }, 'root');
     let last = out.name;
     if (last === inputName) last = g.node('Identity', [inputName]);
     for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === last ? outputName : o));
-    return out.batched ? ['N', ...out.t.shape.slice(1)] : out.t.shape.map(() => null);
+    // with a symbolic size, a feature-map output's spatial dims are unknown
+    const dims = out.t.shape.map((d, i): number | null => (dynamic && out.sized && i >= 2 ? null : d));
+    return out.batched ? ['N', ...dims.slice(1)] : dims.map(() => null);
   });
-  const inputs: OnnxValueInfo[] = [{ name: inputName, elemType: FLOAT, dims: ['N', ...example.shape.slice(1)] }];
+  const inputs: OnnxValueInfo[] = [{ name: inputName, elemType: FLOAT, dims: ['N', example.shape[1], ...(dynamic ? ['H', 'W'] : example.shape.slice(2))] }];
   const outputs: OnnxValueInfo[] = [{ name: outputName, elemType: FLOAT, dims: outShape }];
   const bytes = encodeModel({
     irVersion: irVersionFor(opset), opset, producerName: 'kiln', producerVersion: kilnVersion(), graphName: model.constructor.name || 'kiln',
