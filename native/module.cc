@@ -349,6 +349,12 @@ napi_value runAsync(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------- CUDA graphs
 
+#ifndef KILN_WITH_CUDA_GRAPHS
+[[noreturn]] void noGraphs() {
+  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support (it was built against a libtorch without CUDA, or with KILN_CUDA_GRAPHS=0)");
+}
+#endif
+
 #ifdef KILN_WITH_CUDA_GRAPHS
 /**
  * Another runnable's no-grad forward for one input shape, captured once as a CUDA graph and
@@ -425,7 +431,7 @@ napi_value graphCapture(napi_env env, napi_callback_info info) {
   torch::cuda::synchronize(example.device().index());
   return a.retNum(table(a.k).put(g));
 #else
-  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support (it was built against a libtorch without CUDA, or with KILN_CUDA_GRAPHS=0)");
+  noGraphs();
 #endif
   KILN_CATCH(env)
 }
@@ -493,7 +499,7 @@ napi_value graphBegin(napi_env env, napi_callback_info info) {
   g->recording = true;
   return a.retNum(table(a.k).put(g));
 #else
-  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support (it was built against a libtorch without CUDA, or with KILN_CUDA_GRAPHS=0)");
+  noGraphs();
 #endif
   KILN_CATCH(env)
 }
@@ -518,7 +524,7 @@ napi_value graphEnd(napi_env env, napi_callback_info info) {
   torch::cuda::synchronize(g->device.index());
   return nullptr;
 #else
-  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support");
+  noGraphs();
 #endif
   KILN_CATCH(env)
 }
@@ -543,7 +549,7 @@ napi_value graphReplay(napi_env env, napi_callback_info info) {
   g->graph.replay();
   return nullptr;
 #else
-  fail("CUDA_UNAVAILABLE", "this Kiln build has no CUDA graph support");
+  noGraphs();
 #endif
   KILN_CATCH(env)
 }
