@@ -7,7 +7,7 @@ import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
 import { tensor, zerosLike } from '../tensor/creation';
-import { keep } from '../tensor/memory';
+import { keep, tidy } from '../tensor/memory';
 import { onGraphReplay, recordingGraph } from '../nn/graph';
 
 /** A parameter group: its tensors and the options that override the optimizer's defaults. */
@@ -106,7 +106,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
   /** A group's device lr and step counts when it is capturable (created at its first step, then kept current). */
   private deviceScalars(gi: number): DeviceScalarIds {
     const g = this.paramGroups[gi], st = this.state[gi];
-    if (!g.options.capturable) {
+    if (!g.options.capturable || g.params.length === 0) {
       if (st.stepsT) { // capturable before: the device counts are the true ones
         st.steps.set(st.stepsT.dataSync() as Float64Array);
         this.dropDeviceScalars(st);
@@ -172,7 +172,8 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
         throw new KilnError(`optimizer state group ${gi} has ${sd.steps[gi].length} parameters, this optimizer has ${g.params.length}`, 'INVALID_ARGUMENT');
       Object.assign(g.options as object, sd.groups[gi]);
       this.state[gi].steps.set(sd.steps[gi]);
-      this.state[gi].stepsT?.copy_(tensor(sd.steps[gi], { dtype: 'float64' }));
+      const stepsT = this.state[gi].stepsT;
+      if (stepsT) tidy(() => stepsT.copy_(tensor(sd.steps[gi], { dtype: 'float64' })));
       for (const name of this.stateNames(g.options)) {
         const ts = (this.state[gi].tensors[name] ??= g.params.map((p) => keep(zerosLike(p, { requiresGrad: false }))));
         ts.forEach((t, i) => {
