@@ -11,7 +11,7 @@
         "native",
         "<!@(node scripts/find-libtorch.js --no-install --include-dirs)"
       ],
-      "libraries": ["<!@(node scripts/find-libtorch.js --no-install --libs)", "<!@(node scripts/image-libs.js --libs)"],
+      "libraries": ["<!@(node scripts/find-libtorch.js --no-install --libs)", "<!@(node scripts/image-libs.js --libs)", "-ldl"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "<!@(node scripts/find-libtorch.js --no-install --defines)", "<!@(node scripts/image-libs.js --defines)"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14", "-std=gnu++20"],
       "cflags_cc": ["<!@(node scripts/find-libtorch.js --no-install --cxx-std)", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-unused-variable"]

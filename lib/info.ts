@@ -14,6 +14,10 @@ export interface KilnInfo {
   cudnnAvailable: boolean;
   cudnnVersion: string | null;
   deviceCount: number;
+  /** the CUDA devices as the driver describes them (empty without a driver; listed even when this libtorch has no CUDA) */
+  devices: CudaDeviceInfo[];
+  /** the CUDA driver's version (e.g. '13.0'), null without one */
+  driverVersion: string | null;
   /** intra-op threads used by CPU kernels */
   numThreads: number;
   numInteropThreads: number;
@@ -27,6 +31,20 @@ export interface KilnInfo {
   buildConfig: string;
 }
 
+/** One CUDA device in `kiln.info().devices`. */
+export interface CudaDeviceInfo {
+  /** its index, as in 'cuda:N' */
+  index: number;
+  /** e.g. 'NVIDIA H100 80GB HBM3' */
+  name: string;
+  /** compute capability, e.g. '9.0' */
+  capability: string;
+  /** total memory in bytes */
+  memoryBytes: number;
+  /** streaming multiprocessors */
+  multiprocessors: number;
+}
+
 let cached: Omit<KilnInfo, 'numThreads' | 'numInteropThreads'> | null = null;
 
 /** Kiln and libtorch versions, CUDA/cuDNN availability and versions, devices, threads. */
@@ -36,6 +54,7 @@ export function info(): KilnInfo {
     const pkg = require(path.resolve(__dirname, '..', '..', 'package.json')) as { version: string };
     const cuda = n.config.match(/CUDA Runtime ([\d.]+)/) ?? n.config.match(/CUDA_VERSION=([\d.]+)/);
     const cudnn = n.config.match(/CuDNN ([\d.]+)/) ?? n.config.match(/CUDNN_VERSION=([\d.]+)/);
+    const driver = N.cudaDevices();
     cached = {
       kilnVersion: pkg.version,
       torchVersion: n.torchVersion,
@@ -44,13 +63,15 @@ export function info(): KilnInfo {
       cudnnAvailable: n.cudnnAvailable,
       cudnnVersion: cudnn ? cudnn[1] : null,
       deviceCount: n.deviceCount,
+      devices: driver.devices,
+      driverVersion: driver.driverVersion > 0 ? `${Math.floor(driver.driverVersion / 1000)}.${Math.floor((driver.driverVersion % 1000) / 10)}` : null,
       nativeImageDecoding: N.decodeFormats(),
       cudaGraphs: N.graphsBuilt(),
       allocatorTuned,
       buildConfig: n.config,
     };
   }
-  return { ...cached, numThreads: n.numThreads, numInteropThreads: n.numInteropThreads };
+  return { ...cached, devices: cached.devices.map((d) => ({ ...d })), numThreads: n.numThreads, numInteropThreads: n.numInteropThreads };
 }
 
 /** Sets the number of intra-op threads CPU kernels use. */

@@ -2,6 +2,7 @@
 #include "tensor.h"
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
+#include <dlfcn.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -256,6 +257,69 @@ static napi_value setErrorClass(napi_env env, napi_callback_info info) {
   if (a.k->errorCtor) napi_delete_reference(env, a.k->errorCtor);
   napi_create_reference(env, a.argv[0], 1, &a.k->errorCtor);
   return a.undefined();
+  KILN_CATCH(env)
+}
+
+/**
+ * The CUDA devices as the driver describes them (name, compute capability, memory, SMs), read
+ * through libcuda loaded at run time: libtorch's C++ API has no device names, and this needs
+ * neither the CUDA headers nor a link-time dependency (and works whatever libtorch was built for).
+ * cudaDevices() -> {devices, driverVersion}; no devices and version 0 where the driver cannot be loaded.
+ */
+static napi_value cudaDevices(napi_env env, napi_callback_info inf) {
+  KILN_TRY
+  Args a(env, inf);
+  napi_value out, arr;
+  napi_create_object(env, &out);
+  napi_create_array(env, &arr);
+  napi_set_named_property(env, out, "devices", arr);
+  int driver = 0;
+  auto done = [&]() {
+    napi_set_named_property(env, out, "driverVersion", a.retNum(driver));
+    return out;
+  };
+  void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return done();
+  using Init = int (*)(unsigned);
+  using Get = int (*)(int*, int);
+  using Name = int (*)(char*, int, int);
+  using Mem = int (*)(size_t*, int);
+  using Attr = int (*)(int*, int, int);
+  using Version = int (*)(int*);
+  auto init = reinterpret_cast<Init>(dlsym(lib, "cuInit"));
+  auto get = reinterpret_cast<Get>(dlsym(lib, "cuDeviceGet"));
+  auto name = reinterpret_cast<Name>(dlsym(lib, "cuDeviceGetName"));
+  auto mem = reinterpret_cast<Mem>(dlsym(lib, "cuDeviceTotalMem_v2"));
+  auto attr = reinterpret_cast<Attr>(dlsym(lib, "cuDeviceGetAttribute"));
+  auto version = reinterpret_cast<Version>(dlsym(lib, "cuDriverGetVersion"));
+  using Count = int (*)(int*);
+  auto deviceCount = reinterpret_cast<Count>(dlsym(lib, "cuDeviceGetCount"));
+  int count = 0;
+  // the library stays loaded: libtorch uses it too
+  if (!init || !get || !name || !mem || !attr || !deviceCount || init(0) != 0 || deviceCount(&count) != 0) return done();
+  if (version) version(&driver);
+  // CUdevice_attribute: 16 multiprocessor count, 75/76 compute capability major/minor
+  for (int i = 0; i < count; ++i) {
+    int dev = 0, major = 0, minor = 0, sms = 0;
+    char buf[256] = {0};
+    size_t bytes = 0;
+    if (get(&dev, i) != 0 || name(buf, sizeof buf - 1, dev) != 0) continue;
+    mem(&bytes, dev);
+    attr(&major, 75, dev);
+    attr(&minor, 76, dev);
+    attr(&sms, 16, dev);
+    napi_value d;
+    napi_create_object(env, &d);
+    napi_set_named_property(env, d, "index", a.retNum(i));
+    napi_set_named_property(env, d, "name", a.retStr(buf));
+    napi_set_named_property(env, d, "capability", a.retStr(std::to_string(major) + "." + std::to_string(minor)));
+    napi_set_named_property(env, d, "memoryBytes", a.retNum(static_cast<double>(bytes)));
+    napi_set_named_property(env, d, "multiprocessors", a.retNum(sms));
+    uint32_t n = 0;
+    napi_get_array_length(env, arr, &n);
+    napi_set_element(env, arr, n, d);
+  }
+  return done();
   KILN_CATCH(env)
 }
 
@@ -752,7 +816,7 @@ static napi_value isGradEnabled(napi_env env, napi_callback_info info) {
 
 void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
-      {"setErrorClass", setErrorClass}, {"info", info}, {"setNumThreads", setNumThreads}, {"tuneAllocator", tuneAllocator},
+      {"setErrorClass", setErrorClass}, {"info", info}, {"cudaDevices", cudaDevices}, {"setNumThreads", setNumThreads}, {"tuneAllocator", tuneAllocator},
       {"manualSeed", manualSeed}, {"getRngState", getRngState}, {"setRngState", setRngState}, {"memory", memory}, {"free", freeTensor},
       {"fromBuffer", fromBuffer}, {"zeros", zeros}, {"ones", ones}, {"empty", empty}, {"full", full},
       {"rand", rand}, {"randn", randn}, {"randint", randint}, {"arange", arange},

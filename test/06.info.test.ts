@@ -1,6 +1,7 @@
 /** kiln.info() and the intra-op thread count. */
 import { expect } from 'chai';
 import { spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as kiln from '../lib';
@@ -50,6 +51,58 @@ describe('info', () => {
     expect(i.deviceCount).to.equal(0);
     expect(i.cudaVersion).to.equal(null);
     expect(i.cudnnVersion).to.equal(null);
+  });
+
+  it('lists the CUDA devices as the driver describes them (a stand-in libcuda.so.1 here), and none without a driver', function () {
+    const i = kiln.info();
+    if (i.cudaAvailable) {
+      // a real driver: one entry per device libtorch sees
+      expect(i.devices.length).to.equal(i.deviceCount);
+      for (const d of i.devices) {
+        expect(d.name).to.be.a('string').and.not.equal('');
+        expect(d.capability).to.match(/^\d+\.\d+$/);
+        expect(d.memoryBytes).to.be.above(2 ** 30);
+      }
+      expect(i.driverVersion).to.match(/^\d+\.\d+$/);
+      return;
+    }
+    const cc = spawnSync('cc', ['--version'], { encoding: 'utf8' });
+    if (cc.status !== 0) this.skip();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-libcuda-'));
+    try {
+      const fake = (init: number) => `#include <stdio.h>
+#include <stddef.h>
+int cuInit(unsigned f) { return ${init}; }
+int cuDeviceGetCount(int* n) { *n = 2; return 0; }
+int cuDeviceGet(int* d, int i) { *d = i; return 0; }
+int cuDeviceGetName(char* b, int len, int d) { snprintf(b, len, "Stand-in GPU %d", d); return 0; }
+int cuDeviceTotalMem_v2(size_t* b, int d) { *b = (size_t)(d + 1) * 80ull * 1024 * 1024 * 1024; return 0; }
+int cuDeviceGetAttribute(int* v, int a, int d) { *v = a == 75 ? 9 : a == 76 ? 0 : a == 16 ? 132 : -1; return 0; }
+int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
+`;
+      const lib = path.resolve(__dirname, '..', 'lib');
+      const report = (init: number) => {
+        const sub = path.join(dir, `init${init}`);
+        fs.mkdirSync(sub);
+        fs.writeFileSync(path.join(sub, 'fake.c'), fake(init));
+        const b = spawnSync('cc', ['-shared', '-fPIC', '-o', path.join(sub, 'libcuda.so.1'), path.join(sub, 'fake.c')], { encoding: 'utf8' });
+        expect(b.status, b.stderr).to.equal(0);
+        const r = spawnSync(process.execPath, ['-e', `const i = require(${JSON.stringify(lib)}).info(); console.log(JSON.stringify([i.devices, i.driverVersion, i.cudaAvailable]))`], {
+          encoding: 'utf8', env: { ...process.env, LD_LIBRARY_PATH: `${sub}:${process.env.LD_LIBRARY_PATH ?? ''}` }, timeout: 60000,
+        });
+        expect(r.status, r.stderr).to.equal(0);
+        return JSON.parse(r.stdout.trim().split('\n').pop()!);
+      };
+      expect(report(0)).to.deep.equal([[
+        { index: 0, name: 'Stand-in GPU 0', capability: '9.0', memoryBytes: 80 * 2 ** 30, multiprocessors: 132 },
+        { index: 1, name: 'Stand-in GPU 1', capability: '9.0', memoryBytes: 160 * 2 ** 30, multiprocessors: 132 },
+      ], '13.0', false]);
+      expect(report(100), 'a driver that fails cuInit (no GPU): nothing').to.deep.equal([[], null, false]);
+      expect(i.devices, 'no driver on this machine').to.deep.equal([]);
+      expect(i.driverVersion).to.equal(null);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('returns a fresh object each call (callers cannot corrupt the cache)', () => {
