@@ -54,7 +54,8 @@ export function pythonWithTorch(): string | null {
 export function machine(): string {
   const i = info();
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  return `${cpu}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; libtorch ${i.torchVersion}${i.cudaAvailable ? ' (CUDA ' + i.cudaVersion + ')' : ' (CPU)'}`;
+  const gpus = i.cudaAvailable && i.devices.length ? `; ${i.devices.map((d) => `${d.name} (sm ${d.capability}, ${(d.memoryBytes / 2 ** 30).toFixed(0)} GiB)`).join(', ')}, driver ${i.driverVersion}` : '';
+  return `${cpu}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB${gpus}; Node ${process.version}; libtorch ${i.torchVersion}${i.cudaAvailable ? ' (CUDA ' + i.cudaVersion + ')' : ' (CPU)'}`;
 }
 
 /** Formats rows as a Markdown table. */
