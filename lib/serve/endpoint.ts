@@ -14,6 +14,8 @@ import { tidy } from '../tensor/memory';
 import { checkSize } from '../data/decode';
 import { loadModel, loadModelAsync } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
+import { GraphedBatches, checkBuckets } from './graphs';
+import { cudaGraphsAvailable } from '../nn/graph';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
 import { ExplainQueue, ExplainRequest, Explainable, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
@@ -40,6 +42,12 @@ export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'on
    * models (kiln.models, any saved by kiln train) in float32 without forward hooks, else the main thread
    */
   explainThread?: 'auto' | 'worker' | 'main';
+  /**
+   * CUDA only: capture the model's forward as CUDA graphs, one per batch size (true: 1, 2, 4, … up to maxBatchSize;
+   * or the ascending sizes to capture), at start-up; each batch is padded with zero images to the smallest size that
+   * holds it and replayed with one launch (default false). The model must be a Module built from Kiln layers.
+   */
+  cudaGraphs?: boolean | number[];
 }
 
 /** Options of one served model (version). */
@@ -129,6 +137,8 @@ export class ModelEndpoint {
   private classes = -1;
   private readonly requests = new InFlight();
   private closing: Promise<void> | null = null;
+  /** the CUDA graphs batches replay (`cudaGraphs`), or null */
+  readonly graphed: GraphedBatches | null = null;
 
   constructor(readonly name: string, readonly model: Module | BatchModel, options: ModelOptions, onBatch: (b: BatchInfo, ep: ModelEndpoint) => void) {
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
@@ -182,9 +192,26 @@ export class ModelEndpoint {
     const obstacle = workerObstacle(this.explainSubject, explainPrecision);
     if (thread === 'worker' && obstacle && this.explanations) throw new KilnError(`explainThread 'worker': model '${name}' cannot be explained on a worker thread: ${obstacle}`, 'INVALID_ARGUMENT');
     // every check that can throw comes before the batcher, which a throwing constructor would leave behind
+    const maxBatchSize = options.maxBatchSize ?? 32;
+    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) throw invalidParameterError('maxBatchSize', 'a positive integer', options.maxBatchSize);
+    const buckets = checkBuckets(options.cudaGraphs, maxBatchSize);
+    const servedOn = String(options.device ?? (model instanceof Module ? model.parameters()[0]?.device : undefined) ?? 'cpu');
+    if (buckets) {
+      if (!(model instanceof Module)) throw new KilnError('cudaGraphs: the served model must be a kiln.nn Module (built from Kiln layers)', 'INVALID_ARGUMENT');
+      if (!servedOn.startsWith('cuda')) throw new KilnError(`cudaGraphs: CUDA graphs replay on a CUDA device; model '${name}' is served on '${servedOn}'`, 'INVALID_ARGUMENT');
+      if (!cudaGraphsAvailable()) throw new KilnError('cudaGraphs: this Kiln build has no CUDA graph support (see kiln.info().cudaGraphs)', 'CUDA_UNAVAILABLE');
+    }
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
+    if (buckets) {
+      try {
+        this.graphed = new GraphedBatches(model as Module, buckets, { device: servedOn, image: this.preprocessor.shape, dtype, channelsLast: options.channelsLast });
+      } catch (e) {
+        this.preprocessor.dispose();
+        throw e;
+      }
+    }
     this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor };
-    this.batcher = new DynamicBatcher(model, {
+    this.batcher = new DynamicBatcher(this.graphed ?? model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
       timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
       postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
@@ -241,7 +268,7 @@ export class ModelEndpoint {
     const v = encodeURIComponent(this.version), n = encodeURIComponent(this.name);
     return {
       name: this.name, version: this.version, status: this.stateNow, inputShape: p.shape, classes: this.classNames, mean: p.spec.mean, std: p.spec.std, top: this.top,
-      device: b.device, precision: this.precision, channelsLast: b.channelsLast,
+      device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null,
       batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
       queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,
       routes: {
@@ -350,6 +377,7 @@ export class ModelEndpoint {
       this.explainQueue.close();
       await this.explainWorker?.close('the model is being unregistered');
       await this.batcher.close();
+      this.graphed?.dispose();
       this.preprocessor.dispose();
       if (this.owned) {
         if (this.model instanceof Module) this.model.dispose();

@@ -21,6 +21,8 @@ export type { ServeOptions, ServerOptions, RegisterOptions, ModelSpec } from './
 export { ModelEndpoint, loadModelDir, loadModelDirAsync } from './endpoint';
 export type { ModelOptions, RuntimeOptions, ModelState, PredictResult } from './endpoint';
 export { ModelRegistry } from './registry';
+export { GraphedBatches, defaultBuckets, checkBuckets } from './graphs';
+export type { CapturedForward, CaptureFn, GraphedShape } from './graphs';
 /** The explanations API: request options, the one-at-a-time queue, and the per-input work (explain.ts). */
 export { ExplainQueue, explainRequest, checkExplainable, EXPLAIN_FORMATS, MAX_EXPLAIN_STEPS, MAX_EXPLAIN_SAMPLES } from './explain';
 export type { ExplainRequest, ExplanationJson } from './explain';
