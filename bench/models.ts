@@ -91,13 +91,22 @@ export function run(): void {
   const py = pythonWithTorch();
   const runPy = () => (py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'models.py'), DEVICE, JSON.stringify(CASES), String(threads)]) : null);
   const before = runPy();
-  const kilnTimes = CASES.map((c) => Math.min(kilnCase(c), kilnCase(c)));
+  // one failing case (a capture that fails, say) is reported in its row and does not lose the others
+  const errors = new Map<number, string>();
+  const kilnTimes = CASES.map((c, i) => {
+    try {
+      return Math.min(kilnCase(c), kilnCase(c));
+    } catch (e) {
+      errors.set(i, String((e as Error).message ?? e).split('\n')[0].slice(0, 120));
+      return NaN;
+    }
+  });
   const after = runPy();
   const rows = CASES.map((c, i) => {
     const times = [before, after].map((r) => r?.find((x) => x.name === c.name)?.seconds as number | undefined).filter((t): t is number => t !== undefined);
     const p = times.length ? Math.min(...times) : undefined;
     const ips = (t: number) => (c.batch / t).toFixed(1);
-    if (Number.isNaN(kilnTimes[i])) return [c.name, 'no CUDA graphs', p ? (p * 1000).toFixed(2) : 'n/a', 'n/a', p ? ips(p) : 'n/a', 'n/a'];
+    if (Number.isNaN(kilnTimes[i])) return [c.name, errors.has(i) ? `failed: ${errors.get(i)}` : 'no CUDA graphs', p ? (p * 1000).toFixed(2) : 'n/a', 'n/a', p ? ips(p) : 'n/a', 'n/a'];
     return [c.name, (kilnTimes[i] * 1000).toFixed(2), p ? (p * 1000).toFixed(2) : 'n/a', ips(kilnTimes[i]), p ? ips(p) : 'n/a', p ? (kilnTimes[i] / p).toFixed(3) : 'n/a'];
   });
   const t = table(['case', 'Kiln ms', 'PyTorch ms', 'Kiln img/s', 'PyTorch img/s', 'time ratio Kiln/PyTorch'], rows);

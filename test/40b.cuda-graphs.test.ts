@@ -1,0 +1,136 @@
+/**
+ * CUDA graphs on KILN_TEST_DEVICE: an inference forward captured and replayed (kiln.nn.CudaGraph.capture),
+ * a whole training step recorded and replayed (CudaGraph.record, capturable optimizers), and the Trainer's
+ * cudaGraph mode; on the CPU or without CUDA graphs in the build, the clear errors. Kept apart from
+ * 40.device so that scripts/gpu-check.sh runs them in their own process: a failed capture leaves the
+ * process unable to capture again, and must not take the other device tests with it.
+ */
+import { expect } from 'chai';
+import * as kiln from '../lib';
+import { DEVICE, expectKilnError, maxAbsDiff, skipWithoutDevice } from './helpers';
+
+const close = (a: kiln.Tensor, b: kiln.Tensor, tol: number) => expect(maxAbsDiff(a, b), 'max |a − b|').to.be.at.most(tol);
+
+describe(`40b CUDA graphs (${DEVICE})`, function () {
+  this.timeout(120000);
+  before(skipWithoutDevice);
+
+  it('CudaGraph: a captured inference forward replays to the eager result; a clear KilnError without CUDA graphs', async () => {
+    kiln.manualSeed(3);
+    const m = kiln.models.resnet18({ numClasses: 10 }).eval();
+    const x = kiln.randn([4, 3, 32, 32]);
+    if (!kiln.nn.cudaGraphsAvailable() || DEVICE === 'cpu') {
+      expect(kiln.info().cudaGraphs).to.equal(kiln.nn.cudaGraphsAvailable());
+      const e = (() => { try { kiln.nn.CudaGraph.capture(m, x); } catch (err) { return err as kiln.KilnError; } return null; })();
+      expect(e).to.be.instanceOf(kiln.KilnError);
+      expect(e!.message).to.match(kiln.nn.cudaGraphsAvailable() ? /CUDA device/ : /no CUDA graph support/);
+    } else {
+      m.to(DEVICE);
+      const xd = x.to(DEVICE);
+      const eager = kiln.noGrad(() => m.call(xd));
+      const g = kiln.nn.CudaGraph.capture(m, xd);
+      const before = kiln.memory().numTensors;
+      for (let i = 0; i < 3; i++) {
+        const y = g.call(xd);
+        close(y, eager, 1e-3);
+        y.dispose();
+      }
+      // new data goes through the same graph
+      const x2 = kiln.randn([4, 3, 32, 32], { device: DEVICE });
+      const e2 = kiln.noGrad(() => m.call(x2));
+      const y2 = await g.forwardAsync(x2);
+      close(y2, e2, 1e-3);
+      expect(kiln.memory().numTensors - before).to.equal(3);
+      const wrong = kiln.randn([2, 3, 32, 32], { device: DEVICE });
+      expect(() => g.call(wrong)).to.throw(kiln.KilnError, /captured for \[4, 3, 32, 32\]/);
+      // moving or converting weights after the capture: the graph refuses to replay stale weights
+      m.to({ memoryFormat: 'channelsLast' });
+      expect(() => g.call(xd)).to.throw(kiln.KilnError, /moved or converted/);
+      m.train();
+      expect(() => kiln.nn.CudaGraph.capture(m, xd)).to.throw(kiln.KilnError, /eval mode/);
+      g.dispose();
+      expect(() => g.call(xd)).to.throw(kiln.KilnError, /disposed/);
+      for (const t of [xd, eager, x2, e2, y2, wrong]) t.dispose();
+    }
+    x.dispose();
+    m.dispose();
+  });
+
+  it('CudaGraph.record: a recorded training step replays like eager steps (lr schedule included); the Trainer\'s cudaGraph mode trains like the eager trainer', async () => {
+    const graphs = kiln.nn.cudaGraphsAvailable() && DEVICE !== 'cpu';
+    const net = () => kiln.models.simpleCnn({ numClasses: 3, inChannels: 1, width: 8, dropout: 0 });
+    if (!graphs) {
+      // the Trainer's option is checked before anything changes; the optimizer stays as it was
+      const m = net(), opt = new kiln.optim.SGD(m.parameters(), { lr: 0.1 });
+      expectKilnError(() => new kiln.train.Trainer(m, { optimizer: opt, cudaGraph: true, verbose: 0 }), 'INVALID_ARGUMENT', 'cudaGraph', "on 'cpu'");
+      expectKilnError(() => new kiln.train.Trainer(m, { optimizer: opt, cudaGraph: { warmup: 0 } }), 'INVALID_ARGUMENT', 'cudaGraph.warmup', '1…100');
+      expectKilnError(() => new kiln.train.Trainer(m, { optimizer: opt, cudaGraph: 'yes' as never }), 'INVALID_ARGUMENT', 'cudaGraph', "string 'yes'");
+      expect(opt.paramGroups[0].options.capturable).to.equal(false);
+      expectKilnError(() => kiln.nn.CudaGraph.record(DEVICE === 'cpu' ? 'cuda' : DEVICE, () => 0), kiln.nn.cudaGraphsAvailable() ? 'INVALID_ARGUMENT' : 'CUDA_UNAVAILABLE');
+      m.dispose();
+      return;
+    }
+    // 1. by hand: one eager step, then a recorded step replayed on five new batches with a changing lr
+    kiln.manualSeed(8);
+    const xs = Array.from({ length: 6 }, () => kiln.randn([8, 1, 12, 12], { device: DEVICE }));
+    const ys = Array.from({ length: 6 }, () => kiln.randint(0, 3, [8]).to(DEVICE));
+    const byHand = (record: boolean) => {
+      kiln.manualSeed(7);
+      const m = net().to(DEVICE);
+      const opt = new kiln.optim.Adam(m.parameters(), { lr: 0.01, capturable: true });
+      const step = (x: kiln.Tensor, y: kiln.Tensor) => {
+        const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
+        loss.backward();
+        opt.step();
+        opt.zeroGrad();
+        return loss;
+      };
+      const losses = [kiln.tidy(() => step(xs[0], ys[0]).item())];
+      const sx = xs[1].clone(), sy = ys[1].clone();
+      const g = record ? kiln.nn.CudaGraph.record(DEVICE, () => step(sx, sy)) : null;
+      for (let i = 1; i < 6; i++) {
+        opt.lr = 0.01 / (i + 1);
+        if (g) {
+          sx.copy_(xs[i]);
+          sy.copy_(ys[i]);
+          g.replay();
+          losses.push(g.result.item());
+        } else losses.push(kiln.tidy(() => step(xs[i], ys[i]).item()));
+      }
+      const weights = m.parameters().map((p) => p.cpu());
+      g?.dispose();
+      for (const t of [sx, sy]) t.dispose();
+      opt.dispose();
+      m.dispose();
+      return { losses, weights };
+    };
+    const eager = byHand(false), graphed = byHand(true);
+    eager.losses.forEach((l, i) => expect(Math.abs(l - graphed.losses[i]), `loss ${i}: ${l} vs ${graphed.losses[i]}`).to.be.below(1e-4));
+    eager.weights.forEach((w, i) => close(w, graphed.weights[i], 1e-4));
+    for (const t of [...xs, ...ys, ...eager.weights, ...graphed.weights]) t.dispose();
+    expectKilnError(() => kiln.nn.CudaGraph.record(DEVICE, async () => 0), 'INVALID_ARGUMENT', 'synchronous');
+
+    // 2. the Trainer: 70 samples in batches of 16 — four of the recorded shape per epoch (three eager warm-up
+    //    steps, then replays) and a short last batch taken eagerly — with a per-batch lr schedule and clipping
+    kiln.manualSeed(9);
+    const x = kiln.randn([70, 1, 12, 12]), y = kiln.randint(0, 3, [70]);
+    const fit = async (cudaGraph: boolean) => {
+      kiln.manualSeed(10);
+      const m = net().to(DEVICE);
+      const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.05, momentum: 0.9, nesterov: true });
+      const t = new kiln.train.Trainer(m, { optimizer: opt, cudaGraph, verbose: 0, scheduler: new kiln.optim.ExponentialLR(opt, { gamma: 0.9 }), schedulerInterval: 'batch' });
+      const h = await t.fit({ x, y }, { epochs: 2, batchSize: 16, shuffle: false, gradClipNorm: 1 });
+      const weights = m.parameters().map((p) => p.cpu());
+      const replays = t.graphSteps?.replays ?? 0;
+      opt.dispose();
+      m.dispose();
+      return { loss: h.get('loss') as number[], weights, replays, steps: t.optimizerSteps };
+    };
+    const a = await fit(false), b = await fit(true);
+    expect(b.replays, 'replayed steps: 1 in epoch 1, 4 in epoch 2').to.equal(5);
+    expect(b.steps).to.equal(a.steps);
+    a.loss.forEach((l, i) => expect(Math.abs(l - b.loss[i]), `epoch ${i} loss ${l} vs ${b.loss[i]}`).to.be.below(1e-3));
+    a.weights.forEach((w, i) => close(w, b.weights[i], 1e-3));
+    for (const t of [x, y, ...a.weights, ...b.weights]) t.dispose();
+  });
+});
