@@ -67,6 +67,18 @@ describe(`40b CUDA graphs (${DEVICE})`, function () {
       expectKilnError(() => new kiln.train.Trainer(m, { optimizer: opt, cudaGraph: 'yes' as never }), 'INVALID_ARGUMENT', 'cudaGraph', "string 'yes'");
       expect(opt.paramGroups[0].options.capturable).to.equal(false);
       expectKilnError(() => kiln.nn.CudaGraph.record(DEVICE === 'cpu' ? 'cuda' : DEVICE, () => 0), kiln.nn.cudaGraphsAvailable() ? 'INVALID_ARGUMENT' : 'CUDA_UNAVAILABLE');
+      // GraphSteps: eager warm-up steps at the first batch's shape (other shapes never count), then the recording
+      expectKilnError(() => new kiln.train.GraphSteps('cuda', 0), 'INVALID_ARGUMENT', 'warmup');
+      const steps = new kiln.train.GraphSteps<void>('cuda', 2);
+      const [a, b] = [kiln.zeros([4, 1, 8, 8]), kiln.zeros([2, 1, 8, 8])];
+      const y4 = kiln.zeros([4], { dtype: 'int64' }), y2 = kiln.zeros([2], { dtype: 'int64' });
+      let recorded = 0;
+      const record = () => { recorded++; };
+      expect([steps.step(a, y4, record), steps.step(b, y2, record), steps.step(a, y4, record), steps.step(b, y2, record)]).to.deep.equal([false, false, false, false]);
+      expectKilnError(() => steps.step(a, y4, record), kiln.nn.cudaGraphsAvailable() ? 'INVALID_ARGUMENT' : 'CUDA_UNAVAILABLE', 'CudaGraph.record');
+      expect([recorded, steps.replays]).to.deep.equal([0, 0]);
+      steps.release();
+      for (const t of [a, b, y4, y2]) t.dispose();
       m.dispose();
       return;
     }

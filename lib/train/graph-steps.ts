@@ -75,10 +75,16 @@ export class GraphSteps<T = StepTensors> {
         this.eager++;
         return false;
       }
-      this.x = keep(x.clone());
-      this.y = keep(y.clone());
-      const sx = this.x, sy = this.y;
-      this.graph = recordGraph(this.device, () => record(sx, sy));
+      const sx = keep(x.clone()), sy = keep(y.clone());
+      try {
+        this.graph = recordGraph(this.device, () => record(sx, sy));
+      } catch (e) {
+        sx.dispose();
+        sy.dispose();
+        throw e;
+      }
+      this.x = sx;
+      this.y = sy;
       this.moves = weightMoveCount();
       // the recording ran nothing: the replay below trains on this batch
     } else {
