@@ -3,7 +3,7 @@
  * on libtorch (CPU or CUDA). This module re-exports the public API.
  */
 export { KilnError, KilnErrorCode, invalidParameterError } from './errors';
-export { info, setNumThreads, KilnInfo } from './info';
+export { info, setNumThreads, KilnInfo, CudaDeviceInfo } from './info';
 export { DType, Device, TypedArray, DTYPES } from './tensor/dtype';
 export { Tensor, NestedArray, Operand, ToOptions } from './tensor/tensor';
 export {
@@ -35,6 +35,8 @@ export * as onnx from './onnx';
 export * as amp from './amp';
 /** libtorch's numeric switches: cuDNN benchmark/deterministic, TF32, deterministic algorithms. */
 export * as backends from './backends';
+/** CUDA devices: availability, the driver's device list, synchronize, memory held by tensors */
+export * as cuda from './cuda';
 /** Training: Trainer, History, callbacks, metrics, loggers, plots. */
 export * as train from './train';
 export {

@@ -17,6 +17,8 @@ type Reduce = (x: H, dims: number[], keepdim: boolean, extra?: number | boolean)
 /** The native addon's functions (see native/*.cc for each one's arguments). */
 export interface NativeAddon {
   setErrorClass(ctor: unknown): void;
+  cudaSynchronize(device?: string): void;
+  cudaSynchronizeAsync(device?: string): Promise<void>;
   cudaDevices(): { devices: { index: number; name: string; capability: string; memoryBytes: number; multiprocessors: number }[]; driverVersion: number };
   info(): { torchVersion: string; cudaAvailable: boolean; cudnnAvailable: boolean; deviceCount: number; numThreads: number; numInteropThreads: number; config: string; parallelInfo: string };
   setNumThreads(n: number): void;

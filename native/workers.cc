@@ -55,10 +55,69 @@ napi_value dataAsync(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/** The CUDA device index of `synchronize(device)` (-1: the current device); refuses a non-CUDA device. */
+int64_t syncIndex(const Args& a) {
+  if (!torch::cuda::is_available()) fail("CUDA_UNAVAILABLE", "cuda.synchronize: CUDA is not available (this libtorch has no CUDA support or no GPU is visible)");
+  if (!a.has(0)) return -1;
+  at::Device d = parseDevice(a.str(0));
+  if (!d.is_cuda()) fail("INVALID_ARGUMENT", "cuda.synchronize: '" + a.str(0) + "' is not a CUDA device");
+  return d.has_index() ? d.index() : -1;
+}
+
+/** cudaSynchronize(device?): waits on this thread until the device has finished all queued work. */
+napi_value cudaSynchronize(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  torch::cuda::synchronize(syncIndex(a));
+  return nullptr;
+  KILN_CATCH(env)
+}
+
+/** Waits for a device on a worker thread. */
+struct SyncJob {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  int64_t device = -1;
+  std::string error, code;
+};
+
+void syncExecute(napi_env, void* data) {
+  auto* job = static_cast<SyncJob*>(data);
+  try {
+    torch::cuda::synchronize(job->device);
+  } catch (...) {
+    captureCurrent(job->code, job->error);
+  }
+}
+
+void syncComplete(napi_env env, napi_status status, void* data) {
+  std::unique_ptr<SyncJob> job(static_cast<SyncJob*>(data));
+  napi_delete_async_work(env, job->work);
+  if (!job->error.empty() || status != napi_ok) {
+    rejectJs(env, job->deferred, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "synchronize cancelled" : job->error);
+    return;
+  }
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  napi_resolve_deferred(env, job->deferred, undef);
+}
+
+/** cudaSynchronizeAsync(device?) -> Promise resolved once the device has finished its queued work. */
+napi_value cudaSynchronizeAsync(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  auto job = std::make_unique<SyncJob>();
+  job->device = syncIndex(a);
+  return queueJob(env, std::move(job), "kiln.cuda.synchronize", syncExecute, syncComplete);
+  KILN_CATCH(env)
+}
+
 }  // namespace
 
 void registerWorkers(napi_env env, napi_value exports, KilnEnv* k) {
   defineFn(env, exports, k, "dataAsync", dataAsync);
+  defineFn(env, exports, k, "cudaSynchronize", cudaSynchronize);
+  defineFn(env, exports, k, "cudaSynchronizeAsync", cudaSynchronizeAsync);
 }
 
 }  // namespace kiln

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { DEVICE, skipWithoutDevice } from './helpers';
+import { DEVICE, expectKilnError, expectRejects, skipWithoutDevice } from './helpers';
 
 function close(a: kiln.Tensor, b: kiln.Tensor, tol: number): void {
   const x = a.cpu(), y = b.cpu();
@@ -128,5 +128,29 @@ describe(`40 device-generic (${DEVICE})`, function () {
       ds.dispose();
     }
     t.dispose();
+  });
+
+  it('kiln.cuda: synchronize (blocking and on a worker thread), the devices, the memory tensors hold; clear errors without CUDA', async () => {
+    expect(kiln.cuda.isAvailable()).to.equal(kiln.info().cudaAvailable);
+    expect(kiln.cuda.deviceCount()).to.equal(kiln.info().deviceCount);
+    expect(kiln.cuda.devices()).to.deep.equal(kiln.info().devices);
+    expect(kiln.cuda.graphsAvailable()).to.equal(kiln.info().cudaGraphs);
+    expectKilnError(() => kiln.cuda.synchronize(3 as never), 'INVALID_ARGUMENT', 'device');
+    if (!kiln.cuda.isAvailable()) {
+      expectKilnError(() => kiln.cuda.synchronize(), 'CUDA_UNAVAILABLE', 'CUDA is not available');
+      await expectRejects(kiln.cuda.synchronizeAsync('cuda:0'), 'CUDA_UNAVAILABLE', 'CUDA is not available');
+      expect(kiln.cuda.memoryAllocated()).to.equal(0);
+      return;
+    }
+    const before = kiln.cuda.memoryAllocated();
+    const x = kiln.randn([1024, 1024], { device: DEVICE });
+    expect(kiln.cuda.memoryAllocated() - before).to.equal(4 * 1024 * 1024);
+    const y = x.matmul(x);
+    kiln.cuda.synchronize();
+    kiln.cuda.synchronize(DEVICE);
+    await kiln.cuda.synchronizeAsync();
+    expectKilnError(() => kiln.cuda.synchronize('cpu'), 'INVALID_ARGUMENT', "'cpu' is not a CUDA device");
+    for (const t of [x, y]) t.dispose();
+    expect(kiln.cuda.memoryAllocated()).to.equal(before);
   });
 });
