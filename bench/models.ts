@@ -34,8 +34,9 @@ const CASES: Case[] = GPU
       { name: 'resnet18 train step 32² b64', kind: 'train', batch: 64, size: 32, iters: 5, warmup: 2 },
     ];
 
-function sync(t: kiln.Tensor): void {
-  if (GPU) t.sum().item(); // reading a value waits for the queued kernels
+/** Waits for the GPU after a step, as the Python peer's torch.cuda.synchronize() (`_t`: the step's output, kept alive until then). */
+function sync(_t: kiln.Tensor): void {
+  if (GPU) kiln.cuda.synchronize();
 }
 
 function kilnCase(c: Case): number {
