@@ -35,7 +35,7 @@ export function run(): void {
   for (const [name, { label, run: call }] of Object.entries(methods(m, x, target, baselines))) {
     const once = () => {
       const out = call();
-      if (GPU) out[0].sum().item();
+      if (GPU) kiln.cuda.synchronize(); // as the peer's torch.cuda.synchronize()
       out.forEach((t) => t.dispose());
     };
     const kilnS = medianSeconds(once, ITERS, 1);

@@ -24,7 +24,7 @@ export function run(): void {
   const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9 });
   const attack = () => {
     const adv = kiln.robust.pgd(m, x, y, { eps, steps: STEPS });
-    if (GPU) kiln.tidy(() => adv.sum().item());
+    if (GPU) kiln.cuda.synchronize();
     adv.dispose();
   };
   const objective = kiln.robust.adversarialTraining({ eps, steps: STEPS });
@@ -36,12 +36,12 @@ export function run(): void {
     });
     opt.step();
     opt.zeroGrad();
-    if (GPU) kiln.tidy(() => m.parameters()[0].sum().item());
+    if (GPU) kiln.cuda.synchronize();
   };
   let yPred: kiln.Tensor | null = null;
   const apgdRun = () => {
     const adv = kiln.robust.apgd(m, x, yPred!, { eps, steps: APGD_STEPS });
-    if (GPU) kiln.tidy(() => adv.sum().item());
+    if (GPU) kiln.cuda.synchronize();
     adv.dispose();
   };
   const attackS = medianSeconds(attack, ITERS, 1);
