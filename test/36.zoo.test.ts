@@ -309,12 +309,12 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     expect(() => checkSpeedFlags({ ...cudaFlags, 'mixed-precision': 'fp16' })).to.throw(UsageError, /--cuda-graph cannot record fp16/);
   });
 
-  it('kiln train --model mobilenet_v3_small --width-mult 0.5 --mixed-precision bf16 (the zoo name on the command line): trains, and kiln.loadModel rebuilds it', () => {
+  it('kiln train --model mobilenet_v3_small --width-mult 0.5 --mixed-precision bf16 --channels-last (the zoo name on the command line): trains, and kiln.loadModel rebuilds it', () => {
     const dir = path.join(tmp, 'run-v3');
     const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'train', '--data', 'shapes', '--model', 'mobilenet_v3_small', '--width-mult', '0.5',
-      '--mixed-precision', 'bf16', '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', dir, '--json'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
+      '--mixed-precision', 'bf16', '--channels-last', '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', dir, '--json'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
     expect(r.status, r.stderr).to.equal(0);
-    expect(r.stderr).to.match(/bf16 autocast/);
+    expect(r.stderr).to.match(/bf16 autocast, channels-last/);
     const { model } = kiln.loadModel(path.join(dir, 'model.safetensors'));
     expect(kiln.models.architectureOf(model)).to.deep.equal({ name: 'mobilenet_v3_small', options: { numClasses: 3, inChannels: 3, widthMult: 0.5 } });
     expect(model.get('features.1.block.1')).to.be.instanceOf(kiln.models.SqueezeExcitation);
