@@ -1,8 +1,9 @@
 /**
- * Serving with CUDA graphs (`cudaGraphs`): batches padded to the captured batch sizes, rows cut back out.
- * The padding, bucket choice, fallbacks and clean-up run here with a stand-in capture (the model's own
- * forward behind the same interface); on KILN_TEST_DEVICE=cuda with CUDA graphs built, the real captures
- * must give the model's answers too.
+ * Serving on KILN_TEST_DEVICE. CUDA graphs (`cudaGraphs`): batches padded to the captured batch sizes, rows
+ * cut back out — the padding, bucket choice, fallbacks and clean-up run here with a stand-in capture (the
+ * model's own forward behind the same interface); on KILN_TEST_DEVICE=cuda with CUDA graphs built, the real
+ * captures must give the model's answers too. And explanations on a worker thread holding its own copy of
+ * the model on the device, against the direct computation there.
  */
 import { expect } from 'chai';
 import * as kiln from '../lib';
@@ -105,6 +106,37 @@ describe(`53 serving with CUDA graphs (${DEVICE})`, function () {
       const direct = kiln.tidy(() => kiln.noGrad(() => m.call(x.unsqueeze(0).to(DEVICE))).squeeze(0).cpu());
       expect(maxAbsDiff(a, direct)).to.be.below(1e-4);
       for (const t of [x, a, direct]) t.dispose();
+    } finally {
+      await server.close();
+    }
+    m.dispose();
+  });
+
+  it('explanations on the worker thread (its own copy of the model on the device) equal the direct computation there', async () => {
+    kiln.manualSeed(55);
+    const m = net().to(DEVICE);
+    const server = await serve(m, { name: 'm', inputSize: 16, channels: 3, classNames: ['a', 'b', 'c'], port: 0, device: DEVICE, explainThread: 'worker' });
+    try {
+      expect(server.registry.endpoints()[0].explainThread).to.equal('worker');
+      kiln.manualSeed(56);
+      const x = kiln.rand([1, 3, 16, 16]);
+      const nested = kiln.tidy(() => x.squeeze(0).arraySync());
+      for (const [method, direct] of [
+        ['saliency', (xd: kiln.Tensor) => kiln.explain.saliency(m, xd, { target: 1 })],
+        ['ig', (xd: kiln.Tensor) => kiln.explain.integratedGradients(m, xd, { target: 1, steps: 8 }).attributions],
+      ] as const) {
+        const r = await fetch(`${server.url}/explanations?method=${method}&target=b${method === 'ig' ? '&steps=8' : ''}`, {
+          method: 'POST', body: JSON.stringify({ instances: [nested] }), headers: { 'content-type': 'application/json' },
+        });
+        const body = await r.json() as { explanations: { attributions: number[][] }[] };
+        expect(r.status, JSON.stringify(body)).to.equal(200);
+        const want = kiln.tidy(() => direct(x.to(DEVICE)).sum(1).squeeze(0).cpu()); // the served map sums the channels
+        const got = kiln.tensor(body.explanations[0].attributions);
+        const scale = kiln.tidy(() => want.abs().max().item());
+        expect(maxAbsDiff(got, want), method).to.be.at.most(DEVICE === 'cpu' ? 1e-6 * scale : 1e-3 * scale);
+        for (const t of [want, got]) t.dispose();
+      }
+      x.dispose();
     } finally {
       await server.close();
     }
