@@ -27,6 +27,10 @@ const CASES: Case[] = GPU
       { name: 'resnet18 infer 224² b32 fp32, CUDA graph (both)', kind: 'infer', batch: 32, size: 224, graph: true, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b1 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 1, size: 224, compile: true, iters: 50, warmup: 10 },
       { name: 'resnet18 infer 224² b256 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 256, size: 224, compile: true, iters: 10, warmup: 3 },
+      // compiling a training step takes Python a minute or more: only on request (BENCH_COMPILE_TRAIN=1)
+      ...(process.env.BENCH_COMPILE_TRAIN === '1'
+        ? [{ name: 'resnet18 train step 32² b512, Kiln graph vs torch.compile', kind: 'train', batch: 512, size: 32, compile: true, iters: 20, warmup: 5 } as Case]
+        : []),
     ]
   : [
       { name: 'resnet18 infer 64² b1', kind: 'infer', batch: 1, size: 64, iters: 20, warmup: 3 },
@@ -60,9 +64,10 @@ function kilnCase(c: Case): number {
       return t;
     }
     m.train();
-    if (c.graph && !kiln.nn.cudaGraphsAvailable()) return NaN;
+    const graph = c.graph || c.compile; // Kiln's answer to torch.compile is the recorded step
+    if (graph && !kiln.nn.cudaGraphsAvailable()) return NaN;
     // recorded: the optimizer reads its lr on the device (capturable), so schedules still apply
-    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, capturable: !!c.graph });
+    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, capturable: !!graph });
     const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE });
     const y = kiln.randint(0, 10, [c.batch], { device: DEVICE });
     const step = () => {
@@ -73,7 +78,7 @@ function kilnCase(c: Case): number {
       return loss;
     };
     let t: number;
-    if (c.graph) {
+    if (graph) {
       for (let i = 0; i < 3; i++) kiln.tidy(() => sync(step())); // warm-up: cuDNN, optimizer state
       const g = kiln.nn.CudaGraph.record(DEVICE, step);
       t = medianSeconds(() => kiln.tidy(() => { g.replay(); sync(g.result); }), c.iters, c.warmup);

@@ -59,9 +59,10 @@ for c in cases:
             opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, nesterov=True)
             x = torch.randn(c["batch"], 3, c["size"], c["size"], device=device)
             y = torch.randint(0, 10, (c["batch"],), device=device)
+            fwd = torch.compile(m) if c.get("compile") else m
             def f():
                 opt.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(m(x), y).backward()
+                torch.nn.functional.cross_entropy(fwd(x), y).backward()
                 opt.step()
             if c.get("graph"):
                 # PyTorch's whole-network capture: warm up on a side stream, capture one step, replay
