@@ -457,12 +457,13 @@ struct StepGraph : Runnable {
     }
     before.reset();
   }
-  /** Ends a capture that cannot be completed (an op failed, or JS threw inside the recording). */
+  /** Ends a capture that cannot be completed (an op failed, or JS threw inside the recording); restores the thread's state. */
   void abort() {
-    if (!recording) return;
-    recording = false;
-    captureFailed = true;
-    try { graph.capture_end(); } catch (...) {}
+    if (recording) {
+      recording = false;
+      captureFailed = true;
+      try { graph.capture_end(); } catch (...) {}
+    }
     restoreStream();
   }
   ~StepGraph() override { abort(); }

@@ -153,4 +153,26 @@ describe(`40 device-generic (${DEVICE})`, function () {
     for (const t of [x, y]) t.dispose();
     expect(kiln.cuda.memoryAllocated()).to.equal(before);
   });
+
+  it('a capturable optimizer follows its parameters to the device (its lr and step counts move with them)', () => {
+    const m = new kiln.nn.Linear(3, 2);
+    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.5, capturable: true });
+    const step = () => kiln.tidy(() => {
+      const loss = m.call(kiln.ones([4, 3], { device: m.weight.device })).sum();
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+    });
+    step();
+    m.to(DEVICE);
+    const before = kiln.tidy(() => m.weight.detach().clone().cpu());
+    step(); // d(sum)/dW = 4 for every weight: W − 0.5·4
+    const after = kiln.tidy(() => m.weight.detach().clone().cpu());
+    const moved = kiln.tidy(() => after.sub(before).abs().max().item());
+    expect(moved).to.be.closeTo(2, 1e-6);
+    expect(opt.stateDict().steps).to.deep.equal([[2, 2]]);
+    for (const t of [before, after]) t.dispose();
+    opt.dispose();
+    m.dispose();
+  });
 });

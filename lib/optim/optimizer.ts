@@ -113,6 +113,11 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       }
       return [];
     }
+    if (st.stepsT && st.stepsT.device !== g.params[0].device && !recordingGraph()) {
+      // the parameters were moved since: the device scalars follow them
+      st.steps.set(st.stepsT.dataSync() as Float64Array);
+      this.dropDeviceScalars(st);
+    }
     if (!st.lrT || !st.stepsT) {
       if (recordingGraph())
         throw new KilnError('a capturable optimizer must take one step outside a CUDA graph recording first (its device-side lr and step counts are created then)', 'INVALID_ARGUMENT');
