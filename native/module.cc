@@ -457,12 +457,19 @@ struct StepGraph : Runnable {
     }
     before.reset();
   }
-  /** Ends a capture that cannot be completed (an op failed, or JS threw inside the recording); restores the thread's state. */
+  /**
+   * Ends a recording that is given up (JS threw inside it, or an op failed) and restores the thread's state. When
+   * the capture still ends cleanly (a JS-side error) the process may capture again; when it does not (a CUDA error
+   * invalidated it), libtorch's allocator may be left in capture mode and further captures are refused.
+   */
   void abort() {
     if (recording) {
       recording = false;
-      captureFailed = true;
-      try { graph.capture_end(); } catch (...) {}
+      try {
+        graph.capture_end();
+      } catch (...) {
+        captureFailed = true;
+      }
     }
     restoreStream();
   }
@@ -530,7 +537,7 @@ napi_value graphEnd(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
-/** graphAbort(handle): ends a recording that failed (the process then makes no further captures). */
+/** graphAbort(handle): ends a recording that is given up (see StepGraph::abort). */
 napi_value graphAbort(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
 #ifdef KILN_WITH_CUDA_GRAPHS

@@ -121,6 +121,30 @@ describe(`40b CUDA graphs (${DEVICE})`, function () {
     eager.weights.forEach((w, i) => close(w, graphed.weights[i], 1e-4));
     for (const t of [...xs, ...ys, ...eager.weights, ...graphed.weights]) t.dispose();
     expectKilnError(() => kiln.nn.CudaGraph.record(DEVICE, async () => 0), 'INVALID_ARGUMENT', 'synchronous');
+    // a JS error inside the recording (here: an optimizer that is not capturable) discards it; later recordings still work
+    {
+      const m = net().to(DEVICE);
+      const plain = new kiln.optim.SGD(m.parameters(), { lr: 0.1 });
+      const x = kiln.randn([2, 1, 12, 12], { device: DEVICE });
+      const y = kiln.randint(0, 3, [2]).to(DEVICE);
+      const step = () => {
+        kiln.nn.functional.crossEntropy(m.call(x), y).backward();
+        plain.step();
+        plain.zeroGrad();
+      };
+      step();
+      expectKilnError(() => kiln.nn.CudaGraph.record(DEVICE, step), 'INVALID_ARGUMENT', 'must be capturable');
+      expect(kiln.nn.recordingGraph()).to.equal(false);
+      plain.zeroGrad(); // the discarded recording's gradients were never computed
+      plain.paramGroups[0].options.capturable = true;
+      step();
+      const g = kiln.nn.CudaGraph.record(DEVICE, step);
+      g.replay();
+      g.dispose();
+      for (const t of [x, y]) t.dispose();
+      plain.dispose();
+      m.dispose();
+    }
 
     // 2. the Trainer: 70 samples in batches of 16 — four of the recorded shape per epoch (three eager warm-up
     //    steps, then replays) and a short last batch taken eagerly — with a per-batch lr schedule and clipping

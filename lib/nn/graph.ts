@@ -160,8 +160,10 @@ export class RecordedGraph<T> extends NativeRunnable {
  * computed until `replay()`. `fn` runs inside a `tidy`; the tensors it returns are kept for the
  * graph's life (`result`). Inside `fn` nothing may wait for the GPU or read a value back to the
  * CPU (`item()`, `toArray()`, a data-dependent shape): such an op fails the recording, and after a
- * failed recording libtorch may leave its allocator in capture mode, so this process then refuses
- * further captures. Run the same work eagerly once or more first (cuDNN autotuning, optimizer
+ * capture a CUDA error invalidated, libtorch may leave its allocator in capture mode, so this process
+ * then refuses further captures (an error thrown by JS code inside `fn` discards the recording only;
+ * whatever the recorded ops would have written — gradients, say — was never computed, so clear it,
+ * e.g. `optimizer.zeroGrad()`, before going on). Run the same work eagerly once or more first (cuDNN autotuning, optimizer
  * state). Optimizers taking part must be `capturable` so that their learning rate and step counts
  * are read on the device at each replay.
  */

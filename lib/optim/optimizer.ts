@@ -106,6 +106,8 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
   /** A group's device lr and step counts when it is capturable (created at its first step, then kept current). */
   private deviceScalars(gi: number): DeviceScalarIds {
     const g = this.paramGroups[gi], st = this.state[gi];
+    if (!g.options.capturable && recordingGraph())
+      throw new KilnError('an optimizer stepped inside a CUDA graph recording must be capturable ({capturable: true}): its lr and step counts would be frozen at their recorded values', 'INVALID_ARGUMENT');
     if (!g.options.capturable || g.params.length === 0) {
       if (st.stepsT) { // capturable before: the device counts are the true ones
         st.steps.set(st.stepsT.dataSync() as Float64Array);

@@ -200,6 +200,8 @@ export class Trainer {
     if (handle) process.on('SIGINT', onSigint);
     for (const c of callbacks) c.setTrainer?.(this);
     const graphs = (this.graphSteps = this.graphWarmup === null ? null : new GraphSteps(this.device, this.graphWarmup));
+    // a state loaded since the constructor (resumeFrom, loadCheckpoint) may have turned capturable off
+    if (graphs) for (const g of this.optimizer.paramGroups) g.options.capturable = true;
     let epoch = initialEpoch;
     try {
       await runHook(callbacks, 'onTrainBegin', { epochs: o.epochs, initialEpoch });
