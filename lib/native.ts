@@ -18,6 +18,9 @@ type Reduce = (x: H, dims: number[], keepdim: boolean, extra?: number | boolean)
 export interface NativeAddon {
   setErrorClass(ctor: unknown): void;
   cudaSynchronize(device?: string): void;
+  cudaMemoryStats(device?: string): number[];
+  cudaEmptyCache(): void;
+  cudaResetPeakStats(device?: string): void;
   cudaSynchronizeAsync(device?: string): Promise<void>;
   cudaDevices(): { devices: { index: number; name: string; capability: string; memoryBytes: number; multiprocessors: number }[]; driverVersion: number };
   info(): { torchVersion: string; cudaAvailable: boolean; cudnnAvailable: boolean; deviceCount: number; numThreads: number; numInteropThreads: number; config: string; parallelInfo: string };

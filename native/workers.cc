@@ -1,4 +1,8 @@
 #include "workers.h"
+#ifdef KILN_WITH_CUDA_GRAPHS
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 namespace kiln {
 
@@ -112,9 +116,72 @@ napi_value cudaSynchronizeAsync(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/** The CUDA device index of a memory query (args[0], default the current device). */
+c10::DeviceIndex memoryIndex(const Args& a, const char* who) {
+  if (!torch::cuda::is_available()) fail("CUDA_UNAVAILABLE", std::string(who) + ": CUDA is not available (this libtorch has no CUDA support or no GPU is visible)");
+#ifdef KILN_WITH_CUDA_GRAPHS
+  if (!a.has(0)) return c10::cuda::current_device();
+  at::Device d = parseDevice(a.str(0));
+  if (!d.is_cuda()) fail("INVALID_ARGUMENT", std::string(who) + ": '" + a.str(0) + "' is not a CUDA device");
+  return d.has_index() ? d.index() : c10::cuda::current_device();
+#else
+  fail("CUDA_UNAVAILABLE", std::string(who) + ": this Kiln build has no access to the CUDA caching allocator (it was built without the CUDA headers, or with KILN_CUDA_GRAPHS=0)");
+#endif
+}
+
+/** cudaMemoryStats(device?) -> [allocated, peak allocated, reserved, peak reserved, out-of-memory count] of the caching allocator. */
+napi_value cudaMemoryStats(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  c10::DeviceIndex idx = memoryIndex(a, "cuda.memoryStats");
+#ifdef KILN_WITH_CUDA_GRAPHS
+  auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
+  const double values[] = {static_cast<double>(st.allocated_bytes[0].current), static_cast<double>(st.allocated_bytes[0].peak),
+                           static_cast<double>(st.reserved_bytes[0].current), static_cast<double>(st.reserved_bytes[0].peak),
+                           static_cast<double>(st.num_ooms)};  // [0]: the aggregate over the small and large pools
+  napi_value arr;
+  napi_create_array_with_length(env, 5, &arr);
+  for (uint32_t i = 0; i < 5; ++i) napi_set_element(env, arr, i, a.retNum(values[i]));
+  return arr;
+#else
+  (void)idx;
+  return nullptr;
+#endif
+  KILN_CATCH(env)
+}
+
+/** cudaEmptyCache(): returns the caching allocator's unused blocks to the driver. */
+napi_value cudaEmptyCache(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  memoryIndex(a, "cuda.emptyCache");
+#ifdef KILN_WITH_CUDA_GRAPHS
+  c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  return nullptr;
+  KILN_CATCH(env)
+}
+
+/** cudaResetPeakStats(device?): the peaks start again from the current values. */
+napi_value cudaResetPeakStats(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  c10::DeviceIndex idx = memoryIndex(a, "cuda.resetPeakMemoryStats");
+#ifdef KILN_WITH_CUDA_GRAPHS
+  c10::cuda::CUDACachingAllocator::resetPeakStats(idx);
+#else
+  (void)idx;
+#endif
+  return nullptr;
+  KILN_CATCH(env)
+}
+
 }  // namespace
 
 void registerWorkers(napi_env env, napi_value exports, KilnEnv* k) {
+  defineFn(env, exports, k, "cudaMemoryStats", cudaMemoryStats);
+  defineFn(env, exports, k, "cudaEmptyCache", cudaEmptyCache);
+  defineFn(env, exports, k, "cudaResetPeakStats", cudaResetPeakStats);
   defineFn(env, exports, k, "dataAsync", dataAsync);
   defineFn(env, exports, k, "cudaSynchronize", cudaSynchronize);
   defineFn(env, exports, k, "cudaSynchronizeAsync", cudaSynchronizeAsync);

@@ -140,7 +140,33 @@ describe(`40 device-generic (${DEVICE})`, function () {
       expectKilnError(() => kiln.cuda.synchronize(), 'CUDA_UNAVAILABLE', 'CUDA is not available');
       await expectRejects(kiln.cuda.synchronizeAsync('cuda:0'), 'CUDA_UNAVAILABLE', 'CUDA is not available');
       expect(kiln.cuda.memoryAllocated()).to.equal(0);
+      expectKilnError(() => kiln.cuda.memoryStats(), 'CUDA_UNAVAILABLE', 'cuda.memoryStats', 'CUDA is not available');
+      expectKilnError(() => kiln.cuda.emptyCache(), 'CUDA_UNAVAILABLE', 'cuda.emptyCache');
+      expectKilnError(() => kiln.cuda.resetPeakMemoryStats('cuda:0'), 'CUDA_UNAVAILABLE', 'cuda.resetPeakMemoryStats');
+      expectKilnError(() => kiln.cuda.memoryStats(7 as never), 'INVALID_ARGUMENT', 'cuda.memoryStats: device');
       return;
+    }
+    if (!kiln.cuda.graphsAvailable()) {
+      // the allocator's statistics need the CUDA headers, as CUDA graphs do
+      expectKilnError(() => kiln.cuda.memoryStats(), 'CUDA_UNAVAILABLE', 'caching allocator');
+    } else {
+      kiln.cuda.synchronize();
+      kiln.cuda.resetPeakMemoryStats();
+      const s0 = kiln.cuda.memoryStats(DEVICE);
+      const big = kiln.zeros([16, 1024, 1024], { device: DEVICE }); // 64 MiB
+      const s1 = kiln.cuda.memoryStats();
+      expect(s1.allocatedBytes - s0.allocatedBytes).to.be.at.least(64 * 2 ** 20);
+      expect(s1.peakAllocatedBytes).to.be.at.least(s1.allocatedBytes);
+      expect(s1.reservedBytes).to.be.at.least(s1.allocatedBytes);
+      big.dispose();
+      const s2 = kiln.cuda.memoryStats();
+      expect(s2.allocatedBytes).to.equal(s0.allocatedBytes);
+      expect(s2.peakAllocatedBytes).to.equal(s1.peakAllocatedBytes);
+      kiln.cuda.resetPeakMemoryStats(DEVICE);
+      expect(kiln.cuda.memoryStats().peakAllocatedBytes).to.equal(s2.allocatedBytes);
+      kiln.cuda.emptyCache();
+      expect(kiln.cuda.memoryStats().reservedBytes, 'the freed 64 MiB went back to the driver').to.be.at.most(s1.reservedBytes - 64 * 2 ** 20);
+      expectKilnError(() => kiln.cuda.memoryStats('cpu'), 'INVALID_ARGUMENT', "'cpu' is not a CUDA device");
     }
     const before = kiln.cuda.memoryAllocated();
     const x = kiln.randn([1024, 1024], { device: DEVICE });
