@@ -38,8 +38,8 @@ const CASES: Case[] = GPU
       { name: 'resnet18 train step 32² b64', kind: 'train', batch: 64, size: 32, iters: 5, warmup: 2 },
     ];
 
-/** Waits for the GPU after a step, as the Python peer's torch.cuda.synchronize() (`_t`: the step's output, kept alive until then). */
-function sync(_t: kiln.Tensor): void {
+/** Waits for the GPU after a step, as the Python peer's torch.cuda.synchronize(). */
+function sync(): void {
   if (GPU) kiln.cuda.synchronize();
 }
 
@@ -53,13 +53,13 @@ function kilnCase(c: Case): number {
       const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE, dtype: c.bf16 ? 'bfloat16' : 'float32' });
       if ((c.graph || c.compile) && kiln.nn.cudaGraphsAvailable()) {
         const g = kiln.nn.CudaGraph.capture(m, x);
-        const t = medianSeconds(() => kiln.tidy(() => sync(g.call(x))), c.iters, c.warmup);
+        const t = medianSeconds(() => kiln.tidy(() => { g.call(x); sync(); }), c.iters, c.warmup);
         g.dispose();
         x.dispose();
         return t;
       }
       if (c.graph || c.compile) return NaN; // this build cannot capture CUDA graphs
-      const t = medianSeconds(() => kiln.tidy(() => sync(kiln.noGrad(() => m.call(x)))), c.iters, c.warmup);
+      const t = medianSeconds(() => kiln.tidy(() => { kiln.noGrad(() => m.call(x)); sync(); }), c.iters, c.warmup);
       x.dispose();
       return t;
     }
@@ -79,11 +79,11 @@ function kilnCase(c: Case): number {
     };
     let t: number;
     if (graph) {
-      for (let i = 0; i < 3; i++) kiln.tidy(() => sync(step())); // warm-up: cuDNN, optimizer state
+      for (let i = 0; i < 3; i++) kiln.tidy(() => { step(); sync(); }); // warm-up: cuDNN, optimizer state
       const g = kiln.nn.CudaGraph.record(DEVICE, step);
-      t = medianSeconds(() => kiln.tidy(() => { g.replay(); sync(g.result); }), c.iters, c.warmup);
+      t = medianSeconds(() => { g.replay(); sync(); }, c.iters, c.warmup);
       g.dispose();
-    } else t = medianSeconds(() => kiln.tidy(() => sync(step())), c.iters, c.warmup);
+    } else t = medianSeconds(() => kiln.tidy(() => { step(); sync(); }), c.iters, c.warmup);
     x.dispose(); y.dispose(); opt.dispose();
     return t;
   } finally {

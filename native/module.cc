@@ -325,10 +325,7 @@ void runExecute(napi_env, void* data) {
 void runComplete(napi_env env, napi_status status, void* data) {
   std::unique_ptr<RunJob> job(static_cast<RunJob*>(data));
   napi_delete_async_work(env, job->work);
-  if (!job->error.empty() || status != napi_ok) {
-    rejectJs(env, job->deferred, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "forwardAsync cancelled" : job->error);
-    return;
-  }
+  if (rejectFailed(env, status, *job, "forwardAsync cancelled")) return;
   KilnEnv* k = nullptr;
   napi_get_instance_data(env, reinterpret_cast<void**>(&k));
   napi_value id;

@@ -31,10 +31,7 @@ void readExecute(napi_env, void* data) {
 void readComplete(napi_env env, napi_status status, void* data) {
   std::unique_ptr<ReadJob> job(static_cast<ReadJob*>(data));
   napi_delete_async_work(env, job->work);
-  if (!job->error.empty() || status != napi_ok) {
-    rejectJs(env, job->deferred, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "readback cancelled" : job->error);
-    return;
-  }
+  if (rejectFailed(env, status, *job, "readback cancelled")) return;
   // Zero-copy: the ArrayBuffer owns a reference to the CPU tensor's memory.
   auto* holder = new at::Tensor(std::move(job->result));
   size_t n = holder->numel() * holder->element_size();
@@ -97,10 +94,7 @@ void syncExecute(napi_env, void* data) {
 void syncComplete(napi_env env, napi_status status, void* data) {
   std::unique_ptr<SyncJob> job(static_cast<SyncJob*>(data));
   napi_delete_async_work(env, job->work);
-  if (!job->error.empty() || status != napi_ok) {
-    rejectJs(env, job->deferred, job->code.empty() ? "NATIVE" : job->code.c_str(), job->error.empty() ? "synchronize cancelled" : job->error);
-    return;
-  }
+  if (rejectFailed(env, status, *job, "synchronize cancelled")) return;
   napi_value undef;
   napi_get_undefined(env, &undef);
   napi_resolve_deferred(env, job->deferred, undef);

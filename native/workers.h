@@ -22,4 +22,15 @@ napi_value queueJob(napi_env env, std::unique_ptr<Job> job, const char* name, na
   return promise;
 }
 
+/**
+ * In a job's complete callback (a job with `deferred`, `error` and `code`): rejects its promise when its
+ * execute step failed or libuv cancelled it (`cancelled` is the message then); returns whether it did.
+ */
+template <typename Job>
+bool rejectFailed(napi_env env, napi_status status, Job& job, const char* cancelled) {
+  if (job.error.empty() && status == napi_ok) return false;
+  rejectJs(env, job.deferred, job.code.empty() ? "NATIVE" : job.code.c_str(), job.error.empty() ? cancelled : job.error);
+  return true;
+}
+
 }  // namespace kiln

@@ -82,10 +82,12 @@ export class GraphedBatches implements BatchModel {
 
   /** A zero batch of n images as the batcher delivers them. */
   private input(n: number): Tensor {
-    return tidy(() => {
-      const z = zeros([n, ...this.shape.image], { device: this.shape.device as never, dtype: this.shape.dtype });
-      return this.shape.channelsLast ? z.contiguous('channelsLast') : z;
-    });
+    return tidy(() => this.laidOut(zeros([n, ...this.shape.image], { device: this.shape.device as never, dtype: this.shape.dtype })));
+  }
+
+  /** `t` in the memory layout the graphs were captured for. */
+  private laidOut(t: Tensor): Tensor {
+    return this.shape.channelsLast ? t.contiguous('channelsLast') : t;
   }
 
   /** The smallest bucket holding n images, or null. */
@@ -100,10 +102,7 @@ export class GraphedBatches implements BatchModel {
       this.uncaptured++;
       return this.model.forwardAsync(x);
     }
-    const padded = b === n ? x : keep(tidy(() => {
-      const p = cat([x, zeros([b - n, ...x.shape.slice(1)], { device: x.device, dtype: x.dtype })], 0);
-      return this.shape.channelsLast ? p.contiguous('channelsLast') : p;
-    }));
+    const padded = b === n ? x : keep(tidy(() => this.laidOut(cat([x, zeros([b - n, ...x.shape.slice(1)], { device: x.device, dtype: x.dtype })], 0))));
     let y: Tensor;
     try {
       y = await this.graphs.get(b)!.forwardAsync(padded);
