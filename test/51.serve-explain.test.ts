@@ -77,6 +77,22 @@ function answerOf(sock: net.Socket): Promise<{ status: number; text: string }> {
   return new Promise((resolve) => sock.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1]), text })));
 }
 
+/**
+ * A JSON body of base64 images whose `ig&steps=512` explanation takes about `ms` on this machine: the cost of one image is
+ * measured here (the direct computation on the main thread), so a fast machine gets more images rather than a race.
+ */
+async function slowExplainBody(model: kiln.nn.Module, ms: number): Promise<string> {
+  const png = await image(8);
+  const x = await inputOf(png, 32);
+  E.integratedGradients(model, x, { target: 0, steps: 512 }).attributions.dispose(); // warm
+  const t0 = performance.now();
+  E.integratedGradients(model, x, { target: 0, steps: 512 }).attributions.dispose();
+  const perImage = Math.max(performance.now() - t0, 0.1);
+  x.dispose();
+  const n = Math.min(512, Math.max(1, Math.ceil(ms / perImage)));
+  return JSON.stringify({ instances: Array(n).fill(png.toString('base64')) });
+}
+
 function expectMemoryAt(before: kiln.MemoryInfo): void {
   gc();
   const after = kiln.memory();
@@ -422,13 +438,14 @@ describe('serve: explanations', function () {
   describe('on a worker thread', () => {
     it('answers predictions while a long explanation runs on the worker; the main thread would answer them after it', async () => {
       const png = await image(7);
+      const longBody = await slowExplainBody(model, 1000); // five predictions take a few ms each
       for (const explainThread of ['worker', 'main'] as const) {
         const s = await serve(model, { ...opts, port: 0, explainThread });
         try {
           expect((await post(`${s.url}/explanations?method=saliency&format=json`, png)).status).to.equal(200); // the worker has started
           const t0 = performance.now();
           let explainedAt = 0;
-          const long = post(`${s.url}/explanations?method=ig&steps=512&format=json`, png).then((r) => ((explainedAt = performance.now() - t0), r));
+          const long = post(`${s.url}/explanations?method=ig&steps=512&format=json`, longBody, 'application/json').then((r) => ((explainedAt = performance.now() - t0), r));
           while (!s.endpoint().explainQueue.busy) await tick(); // it has started
           const predictedAt: number[] = [];
           for (let i = 0; i < 5; i++) {
@@ -450,14 +467,12 @@ describe('serve: explanations', function () {
       const ep = s.endpoint() as unknown as { explainWorker: { alive: boolean; starts: number } };
       try {
         const png = await image(8);
-        const x = await inputOf(png, 32);
-        const nested = kiln.tidy(() => x.squeeze(0).arraySync());
-        x.dispose();
+        const longBody = await slowExplainBody(model, 8000);
         expect((await post(`${s.url}/explanations?method=saliency&format=json`, png)).status).to.equal(200);
         expect(ep.explainWorker.starts).to.equal(1);
-        // 8 images × ig with 512 steps: several seconds of work, stopped after 1 s
+        // ig with 512 steps on enough images for about 8 s of work on this machine, stopped after 1 s
         const t0 = performance.now();
-        const r = await post(`${s.url}/explanations?method=ig&steps=512`, JSON.stringify({ instances: Array(8).fill(nested) }), 'application/json');
+        const r = await post(`${s.url}/explanations?method=ig&steps=512`, longBody, 'application/json');
         const at = performance.now() - t0;
         expect(r.status).to.equal(504);
         expect(r.body.error).to.match(/explanation timed out after 1000 ms \(stopped while running\)/);
