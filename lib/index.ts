@@ -47,6 +47,6 @@ export {
 export * as explain from './explain';
 /** Robustness: FGSM/PGD attacks, adversarial training, TRADES, input-gradient penalty, corruptions, reports. */
 export * as robust from './robust';
-/** Serving: the HTTP inference server with dynamic batching (`kiln serve`), the batcher, Prometheus metrics. */
+/** Serving: the HTTP and gRPC inference server with dynamic batching (`kiln serve`), the batcher, Prometheus metrics. */
 export * as serving from './serve';
 export { serve, Server, ServeOptions, ServerOptions, DynamicBatcher, BatcherOptions } from './serve';

@@ -6,8 +6,10 @@
 #   2. The same with CUDA 12.4's runtime headers (trixie's non-free nvidia-cuda-dev, headers only) and
 #      KILN_WITH_CUDA_GRAPHS: the CUDA-graph code only a CUDA build compiles (KILN_CHECK_CUDA=0 skips it).
 #   3. A pinned newer libtorch-dev from Debian sid (KILN_TORCH_NEW, default 2.14.1+dfsg-1), C++20 as its headers
-#      require, every source with the CUDA-graph code on: the newest API. Sid keeps only its latest upload, so
-#      once it moves on this pass says it is skipped until the pin is updated (KILN_TORCH_NEW=none skips it).
+#      require, every source with the CUDA-graph code on: the newest API. The CUDA headers of this pass are the
+#      machine's own toolkit when it has one (CUDA_HOME, else /usr/local/cuda: CUDA 13 on these machines, as on
+#      the GPU machine), else pass 2's. Sid keeps only its latest upload, so once it moves on this pass says it is
+#      skipped until the pin is updated (KILN_TORCH_NEW=none skips it).
 # Exit: 0 compiled, 1 a compile error, 2 trixie's headers could not be fetched (no Debian archive access).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,16 +75,21 @@ cuda="$cache/cuda"
 [ -d "$cuda/usr" ] && mkdir -p "$cuda/root" && mv "$cuda/usr" "$cuda/root/" # the first layout of this cache
 cudainc="$cuda/root/usr/include"
 cudaflags=()
+# a CPU-only libtorch-dev lacks the one header its CUDA build generates
+mkdir -p "$cache/cuda-overlay/c10/cuda/impl"
+printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' > "$cache/cuda-overlay/c10/cuda/impl/cuda_cmake_macros.h"
+cudaVersion() { # "13.0" for the CUDA runtime headers under $1
+  local cv
+  cv=$(grep -oP '#define CUDART_VERSION\s+\K\d+' "$1/cuda_runtime_api.h")
+  echo "$((cv / 1000)).$((cv % 1000 / 10))"
+}
 if [ "${KILN_CHECK_CUDA:-1}" = 0 ]; then
   echo "check-torch2: CUDA-graph passes skipped (KILN_CHECK_CUDA=0)"
 elif [ -f "$cudainc/cuda_runtime_api.h" ] || fetch "$cuda" "deb http://deb.debian.org/debian $suite non-free" nvidia-cuda-dev './usr/include/*'; then
-  # a CPU-only libtorch-dev lacks the one header its CUDA build generates
-  mkdir -p "$cache/cuda-overlay/c10/cuda/impl"
-  printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' > "$cache/cuda-overlay/c10/cuda/impl/cuda_cmake_macros.h"
-  cv=$(grep -oP '#define CUDART_VERSION\s+\K\d+' "$cudainc/cuda_runtime_api.h")
   cudaflags=(-DKILN_WITH_CUDA_GRAPHS=1 -I"$cache/cuda-overlay" -I"$cudainc")
+  cudalabel=" + CUDA $(cudaVersion "$cudainc") headers, CUDA graphs on"
   # only the sources with CUDA-only code differ in this pass
-  check "$cache/root" c++17 " + CUDA $((cv / 1000)).$((cv % 1000 / 10)) headers, CUDA graphs on" "$(grep -l KILN_WITH_CUDA_GRAPHS "$top"/native/*.cc | tr '\n' ' ')" "${cudaflags[@]}"
+  check "$cache/root" c++17 "$cudalabel" "$(grep -l KILN_WITH_CUDA_GRAPHS "$top"/native/*.cc | tr '\n' ' ')" "${cudaflags[@]}"
 else
   echo "check-torch2: CUDA-graph passes skipped (Debian $suite's non-free nvidia-cuda-dev could not be fetched)"
 fi
@@ -93,7 +100,14 @@ if [ "$newer" = none ]; then
 else
   newdir="$cache/sid-$newer"
   if [ -f "$newdir/root/usr/include/torch/csrc/api/include/torch/torch.h" ] || fetch "$newdir" "deb http://deb.debian.org/debian sid main" "libtorch-dev=$newer"; then
-    check "$newdir/root" c++20 "${cudaflags:+ + CUDA headers, CUDA graphs on}" "$all" "${cudaflags[@]}"
+    newflags=("${cudaflags[@]}") newlabel=${cudalabel:-}
+    for d in "${CUDA_HOME:-}" /usr/local/cuda; do # the machine's own CUDA toolkit, the GPU machine's major version
+      if [ "${KILN_CHECK_CUDA:-1}" != 0 ] && [ -n "$d" ] && [ -f "$d/include/cuda_runtime_api.h" ]; then
+        newflags=(-DKILN_WITH_CUDA_GRAPHS=1 -I"$cache/cuda-overlay" -I"$d/include") newlabel=" + CUDA $(cudaVersion "$d/include") headers ($d), CUDA graphs on"
+        break
+      fi
+    done
+    check "$newdir/root" c++20 "$newlabel" "$all" "${newflags[@]}"
   else
     echo "check-torch2: newer-libtorch pass skipped (Debian sid no longer has libtorch-dev $newer; set KILN_TORCH_NEW to its current version)"
   fi

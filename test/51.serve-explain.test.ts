@@ -84,9 +84,10 @@ function answerOf(sock: net.Socket): Promise<{ status: number; text: string }> {
 async function slowExplainBody(model: kiln.nn.Module, ms: number): Promise<string> {
   const png = await image(8);
   const x = await inputOf(png, 32);
-  E.integratedGradients(model, x, { target: 0, steps: 512 }).attributions.dispose(); // warm
+  const ig = () => kiln.tidy(() => void E.integratedGradients(model, x, { target: 0, steps: 512 }));
+  ig(); // warm
   const t0 = performance.now();
-  E.integratedGradients(model, x, { target: 0, steps: 512 }).attributions.dispose();
+  ig();
   const perImage = Math.max(performance.now() - t0, 0.1);
   x.dispose();
   const n = Math.min(512, Math.max(1, Math.ceil(ms / perImage)));

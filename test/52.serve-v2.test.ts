@@ -3,21 +3,13 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { expect } from 'chai';
-import sharp from 'sharp';
 import * as kiln from '../lib';
 import { Server, serve, BatchModel } from '../lib/serve';
-import { expectClose, gc, startKilnServe } from './helpers';
+import { expectClose, expectFlatMemory, startKilnServe, seededPng as image, directOutputs as direct } from './helpers';
 
 const CLASSES = ['circle', 'square', 'triangle'];
 const MEAN = [0.5, 0.45, 0.4], STD = [0.25, 0.2, 0.3];
 const S = 16;
-
-/** A seeded RGB PNG of w×h. */
-function image(seed: number, w = 20, h = 24): Promise<Buffer> {
-  const raw = Buffer.alloc(w * h * 3);
-  for (let i = 0; i < raw.length; i++) raw[i] = (i * (seed + 3) * 2654435761) >>> 24;
-  return sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
-}
 
 /** POSTs (or GETs) and returns status, headers and the JSON answer. */
 async function call(u: string, body?: unknown, { method = body === undefined ? 'GET' : 'POST', type = 'application/json', headers = {} as Record<string, string> } = {}) {
@@ -58,15 +50,6 @@ describe('serve: Open Inference Protocol (v2)', function () {
     model.dispose();
     model2.dispose();
   });
-
-  /** Softmax probabilities and logits of a direct `model.call` on `x`. */
-  function direct(m: kiln.nn.Module, x: kiln.Tensor): { probs: number[]; logits: number[] } {
-    const [l, p] = kiln.tidy(() => kiln.noGrad(() => { const y = m.call(x); return [y, y.softmax(1)]; }));
-    const out = { probs: Array.from(p.dataSync() as Float32Array), logits: Array.from(l.dataSync() as Float32Array) };
-    l.dispose();
-    p.dispose();
-    return out;
-  }
 
   it('answers server metadata, liveness, readiness, model metadata and model readiness', async () => {
     expect((await call(`${url}/v2`)).body).to.deep.equal({ name: 'kiln', version: kiln.info().kilnVersion, extensions: ['classification', 'binary_tensor_data'] });
@@ -195,7 +178,7 @@ describe('serve: Open Inference Protocol (v2)', function () {
       ['bad JSON', call(u, '{"inputs": ['), 400, /malformed JSON/],
       ['media type', call(u, 'x=1', { type: 'application/x-www-form-urlencoded' }), 415, /unsupported media type/],
       ['binary header', call(u, Buffer.from('{}'), { type: 'application/octet-stream' }), 400, /Inference-Header-Content-Length/],
-      ['binary sizes', call(u, Buffer.concat([Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, S, S], datatype: 'FP32', parameters: { binary_data_size: 8 } }] })), Buffer.alloc(8)]), { type: 'application/octet-stream', headers: { 'inference-header-content-length': String(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, S, S], datatype: 'FP32', parameters: { binary_data_size: 8 } }] }).length) } }), 400, /needs 3072 bytes, binary_data_size is 8/],
+      ['binary sizes', call(u, Buffer.concat([Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, S, S], datatype: 'FP32', parameters: { binary_data_size: 8 } }] })), Buffer.alloc(8)]), { type: 'application/octet-stream', headers: { 'inference-header-content-length': String(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, S, S], datatype: 'FP32', parameters: { binary_data_size: 8 } }] }).length) } }), 400, /needs 3072 bytes, the raw data holds 8/],
       ['too large', call(u, { inputs: [{ ...good, data: new Array(60000).fill(0.5) }] }), 413, /too large/],
       ['unknown model', call(`${url}/v2/models/nope/infer`, { inputs: [good] }), 404, /no model named 'nope'/],
       ['unknown version', call(`${url}/v2/models/shapes/versions/9/infer`, { inputs: [good] }), 404, /no version '9'/],
@@ -250,16 +233,7 @@ describe('serve: Open Inference Protocol (v2)', function () {
       { inputs: [{ ...fp32(x), shape: [1, 3, S, S] }] },
     ];
     const round = () => Promise.all(bodies.map((b) => call(`${url}/v2/models/shapes/infer`, b)));
-    await round();
-    gc();
-    await new Promise((r) => setImmediate(r));
-    gc();
-    const before = kiln.memory();
-    for (let i = 0; i < 10; i++) await round();
-    gc();
-    const after = kiln.memory();
-    expect(after.numTensors, 'live tensors').to.equal(before.numTensors);
-    expect(after.cpuBytes, 'live CPU bytes').to.equal(before.cpuBytes);
+    await expectFlatMemory(round);
     x.dispose();
   });
 

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, ChildProcess } from 'child_process';
 import { expect } from 'chai';
+import sharp from 'sharp';
 import * as kiln from '../lib';
 
 /** Flattens nested arrays of numbers (or booleans) into one array. */
@@ -300,3 +301,36 @@ export function startKilnServe(args: string[], ready = /listening on (http:\/\/\
   });
 }
 
+
+/** A seeded RGB PNG of w×h (the serving tests' request images). */
+export function seededPng(seed: number, w = 20, h = 24): Promise<Buffer> {
+  const raw = Buffer.alloc(w * h * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = (i * (seed + 3) * 2654435761) >>> 24;
+  return sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+}
+
+/** Softmax probabilities and logits of a direct `m.call(x)` (no grad), as flat arrays. */
+export function directOutputs(m: kiln.nn.Module, x: kiln.Tensor): { probs: number[]; logits: number[] } {
+  const [l, p] = kiln.tidy(() => kiln.noGrad(() => { const y = m.call(x); return [y, y.softmax(1)]; }));
+  const out = { probs: Array.from(p.dataSync() as Float32Array), logits: Array.from(l.dataSync() as Float32Array) };
+  l.dispose();
+  p.dispose();
+  return out;
+}
+
+/**
+ * Runs `round` once (warm-up), then `times` more, and expects the same live tensors and CPU bytes after as before
+ * (garbage collected around, so that what earlier tests left to finalizers does not count).
+ */
+export async function expectFlatMemory(round: () => Promise<unknown>, times = 10): Promise<void> {
+  await round();
+  gc();
+  await new Promise((r) => setImmediate(r));
+  gc();
+  const before = kiln.memory();
+  for (let i = 0; i < times; i++) await round();
+  gc();
+  const after = kiln.memory();
+  expect(after.numTensors, 'live tensors').to.equal(before.numTensors);
+  expect(after.cpuBytes, 'live CPU bytes').to.equal(before.cpuBytes);
+}

@@ -10,6 +10,7 @@ import { serve, Server, ModelSpec } from '../serve/server';
 import { FlagSpec, UsageError } from './args';
 import { loadTrained } from './inference';
 import { IMAGE_METHODS } from '../explain/image';
+import { OPEN_INFERENCE_PROTO } from '../serve/grpc-proto';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
@@ -20,6 +21,9 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   host: { type: 'string', default: '127.0.0.1', help: 'interface to listen on (0.0.0.0: all)' },
   port: { type: 'int', min: 0, max: 65535, default: 8080, help: 'TCP port (0: any free port)' },
   'management-port': { type: 'int', min: 0, max: 65535, help: 'turn the management API on, on this port (0: any free port): POST /models?url=DIR, DELETE /models/<name>, PUT /models/<name>/<version>/set-default (default: off)' },
+  'grpc-port': { type: 'int', min: 0, max: 65535, help: "turn the Open Inference Protocol's gRPC service on (KServe v2 / Triton clients), on this port (0: any free port; default: off)" },
+  'grpc-host': { type: 'string', help: 'interface of the gRPC service (default: --host)' },
+  'print-proto': { type: 'boolean', help: "print the gRPC service's .proto (package inference) for generating clients, and exit" },
   'management-host': { type: 'string', default: '127.0.0.1', help: 'interface of the management API (it loads models from paths: keep it local)' },
   'model-store': { type: 'string', help: "folder the management API's url= paths resolve against; paths outside it are refused", meta: 'dir' },
   'max-batch': { type: 'int', min: 1, default: 32, help: 'most images per model batch' },
@@ -108,10 +112,17 @@ async function loadModels(flags: ModelFlag[], device: Device, runtime: 'libtorch
 
 /** Runs `kiln serve` until SIGINT or SIGTERM, then drains in-flight requests and resolves to 0. */
 export async function serveCommand(f: Flags, log: (s: string) => void, lists: Record<string, string[]> = {}): Promise<number> {
+  if (f['print-proto']) {
+    process.stdout.write(OPEN_INFERENCE_PROTO);
+    return 0;
+  }
   const device = f.device as Device;
   if (f.precision === 'fp16' && device !== 'cuda') throw new UsageError('--precision fp16 needs --device cuda (on the CPU use bf16)');
   const mport = f['management-port'] as number | undefined;
   if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`--management-port must differ from --port (both ${mport})`);
+  const gport = f['grpc-port'] as number | undefined;
+  if (gport !== undefined && gport !== 0 && (gport === f.port || gport === mport)) throw new UsageError(`--grpc-port must differ from --port and --management-port (${gport})`);
+  if (f['grpc-host'] !== undefined && gport === undefined) throw new UsageError('--grpc-host needs --grpc-port');
   const flags = parseModelFlags(lists.model ?? (f.model === undefined ? [] : [String(f.model)]), String(f.name), mport !== undefined);
   const runtime = f.runtime as 'libtorch' | 'onnx';
   if (runtime === 'onnx' && (device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs']))
@@ -123,6 +134,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
     server = await serve({
       models, host: String(f.host), port: f.port as number, device, top: f.top as number,
       managementPort: mport, managementHost: String(f['management-host']), modelStore: f['model-store'] as string | undefined,
+      grpcPort: gport, grpcHost: f['grpc-host'] === undefined ? undefined : String(f['grpc-host']),
       maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number, maxQueue: f['max-queue'] as number,
       maxBodyBytes: f['max-body'] as number, timeoutMs: f['timeout-ms'] as number,
       precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'], cudaGraphs: !!f['cuda-graphs'],
@@ -130,6 +142,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { port?: number };
+    if (err.code === 'GRPC_BIND') throw new UsageError(`--grpc-port ${gport}: ${err.message}`);
     const [flag, host] = mport !== undefined && err.port === mport && err.port !== f.port ? ['--management-port', f['management-host']] : ['--port', f.host];
     const p = err.port ?? f.port;
     if (err.code === 'EADDRINUSE') throw new UsageError(`${flag} ${p}: address ${host}:${p} is already in use`);
@@ -147,6 +160,7 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   const explain = f.explanations !== false ? `, POST /explanations${one}?method=${IMAGE_METHODS.join('|')} (PNG heat map or JSON)` : '';
   log(`kiln: listening on ${s.url} — POST ${s.url}/predictions${one} (image bytes or JSON)${explain}, GET /health /ready /metrics /models; Ctrl-C stops`);
   log(`kiln: Open Inference Protocol (KServe v2) — POST ${s.url}/v2/models/${names.length === 1 ? names[0] : '<name>'}/infer, GET /v2 /v2/health/ready /v2/models/<name>[/ready]`);
+  if (gport !== undefined) log(`kiln: Open Inference Protocol over gRPC on ${s.grpcAddress} — inference.GRPCInferenceService/ModelInfer, ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata (kiln serve --print-proto)`);
   if (mport !== undefined) log(`kiln: management API on ${s.managementUrl} — POST /models?url=DIR&model_name=NAME, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -28,10 +28,14 @@ export { ExplainQueue, explainRequest, checkExplainable, EXPLAIN_FORMATS, MAX_EX
 export type { ExplainRequest, ExplanationJson } from './explain';
 export type { ExplainResult } from './endpoint';
 /** The Open Inference Protocol (KServe v2 / Triton REST): routes, model metadata, inference request parsing. */
-export { dispatchV2, modelMetadata, V2_EXTENSIONS, V2_PLATFORM } from './v2';
-export type { V2Host } from './v2';
-export { parseInferRequest, checkInferMediaType, V2_INPUT, V2_OUTPUTS, V2_INPUT_DATATYPES } from './v2-request';
-export type { V2Request, V2OutputRequest } from './v2-request';
+export { dispatchV2, modelMetadata, outputValues, rawOutput, V2_EXTENSIONS, V2_PLATFORM } from './v2';
+export type { V2Host, V2OutputValues } from './v2';
+export { parseInferRequest, parseOutputs, inputTensor, checkInferMediaType, V2_INPUT, V2_OUTPUTS, V2_INPUT_DATATYPES } from './v2-request';
+export type { V2Request, V2OutputRequest, V2InputData } from './v2-request';
+/** The Open Inference Protocol over gRPC (`grpcPort`): the service, its .proto, a promise-returning client. */
+export { GrpcInference, grpcClient, grpcService, grpcStatus, GRPC_METHODS } from './grpc';
+export type { InferenceClient, GrpcCallOptions, GrpcMethod } from './grpc';
+export { OPEN_INFERENCE_PROTO } from './grpc-proto';
 /** Request parsing and preprocessing (decode → resize → normalise), and the HTTP error type. */
 export { Preprocessor, HttpError, IMAGE_CONTENT_TYPES } from './inputs';
 export type { InputSpec } from './inputs';

@@ -36,6 +36,10 @@ export class ServerMetrics {
   readonly explanations = this.registry.register(new Counter('kiln_explanations_total', 'Explanation requests by model, version, method and status code.'));
   /** explanation latency by model, version and method */
   readonly explainLatency = this.registry.register(new Histogram('kiln_explanation_duration_seconds', 'Time from an explanation request to its answer, by model, version and method.', LATENCY_BUCKETS));
+  /** gRPC calls by method and status code (and model and version where one was reached) */
+  readonly grpcRequests = this.registry.register(new Counter('kiln_grpc_requests_total', 'gRPC calls (Open Inference Protocol) by method and status code (and model and version where one was reached).'));
+  /** gRPC call latency by method (and model and version) */
+  readonly grpcLatency = this.registry.register(new Histogram('kiln_grpc_request_duration_seconds', 'Time from a gRPC call to its answer, by method (and model and version).', LATENCY_BUCKETS));
   private sources: () => MetricsSource[] = () => [];
   private inflight: () => number = () => 0;
   private readonly tensors: Gauge;
@@ -48,7 +52,7 @@ export class ServerMetrics {
     r.register(new Gauge('kiln_queue_depth', 'Images waiting for a batch, by model and version.', perModel((b) => b.queueDepth)));
     r.register(new Gauge('kiln_explain_queue_depth', 'Explanation requests waiting (one runs at a time), by model and version.',
       () => this.sources().map((s) => ({ labels: modelLabels(s), value: s.explainQueue?.depth ?? 0 }))));
-    r.register(new Gauge('kiln_inflight_requests', 'HTTP requests being handled.', () => this.inflight()));
+    r.register(new Gauge('kiln_inflight_requests', 'HTTP requests and gRPC calls being handled.', () => this.inflight()));
     r.register(new Gauge('kiln_inflight_batches', 'Batches running on the model, by model and version.', perModel((b) => b.inFlightBatches)));
     // set from one memory() call per scrape (render)
     this.tensors = r.register(new Gauge('kiln_tensors_alive', 'Live Kiln tensor handles in the process.'));
@@ -67,6 +71,13 @@ export class ServerMetrics {
     const extra = model ? modelLabels(model) : {};
     this.requests.inc({ route, method, status: String(status), ...extra });
     this.latency.observe(seconds, { route, ...extra });
+  }
+
+  /** Records one answered gRPC call (`code`: the status's name, e.g. 'OK', 'INVALID_ARGUMENT'). */
+  grpc(method: string, code: string, seconds: number, model?: { name: string; version: string }): void {
+    const extra = model ? modelLabels(model) : {};
+    this.grpcRequests.inc({ method, code, ...extra });
+    this.grpcLatency.observe(seconds, { method, ...extra });
   }
 
   /** Records one answered explanation request of a model version (`method` as the request named it). */
@@ -90,7 +101,7 @@ export class ServerMetrics {
    */
   forget(model: { name: string; version: string }): void {
     const labels = modelLabels(model);
-    for (const m of [this.requests, this.latency, this.images, this.batchSize, this.batchLatency, this.batchErrors, this.explanations, this.explainLatency]) m.drop(labels);
+    for (const m of [this.requests, this.latency, this.grpcRequests, this.grpcLatency, this.images, this.batchSize, this.batchLatency, this.batchErrors, this.explanations, this.explainLatency]) m.drop(labels);
   }
 
   /** The Prometheus text of every metric (reads the tensor memory once). */

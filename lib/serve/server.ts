@@ -15,6 +15,7 @@
  *        the Open Inference Protocol (KServe v2 / Triton REST; v2.ts), through the same batcher; errors {"error"} only
  *   GET  /health (liveness), /ready (readiness: 200 when every registered model is loaded and none is draining),
  *        /metrics (Prometheus text), /models, /models/<name>[/<version>], /v1/models[/<name>[/versions/<version>]].
+ * gRPC (with `grpcPort`): the Open Inference Protocol's GRPCInferenceService on its own port, through the same batchers (grpc.ts).
  * The management API (POST /models, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default) is
  * on its own port, off unless `managementPort` is given, on 127.0.0.1 by default (see management.ts).
  * Errors are JSON {"error": message, "code": CODE}: 400 malformed JSON / undecodable image / wrong shape / no model
@@ -33,6 +34,7 @@ import { Route, parseRoute } from './routes';
 import { managementRoutes } from './management';
 import { InFlight, allowOnly, createHttpServer, json, listenOn, toHttpError, urlOf } from './http';
 import { V2Host, dispatchV2 } from './v2';
+import { GrpcInference } from './grpc';
 import { info } from '../info';
 
 /** A model to serve: the model itself, or `{ model | path, ...options }` (`path`: a folder written by `kiln train`). */
@@ -52,6 +54,10 @@ export interface ServerOptions extends RuntimeOptions {
   host?: string;
   /** TCP port (default 8080; 0 picks a free one) */
   port?: number;
+  /** TCP port of the Open Inference Protocol's gRPC service (default: none, gRPC is off; 0 picks a free one; see grpc.ts) */
+  grpcPort?: number;
+  /** interface of the gRPC service (default: `host`) */
+  grpcHost?: string;
   /** TCP port of the management API (default: none, the API is off; 0 picks a free one) */
   managementPort?: number;
   /** interface of the management API (default '127.0.0.1': it loads models from paths, keep it off the network) */
@@ -111,12 +117,16 @@ export class Server {
   readonly http: http.Server;
   /** the management API's listener (null when it is off) */
   readonly managementHttp: http.Server | null;
+  /** the gRPC listener (null when it is off) */
+  readonly grpc: GrpcInference | null;
   readonly maxBodyBytes: number;
   private readonly defaults: RuntimeOptions;
   private readonly host: string;
   private readonly port: number;
   private readonly managementPort: number | undefined;
   private readonly managementHost: string;
+  private readonly grpcPort: number | undefined;
+  private readonly grpcHost: string;
   private readonly retryAfter: number;
   private readonly requests = new InFlight();
   private listening = false;
@@ -138,6 +148,9 @@ export class Server {
     this.port = port(options.port ?? 8080, 'port');
     this.managementPort = options.managementPort === undefined ? undefined : port(options.managementPort, 'managementPort');
     this.managementHost = options.managementHost ?? '127.0.0.1';
+    this.grpcPort = options.grpcPort === undefined ? undefined : port(options.grpcPort, 'grpcPort');
+    this.grpcHost = options.grpcHost ?? this.host;
+    if (typeof this.grpcHost !== 'string') throw invalidParameterError('grpcHost', 'an interface address', this.grpcHost);
     if (options.modelStore !== undefined && typeof options.modelStore !== 'string') throw invalidParameterError('modelStore', 'a folder path', options.modelStore);
     this.defaults = Object.fromEntries(RUNTIME_KEYS.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]));
     try {
@@ -155,6 +168,7 @@ export class Server {
     this.metrics.bind(() => this.registry.endpoints(), () => this.requests.count);
     this.http = createHttpServer(this.handle);
     this.managementHttp = this.managementPort === undefined ? null : createHttpServer(this.handler(managementRoutes(this, options.modelStore)));
+    this.grpc = this.grpcPort === undefined ? null : new GrpcInference(this.v2, this.requests, { maxReceiveBytes: this.maxBodyBytes });
   }
 
   /** The URL the server listens on (after `listen()`). */
@@ -166,6 +180,14 @@ export class Server {
   get managementUrl(): string {
     if (!this.managementHttp) throw new KilnError('the management API is off: give managementPort to turn it on', 'INVALID_ARGUMENT');
     return urlOf(this.managementHttp, 'the management API');
+  }
+
+  /** The gRPC service's address, `host:port`, as gRPC clients take it (after `listen()`; throws when it is off). */
+  get grpcAddress(): string {
+    if (!this.grpc) throw new KilnError('gRPC is off: give grpcPort to turn it on', 'INVALID_ARGUMENT');
+    if (this.grpc.boundPort === 0) throw new KilnError('the server is not listening yet: call listen() first', 'INVALID_ARGUMENT');
+    const h = this.grpcHost === '0.0.0.0' || this.grpcHost === '::' ? '127.0.0.1' : this.grpcHost;
+    return `${h.includes(':') ? `[${h}]` : h}:${this.grpc.boundPort}`;
   }
 
   /** The batcher of the served model's default version (with several models, use `endpoint(name).batcher`). */
@@ -184,6 +206,7 @@ export class Server {
     for (const ep of this.registry.endpoints()) if (ep.state === 'loading') await this.load(ep);
     await listenOn(this.http, this.port, this.host);
     if (this.managementHttp) await listenOn(this.managementHttp, this.managementPort!, this.managementHost);
+    if (this.grpc) await this.grpc.listen(this.grpcPort!, this.grpcHost);
     this.listening = true;
     return this.url;
   }
@@ -228,9 +251,11 @@ export class Server {
       const servers = [this.http, ...(this.managementHttp ? [this.managementHttp] : [])];
       const closed = servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())));
       for (const s of servers) s.closeIdleConnections();
+      const grpcClosed = this.grpc?.close(); // refuses new calls, answers those in flight
       await this.requests.idle();
       await Promise.all(this.registry.all().map((ep) => this.retire(ep)));
       for (const s of servers) s.closeAllConnections();
+      if (this.grpc) await this.grpc.settle(grpcClosed!, 2000); // the last answers written, then its connections ended
       await Promise.all(closed);
     })();
     return this.closing;

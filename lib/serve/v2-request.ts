@@ -115,25 +115,30 @@ function bytesElements(b: Buffer, what: string): Buffer[] {
   return out;
 }
 
-/** The input: FP32 [N, C, H, W] normalised data or BYTES [N] encoded images, as one float32 batch. */
-async function parseInput(ep: ModelEndpoint, v: unknown, cursor: BinaryCursor): Promise<Tensor> {
-  const what = 'inputs[0]';
-  if (!isObject(v)) throw bad(`${what}: expected an object {"name", "shape", "datatype", "data"}, got ${describe(v)}`);
+/**
+ * One input tensor as a transport carries it: its name, datatype and shape, and its elements as JSON values (numbers,
+ * or base64 strings for BYTES), raw little-endian bytes (BYTES: each element a 4-byte length, then its bytes), or
+ * encoded images (gRPC's bytes_contents).
+ */
+export interface V2InputData {
+  name: unknown;
+  datatype: unknown;
+  shape: unknown;
+  data: { values: unknown[] } | { raw: Buffer } | { images: Buffer[] };
+}
+
+/** The input as one float32 batch: FP32 [N, C, H, W] normalised data or BYTES [N] encoded images (preprocessed). */
+export async function inputTensor(ep: ModelEndpoint, v: V2InputData, what: string): Promise<Tensor> {
   if (v.name !== V2_INPUT) throw bad(`${what}.name: model '${ep.name}' takes one input named '${V2_INPUT}', got ${describe(v.name)}`);
-  const { datatype, shape } = v;
+  const { datatype, shape, data } = v;
   if (typeof datatype !== 'string' || !(V2_INPUT_DATATYPES as readonly string[]).includes(datatype))
     throw bad(`${what}.datatype: expected 'FP32' (normalised [N, C, H, W] data) or 'BYTES' (encoded images), got ${describe(datatype)}`, 'BAD_DATATYPE');
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
     throw bad(`${what}.shape: expected an array of non-negative integers, got ${Array.isArray(shape) ? `[${shape.join(', ')}]` : describe(shape)}`, 'BAD_SHAPE');
-  const p = params(v.parameters, `${what}.parameters`);
-  const raw = p.binary_data_size !== undefined ? cursor.take(p.binary_data_size, what) : null;
-  if (raw && v.data !== undefined) throw bad(`${what}: give either "data" or parameters.binary_data_size, not both`);
-  if (!raw && !Array.isArray(v.data)) throw bad(`${what}.data: expected an array (row-major, flat or nested), got ${describe(v.data)}`);
-  const data = raw ? null : (v.data as unknown[]).flat(Infinity);
   const [c, h, w] = ep.preprocessor.shape;
   if (datatype === 'BYTES') {
     if (shape.length !== 1 || shape[0] < 1) throw bad(`${what}.shape: BYTES inputs are encoded images of shape [N] (N ≥ 1), got [${shape.join(', ')}]`, 'BAD_SHAPE');
-    const images = raw ? bytesElements(raw, what) : data!.map((s, i) => {
+    const images = 'images' in data ? data.images : 'raw' in data ? bytesElements(data.raw, what) : data.values.map((s, i) => {
       if (typeof s !== 'string') throw bad(`${what}.data[${i}]: expected a base64 string (an encoded image), got ${describe(s)}`, 'BAD_INPUT');
       return fromBase64(s, `${what}.data[${i}]`);
     });
@@ -147,16 +152,19 @@ async function parseInput(ep: ModelEndpoint, v: unknown, cursor: BinaryCursor): 
   }
   if (shape.length !== 4 || shape[0] < 1 || shape[1] !== c || shape[2] !== h || shape[3] !== w)
     throw bad(`${what}.shape: model '${ep.name}' takes FP32 [N, ${c}, ${h}, ${w}] (N ≥ 1), got [${shape.join(', ')}]`, 'BAD_SHAPE');
+  if ('images' in data) throw bad(`${what}: FP32 data goes in fp32_contents or raw_input_contents, not bytes_contents`, 'BAD_INPUT');
   const count = shape[0] * c * h * w;
   let values: Float32Array;
-  if (raw) {
-    if (raw.length !== count * 4) throw bad(`${what}: shape [${shape.join(', ')}] FP32 needs ${count * 4} bytes, binary_data_size is ${raw.length}`, 'BAD_SHAPE');
-    values = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length)); // little-endian, as the extension says
+  if ('raw' in data) {
+    const raw = data.raw;
+    if (raw.length !== count * 4) throw bad(`${what}: shape [${shape.join(', ')}] FP32 needs ${count * 4} bytes, the raw data holds ${raw.length}`, 'BAD_SHAPE');
+    values = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length)); // little-endian, as the protocol says
   } else {
-    if (data!.length !== count) throw bad(`${what}: shape [${shape.join(', ')}] needs ${count} values, the data holds ${data!.length}`, 'BAD_SHAPE');
+    const list = data.values;
+    if (list.length !== count) throw bad(`${what}: shape [${shape.join(', ')}] needs ${count} values, the data holds ${list.length}`, 'BAD_SHAPE');
     values = new Float32Array(count);
     for (let i = 0; i < count; i++) {
-      const x = data![i];
+      const x = list[i];
       if (typeof x !== 'number') throw bad(`${what}.data: element ${i} is ${describe(x)}, expected a number`, 'BAD_INPUT');
       values[i] = x;
     }
@@ -165,8 +173,19 @@ async function parseInput(ep: ModelEndpoint, v: unknown, cursor: BinaryCursor): 
   return tensor(values, { shape: [shape[0], c, h, w] });
 }
 
+/** The REST input object: its data from "data" or, with parameters.binary_data_size, from the binary part. */
+function parseInput(ep: ModelEndpoint, v: unknown, cursor: BinaryCursor): Promise<Tensor> {
+  const what = 'inputs[0]';
+  if (!isObject(v)) throw bad(`${what}: expected an object {"name", "shape", "datatype", "data"}, got ${describe(v)}`);
+  const p = params(v.parameters, `${what}.parameters`);
+  const raw = p.binary_data_size !== undefined ? cursor.take(p.binary_data_size, what) : null;
+  if (raw && v.data !== undefined) throw bad(`${what}: give either "data" or parameters.binary_data_size, not both`);
+  if (!raw && !Array.isArray(v.data)) throw bad(`${what}.data: expected an array (row-major, flat or nested), got ${describe(v.data)}`);
+  return inputTensor(ep, { name: v.name, datatype: v.datatype, shape: v.shape, data: raw ? { raw } : { values: (v.data as unknown[]).flat(Infinity) } }, what);
+}
+
 /** The outputs asked for: both FP32 outputs by default, or the "outputs" list with its parameters. */
-function parseOutputs(v: unknown, binaryDefault: boolean, numClasses: number): V2OutputRequest[] {
+export function parseOutputs(v: unknown, binaryDefault: boolean, numClasses: number): V2OutputRequest[] {
   if (v === undefined) return V2_OUTPUTS.map((name) => ({ name, binary: binaryDefault }));
   if (!Array.isArray(v) || v.length === 0) throw bad(`outputs: expected a non-empty array of {"name", "parameters"?}, got ${describe(v)}`);
   const seen = new Set<string>();

@@ -17,7 +17,7 @@ import { modelLabels, ServerMetrics } from './server-metrics';
 import type { ModelEndpoint } from './endpoint';
 import type { ModelRegistry } from './registry';
 import type { RequestContext } from './server';
-import { V2Request, V2_INPUT, V2_OUTPUTS, checkInferMediaType, parseInferRequest } from './v2-request';
+import { V2OutputRequest, V2_INPUT, V2_OUTPUTS, checkInferMediaType, parseInferRequest } from './v2-request';
 
 /** The extensions reported by GET /v2. */
 export const V2_EXTENSIONS = ['classification', 'binary_tensor_data'];
@@ -49,15 +49,37 @@ export function modelMetadata(registry: ModelRegistry, ep: ModelEndpoint): Recor
   };
 }
 
-/** One response output: its JSON object and, with binary_data, its raw bytes. */
-interface Encoded {
-  json: Record<string, unknown>;
-  bytes?: Buffer;
+/** One output's values: FP32 [N, K] floats, or with the classification extension BYTES [N, k] "value:index[:label]" strings. */
+export interface V2OutputValues {
+  name: string;
+  datatype: 'FP32' | 'BYTES';
+  shape: number[];
+  floats?: Float32Array;
+  strings?: string[];
 }
 
-/** BYTES elements for the binary extension: each a 4-byte little-endian length, then the bytes. */
-function bytesBinary(strings: string[]): Buffer {
-  return Buffer.concat(strings.flatMap((s) => {
+/** The values of one requested output of `logits` [N, K] (probabilities or logits, or their top classes). */
+export function outputValues(ep: ModelEndpoint, o: V2OutputRequest, logits: Tensor): V2OutputValues {
+  const n = logits.shape[0];
+  const t = o.name === 'probabilities' ? logits.softmax(1) : logits;
+  try {
+    if (o.classification === undefined) return { name: o.name, datatype: 'FP32', shape: [n, t.shape[1]], floats: (t.dataSync() as Float32Array).slice() };
+    const k = Math.min(o.classification, t.shape[1]);
+    const { values, indices } = tidy(() => t.topk(k, 1));
+    const v = values.dataSync() as Float32Array, idx = indices.dataSync() as BigInt64Array;
+    values.dispose();
+    indices.dispose();
+    const strings = Array.from(idx, (i, j) => `${v[j]}:${i}${ep.classNames[Number(i)] !== undefined ? `:${ep.classNames[Number(i)]}` : ''}`);
+    return { name: o.name, datatype: 'BYTES', shape: [n, k], strings };
+  } finally {
+    if (t !== logits) t.dispose();
+  }
+}
+
+/** An output's elements as raw bytes: FP32 little-endian, BYTES each a 4-byte little-endian length, then its bytes. */
+export function rawOutput(o: V2OutputValues): Buffer {
+  if (o.floats) return Buffer.from(o.floats.buffer, o.floats.byteOffset, o.floats.byteLength);
+  return Buffer.concat(o.strings!.flatMap((s) => {
     const b = Buffer.from(s, 'utf8');
     const n = Buffer.alloc(4);
     n.writeUInt32LE(b.length);
@@ -65,33 +87,12 @@ function bytesBinary(strings: string[]): Buffer {
   }));
 }
 
-/** One output of `logits` [N, K]: the FP32 tensor, or its top classes as "value:index[:label]" strings. */
-function encodeOutput(ep: ModelEndpoint, o: V2Request['outputs'][number], logits: Tensor): Encoded {
-  const n = logits.shape[0];
-  const t = o.name === 'probabilities' ? logits.softmax(1) : logits;
-  try {
-    let shape: number[], datatype: string, data: number[] | string[], bytes: Buffer | undefined;
-    if (o.classification !== undefined) {
-      const k = Math.min(o.classification, t.shape[1]);
-      const { values, indices } = tidy(() => t.topk(k, 1));
-      const v = values.dataSync() as Float32Array, idx = indices.dataSync() as BigInt64Array;
-      values.dispose();
-      indices.dispose();
-      const strings = Array.from(idx, (i, j) => `${v[j]}:${i}${ep.classNames[Number(i)] !== undefined ? `:${ep.classNames[Number(i)]}` : ''}`);
-      [shape, datatype, data] = [[n, k], 'BYTES', strings];
-      if (o.binary) bytes = bytesBinary(strings);
-    } else {
-      const f = t.dataSync() as Float32Array;
-      [shape, datatype, data] = [[n, t.shape[1]], 'FP32', o.binary ? [] : Array.from(f)];
-      if (o.binary) bytes = Buffer.from(f.buffer, f.byteOffset, f.byteLength);
-    }
-    const out: Record<string, unknown> = { name: o.name, datatype, shape };
-    if (bytes) out.parameters = { binary_data_size: bytes.length };
-    else out.data = data;
-    return { json: out, bytes };
-  } finally {
-    if (t !== logits) t.dispose();
-  }
+/** One REST response output: its JSON object and, with binary_data, its raw bytes. */
+function encodeOutput(o: V2OutputRequest, v: V2OutputValues): { json: Record<string, unknown>; bytes?: Buffer } {
+  const out: Record<string, unknown> = { name: v.name, datatype: v.datatype, shape: v.shape };
+  if (!o.binary) return { json: { ...out, data: v.strings ?? Array.from(v.floats!) } };
+  const bytes = rawOutput(v);
+  return { json: { ...out, parameters: { binary_data_size: bytes.length } }, bytes };
 }
 
 /** Writes the inference response: JSON, or JSON followed by the binary outputs (Inference-Header-Content-Length). */
@@ -117,7 +118,7 @@ async function infer(host: V2Host, req: http.IncomingMessage, res: http.ServerRe
       r.input.dispose();
     }
     try {
-      const outs = r.outputs.map((o) => encodeOutput(ep, o, logits));
+      const outs = r.outputs.map((o) => encodeOutput(o, outputValues(ep, o, logits)));
       const doc = { model_name: ep.name, model_version: ep.version, ...(r.id !== undefined ? { id: r.id } : {}), outputs: outs.map((o) => o.json) };
       return { doc, binary: outs.flatMap((o) => (o.bytes ? [o.bytes] : [])), n: logits.shape[0] };
     } finally {
