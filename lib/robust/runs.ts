@@ -53,6 +53,13 @@ export function intOption(v: unknown, dflt: number, what: string, min = 1): numb
   return n as number;
 }
 
+/** A finite number option (`dflt` when undefined) that passes `ok`; else an error naming `what` and saying `expected`. */
+export function numberOption(v: unknown, dflt: number, what: string, ok: (n: number) => boolean, expected: string): number {
+  const n = v ?? dflt;
+  if (typeof n !== 'number' || !Number.isFinite(n) || !ok(n)) throw invalidParameterError(what, expected, v);
+  return n;
+}
+
 /** How many classes the model has (its logits for one image of p). */
 export function classCount(model: Classifier, conv: Converter, p: Tensor): number {
   return noGrad(() => tidy(() => logitsOf(model, conv.toModel(p.narrow(0, 0, 1))).size(1)));
