@@ -141,7 +141,19 @@ describe('cli: kiln command', function () {
     expect(plus.code, plus.stderr).to.equal(0);
     expect(plus.stdout + plus.stderr).to.match(/\(APGD-CE [\d.]+% → APGD-DLR [\d.]+% → FAB [\d.]+% → Square [\d.]+% → (APGD-T [\d.]+% → )?FAB-T [\d.]+%\)/);
     expectUserError(['robust', '--model', dir, '--attack', 'autoattack', '--aa-version', 'extra'], /--aa-version must be one of standard, plus, rand/);
-    expectUserError(['robust', '--model', dir, '--attack', 'fab-l1'], /--attack must be one of pgd, fgsm, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, autoattack, none/);
+    // the minimum-norm attacks: an image counts as fooled within eps; CW is L2 (its default norm here)
+    const mn = kilnCli(['robust', '--model', dir, '--limit', '16', '--attack', 'cw', '--eps', '0.5,2', '--steps', '5', '--corruptions', 'none', '--json']);
+    expect(mn.code, mn.stderr).to.equal(0);
+    const mnRep = JSON.parse(mn.stdout.trim().split('\n').pop()!);
+    expect(mnRep.attacks.map((a: { attack: string; norm: string; steps: number }) => [a.attack, a.norm, a.steps])).to.deep.equal([['cw', 'l2', 5], ['cw', 'l2', 5]]);
+    expect(mnRep.attacks[1].accuracy, 'a larger budget fools at least as many').to.be.at.most(mnRep.attacks[0].accuracy);
+    expect(mn.stderr).to.include('CW-L2 eps 0.500, 5 steps');
+    const df = kilnCli(['robust', '--model', dir, '--limit', '16', '--attack', 'deepfool', '--norm', 'l2', '--eps', '0.5', '--corruptions', 'none']);
+    expect(df.code, df.stderr).to.equal(0);
+    expect(df.stdout + df.stderr).to.match(/DeepFool-L2 eps 0\.500, 50 steps: [\d.]+%/);
+    expectUserError(['robust', '--model', dir, '--attack', 'cw', '--norm', 'linf'], /--attack cw minimises the L2 distance: use --norm l2/);
+    expectUserError(['robust', '--model', dir, '--attack', 'fgsm', '--restarts', '2'], /--restarts does not apply to --attack fgsm/);
+    expectUserError(['robust', '--model', dir, '--attack', 'fab-l1'], /--attack must be one of pgd, fgsm, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, autoattack, cw, deepfool, none/);
     expectUserError(['robust', '--model', dir, '--eps', 'big'], /--eps: 'big' is not a non-negative number/);
     expectUserError(['robust', '--model', dir, '--corruptions', 'frost'], /--corruptions: unknown 'frost'/);
     const heat = path.join(out, 'heat');

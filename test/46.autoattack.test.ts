@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, maxAbsDiff, DEVICE, skipWithoutDevice } from './helpers';
+import { attackFixtureModel, expectKilnError, maxAbsDiff, DEVICE, skipWithoutDevice } from './helpers';
 
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'autoattack.json'), 'utf8'));
 const { nn, robust } = kiln;
@@ -18,14 +18,7 @@ type Model = { call(x: kiln.Tensor): kiln.Tensor };
 const NORM = { mean: FIX.model.mean as number[], std: FIX.model.std as number[] };
 
 /** The fixture's 10-class CNN with its weights, in eval mode. */
-function fixtureModel(): kiln.nn.Sequential {
-  const m = new nn.Sequential(new nn.Conv2d(3, 8, 3, { padding: 1 }), new nn.ReLU(), new nn.AdaptiveAvgPool2d(2), new nn.Flatten(), new nn.Linear(32, 10));
-  const state: Record<string, kiln.Tensor> = {};
-  for (const [k, v] of Object.entries(FIX.model.weights as Record<string, Shaped>)) state[k] = fromFix(v, 'cpu');
-  m.loadStateDict(state);
-  for (const t of Object.values(state)) t.dispose();
-  return m.to(DEVICE).eval() as kiln.nn.Sequential;
-}
+const fixtureModel = () => attackFixtureModel(FIX.model.weights);
 
 /** Pixels ↔ the model's normalised inputs. */
 function space(): { toModel: (p: kiln.Tensor) => kiln.Tensor; toPixels: (x: kiln.Tensor) => kiln.Tensor } {

@@ -334,3 +334,20 @@ export async function expectFlatMemory(round: () => Promise<unknown>, times = 10
   expect(after.numTensors, 'live tensors').to.equal(before.numTensors);
   expect(after.cpuBytes, 'live CPU bytes').to.equal(before.cpuBytes);
 }
+
+/** A fixture tensor: its shape and row-major values. */
+export type ShapedValues = { shape: number[]; values: number[] };
+
+/**
+ * The attack fixtures' 10-class CNN (conv 3→8, ReLU, adaptive average pool to 2×2, linear 32→10; see
+ * scripts/make-autoattack-fixtures.py) with the fixture's weights, on DEVICE in eval mode.
+ */
+export function attackFixtureModel(weights: Record<string, ShapedValues>): kiln.nn.Sequential {
+  const { nn } = kiln;
+  const m = new nn.Sequential(new nn.Conv2d(3, 8, 3, { padding: 1 }), new nn.ReLU(), new nn.AdaptiveAvgPool2d(2), new nn.Flatten(), new nn.Linear(32, 10));
+  const state: Record<string, kiln.Tensor> = {};
+  for (const [k, v] of Object.entries(weights)) state[k] = kiln.tensor(v.values, { shape: v.shape });
+  m.loadStateDict(state);
+  for (const t of Object.values(state)) t.dispose();
+  return m.to(DEVICE).eval() as kiln.nn.Sequential;
+}

@@ -17,10 +17,10 @@ type Flags = Record<string, string | number | boolean | undefined>;
 export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'a folder written by kiln train (or its model.safetensors)', meta: 'dir' },
   data: { type: 'string', help: 'data set (default: the one the model was trained on); its test split is used', meta: 'name|dir' },
-  attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('fab': untargeted FAB; 'autoattack': APGD-CE, APGD-T, FAB-T and Square in turn, the worst case)" },
-  norm: { type: 'string', choices: ['linf', 'l2'], default: 'linf', help: 'the perturbation ball' },
+  attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('fab': untargeted FAB; 'autoattack': APGD-CE, APGD-T, FAB-T and Square in turn, the worst case; 'cw' (L2) and 'deepfool': minimum-norm attacks, an image counts as fooled when their point is within eps)" },
+  norm: { type: 'string', choices: ['linf', 'l2'], help: "the perturbation ball (default: linf; cw: l2, its only norm)" },
   eps: { type: 'string', default: '1/255,2/255,4/255,8/255', help: 'comma-separated radii in pixel units (fractions like 8/255 allowed)', meta: 'list' },
-  steps: { type: 'int', min: 1, help: 'gradient steps (default: PGD 10, APGD and autoattack 100)' },
+  steps: { type: 'int', min: 1, help: 'gradient steps (default: PGD 10, APGD and autoattack 100, DeepFool 50; cw: Adam steps per binary-search run, 100)' },
   restarts: { type: 'int', min: 1, help: "PGD/APGD/FAB restarts (default 1, autoattack's version's; PGD keeps the strongest run per image; APGD and FAB rerun on the images still robust)" },
   queries: { type: 'int', min: 1, default: 5000, help: 'Square attack queries (square, autoattack)' },
   'aa-version': { type: 'string', choices: ['standard', 'plus', 'rand'], default: 'standard', help: "autoattack's version: 'plus' (adds APGD-DLR and untargeted FAB, 5 restarts), 'rand' (APGD-CE and APGD-DLR with 20-call EOT) for randomised models" },
@@ -63,8 +63,10 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
   const loader = new DataLoader(data.test, { batchSize: f['batch-size'] as number, transform: normalize(m.mean, m.std), device });
   const attack = f.attack as ReportAttackName;
   const iterative = attack !== 'fgsm' && attack !== 'square';
+  if (attack === 'cw' && f.norm === 'linf') throw new UsageError('--attack cw minimises the L2 distance: use --norm l2 (its default)');
+  if (f.restarts !== undefined && !['pgd', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'autoattack'].includes(attack)) throw new UsageError(`--restarts does not apply to --attack ${attack}`);
   const attacks: EvalAttackSpec[] = eps.map((e) => ({
-    attack, eps: e, norm: f.norm as 'linf' | 'l2',
+    attack, eps: e, norm: (f.norm ?? (attack === 'cw' ? 'l2' : 'linf')) as 'linf' | 'l2',
     ...(iterative ? { steps: f.steps as number | undefined, restarts: f.restarts as number | undefined } : {}),
     ...(attack === 'square' || attack === 'autoattack' ? { queries: f.queries as number } : {}),
     ...(attack === 'autoattack' ? { version: f['aa-version'] as 'standard' | 'plus' | 'rand' } : {}),

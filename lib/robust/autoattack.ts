@@ -18,6 +18,8 @@ import { AttackOptions, resolveSpec, runAttack } from './attacks';
 import { ApgdOptions, resolveApgd, runApgd } from './apgd';
 import { SquareOptions, resolveSquare, runSquare } from './square';
 import { FabOptions, resolveFab, runFab } from './fab';
+import { CwOptions, CwResolved, resolveCw, runCw } from './cw';
+import { DeepFoolOptions, DeepFoolResolved, resolveDeepFool, runDeepFool } from './deepfool';
 import { noGrad } from '../autograd';
 
 /** The attacks `autoAttack` can chain. */
@@ -159,12 +161,16 @@ export function autoAttack(model: Classifier | Module, x: Tensor, y: Tensor | nu
 }
 
 /** The attacks a robustness report runs by name. */
-export const REPORT_ATTACKS = ['pgd', 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square', 'autoattack'] as const;
+export const REPORT_ATTACKS = ['pgd', 'fgsm', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square', 'autoattack', 'cw', 'deepfool'] as const;
 /** One of them. */
 export type ReportAttackName = (typeof REPORT_ATTACKS)[number];
 
-/** An attack for `robustnessReport`: its name and its options (PGD's, APGD's, Square's or AutoAttack's). */
-export type EvalAttackSpec = { attack?: ReportAttackName } & AttackOptions & Omit<ApgdOptions, 'loss'> & Omit<SquareOptions, 'pInit'> & Omit<FabOptions, 'targeted' | 'alphaMax' | 'eta' | 'beta'> & Omit<AutoAttackOptions, 'attacks'>;
+/**
+ * An attack for `robustnessReport`: its name and its options (PGD's, APGD's, Square's, AutoAttack's, CW's or DeepFool's).
+ * The minimum-norm attacks (cw: L2 only; deepfool) count an image as fooled when their point is within eps.
+ */
+export type EvalAttackSpec = { attack?: ReportAttackName } & AttackOptions & Omit<ApgdOptions, 'loss'> & Omit<SquareOptions, 'pInit'> & Omit<FabOptions, 'targeted' | 'alphaMax' | 'eta' | 'beta'> & Omit<AutoAttackOptions, 'attacks'>
+  & Omit<CwOptions, 'targeted' | 'eps' | 'steps' | 'mode'> & Omit<DeepFoolOptions, 'norm' | 'eps' | 'steps' | 'mode'>;
 
 /** A resolved report attack: what it is and how to run it on a batch in the model's space. */
 export interface EvalAttack {
@@ -188,6 +194,7 @@ export function resolveEvalAttack(spec: EvalAttackSpec, what: string): EvalAttac
     const r = resolveSpec(spec as AttackOptions & { attack: 'pgd' | 'fgsm' }, what);
     return { attack, norm: r.norm, eps: r.eps, steps: r.steps, run: (m, x, y) => runAttack(m, x, y, r, false) };
   }
+  if (attack === 'cw' || attack === 'deepfool') return minNormAttack(attack, spec, what);
   const pl = plan({ ...spec, attacks: attack === 'autoattack' ? undefined : [attack] }, what);
   const norm = spec.norm ?? 'linf';
   const steps = attack === 'square' ? spec.queries ?? 5000 : spec.steps ?? 100;
@@ -201,4 +208,24 @@ export function resolveEvalAttack(spec: EvalAttackSpec, what: string): EvalAttac
       }
     });
   return { attack, norm, eps: spec.eps, steps, run, ...(attack === 'autoattack' ? { stages: pl.names } : {}) };
+}
+
+/** CW or DeepFool in a report: an image counts as fooled when the attack's point is within eps (required). */
+function minNormAttack(attack: 'cw' | 'deepfool', spec: EvalAttackSpec, what: string): EvalAttack {
+  if (typeof spec.eps !== 'number' || !Number.isFinite(spec.eps) || spec.eps <= 0) throw invalidParameterError(`${what}.eps`, 'a finite number > 0 (pixel units)', spec.eps);
+  const norm = spec.norm ?? (attack === 'cw' ? 'l2' : 'linf');
+  if (attack === 'cw' && norm !== 'l2') throw invalidParameterError(`${what}.norm`, "'l2' (Carlini–Wagner minimises the L2 distance)", spec.norm);
+  const r = attack === 'cw' ? resolveCw({ ...spec, targeted: false }, what) : resolveDeepFool({ ...spec, norm }, what);
+  const run = (m: Classifier, x: Tensor, y: Tensor) =>
+    tidy(() => {
+      const conv = modelSpace(r.domain, x);
+      try {
+        const p = conv.toPixels(x.detach());
+        const robust = predict(m, conv, p).eq(y);
+        return conv.toModel(attack === 'cw' ? runCw(m, conv, p, y, r as CwResolved, robust) : runDeepFool(m, conv, p, y, r as DeepFoolResolved, robust));
+      } finally {
+        conv.dispose();
+      }
+    });
+  return { attack, norm, eps: spec.eps, steps: r.steps, run };
 }

@@ -247,7 +247,7 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
 }
 
 const ATTACK_LABELS: Record<ReportAttackName, string> = {
-  pgd: 'PGD', fgsm: 'FGSM', 'apgd-ce': 'APGD-CE', 'apgd-dlr': 'APGD-DLR', 'apgd-t': 'APGD-T', fab: 'FAB', 'fab-t': 'FAB-T', square: 'Square', autoattack: 'AutoAttack',
+  pgd: 'PGD', fgsm: 'FGSM', 'apgd-ce': 'APGD-CE', 'apgd-dlr': 'APGD-DLR', 'apgd-t': 'APGD-T', fab: 'FAB', 'fab-t': 'FAB-T', square: 'Square', autoattack: 'AutoAttack', cw: 'CW', deepfool: 'DeepFool',
 };
 
 /** An attack result's name with its norm, e.g. 'APGD-CE-L∞'. */
