@@ -196,6 +196,20 @@ std::shared_ptr<Node> build(const Spec& s) {
     double m = s.num("scale");
     return fn([=](const at::Tensor& x) { return x.mul(m); });
   }
+  if (op == "layernorm") {
+    at::Tensor w = s.tensor("weight"), b = s.tensor("bias");
+    auto shape = s.ints("shape");
+    double eps = s.num("eps");
+    return fn([=](const at::Tensor& x) { return at::layer_norm(x, shape, w, b, eps); });
+  }
+  if (op == "permute") {
+    auto dims = s.ints("dims");
+    return fn([=](const at::Tensor& x) { return x.permute(dims); });
+  }
+  if (op == "scale") {
+    at::Tensor w = s.tensor("weight");
+    return fn([=](const at::Tensor& x) { return x.mul(w); });
+  }
   if (op == "leakyrelu") {
     double slope = s.num("slope");
     return fn([=](const at::Tensor& x) { return at::leaky_relu(x, slope); });

@@ -247,6 +247,7 @@ ZOO = {
     "mobilenet_v3_large": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10)),
     "mobilenet_v3_large_w075": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10, width_mult=0.75)),
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
+    "convnext_tiny": lambda: torchvision.models.convnext_tiny(num_classes=10),
     "preact_resnet18": lambda: PreActResNet18(),
     "preact_resnet18_v2": lambda: PreActResNet18(v2=True, bn_before_fc=True),
     "wide_resnet28_10": lambda: WideResNet(),
@@ -261,19 +262,21 @@ def zoo(name, out_dir, size):
             if k.endswith("running_mean"): b.normal_(0, 0.1)
             elif k.endswith("running_var"): b.uniform_(0.5, 1.5)
             elif k.endswith("num_batches_tracked"): b.fill_(3)
-        for mod in m.modules():  # batch norm affine parameters away from torchvision's 1/0
-            if isinstance(mod, torch.nn.BatchNorm2d): mod.weight.uniform_(0.3, 0.9); mod.bias.normal_(0, 0.1)
+        for mod in m.modules():  # batch and layer norm affine parameters away from torchvision's 1/0
+            if isinstance(mod, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)): mod.weight.uniform_(0.3, 0.9); mod.bias.normal_(0, 0.1)
+        for k, p in m.named_parameters():  # ConvNeXt's layer scale away from 1e-6, so that every block counts
+            if k.endswith("layer_scale"): p.uniform_(0.1, 0.5)
     torch.save(m.state_dict(), f"{out_dir}/{name}.pth")
     x = det_input([2, 3, size, size])
     m.eval()
     with torch.no_grad(): logits = m(x)
-    first_bn = next(k for k, mod in m.named_modules() if isinstance(mod, torch.nn.BatchNorm2d))
+    first_bn = next((k for k, mod in m.named_modules() if isinstance(mod, torch.nn.BatchNorm2d)), None)  # none in ConvNeXt
     m.train()
     with torch.no_grad(): m(x)
-    bn = dict(m.named_modules())[first_bn]
+    bn = dict(m.named_modules())[first_bn] if first_bn else None
     print(json.dumps({"keys": list(m.state_dict().keys()), "numParameters": sum(p.numel() for p in m.parameters()),
                       "logits": logits.flatten().tolist(), "size": size, "firstBn": first_bn,
-                      "runningMean": bn.running_mean.tolist(), "runningVar": bn.running_var.tolist()}))
+                      "runningMean": bn.running_mean.tolist() if bn else None, "runningVar": bn.running_var.tolist() if bn else None}))
 
 if __name__ == "__main__":
     if sys.argv[1] == "fixture": fixture()

@@ -154,6 +154,17 @@ layer_case('softmax', nn.Softmax(dim=1), 'Softmax', [1], ax)
 layer_case('flatten', nn.Flatten(), 'Flatten', [], ax)
 layer_case('identity', nn.Identity(), 'Identity', [], ax)
 
+with torch.random.fork_rng():  # own seed: the global stream of the cases after stays as committed
+    from torchvision.models.convnext import LayerNorm2d
+    from torchvision.ops.misc import Permute
+    torch.manual_seed(41)
+    lx = rnd(2, 3, 4, scale=2.0) + 0.5
+    layer_case('layernorm', nn.LayerNorm(4), 'LayerNorm', [4], lx)
+    layer_case('layernorm_2dims_eps', nn.LayerNorm([3, 4], eps=1e-3), 'LayerNorm', [[3, 4], {'eps': 1e-3}], lx)
+    layer_case('layernorm_noaffine', nn.LayerNorm(4, elementwise_affine=False), 'LayerNorm', [4, {'elementwiseAffine': False}], lx)
+    layer_case('layernorm2d', LayerNorm2d(3, eps=1e-6), 'LayerNorm2d', [3, {'eps': 1e-6}], ax)
+    layer_case('permute', Permute([0, 2, 3, 1]), 'Permute', [[0, 2, 3, 1]], ax)
+
 # a small composite network: Sequential key names and a residual block
 seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
 layer_case('sequential_small', seq, 'sequential_small', [], rnd(2, 3, 5, 5))

@@ -442,6 +442,11 @@ describe('30 nn modules', () => {
       ['Flatten startDim', () => new nn.Flatten(1.5), ['startDim']],
       ['Softmax dim', () => new nn.Softmax('last' as never), ['dim']],
       ['Mul scale', () => new nn.Mul('2' as never), ['scale']],
+      ['LayerNorm normalizedShape', () => new nn.LayerNorm([4, 0]), ['normalizedShape[1]', 'positive integer']],
+      ['LayerNorm empty shape', () => new nn.LayerNorm([]), ['normalizedShape', 'non-empty array']],
+      ['LayerNorm eps', () => new nn.LayerNorm(4, { eps: -1 }), ['eps', 'positive']],
+      ['LayerNorm2d channels', () => new nn.LayerNorm2d(1.5), ['normalizedShape[0]']],
+      ['Permute dims', () => new nn.Permute([0, 2, 2, 1]), ['dims', 'a permutation of 0 … n−1']],
       ['Sequential layer', () => new nn.Sequential(new nn.ReLU(), 3 as never), ['layers[1]', 'a Module']],
       ['Residual main', () => new nn.Residual({} as never), ['main', 'a Module']],
     ];
@@ -458,8 +463,12 @@ describe('30 nn modules', () => {
       expectKilnError(() => bn.call(flat), 'INVALID_ARGUMENT', '[N, C, H, W]');
       const lin = new nn.Linear(4, 2);
       expectKilnError(() => lin.call(flat), 'TORCH');
+      const ln = new nn.LayerNorm([3, 4]), ln2d = new nn.LayerNorm2d(3), perm = new nn.Permute([0, 2, 1]);
+      expectKilnError(() => ln.call(x), 'INVALID_ARGUMENT', 'LayerNorm: expected input ending in [3, 4], got shape [1, 2, 5, 5]');
+      expectKilnError(() => ln2d.call(x), 'INVALID_ARGUMENT', 'LayerNorm2d: expected [N, 3, H, W] input, got shape [1, 2, 5, 5]');
+      expectKilnError(() => perm.call(x), 'INVALID_ARGUMENT', 'Permute: expected a 3-d input, got shape [1, 2, 5, 5]');
       [x, flat].forEach((t) => t.dispose());
-      [conv, bn, lin].forEach((m) => m.dispose());
+      [conv, bn, lin, ln, ln2d, perm].forEach((m) => m.dispose());
     });
   });
 });

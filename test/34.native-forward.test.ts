@@ -18,7 +18,7 @@ describe('native forward', function () {
   this.timeout(60000);
 
   describe('forwardAsync on a worker thread', () => {
-    for (const [name, shape] of [['simple-cnn', [3, 1, 28, 28]], ['resnet18', [2, 3, 32, 32]], ['resnet9', [2, 3, 32, 32]], ['airbench94', [2, 3, 32, 32]]] as const) {
+    for (const [name, shape] of [['simple-cnn', [3, 1, 28, 28]], ['resnet18', [2, 3, 32, 32]], ['resnet9', [2, 3, 32, 32]], ['airbench94', [2, 3, 32, 32]], ['convnext_tiny', [2, 3, 32, 32]]] as const) {
       it(`${name}: runs natively and equals call() exactly`, async () => {
         const m = kiln.models.create(name, name === 'simple-cnn' ? {} : { numClasses: 10 }).eval();
         expect(m.runsNatively).to.equal(true);

@@ -62,7 +62,8 @@ function randomizeNorms(m: kiln.nn.Module): void {
       if (k.endsWith('running_var')) t.copy_(kiln.rand(t.shape).add(0.5));
     }
     for (const [, sub] of m.namedModules()) {
-      if (!(sub instanceof kiln.nn.BatchNorm2d)) continue;
+      if (sub instanceof kiln.models.CNBlock) sub.layer_scale.copy_(kiln.rand(sub.layer_scale.shape).mul(0.4).add(0.1)); // every block counts
+      if (!(sub instanceof kiln.nn.BatchNorm2d || sub instanceof kiln.nn.LayerNorm)) continue;
       if (sub.weight) sub.weight.copy_(kiln.rand(sub.weight.shape).add(0.5));
       if (sub.bias) sub.bias.copy_(kiln.randn(sub.bias.shape).mul(0.1));
     }
@@ -119,6 +120,7 @@ const models: [string, () => kiln.nn.Module, number?][] = [
   ['mobilenet_v2', () => kiln.models.mobilenetV2({ numClasses: 10 })],
   ['mobilenet_v3_small', () => kiln.models.mobilenetV3Small({ numClasses: 10 })],
   ['efficientnet_b0 (SiLU, squeeze-excitation gate, stochastic depth)', () => kiln.models.efficientnetB0({ numClasses: 10 })],
+  ['convnext_tiny (LayerNormalization, Transpose, channels-last MatMul, layer scale)', () => kiln.models.convnextTiny({ numClasses: 10 })],
   ['kiln.nn layers (GELU, LeakyReLU, Softmax, ceil-mode and padded pools, dilated max pool, reflect/replicate padding)', layerZoo, 36],
 ];
 
@@ -187,9 +189,30 @@ describe('kiln.onnx.export (ONNX, verified with ONNX Runtime)', function () {
     m.dispose();
   });
 
+  it('layer norms (over the last dims and over channels) export as LayerNormalization from opset 17 and decomposed before it', async () => {
+    const { nn } = kiln;
+    kiln.manualSeed(17);
+    const m = new nn.Sequential(new nn.Conv2d(3, 6, 3), new nn.LayerNorm2d(6, { eps: 1e-6 }), new nn.Permute([0, 2, 3, 1]), new nn.LayerNorm([5, 6]), new nn.Permute([0, 3, 1, 2]),
+      new nn.LayerNorm(5, { elementwiseAffine: false })).eval();
+    randomizeNorms(m);
+    const x = kiln.randn([2, 3, 7, 7]);
+    const ours = kiln.noGrad(() => m.call(x));
+    for (const opset of [14, 17]) {
+      const file = path.join(dir, `layernorm-${opset}.onnx`);
+      kiln.onnx.export(m, file, x, { opset });
+      const s = await ort.InferenceSession.create(file);
+      expect(relErr(ours.dataSync() as Float32Array, (await ortRun(ort, s, x)).data), `opset ${opset}`).to.be.below(1e-5);
+      await s.release();
+    }
+    // a layer norm over the image dims cannot take other sizes
+    expectKilnError(() => kiln.onnx.export(m, path.join(dir, 'ln-bad.onnx'), x, { dynamicSize: true }), 'INVALID_ARGUMENT', 'a layer norm over the image dims');
+    for (const t of [x, ours]) t.dispose();
+    m.dispose();
+  });
+
   it('dynamicSize: the image size is symbolic too, and files of the zoo nets take other sizes with Kiln\'s logits; layers that fix the size are refused', async () => {
     for (const [name, make] of [['resnet18', () => kiln.models.resnet18({ numClasses: 10 })], ['mobilenet_v3_small', () => kiln.models.mobilenetV3Small({ numClasses: 10 })],
-      ['efficientnet_b0', () => kiln.models.efficientnetB0({ numClasses: 10 })]] as const) {
+      ['efficientnet_b0', () => kiln.models.efficientnetB0({ numClasses: 10 })], ['convnext_tiny', () => kiln.models.convnextTiny({ numClasses: 10 })]] as const) {
       kiln.manualSeed(36);
       const m = make();
       randomizeNorms(m);

@@ -10,6 +10,7 @@ import { resnet18, resnet34, resnet50, resnet101, wideResnet50_2, ResNet, BasicB
 import { mobilenetV2, MobileNetV2, InvertedResidual, MobileNetV2Options } from './mobilenet';
 import { mobilenetV3Small, mobilenetV3Large, MobileNetV3, InvertedResidualV3, MobileNetV3Options } from './mobilenetv3';
 import { efficientnetB0, EfficientNet, MBConv, EfficientNetOptions } from './efficientnet';
+import { convnextTiny, convnextSmall, convnextBase, convnextLarge, ConvNeXt, CNBlock, ConvNeXtOptions } from './convnext';
 import { SqueezeExcitation, StochasticDepth } from './blocks';
 import {
   preactResnet18, wideResnet28_10, PreActResNet, PreActBlock, WideResNet, WideBasicBlock, NetworkBlock, PreActResNetOptions, WideResNetOptions,
@@ -35,6 +36,10 @@ const zoo: Record<string, { build: (o: Record<string, unknown>) => Module; head?
   mobilenet_v3_small: { build: (o) => mobilenetV3Small(o), head: 'classifier.3', imagenet: true },
   mobilenet_v3_large: { build: (o) => mobilenetV3Large(o), head: 'classifier.3', imagenet: true },
   efficientnet_b0: { build: (o) => efficientnetB0(o), head: 'classifier.1', imagenet: true },
+  convnext_tiny: { build: (o) => convnextTiny(o), head: 'classifier.2', imagenet: true },
+  convnext_small: { build: (o) => convnextSmall(o), head: 'classifier.2', imagenet: true },
+  convnext_base: { build: (o) => convnextBase(o), head: 'classifier.2', imagenet: true },
+  convnext_large: { build: (o) => convnextLarge(o), head: 'classifier.2', imagenet: true },
   airbench94: { build: (o) => airbench94(o), head: '7' },
   preact_resnet18: { build: (o) => preactResnet18(o), head: 'linear' },
   wide_resnet28_10: { build: (o) => wideResnet28_10(o), head: 'fc' },
@@ -123,6 +128,11 @@ export const models = {
   mobilenetV3Large: wrap<MobileNetV3Options & PretrainedOptions>('mobilenet_v3_large'),
   /** torchvision efficientnet_b0 (SiLU, squeeze-excitation, stochastic depth) */
   efficientnetB0: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b0'),
+  /** torchvision convnext_tiny (7×7 depthwise convs, LayerNorm, GELU, layer scale, stochastic depth) */
+  convnextTiny: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_tiny'),
+  convnextSmall: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_small'),
+  convnextBase: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_base'),
+  convnextLarge: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_large'),
   /** RobustBench's PreActResNet-18 (CIFAR, 32×32) */
   preactResnet18: wrap<PreActResNetOptions>('preact_resnet18'),
   /** RobustBench's WideResNet-28-10 (CIFAR, 32×32) */
@@ -136,11 +146,14 @@ export const models = {
   /** torchvision.ops layers the zoo uses, for your own models */
   SqueezeExcitation,
   StochasticDepth,
+  /** ConvNeXt and its block (its `layer_scale` is a parameter) */
+  ConvNeXt,
+  CNBlock,
 };
 
 export {
   ResNet, BasicBlock, Bottleneck, ConvGroup, ModelOptions, ResNetOptions, MobileNetV2, InvertedResidual, MobileNetV2Options,
   MobileNetV3, InvertedResidualV3, MobileNetV3Options,
-  EfficientNet, MBConv, EfficientNetOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
+  EfficientNet, MBConv, EfficientNetOptions, ConvNeXt, CNBlock, ConvNeXtOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
   WideBasicBlock, NetworkBlock, PreActResNetOptions, WideResNetOptions, PretrainedOptions,
 };

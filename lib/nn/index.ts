@@ -4,6 +4,7 @@ import './spec'; // native inference specs of the built-in layers (forwardAsync 
 export {
   Conv2d, Conv2dOptions, Linear, BatchNorm2d, BatchNormOptions, Dropout, Dropout2d, MaxPool2d, AvgPool2d,
   AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, ReLU, ReLU6, LeakyReLU, GELU, SiLU, Hardswish, Hardsigmoid, Tanh, Sigmoid, Softmax, Identity, Mul,
+  LayerNorm, LayerNorm2d, LayerNormOptions, Permute,
 } from './layers';
 export { Sequential, Residual } from './containers';
 export { CudaGraph, CudaGraphOptions, cudaGraphsAvailable, RecordedGraph, recordGraph, recordingGraph, onGraphReplay } from './graph';

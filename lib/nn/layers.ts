@@ -217,3 +217,70 @@ export class Mul extends Module {
   constructor(readonly scale: number) { super(); if (typeof scale !== 'number') throw invalidParameterError('scale', 'a number', scale); }
   forward(x: Tensor): Tensor { return x.mul(this.scale); }
 }
+
+export interface LayerNormOptions {
+  /** added to the variance (default 1e-5) */
+  eps?: number;
+  /** learn a per-element scale and shift (weight, bias; default true) */
+  elementwiseAffine?: boolean;
+}
+/** Layer normalisation over the last dims (`normalizedShape`), as torch.nn.LayerNorm: weight and bias of that shape. */
+export class LayerNorm extends Module {
+  readonly normalizedShape: number[];
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly eps: number;
+  constructor(normalizedShape: number | number[], o: LayerNormOptions = {}) {
+    super();
+    const shape = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
+    if (!Array.isArray(shape) || shape.length === 0) throw invalidParameterError('normalizedShape', 'a positive integer or a non-empty array of them', normalizedShape);
+    shape.forEach((d, i) => posInt(d, `normalizedShape[${i}]`));
+    this.normalizedShape = [...shape];
+    this.eps = o.eps ?? 1e-5;
+    if (typeof this.eps !== 'number' || !(this.eps > 0)) throw invalidParameterError('eps', 'a positive number', o.eps);
+    const affine = o.elementwiseAffine ?? true;
+    this.weight = this.registerParameter('weight', affine ? ones(this.normalizedShape) : null);
+    this.bias = this.registerParameter('bias', affine ? zeros(this.normalizedShape) : null);
+  }
+  forward(x: Tensor): Tensor {
+    const k = this.normalizedShape.length;
+    if (x.ndim < k || x.shape.slice(-k).some((d, i) => d !== this.normalizedShape[i]))
+      throw new KilnError(`LayerNorm: expected input ending in [${this.normalizedShape.join(', ')}], got shape [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+    return F.layerNorm(x, this.normalizedShape, { weight: this.weight, bias: this.bias, eps: this.eps });
+  }
+}
+/** Layer normalisation over the channels of [N, C, H, W] at each position (torchvision's LayerNorm2d, as ConvNeXt uses it). */
+export class LayerNorm2d extends LayerNorm {
+  constructor(readonly numChannels: number, o: LayerNormOptions = {}) {
+    super(numChannels, o);
+  }
+  override forward(x: Tensor): Tensor {
+    if (x.ndim !== 4 || x.size(1) !== this.numChannels)
+      throw new KilnError(`LayerNorm2d: expected [N, ${this.numChannels}, H, W] input, got shape [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+    const last = x.permute(0, 2, 3, 1);
+    try {
+      const y = F.layerNorm(last, this.normalizedShape, { weight: this.weight, bias: this.bias, eps: this.eps });
+      try {
+        return y.permute(0, 3, 1, 2);
+      } finally {
+        y.dispose();
+      }
+    } finally {
+      last.dispose();
+    }
+  }
+}
+/** Reorders the dims of its input (torchvision.ops.Permute), e.g. [0, 2, 3, 1] for channels-last features. */
+export class Permute extends Module {
+  readonly dims: number[];
+  constructor(dims: number[]) {
+    super();
+    if (!Array.isArray(dims) || dims.length === 0 || [...dims].sort((a, b) => a - b).some((d, i) => d !== i))
+      throw invalidParameterError('dims', 'a permutation of 0 … n−1', dims);
+    this.dims = [...dims];
+  }
+  forward(x: Tensor): Tensor {
+    if (x.ndim !== this.dims.length) throw new KilnError(`Permute: expected a ${this.dims.length}-d input, got shape [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+    return x.permute(...this.dims);
+  }
+}

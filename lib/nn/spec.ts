@@ -64,6 +64,12 @@ define(L.Tanh, () => ({ op: 'tanh' }));
 define(L.Sigmoid, () => ({ op: 'sigmoid' }));
 define(L.Softmax, (m) => ({ op: 'softmax', dim: m.dim }));
 define(L.Mul, (m) => ({ op: 'mul', scale: m.scale }));
+define(L.LayerNorm, (m) => ({ op: 'layernorm', shape: m.normalizedShape, weight: hid(m.weight), bias: hid(m.bias), eps: m.eps }));
+define(L.LayerNorm2d, (m) => ({
+  op: 'sequential',
+  children: [{ op: 'permute', dims: [0, 2, 3, 1] }, { op: 'layernorm', shape: m.normalizedShape, weight: hid(m.weight), bias: hid(m.bias), eps: m.eps }, { op: 'permute', dims: [0, 3, 1, 2] }],
+}));
+define(L.Permute, (m) => ({ op: 'permute', dims: m.dims }));
 define(Sequential, (m) => {
   const children = specsOf([...m._modules.values()]);
   return children && { op: 'sequential', children };

@@ -74,7 +74,12 @@ interface Value {
   t: Tensor;
   batched: boolean;
   sized: boolean;
+  /** with `sized`: the dims that follow the image size (default: 2 and 3, [N, C, H, W]; a permute moves them) */
+  spatial?: number[];
 }
+
+/** The dims of `v` that follow the image size. */
+const spatialOf = (v: Value): number[] => (v.sized ? v.spatial ?? [2, 3] : []);
 
 /** Builds the ONNX graph of a spec tree while running it on the example. */
 class GraphBuilder {
@@ -249,7 +254,8 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: strin
       ]);
     }
     case 'linear': {
-      fixesSize('a linear layer on a feature map');
+      // on channels-last features ([N, H, W, C], ConvNeXt) it mixes channels only, whatever the size
+      if (spatialOf(x).includes(shape.length - 1)) fixesSize('a linear layer on a feature map');
       const w = g.weight(s.weight, 'linear weight');
       const b = (s.bias as number) >= 0 ? g.weight(s.bias, 'linear bias') : null;
       if (shape.length === 2) return g.node('Gemm', b ? [x.name, w, b] : [x.name, w], [{ name: 'transB', int: 1 }]);
@@ -317,6 +323,23 @@ function emitLeaf(g: GraphBuilder, s: ModuleSpec, x: Value, y: Tensor, at: strin
     case 'leakyrelu': return g.node('LeakyRelu', [x.name], [{ name: 'alpha', float: s.slope as number }]);
     case 'softmax': return g.node('Softmax', [x.name], [{ name: 'axis', int: s.dim as number }]);
     case 'mul': return g.node('Mul', [x.name, g.scalar(s.scale as number)]);
+    case 'scale': return g.node('Mul', [x.name, g.weight(s.weight, 'scale')]);
+    case 'permute': return g.node('Transpose', [x.name], [{ name: 'perm', ints: s.dims as number[] }]);
+    case 'layernorm': {
+      const axes = (s.shape as number[]).length;
+      const first = shape.length - axes;
+      if (spatialOf(x).some((d) => d >= first)) fixesSize('a layer norm over the image dims');
+      const c = (s.shape as number[]).reduce((a, b) => a * b, 1);
+      const scale = (s.weight as number) >= 0 ? g.weight(s.weight, 'layer norm weight') : g.floats(s.shape as number[], new Float32Array(c).fill(1), 'ln_ones');
+      const bias = (s.bias as number) >= 0 ? g.weight(s.bias, 'layer norm bias') : g.floats(s.shape as number[], new Float32Array(c), 'ln_zeros');
+      if (g.opset >= 17) return g.node('LayerNormalization', [x.name, scale, bias], [{ name: 'axis', int: first }, { name: 'epsilon', float: s.eps as number }]);
+      // before opset 17: (x − mean) / √(var + eps) · weight + bias over the last axes
+      const over = [...Array(axes).keys()].map((i) => first + i);
+      const centred = g.node('Sub', [x.name, g.node('ReduceMean', [x.name], [{ name: 'axes', ints: over }])]);
+      const variance = g.node('ReduceMean', [g.node('Mul', [centred, centred])], [{ name: 'axes', ints: over }]);
+      const normed = g.node('Div', [centred, g.node('Sqrt', [g.node('Add', [variance, g.scalar(s.eps as number)])])]);
+      return g.node('Add', [g.node('Mul', [normed, scale]), bias]);
+    }
     case 'gelu': {
       let inner: string;
       if (s.approximate === 'tanh') {
@@ -374,7 +397,8 @@ function emit(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): Value {
   }
   // a global pooling leaves [N, C, 1, 1] whatever the image size
   const global = (s.op === 'adaptiveavgpool2d' || s.op === 'adaptivemaxpool2d') && pair(s.size)[0] === 1 && pair(s.size)[1] === 1;
-  return { name, t, batched, sized: x.sized && !global };
+  const spatial = s.op === 'permute' && x.sized ? (s.dims as number[]).flatMap((d, j) => (spatialOf(x).includes(d) ? [j] : [])) : x.spatial;
+  return { name, t, batched, sized: x.sized && !global, ...(spatial ? { spatial } : {}) };
 }
 
 /**
