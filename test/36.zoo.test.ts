@@ -326,8 +326,8 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     model.dispose();
   });
 
-  it("kiln.jit.save traces the new spec ops (ReLU6 as hardtanh, squeeze-excitation's gate, hardswish, hardsigmoid): Python's torch.jit.load gives Kiln's logits", async () => {
-    for (const name of ['mobilenet_v2', 'efficientnet_b0', 'mobilenet_v3_small']) {
+  it("kiln.jit.save traces the new spec ops (ReLU6 as hardtanh, squeeze-excitation's gate, hardswish, hardsigmoid, ConvNeXt's layernorm, permute and scale): Python's torch.jit.load gives Kiln's logits", async () => {
+    for (const name of ['mobilenet_v2', 'efficientnet_b0', 'mobilenet_v3_small', 'convnext_tiny']) {
       const py = reference(name); // at init the eval logits of both nets vanish (~1e-10): use its random weights and statistics
       const m = kiln.models.create(name, { pretrained: py.file }).eval();
       const x = det('input', [2, 3, 32, 32], 1);
