@@ -4,7 +4,10 @@
  * the same with `--max-batch 1`, and a Python peer (bench/peers/serve.py: http.server.ThreadingHTTPServer, the
  * same simple-cnn and weights, one eval forward per request under torch.no_grad), each in its own
  * process, hit by N concurrent keep-alive clients POSTing PNG images from this process.
- * Throughput (requests/s) and p50/p99 latency; ratios against the Python peer.
+ * Throughput (requests/s) and p50/p99 latency; ratios against the Python peer. Then the same over gRPC (the Open
+ * Inference Protocol's ModelInfer, one PNG per call as BYTES): `kiln serve --grpc-port` against a Python grpcio peer
+ * (bench/peers/serve_grpc.py, the same model; needs python3-grpcio, python3-grpc-tools, python3-protobuf), each
+ * client on its own channel.
  * `--quick`: shorter runs. BENCH_SERVE_SECONDS, BENCH_SERVE_CLIENTS (e.g. "1,8,32") override.
  */
 import * as fs from 'fs';
@@ -13,6 +16,7 @@ import * as path from 'path';
 import { spawn, ChildProcess } from 'child_process';
 import sharp from 'sharp';
 import * as kiln from '../lib';
+import { grpcClient, InferenceClient, OPEN_INFERENCE_PROTO } from '../lib/serve';
 import { pythonWithTorch, machine, table, record, ROOT } from './harness';
 
 const QUICK = process.argv.includes('--quick');
@@ -22,14 +26,14 @@ const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as 'cpu' | 'cuda';
 
 interface Load { rps: number; p50: number; p99: number; errors: number; meanBatch?: number }
 
-/** Starts a server process and resolves to its URL (from its "listening on URL" line). */
-function start(cmd: string, args: string[]): Promise<{ url: string; child: ChildProcess }> {
+/** Starts a server process and resolves to its URL (the first group of `ready` in its output: its "listening on URL" line). */
+function start(cmd: string, args: string[], ready = /listening on (http:\/\/[\d.:]+)/): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise((resolve, reject) => {
     const onData = (d: Buffer) => {
       out += d;
-      const m = /listening on (http:\/\/[\d.:]+)/.exec(out);
+      const m = ready.exec(out);
       if (m) resolve({ url: m[1], child });
     };
     child.stdout!.on('data', onData);
@@ -51,7 +55,12 @@ async function predict(url: string, png: Buffer): Promise<{ status: number; body
 }
 
 /** `clients` loops POSTing images for `seconds` after a warm-up; latencies in ms. */
-async function load(url: string, images: Buffer[], clients: number, seconds: number): Promise<Load> {
+function load(url: string, images: Buffer[], clients: number, seconds: number): Promise<Load> {
+  return loadWith((i) => predict(url, images[i % images.length]).then((r) => r.status === 200), clients, seconds);
+}
+
+/** `clients` loops of `call(i, client)` (true: answered) for `seconds` after a warm-up; latencies in ms. */
+async function loadWith(call: (i: number, client: number) => Promise<boolean>, clients: number, seconds: number): Promise<Load> {
   const warmEnd = performance.now() + Math.min(1000, seconds * 300);
   const end = warmEnd + seconds * 1000;
   const lat: number[] = [];
@@ -59,10 +68,10 @@ async function load(url: string, images: Buffer[], clients: number, seconds: num
   const client = async (c: number) => {
     for (let i = c; performance.now() < end; i += clients) {
       const t0 = performance.now();
-      const r = await predict(url, images[i % images.length]).catch(() => ({ status: 0, body: '' }));
+      const ok = await call(i, c).catch(() => false);
       const t1 = performance.now();
       if (t0 < warmEnd || t1 > end) continue;
-      if (r.status !== 200) errors++;
+      if (!ok) errors++;
       else {
         done++;
         lat.push(t1 - t0);
@@ -154,8 +163,59 @@ export async function run(): Promise<void> {
   console.log(t);
   console.log(`first answers agree across servers: ${agree} (${top.map((x) => `${x.class} ${x.probability.toFixed(6)}`).join(' / ')})`);
   record(`Serving (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; simple-cnn width 32, 40×40 PNG → 32×32 RGB, 3 classes; ${threads} intra-op threads for both; each server in its own process, the clients (Node fetch, keep-alive) in the bench process on the same cores; ${SECONDS} s per point after a warm-up; the Python peer keeps connections alive and sets TCP_NODELAY. Answers agree across servers: ${agree}.\n\n${t}`);
+  await overGrpc(bin, dir, images, threads, py);
   await duringExplanations(bin, dir, images, threads);
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * The same model over gRPC: `kiln serve --grpc-port 0` (max batch 32, 0 ms) against the Python grpcio peer, N
+ * concurrent clients each on its own channel calling ModelInfer with one PNG (BYTES) and asking for probabilities.
+ */
+async function overGrpc(bin: string, dir: string, images: Buffer[], threads: number, py: string | null): Promise<void> {
+  const proto = path.join(dir, 'inference.proto');
+  fs.writeFileSync(proto, OPEN_INFERENCE_PROTO);
+  const peerOk = !!py && DEVICE === 'cpu' && (await new Promise<boolean>((resolve) => spawn(py, ['-c', 'import grpc, grpc_tools, google.protobuf'], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0))));
+  if (!peerOk) console.error('no Python with grpcio, grpc_tools and protobuf (python3-grpcio python3-grpc-tools python3-protobuf), or not on the CPU: the gRPC peer is skipped');
+  const servers = [
+    { name: 'Kiln gRPC, dynamic batching (max 32, 0 ms)', cmd: process.execPath, args: [bin, 'serve', '--model', dir, '--port', '0', '--grpc-port', '0', '--device', DEVICE, '--max-batch', '32', '--max-delay-ms', '0', '--max-queue', '4096'], ready: /over gRPC on (\S+) / },
+    ...(peerOk ? [{ name: 'Python grpcio + torch', cmd: py!, args: [path.join(ROOT, 'bench', 'peers', 'serve_grpc.py'), dir, proto, '0', String(threads)], ready: /listening on grpc:\/\/(\S+)/ }] : []),
+  ];
+  const request = (png: Buffer) => ({ model_name: 'model', inputs: [{ name: 'input', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [png] } }], outputs: [{ name: 'probabilities' }] });
+  const results: Load[][] = [];
+  const answers: number[][] = [];
+  for (const s of servers) {
+    const { url: address, child } = await start(s.cmd, s.args, s.ready);
+    try {
+      const first = grpcClient(address);
+      answers.push((await first.modelInfer(request(images[0]))).outputs[0].contents.fp32_contents);
+      first.close();
+      const row: Load[] = [];
+      for (const n of CLIENTS) {
+        const clients: InferenceClient[] = Array.from({ length: n }, () => grpcClient(address));
+        try {
+          const r = await loadWith((i, c) => clients[c].modelInfer(request(images[i % images.length])).then((a) => a.outputs.length === 1), n, SECONDS);
+          row.push(r);
+          console.error(`${s.name}, ${n} clients: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${r.errors ? `, ${r.errors} errors` : ''}`);
+        } finally {
+          for (const c of clients) c.close();
+        }
+      }
+      results.push(row);
+    } finally {
+      await stop(child);
+    }
+  }
+  const agree = answers.every((a) => a.length === answers[0].length && a.every((v, i) => Math.abs(v - answers[0][i]) < 1e-4));
+  const peer = results.length > 1 ? results[1] : null;
+  const rows = CLIENTS.flatMap((n, j) => servers.map((s, i) => {
+    const r = results[i][j];
+    return [String(n), s.name, r.rps.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), peer ? (r.rps / peer[j].rps).toFixed(2) : 'n/a', peer ? (r.p99 / peer[j].p99).toFixed(2) : 'n/a', String(r.errors)];
+  }));
+  const t = table(['clients', 'server', 'calls/s', 'p50 ms', 'p99 ms', 'throughput ÷ Python', 'p99 ÷ Python', 'errors'], rows);
+  console.log(t);
+  console.log(`first answers agree across servers: ${agree} (${answers.map((a) => a.map((v) => v.toFixed(6)).join(' ')).join(' / ')})`);
+  record(`Serving over gRPC (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; the model above; ModelInfer with one 40×40 PNG as BYTES → FP32 probabilities; ${threads} intra-op threads for both; each server in its own process, each client on its own grpc-js channel in the bench process on the same cores; ${SECONDS} s per point after a warm-up; the peer is grpcio's server (16 worker threads) with Python code generated from Kiln's .proto. Answers agree across servers: ${agree}.\n\n${t}`);
 }
 
 /**
