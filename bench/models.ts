@@ -1,6 +1,7 @@
 /**
  * Model-level speed, Kiln vs Python PyTorch eager on the same device in the same run:
- * torchvision resnet18 inference throughput (images/s) and a training step (SGD, cross-entropy).
+ * torchvision resnet18 inference throughput (images/s) and a training step (SGD, cross-entropy), and
+ * convnext_tiny inference (LayerNorm, GELU and depthwise 7×7 convs instead of batch norm and ReLU).
  * Device: BENCH_DEVICE (default cpu). On the CPU the sizes are small; on CUDA they follow issue 6.
  */
 import * as path from 'path';
@@ -11,7 +12,7 @@ const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
 const GPU = DEVICE !== 'cpu';
 
 /** `graph`: Kiln and PyTorch both replay a CUDA graph; `compile`: Kiln's CUDA graph vs PyTorch's torch.compile (the next bar). */
-interface Case { name: string; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; iters: number; warmup: number }
+interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; iters: number; warmup: number }
 
 const CASES: Case[] = GPU
   ? [
@@ -19,6 +20,8 @@ const CASES: Case[] = GPU
       { name: 'resnet18 infer 224² b32 fp32', kind: 'infer', batch: 32, size: 224, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
       { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
+      { name: 'convnext_tiny infer 224² b32 fp32', model: 'convnext_tiny', kind: 'infer', batch: 32, size: 224, iters: 20, warmup: 5 },
+      { name: 'convnext_tiny infer 224² b32 bf16', model: 'convnext_tiny', kind: 'infer', batch: 32, size: 224, bf16: true, iters: 20, warmup: 5 },
       { name: 'resnet18 train step 32² b512', kind: 'train', batch: 512, size: 32, iters: 20, warmup: 5 },
       { name: 'resnet18 train step 32² b32', kind: 'train', batch: 32, size: 32, iters: 30, warmup: 5 },
       { name: 'resnet18 train step 32² b512, CUDA graph (both)', kind: 'train', batch: 512, size: 32, graph: true, iters: 20, warmup: 5 },
@@ -36,6 +39,8 @@ const CASES: Case[] = GPU
       { name: 'resnet18 infer 64² b1', kind: 'infer', batch: 1, size: 64, iters: 20, warmup: 3 },
       { name: 'resnet18 infer 64² b32', kind: 'infer', batch: 32, size: 64, iters: 5, warmup: 2 },
       { name: 'resnet18 train step 32² b64', kind: 'train', batch: 64, size: 32, iters: 5, warmup: 2 },
+      { name: 'convnext_tiny infer 64² b1', model: 'convnext_tiny', kind: 'infer', batch: 1, size: 64, iters: 30, warmup: 10 },
+      { name: 'convnext_tiny infer 64² b32', model: 'convnext_tiny', kind: 'infer', batch: 32, size: 64, iters: 10, warmup: 3 },
     ];
 
 /** Waits for the GPU after a step, as the Python peer's torch.cuda.synchronize(). */
@@ -45,7 +50,7 @@ function sync(): void {
 
 function kilnCase(c: Case): number {
   kiln.manualSeed(0);
-  const m = kiln.models.resnet18({ numClasses: 10 }).to(DEVICE);
+  const m = kiln.models.create(c.model ?? 'resnet18', { numClasses: 10 }).to(DEVICE);
   try {
     if (c.kind === 'infer') {
       m.eval();

@@ -1,4 +1,4 @@
-# Python PyTorch peer of bench/models.ts: torchvision resnet18 inference throughput and a
+# Python PyTorch peer of bench/models.ts: torchvision resnet18 (and convnext_tiny) inference throughput and a
 # training step, eager mode (cases may ask for a CUDA graph or torch.compile), on the given device.
 # Prints one JSON line per case.
 import json, sys, time
@@ -49,7 +49,7 @@ for c in cases:
     try:
         torch.manual_seed(0)
         dtype = torch.bfloat16 if c.get("bf16") else torch.float32
-        m = torchvision.models.resnet18(num_classes=10).to(device)
+        m = getattr(torchvision.models, c.get("model", "resnet18"))(num_classes=10).to(device)
         if c["kind"] == "infer":
             m = m.eval().to(dtype)
             x = torch.randn(c["batch"], 3, c["size"], c["size"], device=device, dtype=dtype)
