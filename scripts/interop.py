@@ -248,6 +248,8 @@ ZOO = {
     "mobilenet_v3_large_w075": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10, width_mult=0.75)),
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
     "convnext_tiny": lambda: torchvision.models.convnext_tiny(num_classes=10),
+    "efficientnet_b3": lambda: torchvision.models.efficientnet_b3(num_classes=10),
+    "efficientnet_b5": lambda: torchvision.models.efficientnet_b5(num_classes=10),
     "preact_resnet18": lambda: PreActResNet18(),
     "preact_resnet18_v2": lambda: PreActResNet18(v2=True, bn_before_fc=True),
     "wide_resnet28_10": lambda: WideResNet(),

@@ -1,6 +1,6 @@
 /**
  * The larger zoo (torchvision's resnet50/101, wide_resnet50_2, mobilenet_v2, mobilenet_v3_small/large (and both
- * mobilenets at other width multipliers), efficientnet_b0, convnext_tiny and RobustBench's
+ * mobilenets at other width multipliers), efficientnet_b0, b3 and b5, convnext_tiny and RobustBench's
  * preact_resnet18, wide_resnet28_10) against Python: scripts/interop.py zoo writes each reference model's
  * torch.save state dict with seeded random weights at test time and prints its keys, parameter count, eval
  * logits and first batch norm's statistics after a training-mode forward (skipped without Python torch).
@@ -100,6 +100,10 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
   it('resnet101: keys, parameters, logits, training forward/backward', () => checkModel('resnet101', 'resnet101'));
   it('mobilenet_v2 (ReLU6, depthwise, inverted residuals): keys, parameters, logits, training forward/backward', () => checkModel('mobilenet_v2', 'mobilenet_v2'));
   it('efficientnet_b0 (SiLU, squeeze-excitation, stochastic depth): keys, parameters, logits, training forward/backward', () => checkModel('efficientnet_b0', 'efficientnet_b0'));
+  it('efficientnet_b3 (width 1.2, depth 1.4) and efficientnet_b5 (width 1.6, depth 2.2, batch norm eps 1e-3 / momentum 0.01): keys, parameters, logits, training forward/backward', async () => {
+    await checkModel('efficientnet_b3', 'efficientnet_b3');
+    await checkModel('efficientnet_b5', 'efficientnet_b5');
+  });
   it('convnext_tiny (7×7 depthwise convs, channels-last LayerNorm and Linear, GELU, layer scale, stochastic depth): keys, parameters, logits, training forward/backward',
     () => checkModel('convnext_tiny', 'convnext_tiny'));
   it('mobilenet_v3_small (Hardswish, squeeze-excitation with a Hardsigmoid gate, batch norm eps 1e-3 / momentum 0.01): keys, parameters, logits, training forward/backward',
@@ -194,6 +198,8 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     const published: [string, number][] = [
       ['resnet50', 25557032], ['resnet101', 44549160], ['wide_resnet50_2', 68883240], ['mobilenet_v2', 3504872], ['efficientnet_b0', 5288548],
       ['mobilenet_v3_small', 2542856], ['mobilenet_v3_large', 5483032], ['convnext_tiny', 28589128], ['convnext_small', 50223688], ['convnext_base', 88591464],
+      ['efficientnet_b1', 7794184], ['efficientnet_b2', 9109994], ['efficientnet_b3', 12233232], ['efficientnet_b4', 19341616], ['efficientnet_b5', 30389784],
+      ['efficientnet_b6', 43040704], ['efficientnet_b7', 66347960],
     ];
     for (const [name, n] of published) {
       const m = kiln.models.create(name);

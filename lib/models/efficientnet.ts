@@ -1,7 +1,8 @@
-/** torchvision's EfficientNet-B0 (same module tree and state_dict keys: features.1.0.block.1.fc1.weight …). */
+/** torchvision's EfficientNet-B0 … B7 (same module tree and state_dict keys: features.1.0.block.1.fc1.weight …). */
 import { Tensor } from '../tensor/tensor';
+import { invalidParameterError } from '../errors';
 import { Module, ModuleSpec } from '../nn/module';
-import { Dropout, Linear, SiLU } from '../nn/layers';
+import { BatchNormOptions, Dropout, Linear, SiLU } from '../nn/layers';
 import { Sequential } from '../nn/containers';
 import { specsOf } from '../nn/spec';
 import { uniform_ } from '../nn/init';
@@ -17,16 +18,16 @@ export class MBConv extends Module {
   readonly block: Sequential;
   readonly stochastic_depth: StochasticDepth;
   readonly useResConnect: boolean;
-  constructor(expandRatio: number, kernel: number, stride: number, inC: number, outC: number, stochasticDepthProb: number) {
+  constructor(expandRatio: number, kernel: number, stride: number, inC: number, outC: number, stochasticDepthProb: number, norm?: BatchNormOptions) {
     super();
     this.useResConnect = stride === 1 && inC === outC;
     const expanded = makeDivisible(inC * expandRatio);
     const layers: Module[] = [];
-    if (expanded !== inC) layers.push(convNormActivation(inC, expanded, 1, { activation: new SiLU() }));
+    if (expanded !== inC) layers.push(convNormActivation(inC, expanded, 1, { activation: new SiLU(), norm }));
     layers.push(
-      convNormActivation(expanded, expanded, kernel, { stride, groups: expanded, activation: new SiLU() }),
+      convNormActivation(expanded, expanded, kernel, { stride, groups: expanded, activation: new SiLU(), norm }),
       new SqueezeExcitation(expanded, Math.max(1, Math.floor(inC / 4))),
-      convNormActivation(expanded, outC, 1, { activation: null }),
+      convNormActivation(expanded, outC, 1, { activation: null, norm }),
     );
     this.block = this.registerModule('block', new Sequential(...layers));
     this.stochastic_depth = this.registerModule('stochastic_depth', new StochasticDepth(stochasticDepthProb));
@@ -48,42 +49,63 @@ export class MBConv extends Module {
   }
 }
 
-/** Options of efficientnet_b0. */
+/** Options of the EfficientNets. */
 export interface EfficientNetOptions extends ModelOptions {
-  /** dropout before the classifier (torchvision: 0.2 for B0) */
+  /** dropout before the classifier (torchvision: 0.2 for B0 and B1, 0.3 B2–B3, 0.4 B4–B5, 0.5 B6–B7) */
   dropout?: number;
   /** the last block's stochastic depth probability, growing linearly from 0 over the blocks (torchvision: 0.2) */
   stochasticDepthProb?: number;
 }
 
-/** torchvision's EfficientNet-B0: `features` (stem, 7 MBConv stages, 1×1 conv to 1280), `avgpool`, `classifier`. */
+/** The variants: torchvision's width and depth multipliers, dropout, and batch norm (B5–B7: eps 1e-3, momentum 0.01). */
+const VARIANTS = {
+  b0: { width: 1.0, depth: 1.0, dropout: 0.2 }, b1: { width: 1.0, depth: 1.1, dropout: 0.2 },
+  b2: { width: 1.1, depth: 1.2, dropout: 0.3 }, b3: { width: 1.2, depth: 1.4, dropout: 0.3 },
+  b4: { width: 1.4, depth: 1.8, dropout: 0.4 }, b5: { width: 1.6, depth: 2.2, dropout: 0.4, norm: { eps: 1e-3, momentum: 0.01 } },
+  b6: { width: 1.8, depth: 2.6, dropout: 0.5, norm: { eps: 1e-3, momentum: 0.01 } }, b7: { width: 2.0, depth: 3.1, dropout: 0.5, norm: { eps: 1e-3, momentum: 0.01 } },
+} as const;
+/** An EfficientNet variant's name. */
+export type EfficientNetVariant = keyof typeof VARIANTS;
+
+/**
+ * torchvision's EfficientNet-B0 … B7: `features` (stem, 7 MBConv stages, 1×1 conv to 4× the last width), `avgpool`,
+ * `classifier`; widths `_make_divisible(c · width, 8)` and stage depths `ceil(n · depth)` of the variant's multipliers.
+ */
 export class EfficientNet extends PooledClassifier {
-  constructor(o: EfficientNetOptions = {}) {
-    super(...EfficientNet.layers(o));
+  constructor(o: EfficientNetOptions = {}, readonly variant: EfficientNetVariant = 'b0') {
+    super(...EfficientNet.layers(o, variant));
     mobileInit(this, (l) => uniform_(l.weight, -1 / Math.sqrt(l.outFeatures), 1 / Math.sqrt(l.outFeatures)));
   }
-  private static layers(o: EfficientNetOptions): [Sequential, Sequential] {
-    // expand ratio, kernel, stride, in, out, blocks (width and depth multipliers 1.0)
-    const settings: [number, number, number, number, number, number][] = [
+  private static layers(o: EfficientNetOptions, variant: EfficientNetVariant): [Sequential, Sequential] {
+    const v: { width: number; depth: number; dropout: number; norm?: BatchNormOptions } = VARIANTS[variant];
+    const ch = (c: number) => makeDivisible(c * v.width);
+    // expand ratio, kernel, stride, in, out, blocks (before the multipliers)
+    const settings: [number, number, number, number, number, number][] = ([
       [1, 3, 1, 32, 16, 1], [6, 3, 2, 16, 24, 2], [6, 5, 2, 24, 40, 2], [6, 3, 2, 40, 80, 3],
       [6, 5, 1, 80, 112, 3], [6, 5, 2, 112, 192, 4], [6, 3, 1, 192, 320, 1],
-    ];
+    ] as const).map(([t, k, s, i, out, n]) => [t, k, s, ch(i), ch(out), Math.ceil(n * v.depth)]);
     const sdProb = o.stochasticDepthProb ?? 0.2;
     const total = settings.reduce((a, s) => a + s[5], 0);
-    const features = new Sequential(convNormActivation(o.inChannels ?? 3, settings[0][3], 3, { stride: 2, activation: new SiLU() }));
+    const features = new Sequential(convNormActivation(o.inChannels ?? 3, settings[0][3], 3, { stride: 2, activation: new SiLU(), norm: v.norm }));
     let id = 0;
     for (const [t, k, s, inC, outC, n] of settings) {
       const stage = new Sequential();
-      for (let i = 0; i < n; i++) stage.append(new MBConv(t, k, i === 0 ? s : 1, i === 0 ? inC : outC, outC, (sdProb * id++) / total));
+      for (let i = 0; i < n; i++) stage.append(new MBConv(t, k, i === 0 ? s : 1, i === 0 ? inC : outC, outC, (sdProb * id++) / total, v.norm));
       features.append(stage);
     }
     const lastIn = settings[settings.length - 1][4], last = 4 * lastIn;
-    features.append(convNormActivation(lastIn, last, 1, { activation: new SiLU() }));
-    return [features, new Sequential(new Dropout(o.dropout ?? 0.2), new Linear(last, o.numClasses ?? 1000))];
+    features.append(convNormActivation(lastIn, last, 1, { activation: new SiLU(), norm: v.norm }));
+    return [features, new Sequential(new Dropout(o.dropout ?? v.dropout), new Linear(last, o.numClasses ?? 1000))];
   }
 }
 
 /** EfficientNet-B0 with torchvision's keys (5.3 M parameters at 1000 classes). */
 export function efficientnetB0(o: EfficientNetOptions = {}): EfficientNet {
   return new EfficientNet(o);
+}
+
+/** EfficientNet-B1 … B7 with torchvision's keys (7.8, 9.1, 12.2, 19.3, 30.4, 43.0, 66.3 M parameters at 1000 classes). */
+export function efficientnet(variant: EfficientNetVariant, o: EfficientNetOptions = {}): EfficientNet {
+  if (!Object.prototype.hasOwnProperty.call(VARIANTS, variant)) throw invalidParameterError('variant', Object.keys(VARIANTS).map((k) => `'${k}'`).join(', '), variant);
+  return new EfficientNet(o, variant);
 }

@@ -9,7 +9,7 @@ import { simpleCnn, resnet9, airbench94, whitenInit, ConvGroup, ModelOptions } f
 import { resnet18, resnet34, resnet50, resnet101, wideResnet50_2, ResNet, BasicBlock, Bottleneck, ResNetOptions } from './resnet';
 import { mobilenetV2, MobileNetV2, InvertedResidual, MobileNetV2Options } from './mobilenet';
 import { mobilenetV3Small, mobilenetV3Large, MobileNetV3, InvertedResidualV3, MobileNetV3Options } from './mobilenetv3';
-import { efficientnetB0, EfficientNet, MBConv, EfficientNetOptions } from './efficientnet';
+import { efficientnetB0, efficientnet, EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant } from './efficientnet';
 import { convnextTiny, convnextSmall, convnextBase, convnextLarge, ConvNeXt, CNBlock, ConvNeXtOptions } from './convnext';
 import { SqueezeExcitation, StochasticDepth } from './blocks';
 import {
@@ -36,6 +36,7 @@ const zoo: Record<string, { build: (o: Record<string, unknown>) => Module; head?
   mobilenet_v3_small: { build: (o) => mobilenetV3Small(o), head: 'classifier.3', imagenet: true },
   mobilenet_v3_large: { build: (o) => mobilenetV3Large(o), head: 'classifier.3', imagenet: true },
   efficientnet_b0: { build: (o) => efficientnetB0(o), head: 'classifier.1', imagenet: true },
+  ...Object.fromEntries((['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7'] as EfficientNetVariant[]).map((v) => [`efficientnet_${v}`, { build: (o: Record<string, unknown>) => efficientnet(v, o), head: 'classifier.1', imagenet: true }])),
   convnext_tiny: { build: (o) => convnextTiny(o), head: 'classifier.2', imagenet: true },
   convnext_small: { build: (o) => convnextSmall(o), head: 'classifier.2', imagenet: true },
   convnext_base: { build: (o) => convnextBase(o), head: 'classifier.2', imagenet: true },
@@ -128,6 +129,14 @@ export const models = {
   mobilenetV3Large: wrap<MobileNetV3Options & PretrainedOptions>('mobilenet_v3_large'),
   /** torchvision efficientnet_b0 (SiLU, squeeze-excitation, stochastic depth) */
   efficientnetB0: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b0'),
+  /** torchvision efficientnet_b1 … b7 (B0's blocks scaled in width and depth; B5–B7 with batch norm eps 1e-3) */
+  efficientnetB1: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b1'),
+  efficientnetB2: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b2'),
+  efficientnetB3: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b3'),
+  efficientnetB4: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b4'),
+  efficientnetB5: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b5'),
+  efficientnetB6: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b6'),
+  efficientnetB7: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b7'),
   /** torchvision convnext_tiny (7×7 depthwise convs, LayerNorm, GELU, layer scale, stochastic depth) */
   convnextTiny: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_tiny'),
   convnextSmall: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_small'),
@@ -154,6 +163,6 @@ export const models = {
 export {
   ResNet, BasicBlock, Bottleneck, ConvGroup, ModelOptions, ResNetOptions, MobileNetV2, InvertedResidual, MobileNetV2Options,
   MobileNetV3, InvertedResidualV3, MobileNetV3Options,
-  EfficientNet, MBConv, EfficientNetOptions, ConvNeXt, CNBlock, ConvNeXtOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
+  EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant, ConvNeXt, CNBlock, ConvNeXtOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
   WideBasicBlock, NetworkBlock, PreActResNetOptions, WideResNetOptions, PretrainedOptions,
 };
