@@ -246,6 +246,8 @@ ZOO = {
     "mobilenet_v3_small_w05": lambda: loud(torchvision.models.mobilenet_v3_small(num_classes=10, width_mult=0.5)),
     "mobilenet_v3_large": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10)),
     "mobilenet_v3_large_w075": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10, width_mult=0.75)),
+    "mobilenet_v3_large_reduced_dilated": lambda: loud(torchvision.models.mobilenet_v3_large(num_classes=10, reduced_tail=True, dilated=True)),
+    "mobilenet_v3_small_reduced_w075": lambda: loud(torchvision.models.mobilenet_v3_small(num_classes=10, reduced_tail=True, width_mult=0.75)),
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
     "convnext_tiny": lambda: torchvision.models.convnext_tiny(num_classes=10),
     "efficientnet_b3": lambda: torchvision.models.efficientnet_b3(num_classes=10),

@@ -116,6 +116,20 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     await checkModel('mobilenet_v3_small', 'mobilenet_v3_small_w05', { widthMult: 0.5 });
     await checkModel('mobilenet_v3_large', 'mobilenet_v3_large_w075', { widthMult: 0.75 });
   });
+  it("reducedTail and dilated equal torchvision's reduced_tail and dilated: mobilenet_v3_large with both, mobilenet_v3_small reduced at width 0.75; the flags are checked", async () => {
+    await checkModel('mobilenet_v3_large', 'mobilenet_v3_large_reduced_dilated', { reducedTail: true, dilated: true });
+    await checkModel('mobilenet_v3_small', 'mobilenet_v3_small_reduced_w075', { reducedTail: true, widthMult: 0.75 });
+    // dilated keeps the last stage's resolution: at 64×64 the features end at 4×4 instead of 2×2
+    const dil = kiln.models.mobilenetV3Small({ numClasses: 3, dilated: true }).eval(), plain = kiln.models.mobilenetV3Small({ numClasses: 3 }).eval();
+    const x = kiln.randn([1, 3, 64, 64]);
+    const size = (m: kiln.nn.Module) => kiln.tidy(() => kiln.noGrad(() => (m as unknown as { features: kiln.nn.Module }).features.call(x).shape.slice(2)));
+    expect(size(dil)).to.deep.equal([4, 4]);
+    expect(size(plain)).to.deep.equal([2, 2]);
+    for (const m of [dil, plain]) m.dispose();
+    x.dispose();
+    expectKilnError(() => kiln.models.mobilenetV3Large({ reducedTail: 'yes' as never }), 'INVALID_ARGUMENT', 'reducedTail', 'a boolean');
+    expectKilnError(() => kiln.models.mobilenetV3Small({ dilated: 1 as never }), 'INVALID_ARGUMENT', 'dilated', 'a boolean');
+  });
   it("RobustBench's preact_resnet18 (PreActBlock; and PreActBlockV2 + bn_before_fc)", async () => {
     await checkModel('preact_resnet18', 'preact_resnet18');
     await checkModel('preact_resnet18', 'preact_resnet18_v2', { shortcutFromActivation: true, bnBeforeFc: true });

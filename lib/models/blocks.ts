@@ -60,15 +60,16 @@ export function residualSpec(main: ModuleSpec | null, residual: boolean): Module
 }
 
 /**
- * torchvision's Conv2dNormActivation: conv (padding (k−1)/2, no bias) → BatchNorm2d (`norm`: its eps
+ * torchvision's Conv2dNormActivation: conv (padding (k−1)/2 · dilation, no bias) → BatchNorm2d (`norm`: its eps
  * and momentum) → activation, keyed '0', '1' (and '2' for the activation, which has no state).
  */
 export function convNormActivation(
   inC: number, outC: number, kernel: number,
-  o: { stride?: number; groups?: number; activation?: Module | null; norm?: BatchNormOptions } = {},
+  o: { stride?: number; groups?: number; dilation?: number; activation?: Module | null; norm?: BatchNormOptions } = {},
 ): Sequential {
+  const dilation = o.dilation ?? 1;
   const layers: Module[] = [
-    new Conv2d(inC, outC, kernel, { stride: o.stride ?? 1, padding: Math.floor((kernel - 1) / 2), groups: o.groups ?? 1, bias: false }),
+    new Conv2d(inC, outC, kernel, { stride: o.stride ?? 1, padding: Math.floor((kernel - 1) / 2) * dilation, dilation, groups: o.groups ?? 1, bias: false }),
     new BatchNorm2d(outC, o.norm),
   ];
   if (o.activation) layers.push(o.activation);

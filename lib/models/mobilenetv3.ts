@@ -3,6 +3,7 @@
  * features.4.block.2.fc1.weight, classifier.3.bias …), with torchvision's width multiplier.
  */
 import { Tensor } from '../tensor/tensor';
+import { invalidParameterError } from '../errors';
 import { Module, ModuleSpec } from '../nn/module';
 import { BatchNormOptions, Dropout, Hardsigmoid, Hardswish, Linear, ReLU } from '../nn/layers';
 import { Sequential } from '../nn/containers';
@@ -45,14 +46,14 @@ const ARCHS = { small: { blocks: SMALL, lastChannel: 1024 }, large: { blocks: LA
 export class InvertedResidualV3 extends Module {
   readonly block: Sequential;
   readonly useResConnect: boolean;
-  /** `inC`, `expanded`, `outC` are the channel counts after the width multiplier. */
-  constructor(inC: number, kernel: number, expanded: number, outC: number, useSe: boolean, useHs: boolean, stride: number) {
+  /** `inC`, `expanded`, `outC` are the channel counts after the width multiplier; a dilated block (dilation > 1) keeps stride 1. */
+  constructor(inC: number, kernel: number, expanded: number, outC: number, useSe: boolean, useHs: boolean, stride: number, dilation = 1) {
     super();
     this.useResConnect = stride === 1 && inC === outC;
     const act = (): Module => (useHs ? new Hardswish() : new ReLU());
     const layers: Module[] = [];
     if (expanded !== inC) layers.push(convNormActivation(inC, expanded, 1, { activation: act(), norm: NORM }));
-    layers.push(convNormActivation(expanded, expanded, kernel, { stride, groups: expanded, activation: act(), norm: NORM }));
+    layers.push(convNormActivation(expanded, expanded, kernel, { stride: dilation > 1 ? 1 : stride, dilation, groups: expanded, activation: act(), norm: NORM }));
     if (useSe) layers.push(new SqueezeExcitation(expanded, makeDivisible(Math.floor(expanded / 4)), new ReLU(), new Hardsigmoid()));
     layers.push(convNormActivation(expanded, outC, 1, { activation: null, norm: NORM }));
     this.block = this.registerModule('block', new Sequential(...layers));
@@ -71,6 +72,10 @@ export interface MobileNetV3Options extends ModelOptions {
   dropout?: number;
   /** channel width multiplier (torchvision's width_mult, default 1): every width, the classifier's hidden one included, becomes `_make_divisible(c · widthMult, 8)` */
   widthMult?: number;
+  /** torchvision's reduced_tail: the last three blocks and the classifier's hidden layer at half width (default false) */
+  reducedTail?: boolean;
+  /** torchvision's dilated: the last three blocks' depthwise convs dilated by 2 instead of striding (output stride 16; default false) */
+  dilated?: boolean;
 }
 
 /**
@@ -86,9 +91,16 @@ export class MobileNetV3 extends PooledClassifier {
   private static layers(arch: 'small' | 'large', o: MobileNetV3Options): [Sequential, Sequential] {
     const w = widthMultOf(o.widthMult);
     const adjust = (c: number): number => makeDivisible(c * w);
-    const { blocks, lastChannel } = ARCHS[arch];
+    for (const k of ['reducedTail', 'dilated'] as const) if (o[k] !== undefined && typeof o[k] !== 'boolean') throw invalidParameterError(k, 'a boolean', o[k]);
+    const d = o.reducedTail ? 2 : 1, dilation = o.dilated ? 2 : 1;
+    // the last three blocks (torchvision's C4): halved with reducedTail (the first keeps its input and expansion), dilated
+    const tail = ARCHS[arch].blocks.length - 3;
+    const blocks = ARCHS[arch].blocks.map(([inC, k, exp, outC, se, act, s], i): [...BneckConf, number] =>
+      i < tail ? [inC, k, exp, outC, se, act, s, 1] : i === tail ? [inC, k, exp, Math.floor(outC / d), se, act, s, dilation]
+        : [Math.floor(inC / d), k, Math.floor(exp / d), Math.floor(outC / d), se, act, s, dilation]);
+    const lastChannel = Math.floor(ARCHS[arch].lastChannel / d);
     const features = new Sequential(convNormActivation(o.inChannels ?? 3, adjust(blocks[0][0]), 3, { stride: 2, activation: new Hardswish(), norm: NORM }));
-    for (const [inC, k, exp, outC, se, act, s] of blocks) features.append(new InvertedResidualV3(adjust(inC), k, adjust(exp), adjust(outC), se, act === 'HS', s));
+    for (const [inC, k, exp, outC, se, act, s, dil] of blocks) features.append(new InvertedResidualV3(adjust(inC), k, adjust(exp), adjust(outC), se, act === 'HS', s, dil));
     const lastIn = adjust(blocks[blocks.length - 1][3]), lastOut = 6 * lastIn, last = adjust(lastChannel);
     features.append(convNormActivation(lastIn, lastOut, 1, { activation: new Hardswish(), norm: NORM }));
     const classifier = new Sequential(new Linear(lastOut, last), new Hardswish(), new Dropout(o.dropout ?? 0.2), new Linear(last, o.numClasses ?? 1000));
