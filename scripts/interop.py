@@ -251,6 +251,8 @@ ZOO = {
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
     "convnext_tiny": lambda: torchvision.models.convnext_tiny(num_classes=10),
     "efficientnet_b3": lambda: torchvision.models.efficientnet_b3(num_classes=10),
+    "regnet_y_400mf": lambda: torchvision.models.regnet_y_400mf(num_classes=10),
+    "regnet_x_400mf": lambda: torchvision.models.regnet_x_400mf(num_classes=10),
     "efficientnet_b5": lambda: torchvision.models.efficientnet_b5(num_classes=10),
     "preact_resnet18": lambda: PreActResNet18(),
     "preact_resnet18_v2": lambda: PreActResNet18(v2=True, bn_before_fc=True),
