@@ -89,6 +89,35 @@ describe('serve: Open Inference Protocol over gRPC', function () {
     expect((await failure(client.modelMetadata({ name: 'shapes', version: '9' }))).details).to.match(/no version '9'/);
   });
 
+  it('serves the standard health service (grpc.health.v1): Check of the server and of a model, Watch until the server closes', async () => {
+    expect(await client.health()).to.equal('SERVING');
+    expect(await client.health('inference.GRPCInferenceService')).to.equal('SERVING');
+    expect(await client.health('shapes')).to.equal('SERVING');
+    const unknown = await failure(client.health('nope'));
+    expect(unknown.code).to.equal(grpc.status.NOT_FOUND);
+    expect(unknown.details).to.match(/no model named 'nope'/);
+    // Watch: SERVING at once; NOT_SERVING and the end of the stream when the server closes
+    const s = await serve(model, { ...opts, port: 0, grpcPort: 0 });
+    const { grpc: g, health } = kiln.serving.grpcService();
+    const hc = new health(s.grpcAddress, g.credentials.createInsecure()) as unknown as { Watch(req: object): NodeJS.ReadableStream & { cancel(): void }; close(): void };
+    const seen: string[] = [];
+    const stream = hc.Watch({ service: '' });
+    const ended = new Promise<void>((resolve) => {
+      stream.on('data', (m: { status: string }) => seen.push(m.status));
+      stream.on('end', resolve);
+      stream.on('error', resolve);
+    });
+    while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
+    expect(seen).to.deep.equal(['SERVING']);
+    await s.close();
+    await ended;
+    expect(seen).to.deep.equal(['SERVING', 'NOT_SERVING']);
+    hc.close();
+    const text = server.metrics.render();
+    expect(text).to.match(/kiln_grpc_requests_total\{method="Check",code="OK"\} [1-9]/);
+    expect(text).to.match(/kiln_grpc_requests_total\{method="Check",code="NOT_FOUND"\} 1/);
+  });
+
   it('infers FP32 contents: probabilities and logits equal model.call, id echoed, on the default and a named version', async () => {
     const x = kiln.randn([3, 3, S, S]);
     for (const [version, m] of [['', model], ['1', model], ['2', model2]] as const) {

@@ -99,3 +99,21 @@ message InferTensorContents {
   repeated bytes bytes_contents = 8;
 }
 `;
+
+/**
+ * The standard gRPC health checking protocol (grpc.health.v1, as grpc_health_probe and Kubernetes' gRPC probes call
+ * it), served beside the inference service.
+ */
+export const HEALTH_PROTO = `syntax = "proto3";
+package grpc.health.v1;
+
+message HealthCheckRequest { string service = 1; }
+message HealthCheckResponse {
+  enum ServingStatus { UNKNOWN = 0; SERVING = 1; NOT_SERVING = 2; SERVICE_UNKNOWN = 3; }
+  ServingStatus status = 1;
+}
+service Health {
+  rpc Check(HealthCheckRequest) returns (HealthCheckResponse);
+  rpc Watch(HealthCheckRequest) returns (stream HealthCheckResponse);
+}
+`;

@@ -6,7 +6,8 @@
  * version's DynamicBatcher, so gRPC, REST v2 and /predictions requests batch together. Outputs come back in
  * `contents`, or in raw_output_contents when the request sent its input raw or set the parameter binary_data_output.
  * Errors are gRPC statuses (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
- * INTERNAL) with the REST route's message; a call's deadline bounds its wait in the batcher.
+ * INTERNAL) with the REST route's message; a call's deadline bounds its wait in the batcher. The standard health
+ * service (grpc.health.v1.Health: Check, Watch) reports the server ('' or the inference service's name) or a model.
  */
 import type * as grpcTypes from '@grpc/grpc-js';
 import { KilnError } from '../errors';
@@ -14,7 +15,7 @@ import { Tensor } from '../tensor/tensor';
 import { HttpError } from './inputs';
 import { InFlight, toHttpError } from './http';
 import { modelLabels } from './server-metrics';
-import { OPEN_INFERENCE_PROTO } from './grpc-proto';
+import { HEALTH_PROTO, OPEN_INFERENCE_PROTO } from './grpc-proto';
 import { V2Host, V2_EXTENSIONS, V2OutputValues, modelMetadata, outputValues, rawOutput } from './v2';
 import { V2InputData, inputTensor, parseOutputs } from './v2-request';
 import type { ModelEndpoint } from './endpoint';
@@ -26,20 +27,24 @@ type Unary = grpcTypes.handleUnaryCall<Record<string, any>, Record<string, unkno
 export const GRPC_METHODS = ['ServerLive', 'ServerReady', 'ModelReady', 'ServerMetadata', 'ModelMetadata', 'ModelInfer'] as const;
 export type GrpcMethod = (typeof GRPC_METHODS)[number];
 
-let loaded: { grpc: Grpc; service: grpcTypes.ServiceClientConstructor } | null = null;
-/** grpc-js and the service definition, loaded on first use (a server without a gRPC port never loads them). */
-export function grpcService(): { grpc: Grpc; service: grpcTypes.ServiceClientConstructor } {
+type Loaded = { grpc: Grpc; service: grpcTypes.ServiceClientConstructor; health: grpcTypes.ServiceClientConstructor };
+let loaded: Loaded | null = null;
+/** grpc-js and the service definitions (inference, health), loaded on first use (a server without a gRPC port never loads them). */
+export function grpcService(): Loaded {
   if (!loaded) {
     const grpc = require('@grpc/grpc-js') as Grpc;
     const protobuf = require('protobufjs') as typeof import('protobufjs');
     const protoLoader = require('@grpc/proto-loader') as typeof import('@grpc/proto-loader');
-    const root = protobuf.parse(OPEN_INFERENCE_PROTO, { keepCase: true }).root;
-    const def = protoLoader.fromJSON(root.toJSON(), { keepCase: true, longs: Number, defaults: true, oneofs: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { inference: { GRPCInferenceService: grpcTypes.ServiceClientConstructor } };
-    loaded = { grpc, service: pkg.inference.GRPCInferenceService };
+    const load = (text: string) => grpc.loadPackageDefinition(protoLoader.fromJSON(protobuf.parse(text, { keepCase: true }).root.toJSON(), { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true }));
+    const inference = load(OPEN_INFERENCE_PROTO) as unknown as { inference: { GRPCInferenceService: grpcTypes.ServiceClientConstructor } };
+    const health = load(HEALTH_PROTO) as unknown as { grpc: { health: { v1: { Health: grpcTypes.ServiceClientConstructor } } } };
+    loaded = { grpc, service: inference.inference.GRPCInferenceService, health: health.grpc.health.v1.Health };
   }
   return loaded;
 }
+
+/** The health service's names of what it reports on: the whole server ('' or the inference service's name) or a model. */
+const SERVER_NAMES = ['', 'inference.GRPCInferenceService'];
 
 /** The gRPC status of a failure, by the HTTP status the REST routes would answer. */
 export function grpcStatus(e: unknown): { code: grpcTypes.status; details: string } {
@@ -104,6 +109,8 @@ export class GrpcInference {
   private readonly server: grpcTypes.Server;
   private port = 0;
   private closed = false;
+  /** open health Watch streams: each re-sends its status when it changes, ended at close */
+  private readonly watches = new Set<{ end(): void }>();
 
   constructor(private readonly host: V2Host, private readonly requests: InFlight, limits: GrpcLimits) {
     const { grpc, service } = grpcService();
@@ -120,6 +127,49 @@ export class GrpcInference {
       ModelInfer: this.unary('ModelInfer', (req, ctx, call) => this.infer(req, ctx, call)),
     };
     this.server.addService(service.service, impl);
+    this.server.addService(grpcService().health.service, {
+      Check: this.unary('Check', async (req, ctx) => ({ status: this.health(String(req.service), ctx) })),
+      Watch: (call: grpcTypes.ServerWritableStream<Record<string, any>, Record<string, unknown>>) => this.watch(call),
+    });
+  }
+
+  /** The health of `service` ('' / the inference service: the server's readiness; else a model name's default version). */
+  private health(service: string, ctx?: RequestContext): 'SERVING' | 'NOT_SERVING' {
+    if (this.closed) return 'NOT_SERVING';
+    if (SERVER_NAMES.includes(service)) return this.host.readiness().ready ? 'SERVING' : 'NOT_SERVING';
+    const ep = this.host.registry.resolve(service); // 404 (NOT_FOUND) for a name not served
+    if (ctx) ctx.model = ep;
+    return ep.state === 'ready' ? 'SERVING' : 'NOT_SERVING';
+  }
+
+  /** Health Watch: the status now, then each change (checked every 500 ms) until the client cancels or the server closes. */
+  private watch(call: grpcTypes.ServerWritableStream<Record<string, any>, Record<string, unknown>>): void {
+    const service = String(call.request.service);
+    const statusNow = (): string => {
+      try {
+        return this.health(service);
+      } catch {
+        return 'SERVICE_UNKNOWN'; // the protocol's answer for a watched name not (or no longer) served
+      }
+    };
+    let last = statusNow();
+    call.write({ status: last });
+    const timer = setInterval(() => {
+      const now = statusNow();
+      if (now !== last) call.write({ status: (last = now) });
+    }, 500);
+    timer.unref();
+    const entry = {
+      end: () => {
+        clearInterval(timer);
+        this.watches.delete(entry);
+        if (last !== 'NOT_SERVING') call.write({ status: 'NOT_SERVING' });
+        call.end();
+      },
+    };
+    this.watches.add(entry);
+    call.on('cancelled', () => { clearInterval(timer); this.watches.delete(entry); });
+    if (this.closed) entry.end();
   }
 
   /** Binds host:port (0 picks a free port); resolves to the port. */
@@ -143,6 +193,7 @@ export class GrpcInference {
   /** Refuses new calls; resolves once the calls in flight have been answered and the listener is down. */
   close(): Promise<void> {
     this.closed = true;
+    for (const w of [...this.watches]) w.end(); // a watcher hears NOT_SERVING, then the end of its stream
     return new Promise((resolve) => this.server.tryShutdown(() => resolve()));
   }
 
@@ -164,7 +215,7 @@ export class GrpcInference {
   }
 
   /** Wraps a method: counts it in flight, maps failures to statuses, records its metrics. */
-  private unary(method: GrpcMethod, fn: (req: Record<string, any>, ctx: RequestContext, call: grpcTypes.ServerUnaryCall<Record<string, any>, unknown>) => Promise<Record<string, unknown>>): Unary {
+  private unary(method: GrpcMethod | 'Check', fn: (req: Record<string, any>, ctx: RequestContext, call: grpcTypes.ServerUnaryCall<Record<string, any>, unknown>) => Promise<Record<string, unknown>>): Unary {
     const { grpc } = grpcService();
     return (call, callback) => {
       const t0 = performance.now();
@@ -241,6 +292,8 @@ export interface InferenceClient {
   modelMetadata(req: { name: string; version?: string }, o?: GrpcCallOptions): Promise<Record<string, any>>;
   /** a ModelInferRequest: {model_name, model_version?, id?, inputs: [{name, datatype, shape, contents?}], outputs?, raw_input_contents?, parameters?} */
   modelInfer(req: Record<string, unknown>, o?: GrpcCallOptions): Promise<Record<string, any>>;
+  /** grpc.health.v1.Health/Check of `service` ('': the server; or a model name): 'SERVING' or 'NOT_SERVING' */
+  health(service?: string, o?: GrpcCallOptions): Promise<string>;
   /** closes the channel */
   close(): void;
 }
@@ -250,12 +303,14 @@ export interface InferenceClient {
  * with grpc-js's ServiceError (`code`: a gRPC status number, `details`: the server's message).
  */
 export function grpcClient(address: string, options: { maxReceiveBytes?: number } = {}): InferenceClient {
-  const { grpc, service } = grpcService();
+  const { grpc, service, health } = grpcService();
   const client = new service(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': options.maxReceiveBytes ?? -1, 'grpc.max_send_message_length': -1 });
-  const call = (method: GrpcMethod, req: Record<string, unknown>, o: GrpcCallOptions = {}) => new Promise<any>((resolve, reject) => {
+  let healthClient: grpcTypes.Client | null = null;
+  const callOn = (c: grpcTypes.Client, method: string, req: Record<string, unknown>, o: GrpcCallOptions = {}) => new Promise<any>((resolve, reject) => {
     const callOptions = o.timeoutMs === undefined ? {} : { deadline: Date.now() + o.timeoutMs };
-    (client as unknown as Record<string, (...a: unknown[]) => void>)[method](req, new grpc.Metadata(), callOptions, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r)));
+    (c as unknown as Record<string, (...a: unknown[]) => void>)[method](req, new grpc.Metadata(), callOptions, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r)));
   });
+  const call = (method: GrpcMethod, req: Record<string, unknown>, o?: GrpcCallOptions) => callOn(client, method, req, o);
   return {
     serverLive: (o) => call('ServerLive', {}, o),
     serverReady: (o) => call('ServerReady', {}, o),
@@ -263,6 +318,10 @@ export function grpcClient(address: string, options: { maxReceiveBytes?: number 
     serverMetadata: (o) => call('ServerMetadata', {}, o),
     modelMetadata: (req, o) => call('ModelMetadata', req, o),
     modelInfer: (req, o) => call('ModelInfer', req, o),
-    close: () => client.close(),
+    health: async (svc = '', o) => (await callOn((healthClient ??= new health(address, grpc.credentials.createInsecure())), 'Check', { service: svc }, o)).status,
+    close: () => {
+      client.close();
+      healthClient?.close();
+    },
   };
 }
