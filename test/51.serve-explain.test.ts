@@ -143,6 +143,7 @@ describe('serve: explanations', function () {
       ['ablation', '', undefined, (t) => E.featureAblation(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }) })],
       ['lime', '&samples=30&target=1', 1, (t) => E.lime(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 30 })],
       ['kernelshap', '&samples=20', undefined, (t) => E.kernelShap(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 20 })],
+      ['shapley', '&samples=2', undefined, (t) => E.shapleyValueSampling(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 2 })],
     ];
     for (const [method, q, target, direct] of cases) {
       kiln.manualSeed(42);
@@ -206,7 +207,7 @@ describe('serve: explanations', function () {
   it('answers bad options and bodies with 4xx JSON naming the problem', async () => {
     const png = await image(1);
     const cases: [string, string | Buffer, string, number, RegExp][] = [
-      ['/explanations?method=lrp', png, 'image/png', 400, /method must be one of ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift, guidedbackprop, guidedgradcam, ablation, lime, kernelshap, got "lrp"/],
+      ['/explanations?method=lrp', png, 'image/png', 400, /method must be one of ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift, guidedbackprop, guidedgradcam, ablation, lime, kernelshap, shapley, got "lrp"/],
       ['/explanations?target=hexagon', png, 'image/png', 400, /target 'hexagon' is neither a class name nor an index below 3 \(classes: circle, square, triangle\)/],
       ['/explanations?target=3', png, 'image/png', 400, /target '3' is neither/],
       ['/explanations?format=gif', png, 'image/png', 400, /format must be png or json, got "gif"/],
@@ -214,7 +215,7 @@ describe('serve: explanations', function () {
       ['/explanations?method=ig&steps=many', png, 'image/png', 400, /steps must be an integer/],
       ['/explanations?method=smoothgrad&samples=100000', png, 'image/png', 400, /samples must be an integer from 1 to 256/],
       ['/explanations?method=gradcam&steps=5', png, 'image/png', 400, /steps applies to method ig only/],
-      ['/explanations?method=saliency&samples=5', png, 'image/png', 400, /samples applies to methods smoothgrad, gradientshap, lime, kernelshap only/],
+      ['/explanations?method=saliency&samples=5', png, 'image/png', 400, /samples applies to methods smoothgrad, gradientshap, lime, kernelshap, shapley only/],
       ['/explanations', JSON.stringify({ instances: [png.toString('base64')], target: [1] }), 'application/json', 400, /target must be a class name or index, got \[1\]/],
       ['/explanations', JSON.stringify({ instances: [png.toString('base64')], method: 3 }), 'application/json', 400, /method must be one of .*got 3/],
       ['/explanations', '{"instances": [', 'application/json', 400, /malformed JSON/],
@@ -565,7 +566,7 @@ describe('serve: explanations', function () {
     const srv = await startKilnServe(['--model', dir, '--port', '0']);
     try {
       const u = srv.url;
-      expect(srv.output()).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift|guidedbackprop|guidedgradcam|ablation|lime|kernelshap (PNG heat map or JSON)');
+      expect(srv.output()).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift|guidedbackprop|guidedgradcam|ablation|lime|kernelshap|shapley (PNG heat map or JSON)');
       const r = await post(`${u}/explanations?target=square`, await image(2));
       expect(r.status).to.equal(200);
       expect(r.headers.get('x-kiln-target')).to.equal('1 square');

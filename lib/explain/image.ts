@@ -22,18 +22,19 @@ import { guidedBackprop, guidedGradCam } from './guided';
 import { featureAblation } from './ablation';
 import { lime } from './lime';
 import { kernelShap } from './kernelshap';
+import { shapleyValueSampling } from './shapley';
 import { gridMask } from './masks';
 import { heatmapPixels, Sign } from './render';
 import { ColormapName } from './colormaps';
 
 /** The methods by their `kiln explain --method` names. */
-export const IMAGE_METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam', 'ablation', 'lime', 'kernelshap'] as const;
+export const IMAGE_METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam', 'ablation', 'lime', 'kernelshap', 'shapley'] as const;
 /** One of `IMAGE_METHODS`. */
 export type ImageMethod = (typeof IMAGE_METHODS)[number];
 /** Methods that set forward hooks on the model's layers, so they need a kiln.nn Module (not a TorchScript model). */
 export const HOOK_METHODS: readonly ImageMethod[] = ['gradcam', 'deeplift', 'guidedbackprop', 'guidedgradcam'];
 /** Methods that switch the cells of a grid mask to the baseline (0 in the normalised input: the data set's mean colour). */
-export const MASK_METHODS: readonly ImageMethod[] = ['ablation', 'lime', 'kernelshap'];
+export const MASK_METHODS: readonly ImageMethod[] = ['ablation', 'lime', 'kernelshap', 'shapley'];
 
 /** Options of `explainImage` (the defaults are `kiln explain`'s). */
 export interface ExplainImageOptions {
@@ -43,7 +44,7 @@ export interface ExplainImageOptions {
   target?: number;
   /** ig: points on the path (default 50) */
   steps?: number;
-  /** smoothgrad, gradientshap: random draws (default 20); lime, kernelshap: coalitions (default 50) */
+  /** smoothgrad, gradientshap: random draws (default 20); lime, kernelshap: coalitions (default 50); shapley: permutations (default 10) */
   samples?: number;
   /** smoothgrad, gradientshap: noise standard deviation in the normalised input's units (default: 15% of the input's range for smoothgrad, 0 for gradientshap) */
   stdevs?: number;
@@ -55,7 +56,7 @@ export interface ExplainImageOptions {
   window?: number;
   /** occlusion: window stride (default half the window) */
   stride?: number;
-  /** ablation, lime, kernelshap: side of the grid mask's square cells (default 1/8 of the shorter side) */
+  /** ablation, lime, kernelshap, shapley: side of the grid mask's square cells (default 1/8 of the shorter side) */
   cell?: number;
 }
 
@@ -102,7 +103,7 @@ export function explainImage(model: Classifier | Module, x: Tensor, image: Tenso
   if (x.ndim !== 4 || x.size(0) !== 1) throw new KilnError(`explainImage: x must be one image [1, C, H, W], got shape [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
   const [H, W] = [x.size(2), x.size(3)];
   const steps = o.steps ?? 50;
-  const samples = positiveInt(o.samples, 'samples', MASK_METHODS.includes(method) ? 50 : 20);
+  const samples = positiveInt(o.samples, 'samples', method === 'shapley' ? 10 : MASK_METHODS.includes(method) ? 50 : 20);
   const cell = positiveInt(o.cell, 'cell', Math.max(1, Math.floor(Math.min(H, W) / 8)));
   const stdevs = o.stdevs === undefined ? undefined : nonNegativeNumber(o.stdevs, 'stdevs', 0, 'the noise standard deviation');
   let layer = o.layer;
@@ -138,7 +139,8 @@ export function explainImage(model: Classifier | Module, x: Tensor, image: Tenso
       const featureMask = gridMask(H, W, { cell });
       if (method === 'ablation') attr = featureAblation(m, x, { target: cls, featureMask });
       else if (method === 'lime') attr = lime(m, x, { target: cls, featureMask, samples });
-      else attr = kernelShap(m, x, { target: cls, featureMask, samples });
+      else if (method === 'kernelshap') attr = kernelShap(m, x, { target: cls, featureMask, samples });
+      else attr = shapleyValueSampling(m, x, { target: cls, featureMask, samples });
     } else {
       const win = o.window ?? Math.max(2, Math.round(Math.min(H, W) / 8));
       const stride = o.stride ?? Math.max(1, Math.floor(win / 2));
@@ -150,7 +152,7 @@ export function explainImage(model: Classifier | Module, x: Tensor, image: Tenso
 
 /** Options of `explanationPixels`. */
 export interface OverlayOptions {
-  /** which attributions to draw (default: 'positive' for gradcam and occlusion, 'absolute' otherwise) */
+  /** which attributions to draw (default: 'positive' for gradcam, occlusion and the mask methods, 'absolute' otherwise) */
   sign?: Sign;
   colormap?: ColormapName;
   /** opacity of the heat map over the image (default 0.5) */

@@ -26,6 +26,7 @@ export {
   infidelity, sensitivityMax, InfidelityOptions, SensitivityOptions, InfidelityPerturb, SensitivityPerturb, ExplanationFunction,
 } from './metrics';
 export { featureAblation, FeatureAblationOptions } from './ablation';
+export { shapleyValueSampling, shapleyValues, ShapleyOptions, MAX_EXACT_SHAPLEY_FEATURES } from './shapley';
 export { lime, LimeOptions, SurrogateOptions } from './lime';
 export { kernelShap, shapleyCoalitions, KernelShapOptions, KERNEL_SHAP_INF_WEIGHT } from './kernelshap';
 export { gridMask, GridMaskOptions } from './masks';

@@ -18,7 +18,7 @@ import { HttpError, Preprocessor } from './inputs';
 export const EXPLAIN_FORMATS = ['png', 'json'] as const;
 
 /** The methods that take `samples`. */
-const SAMPLED: readonly string[] = ['smoothgrad', 'gradientshap', 'lime', 'kernelshap'];
+const SAMPLED: readonly string[] = ['smoothgrad', 'gradientshap', 'lime', 'kernelshap', 'shapley'];
 
 /** Largest `steps` and `samples` a request may ask for (each costs one forward and backward pass). */
 export const MAX_EXPLAIN_STEPS = 512;
@@ -68,7 +68,7 @@ function intOption(v: unknown, name: string, min: number, max: number): number {
 
 /**
  * Reads the options of an explanation request: `method` (default gradcam), `target` (a class name or index),
- * `steps` (ig only), `samples` (smoothgrad, gradientshap, lime, kernelshap only), `format` (default: png for image bytes, json for a
+ * `steps` (ig only), `samples` (smoothgrad, gradientshap, lime, kernelshap, shapley only), `format` (default: png for image bytes, json for a
  * JSON body). `fields` are the JSON body's top-level fields (they override the query). 400 naming a bad one.
  */
 export function explainRequest(query: URLSearchParams, fields: Record<string, unknown>, classNames: string[], defaultFormat: ExplainRequest['format']): ExplainRequest {
