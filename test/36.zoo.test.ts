@@ -325,7 +325,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       expect((err as Error).message).to.match(re);
     };
     const out = ['--out', path.join(tmp, 'x')];
-    await rejects(['train', '--data', 'shapes', '--pretrained', py.file, ...out], /--pretrained applies to --model resnet18, .*mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0 \(got simple-cnn\)/);
+    await rejects(['train', '--data', 'shapes', '--pretrained', py.file, ...out], /--pretrained applies to --model resnet18, .*mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, efficientnet_b1, .*regnet_y_400mf, .*convnext_tiny, .*convnext_large \(got simple-cnn\)/);
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--pretrained', path.join(tmp, 'none.pth'), ...out], /--pretrained: .*none\.pth does not exist/);
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--freeze-backbone', ...out], /--freeze-backbone needs --pretrained/);
     await rejects(['train', '--data', 'shapes', '--model', 'wide_resnet28_10', '--size', '48', ...out], /--model wide_resnet28_10 takes 32×32 images .* these are 48×48; use --size 32/);
