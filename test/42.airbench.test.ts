@@ -7,9 +7,11 @@ import { ConvGroup } from '../lib/models';
 import { Conv2d } from '../lib/nn';
 import * as F from '../lib/nn/functional';
 import {
-  trainAirbench, inferTTA, LookaheadState, AirbenchLoader, makeNet, lrFactor, lookaheadDecay, fashionMnist32, AirbenchData, HYP,
+  trainAirbench, inferTTA, LookaheadState, AirbenchLoader, makeNet, lrFactor, lookaheadDecay, fashionMnist32, AirbenchData, HYP, main, cifar10Data,
 } from '../examples/airbench';
-import { expectKilnError, expectClose, values } from './helpers';
+import { expectKilnError, expectClose, values, writeCifar10, cifarPixels } from './helpers';
+import * as os from 'os';
+import * as path from 'path';
 
 function toyData(n: number, c = 1, hw = 16): AirbenchData {
   return { images: kiln.randint(0, 256, [n, c, hw, hw], { dtype: 'uint8' }), labels: kiln.randint(0, 10, [n]) };
@@ -139,6 +141,33 @@ describe('airbench94 example: pieces', () => {
     } finally {
       x.dispose();
       m.dispose();
+    }
+  });
+
+  it('--data cifar10:DIR reads the binary CIFAR-10 files (uint8 [N, 3, 32, 32]) and trains on them', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-airbench-cifar-'));
+    const c10 = writeCifar10(dir, 16, 12);
+    try {
+      const d = await cifar10Data(c10, true, 20);
+      expect(d.images.shape).to.deep.equal([20, 3, 32, 32]);
+      expect(Array.from(kiln.tidy(() => d.images.select(0, 19).flatten().dataSync() as Uint8Array))).to.deep.equal(Array.from(cifarPixels(19)));
+      d.images.dispose();
+      d.labels.dispose();
+      const log = console.log;
+      const lines: string[] = [];
+      console.log = (s: string) => lines.push(s);
+      let r;
+      try {
+        r = await main(['--data', `cifar10:${c10}`, '--epochs', '1', '--batch-size', '16', '--widths', '8,8,8']);
+      } finally {
+        console.log = log;
+      }
+      expect(lines[0]).to.match(/airbench94 on cifar10:.*: 80 training images \[3×32×32\], 12 test images; 1 epochs, batch 16/);
+      expect(r.epochs).to.have.length(1);
+      expect(r.valAcc).to.be.within(0, 1);
+      r.model.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

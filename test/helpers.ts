@@ -351,3 +351,22 @@ export function attackFixtureModel(weights: Record<string, ShapedValues>): kiln.
   for (const t of Object.values(state)) t.dispose();
   return m.to(DEVICE).eval() as kiln.nn.Sequential;
 }
+
+/** The pixel bytes of CIFAR record k in the tests' files: a pattern that tells the planes and positions apart. */
+export const cifarPixels = (k: number): Uint8Array => Uint8Array.from({ length: 3072 }, (_, i) => (k * 31 + i * 7 + (i >> 10) * 50) & 255);
+
+/** Writes `count` CIFAR binary records (label bytes `labels(k)`, then `cifarPixels(k)`) to `file`, numbered from `first`. */
+export function writeCifarRecords(file: string, first: number, count: number, labels: (k: number) => number[]): void {
+  const parts: Buffer[] = [];
+  for (let k = first; k < first + count; k++) parts.push(Buffer.from(labels(k)), Buffer.from(cifarPixels(k)));
+  fs.writeFileSync(file, Buffer.concat(parts));
+}
+
+/** A cifar-10-batches-bin folder under `dir`: five training batches of `perBatch` records (labels (3k) mod 10) and a test batch of `tests` (labels k mod 10, records from 100). */
+export function writeCifar10(dir: string, perBatch: number, tests: number): string {
+  const c10 = path.join(dir, 'cifar-10-batches-bin');
+  fs.mkdirSync(c10, { recursive: true });
+  for (let b = 1; b <= 5; b++) writeCifarRecords(path.join(c10, `data_batch_${b}.bin`), (b - 1) * perBatch, perBatch, (k) => [(k * 3) % 10]);
+  writeCifarRecords(path.join(c10, 'test_batch.bin'), 100, tests, (k) => [k % 10]);
+  return c10;
+}

@@ -29,7 +29,7 @@ const USAGE = `kiln — train, harden, explain and serve image classifiers on li
 Usage: kiln <command> [options]
 
 Commands:
-  train      train a model (fashion-mnist, mnist, shapes or an image folder); writes model, checkpoint, history, metrics, plots
+  train      train a model (fashion-mnist, mnist, shapes, cifar10:DIR or an image folder); writes model, checkpoint, history, metrics, plots
   evaluate   accuracy, loss, per-class precision/recall/F1 and calibration of a trained model on a test set
   predict    class probabilities for image files
   robust     accuracy under adversarial attacks (PGD, FGSM) and common corruptions (CIFAR-10-C); certified accuracy (randomized smoothing)

@@ -27,7 +27,7 @@ import { loadData } from './data';
 
 /** Options of `kiln train`. */
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
-  data: { type: 'string', help: 'fashion-mnist, mnist, shapes, an image folder (train/ + test/ or val/, or class folders), or a .csv of image paths and labels (header: path/file/filename/image and label/class/target)', meta: 'name|dir|file.csv' },
+  data: { type: 'string', help: 'fashion-mnist, mnist, shapes, cifar10:DIR / cifar100:DIR / cifar100-coarse:DIR (the binary versions), an image folder (train/ + test/ or val/, or class folders), or a .csv of image paths and labels (header: path/file/filename/image and label/class/target)', meta: 'name|dir|file.csv' },
   model: { type: 'string', choices: models.names, default: 'simple-cnn', help: 'architecture (the torchvision ones take 32×32 and larger images; preact_resnet18 and wide_resnet28_10 take 32×32 only)' },
   pretrained: { type: 'string', help: `start from torchvision weights: a torch.save state dict of the same architecture (${models.pretrainedNames.join(', ')}); the classifier is replaced for this data's classes`, meta: 'file.pth' },
   'freeze-backbone': { type: 'boolean', help: 'with --pretrained: train the new classifier only (batch-norm statistics still adapt)' },
@@ -121,7 +121,7 @@ export function checkSpeedFlags(f: Flags): void {
 /** Runs `kiln train`; returns the process exit code (130 when interrupted). */
 export async function train(f: Flags, log: (s: string) => void): Promise<number> {
   const t0 = Date.now();
-  if (f.data === undefined) throw new UsageError("kiln train needs --data (fashion-mnist, mnist, shapes or an image folder); see 'kiln train --help'");
+  if (f.data === undefined) throw new UsageError("kiln train needs --data (fashion-mnist, mnist, shapes, cifar10:DIR or an image folder); see 'kiln train --help'");
   if (f.channels !== undefined && f.channels !== 1 && f.channels !== 3) throw new UsageError(`--channels must be 1 or 3 (got ${f.channels})`);
   if (f.robust !== 'none') parseFraction(String(f.eps), '--eps'); // a typo fails before any data is loaded
   if (mixing(f) && f.robust !== 'none') throw new UsageError('--mixup / --cutmix and --robust cannot be combined (each is a training objective)');

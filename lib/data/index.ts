@@ -6,6 +6,7 @@
 export { Dataset, Sample, Batch, TensorDataset, Subset, labelsOf } from './dataset';
 export { idx, readIdx, parseIdx, IdxData, IdxType } from './idx';
 export { fashionMnist, mnist, FashionMnistOptions, FASHION_MNIST_ROOT, FASHION_MNIST_CLASSES } from './datasets';
+export { cifar10, cifar100, CifarOptions, CIFAR10_CLASSES } from './cifar';
 export { shapes, ShapesOptions, SHAPE_CLASSES } from './shapes';
 export { imageFolder, imageList, imageCsv, parseCsv, ImageFolder, ImageFolderOptions, ImageListOptions, ImageCsvOptions } from './image-folder';
 export { decodeImage, decodeImages, Decoded, DecodeOptions, Decoder, Fit, IMAGE_EXTENSIONS } from './decode';
@@ -24,6 +25,7 @@ export {
 
 import { idx } from './idx';
 import { fashionMnist, mnist } from './datasets';
+import { cifar10, cifar100 } from './cifar';
 import { shapes } from './shapes';
 /** The data set constructors grouped as in the issue: `kiln.data.datasets.fashionMnist()` etc. */
-export const datasets = { idx, fashionMnist, mnist, shapes };
+export const datasets = { idx, fashionMnist, mnist, shapes, cifar10, cifar100 };
