@@ -500,7 +500,7 @@ describe(`48b FeatureAblation, Lime and KernelShap (${DEVICE})`, function () {
     });
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-    for (const [method, extra] of [['ablation', ['--cell', '4']], ['lime', ['--cell', '4', '--samples', '12']], ['kernelshap', []], ['shapley', ['--cell', '8', '--samples', '3']]] as const) {
+    for (const [method, extra] of [['ablation', ['--cell', '4']], ['lime', ['--cell', '4', '--samples', '12']], ['kernelshap', []], ['shapley', ['--cell', '8', '--samples', '3']], ['lrp', []]] as const) {
       it(`${['--method', method, ...extra].join(' ')} writes one overlay PNG per image, leaking nothing`, async () => {
         const out = path.join(dir, `out-${method}`);
         const { flags, positional } = parseArgs(['--model', path.join(dir, 'model'), '--method', method, ...extra, '--out', out, '--size', '32', path.join(dir, 'green.png')], EXPLAIN_FLAGS, 'explain');

@@ -144,6 +144,7 @@ describe('serve: explanations', function () {
       ['lime', '&samples=30&target=1', 1, (t) => E.lime(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 30 })],
       ['kernelshap', '&samples=20', undefined, (t) => E.kernelShap(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 20 })],
       ['shapley', '&samples=2', undefined, (t) => E.shapleyValueSampling(model, x, { target: t, featureMask: E.gridMask(32, 32, { cell: 4 }), samples: 2 })],
+      ['lrp', '&target=0', 0, (t) => E.lrp(model, x, { target: t })],
     ];
     for (const [method, q, target, direct] of cases) {
       kiln.manualSeed(42);
@@ -207,7 +208,7 @@ describe('serve: explanations', function () {
   it('answers bad options and bodies with 4xx JSON naming the problem', async () => {
     const png = await image(1);
     const cases: [string, string | Buffer, string, number, RegExp][] = [
-      ['/explanations?method=lrp', png, 'image/png', 400, /method must be one of ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift, guidedbackprop, guidedgradcam, ablation, lime, kernelshap, shapley, got "lrp"/],
+      ['/explanations?method=lrp2', png, 'image/png', 400, /method must be one of ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift, guidedbackprop, guidedgradcam, ablation, lime, kernelshap, shapley, lrp, got "lrp2"/],
       ['/explanations?target=hexagon', png, 'image/png', 400, /target 'hexagon' is neither a class name nor an index below 3 \(classes: circle, square, triangle\)/],
       ['/explanations?target=3', png, 'image/png', 400, /target '3' is neither/],
       ['/explanations?format=gif', png, 'image/png', 400, /format must be png or json, got "gif"/],
@@ -259,6 +260,9 @@ describe('serve: explanations', function () {
         expect(r.body.explanations[0].attributions).to.deep.equal(rows(want));
         want.dispose();
       }
+      const lr = await post(`${s.url}/explanations/gelu?method=lrp`, png);
+      expect(lr.status).to.equal(400);
+      expect(lr.body.error).to.match(/model 'gelu' version '1': lrp: layer '1' \(GELU\) has no propagation rule/);
       const dl = await post(`${s.url}/explanations/gelu?method=deeplift`, png);
       expect(dl.status).to.equal(400);
       expect(dl.body.error).to.match(/model 'gelu' version '1' cannot be explained by deeplift: .*module '1' is not supported: GELU has no DeepLift rule/);
@@ -283,7 +287,7 @@ describe('serve: explanations', function () {
     const chw = x.squeeze(0);
     const before = kiln.memory().numTensors;
     const bad: [() => unknown, RegExp][] = [
-      [() => E.explainImage(model, x, img, norm, { method: 'lrp' as never }), /method.*ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift/],
+      [() => E.explainImage(model, x, img, norm, { method: 'lrp2' as never }), /method.*ig, saliency, smoothgrad, gradientshap, gradcam, occlusion, deeplift/],
       [() => E.explainImage(script, x, img, norm, { method: 'gradcam' }), /method 'gradcam' sets forward hooks.*needs a kiln.nn Module/],
       [() => E.explainImage(model, chw, img, norm), /x must be one image \[1, C, H, W\], got shape \[3, 32, 32\]/],
       [() => E.explainImage(model, x, img, norm, { method: 'ig', steps: 1 }), /steps/],
@@ -566,7 +570,7 @@ describe('serve: explanations', function () {
     const srv = await startKilnServe(['--model', dir, '--port', '0']);
     try {
       const u = srv.url;
-      expect(srv.output()).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift|guidedbackprop|guidedgradcam|ablation|lime|kernelshap|shapley (PNG heat map or JSON)');
+      expect(srv.output()).to.include('POST /explanations?method=ig|saliency|smoothgrad|gradientshap|gradcam|occlusion|deeplift|guidedbackprop|guidedgradcam|ablation|lime|kernelshap|shapley|lrp (PNG heat map or JSON)');
       const r = await post(`${u}/explanations?target=square`, await image(2));
       expect(r.status).to.equal(200);
       expect(r.headers.get('x-kiln-target')).to.equal('1 square');

@@ -23,12 +23,13 @@ import { featureAblation } from './ablation';
 import { lime } from './lime';
 import { kernelShap } from './kernelshap';
 import { shapleyValueSampling } from './shapley';
+import { lrp, lrpChain } from './lrp';
 import { gridMask } from './masks';
 import { heatmapPixels, Sign } from './render';
 import { ColormapName } from './colormaps';
 
 /** The methods by their `kiln explain --method` names. */
-export const IMAGE_METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam', 'ablation', 'lime', 'kernelshap', 'shapley'] as const;
+export const IMAGE_METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam', 'ablation', 'lime', 'kernelshap', 'shapley', 'lrp'] as const;
 /** One of `IMAGE_METHODS`. */
 export type ImageMethod = (typeof IMAGE_METHODS)[number];
 /** Methods that set forward hooks on the model's layers, so they need a kiln.nn Module (not a TorchScript model). */
@@ -87,8 +88,14 @@ export function resolveTarget(spec: string | number, classNames: string[]): numb
 export function checkImageMethod(method: unknown, model: unknown): ImageMethod {
   if (typeof method !== 'string' || !(IMAGE_METHODS as readonly string[]).includes(method)) throw invalidParameterError('method', IMAGE_METHODS.join(', '), method);
   const m = method as ImageMethod;
+  const others = () => IMAGE_METHODS.filter((x) => !HOOK_METHODS.includes(x) && x !== 'lrp').join(', ');
+  if (m === 'lrp') {
+    if (!(model instanceof Module))
+      throw new KilnError(`method 'lrp' propagates relevance through the model's layers and needs a kiln.nn Module (a chain of layers); this model is not one: use ${others()}`, 'INVALID_ARGUMENT');
+    lrpChain(model); // names a layer it cannot propagate through
+  }
   if (HOOK_METHODS.includes(m) && !(model instanceof Module))
-    throw new KilnError(`method '${m}' sets forward hooks on the model's layers and needs a kiln.nn Module; this model is not one (a TorchScript model has no hooks): use ${IMAGE_METHODS.filter((x) => !HOOK_METHODS.includes(x)).join(', ')}`, 'INVALID_ARGUMENT');
+    throw new KilnError(`method '${m}' sets forward hooks on the model's layers and needs a kiln.nn Module; this model is not one (a TorchScript model has no hooks): use ${others()}`, 'INVALID_ARGUMENT');
   return m;
 }
 
@@ -130,6 +137,8 @@ export function explainImage(model: Classifier | Module, x: Tensor, image: Tenso
       attr = gradCam(model as Module, x, { target: cls, layer });
     } else if (method === 'deeplift') {
       attr = deepLift(model as Module, x, { target: cls });
+    } else if (method === 'lrp') {
+      attr = lrp(model as Module, x, { target: cls });
     } else if (method === 'guidedbackprop') {
       attr = guidedBackprop(model as Module, x, { target: cls });
     } else if (method === 'guidedgradcam') {
