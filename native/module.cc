@@ -103,6 +103,12 @@ struct Gate : Node {
   at::Tensor forward(const at::Tensor& x) const override { return x.mul(gate->forward(x)); }
 };
 
+/** `cat([x, main(x)], 1)`: DenseNet's layer, its new features appended to its input's. */
+struct DenseCat : Node {
+  std::shared_ptr<Node> main;
+  at::Tensor forward(const at::Tensor& x) const override { return at::cat({x, main->forward(x)}, 1); }
+};
+
 struct Residual : Node {
   std::shared_ptr<Node> main, shortcut, post;
   at::Tensor forward(const at::Tensor& x) const override {
@@ -131,6 +137,11 @@ std::shared_ptr<Node> build(const Spec& s) {
     if (s.has("shortcut")) r->shortcut = build(s.child("shortcut"));
     if (s.has("post")) r->post = build(s.child("post"));
     return r;
+  }
+  if (op == "densecat") {
+    auto d = std::make_shared<DenseCat>();
+    d->main = build(s.child("main"));
+    return d;
   }
   if (op == "gate") {
     auto g = std::make_shared<Gate>();

@@ -121,6 +121,7 @@ const models: [string, () => kiln.nn.Module, number?][] = [
   ['mobilenet_v3_small', () => kiln.models.mobilenetV3Small({ numClasses: 10 })],
   ['efficientnet_b0 (SiLU, squeeze-excitation gate, stochastic depth)', () => kiln.models.efficientnetB0({ numClasses: 10 })],
   ['convnext_tiny (LayerNormalization, Transpose, channels-last MatMul, layer scale)', () => kiln.models.convnextTiny({ numClasses: 10 })],
+  ['densenet121 (Concat of each dense layer\'s new maps)', () => kiln.models.create('densenet121', { numClasses: 10 })],
   ['kiln.nn layers (GELU, LeakyReLU, Softmax, ceil-mode and padded pools, dilated max pool, reflect/replicate padding)', layerZoo, 36],
 ];
 

@@ -11,6 +11,7 @@ import { mobilenetV2, MobileNetV2, InvertedResidual, MobileNetV2Options } from '
 import { mobilenetV3Small, mobilenetV3Large, MobileNetV3, InvertedResidualV3, MobileNetV3Options } from './mobilenetv3';
 import { efficientnetB0, efficientnet, EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant } from './efficientnet';
 import { regnet, RegNet, ResBottleneckBlock, REGNET_NAMES } from './regnet';
+import { densenet, DenseNet, DenseLayer, DenseNetOptions } from './densenet';
 import { convnextTiny, convnextSmall, convnextBase, convnextLarge, ConvNeXt, CNBlock, ConvNeXtOptions } from './convnext';
 import { SqueezeExcitation, StochasticDepth } from './blocks';
 import {
@@ -39,6 +40,7 @@ const zoo: Record<string, { build: (o: Record<string, unknown>) => Module; head?
   efficientnet_b0: { build: (o) => efficientnetB0(o), head: 'classifier.1', imagenet: true },
   ...Object.fromEntries((['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7'] as EfficientNetVariant[]).map((v) => [`efficientnet_${v}`, { build: (o: Record<string, unknown>) => efficientnet(v, o), head: 'classifier.1', imagenet: true }])),
   ...Object.fromEntries(REGNET_NAMES.map((n) => [n, { build: (o: Record<string, unknown>) => regnet(n.slice('regnet_'.length), o), head: 'fc', imagenet: true }])),
+  ...Object.fromEntries(([121, 161, 169, 201] as const).map((d) => [`densenet${d}`, { build: (o: Record<string, unknown>) => densenet(d, o), head: 'classifier', imagenet: true }])),
   convnext_tiny: { build: (o) => convnextTiny(o), head: 'classifier.2', imagenet: true },
   convnext_small: { build: (o) => convnextSmall(o), head: 'classifier.2', imagenet: true },
   convnext_base: { build: (o) => convnextBase(o), head: 'classifier.2', imagenet: true },
@@ -163,11 +165,14 @@ export const models = {
   /** RegNet (X and Y: create('regnet_y_400mf') …) and its block */
   RegNet,
   ResBottleneckBlock,
+  /** DenseNet (create('densenet121') …) and its layer */
+  DenseNet,
+  DenseLayer,
 };
 
 export {
   ResNet, BasicBlock, Bottleneck, ConvGroup, ModelOptions, ResNetOptions, MobileNetV2, InvertedResidual, MobileNetV2Options,
   MobileNetV3, InvertedResidualV3, MobileNetV3Options,
-  EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant, ConvNeXt, CNBlock, ConvNeXtOptions, RegNet, ResBottleneckBlock, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
+  EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant, ConvNeXt, CNBlock, ConvNeXtOptions, RegNet, ResBottleneckBlock, DenseNet, DenseLayer, DenseNetOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
   WideBasicBlock, NetworkBlock, PreActResNetOptions, WideResNetOptions, PretrainedOptions,
 };

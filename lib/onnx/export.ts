@@ -10,6 +10,7 @@ import * as path from 'path';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
+import { cat } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { isFloating } from '../tensor/dtype';
 import { Module, ModuleSpec } from '../nn/module';
@@ -380,6 +381,12 @@ function emit(g: GraphBuilder, s: ModuleSpec, x: Value, at: string): Value {
     if (!s.post) return sum;
     const out = emit(g, s.post as ModuleSpec, sum, `${at}.post`);
     if (out.t !== sum.t) sum.t.dispose();
+    return out;
+  }
+  if (s.op === 'densecat') {
+    const main = emit(g, s.main as ModuleSpec, x, `${at}.main`);
+    const out: Value = { name: g.node('Concat', [x.name, main.name], [{ name: 'axis', int: 1 }]), t: cat([x.t, main.t], 1), batched: x.batched && main.batched, sized: x.sized || main.sized };
+    if (main.t !== x.t) main.t.dispose();
     return out;
   }
   if (s.op === 'gate') {
