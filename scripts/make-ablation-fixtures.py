@@ -26,6 +26,7 @@ whose weights are rounded to 4 decimals (Kiln rebuilds it exactly):
 import json
 import math
 import os
+import sys
 
 import numpy as np
 import scipy.optimize
@@ -33,25 +34,11 @@ import torch
 import torch.nn as nn
 
 OUT = os.path.join(os.path.dirname(__file__), '..', 'test', 'fixtures', 'ablation.json')
+sys.path.insert(0, os.path.dirname(__file__))
+from fixture_util import rnd64 as rnd, enc_values as enc, explain_cnn  # noqa: E402
+
 torch.manual_seed(0)
-
-
-def rnd(*shape, scale=1.0):
-    return (torch.randn(*shape, dtype=torch.float64) * scale).mul(1e4).round().div(1e4)
-
-
-def enc(t):
-    t = torch.as_tensor(t).detach()
-    if t.dtype in (torch.int64, torch.int32, torch.bool):
-        return {'shape': list(t.shape), 'values': [int(v) for v in t.flatten().tolist()]}
-    return {'shape': list(t.shape), 'values': [float(v) for v in t.double().flatten().tolist()]}
-
-
-model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 5)).double()
-with torch.no_grad():
-    for p in model.parameters():
-        p.copy_(rnd(*p.shape, scale=0.5))
-model.eval()
+model = explain_cnn()
 
 x = rnd(2, 2, 8, 8)
 target = [3, 1]

@@ -21,19 +21,17 @@ model already gets wrong are left alone, as Kiln leaves them.
 """
 import json
 import os
+import sys
 
 import torch
-import torch.nn as nn
 
 OUT = os.path.join(os.path.dirname(__file__), '..', 'test', 'fixtures', 'minnorm.json')
-r6 = lambda t: [round(float(v), 6) for v in t.detach().double().flatten().tolist()]
-rounded = lambda t: torch.tensor(r6(t), dtype=torch.float32).view(t.shape)
+sys.path.insert(0, os.path.dirname(__file__))
+from fixture_util import attack_cnn  # noqa: E402
 
+r6 = lambda t: [round(float(v), 6) for v in t.detach().double().flatten().tolist()]
 torch.manual_seed(0)
-model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10)).eval()
-with torch.no_grad():
-    for p in model.parameters():
-        p.copy_(rounded(p * 3))
+model, rounded = attack_cnn()
 MEAN, STD = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
 m_t, s_t = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
 f = lambda p: model((p - m_t) / s_t)
