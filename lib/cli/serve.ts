@@ -11,6 +11,7 @@ import { FlagSpec, UsageError } from './args';
 import { loadTrained } from './inference';
 import { IMAGE_METHODS } from '../explain/image';
 import { OPEN_INFERENCE_PROTO } from '../serve/grpc-proto';
+import { checkTls } from '../serve/http';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
@@ -23,6 +24,8 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   'management-port': { type: 'int', min: 0, max: 65535, help: 'turn the management API on, on this port (0: any free port): POST /models?url=DIR, DELETE /models/<name>, PUT /models/<name>/<version>/set-default (default: off)' },
   'grpc-port': { type: 'int', min: 0, max: 65535, help: "turn the Open Inference Protocol's gRPC service on (KServe v2 / Triton clients), on this port (0: any free port; default: off)" },
   'grpc-host': { type: 'string', help: 'interface of the gRPC service (default: --host)' },
+  'tls-cert': { type: 'string', help: 'serve HTTPS (and TLS on the gRPC and management ports) with this certificate chain (PEM file); needs --tls-key', meta: 'file' },
+  'tls-key': { type: 'string', help: "the certificate's private key (PEM file)", meta: 'file' },
   'print-proto': { type: 'boolean', help: "print the gRPC service's .proto (package inference) for generating clients, and exit" },
   'management-host': { type: 'string', default: '127.0.0.1', help: 'interface of the management API (it loads models from paths: keep it local)' },
   'model-store': { type: 'string', help: "folder the management API's url= paths resolve against; paths outside it are refused", meta: 'dir' },
@@ -128,13 +131,30 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   if (runtime === 'onnx' && (device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs']))
     throw new UsageError('--runtime onnx runs on the CPU in float32: leave --device, --precision, --channels-last and --cuda-graphs at their defaults');
   if (f['cuda-graphs'] && device !== 'cuda') throw new UsageError('--cuda-graphs needs --device cuda');
+  const [certFile, keyFile] = [f['tls-cert'], f['tls-key']] as (string | undefined)[];
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together: give both (PEM files) or neither');
+  const read = (file: string, flag: string) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (e) {
+      throw new UsageError(`${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  };
+  const tls = certFile !== undefined ? { cert: read(certFile, '--tls-cert'), key: read(keyFile!, '--tls-key') } : undefined;
+  if (tls) {
+    try {
+      checkTls(tls, '--tls-cert/--tls-key');
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
   const models = await loadModels(flags, device, runtime);
   let server: Server;
   try {
     server = await serve({
       models, host: String(f.host), port: f.port as number, device, top: f.top as number,
       managementPort: mport, managementHost: String(f['management-host']), modelStore: f['model-store'] as string | undefined,
-      grpcPort: gport, grpcHost: f['grpc-host'] === undefined ? undefined : String(f['grpc-host']),
+      tls, grpcPort: gport, grpcHost: f['grpc-host'] === undefined ? undefined : String(f['grpc-host']),
       maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number, maxQueue: f['max-queue'] as number,
       maxBodyBytes: f['max-body'] as number, timeoutMs: f['timeout-ms'] as number,
       precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'], cudaGraphs: !!f['cuda-graphs'],

@@ -13,7 +13,7 @@ import type * as grpcTypes from '@grpc/grpc-js';
 import { KilnError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { HttpError } from './inputs';
-import { InFlight, toHttpError } from './http';
+import { InFlight, TlsOptions, toHttpError } from './http';
 import { modelLabels } from './server-metrics';
 import { HEALTH_PROTO, OPEN_INFERENCE_PROTO } from './grpc-proto';
 import { V2Host, V2_EXTENSIONS, V2OutputValues, modelMetadata, outputValues, rawOutput } from './v2';
@@ -95,10 +95,12 @@ function outputTensor(v: V2OutputValues, raw: boolean): { tensor: Record<string,
   return { tensor };
 }
 
-/** The largest messages a gRPC server takes, and what it answers with. */
+/** The gRPC server's limits and transport. */
 export interface GrpcLimits {
   /** largest request message in bytes */
   maxReceiveBytes: number;
+  /** TLS (the HTTP server's certificate and key); default plaintext */
+  tls?: TlsOptions;
 }
 
 /**
@@ -112,7 +114,9 @@ export class GrpcInference {
   /** open health Watch streams: each re-sends its status when it changes, ended at close */
   private readonly watches = new Set<{ end(): void }>();
 
+  private readonly tls?: TlsOptions;
   constructor(private readonly host: V2Host, private readonly requests: InFlight, limits: GrpcLimits) {
+    this.tls = limits.tls;
     const { grpc, service } = grpcService();
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': limits.maxReceiveBytes, 'grpc.max_send_message_length': -1 });
     const impl: Record<GrpcMethod, Unary> = {
@@ -177,7 +181,10 @@ export class GrpcInference {
     const { grpc } = grpcService();
     const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(where, grpc.ServerCredentials.createInsecure(), (e, bound) => {
+      const credentials = this.tls
+        ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(this.tls.cert), private_key: Buffer.from(this.tls.key) }], false)
+        : grpc.ServerCredentials.createInsecure();
+      this.server.bindAsync(where, credentials, (e, bound) => {
         if (e) return reject(new KilnError(`the gRPC service could not listen on ${where} (in use, or not an address of this machine): ${e.message}`, 'GRPC_BIND'));
         this.port = bound;
         resolve(bound);
@@ -300,11 +307,13 @@ export interface InferenceClient {
 
 /**
  * A client for `address` ('host:port', e.g. `server.grpcAddress`): each method resolves to the answer, or rejects
- * with grpc-js's ServiceError (`code`: a gRPC status number, `details`: the server's message).
+ * with grpc-js's ServiceError (`code`: a gRPC status number, `details`: the server's message). `ca`: the certificate
+ * (PEM) that signed a TLS server's (its own, when self-signed); without it the channel is plaintext.
  */
-export function grpcClient(address: string, options: { maxReceiveBytes?: number } = {}): InferenceClient {
+export function grpcClient(address: string, options: { maxReceiveBytes?: number; ca?: string | Buffer } = {}): InferenceClient {
   const { grpc, service, health } = grpcService();
-  const client = new service(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': options.maxReceiveBytes ?? -1, 'grpc.max_send_message_length': -1 });
+  const credentials = () => (options.ca === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(Buffer.from(options.ca)));
+  const client = new service(address, credentials(), { 'grpc.max_receive_message_length': options.maxReceiveBytes ?? -1, 'grpc.max_send_message_length': -1 });
   let healthClient: grpcTypes.Client | null = null;
   const callOn = (c: grpcTypes.Client, method: string, req: Record<string, unknown>, o: GrpcCallOptions = {}) => new Promise<any>((resolve, reject) => {
     const callOptions = o.timeoutMs === undefined ? {} : { deadline: Date.now() + o.timeoutMs };
@@ -318,7 +327,7 @@ export function grpcClient(address: string, options: { maxReceiveBytes?: number 
     serverMetadata: (o) => call('ServerMetadata', {}, o),
     modelMetadata: (req, o) => call('ModelMetadata', req, o),
     modelInfer: (req, o) => call('ModelInfer', req, o),
-    health: async (svc = '', o) => (await callOn((healthClient ??= new health(address, grpc.credentials.createInsecure())), 'Check', { service: svc }, o)).status,
+    health: async (svc = '', o) => (await callOn((healthClient ??= new health(address, credentials())), 'Check', { service: svc }, o)).status,
     close: () => {
       client.close();
       healthClient?.close();

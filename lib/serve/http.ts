@@ -1,5 +1,7 @@
 /** Small HTTP helpers shared by the inference and management listeners: JSON answers, method checks, error mapping. */
 import * as http from 'http';
+import * as https from 'https';
+import * as tls from 'tls';
 import type { AddressInfo } from 'net';
 import { KilnError } from '../errors';
 import { HttpError } from './inputs';
@@ -38,9 +40,33 @@ export function toHttpError(e: unknown, retryAfterSeconds: number): HttpError {
   return new HttpError(500, `internal error: ${msg}`, k?.code ?? 'INTERNAL');
 }
 
-/** Creates a node:http server for `handle` that answers unparsable requests with a bare 400. */
-export function createHttpServer(handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>): http.Server {
-  const s = http.createServer((req, res) => void handle(req, res));
+/** A server's TLS certificate chain and private key (PEM), as `ServerOptions.tls` takes them. */
+export interface TlsOptions {
+  /** the certificate chain, PEM */
+  cert: string | Buffer;
+  /** its private key, PEM */
+  key: string | Buffer;
+}
+
+/** Checks `tls` options: PEM text of a certificate and a key that belong together (a clear error otherwise). */
+export function checkTls(o: unknown, what = 'tls'): TlsOptions {
+  if (o === null || typeof o !== 'object') throw new KilnError(`${what}: expected { cert, key } (PEM text of the certificate chain and its private key), got ${o === null ? 'null' : typeof o}`, 'INVALID_ARGUMENT');
+  const t = o as Record<string, unknown>;
+  for (const k of ['cert', 'key'])
+    if (!(typeof t[k] === 'string' || Buffer.isBuffer(t[k])) || (t[k] as string | Buffer).length === 0)
+      throw new KilnError(`${what}.${k}: expected PEM text (a string or Buffer; read the file first)`, 'INVALID_ARGUMENT');
+  try {
+    tls.createSecureContext({ cert: t.cert as string, key: t.key as string });
+  } catch (e) {
+    throw new KilnError(`${what}: the certificate and key are not usable: ${(e as Error).message}`, 'INVALID_ARGUMENT');
+  }
+  return { cert: t.cert as string | Buffer, key: t.key as string | Buffer };
+}
+
+/** Creates a node:http server (node:https with `tls`) for `handle` that answers unparsable requests with a bare 400. */
+export function createHttpServer(handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>, tlsOptions?: TlsOptions): http.Server {
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => void handle(req, res);
+  const s: http.Server = tlsOptions ? https.createServer({ cert: tlsOptions.cert, key: tlsOptions.key }, listener) : http.createServer(listener);
   s.on('clientError', (_e, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     else socket.destroy();
@@ -59,12 +85,12 @@ export function listenOn(server: http.Server, port: number, host: string): Promi
   });
 }
 
-/** The http://host:port URL a listening server answers on. */
+/** The http://host:port (https:// with TLS) URL a listening server answers on. */
 export function urlOf(server: http.Server, what = 'the server'): string {
   const a = server.address() as AddressInfo | null;
   if (!a) throw new KilnError(`${what} is not listening (call listen() first)`, 'INVALID_ARGUMENT');
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-  return `http://${host}:${a.port}`;
+  return `${server instanceof tls.Server ? 'https' : 'http'}://${host}:${a.port}`;
 }
 
 /** Counts work in flight and resolves `idle()` waiters when the count drops to zero. */

@@ -32,7 +32,7 @@ import { ModelEndpoint, ModelOptions, RuntimeOptions, checkName, loadModelDir } 
 import { ModelRegistry } from './registry';
 import { Route, parseRoute } from './routes';
 import { managementRoutes } from './management';
-import { InFlight, allowOnly, createHttpServer, json, listenOn, toHttpError, urlOf } from './http';
+import { InFlight, TlsOptions, allowOnly, checkTls, createHttpServer, json, listenOn, toHttpError, urlOf } from './http';
 import { V2Host, dispatchV2 } from './v2';
 import { GrpcInference } from './grpc';
 import { info } from '../info';
@@ -66,6 +66,8 @@ export interface ServerOptions extends RuntimeOptions {
   modelStore?: string;
   /** largest request body in bytes (default 10 MiB) */
   maxBodyBytes?: number;
+  /** serve HTTPS (and TLS on the gRPC and management ports) with this certificate chain and key, PEM (default: plain HTTP) */
+  tls?: TlsOptions;
   /** Retry-After seconds sent with 503 overload answers (default 1) */
   retryAfterSeconds?: number;
 }
@@ -150,6 +152,7 @@ export class Server {
     this.managementHost = options.managementHost ?? '127.0.0.1';
     this.grpcPort = options.grpcPort === undefined ? undefined : port(options.grpcPort, 'grpcPort');
     this.grpcHost = options.grpcHost ?? this.host;
+    const tlsOptions = options.tls === undefined ? undefined : checkTls(options.tls);
     if (typeof this.grpcHost !== 'string') throw invalidParameterError('grpcHost', 'an interface address', this.grpcHost);
     if (options.modelStore !== undefined && typeof options.modelStore !== 'string') throw invalidParameterError('modelStore', 'a folder path', options.modelStore);
     this.defaults = Object.fromEntries(RUNTIME_KEYS.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]));
@@ -166,9 +169,9 @@ export class Server {
       throw e;
     }
     this.metrics.bind(() => this.registry.endpoints(), () => this.requests.count);
-    this.http = createHttpServer(this.handle);
-    this.managementHttp = this.managementPort === undefined ? null : createHttpServer(this.handler(managementRoutes(this, options.modelStore)));
-    this.grpc = this.grpcPort === undefined ? null : new GrpcInference(this.v2, this.requests, { maxReceiveBytes: this.maxBodyBytes });
+    this.http = createHttpServer(this.handle, tlsOptions);
+    this.managementHttp = this.managementPort === undefined ? null : createHttpServer(this.handler(managementRoutes(this, options.modelStore)), tlsOptions);
+    this.grpc = this.grpcPort === undefined ? null : new GrpcInference(this.v2, this.requests, { maxReceiveBytes: this.maxBodyBytes, tls: tlsOptions });
   }
 
   /** The URL the server listens on (after `listen()`). */
