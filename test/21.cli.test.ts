@@ -85,7 +85,7 @@ describe('cli: kiln command', function () {
     };
     await rejects(['train', '--epochs', '2'], /needs --data/);
     await rejects(['train', '--data', 'shapes', '--batch-size', '0'], /--batch-size must be ≥ 1/);
-    await rejects(['train', '--data', '/no/such/folder', '--out', path.join(out, 'x')], /neither fashion-mnist, mnist, shapes nor an existing folder/);
+    await rejects(['train', '--data', '/no/such/folder', '--out', path.join(out, 'x')], /neither fashion-mnist, mnist, shapes, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR nor an existing folder/);
     await rejects(['train', '--data', 'shapes', '--out', path.join(out, 'none'), '--resume'], /--resume: no checkpoint in/);
     await rejects(['train', '--data', 'shapes', '--model', 'resnet18', '--width', '8'], /--width applies only to --model simple-cnn/);
     if (!kiln.info().cudaAvailable) await rejects(['train', '--data', 'shapes', '--device', 'cuda'], /--device cuda: CUDA is not available/);

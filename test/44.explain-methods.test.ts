@@ -506,7 +506,7 @@ describe('44 explanation methods', function () {
       await rejects(run(['--model', path.join(dir, 'model')], [path.join(dir, 'nope.png')]), /no such file/);
       await rejects(run(['--model', path.join(dir, 'missing')]), /does not exist/);
       await rejects(run(['--model', path.join(dir, 'model'), '--method', 'occlusion', '--window', '40']), /--window 40 is larger/);
-      expect(() => flags(['--method', 'lrp'])).to.throw(UsageError, /--method must be one of/);
+      expect(() => flags(['--method', 'lrp2'])).to.throw(UsageError, /--method must be one of/);
       expect(() => flags(['--method', 'gradientshap', '--baselines', 'grey'])).to.throw(UsageError, /--baselines must be one of black, blur, both/);
     });
   });
