@@ -251,6 +251,7 @@ ZOO = {
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(num_classes=10),
     "convnext_tiny": lambda: torchvision.models.convnext_tiny(num_classes=10),
     "efficientnet_b3": lambda: torchvision.models.efficientnet_b3(num_classes=10),
+    "efficientnet_v2_s": lambda: torchvision.models.efficientnet_v2_s(num_classes=10),
     "regnet_y_400mf": lambda: torchvision.models.regnet_y_400mf(num_classes=10),
     "regnet_x_400mf": lambda: torchvision.models.regnet_x_400mf(num_classes=10),
     "densenet121": lambda: torchvision.models.densenet121(num_classes=10),

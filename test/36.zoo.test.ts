@@ -1,6 +1,6 @@
 /**
  * The larger zoo (torchvision's resnet50/101, wide_resnet50_2, mobilenet_v2, mobilenet_v3_small/large (and both
- * mobilenets at other width multipliers), efficientnet_b0, b3 and b5, regnet_y_400mf and regnet_x_400mf, densenet121, convnext_tiny and RobustBench's
+ * mobilenets at other width multipliers), efficientnet_b0, b3, b5 and v2_s, regnet_y_400mf and regnet_x_400mf, densenet121, convnext_tiny and RobustBench's
  * preact_resnet18, wide_resnet28_10) against Python: scripts/interop.py zoo writes each reference model's
  * torch.save state dict with seeded random weights at test time and prints its keys, parameter count, eval
  * logits and first batch norm's statistics after a training-mode forward (skipped without Python torch).
@@ -104,6 +104,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     await checkModel('efficientnet_b3', 'efficientnet_b3');
     await checkModel('efficientnet_b5', 'efficientnet_b5');
   });
+  it('efficientnet_v2_s (FusedMBConv stages, batch norm eps 1e-3, 1280-wide last conv): keys, parameters, logits, training forward/backward', () => checkModel('efficientnet_v2_s', 'efficientnet_v2_s'));
   it("regnet_y_400mf (grouped convs, squeeze-excitation on the block's input width) and regnet_x_400mf: keys, parameters, logits, training forward/backward", async () => {
     await checkModel('regnet_y_400mf', 'regnet_y_400mf');
     await checkModel('regnet_x_400mf', 'regnet_x_400mf');
@@ -218,7 +219,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       ['resnet50', 25557032], ['resnet101', 44549160], ['wide_resnet50_2', 68883240], ['mobilenet_v2', 3504872], ['efficientnet_b0', 5288548],
       ['mobilenet_v3_small', 2542856], ['mobilenet_v3_large', 5483032], ['convnext_tiny', 28589128], ['convnext_small', 50223688], ['convnext_base', 88591464],
       ['efficientnet_b1', 7794184], ['efficientnet_b2', 9109994], ['efficientnet_b3', 12233232], ['efficientnet_b4', 19341616], ['efficientnet_b5', 30389784],
-      ['efficientnet_b6', 43040704], ['efficientnet_b7', 66347960],
+      ['efficientnet_b6', 43040704], ['efficientnet_b7', 66347960], ['efficientnet_v2_s', 21458488], ['efficientnet_v2_m', 54139356], ['efficientnet_v2_l', 118515272],
       // every RegNet's stage widths come from the quantised linear rule: equal counts mean equal widths and depths
       ['regnet_y_400mf', 4344144], ['regnet_y_800mf', 6432512], ['regnet_y_1_6gf', 11202430], ['regnet_y_3_2gf', 19436338], ['regnet_y_8gf', 39381472],
       ['regnet_y_16gf', 83590140], ['regnet_y_32gf', 145046770], ['regnet_x_400mf', 5495976], ['regnet_x_800mf', 7259656], ['regnet_x_1_6gf', 9190136],

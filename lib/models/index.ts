@@ -38,7 +38,7 @@ const zoo: Record<string, { build: (o: Record<string, unknown>) => Module; head?
   mobilenet_v3_small: { build: (o) => mobilenetV3Small(o), head: 'classifier.3', imagenet: true },
   mobilenet_v3_large: { build: (o) => mobilenetV3Large(o), head: 'classifier.3', imagenet: true },
   efficientnet_b0: { build: (o) => efficientnetB0(o), head: 'classifier.1', imagenet: true },
-  ...Object.fromEntries((['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7'] as EfficientNetVariant[]).map((v) => [`efficientnet_${v}`, { build: (o: Record<string, unknown>) => efficientnet(v, o), head: 'classifier.1', imagenet: true }])),
+  ...Object.fromEntries((['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'v2_s', 'v2_m', 'v2_l'] as EfficientNetVariant[]).map((v) => [`efficientnet_${v}`, { build: (o: Record<string, unknown>) => efficientnet(v, o), head: 'classifier.1', imagenet: true }])),
   ...Object.fromEntries(REGNET_NAMES.map((n) => [n, { build: (o: Record<string, unknown>) => regnet(n.slice('regnet_'.length), o), head: 'fc', imagenet: true }])),
   ...Object.fromEntries(([121, 161, 169, 201] as const).map((d) => [`densenet${d}`, { build: (o: Record<string, unknown>) => densenet(d, o), head: 'classifier', imagenet: true }])),
   convnext_tiny: { build: (o) => convnextTiny(o), head: 'classifier.2', imagenet: true },
@@ -141,6 +141,10 @@ export const models = {
   efficientnetB5: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b5'),
   efficientnetB6: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b6'),
   efficientnetB7: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_b7'),
+  /** torchvision efficientnet_v2_s / _m / _l (FusedMBConv stages, batch norm eps 1e-3) */
+  efficientnetV2S: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_v2_s'),
+  efficientnetV2M: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_v2_m'),
+  efficientnetV2L: wrap<EfficientNetOptions & PretrainedOptions>('efficientnet_v2_l'),
   /** torchvision convnext_tiny (7×7 depthwise convs, LayerNorm, GELU, layer scale, stochastic depth) */
   convnextTiny: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_tiny'),
   convnextSmall: wrap<ConvNeXtOptions & PretrainedOptions>('convnext_small'),
