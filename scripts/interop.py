@@ -255,6 +255,7 @@ ZOO = {
     "regnet_y_400mf": lambda: torchvision.models.regnet_y_400mf(num_classes=10),
     "regnet_x_400mf": lambda: torchvision.models.regnet_x_400mf(num_classes=10),
     "densenet121": lambda: torchvision.models.densenet121(num_classes=10),
+    "vgg11_bn": lambda: torchvision.models.vgg11_bn(num_classes=10),
     "efficientnet_b5": lambda: torchvision.models.efficientnet_b5(num_classes=10),
     "preact_resnet18": lambda: PreActResNet18(),
     "preact_resnet18_v2": lambda: PreActResNet18(v2=True, bn_before_fc=True),

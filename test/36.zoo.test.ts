@@ -1,6 +1,6 @@
 /**
  * The larger zoo (torchvision's resnet50/101, wide_resnet50_2, mobilenet_v2, mobilenet_v3_small/large (and both
- * mobilenets at other width multipliers), efficientnet_b0, b3, b5 and v2_s, regnet_y_400mf and regnet_x_400mf, densenet121, convnext_tiny and RobustBench's
+ * mobilenets at other width multipliers), efficientnet_b0, b3, b5 and v2_s, regnet_y_400mf and regnet_x_400mf, densenet121, vgg11_bn, convnext_tiny and RobustBench's
  * preact_resnet18, wide_resnet28_10) against Python: scripts/interop.py zoo writes each reference model's
  * torch.save state dict with seeded random weights at test time and prints its keys, parameter count, eval
  * logits and first batch norm's statistics after a training-mode forward (skipped without Python torch).
@@ -108,6 +108,15 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
   it("regnet_y_400mf (grouped convs, squeeze-excitation on the block's input width) and regnet_x_400mf: keys, parameters, logits, training forward/backward", async () => {
     await checkModel('regnet_y_400mf', 'regnet_y_400mf');
     await checkModel('regnet_x_400mf', 'regnet_x_400mf');
+  });
+  it('vgg11_bn (3×3 convs with batch norm, adaptive pooling to 7×7, three linear layers; a chain that LRP takes): keys, parameters, logits, training forward/backward', async () => {
+    await checkModel('vgg11_bn', 'vgg11_bn');
+    const m = kiln.models.create('vgg11', { numClasses: 3 }).eval();
+    const x = kiln.randn([1, 3, 32, 32]);
+    const r = kiln.explain.lrp(m, x, { target: 1, returnConvergenceDelta: true });
+    expect(r.attributions.shape).to.deep.equal([1, 3, 32, 32]);
+    for (const t of [x, r.attributions, r.delta]) t.dispose();
+    m.dispose();
   });
   it('densenet121 (dense layers concatenating their new maps, transitions with average pooling): keys, parameters, logits, training forward/backward', () => checkModel('densenet121', 'densenet121'));
   it('convnext_tiny (7×7 depthwise convs, channels-last LayerNorm and Linear, GELU, layer scale, stochastic depth): keys, parameters, logits, training forward/backward',
@@ -224,7 +233,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       ['regnet_y_400mf', 4344144], ['regnet_y_800mf', 6432512], ['regnet_y_1_6gf', 11202430], ['regnet_y_3_2gf', 19436338], ['regnet_y_8gf', 39381472],
       ['regnet_y_16gf', 83590140], ['regnet_y_32gf', 145046770], ['regnet_x_400mf', 5495976], ['regnet_x_800mf', 7259656], ['regnet_x_1_6gf', 9190136],
       ['regnet_x_3_2gf', 15296552], ['regnet_x_8gf', 39572648], ['regnet_x_16gf', 54278536], ['regnet_x_32gf', 107811560],
-      ['densenet121', 7978856], ['densenet161', 28681000], ['densenet169', 14149480], ['densenet201', 20013928],
+      ['vgg11', 132863336], ['vgg16_bn', 138365992], ['densenet121', 7978856], ['densenet161', 28681000], ['densenet169', 14149480], ['densenet201', 20013928],
     ];
     for (const [name, n] of published) {
       const m = kiln.models.create(name);
@@ -328,7 +337,7 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
       expect((err as Error).message).to.match(re);
     };
     const out = ['--out', path.join(tmp, 'x')];
-    await rejects(['train', '--data', 'shapes', '--pretrained', py.file, ...out], /--pretrained applies to --model resnet18, .*mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, efficientnet_b1, .*regnet_y_400mf, .*densenet121, .*convnext_tiny, .*convnext_large \(got simple-cnn\)/);
+    await rejects(['train', '--data', 'shapes', '--pretrained', py.file, ...out], /--pretrained applies to --model resnet18, .*mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, efficientnet_b1, .*regnet_y_400mf, .*densenet121, .*vgg11, .*convnext_tiny, .*convnext_large \(got simple-cnn\)/);
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--pretrained', path.join(tmp, 'none.pth'), ...out], /--pretrained: .*none\.pth does not exist/);
     await rejects(['train', '--data', 'shapes', '--model', 'resnet50', '--freeze-backbone', ...out], /--freeze-backbone needs --pretrained/);
     await rejects(['train', '--data', 'shapes', '--model', 'wide_resnet28_10', '--size', '48', ...out], /--model wide_resnet28_10 takes 32×32 images .* these are 48×48; use --size 32/);

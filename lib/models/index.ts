@@ -12,6 +12,7 @@ import { mobilenetV3Small, mobilenetV3Large, MobileNetV3, InvertedResidualV3, Mo
 import { efficientnetB0, efficientnet, EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant } from './efficientnet';
 import { regnet, RegNet, ResBottleneckBlock, REGNET_NAMES } from './regnet';
 import { densenet, DenseNet, DenseLayer, DenseNetOptions } from './densenet';
+import { vgg, VggOptions } from './vgg';
 import { convnextTiny, convnextSmall, convnextBase, convnextLarge, ConvNeXt, CNBlock, ConvNeXtOptions } from './convnext';
 import { SqueezeExcitation, StochasticDepth } from './blocks';
 import {
@@ -41,6 +42,7 @@ const zoo: Record<string, { build: (o: Record<string, unknown>) => Module; head?
   ...Object.fromEntries((['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'v2_s', 'v2_m', 'v2_l'] as EfficientNetVariant[]).map((v) => [`efficientnet_${v}`, { build: (o: Record<string, unknown>) => efficientnet(v, o), head: 'classifier.1', imagenet: true }])),
   ...Object.fromEntries(REGNET_NAMES.map((n) => [n, { build: (o: Record<string, unknown>) => regnet(n.slice('regnet_'.length), o), head: 'fc', imagenet: true }])),
   ...Object.fromEntries(([121, 161, 169, 201] as const).map((d) => [`densenet${d}`, { build: (o: Record<string, unknown>) => densenet(d, o), head: 'classifier', imagenet: true }])),
+  ...Object.fromEntries(([11, 13, 16, 19] as const).flatMap((d) => [false, true].map((bn) => [`vgg${d}${bn ? '_bn' : ''}`, { build: (o: Record<string, unknown>) => vgg(d, bn, o), head: 'classifier.6', imagenet: true }]))),
   convnext_tiny: { build: (o) => convnextTiny(o), head: 'classifier.2', imagenet: true },
   convnext_small: { build: (o) => convnextSmall(o), head: 'classifier.2', imagenet: true },
   convnext_base: { build: (o) => convnextBase(o), head: 'classifier.2', imagenet: true },
@@ -177,6 +179,6 @@ export const models = {
 export {
   ResNet, BasicBlock, Bottleneck, ConvGroup, ModelOptions, ResNetOptions, MobileNetV2, InvertedResidual, MobileNetV2Options,
   MobileNetV3, InvertedResidualV3, MobileNetV3Options,
-  EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant, ConvNeXt, CNBlock, ConvNeXtOptions, RegNet, ResBottleneckBlock, DenseNet, DenseLayer, DenseNetOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
+  EfficientNet, MBConv, EfficientNetOptions, EfficientNetVariant, ConvNeXt, CNBlock, ConvNeXtOptions, RegNet, ResBottleneckBlock, DenseNet, DenseLayer, DenseNetOptions, VggOptions, SqueezeExcitation, StochasticDepth, PreActResNet, PreActBlock, WideResNet,
   WideBasicBlock, NetworkBlock, PreActResNetOptions, WideResNetOptions, PretrainedOptions,
 };
