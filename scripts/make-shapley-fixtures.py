@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Reference numbers for test/48c.explain-shapley.test.ts (kiln.explain.shapleyValueSampling, shapleyValues),
-written to test/fixtures/shapley.json.
+written to test/fixtures/shapley.json, and for kiln.explain.featurePermutation (Captum's FeaturePermutation, the
+'permutation' case).
 
 A plain-PyTorch transcription of Captum's ShapleyValueSampling and ShapleyValues (captum/attr/_core/
 shapley_value.py), one feature switched at a time as Captum's perturbation generator does: from the baseline,
@@ -78,6 +79,27 @@ for name, cell, base, kind, samples, seed in [
     cases[name] = {'cell': cell, 'baseline': 'tensor' if torch.is_tensor(base) else base, 'kind': kind, 'samples': samples, 'seed': seed,
                    'permutations': perms[:8] if kind == 'sampling' else len(perms), 'attributions': enc(attr)}
     print(name, 'features', count, 'permutations', len(perms))
+
+# Captum's FeaturePermutation (captum/attr/_core/feature_permutation.py): feature by feature in order, the batch
+# permuted by torch.randperm(N) (redrawn while it is the identity) within the feature, f(x) - f(permuted) credited to it
+x4 = rnd(4, 2, 8, 8)
+t4 = torch.tensor([0, 2, 4, 1])
+f4 = lambda inp: model(inp).gather(1, t4[:, None])[:, 0]
+torch.manual_seed(21)
+mask = grid(8, 8, 4).expand_as(x4)
+perm_attr = torch.zeros_like(x4)
+perms = []
+with torch.no_grad():
+    for j in range(int(mask.max()) + 1):
+        perm = torch.randperm(x4.size(0))
+        while (perm == torch.arange(x4.size(0))).all():
+            perm = torch.randperm(x4.size(0))
+        perms.append(perm.tolist())
+        on = (mask == j).double()
+        permuted = x4[perm] * on + x4 * (1 - on)
+        perm_attr += (f4(x4) - f4(permuted)).view(-1, 1, 1, 1) * on
+print('permutation', perms)
+cases['permutation'] = {'cell': 4, 'kind': 'permutation', 'seed': 21, 'x': enc(x4), 'target': t4.tolist(), 'permutations': perms, 'attributions': enc(perm_attr)}
 
 fix = {'model': {k: enc(v) for k, v in model.state_dict().items()}, 'x': enc(x), 'target': target, 'baseline': enc(baseline_t), 'cases': cases}
 with open(OUT, 'w') as fh:

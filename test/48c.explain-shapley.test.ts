@@ -1,5 +1,5 @@
 /**
- * kiln.explain.shapleyValueSampling / shapleyValues: agreement with a plain-PyTorch transcription of Captum's
+ * kiln.explain.shapleyValueSampling / shapleyValues (and featurePermutation): agreement with a plain-PyTorch transcription of Captum's
  * ShapleyValueSampling and ShapleyValues (scripts/make-shapley-fixtures.py → test/fixtures/shapley.json) under the
  * same seed, the permutations drawn equal to torch.randperm's, efficiency (the attributions of each image add up to
  * f(x) − f(baseline)), exactness on linear models, batching, bad arguments, no leaks and `kiln explain --method
@@ -40,7 +40,7 @@ describe(`48c Shapley values (${DEVICE})`, function () {
   before(skipWithoutDevice);
 
   describe('against the transcription of Captum', () => {
-    for (const [name, c] of Object.entries(FIX.cases as Record<string, any>)) {
+    for (const [name, c] of Object.entries(FIX.cases as Record<string, any>).filter(([, c]) => c.kind !== 'permutation')) {
       it(`${name}: the same attributions${c.kind === 'sampling' ? ' from the same permutations under the same seed' : ' over all permutations'}`, () => {
         const model = fixtureModel();
         const x = fromFix(FIX.x);
@@ -69,6 +69,28 @@ describe(`48c Shapley values (${DEVICE})`, function () {
         for (const t of [model, x, featureMask, attr, ...(base instanceof kiln.Tensor ? [base] : [])]) t.dispose();
       });
     }
+  });
+
+  it("featurePermutation (Captum's FeaturePermutation): the same batch permutations under the same seed and the same attributions", () => {
+    const c = FIX.cases.permutation;
+    const model = fixtureModel();
+    const x = fromFix(c.x);
+    const featureMask = gridOn(8, 8, c.cell);
+    kiln.manualSeed(c.seed);
+    const attr = E.featurePermutation(model, x, { target: c.target, featureMask });
+    expect(maxAbsDiff(attr.cpu(), c.attributions.values)).to.be.below(TOL);
+    // the permutations drawn: randperm(4) per feature, redrawn while the identity
+    kiln.manualSeed(c.seed);
+    const drawn: number[][] = [];
+    while (drawn.length < 4) {
+      const p = kiln.tidy(() => Array.from(kiln.randperm(4).dataSync() as BigInt64Array, Number));
+      if (p.some((v, i) => v !== i)) drawn.push(p);
+    }
+    expect(drawn).to.deep.equal(c.permutations);
+    // one image cannot be permuted
+    const one = x.narrow(0, 0, 1);
+    expectKilnError(() => E.featurePermutation(model, one, { target: 0, featureMask }), 'INVALID_ARGUMENT', 'at least 2 examples');
+    for (const t of [model, x, one, featureMask, attr]) t.dispose();
   });
 
   it('on a linear model every permutation gives w·(x − b) per feature: sampling equals the exact values and feature ablation', () => {

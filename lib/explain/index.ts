@@ -28,6 +28,7 @@ export {
 export { featureAblation, FeatureAblationOptions } from './ablation';
 export { shapleyValueSampling, shapleyValues, ShapleyOptions, MAX_EXACT_SHAPLEY_FEATURES } from './shapley';
 export { lrp, lrpChain, LrpOptions, LrpRule } from './lrp';
+export { featurePermutation, FeaturePermutationOptions } from './permutation';
 export { lime, LimeOptions, SurrogateOptions } from './lime';
 export { kernelShap, shapleyCoalitions, KernelShapOptions, KERNEL_SHAP_INF_WEIGHT } from './kernelshap';
 export { gridMask, GridMaskOptions } from './masks';
