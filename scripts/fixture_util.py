@@ -49,3 +49,17 @@ def attack_cnn():
         for p in model.parameters():
             p.copy_(r6(p * 3))  # larger weights: more confident logits, so attacks need several steps
     return model, r6
+
+
+def explain_setup():
+    """The perturbation-method fixtures' start, seeded 0: the CNN, a batch x [2, 2, 8, 8], its targets and a tensor baseline."""
+    torch.manual_seed(0)
+    model = explain_cnn()
+    x = rnd64(2, 2, 8, 8)
+    return model, x, [3, 1], rnd64(1, 2, 8, 8, scale=0.3)
+
+
+def grid_mask(h, w, cell):
+    """kiln.explain.gridMask: square cells numbered row-major, the last row and column cut at the border."""
+    cols = -(-w // cell)
+    return (torch.arange(h) // cell * cols)[:, None] + (torch.arange(w) // cell)[None, :]

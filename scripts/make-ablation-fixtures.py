@@ -35,21 +35,9 @@ import torch.nn as nn
 
 OUT = os.path.join(os.path.dirname(__file__), '..', 'test', 'fixtures', 'ablation.json')
 sys.path.insert(0, os.path.dirname(__file__))
-from fixture_util import rnd64 as rnd, enc_values as enc, explain_cnn  # noqa: E402
+from fixture_util import rnd64 as rnd, enc_values as enc, explain_setup, grid_mask as grid  # noqa: E402
 
-torch.manual_seed(0)
-model = explain_cnn()
-
-x = rnd(2, 2, 8, 8)
-target = [3, 1]
-baseline_t = rnd(1, 2, 8, 8, scale=0.3)
-
-
-def grid(h, w, cell):
-    cols = math.ceil(w / cell)
-    r = torch.arange(h).div(cell, rounding_mode='floor') * cols
-    c = torch.arange(w).div(cell, rounding_mode='floor')
-    return r[:, None] + c[None, :]
+model, x, target, baseline_t = explain_setup()
 
 
 def f(inp, tgt):
