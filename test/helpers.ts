@@ -320,13 +320,11 @@ export function directOutputs(m: kiln.nn.Module, x: kiln.Tensor): { probs: numbe
 
 /**
  * Runs `round` once (warm-up), then `times` more, and expects the same live tensors and CPU bytes after as before
- * (garbage collected around, so that what earlier tests left to finalizers does not count).
+ * (garbage collected until the count settles, so that what earlier tests left to finalizers does not count).
  */
 export async function expectFlatMemory(round: () => Promise<unknown>, times = 10): Promise<void> {
   await round();
-  gc();
-  await new Promise((r) => setImmediate(r));
-  gc();
+  await settledTensorCount(); // what earlier tests left to the GC is collected first
   const before = kiln.memory();
   for (let i = 0; i < times; i++) await round();
   gc();

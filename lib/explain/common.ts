@@ -5,7 +5,7 @@
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
-import { tensor } from '../tensor/creation';
+import { randperm, tensor } from '../tensor/creation';
 import { autograd, enableGrad } from '../autograd';
 import { isFloating } from '../tensor/dtype';
 import { Classifier, checkClassifier, logits } from '../nn/classifier';
@@ -135,4 +135,14 @@ export function baselineOf(b: unknown, x: Tensor, name: string): number | Tensor
   const ok = bs.length <= xs.length && bs.every((v, i) => v === 1 || v === xs[xs.length - bs.length + i]);
   if (!ok) throw new KilnError(`${name} of shape [${bs.join(', ')}] does not broadcast to the input [${xs.join(', ')}]`, 'INVALID_ARGUMENT');
   return b;
+}
+
+/** A permutation of 0 … n−1 drawn with randperm from the CPU generator, read back as numbers. */
+export function randpermList(n: number): number[] {
+  const p = randperm(n);
+  try {
+    return Array.from(p.dataSync() as BigInt64Array, Number);
+  } finally {
+    p.dispose();
+  }
 }

@@ -6,12 +6,12 @@
  */
 import { KilnError } from '../errors';
 import { Tensor } from '../tensor/tensor';
-import { randperm, tensor } from '../tensor/creation';
+import { tensor } from '../tensor/creation';
 import { where } from '../tensor/ops';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { Classifier, Target, checkModel, checkInput, checkOptions, targetIndex, targetLogits } from './common';
+import { Classifier, Target, checkModel, checkInput, checkOptions, randpermList, targetIndex, targetLogits } from './common';
 import { elementMask, resolveFeatureMask } from './masks';
 
 /** Options of `featurePermutation`. */
@@ -24,9 +24,7 @@ export interface FeaturePermutationOptions {
 /** A permutation of 0 … n−1 from the CPU generator that is not the identity (Captum's _permute_feature). */
 function shuffled(n: number): number[] {
   for (;;) {
-    const p = randperm(n);
-    const list = Array.from(p.dataSync() as BigInt64Array, Number);
-    p.dispose();
+    const list = randpermList(n);
     if (list.some((v, i) => v !== i)) return list;
   }
 }

@@ -9,11 +9,11 @@
 import { KilnError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { cat, where } from '../tensor/ops';
-import { full, randperm, tensor } from '../tensor/creation';
+import { full, tensor } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { Classifier, Target, baselineOf, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits } from './common';
+import { Classifier, Target, baselineOf, checkModel, checkInput, checkOptions, positiveInt, randpermList, targetIndex, targetLogits } from './common';
 import { elementMask, resolveFeatureMask } from './masks';
 
 /** Options of `shapleyValueSampling` and `shapleyValues`. */
@@ -109,12 +109,7 @@ function shapley(fn: string, model: Classifier | Module, x: Tensor, o: ShapleyOp
 export function shapleyValueSampling(model: Classifier | Module, x: Tensor, o: ShapleyOptions): Tensor {
   const samples = positiveInt(o?.samples, 'samples', 25);
   return shapley('shapleyValueSampling', model, x, o, function* (count) {
-    for (let i = 0; i < samples; i++) {
-      const p = randperm(count);
-      const list = Array.from(p.dataSync() as BigInt64Array, Number);
-      p.dispose();
-      yield list;
-    }
+    for (let i = 0; i < samples; i++) yield randpermList(count);
   });
 }
 

@@ -17,7 +17,7 @@ import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, attackTargets, classCount, cpuDraw, intOption, l2, predict, publicAttack, withSeed, RunResult } from './runs';
+import { attackRemaining, attackTargets, classCount, cpuDraw, intOption, l2, predict, publicAttack, trainingOf, withSeed, RunResult } from './runs';
 
 /** APGD's losses: cross-entropy, the DLR loss, or the targeted DLR loss of APGD-T. */
 export type ApgdLoss = 'ce' | 'dlr' | 'dlr-targeted';
@@ -71,8 +71,6 @@ export function resolveApgd(o: ApgdOptions, what = 'apgd'): ApgdResolved {
   if (loss !== 'ce' && loss !== 'dlr' && loss !== 'dlr-targeted') throw invalidParameterError(`${what}: loss`, "'ce', 'dlr' or 'dlr-targeted'", o.loss);
   const rho = o.rho ?? 0.75;
   if (typeof rho !== 'number' || !(rho > 0 && rho <= 1)) throw invalidParameterError(`${what}: rho`, 'a number in (0, 1]', o.rho);
-  const mode = o.mode ?? 'eval';
-  if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
   return {
     eps: o.eps, norm, loss, rho,
     steps: intOption(o.steps, 100, `${what}: steps`),
@@ -80,7 +78,7 @@ export function resolveApgd(o: ApgdOptions, what = 'apgd'): ApgdResolved {
     targetClasses: intOption(o.targetClasses, 9, `${what}: targetClasses`),
     eotIter: intOption(o.eotIter, 1, `${what}: eotIter`),
     seed: intOption(o.seed, 0, `${what}: seed`, 0),
-    training: mode === 'asIs' ? null : mode === 'train',
+    training: trainingOf(o.mode, what),
     domain: new Domain(o, `${what}: options`),
   };
 }

@@ -15,6 +15,7 @@ import { crossEntropy } from '../nn/functional';
 import { Module } from '../nn/module';
 import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization, checkImages, checkLabels, inMode } from './domain';
+import { trainingOf } from './runs';
 
 /** Options of an attack. `eps`, `stepSize` and bounds are in pixel units. */
 export interface AttackOptions extends Normalization {
@@ -83,9 +84,7 @@ export function resolveAttack(o: AttackOptions, kind: 'fgsm' | 'pgd', what: stri
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw invalidParameterError(`${what}: ${k}`, 'a boolean', o[k]);
   const randomStart = o.randomStart ?? kind === 'pgd';
   if (restarts > 1 && !randomStart) throw new KilnError(`${what}: restarts > 1 needs randomStart (without it every run is the same)`, 'INVALID_ARGUMENT');
-  const mode = o.mode ?? 'eval';
-  if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
-  const training = mode === 'asIs' ? null : mode === 'train';
+  const training = trainingOf(o.mode, what);
   return { eps: o.eps, norm, steps, stepSize, randomStart, restarts, targeted: !!o.targeted, loss, training, domain: new Domain(o, `${what}: options`) };
 }
 

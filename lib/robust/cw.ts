@@ -17,7 +17,7 @@ import { autograd, enableGrad } from '../autograd';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, intOption, numberOption, predict, publicAttack, RunResult, Setting } from './runs';
+import { attackRemaining, intOption, numberOption, predict, publicAttack, trainingOf, RunResult, Setting } from './runs';
 
 /** Options of `cw`. Distances are L2 in pixel units. */
 export interface CwOptions extends Normalization {
@@ -58,8 +58,6 @@ export function resolveCw(o: CwOptions, what = 'cw'): CwResolved {
   if (!o || typeof o !== 'object') throw invalidParameterError(`${what}: options`, 'an object', o);
   for (const k of ['targeted', 'abortEarly'] as const)
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw invalidParameterError(`${what}: ${k}`, 'a boolean', o[k]);
-  const mode = o.mode ?? 'eval';
-  if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
   return {
     targeted: !!o.targeted,
     confidence: numberOption(o.confidence, 0, `${what}: confidence`, (n) => n >= 0, 'a finite number ≥ 0'),
@@ -69,7 +67,7 @@ export function resolveCw(o: CwOptions, what = 'cw'): CwResolved {
     lr: numberOption(o.lr, 0.01, `${what}: lr`, (n) => n > 0, 'a finite number > 0'),
     abortEarly: o.abortEarly ?? true,
     eps: o.eps === undefined ? Infinity : numberOption(o.eps, 0, `${what}: eps`, (n) => n > 0, 'a finite number > 0 (an L2 budget in pixel units)'),
-    training: mode === 'asIs' ? null : mode === 'train',
+    training: trainingOf(o.mode, what),
     domain: new Domain(o, `${what}: options`),
   };
 }

@@ -16,7 +16,7 @@ import { autograd, enableGrad, noGrad } from '../autograd';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, classCount, intOption, numberOption, predict, publicAttack, RunResult, Setting } from './runs';
+import { attackRemaining, classCount, intOption, numberOption, predict, publicAttack, rowNorm, trainingOf, RunResult, Setting } from './runs';
 
 /** Options of `deepFool`. */
 export interface DeepFoolOptions extends Normalization {
@@ -48,23 +48,15 @@ export function resolveDeepFool(o: DeepFoolOptions, what = 'deepFool'): DeepFool
   if (!o || typeof o !== 'object') throw invalidParameterError(`${what}: options`, 'an object', o);
   const norm = o.norm ?? 'l2';
   if (norm !== 'l2' && norm !== 'linf') throw invalidParameterError(`${what}: norm`, "'l2' or 'linf'", o.norm);
-  const mode = o.mode ?? 'eval';
-  if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
   return {
     norm,
     steps: intOption(o.steps, 50, `${what}: steps`),
     overshoot: numberOption(o.overshoot, 0.02, `${what}: overshoot`, (n) => n >= 0, 'a finite number ≥ 0'),
     candidates: intOption(o.candidates, 10, `${what}: candidates`, 2),
     eps: o.eps === undefined ? Infinity : numberOption(o.eps, 0, `${what}: eps`, (n) => n > 0, `a finite number > 0 (an ${norm === 'l2' ? 'L2' : 'L∞'} budget in pixel units)`),
-    training: mode === 'asIs' ? null : mode === 'train',
+    training: trainingOf(o.mode, what),
     domain: new Domain(o, `${what}: options`),
   };
-}
-
-/** Per-image norm of t [N, …] over all but the first dimension: [N]. */
-function rowNorm(t: Tensor, norm: 'l2' | 'linf' | 'l1'): Tensor {
-  const f = t.flatten(1);
-  return norm === 'l2' ? f.square().sum([1]).sqrt() : norm === 'l1' ? f.abs().sum([1]) : f.abs().amax(1);
 }
 
 /** DeepFool on pixels p [N, …] whose true classes y the model predicts: the points found and which fool it. */

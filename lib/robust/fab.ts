@@ -21,7 +21,7 @@ import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
 import { resolveApgd } from './apgd';
-import { attackRemaining, attackTargets, classCount, cpuDraw, l2, predict, publicAttack, withSeed, RunResult } from './runs';
+import { attackRemaining, attackTargets, classCount, cpuDraw, predict, publicAttack, rowNorm, withSeed, RunResult } from './runs';
 
 /** Options of `fab` (FAB-T, or untargeted FAB). `eps` is in pixel units. */
 export interface FabOptions extends Normalization {
@@ -82,11 +82,6 @@ export function resolveFab(o: FabOptions, what = 'fab'): FabResolved {
     eta: num(o.eta, 1.05, 'eta', (x) => x >= 1 && Number.isFinite(x), 'a finite number ≥ 1'),
     beta: num(o.beta, 0.9, 'beta', (x) => x > 0 && x <= 1, 'a number in (0, 1]'),
   };
-}
-
-/** Per-row L∞ or L2 norm [N] of t (images or flattened rows). */
-function rowNorm(t: Tensor, norm: 'linf' | 'l2'): Tensor {
-  return norm === 'linf' ? t.abs().flatten(1).amax([1]) : l2(t).flatten();
 }
 
 /** u[row, i[row]] for each row of u [M, D] (i: int64 [M]). */

@@ -46,6 +46,19 @@ export function modelSpace(domain: Domain, x: Tensor): Converter {
   return { toPixels: (t) => conv.toPixels(t).float(), toModel: (p) => conv.toModel(p).to({ dtype: x.dtype }), dispose: () => conv.dispose() };
 }
 
+/** The model's mode while an attack runs, from its `mode` option (default 'eval'): false eval, true train, null as it is. */
+export function trainingOf(mode: unknown, what: string): boolean | null {
+  const m = mode ?? 'eval';
+  if (m !== 'eval' && m !== 'train' && m !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", mode);
+  return m === 'asIs' ? null : m === 'train';
+}
+
+/** Per-row norm of t [N, …] over all but the first dimension: [N]. */
+export function rowNorm(t: Tensor, norm: 'l2' | 'linf' | 'l1'): Tensor {
+  const f = t.flatten(1);
+  return norm === 'l2' ? f.square().sum([1]).sqrt() : norm === 'l1' ? f.abs().sum([1]) : f.abs().amax(1);
+}
+
 /** An integer option (`dflt` when undefined) of at least `min`; else an error naming `what`. */
 export function intOption(v: unknown, dflt: number, what: string, min = 1): number {
   const n = v ?? dflt;

@@ -16,7 +16,7 @@ import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
 import { Classifier, logits as logitsOf } from '../nn/classifier';
 import { Converter, Domain, Normalization } from './domain';
-import { attackRemaining, cpuDraw, intOption, l2, predict, publicAttack, withSeed, RunResult } from './runs';
+import { attackRemaining, cpuDraw, intOption, l2, predict, publicAttack, trainingOf, withSeed, RunResult } from './runs';
 
 /** Options of `squareAttack`. `eps` is in pixel units. */
 export interface SquareOptions extends Normalization {
@@ -61,14 +61,12 @@ export function resolveSquare(o: SquareOptions, what = 'squareAttack'): SquareRe
   if (typeof pInit !== 'number' || !(pInit > 0 && pInit <= 1)) throw invalidParameterError(`${what}: pInit`, 'a number in (0, 1]', o.pInit);
   const rescaleSchedule = o.rescaleSchedule ?? true;
   if (typeof rescaleSchedule !== 'boolean') throw invalidParameterError(`${what}: rescaleSchedule`, 'a boolean', o.rescaleSchedule);
-  const mode = o.mode ?? 'eval';
-  if (mode !== 'eval' && mode !== 'train' && mode !== 'asIs') throw invalidParameterError(`${what}: mode`, "'eval', 'train' or 'asIs'", o.mode);
   return {
     eps: o.eps, norm, pInit, rescaleSchedule,
     queries: intOption(o.queries, 5000, `${what}: queries`, 1),
     restarts: intOption(o.restarts, 1, `${what}: restarts`, 1),
     seed: intOption(o.seed, 0, `${what}: seed`, 0),
-    training: mode === 'asIs' ? null : mode === 'train',
+    training: trainingOf(o.mode, what),
     domain: new Domain(o, `${what}: options`),
   };
 }

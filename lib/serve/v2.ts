@@ -63,7 +63,7 @@ export function outputValues(ep: ModelEndpoint, o: V2OutputRequest, logits: Tens
   const n = logits.shape[0];
   const t = o.name === 'probabilities' ? logits.softmax(1) : logits;
   try {
-    if (o.classification === undefined) return { name: o.name, datatype: 'FP32', shape: [n, t.shape[1]], floats: (t.dataSync() as Float32Array).slice() };
+    if (o.classification === undefined) return { name: o.name, datatype: 'FP32', shape: [n, t.shape[1]], floats: t.dataSync() as Float32Array };
     const k = Math.min(o.classification, t.shape[1]);
     const { values, indices } = tidy(() => t.topk(k, 1));
     const v = values.dataSync() as Float32Array, idx = indices.dataSync() as BigInt64Array;
