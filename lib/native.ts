@@ -52,6 +52,8 @@ export interface NativeAddon {
   grad(x: H): H;
   setGrad(x: H, grad: H): void;
   autogradGrad(outputs: H[], inputs: H[], gradOutputs: H[] | null, retainGraph: number, createGraph: boolean, allowUnused: boolean): H[];
+  /** leaf tensors requiring grad on the device that a live autograd graph still references */
+  liveGraphLeaves(device: string): number;
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
   // elementwise and friends (native/ops.cc)

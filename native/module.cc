@@ -527,6 +527,7 @@ napi_value graphBegin(napi_env env, napi_callback_info info) {
     throw;
   }
   g->recording = true;
+  a.k->staleLeaves = a.k->liveGraphLeaves(g->device);
   return a.retNum(table(a.k).put(g));
 #else
   noGraphs();
@@ -541,6 +542,7 @@ napi_value graphEnd(napi_env env, napi_callback_info info) {
   auto* g = table(a.k).as<StepGraph>(a.i32(0));
   if (!g->recording) fail("INVALID_ARGUMENT", "this CUDA graph is not recording");
   g->recording = false;
+  a.k->staleLeaves = 0;
   try {
     c10::cuda::CUDAGuard dg(g->device);
     g->graph.capture_end();
@@ -565,6 +567,7 @@ napi_value graphAbort(napi_env env, napi_callback_info info) {
 #ifdef KILN_WITH_CUDA_GRAPHS
   table(a.k).as<StepGraph>(a.i32(0))->abort();
 #endif
+  a.k->staleLeaves = 0;
   return nullptr;
   KILN_CATCH(env)
 }

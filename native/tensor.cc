@@ -3,6 +3,7 @@
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
 #include <dlfcn.h>
+#include <unordered_set>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -14,6 +15,16 @@ namespace kiln {
 static int64_t cpuBytes(const at::Tensor& t) {
   if (!t.defined() || !t.device().is_cpu()) return 0;
   return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+}
+
+int64_t KilnEnv::liveGraphLeaves(const at::Device& d) const {
+  std::unordered_set<const void*> seen;
+  int64_t n = 0;
+  for (const at::Tensor& t : slots)
+    if (t.defined() && t.requires_grad() && t.is_leaf() && t.device() == d && seen.insert(t.unsafeGetTensorImpl()).second &&
+        torch::autograd::impl::try_get_grad_accumulator(t))
+      n++;
+  return n;
 }
 
 int32_t KilnEnv::put(at::Tensor t) {
@@ -606,6 +617,30 @@ static napi_value item(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------- autograd
 
+/**
+ * Refuses a backward pass while a CUDA graph records and an autograd graph from before the recording still holds
+ * parameters: their gradient accumulators belong to the stream that earlier work ran on, and a recorded backward
+ * would make that stream wait on the capture, which invalidates it (libtorch then may leave its allocator in
+ * capture mode). Refused here, the recording ends cleanly and can be made again once those tensors are disposed.
+ */
+static void checkRecordedBackward(const KilnEnv& k, const char* what) {
+  if (k.staleLeaves > 0)
+    fail("INVALID_ARGUMENT", std::string(what) + ": " + std::to_string(k.staleLeaves) +
+                                 " parameter(s) (leaf tensors requiring grad) still belong to the autograd graph of work done before this "
+                                 "CUDA graph recording (a loss or an output not yet disposed); a recorded backward pass would wait on the stream "
+                                 "that work ran on and fail the capture. Dispose those tensors (run eager steps inside kiln.tidy) and record again");
+}
+
+/** liveGraphLeaves(device) -> how many leaf tensors requiring grad on the device a live autograd graph references. */
+static napi_value liveGraphLeaves(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  at::Device d = parseDevice(a.str(0));
+  if (d.is_cuda() && !d.has_index()) d = at::Device(at::kCUDA, 0);
+  return a.retNum(static_cast<double>(a.k->liveGraphLeaves(d)));
+  KILN_CATCH(env)
+}
+
 /** backward(id, gradId|-1, retainGraph, createGraph) */
 static napi_value backward(napi_env env, napi_callback_info info) {
   KILN_TRY
@@ -616,6 +651,7 @@ static napi_value backward(napi_env env, napi_callback_info info) {
     fail("INVALID_ARGUMENT", "backward(): the tensor does not require grad and has no grad_fn (did you compute it under noGrad or from tensors without requiresGrad?)");
   if (!g && t.numel() != 1)
     fail("INVALID_ARGUMENT", "backward(): a gradient must be given for a non-scalar output of shape " + c10::str(t.sizes()));
+  checkRecordedBackward(*a.k, "backward()");
   bool keep = a.flag(2), create = a.flag(3);
   t.backward(g ? *g : at::Tensor(), keep || create, create);
   return a.undefined();
@@ -656,6 +692,7 @@ static napi_value autogradGrad(napi_env env, napi_callback_info info) {
   for (size_t i = 0; i < ins.size(); ++i)
     if (!ins[i].requires_grad())
       fail("INVALID_ARGUMENT", "autograd.grad(): input " + std::to_string(i) + " does not require grad");
+  checkRecordedBackward(*a.k, "autograd.grad()");
   auto res = torch::autograd::grad(outs, ins, gouts, keep, create, a.flag(5));
   return a.retList(res);
   KILN_CATCH(env)
@@ -824,7 +861,7 @@ void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
       {"shape", shape}, {"dtype", dtype}, {"device", device}, {"requiresGrad", requiresGrad},
       {"setRequiresGrad", setRequiresGrad}, {"isContiguous", isContiguous}, {"isLeaf", isLeaf}, {"isPinned", isPinned},
       {"toBuffer", toBuffer}, {"item", item},
-      {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad},
+      {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad}, {"liveGraphLeaves", liveGraphLeaves},
       {"setGradEnabled", setGradEnabled}, {"setData", setData}, {"retainGrad", retainGrad},
       {"autocastEnter", autocastEnter}, {"autocastExit", autocastExit}, {"setCudnnBenchmark", setCudnnBenchmark}, {"backendFlags", backendFlags}, {"setBackendFlag", setBackendFlag}, {"isGradEnabled", isGradEnabled},
   };

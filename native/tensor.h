@@ -16,6 +16,10 @@ struct KilnEnv {
   int64_t externalPending = 0;       // bytes not yet passed to napi_adjust_external_memory
   std::shared_ptr<void> runnables;   // module.cc's table of compiled programs / TorchScript modules
   std::shared_ptr<void> decodePool;  // decode.cc's decoder threads
+  int64_t staleLeaves = 0;           // while a CUDA graph records: leaves an older autograd graph still holds (see graphBegin)
+
+  /** Leaf tensors in the table that require grad, on device d, that a live autograd graph still references (by their gradient accumulator). */
+  int64_t liveGraphLeaves(const at::Device& d) const;
 
   int32_t put(at::Tensor t);
   const at::Tensor& get(int32_t id) const;

@@ -8,6 +8,7 @@
 import { expect } from 'chai';
 import * as kiln from '../lib';
 import { DEVICE, expectKilnError, maxAbsDiff, skipWithoutDevice } from './helpers';
+import { N } from '../lib/native';
 
 const close = (a: kiln.Tensor, b: kiln.Tensor, tol: number) => expect(maxAbsDiff(a, b), 'max |a − b|').to.be.at.most(tol);
 
@@ -52,6 +53,26 @@ describe(`40b CUDA graphs (${DEVICE})`, function () {
       expect(() => g.call(xd)).to.throw(kiln.KilnError, /disposed/);
       for (const t of [xd, eager, x2, e2, y2, wrong]) t.dispose();
     }
+    x.dispose();
+    m.dispose();
+  });
+
+  it('liveGraphLeaves counts the parameters a live autograd graph holds (what a recorded backward refuses)', () => {
+    const m = new kiln.nn.Sequential(new kiln.nn.Linear(4, 3), new kiln.nn.ReLU(), new kiln.nn.Linear(3, 2)).to(DEVICE);
+    const x = kiln.randn([5, 4], { device: DEVICE });
+    expect(N.liveGraphLeaves(DEVICE)).to.equal(0);
+    const loss = kiln.tidy(() => m.call(x).square().mean());
+    expect(N.liveGraphLeaves(DEVICE), 'weights and biases of both layers').to.equal(4);
+    kiln.tidy(() => loss.backward());
+    expect(N.liveGraphLeaves(DEVICE), 'after backward the loss still holds its graph nodes').to.equal(4);
+    loss.dispose();
+    expect(N.liveGraphLeaves(DEVICE)).to.equal(0);
+    const kept = kiln.tidy(() => m.call(x).sum());
+    kiln.noGrad(() => kiln.tidy(() => m.call(x).sum()));
+    expect(N.liveGraphLeaves(DEVICE), 'no-grad work holds nothing').to.equal(4);
+    kept.dispose();
+    expect(N.liveGraphLeaves(DEVICE)).to.equal(0);
+    for (const t of [x, ...m.parameters()]) t.grad?.dispose();
     x.dispose();
     m.dispose();
   });
@@ -128,16 +149,25 @@ describe(`40b CUDA graphs (${DEVICE})`, function () {
       const x = kiln.randn([2, 1, 12, 12], { device: DEVICE });
       const y = kiln.randint(0, 3, [2]).to(DEVICE);
       const step = () => {
-        kiln.nn.functional.crossEntropy(m.call(x), y).backward();
+        const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
+        loss.backward();
         plain.step();
         plain.zeroGrad();
+        return loss;
       };
-      step();
+      // an eager step's loss still alive holds the parameters' gradient accumulators on the stream it ran on: a
+      // recorded backward would fail the capture (and end capturing for the process); refused before it, cleanly
+      const stale = kiln.tidy(step);
+      expect(N.liveGraphLeaves(DEVICE), 'parameters the kept loss holds').to.equal(m.parameters().length);
+      expectKilnError(() => kiln.nn.CudaGraph.record(DEVICE, step), 'INVALID_ARGUMENT', 'backward()', 'before this CUDA graph recording', 'kiln.tidy');
+      expect(kiln.nn.recordingGraph()).to.equal(false);
+      stale.dispose();
+      expect(N.liveGraphLeaves(DEVICE)).to.equal(0);
       expectKilnError(() => kiln.nn.CudaGraph.record(DEVICE, step), 'INVALID_ARGUMENT', 'must be capturable');
       expect(kiln.nn.recordingGraph()).to.equal(false);
       plain.zeroGrad(); // the discarded recording's gradients were never computed
       plain.paramGroups[0].options.capturable = true;
-      step();
+      kiln.tidy(step);
       const g = kiln.nn.CudaGraph.record(DEVICE, step);
       g.replay();
       g.dispose();

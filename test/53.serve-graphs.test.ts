@@ -40,7 +40,9 @@ describe(`53 serving with CUDA graphs (${DEVICE})`, function () {
       return { forwardAsync: (x) => { seen.push(x.shape[0]); return model.forwardAsync(x); }, dispose: () => { disposed++; } };
     };
     const g = new GraphedBatches(m, [1, 2, 4, 6], { device: DEVICE, image: [3, 16, 16] }, capture);
-    expect(examples).to.deep.equal([1, 2, 4, 6].map((n) => `${n}x3x16x16 float32 ${DEVICE}`));
+    const probe = kiln.zeros([1], { device: DEVICE }), dev = probe.device; // 'cuda:0' for 'cuda'
+    probe.dispose();
+    expect(examples).to.deep.equal([1, 2, 4, 6].map((n) => `${n}x3x16x16 float32 ${dev}`));
     const before = kiln.memory().numTensors;
     for (let n = 1; n <= 8; n++) {
       const x = kiln.randn([n, 3, 16, 16], { device: DEVICE });
@@ -58,7 +60,7 @@ describe(`53 serving with CUDA graphs (${DEVICE})`, function () {
     // channels-last and a reduced precision: the examples are captured as the batcher delivers batches
     examples.length = 0;
     new GraphedBatches(m, [2], { device: DEVICE, image: [3, 16, 16], dtype: 'float64', channelsLast: true }, capture).dispose();
-    expect(examples).to.deep.equal([`2x3x16x16 float64 ${DEVICE} channels-last`]);
+    expect(examples).to.deep.equal([`2x3x16x16 float64 ${dev} channels-last`]);
     // a capture that fails frees the ones made before it
     disposed = 0;
     let calls = 0;
