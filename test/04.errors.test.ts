@@ -170,7 +170,14 @@ describe('error cases', () => {
   });
 
   it('failed allocations give OUT_OF_MEMORY and leave the process usable', () => {
-    expectKilnError(() => kiln.empty([2 ** 40]), 'OUT_OF_MEMORY', "can't allocate memory");
+    expectKilnError(() => kiln.empty([2 ** 40]), 'OUT_OF_MEMORY', "can't allocate memory", '4096 GiB');
+    // refused before allocating: where the OS overcommits memory (as on some GPU machines) the allocation would
+    // succeed and filling the tensor would bring the OOM killer
+    expectKilnError(() => kiln.zeros([1e6, 1e6]), 'OUT_OF_MEMORY', 'CPU tensor', 'GiB this machine has');
+    expectKilnError(() => kiln.eye(1e6), 'OUT_OF_MEMORY', 'eye');
+    expectKilnError(() => kiln.randperm(2 ** 40), 'OUT_OF_MEMORY', 'randperm');
+    expectKilnError(() => kiln.linspace(0, 1, 2 ** 40), 'OUT_OF_MEMORY', 'linspace');
+    expectKilnError(() => kiln.arange(0, 2 ** 42), 'OUT_OF_MEMORY', 'arange');
     expect(kiln.ones([2]).sum().item()).to.equal(2);
   });
 

@@ -103,7 +103,9 @@ describe('11 image decoding', function () {
     expect([fast.channels, fast.height, fast.width]).to.deep.equal([3, 64, 64]);
     let sum = 0;
     for (let i = 0; i < full.data.length; i++) sum += Math.abs(full.data[i] - fast.data[i]);
-    expect(maxDiff(full.data, fast.data)).to.be.above(0); // the reduced path was taken
+    // the reduced path was taken where Kiln decodes JPEG natively (a build without libjpeg decodes through sharp,
+    // which ignores the option)
+    if (kiln.info().nativeImageDecoding.jpeg) expect(maxDiff(full.data, fast.data)).to.be.above(0);
     expect(sum / full.data.length).to.be.below(2);
     // not much smaller than the image: decoded at full scale, identical
     const near = await one(file, { channels: 3, size: [500, 500], shrinkOnLoad: true });

@@ -1,4 +1,5 @@
 /** Creating tensors: from data, filled, ranges, random; `*Like` forms; seeding. */
+import * as os from 'os';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { DType, Device, DTYPE_CODE, dtypeCode, checkDevice } from './dtype';
@@ -105,6 +106,29 @@ export function tensor(data: TensorData, options: CreateOptions & { shape?: numb
   return new Tensor(N.fromBuffer(src, shape, DTYPE_CODE[srcDtype], dst, o.device, o.requiresGrad));
 }
 
+/** Bytes per element of each native dtype code (float32 when none is given, as libtorch's default). */
+const DTYPE_BYTES: Record<number, number> = { 0: 1, 3: 4, 4: 8, 5: 2, 6: 4, 7: 8, 11: 1, 15: 2 };
+
+/** The memory this process may use: the machine's, or its cgroup's limit where that is lower. */
+function hostMemoryLimit(): number {
+  const total = os.totalmem();
+  const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.();
+  return constrained && constrained > 0 && constrained < total ? constrained : total;
+}
+
+const GiB = 2 ** 30;
+/**
+ * Refuses a CPU tensor larger than the memory this process may use. Where the OS overcommits memory, allocating
+ * it would succeed and filling it would bring the kernel's OOM killer, which kills the process without an error.
+ */
+function checkHostSize(what: string, numel: number, dtype: number | undefined, device: string | undefined): void {
+  if (device !== undefined && device !== 'cpu') return;
+  const bytes = numel * DTYPE_BYTES[dtype ?? DTYPE_CODE.float32];
+  const limit = hostMemoryLimit();
+  if (bytes > limit)
+    throw new KilnError(`${what}: can't allocate memory for a CPU tensor of ${(bytes / GiB).toPrecision(4)} GiB (${numel} elements): more than the ${(limit / GiB).toFixed(1)} GiB this machine has`, 'OUT_OF_MEMORY');
+}
+
 function shapeOf(shape: number[] | number): number[] {
   return typeof shape === 'number' ? intList([shape], 'shape') : intList(shape, 'shape');
 }
@@ -114,6 +138,7 @@ function factory(fn: (s: number[], d: number | undefined, dev: string | undefine
     const o = checkOptions(options);
     const s = shapeOf(shape);
     if (s.some((v) => v < 0)) throw invalidParameterError('shape', 'non-negative sizes', shape);
+    checkHostSize(`[${s.join(', ')}]`, s.reduce((a, b) => a * b, 1), o.dtype, o.device);
     return new Tensor(fn(s, o.dtype, o.device, o.requiresGrad, ...extra));
   };
 }
@@ -148,6 +173,7 @@ export function randint(low: number, high: number, shape: number[] | number, opt
 export function randperm(n: number, options: CreateOptions = {}): Tensor {
   if (!Number.isInteger(n) || n < 0) throw invalidParameterError('n', 'a non-negative integer', n);
   const o = checkOptions({ dtype: 'int64', ...options });
+  checkHostSize('randperm', n, o.dtype, o.device);
   return new Tensor(N.randperm([], o.dtype, o.device, o.requiresGrad, n));
 }
 /**
@@ -161,18 +187,21 @@ export function arange(start: number, end?: number, step = 1, options: CreateOpt
   if (step === 0) throw invalidParameterError('step', 'a non-zero number', step);
   const integral = [start, end, step].every(Number.isInteger);
   const o = checkOptions({ dtype: integral ? 'int64' : 'float32', ...options });
+  checkHostSize('arange', Math.max(0, Math.ceil((end - start) / step)), o.dtype, o.device);
   return new Tensor(N.arange([], o.dtype, o.device, o.requiresGrad, start, end, step));
 }
 /** `steps` evenly spaced values from start to end inclusive. */
 export function linspace(start: number, end: number, steps: number, options: CreateOptions = {}): Tensor {
   if (!Number.isInteger(steps) || steps < 0) throw invalidParameterError('steps', 'a non-negative integer', steps);
   const o = checkOptions(options);
+  checkHostSize('linspace', steps, o.dtype, o.device);
   return new Tensor(N.linspace([], o.dtype, o.device, o.requiresGrad, start, end, steps));
 }
 /** An n×m identity matrix (m defaults to n). */
 export function eye(n: number, m = n, options: CreateOptions = {}): Tensor {
   if (!Number.isInteger(n) || !Number.isInteger(m) || n < 0 || m < 0) throw invalidParameterError('eye(n, m)', 'non-negative integers', [n, m]);
   const o = checkOptions(options);
+  checkHostSize('eye', n * m, o.dtype, o.device);
   return new Tensor(N.eye([], o.dtype, o.device, o.requiresGrad, n, m));
 }
 

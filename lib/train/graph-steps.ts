@@ -75,6 +75,8 @@ export class GraphSteps<T = StepTensors> {
         this.eager++;
         return false;
       }
+      if (cudaGraphsAvailable() && (!x.device.startsWith('cuda') || !y.device.startsWith('cuda')))
+        throw new KilnError(`GraphSteps (CudaGraph.record): the batch is on '${x.device.startsWith('cuda') ? y.device : x.device}'; a recorded step runs on ${this.device}`, 'INVALID_ARGUMENT');
       const sx = keep(x.clone()), sy = keep(y.clone());
       try {
         this.graph = recordGraph(this.device, () => record(sx, sy));
