@@ -1,5 +1,5 @@
-// Optimizer steps: one native call updates every parameter of a group (PyTorch's
-// single-tensor algorithms, same order of operations). State tensors (momentum, moments)
+// Optimizer steps: one native call updates every parameter of a group (SGD as PyTorch's multi-tensor
+// `foreach` algorithm, Adam and RMSprop as its single-tensor ones; same order of operations). State tensors (momentum, moments)
 // live in the tensor table and are owned by the TS optimizer, so they save and load like
 // any other tensor. Parameters without a gradient are skipped.
 //
@@ -7,6 +7,7 @@
 // read from device tensors at run time instead of being passed as numbers, so a step recorded
 // into a CUDA graph follows learning-rate schedules and Adam's bias correction on every replay.
 #include "tensor.h"
+#include <torch/version.h>
 
 namespace kiln {
 
@@ -47,31 +48,76 @@ void subScaled(at::Tensor& p, const at::Tensor& d, double lr, const DeviceScalar
   else p.add_(d, -lr);
 }
 
-/** sgdStep(params[], bufs[], steps, lr, momentum, dampening, weightDecay, nesterov, maximize[, lrT, stepsT]) */
+/** The parameters of a group that have a gradient (the others are skipped), and their indices. */
+struct WithGrad {
+  std::vector<size_t> idx;
+  std::vector<at::Tensor> params, grads;
+  explicit WithGrad(const std::vector<at::Tensor>& all) {
+    for (size_t i = 0; i < all.size(); ++i)
+      if (all[i].grad().defined()) {
+        idx.push_back(i);
+        params.push_back(all[i]);
+        grads.push_back(all[i].grad());
+      }
+  }
+};
+
+/** Counts a step of the given parameters on the device (one launch when every parameter took part). */
+void countOnDevice(const DeviceScalars& ds, const std::vector<size_t>& idx, size_t n) {
+  if (!ds.on() || idx.empty()) return;
+  if (idx.size() == n) ds.steps.add_(1);
+  else
+    for (size_t i : idx) ds.count(i);
+}
+
+/**
+ * sgdStep(params[], bufs[], steps, lr, momentum, dampening, weightDecay, nesterov, maximize[, lrT, stepsT]):
+ * PyTorch's multi-tensor SGD (its default on CUDA): each line is one `_foreach` op over the group, a handful of
+ * launches instead of several per parameter; on the CPU the same ops loop over the tensors. Same arithmetic as
+ * the single-tensor form, and the gradients are left as they are.
+ */
 napi_value sgdStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
-  auto params = a.tensors(0);
+  auto all = a.tensors(0);
   auto bufs = a.tensors(1);
-  double* steps = stepsOf(a, 2, params.size());
+  double* steps = stepsOf(a, 2, all.size());
   double lr = a.num(3), momentum = a.num(4), dampening = a.num(5), wd = a.num(6);
   bool nesterov = a.flag(7), maximize = a.flag(8);
-  DeviceScalars ds(a, 9, params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    at::Tensor& p = params[i];
-    if (!p.grad().defined()) continue;
-    at::Tensor d = maximize ? -p.grad() : p.grad();
-    if (wd != 0) d = d.add(p, wd);
-    if (momentum != 0) {
-      at::Tensor& buf = bufs[i];
-      if (steps[i] == 0) buf.copy_(d);
-      else buf.mul_(momentum).add_(d, 1 - dampening);
-      d = nesterov ? d.add(buf, momentum) : buf;
+  DeviceScalars ds(a, 9, all.size());
+  if (momentum != 0 && bufs.size() != all.size()) fail("INVALID_ARGUMENT", "SGD with momentum needs one momentum buffer per parameter");
+  WithGrad w(all);
+  if (w.idx.empty()) return nullptr;
+  std::vector<at::Tensor> d = maximize ? at::_foreach_neg(w.grads) : w.grads;
+  if (wd != 0) d = at::_foreach_add(d, w.params, wd);
+  if (momentum != 0) {
+    std::vector<at::Tensor> b, later, laterD;
+    for (size_t k = 0; k < w.idx.size(); ++k) {
+      at::Tensor& buf = bufs[w.idx[k]];
+      b.push_back(buf);
+      if (steps[w.idx[k]] == 0) buf.copy_(d[k]);  // the first step starts the buffer at the gradient
+      else {
+        later.push_back(buf);
+        laterD.push_back(d[k]);
+      }
     }
-    subScaled(p, d, lr, ds);
-    steps[i] += 1;
-    ds.count(i);
+    if (!later.empty()) {
+      at::_foreach_mul_(later, momentum);
+      at::_foreach_add_(later, laterD, 1 - dampening);
+    }
+    d = nesterov ? at::_foreach_add(d, b, momentum) : b;
   }
+  if (ds.on()) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+    at::_foreach_add_(w.params, at::_foreach_mul(d, ds.lr), -1);  // the lr read on the device (2.1+: a tensor operand)
+#else
+    for (size_t k = 0; k < w.params.size(); ++k) w.params[k].addcmul_(d[k], ds.lr, -1);
+#endif
+  } else {
+    at::_foreach_add_(w.params, d, -lr);
+  }
+  for (size_t i : w.idx) steps[i] += 1;
+  countOnDevice(ds, w.idx, all.size());
   return nullptr;
   KILN_CATCH(env)
 }
@@ -87,12 +133,12 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   bool decoupled = a.flag(10), amsgrad = a.flag(11), maximize = a.flag(12);
   if (amsgrad && vmax.size() != params.size()) fail("INVALID_ARGUMENT", "amsgrad needs one max_exp_avg_sq per parameter");
   DeviceScalars ds(a, 13, params.size());
+  countOnDevice(ds, WithGrad(params).idx, params.size());  // the bias corrections below read the new counts
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor& p = params[i];
     if (!p.grad().defined()) continue;
     at::Tensor g = maximize ? -p.grad() : p.grad();
     steps[i] += 1;
-    ds.count(i);
     if (wd != 0) {
       if (!decoupled) g = g.add(p, wd);  // Adam's L2 penalty
       else if (ds.on()) p.mul_(ds.lr.mul(-wd).add_(1));  // AdamW
@@ -130,12 +176,12 @@ napi_value rmspropStep(napi_env env, napi_callback_info info) {
   double lr = a.num(5), alpha = a.num(6), eps = a.num(7), wd = a.num(8), momentum = a.num(9);
   bool centered = a.flag(10), maximize = a.flag(11);
   DeviceScalars ds(a, 12, params.size());
+  countOnDevice(ds, WithGrad(params).idx, params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor& p = params[i];
     if (!p.grad().defined()) continue;
     at::Tensor g = maximize ? -p.grad() : p.grad();
     steps[i] += 1;
-    ds.count(i);
     if (wd != 0) g = g.add(p, wd);
     sq[i].mul_(alpha).addcmul_(g, g, 1 - alpha);
     at::Tensor avg;

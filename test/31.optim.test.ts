@@ -86,6 +86,27 @@ describe('31 optimizers', () => {
       a.dispose();
       b.dispose();
     });
+
+    it('SGD (multi-tensor): a parameter that skips steps keeps its momentum; gradients are left as they were', () => {
+      // by hand: buf starts at the first gradient it sees, then buf = 0.9·buf + g; nesterov d = g + 0.9·buf
+      const a = kiln.tensor([1, 2], { requiresGrad: true }), b = kiln.tensor([3, 4], { requiresGrad: true });
+      const opt = new kiln.optim.SGD([a, b], { lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.5 });
+      a.grad = kiln.tensor([1, -1]);
+      opt.step(); // a: g' = g + 0.5·a = [1.5, 0]; buf = g'; d = g' + 0.9·buf = [2.85, 0]; a = [0.715, 2]; b has no gradient
+      expect(values(b)).to.deep.equal([3, 4]);
+      b.grad = kiln.tensor([2, 2]);
+      opt.step(); // a: g' = [1.3575, 0]; buf = [2.7075, 0]; d = [3.79425, 0]; b: its first step
+      expect(values(a.grad!)).to.deep.equal([1, -1]);
+      expect(values(b.grad!)).to.deep.equal([2, 2]);
+      const wa = values(a), wb = values(b);
+      [0.715 - 0.379425, 2].forEach((v, i) => expect(wa[i]).to.be.closeTo(v, 1e-6));
+      // b: g' = [3.5, 4]; buf = g'; d = 1.9·g' = [6.65, 7.6]
+      [3 - 0.665, 4 - 0.76].forEach((v, i) => expect(wb[i]).to.be.closeTo(v, 1e-6));
+      expect(opt.stateDict().steps).to.deep.equal([[2, 1]]);
+      opt.dispose();
+      a.dispose();
+      b.dispose();
+    });
   });
 
   describe('parameter groups and lr', () => {
