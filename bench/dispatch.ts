@@ -1,7 +1,8 @@
 /**
- * Per-op dispatch cost: `add` of two 1-element and two 1000-element CPU tensors, result
- * freed each time, 1 intra-op thread — Kiln vs Python PyTorch vs a pure C++ libtorch loop,
- * all in this run, against the same libtorch.
+ * Per-op dispatch cost: `add` of two 1-element and two 1000-element tensors, result freed each
+ * time, 1 intra-op thread — Kiln vs Python PyTorch vs a pure C++ libtorch loop, all in this run,
+ * against the same libtorch. BENCH_DEVICE=cuda puts the tensors on the GPU: each repeat then ends
+ * with a synchronize, so an op costs its host launch or its kernel, whichever is longer.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -9,7 +10,11 @@ import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
 import { medianNs, runPeer, pythonWithTorch, machine, table, record, ROOT } from './harness';
 
-const ITERS = Number(process.env.BENCH_ITERS ?? 100000);
+const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
+const GPU = DEVICE !== 'cpu';
+const ITERS = Number(process.env.BENCH_ITERS ?? (GPU ? 50000 : 100000));
+// compiling the C++ peer takes a minute: on a GPU machine (a short lease) only on request
+const CPP = process.env.BENCH_DISPATCH_CPP ? process.env.BENCH_DISPATCH_CPP === '1' : !GPU;
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 7);
 
 function cppPeer(): Record<string, unknown>[] | null {
@@ -22,7 +27,7 @@ function cppPeer(): Record<string, unknown>[] | null {
     const r = spawnSync('g++', ['-O2', '-std=c++17', `-D${defs}`, src, ...lt.includeDirs.map((d: string) => `-I${d}`), ...libs, '-o', out], { stdio: 'inherit' });
     if (r.status !== 0) return null;
   }
-  return runPeer(out, [String(ITERS), String(REPEATS)]);
+  return runPeer(out, [String(ITERS), String(REPEATS), DEVICE]);
 }
 
 export function run(): void {
@@ -38,13 +43,16 @@ export function run(): void {
 function measure(): void {
   const results: Record<string, Record<number, number>> = { kiln: {}, 'kiln (in tidy)': {} };
   for (const n of [1, 1000]) {
-    const a = kiln.ones([n]), b = kiln.ones([n]);
-    results.kiln[n] = medianNs(() => a.add(b).dispose(), ITERS, REPEATS);
-    results['kiln (in tidy)'][n] = medianNs(() => kiln.tidy(() => { a.add(b); }), ITERS, REPEATS);
+    const a = kiln.ones([n], { device: DEVICE }), b = kiln.ones([n], { device: DEVICE });
+    const settle = GPU ? () => kiln.cuda.synchronize() : undefined;
+    results.kiln[n] = medianNs(() => a.add(b).dispose(), ITERS, REPEATS, settle);
+    results['kiln (in tidy)'][n] = medianNs(() => kiln.tidy(() => { a.add(b); }), ITERS, REPEATS, settle);
+    a.dispose();
+    b.dispose();
   }
   const py = pythonWithTorch();
-  const pyRes = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'dispatch.py'), String(ITERS), String(REPEATS)]) : null;
-  const cppRes = cppPeer();
+  const pyRes = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'dispatch.py'), String(ITERS), String(REPEATS), DEVICE]) : null;
+  const cppRes = CPP ? cppPeer() : null;
   const pick = (r: Record<string, unknown>[] | null, n: number) => (r?.find((x) => x.numel === n)?.ns as number | undefined);
   const rows: (string | number)[][] = [];
   for (const n of [1, 1000]) {
@@ -57,7 +65,7 @@ function measure(): void {
   const t = table(['case', 'µs/op (median)', 'vs Python', 'vs C++'], rows);
   console.log(t);
   const kilnOverhead = cppRes ? ((results.kiln[1] - (pick(cppRes, 1) ?? 0)) / 1000).toFixed(3) : 'n/a';
-  record('Op dispatch (CPU)', `${new Date().toISOString().slice(0, 10)} — ${machine()}; ${ITERS} iterations × ${REPEATS} repeats, median; 1 intra-op thread.\n\n${t}\n\nKiln's own overhead over the C++ loop (1 element, result handle created and freed): ${kilnOverhead} µs/op.`);
+  record(GPU ? `Op dispatch (${DEVICE})` : 'Op dispatch (CPU)', `${new Date().toISOString().slice(0, 10)} — ${machine()}; ${GPU ? `tensors on ${DEVICE}, a synchronize ending each repeat; ` : ''}${ITERS} iterations × ${REPEATS} repeats, median; 1 intra-op thread.\n\n${t}\n\nKiln's own overhead over the C++ loop (1 element, result handle created and freed): ${kilnOverhead} µs/op.`);
 }
 
 if (require.main === module) run();

@@ -8,12 +8,14 @@ import { info } from '../lib';
 export const ROOT = path.resolve(__dirname, '..', '..');
 
 /** Median of the per-iteration times (ns) of `repeats` runs of `iters` calls of fn. */
-export function medianNs(fn: () => void, iters: number, repeats: number): number {
+export function medianNs(fn: () => void, iters: number, repeats: number, settle: () => void = () => {}): number {
   for (let i = 0; i < iters / 10; i++) fn();
+  settle();
   const t: number[] = [];
   for (let r = 0; r < repeats; r++) {
     const s = process.hrtime.bigint();
     for (let i = 0; i < iters; i++) fn();
+    settle(); // e.g. wait for the GPU: each repeat counts the work it queued
     t.push(Number(process.hrtime.bigint() - s) / iters);
   }
   t.sort((a, b) => a - b);
