@@ -8,6 +8,7 @@
 // into a CUDA graph follows learning-rate schedules and Adam's bias correction on every replay.
 #include "tensor.h"
 #include <torch/version.h>
+#include <algorithm>
 
 namespace kiln {
 
@@ -228,7 +229,7 @@ napi_value clipGradNorm(napi_env env, napi_callback_info info) {
   at::NoGradGuard ng;
   std::vector<at::Tensor> grads;
   for (auto& p : a.tensors(0))
-    if (p.grad().defined()) grads.push_back(p.grad());
+    if (p.grad().defined()) grads.push_back(p.grad().detach());
   double maxNorm = a.num(1), normType = a.num(2);
   if (grads.empty()) return a.ret(at::zeros({}));
   at::Tensor total;
@@ -237,13 +238,21 @@ napi_value clipGradNorm(napi_env env, napi_callback_info info) {
     for (auto& g : grads) norms.push_back(g.detach().abs().max().to(grads[0].device()));
     total = norms.size() == 1 ? norms[0] : at::stack(norms).max();
   } else {
-    std::vector<at::Tensor> norms;
-    for (auto& g : grads) norms.push_back(at::norm(g.detach(), normType).to(grads[0].device()));
+    // one multi-tensor launch for the per-gradient norms (as torch.nn.utils.clip_grad_norm_ on CUDA)
+    std::vector<at::Tensor> norms = at::_foreach_norm(grads, normType);
+    for (auto& n : norms) n = n.to(grads[0].device());
     total = at::norm(at::stack(norms), normType);
   }
   if (a.flag(3) && !total.isfinite().item<bool>())
     fail("INVALID_ARGUMENT", "clipGradNorm_: the total norm of the gradients is non-finite (NaN or Inf)");
   at::Tensor coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  bool oneDevice = std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.device() == coef.device(); });
+  if (oneDevice) {
+    at::_foreach_mul_(grads, coef);  // 2.1+: a tensor operand, one launch
+    return a.ret(total);
+  }
+#endif
   for (auto& g : grads) g.detach().mul_(coef.to(g.device()));
   return a.ret(total);
   KILN_CATCH(env)
