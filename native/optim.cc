@@ -1,5 +1,6 @@
-// Optimizer steps: one native call updates every parameter of a group (SGD as PyTorch's multi-tensor
-// `foreach` algorithm, Adam and RMSprop as its single-tensor ones; same order of operations). State tensors (momentum, moments)
+// Optimizer steps: one native call updates every parameter of a group (SGD and Adam as PyTorch's
+// multi-tensor `foreach` algorithms — a few kernel launches per group, not several per parameter —
+// RMSprop as its single-tensor one; the same arithmetic in the same order either way). State tensors (momentum, moments)
 // live in the tensor table and are owned by the TS optimizer, so they save and load like
 // any other tensor. Parameters without a gradient are skipped.
 //
@@ -123,7 +124,12 @@ napi_value sgdStep(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
-/** adamStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[] (or []), steps, lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize[, lrT, stepsT]) */
+/**
+ * adamStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[] (or []), steps, lr, beta1, beta2, eps, weightDecay, decoupled,
+ * amsgrad, maximize[, lrT, stepsT]): the moments and the update as multi-tensor `_foreach` ops over the group (a
+ * per-parameter step size where step counts differ); the capturable form's bias corrections, read from the device
+ * step counts, and amsgrad's running maximum stay per parameter.
+ */
 napi_value adamStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
@@ -132,36 +138,54 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   double* steps = stepsOf(a, 4, params.size());
   double lr = a.num(5), b1 = a.num(6), b2 = a.num(7), eps = a.num(8), wd = a.num(9);
   bool decoupled = a.flag(10), amsgrad = a.flag(11), maximize = a.flag(12);
+  if (m.size() != params.size() || v.size() != params.size()) fail("INVALID_ARGUMENT", "Adam needs two moment tensors per parameter");
   if (amsgrad && vmax.size() != params.size()) fail("INVALID_ARGUMENT", "amsgrad needs one max_exp_avg_sq per parameter");
   DeviceScalars ds(a, 13, params.size());
-  countOnDevice(ds, WithGrad(params).idx, params.size());  // the bias corrections below read the new counts
-  for (size_t i = 0; i < params.size(); ++i) {
-    at::Tensor& p = params[i];
-    if (!p.grad().defined()) continue;
-    at::Tensor g = maximize ? -p.grad() : p.grad();
+  WithGrad w(params);
+  if (w.idx.empty()) return nullptr;
+  countOnDevice(ds, w.idx, params.size());  // the bias corrections below read the new counts
+  std::vector<at::Tensor> M, V, second;
+  for (size_t i : w.idx) {
+    M.push_back(m[i]);
+    V.push_back(v[i]);
+    second.push_back(amsgrad ? vmax[i] : v[i]);
     steps[i] += 1;
-    if (wd != 0) {
-      if (!decoupled) g = g.add(p, wd);  // Adam's L2 penalty
-      else if (ds.on()) p.mul_(ds.lr.mul(-wd).add_(1));  // AdamW
-      else p.mul_(1 - lr * wd);
+  }
+  std::vector<at::Tensor> g = maximize ? at::_foreach_neg(w.grads) : w.grads;
+  if (wd != 0) {
+    if (!decoupled) g = at::_foreach_add(g, w.params, wd);  // Adam's L2 penalty
+    else if (ds.on()) {                                      // AdamW, the lr read on the device
+      at::Tensor f = ds.lr.mul(-wd).add_(1);
+      for (auto& p : w.params) p.mul_(f);
+    } else {
+      at::_foreach_mul_(w.params, 1 - lr * wd);
     }
-    m[i].mul_(b1).add_(g, 1 - b1);
-    v[i].mul_(b2).addcmul_(g, g.conj(), 1 - b2);
-    if (amsgrad) at::maximum_out(vmax[i], vmax[i], v[i]);
-    const at::Tensor& second = amsgrad ? vmax[i] : v[i];
-    if (ds.on()) {
+  }
+  at::_foreach_mul_(M, b1);
+  at::_foreach_add_(M, g, 1 - b1);
+  at::_foreach_mul_(V, b2);
+  at::_foreach_addcmul_(V, g, g, 1 - b2);
+  if (amsgrad)
+    for (size_t k = 0; k < V.size(); ++k) at::maximum_out(second[k], second[k], V[k]);
+  if (ds.on()) {
+    for (size_t k = 0; k < w.idx.size(); ++k) {
       // PyTorch's capturable form: bias corrections from the device step count
-      at::Tensor step = ds.steps.select(0, static_cast<int64_t>(i));
+      at::Tensor step = ds.steps.select(0, static_cast<int64_t>(w.idx[k]));
       at::Tensor stepSizeNeg = ds.lr.div(at::pow(b1, step).neg_().add_(1)).neg_();
       at::Tensor bc2Sqrt = at::pow(b2, step).neg_().add_(1).sqrt_();
-      at::Tensor denom = second.sqrt().div_(bc2Sqrt.mul(stepSizeNeg)).add_(stepSizeNeg.reciprocal().mul_(eps));
-      p.addcdiv_(m[i], denom);
-    } else {
-      double step = steps[i];
-      double stepSize = lr / (1 - std::pow(b1, step));
-      double bc2Sqrt = std::sqrt(1 - std::pow(b2, step));
-      p.addcdiv_(m[i], (second.sqrt() / bc2Sqrt).add_(eps), -stepSize);
+      at::Tensor denom = second[k].sqrt().div_(bc2Sqrt.mul(stepSizeNeg)).add_(stepSizeNeg.reciprocal().mul_(eps));
+      w.params[k].addcdiv_(M[k], denom);
     }
+  } else {
+    std::vector<at::Scalar> bc2Sqrt, negStepSize;
+    for (size_t i : w.idx) {
+      bc2Sqrt.emplace_back(std::sqrt(1 - std::pow(b2, steps[i])));
+      negStepSize.emplace_back(-lr / (1 - std::pow(b1, steps[i])));
+    }
+    std::vector<at::Tensor> denom = at::_foreach_sqrt(second);
+    at::_foreach_div_(denom, at::ArrayRef<at::Scalar>(bc2Sqrt));
+    at::_foreach_add_(denom, eps);
+    at::_foreach_addcdiv_(w.params, M, denom, at::ArrayRef<at::Scalar>(negStepSize));
   }
   return nullptr;
   KILN_CATCH(env)
