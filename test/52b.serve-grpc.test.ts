@@ -118,6 +118,33 @@ describe('serve: Open Inference Protocol over gRPC', function () {
     expect(text).to.match(/kiln_grpc_requests_total\{method="Check",code="NOT_FOUND"\} 1/);
   });
 
+  it('Watch follows a model through register and unregister as they happen (every state, loading included)', async () => {
+    const s = await serve(model, { ...opts, port: 0, grpcPort: 0 });
+    const { grpc: g, health } = kiln.serving.grpcService();
+    const hc = new health(s.grpcAddress, g.credentials.createInsecure()) as unknown as { Watch(req: object): NodeJS.ReadableStream & { cancel(): void }; close(): void };
+    const seen: string[] = [];
+    const stream = hc.Watch({ service: 'extra' });
+    const ended = new Promise<void>((resolve) => {
+      stream.on('data', (m: { status: string }) => seen.push(m.status));
+      stream.on('end', resolve);
+      stream.on('error', resolve);
+    });
+    const until = async (n: number) => { while (seen.length < n) await new Promise((r) => setTimeout(r, 5)); };
+    await until(1);
+    expect(seen, 'not served yet').to.deep.equal(['SERVICE_UNKNOWN']);
+    await s.register('extra', model2, { ...opts });
+    await until(3);
+    // the loading state lasts one warm-up batch: a poll would miss it, the registry's change notices do not
+    expect(seen).to.deep.equal(['SERVICE_UNKNOWN', 'NOT_SERVING', 'SERVING']);
+    await s.unregister('extra');
+    await until(4);
+    expect(seen[3]).to.equal('SERVICE_UNKNOWN');
+    await s.close();
+    await ended;
+    expect(seen).to.deep.equal(['SERVICE_UNKNOWN', 'NOT_SERVING', 'SERVING', 'SERVICE_UNKNOWN', 'NOT_SERVING']);
+    hc.close();
+  });
+
   it('infers FP32 contents: probabilities and logits equal model.call, id echoed, on the default and a named version', async () => {
     const x = kiln.randn([3, 3, S, S]);
     for (const [version, m] of [['', model], ['1', model], ['2', model2]] as const) {

@@ -134,6 +134,8 @@ export class ModelEndpoint {
   /** disposes the model on close */
   readonly owned: boolean;
   private stateNow: ModelState = 'loading';
+  /** called after each state change (the registry's change notice: gRPC health watches) */
+  onStateChange: () => void = () => {};
   private classes = -1;
   private readonly requests = new InFlight();
   private closing: Promise<void> | null = null;
@@ -253,7 +255,12 @@ export class ModelEndpoint {
     } finally {
       x.dispose();
     }
-    if (this.stateNow === 'loading') this.stateNow = 'ready';
+    if (this.stateNow === 'loading') this.setState('ready');
+  }
+
+  private setState(state: ModelState): void {
+    this.stateNow = state;
+    this.onStateChange();
   }
 
   /** Classes the model outputs (its warm-up batch's row length; -1 before the warm-up). */
@@ -372,7 +379,7 @@ export class ModelEndpoint {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.stateNow = 'draining';
+      this.setState('draining');
       await this.requests.idle();
       this.explainQueue.close();
       await this.explainWorker?.close('the model is being unregistered');
@@ -384,7 +391,7 @@ export class ModelEndpoint {
         else if (typeof (this.model as { dispose?: unknown }).dispose === 'function') await (this.model as unknown as { dispose(): unknown }).dispose();
         if (this.explainSubject !== this.model && this.explainSubject instanceof Module) this.explainSubject.dispose();
       }
-      this.stateNow = 'closed';
+      this.setState('closed');
     })();
     return this.closing;
   }

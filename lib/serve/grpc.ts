@@ -146,7 +146,7 @@ export class GrpcInference {
     return ep.state === 'ready' ? 'SERVING' : 'NOT_SERVING';
   }
 
-  /** Health Watch: the status now, then each change (checked every 500 ms) until the client cancels or the server closes. */
+  /** Health Watch: the status now, then each change (on the registry's change notices) until the client cancels or the server closes. */
   private watch(call: grpcTypes.ServerWritableStream<Record<string, any>, Record<string, unknown>>): void {
     const service = String(call.request.service);
     const statusNow = (): string => {
@@ -158,21 +158,20 @@ export class GrpcInference {
     };
     let last = statusNow();
     call.write({ status: last });
-    const timer = setInterval(() => {
+    const unsubscribe = this.host.registry.onChange(() => {
       const now = statusNow();
       if (now !== last) call.write({ status: (last = now) });
-    }, 500);
-    timer.unref();
+    });
     const entry = {
       end: () => {
-        clearInterval(timer);
+        unsubscribe();
         this.watches.delete(entry);
         if (last !== 'NOT_SERVING') call.write({ status: 'NOT_SERVING' });
         call.end();
       },
     };
     this.watches.add(entry);
-    call.on('cancelled', () => { clearInterval(timer); this.watches.delete(entry); });
+    call.on('cancelled', () => { unsubscribe(); this.watches.delete(entry); });
     if (this.closed) entry.end();
   }
 

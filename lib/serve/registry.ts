@@ -47,6 +47,20 @@ export class ModelRegistry {
     const m = this.models.get(ep.name) ?? { versions: new Map() };
     m.versions.set(ep.version, ep);
     this.models.set(ep.name, m);
+    ep.onStateChange = () => this.changed();
+    this.changed();
+  }
+
+  private readonly listeners = new Set<() => void>();
+  /** Calls `fn` after every change of what is served or how ready it is (models added, taken, loaded, draining, a new default version, the server's readiness); returns the unsubscribe function. */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Tells the listeners that something changed. */
+  changed(): void {
+    for (const fn of [...this.listeners]) fn();
   }
 
   /** The default version of `name` (404 when unknown). */
@@ -78,6 +92,7 @@ export class ModelRegistry {
   setDefault(name: string, version: string): void {
     this.resolve(name, version);
     this.get(name).explicitDefault = version;
+    this.changed();
   }
 
   /**
@@ -93,6 +108,7 @@ export class ModelRegistry {
       if (m.explicitDefault === ep.version) m.explicitDefault = undefined;
     }
     if (m.versions.size === 0) this.models.delete(name);
+    this.changed();
     return eps;
   }
 

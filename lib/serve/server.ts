@@ -211,6 +211,7 @@ export class Server {
     if (this.managementHttp) await listenOn(this.managementHttp, this.managementPort!, this.managementHost);
     if (this.grpc) await this.grpc.listen(this.grpcPort!, this.grpcHost);
     this.listening = true;
+    this.registry.changed();
     return this.url;
   }
 
@@ -251,6 +252,7 @@ export class Server {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.listening = false;
+      this.registry.changed();
       const servers = [this.http, ...(this.managementHttp ? [this.managementHttp] : [])];
       const closed = servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())));
       for (const s of servers) s.closeIdleConnections();
