@@ -109,11 +109,15 @@ export function tensor(data: TensorData, options: CreateOptions & { shape?: numb
 /** Bytes per element of each native dtype code (float32 when none is given, as libtorch's default). */
 const DTYPE_BYTES: Record<number, number> = { 0: 1, 3: 4, 4: 8, 5: 2, 6: 4, 7: 8, 11: 1, 15: 2 };
 
-/** The memory this process may use: the machine's, or its cgroup's limit where that is lower. */
+let memoryLimit = 0;
+/** The memory this process may use: the machine's, or its cgroup's limit where that is lower (read once). */
 function hostMemoryLimit(): number {
-  const total = os.totalmem();
-  const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.();
-  return constrained && constrained > 0 && constrained < total ? constrained : total;
+  if (!memoryLimit) {
+    const total = os.totalmem();
+    const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.();
+    memoryLimit = constrained && constrained > 0 && constrained < total ? constrained : total;
+  }
+  return memoryLimit;
 }
 
 const GiB = 2 ** 30;
