@@ -44,7 +44,8 @@ function names(file: string, fallback: string[] | null, count: number): string[]
 /** Reads records of `header` label bytes + 3072 pixels from `files`, keeping label byte `which`; labels must be < `classes`. */
 async function readRecords(files: string[], header: number, which: number, classes: number): Promise<{ images: Uint8Array; labels: BigInt64Array }> {
   const size = header + PIXELS;
-  const bufs = await Promise.all(files.map(async (f) => {
+  // read together; a failure is reported for the first failing file in order (not whichever read failed first)
+  const settled = await Promise.allSettled(files.map(async (f) => {
     let b: Buffer;
     try {
       b = await fs.promises.readFile(f);
@@ -54,6 +55,9 @@ async function readRecords(files: string[], header: number, which: number, class
     if (b.length === 0 || b.length % size !== 0) throw new KilnError(`${f}: ${b.length} bytes is not a whole number of ${size}-byte records (truncated or not a CIFAR binary file?)`, 'IO');
     return [f, b] as const;
   }));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const bufs = settled.map((r) => (r as PromiseFulfilledResult<readonly [string, Buffer]>).value);
   const n = bufs.reduce((a, [, b]) => a + b.length / size, 0);
   const images = new Uint8Array(n * PIXELS), labels = new BigInt64Array(n);
   let k = 0;
