@@ -88,21 +88,10 @@ export class GradScaler {
     return this.enabled ? loss.mul(this.scaleValue) : loss.mul(1);
   }
 
-  /** Divides the gradients by the scale in place and notes whether any is inf/NaN (one readback). */
+  /** Divides the gradients by the scale in place and notes whether any is inf/NaN (one native call, one readback). */
   unscale_(optimizer: Steppable): void {
     if (!this.enabled || this.unscaled) return;
-    const inv = 1 / this.scaleValue;
-    this.foundInf = noGrad(() => tidy(() => {
-      let bad: Tensor | null = null;
-      for (const g of optimizer.paramGroups.flatMap((grp) => grp.params)) {
-        const grad = g.grad;
-        if (!grad) continue;
-        grad.mul_(inv);
-        const b = grad.isfinite().logicalNot().any();
-        bad = bad ? bad.logicalOr(b) : b;
-      }
-      return bad ? Boolean(bad.item()) : false;
-    }));
+    this.foundInf = N.ampUnscale(optimizer.paramGroups.flatMap((grp) => grp.params.map((p) => p.id)), 1 / this.scaleValue);
     this.unscaled = true;
   }
 

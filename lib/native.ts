@@ -107,6 +107,8 @@ export interface NativeAddon {
   setBackendFlag(index: number, on: boolean, warnOnly?: boolean): void;
   retainGrad(x: H): void;
   // optimizers (native/optim.cc)
+  /** multiplies every gradient of the parameters by invScale; whether any holds an inf/NaN */
+  ampUnscale(p: H[], invScale: number): boolean;
   sgdStep(p: H[], buf: H[], steps: Float64Array, lr: number, momentum: number, dampening: number, wd: number, nesterov: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;
   adamStep(p: H[], m: H[], v: H[], vmax: H[], steps: Float64Array, lr: number, b1: number, b2: number, eps: number, wd: number, decoupled: boolean, amsgrad: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;
   rmspropStep(p: H[], sq: H[], mb: H[], ga: H[], steps: Float64Array, lr: number, alpha: number, eps: number, wd: number, momentum: number, centered: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;

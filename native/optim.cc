@@ -282,6 +282,36 @@ napi_value clipGradNorm(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/**
+ * ampUnscale(params[], invScale) -> whether any gradient holds an inf or NaN, after multiplying every gradient by
+ * invScale (GradScaler.unscale_): on one CUDA device PyTorch's multi-tensor kernel (one launch, as
+ * torch.cuda.amp.GradScaler); elsewhere a loop here, one readback either way.
+ */
+napi_value ampUnscale(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  at::NoGradGuard ng;
+  double inv = a.num(1);
+  std::vector<at::Tensor> grads;
+  for (auto& p : a.tensors(0))
+    if (p.grad().defined()) grads.push_back(p.grad().detach());
+  if (grads.empty()) return a.retBool(false);
+  at::Device d = grads[0].device();
+  bool oneCuda = d.is_cuda() && std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.device() == d; });
+  if (oneCuda) {
+    auto o = at::TensorOptions().dtype(at::kFloat).device(d);
+    at::Tensor found = at::zeros({1}, o);
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found, at::full({1}, inv, o));
+    return a.retBool(found.item<float>() != 0);
+  }
+  std::vector<at::Tensor> bad;
+  for (auto& g : grads) {
+    g.mul_(inv);
+    bad.push_back(g.isfinite().all().logical_not().to(at::kCPU));
+  }
+  return a.retBool(at::stack(bad).any().item<bool>());
+  KILN_CATCH(env)
+}
+
 /** clipGradValue(params[], clipValue) */
 napi_value clipGradValue(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
@@ -297,7 +327,7 @@ napi_value clipGradValue(napi_env env, napi_callback_info info) {
 
 void registerOptim(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
-      {"sgdStep", sgdStep}, {"adamStep", adamStep}, {"rmspropStep", rmspropStep},
+      {"sgdStep", sgdStep}, {"ampUnscale", ampUnscale}, {"adamStep", adamStep}, {"rmspropStep", rmspropStep},
       {"zeroGrad", zeroGrad}, {"clipGradNorm", clipGradNorm}, {"clipGradValue", clipGradValue},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);

@@ -1,7 +1,7 @@
 /** Mixed precision: autocast on the CPU (bfloat16) and on KILN_TEST_DEVICE=cuda, GradScaler. */
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, DEVICE as TEST_DEVICE, skipWithoutDevice } from './helpers';
+import { expectKilnError, DEVICE as TEST_DEVICE, skipWithoutDevice, values } from './helpers';
 
 /** KILN_TEST_DEVICE as autocast's device type; the tests on it skip, saying why, where CUDA is missing. */
 const DEVICE = TEST_DEVICE as 'cpu' | 'cuda';
@@ -48,8 +48,8 @@ describe('41 mixed precision', () => {
     a.dispose(); b.dispose();
   });
 
-  it('GradScaler scales the loss, unscales gradients, skips overflowed steps and adapts the scale', () => {
-    const p = kiln.tensor([1, 2], { requiresGrad: true });
+  it(`GradScaler scales the loss, unscales gradients, skips overflowed steps and adapts the scale (${DEVICE})`, () => {
+    const p = kiln.tensor([1, 2], { requiresGrad: true, device: DEVICE });
     const opt = new kiln.optim.SGD([p], { lr: 0.1 });
     const scaler = new kiln.amp.GradScaler({ initScale: 1024, growthInterval: 2 });
     // a clean step: gradient 2·scale, unscaled to 2 → p − 0.1·2
@@ -59,7 +59,7 @@ describe('41 mixed precision', () => {
     expect(Array.from(p.dataSync() as Float32Array)).to.deep.equal([Math.fround(0.8), Math.fround(1.8)]);
     opt.zeroGrad();
     // an overflow: step skipped, scale halved
-    kiln.tidy(() => { p.grad = kiln.tensor([Infinity, 1]); });
+    kiln.tidy(() => { p.grad = kiln.tensor([Infinity, 1], { device: DEVICE }); });
     expect(scaler.step(opt)).to.equal(false);
     scaler.update();
     expect(scaler.scale).to.equal(512);
@@ -76,6 +76,22 @@ describe('41 mixed precision', () => {
     const again = new kiln.amp.GradScaler();
     again.loadStateDict(s);
     expect(again.scale).to.equal(1024);
+    // unscale_ over several gradients (one native pass): divided by the scale; a NaN in any one is found
+    {
+      const q = kiln.tensor([[3, 4], [5, 6]], { requiresGrad: true, device: DEVICE });
+      const o2 = new kiln.optim.SGD([p, q], { lr: 0.1 });
+      kiln.tidy(() => { p.grad = kiln.tensor([1024, 2048], { device: DEVICE }); q.grad = kiln.tensor([[512, 0], [-1024, 4096]], { device: DEVICE }); });
+      scaler.unscale_(o2);
+      expect(values(p.grad!)).to.deep.equal([1, 2]);
+      expect(values(q.grad!)).to.deep.equal([0.5, 0, -1, 4]);
+      scaler.update();
+      kiln.tidy(() => { q.grad = kiln.tensor([[1, NaN], [1, 1]], { device: DEVICE }); });
+      expect(scaler.step(o2), 'a NaN in the second gradient skips the step').to.equal(false);
+      scaler.update();
+      expect(scaler.scale).to.equal(512);
+      o2.dispose();
+      q.dispose();
+    }
     expectKilnError(() => new kiln.amp.GradScaler({ backoffFactor: 2 }), 'INVALID_ARGUMENT', 'backoffFactor');
     opt.dispose();
     p.dispose();
