@@ -11,12 +11,17 @@ import { runPeer, pythonWithTorch, machine, table, record, medianSeconds, ROOT }
 const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
 const GPU = DEVICE !== 'cpu';
 
-/** `graph`: Kiln and PyTorch both replay a CUDA graph; `compile`: Kiln's CUDA graph vs PyTorch's torch.compile (the next bar). */
-interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; iters: number; warmup: number }
+/**
+ * `graph`: Kiln and PyTorch both replay a CUDA graph; `compile`: Kiln's CUDA graph vs PyTorch's torch.compile (the next
+ * bar); `enqueue`: only the host's time to issue the forward (the GPU is idle when it starts and waited for after the
+ * timer stops) — the per-op cost of each side, where a small batch is launch-bound.
+ */
+interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; iters: number; warmup: number }
 
 const CASES: Case[] = GPU
   ? [
       { name: 'resnet18 infer 224² b1 fp32', kind: 'infer', batch: 1, size: 224, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b1 fp32, host enqueue only', kind: 'infer', batch: 1, size: 224, enqueue: true, iters: 50, warmup: 10 },
       { name: 'resnet18 infer 224² b32 fp32', kind: 'infer', batch: 32, size: 224, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
       { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
@@ -64,6 +69,22 @@ function kilnCase(c: Case): number {
         return t;
       }
       if (c.graph || c.compile) return NaN; // this build cannot capture CUDA graphs
+      if (c.enqueue) {
+        const ts: number[] = [];
+        for (let i = 0; i < c.warmup + c.iters; i++) {
+          sync();
+          let t = 0;
+          kiln.tidy(() => {
+            const s = process.hrtime.bigint();
+            kiln.noGrad(() => m.call(x));
+            t = Number(process.hrtime.bigint() - s) / 1e9;
+          });
+          sync();
+          if (i >= c.warmup) ts.push(t);
+        }
+        x.dispose();
+        return ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)];
+      }
       const t = medianSeconds(() => kiln.tidy(() => { kiln.noGrad(() => m.call(x)); sync(); }), c.iters, c.warmup);
       x.dispose();
       return t;
