@@ -11,6 +11,9 @@
 #include <torch/version.h>
 #include <algorithm>
 
+// libtorch 2.1 added `_foreach` overloads taking a (0-d, device) tensor operand — the capturable lr, the clip coefficient
+#define KILN_FOREACH_TENSOR_OPERAND (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
+
 namespace kiln {
 
 namespace {
@@ -110,8 +113,8 @@ napi_value sgdStep(napi_env env, napi_callback_info info) {
     d = nesterov ? at::_foreach_add(d, b, momentum) : b;
   }
   if (ds.on()) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-    at::_foreach_add_(w.params, at::_foreach_mul(d, ds.lr), -1);  // the lr read on the device (2.1+: a tensor operand)
+#if KILN_FOREACH_TENSOR_OPERAND
+    at::_foreach_add_(w.params, at::_foreach_mul(d, ds.lr), -1);  // the lr read on the device
 #else
     for (size_t k = 0; k < w.params.size(); ++k) w.params[k].addcmul_(d[k], ds.lr, -1);
 #endif
@@ -270,10 +273,10 @@ napi_value clipGradNorm(napi_env env, napi_callback_info info) {
   if (a.flag(3) && !total.isfinite().item<bool>())
     fail("INVALID_ARGUMENT", "clipGradNorm_: the total norm of the gradients is non-finite (NaN or Inf)");
   at::Tensor coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#if KILN_FOREACH_TENSOR_OPERAND
   bool oneDevice = std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.device() == coef.device(); });
   if (oneDevice) {
-    at::_foreach_mul_(grads, coef);  // 2.1+: a tensor operand, one launch
+    at::_foreach_mul_(grads, coef);  // one launch
     return a.ret(total);
   }
 #endif
