@@ -51,6 +51,21 @@ async function failure(p: Promise<unknown>): Promise<grpc.ServiceError> {
   throw new Error('expected the call to fail');
 }
 
+/** A health Watch of `service` on the server at `address`: the statuses seen so far, `until(n)` of them, the stream's end. */
+function watchHealth(address: string, service: string): { seen: string[]; until(n: number): Promise<void>; ended: Promise<void>; close(): void } {
+  const { grpc: g, health } = kiln.serving.grpcService();
+  const hc = new health(address, g.credentials.createInsecure()) as unknown as { Watch(req: object): NodeJS.ReadableStream; close(): void };
+  const seen: string[] = [];
+  const stream = hc.Watch({ service });
+  const ended = new Promise<void>((resolve) => {
+    stream.on('data', (m: { status: string }) => seen.push(m.status));
+    stream.on('end', resolve);
+    stream.on('error', resolve);
+  });
+  const until = async (n: number) => { while (seen.length < n) await new Promise((r) => setTimeout(r, 5)); };
+  return { seen, until, ended, close: () => hc.close() };
+}
+
 describe('serve: Open Inference Protocol over gRPC', function () {
   this.timeout(30000);
   let model: kiln.nn.Module, model2: kiln.nn.Module;
@@ -98,21 +113,13 @@ describe('serve: Open Inference Protocol over gRPC', function () {
     expect(unknown.details).to.match(/no model named 'nope'/);
     // Watch: SERVING at once; NOT_SERVING and the end of the stream when the server closes
     const s = await serve(model, { ...opts, port: 0, grpcPort: 0 });
-    const { grpc: g, health } = kiln.serving.grpcService();
-    const hc = new health(s.grpcAddress, g.credentials.createInsecure()) as unknown as { Watch(req: object): NodeJS.ReadableStream & { cancel(): void }; close(): void };
-    const seen: string[] = [];
-    const stream = hc.Watch({ service: '' });
-    const ended = new Promise<void>((resolve) => {
-      stream.on('data', (m: { status: string }) => seen.push(m.status));
-      stream.on('end', resolve);
-      stream.on('error', resolve);
-    });
-    while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
-    expect(seen).to.deep.equal(['SERVING']);
+    const w = watchHealth(s.grpcAddress, '');
+    await w.until(1);
+    expect(w.seen).to.deep.equal(['SERVING']);
     await s.close();
-    await ended;
-    expect(seen).to.deep.equal(['SERVING', 'NOT_SERVING']);
-    hc.close();
+    await w.ended;
+    expect(w.seen).to.deep.equal(['SERVING', 'NOT_SERVING']);
+    w.close();
     const text = server.metrics.render();
     expect(text).to.match(/kiln_grpc_requests_total\{method="Check",code="OK"\} [1-9]/);
     expect(text).to.match(/kiln_grpc_requests_total\{method="Check",code="NOT_FOUND"\} 1/);
@@ -120,16 +127,7 @@ describe('serve: Open Inference Protocol over gRPC', function () {
 
   it('Watch follows a model through register and unregister as they happen (every state, loading included)', async () => {
     const s = await serve(model, { ...opts, port: 0, grpcPort: 0 });
-    const { grpc: g, health } = kiln.serving.grpcService();
-    const hc = new health(s.grpcAddress, g.credentials.createInsecure()) as unknown as { Watch(req: object): NodeJS.ReadableStream & { cancel(): void }; close(): void };
-    const seen: string[] = [];
-    const stream = hc.Watch({ service: 'extra' });
-    const ended = new Promise<void>((resolve) => {
-      stream.on('data', (m: { status: string }) => seen.push(m.status));
-      stream.on('end', resolve);
-      stream.on('error', resolve);
-    });
-    const until = async (n: number) => { while (seen.length < n) await new Promise((r) => setTimeout(r, 5)); };
+    const { seen, until, ended, close } = watchHealth(s.grpcAddress, 'extra');
     await until(1);
     expect(seen, 'not served yet').to.deep.equal(['SERVICE_UNKNOWN']);
     await s.register('extra', model2, { ...opts });
@@ -142,7 +140,7 @@ describe('serve: Open Inference Protocol over gRPC', function () {
     await s.close();
     await ended;
     expect(seen).to.deep.equal(['SERVICE_UNKNOWN', 'NOT_SERVING', 'SERVING', 'SERVICE_UNKNOWN', 'NOT_SERVING']);
-    hc.close();
+    close();
   });
 
   it('infers FP32 contents: probabilities and logits equal model.call, id echoed, on the default and a named version', async () => {
