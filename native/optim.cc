@@ -1,6 +1,6 @@
-// Optimizer steps: one native call updates every parameter of a group (SGD and Adam as PyTorch's
-// multi-tensor `foreach` algorithms — a few kernel launches per group, not several per parameter —
-// RMSprop as its single-tensor one; the same arithmetic in the same order either way). State tensors (momentum, moments)
+// Optimizer steps: one native call updates every parameter of a group, as PyTorch's multi-tensor
+// `foreach` algorithms (its default on CUDA: a few kernel launches per group, not several per
+// parameter), with the arithmetic of its single-tensor ones in the same order. State tensors (momentum, moments)
 // live in the tensor table and are owned by the TS optimizer, so they save and load like
 // any other tensor. Parameters without a gradient are skipped.
 //
@@ -47,10 +47,17 @@ struct DeviceScalars {
   }
 };
 
-/** p -= lr * d, with lr the number or the device scalar. */
-void subScaled(at::Tensor& p, const at::Tensor& d, double lr, const DeviceScalars& ds) {
-  if (ds.on()) p.addcmul_(d, ds.lr, -1);
-  else p.add_(d, -lr);
+/** p -= lr * d for every pair, with lr the number or the device scalar. */
+void subScaled(std::vector<at::Tensor>& p, const std::vector<at::Tensor>& d, double lr, const DeviceScalars& ds) {
+  if (!ds.on()) {
+    at::_foreach_add_(p, d, -lr);
+    return;
+  }
+#if KILN_FOREACH_TENSOR_OPERAND
+  at::_foreach_add_(p, at::_foreach_mul(d, ds.lr), -1);
+#else
+  for (size_t k = 0; k < p.size(); ++k) p[k].addcmul_(d[k], ds.lr, -1);
+#endif
 }
 
 /** The parameters of a group that have a gradient (the others are skipped), and their indices. */
@@ -112,15 +119,7 @@ napi_value sgdStep(napi_env env, napi_callback_info info) {
     }
     d = nesterov ? at::_foreach_add(d, b, momentum) : b;
   }
-  if (ds.on()) {
-#if KILN_FOREACH_TENSOR_OPERAND
-    at::_foreach_add_(w.params, at::_foreach_mul(d, ds.lr), -1);  // the lr read on the device
-#else
-    for (size_t k = 0; k < w.params.size(); ++k) w.params[k].addcmul_(d[k], ds.lr, -1);
-#endif
-  } else {
-    at::_foreach_add_(w.params, d, -lr);
-  }
+  subScaled(w.params, d, lr, ds);
   for (size_t i : w.idx) steps[i] += 1;
   countOnDevice(ds, w.idx, all.size());
   return nullptr;
@@ -194,7 +193,10 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
-/** rmspropStep(params[], squareAvg[], momentumBuf[] (or []), gradAvg[] (or []), steps, lr, alpha, eps, weightDecay, momentum, centered, maximize[, lrT, stepsT]) */
+/**
+ * rmspropStep(params[], squareAvg[], momentumBuf[] (or []), gradAvg[] (or []), steps, lr, alpha, eps, weightDecay,
+ * momentum, centered, maximize[, lrT, stepsT]): multi-tensor `_foreach` ops over the group, as SGD and Adam.
+ */
 napi_value rmspropStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
@@ -203,30 +205,45 @@ napi_value rmspropStep(napi_env env, napi_callback_info info) {
   double* steps = stepsOf(a, 4, params.size());
   double lr = a.num(5), alpha = a.num(6), eps = a.num(7), wd = a.num(8), momentum = a.num(9);
   bool centered = a.flag(10), maximize = a.flag(11);
+  if (sq.size() != params.size() || (momentum > 0 && mb.size() != params.size()) || (centered && ga.size() != params.size()))
+    fail("INVALID_ARGUMENT", "RMSprop needs its state tensors (square average, and momentum buffer / gradient average when on) per parameter");
   DeviceScalars ds(a, 12, params.size());
-  countOnDevice(ds, WithGrad(params).idx, params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    at::Tensor& p = params[i];
-    if (!p.grad().defined()) continue;
-    at::Tensor g = maximize ? -p.grad() : p.grad();
+  WithGrad w(params);
+  if (w.idx.empty()) return nullptr;
+  countOnDevice(ds, w.idx, params.size());
+  std::vector<at::Tensor> SQ, MB, GA;
+  for (size_t i : w.idx) {
+    SQ.push_back(sq[i]);
+    if (momentum > 0) MB.push_back(mb[i]);
+    if (centered) GA.push_back(ga[i]);
     steps[i] += 1;
-    if (wd != 0) g = g.add(p, wd);
-    sq[i].mul_(alpha).addcmul_(g, g, 1 - alpha);
-    at::Tensor avg;
-    if (centered) {
-      ga[i].mul_(alpha).add_(g, 1 - alpha);
-      avg = sq[i].addcmul(ga[i], ga[i], -1).sqrt_().add_(eps);
-    } else {
-      avg = sq[i].sqrt().add_(eps);
-    }
-    if (momentum > 0) {
-      mb[i].mul_(momentum).addcdiv_(g, avg);
-      subScaled(p, mb[i], lr, ds);
-    } else if (ds.on()) {
-      p.addcdiv_(g.mul(ds.lr), avg, -1);
-    } else {
-      p.addcdiv_(g, avg, -lr);
-    }
+  }
+  std::vector<at::Tensor> g = maximize ? at::_foreach_neg(w.grads) : w.grads;
+  if (wd != 0) g = at::_foreach_add(g, w.params, wd);
+  at::_foreach_mul_(SQ, alpha);
+  at::_foreach_addcmul_(SQ, g, g, 1 - alpha);
+  std::vector<at::Tensor> avg;
+  if (centered) {
+    at::_foreach_mul_(GA, alpha);
+    at::_foreach_add_(GA, g, 1 - alpha);
+    avg = at::_foreach_addcmul(SQ, GA, GA, -1);
+    at::_foreach_sqrt_(avg);
+  } else {
+    avg = at::_foreach_sqrt(SQ);
+  }
+  at::_foreach_add_(avg, eps);
+  if (momentum > 0) {
+    at::_foreach_mul_(MB, momentum);
+    at::_foreach_addcdiv_(MB, g, avg);
+    subScaled(w.params, MB, lr, ds);
+  } else if (ds.on()) {
+#if KILN_FOREACH_TENSOR_OPERAND
+    at::_foreach_addcdiv_(w.params, at::_foreach_mul(g, ds.lr), avg, -1);
+#else
+    for (size_t k = 0; k < w.params.size(); ++k) w.params[k].addcdiv_(g[k].mul(ds.lr), avg[k], -1);
+#endif
+  } else {
+    at::_foreach_addcdiv_(w.params, g, avg, -lr);
   }
   return nullptr;
   KILN_CATCH(env)
