@@ -61,6 +61,10 @@ if want bench; then BENCH_DEVICE=cuda limited "$(lim BENCH 270)" node dist/bench
 if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 limited "$(lim SUITE 270)" $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi
 echo "== results (after ${SECONDS} s)"
 grep -E "passing|failing|pending" "$out/test-cuda.log" "$out/test-cuda-graphs.log" "$out/test-all.log" 2>/dev/null
+# the failing tests' titles and first lines, so the call's output names them
+for f in "$out/test-cuda.log" "$out/test-cuda-graphs.log" "$out/test-all.log"; do
+  [ -f "$f" ] && awk '/ failing$/{on=1} on' "$f" | grep -vE '^\s+at ' | grep -E '^\s+[0-9]+\) |Error|expected' | head -24
+done
 [ -f "$out/bench.log" ] && { cat "$out/bench.log" | grep '^|' || tail -20 "$out/bench.log"; }
 printf '| step | result |\n|---|---|\n| build against CUDA libtorch (CUDA graphs %s) | %s |\n| device tests on cuda | %s |\n| CUDA-graph tests on cuda | %s |\n| whole suite (CUDA build) | %s |\n| GPU benchmarks | %s |\n' \
   "$graphs" "$(status $build)" "$(status $cuda)" "$(status $graphrun)" "$(status $all)" "$(status $bench)"
