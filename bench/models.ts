@@ -6,6 +6,7 @@
  */
 import * as path from 'path';
 import * as kiln from '../lib';
+import { N } from '../lib/native';
 import { runPeer, pythonWithTorch, machine, table, record, medianSeconds, ROOT } from './harness';
 
 const DEVICE = (process.env.BENCH_DEVICE ?? 'cpu') as kiln.Device;
@@ -14,14 +15,16 @@ const GPU = DEVICE !== 'cpu';
 /**
  * `graph`: Kiln and PyTorch both replay a CUDA graph; `compile`: Kiln's CUDA graph vs PyTorch's torch.compile (the next
  * bar); `enqueue`: only the host's time to issue the forward (the GPU is idle when it starts and waited for after the
- * timer stops) — the per-op cost of each side, where a small batch is launch-bound.
+ * timer stops) — the per-op cost of each side, where a small batch is launch-bound; `native`: Kiln runs the model's
+ * compiled native program (what `forwardAsync` and the server run; no JS between ops), PyTorch the same eager forward.
  */
-interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; iters: number; warmup: number }
+interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; native?: boolean; iters: number; warmup: number }
 
 const CASES: Case[] = GPU
   ? [
       { name: 'resnet18 infer 224² b1 fp32', kind: 'infer', batch: 1, size: 224, iters: 50, warmup: 10 },
       { name: 'resnet18 infer 224² b1 fp32, host enqueue only', kind: 'infer', batch: 1, size: 224, enqueue: true, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b1 fp32, Kiln native program', kind: 'infer', batch: 1, size: 224, native: true, iters: 50, warmup: 10 },
       { name: 'resnet18 infer 224² b32 fp32', kind: 'infer', batch: 32, size: 224, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
       { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
@@ -69,6 +72,13 @@ function kilnCase(c: Case): number {
         return t;
       }
       if (c.graph || c.compile) return NaN; // this build cannot capture CUDA graphs
+      if (c.native) {
+        const prog = m.program();
+        if (prog < 0) throw new Error('the model has no native program');
+        const t = medianSeconds(() => { N.free(N.runSync(prog, x.id, false)); sync(); }, c.iters, c.warmup);
+        x.dispose();
+        return t;
+      }
       if (c.enqueue) {
         const ts: number[] = [];
         for (let i = 0; i < c.warmup + c.iters; i++) {
