@@ -19,9 +19,9 @@ stages=" ${GPU_STAGES:-build cuda bench suite} "
 # each stage has a time limit (seconds), so one hang cannot spend the whole device call: GPU_LIMIT_BUILD (300),
 # _CUDA (200; then _GRAPHS 120 for the CUDA-graph tests), _BENCH (270), _SUITE (270); a device call may run 600 s,
 # so "build cuda" then "bench suite" fit two calls
-# GPU_DEADLINE (seconds from the script's start, e.g. a little under the device call's timeout) caps every stage's
-# limit at the time left, so a slow build shortens the later stages instead of losing the whole call's output
-deadline=${GPU_DEADLINE:-100000}
+# GPU_DEADLINE (seconds from the script's start; default 570, under a device call's 600 s) caps every stage's limit at
+# the time left, so a slow build shortens the later stages instead of losing the whole call's output
+deadline=${GPU_DEADLINE:-570}
 lim() { local v="GPU_LIMIT_$1"; local l=${!v:-$2}; local left=$(( deadline - SECONDS )); [ $left -lt 5 ] && left=5; [ $l -gt $left ] && l=$left; echo $l; }
 limited() { local s=$1; shift; timeout -k 10 "$s" "$@"; local rc=$?; [ $rc = 124 ] && echo "== stopped after $s s (GPU_LIMIT_*)" >&2; return $rc; }
 want() { [[ "$stages" == *" $1 "* ]]; }
