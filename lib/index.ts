@@ -37,6 +37,8 @@ export * as amp from './amp';
 export * as backends from './backends';
 /** CUDA devices: availability, the driver's device list, synchronize, memory held by tensors */
 export * as cuda from './cuda';
+/** libtorch's profiler around a piece of work: per-op counts and CPU/GPU time, Chrome traces. */
+export * as profiler from './profiler';
 /** Training: Trainer, History, callbacks, metrics, loggers, plots. */
 export * as train from './train';
 export {

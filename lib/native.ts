@@ -54,6 +54,9 @@ export interface NativeAddon {
   autogradGrad(outputs: H[], inputs: H[], gradOutputs: H[] | null, retainGraph: number, createGraph: boolean, allowUnused: boolean): H[];
   /** leaf tensors requiring grad on the device that a live autograd graph still references */
   liveGraphLeaves(device: string): number;
+  /** libtorch's (legacy) profiler on this thread: start, then stop with JSON rows [name, calls, cpuUs, cudaUs] */
+  profilerStart(cuda: boolean): void;
+  profilerStop(trace?: string): string;
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
   // elementwise and friends (native/ops.cc)

@@ -1,4 +1,8 @@
 #include "workers.h"
+#include <torch/csrc/autograd/profiler_legacy.h>
+#include <fstream>
+#include <map>
+#include <sstream>
 #ifdef KILN_WITH_CUDA_GRAPHS
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -170,6 +174,75 @@ napi_value cudaResetPeakStats(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/** profilerStart(cuda): libtorch's profiler records the ops this thread runs from now on (with cuda: their GPU time too). */
+napi_value profilerStart(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  bool cuda = a.flag(0);
+  if (torch::profiler::impl::profilerEnabled()) fail("INVALID_ARGUMENT", "profiler: a profile is already being recorded (profiles do not nest)");
+  if (cuda && !torch::cuda::is_available()) fail("CUDA_UNAVAILABLE", "profiler: cuda timing needs CUDA (this libtorch has no CUDA support or no GPU is visible)");
+  using torch::profiler::impl::ProfilerState;
+  torch::autograd::profiler::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(cuda ? ProfilerState::CUDA : ProfilerState::CPU));
+  return nullptr;
+  KILN_CATCH(env)
+}
+
+/**
+ * profilerStop(tracePath) -> JSON rows [name, calls, cpuUs, cudaUs] of every op recorded since profilerStart (times
+ * inclusive of the ops each one called); writes a Chrome trace (chrome://tracing, Perfetto) when a path is given.
+ */
+napi_value profilerStop(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  std::string trace = a.has(0) ? a.str(0) : "";
+  if (!torch::profiler::impl::profilerEnabled()) fail("INVALID_ARGUMENT", "profiler: no profile is being recorded");
+  auto lists = torch::autograd::profiler::disableProfilerLegacy();
+  struct Row {
+    int64_t calls = 0;
+    double cpu = 0, cuda = 0;
+  };
+  std::map<std::string, Row> rows;
+  std::vector<torch::autograd::profiler::LegacyEvent*> all;
+  for (auto& list : lists) {
+    std::unordered_map<at::RecordFunctionHandle, torch::autograd::profiler::LegacyEvent*> open;
+    for (auto& e : list) {
+      all.push_back(&e);
+      std::string kind = e.kindStr();
+      if (kind == "push") open[e.handle()] = &e;
+      if (kind != "pop") continue;
+      auto it = open.find(e.handle());
+      if (it == open.end()) continue;
+      Row& r = rows[it->second->name()];
+      r.calls++;
+      r.cpu += it->second->cpuElapsedUs(e);
+      if (it->second->hasCuda() && e.hasCuda()) r.cuda += it->second->cudaElapsedUs(e);
+      open.erase(it);
+    }
+  }
+  if (!trace.empty()) {
+    std::ofstream out(trace);
+    if (!out) fail("IO", "profiler: cannot write the trace file " + trace);
+    torch::autograd::profiler::writeProfilerEventsToStream(out, all);
+    if (!out) fail("IO", "profiler: writing the trace file " + trace + " failed");
+  }
+  std::ostringstream json;
+  json.precision(17);
+  json << "[";
+  bool first = true;
+  for (auto& [name, r] : rows) {
+    std::string escaped;
+    for (char c : name) {
+      if (c == '"' || c == '\\') escaped += '\\';
+      if (static_cast<unsigned char>(c) >= 0x20) escaped += c;
+    }
+    json << (first ? "" : ",") << "[\"" << escaped << "\"," << r.calls << "," << r.cpu << "," << r.cuda << "]";
+    first = false;
+  }
+  json << "]";
+  return a.retStr(json.str());
+  KILN_CATCH(env)
+}
+
 }  // namespace
 
 void registerWorkers(napi_env env, napi_value exports, KilnEnv* k) {
@@ -179,6 +252,8 @@ void registerWorkers(napi_env env, napi_value exports, KilnEnv* k) {
   defineFn(env, exports, k, "dataAsync", dataAsync);
   defineFn(env, exports, k, "cudaSynchronize", cudaSynchronize);
   defineFn(env, exports, k, "cudaSynchronizeAsync", cudaSynchronizeAsync);
+  defineFn(env, exports, k, "profilerStart", profilerStart);
+  defineFn(env, exports, k, "profilerStop", profilerStop);
 }
 
 }  // namespace kiln

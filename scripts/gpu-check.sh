@@ -46,7 +46,7 @@ mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc 
 node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
 # GPU_BENCHES picks the benchmarks (default: dispatch models airbench explain robust)
 # the device-generic tests (README, Development): each skips with a message where CUDA is missing
-cuda_tests="40.device 41.amp 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 46c.robust-minnorm 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 48c.explain-shapley 48d.explain-lrp 49.explain-guided"
+cuda_tests="40.device 41.amp 54.profiler 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 46c.robust-minnorm 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 48c.explain-shapley 48d.explain-lrp 49.explain-guided"
 # the CUDA-graph tests in a process of their own: a failed capture leaves a process unable to capture again
 graph_tests="40b.cuda-graphs 53.serve-graphs"
 graphrun=skip
