@@ -9,8 +9,9 @@ import * as serve from './serve';
 import * as robust from './robust';
 import * as tfjs from './tfjs';
 import * as onnx from './onnx';
+import * as profile from './profile';
 
-const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run, airbench: airbench.run, explain: explain.run, robust: robust.run, serve: serve.run, tfjs: tfjs.run, onnx: onnx.run };
+const all: Record<string, () => void | Promise<void>> = { dispatch: dispatch.run, models: models.run, data: data.run, loader: loader.run, airbench: airbench.run, explain: explain.run, robust: robust.run, serve: serve.run, tfjs: tfjs.run, onnx: onnx.run, profile: profile.run };
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2).filter((a) => !a.startsWith('--')); // flags (e.g. --quick) are read by the benchmarks
