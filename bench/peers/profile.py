@@ -11,7 +11,11 @@ def forward():
     with torch.no_grad(): m(x)
     if gpu: torch.cuda.synchronize()
 for _ in range(5): forward()
-with torch.autograd.profiler.profile(use_cuda=gpu) as prof:
+def profiler():
+    if not gpu: return torch.autograd.profiler.profile()
+    try: return torch.autograd.profiler.profile(use_device="cuda")  # PyTorch 2.4+
+    except TypeError: return torch.autograd.profiler.profile(use_cuda=True)
+with profiler() as prof:
     forward()
 for e in prof.key_averages():
     cuda = getattr(e, "cuda_time_total", 0) or getattr(e, "device_time_total", 0) or 0
