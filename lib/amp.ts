@@ -7,8 +7,7 @@ import { N } from './native';
 import { invalidParameterError } from './errors';
 import { Tensor, idOf } from './tensor/tensor';
 import { DTYPE_CODE } from './tensor/dtype';
-import { tidy } from './tensor/memory';
-import { noGrad, inMode } from './autograd';
+import { inMode } from './autograd';
 
 /** Options of `autocast`. */
 export interface AutocastOptions {
