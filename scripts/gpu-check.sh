@@ -18,7 +18,7 @@ xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PA
 stages=" ${GPU_STAGES:-build cuda bench suite} "
 # each stage has a time limit (seconds), so one hang cannot spend the whole device call: GPU_LIMIT_BUILD (300),
 # _CUDA (200; then _GRAPHS 120 for the CUDA-graph tests), _BENCH (270), _SUITE (270); a device call may run 600 s,
-# so "build cuda" then "bench suite" fit two calls
+# so "build cuda bench" (~350 s on an H200) then, at once on the still-warm machine, "suite" (~200 s) fit two calls
 # GPU_DEADLINE (seconds from the script's start; default 570, under a device call's 600 s) caps every stage's limit at
 # the time left, so a slow build shortens the later stages instead of losing the whole call's output
 deadline=${GPU_DEADLINE:-570}
