@@ -13,7 +13,7 @@ xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node && export PATH=/tmp:$PA
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.utils.cmake_prefix_path)'
 } 2>&1 | tee "$out/env.log"
 # GPU_STAGES picks the steps (default: all four), so a tight device budget can split them over two calls on the
-# same warm machine, e.g. GPU_STAGES="build cuda" then GPU_STAGES="bench suite" (the build stays between calls);
+# same warm machine, e.g. GPU_STAGES="build cuda bench" then GPU_STAGES="suite" (the build stays between calls);
 # they run in the order build, cuda, bench, suite whatever the order given
 stages=" ${GPU_STAGES:-build cuda bench suite} "
 # each stage has a time limit (seconds), so one hang cannot spend the whole device call: GPU_LIMIT_BUILD (300),
