@@ -16,21 +16,16 @@ needs), dropout and linear layers; weights rounded to 4 decimals (Kiln rebuilds 
 """
 import json
 import os
+import sys
 
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.dirname(__file__))
+from fixture_util import rnd64 as rnd, enc_values as enc  # noqa: E402
+
 OUT = os.path.join(os.path.dirname(__file__), '..', 'test', 'fixtures', 'lrp.json')
 torch.manual_seed(0)
-
-
-def rnd(*shape, scale=1.0):
-    return (torch.randn(*shape, dtype=torch.float64) * scale).mul(1e4).round().div(1e4)
-
-
-def enc(t):
-    t = torch.as_tensor(t).detach()
-    return {'shape': list(t.shape), 'values': [float(v) for v in t.double().flatten().tolist()]}
 
 
 class Flatten(nn.Module):
