@@ -9,13 +9,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { values, DEVICE, ON_CPU, skipWithoutDevice } from './helpers';
+import { values, DEVICE, ON_CPU, skipWithoutDevice, fixture64 as fromFix } from './helpers';
 
 const { nn, explain } = kiln;
 
 interface Shaped { shape: number[]; values: number[] }
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'explain-layer.json'), 'utf8'));
-const fromFix = (f: Shaped, device: kiln.Device = DEVICE) => kiln.tensor(Float64Array.from(f.values), { shape: f.shape, dtype: 'float64', device });
 /** Identities (1e-12 on the CPU), fixtures (1e-10 on the CPU), and what holds bit for bit on the CPU. */
 const TOL_ID = ON_CPU ? 1e-12 : 1e-10, TOL_FIX = ON_CPU ? 1e-10 : 1e-9, EXACT = ON_CPU ? 0 : 1e-12;
 

@@ -18,14 +18,12 @@ import * as kiln from '../lib';
 import { SqueezeExcitation } from '../lib/models/blocks';
 import { explainCommand, EXPLAIN_FLAGS } from '../lib/cli/explain';
 import { parseArgs } from '../lib/cli/args';
-import { expectClose, expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks } from './helpers';
+import { expectClose, expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks, fixture64 as fromFix, ShapedValues as Shaped } from './helpers';
 
 const E = kiln.explain;
 const { nn } = kiln;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'deeplift.json'), 'utf8'));
 
-type Shaped = { shape: number[]; values: number[] };
-const fromFix = (f: Shaped, device: kiln.Device = DEVICE) => kiln.tensor(Float64Array.from(f.values), { shape: f.shape, dtype: 'float64', device });
 /** Fixtures (1e-10 on the CPU), float64 identities (1e-12), and what holds bit for bit on the CPU. */
 const TOL_FIX = ON_CPU ? 1e-10 : 1e-9, TOL_ID = ON_CPU ? 1e-12 : 1e-10, EXACT = ON_CPU ? 0 : 1e-12;
 /** The dtype of the float32 cases: float32 on the CPU, float64 on CUDA (TF32 convolutions; see above). */

@@ -19,14 +19,12 @@ import { expect } from 'chai';
 import * as kiln from '../lib';
 import { explainCommand, EXPLAIN_FLAGS } from '../lib/cli/explain';
 import { parseArgs, UsageError } from '../lib/cli/args';
-import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks } from './helpers';
+import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks, fixture64 as fromFix, ShapedValues as Shaped } from './helpers';
 
 const E = kiln.explain;
 const { nn } = kiln;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'ablation.json'), 'utf8'));
 
-type Shaped = { shape: number[]; values: number[] };
-const fromFix = (f: Shaped, device: kiln.Device = DEVICE) => kiln.tensor(Float64Array.from(f.values), { shape: f.shape, dtype: 'float64', device });
 const maskFromFix = (f: Shaped) => kiln.tensor(f.values, { shape: f.shape, dtype: 'int64', device: DEVICE });
 /** Fixtures (1e-10 on the CPU), float64 identities (1e-12), and what holds bit for bit on the CPU. */
 const TOL_FIX = ON_CPU ? 1e-10 : 1e-9, TOL_ID = ON_CPU ? 1e-12 : 1e-10, EXACT = ON_CPU ? 0 : 1e-12;

@@ -9,13 +9,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, maxAbsDiff, DEVICE, ON_CPU, skipWithoutDevice } from './helpers';
+import { expectKilnError, maxAbsDiff, DEVICE, ON_CPU, skipWithoutDevice, fixture64 as fromFix, ShapedValues as Shaped } from './helpers';
 
 const E = kiln.explain;
 const { nn } = kiln;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'shapley.json'), 'utf8'));
-type Shaped = { shape: number[]; values: number[] };
-const fromFix = (f: Shaped, device: kiln.Device = DEVICE) => kiln.tensor(Float64Array.from(f.values), { shape: f.shape, dtype: 'float64', device });
 const TOL = ON_CPU ? 1e-10 : 1e-9;
 const gridOn = (h: number, w: number, cell: number): kiln.Tensor => kiln.tidy(() => E.gridMask(h, w, { cell }).to(DEVICE));
 

@@ -12,15 +12,13 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks } from './helpers';
+import { expectKilnError, maxAbsDiff, values, DEVICE, ON_CPU, skipWithoutDevice, expectNoFileLeaks, fixture64 as fromFix, ShapedValues as Shaped } from './helpers';
 
 const E = kiln.explain;
 const { nn } = kiln;
 const F = kiln.nn.functional;
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'guided.json'), 'utf8'));
 
-type Shaped = { shape: number[]; values: number[] };
-const fromFix = (f: Shaped) => kiln.tensor(Float64Array.from(f.values), { shape: f.shape, dtype: 'float64', device: DEVICE });
 /** Relative agreement with the fixtures: the small CNN, resnet18; identities that hold bit for bit on the CPU. */
 const TOL_SMALL = ON_CPU ? 1e-12 : 1e-10, TOL_RESNET = ON_CPU ? 1e-9 : 1e-8, EXACT = ON_CPU ? 0 : 1e-12;
 

@@ -336,6 +336,11 @@ export async function expectFlatMemory(round: () => Promise<unknown>, times = 10
 /** A fixture tensor: its shape and row-major values. */
 export type ShapedValues = { shape: number[]; values: number[] };
 
+/** A float64 fixture tensor (the explanation fixtures' {shape, values}) on `device`. */
+export function fixture64(f: ShapedValues, device: kiln.Device = DEVICE): kiln.Tensor {
+  return kiln.tensor(Float64Array.from(f.values), { shape: f.shape, dtype: 'float64', device });
+}
+
 /**
  * The attack fixtures' 10-class CNN (conv 3→8, ReLU, adaptive average pool to 2×2, linear 32→10; see
  * scripts/make-autoattack-fixtures.py) with the fixture's weights, on DEVICE in eval mode.
