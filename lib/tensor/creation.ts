@@ -125,12 +125,12 @@ const GiB = 2 ** 30;
  * Refuses a CPU tensor larger than the memory this process may use. Where the OS overcommits memory, allocating
  * it would succeed and filling it would bring the kernel's OOM killer, which kills the process without an error.
  */
-function checkHostSize(what: string, numel: number, dtype: number | undefined, device: string | undefined): void {
+function checkHostSize(what: string | (() => string), numel: number, dtype: number | undefined, device: string | undefined): void {
   if (device !== undefined && device !== 'cpu') return;
   const bytes = numel * DTYPE_BYTES[dtype ?? DTYPE_CODE.float32];
   const limit = hostMemoryLimit();
   if (bytes > limit)
-    throw new KilnError(`${what}: can't allocate memory for a CPU tensor of ${(bytes / GiB).toPrecision(4)} GiB (${numel} elements): more than the ${(limit / GiB).toFixed(1)} GiB this machine has`, 'OUT_OF_MEMORY');
+    throw new KilnError(`${typeof what === 'function' ? what() : what}: can't allocate memory for a CPU tensor of ${(bytes / GiB).toPrecision(4)} GiB (${numel} elements): more than the ${(limit / GiB).toFixed(1)} GiB this machine has`, 'OUT_OF_MEMORY');
 }
 
 function shapeOf(shape: number[] | number): number[] {
@@ -142,7 +142,7 @@ function factory(fn: (s: number[], d: number | undefined, dev: string | undefine
     const o = checkOptions(options);
     const s = shapeOf(shape);
     if (s.some((v) => v < 0)) throw invalidParameterError('shape', 'non-negative sizes', shape);
-    checkHostSize(`[${s.join(', ')}]`, s.reduce((a, b) => a * b, 1), o.dtype, o.device);
+    checkHostSize(() => `[${s.join(', ')}]`, s.reduce((a, b) => a * b, 1), o.dtype, o.device);
     return new Tensor(fn(s, o.dtype, o.device, o.requiresGrad, ...extra));
   };
 }
