@@ -117,7 +117,7 @@ export class GrpcInference {
   private readonly tls?: TlsOptions;
   constructor(private readonly host: V2Host, private readonly requests: InFlight, limits: GrpcLimits) {
     this.tls = limits.tls;
-    const { grpc, service } = grpcService();
+    const { grpc, service, health } = grpcService();
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': limits.maxReceiveBytes, 'grpc.max_send_message_length': -1 });
     const impl: Record<GrpcMethod, Unary> = {
       ServerLive: this.unary('ServerLive', async () => ({ live: true })),
@@ -131,7 +131,7 @@ export class GrpcInference {
       ModelInfer: this.unary('ModelInfer', (req, ctx, call) => this.infer(req, ctx, call)),
     };
     this.server.addService(service.service, impl);
-    this.server.addService(grpcService().health.service, {
+    this.server.addService(health.service, {
       Check: this.unary('Check', async (req, ctx) => ({ status: this.health(String(req.service), ctx) })),
       Watch: (call: grpcTypes.ServerWritableStream<Record<string, any>, Record<string, unknown>>) => this.watch(call),
     });
