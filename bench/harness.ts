@@ -39,7 +39,7 @@ export function medianSeconds(fn: () => void, iters: number, warmup: number): nu
 export function runPeer(cmd: string, args: string[], opts: { cwd?: string } = {}): Record<string, unknown>[] | null {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd ?? ROOT, maxBuffer: 1 << 24 });
   if (r.status !== 0) {
-    console.error(`peer ${cmd} ${args.join(' ')} failed: ${(r.stderr || r.error?.message || '').slice(0, 400)}`);
+    console.error(`peer ${cmd} ${args.join(' ')} failed: ${(r.stderr || r.error?.message || '').slice(-600)}`);
     return null;
   }
   return r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));

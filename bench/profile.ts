@@ -23,7 +23,9 @@ export function run(): void {
   x.dispose();
   m.dispose();
   const py = pythonWithTorch();
-  const peer = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'profile.py'), DEVICE, String(SIZE)]) : null;
+  // not profile.py: the peer folder is first on sys.path, and a profile.py there hides the standard library's
+  // profile module, which cProfile (imported by torch._dynamo in PyTorch 2.x) needs
+  const peer = py ? runPeer(py, [path.join(ROOT, 'bench', 'peers', 'op_profile.py'), DEVICE, String(SIZE)]) : null;
   const pyRows = new Map((peer ?? []).map((r) => [r.name as string, r as { calls: number; cpuMs: number; cudaMs: number }]));
   const names = [...new Set([...p.rows.slice(0, TOP).map((r) => r.name), ...[...pyRows.entries()].sort((a, b) => b[1].cpuMs - a[1].cpuMs).slice(0, TOP).map(([n]) => n)])];
   const kRows = new Map(p.rows.map((r) => [r.name, r]));
