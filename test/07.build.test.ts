@@ -54,7 +54,10 @@ describe('07 finding libtorch', function () {
     // libtorch's two include folders, and the CUDA runtime's where CUDA graphs are built (a CUDA libtorch)
     expect(resolve(clean, '--include-dirs').out.trim().split('\n').length).to.equal(found.cudaGraphs ? 3 : 2);
     expect(resolve(clean, '--libs').out).to.match(/-ltorch\b[\s\S]*-lc10/);
-    expect(resolve(clean, '--defines').out.trim()).to.match(/^_GLIBCXX_USE_CXX11_ABI=[01]$/);
+    // the ABI define, then KILN_WITH_CUDA_GRAPHS=1 where CUDA graphs are built
+    const defines = resolve(clean, '--defines').out.trim().split('\n');
+    expect(defines[0]).to.match(/^_GLIBCXX_USE_CXX11_ABI=[01]$/);
+    expect(defines.slice(1)).to.deep.equal(found.cudaGraphs ? ['KILN_WITH_CUDA_GRAPHS=1'] : []);
   });
 
   it('builds as C++17, or C++20 where libtorch needs it (2.13 and later, or an ATen.h that demands it); KILN_CXX_STANDARD overrides', () => {
