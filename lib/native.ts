@@ -54,6 +54,8 @@ export interface NativeAddon {
   autogradGrad(outputs: H[], inputs: H[], gradOutputs: H[] | null, retainGraph: number, createGraph: boolean, allowUnused: boolean): H[];
   /** leaf tensors requiring grad on the device that a live autograd graph still references */
   liveGraphLeaves(device: string): number;
+  /** replaces a tensor that has an autograd history by its detached self (same storage and handle); leaves stay */
+  dropHistory(x: H): void;
   /** libtorch's (legacy) profiler on this thread: start, then stop with JSON rows [name, calls, cpuUs, cudaUs] */
   profilerStart(cuda: boolean): void;
   profilerStop(trace?: string): string;

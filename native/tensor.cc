@@ -641,6 +641,24 @@ static napi_value liveGraphLeaves(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/**
+ * dropHistory(id): a tensor an autograd graph produced becomes its detached self (same storage, same handle), so
+ * that graph — and the gradient accumulators of the parameters it reached — is no longer kept alive through it.
+ * What a CUDA graph recording returns is kept so: its autograd graph was recorded, not run, and holding it would
+ * tie those parameters to the capture's stream. Leaves are left as they are.
+ */
+static napi_value dropHistory(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  const at::Tensor& t = a.t(0);
+  if (t.grad_fn()) {
+    at::Tensor d = t.detach();
+    const_cast<at::Tensor&>(t) = std::move(d);
+  }
+  return a.undefined();
+  KILN_CATCH(env)
+}
+
 /** backward(id, gradId|-1, retainGraph, createGraph) */
 static napi_value backward(napi_env env, napi_callback_info info) {
   KILN_TRY
@@ -861,7 +879,7 @@ void registerTensor(napi_env env, napi_value exports, KilnEnv* k) {
       {"shape", shape}, {"dtype", dtype}, {"device", device}, {"requiresGrad", requiresGrad},
       {"setRequiresGrad", setRequiresGrad}, {"isContiguous", isContiguous}, {"isLeaf", isLeaf}, {"isPinned", isPinned},
       {"toBuffer", toBuffer}, {"item", item},
-      {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad}, {"liveGraphLeaves", liveGraphLeaves},
+      {"backward", backward}, {"grad", grad}, {"setGrad", setGrad}, {"autogradGrad", autogradGrad}, {"liveGraphLeaves", liveGraphLeaves}, {"dropHistory", dropHistory},
       {"setGradEnabled", setGradEnabled}, {"setData", setData}, {"retainGrad", retainGrad},
       {"autocastEnter", autocastEnter}, {"autocastExit", autocastExit}, {"setCudnnBenchmark", setCudnnBenchmark}, {"backendFlags", backendFlags}, {"setBackendFlag", setBackendFlag}, {"isGradEnabled", isGradEnabled},
   };

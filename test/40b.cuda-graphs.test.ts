@@ -70,7 +70,14 @@ describe(`40b CUDA graphs (${DEVICE})`, function () {
     const kept = kiln.tidy(() => m.call(x).sum());
     kiln.noGrad(() => kiln.tidy(() => m.call(x).sum()));
     expect(N.liveGraphLeaves(DEVICE), 'no-grad work holds nothing').to.equal(4);
+    // dropHistory (what CudaGraph.record does to its result): the same values, no graph held; leaves stay as they are
+    const before = kept.item();
+    N.dropHistory(kept.id);
+    expect([N.liveGraphLeaves(DEVICE), kept.requiresGrad, kept.item()]).to.deep.equal([0, false, before]);
+    N.dropHistory(m.parameters()[0].id);
+    expect(m.parameters()[0].requiresGrad).to.equal(true);
     kept.dispose();
+    expectKilnError(() => N.dropHistory(kept.id), 'DISPOSED');
     expect(N.liveGraphLeaves(DEVICE)).to.equal(0);
     for (const t of [x, ...m.parameters()]) t.grad?.dispose();
     x.dispose();
@@ -170,7 +177,14 @@ describe(`40b CUDA graphs (${DEVICE})`, function () {
       plain.paramGroups[0].options.capturable = true;
       kiln.tidy(step).dispose(); // (the loss it returns would hold the graph)
       const g = kiln.nn.CudaGraph.record(DEVICE, step);
+      // its result keeps no autograd graph: eager steps and a second recording of the same model are not held up
+      expect([N.liveGraphLeaves(DEVICE), g.result.requiresGrad]).to.deep.equal([0, false]);
+      const g2 = kiln.nn.CudaGraph.record(DEVICE, step);
       g.replay();
+      g2.replay();
+      expect(Number.isFinite(g2.result.item())).to.equal(true);
+      kiln.tidy(step).dispose();
+      g2.dispose();
       g.dispose();
       for (const t of [x, y]) t.dispose();
       plain.dispose();

@@ -125,7 +125,7 @@ export function recordingGraph(): boolean {
  * and read its outputs from `result` after.
  */
 export class RecordedGraph<T> extends NativeRunnable {
-  /** what the recorded function returned (its tensors live as long as the graph; replays rewrite them) */
+  /** what the recorded function returned (its tensors live as long as the graph, detached from autograd; replays rewrite them) */
   readonly result: T;
   readonly device: string;
   private readonly moves = weightMoveCount();
@@ -189,5 +189,10 @@ export function recordGraph<T>(device: string, fn: () => T): RecordedGraph<T> {
   } finally {
     recording = null;
   }
-  return new RecordedGraph(h, result, device, keepAll(result) as Tensor[], rec.hooks);
+  const kept = keepAll(result) as Tensor[];
+  // the recorded autograd graph was captured, not run: kept, it would hold the parameters' gradient accumulators
+  // (created on the capture's stream) — later eager backward passes would wait on that stream, and a second
+  // recording's backward would be refused as stale (liveGraphLeaves)
+  for (const t of kept) if (t instanceof Tensor) N.dropHistory(t.id);
+  return new RecordedGraph(h, result, device, kept, rec.hooks);
 }
