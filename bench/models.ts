@@ -17,8 +17,10 @@ const GPU = DEVICE !== 'cpu';
  * bar); `enqueue`: only the host's time to issue the forward (the GPU is idle when it starts and waited for after the
  * timer stops) — the per-op cost of each side, where a small batch is launch-bound; `native`: Kiln runs the model's
  * compiled native program (what `forwardAsync` and the server run; no JS between ops), PyTorch the same eager forward.
+ * `part` (training): time only the forward and loss ('forward'), or those and the backward pass ('backward') — no
+ * optimizer step — to tell which part of a recorded step a difference between the two sides comes from.
  */
-interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; native?: boolean; iters: number; warmup: number }
+interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; native?: boolean; part?: 'forward' | 'backward'; iters: number; warmup: number }
 
 const CASES: Case[] = GPU
   ? [
@@ -34,6 +36,8 @@ const CASES: Case[] = GPU
       { name: 'resnet18 train step 32² b32', kind: 'train', batch: 32, size: 32, iters: 30, warmup: 5 },
       { name: 'resnet18 train step 32² b512, CUDA graph (both)', kind: 'train', batch: 512, size: 32, graph: true, iters: 20, warmup: 5 },
       { name: 'resnet18 train step 32² b32, CUDA graph (both)', kind: 'train', batch: 32, size: 32, graph: true, iters: 30, warmup: 5 },
+      { name: 'resnet18 train 32² b32, CUDA graph (both): forward + loss only', kind: 'train', batch: 32, size: 32, graph: true, part: 'forward', iters: 30, warmup: 5 },
+      { name: 'resnet18 train 32² b32, CUDA graph (both): + backward, no optimizer step', kind: 'train', batch: 32, size: 32, graph: true, part: 'backward', iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b1 fp32, CUDA graph (both)', kind: 'infer', batch: 1, size: 224, graph: true, iters: 50, warmup: 10 },
       { name: 'resnet18 infer 224² b32 fp32, CUDA graph (both)', kind: 'infer', batch: 32, size: 224, graph: true, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b1 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 1, size: 224, compile: true, iters: 50, warmup: 10 },
@@ -109,8 +113,8 @@ function kilnCase(c: Case): number {
     const step = () => {
       opt.zeroGrad();
       const loss = kiln.nn.functional.crossEntropy(m.call(x), y);
-      loss.backward();
-      opt.step();
+      if (c.part !== 'forward') loss.backward();
+      if (!c.part) opt.step();
       return loss;
     };
     let t: number;

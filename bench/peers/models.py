@@ -69,10 +69,14 @@ for c in cases:
             x = torch.randn(c["batch"], 3, c["size"], c["size"], device=device)
             y = torch.randint(0, 10, (c["batch"],), device=device)
             fwd = torch.compile(m) if c.get("compile") else m
+            part = c.get("part")  # "forward": forward + loss only; "backward": and the backward pass; absent: the whole step
+            def step(model):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                if part != "forward": loss.backward()
+                if part is None: opt.step()
             def f():
                 opt.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(fwd(x), y).backward()
-                opt.step()
+                step(fwd)
             if c.get("graph"):
                 # PyTorch's whole-network capture: warm up on a side stream, capture one step, replay
                 s = torch.cuda.Stream()
@@ -83,8 +87,7 @@ for c in cases:
                 g = torch.cuda.CUDAGraph()
                 opt.zero_grad(set_to_none=True)
                 with torch.cuda.graph(g):
-                    torch.nn.functional.cross_entropy(m(x), y).backward()
-                    opt.step()
+                    step(m)
                 f = g.replay
             t = timed(f, c["iters"], c["warmup"])
         print(json.dumps({"name": c["name"], "seconds": t, "torch": torch.__version__}), flush=True)
