@@ -23,7 +23,8 @@ describe('native forward', function () {
         const m = kiln.models.create(name, name === 'simple-cnn' ? {} : { numClasses: 10 }).eval();
         expect(m.runsNatively).to.equal(true);
         const x = kiln.randn([...shape]);
-        const a = kiln.noGrad(() => m.call(x));
+        // with autograd on, call() runs the TS forward (under noGrad it would run the same program)
+        const a = kiln.tidy(() => m.call(x).detach());
         const b = await m.forwardAsync(x);
         expect(b.requiresGrad).to.equal(false);
         expect(maxAbsDiff(a, b)).to.equal(0);
@@ -31,6 +32,55 @@ describe('native forward', function () {
         m.dispose();
       });
     }
+
+    it('call() in eval mode under noGrad runs the native program (no TS forward); training, autograd, subclasses overriding forward do not', () => {
+      const m = new kiln.nn.Sequential(new kiln.nn.Conv2d(3, 4, 3), new kiln.nn.BatchNorm2d(4), new kiln.nn.ReLU(), new kiln.nn.Flatten(), new kiln.nn.Linear(144, 2));
+      const x = kiln.randn([2, 3, 8, 8]);
+      const proto = kiln.nn.Conv2d.prototype;
+      const original = proto.forward;
+      let tsCalls = 0;
+      proto.forward = function (this: kiln.nn.Conv2d, t: kiln.Tensor) { tsCalls++; return original.call(this, t); };
+      try {
+        const runs = (f: () => kiln.Tensor) => { tsCalls = 0; const y = kiln.tidy(() => f().detach()); const n = tsCalls; return { y, n }; };
+        const train = runs(() => kiln.noGrad(() => m.call(x)));
+        expect(train.n, 'training mode: the TS forward').to.equal(1);
+        m.eval();
+        const ts = runs(() => m.call(x)), nat = runs(() => kiln.noGrad(() => m.call(x)));
+        expect([ts.n, nat.n], 'autograd on: TS; noGrad: native').to.deep.equal([1, 0]);
+        expect(maxAbsDiff(ts.y, nat.y)).to.equal(0);
+        expect(nat.y.requiresGrad).to.equal(false);
+        // bad inputs get the same clear errors as the TS forward gives (the program's refusal falls back to it)
+        const bad = kiln.randn([2, 2, 8, 8]);
+        expect(() => kiln.noGrad(() => m.call(bad))).to.throw(kiln.KilnError, /expected input\[2, 2, 8, 8\] to have 3 channels/);
+        bad.dispose();
+        expect(() => kiln.noGrad(() => m.call(bad))).to.throw(kiln.KilnError, /disposed/);
+        // a hook: TS again (the hook sees the layer)
+        let seen = 0;
+        const remove = m.at(0).registerForwardHook(() => { seen++; });
+        expect(runs(() => kiln.noGrad(() => m.call(x))).n).to.equal(1);
+        remove();
+        expect(seen).to.equal(1);
+        for (const r of [train, ts, nat]) r.y.dispose();
+      } finally {
+        proto.forward = original;
+      }
+      // a subclass (or an instance) overriding forward while inheriting the layer's toSpec runs its own forward
+      class Doubled extends kiln.nn.Linear {
+        override forward(t: kiln.Tensor): kiln.Tensor { return super.forward(t).mul(2); }
+      }
+      const d = new Doubled(144, 2).eval();
+      expect(d.runsNatively).to.equal(false);
+      const flat = kiln.randn([1, 144]);
+      const plain = new kiln.nn.Linear(144, 2).eval();
+      kiln.noGrad(() => { plain.weight.copy_(d.weight); plain.bias!.copy_(d.bias!); });
+      expect(plain.runsNatively).to.equal(true);
+      kiln.tidy(() => expect(maxAbsDiff(kiln.noGrad(() => d.call(flat)), kiln.noGrad(() => plain.call(flat)).mul(2))).to.be.below(1e-6));
+      plain.forward = (t: kiln.Tensor) => t.sum(1, true);
+      expect(plain.runsNatively).to.equal(false);
+      kiln.tidy(() => expect(kiln.noGrad(() => plain.call(flat)).shape).to.deep.equal([1, 1]));
+      for (const t of [x, flat]) t.dispose();
+      for (const mod of [m, d, plain]) mod.dispose();
+    });
 
     it('keeps the event loop free while it computes', async () => {
       const m = kiln.models.resnet18({ numClasses: 10 }).eval();

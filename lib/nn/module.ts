@@ -42,6 +42,24 @@ export function countWeightMove(): void {
 }
 const programs = new FinalizationRegistry<number>((h) => N.freeRunnable(h));
 
+/** The object of `proto`'s chain that defines `key`. */
+function definer(proto: object | null, key: string): object | null {
+  for (let p = proto; p; p = Object.getPrototypeOf(p)) if (Object.prototype.hasOwnProperty.call(p, key)) return p;
+  return null;
+}
+const specMatches = new WeakMap<object, boolean>();
+/**
+ * Whether a module's `toSpec` describes the `forward` it runs: not when a subclass or the instance
+ * overrides `forward` but inherits a layer's `toSpec` (the program would run the layer's computation).
+ */
+function specDescribesForward(m: Module): boolean {
+  if (Object.prototype.hasOwnProperty.call(m, 'forward')) return false;
+  const proto = Object.getPrototypeOf(m) as object;
+  let ok = specMatches.get(proto);
+  if (ok === undefined) specMatches.set(proto, (ok = definer(proto, 'forward') === definer(proto, 'toSpec')));
+  return ok;
+}
+
 export abstract class Module {
   /** true in training mode (dropout active, batch norm uses batch statistics) */
   training = true;
@@ -53,8 +71,23 @@ export abstract class Module {
   /** The computation. Call children with `child.call(x)` so hooks see them. */
   abstract forward(x: Tensor): Tensor;
 
-  /** Runs `forward` with the module's hooks (use this rather than `forward` from outside). */
+  /**
+   * Runs `forward` with the module's hooks (use this rather than `forward` from outside). In eval mode
+   * with autograd off (`kiln.noGrad`) a tree built from Kiln's layers, without hooks, runs as its
+   * compiled native program instead — the same ops with no JS between them (what `forwardAsync` and
+   * the server run); any other case, or an input the program refuses, goes through `forward`.
+   */
   call(x: Tensor): Tensor {
+    if (!this.training && !N.isGradEnabled()) {
+      const prog = this.program();
+      if (prog >= 0) {
+        try {
+          return new Tensor(N.runSync(prog, idOf(x, 'input'), false));
+        } catch {
+          // a bad input: the TS forward below checks it and says what is wrong
+        }
+      }
+    }
     if (this._hooks.length === 0) return this.forward(x);
     let out = this.forward(x);
     for (const h of this._hooks) {
@@ -91,25 +124,29 @@ export abstract class Module {
     return this.program() >= 0;
   }
 
+  // the compiled program (-1: the tree has none) and the tree's modules, both until the structure changes
   private _program: { handle: number; version: number } | null = null;
+  private _tree: { modules: Module[]; version: number } | null = null;
 
-  /** @internal A compiled program for forwardAsync, or -1 (recompiled when the tree changes). */
+  /** @internal A compiled program for forwardAsync and eval-mode `call`, or -1 (recompiled when the tree changes). */
   program(): number {
-    for (const [, m] of this.namedModules()) if (m.training || m._hooks.length) return -1;
+    if (!this._tree || this._tree.version !== structureVersion) this._tree = { modules: this.namedModules().map(([, m]) => m), version: structureVersion };
+    for (const m of this._tree.modules) if (m.training || m._hooks.length || !specDescribesForward(m)) return -1;
     if (this._program && this._program.version === structureVersion) return this._program.handle;
     this.freeProgram();
     const spec = this.toSpec();
-    if (!spec) return -1;
-    const handle = N.compileProgram(spec);
+    const handle = spec ? N.compileProgram(spec) : -1;
     this._program = { handle, version: structureVersion };
-    programs.register(this, handle, this);
+    if (handle >= 0) programs.register(this, handle, this);
     return handle;
   }
 
   private freeProgram(): void {
     if (!this._program) return;
-    N.freeRunnable(this._program.handle);
-    programs.unregister(this);
+    if (this._program.handle >= 0) {
+      N.freeRunnable(this._program.handle);
+      programs.unregister(this);
+    }
     this._program = null;
   }
 
