@@ -158,7 +158,11 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
     if (!decoupled) g = at::_foreach_add(g, w.params, wd);  // Adam's L2 penalty
     else if (ds.on()) {                                      // AdamW, the lr read on the device
       at::Tensor f = ds.lr.mul(-wd).add_(1);
+#if KILN_FOREACH_TENSOR_OPERAND
+      at::_foreach_mul_(w.params, f);  // one launch where f has the parameters' dtype (the lr tensor's, see optimizer.ts)
+#else
       for (auto& p : w.params) p.mul_(f);
+#endif
     } else {
       at::_foreach_mul_(w.params, 1 - lr * wd);
     }

@@ -126,7 +126,10 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       const device = g.params[0].device;
       const other = g.params.find((p) => p.device !== device);
       if (other) throw new KilnError(`a capturable optimizer group must have all its parameters on one device (${device} and ${other.device})`, 'INVALID_ARGUMENT');
-      st.lrT = keep(tensor(g.options.lr, { dtype: 'float64', device }));
+      // the lr in the parameters' dtype (float32 for half ones): libtorch's multi-tensor ops take a device scalar of
+      // the list's own dtype on their fast path (one launch) and loop over the tensors otherwise (one per parameter)
+      const dtype = g.params[0].dtype === 'float64' ? 'float64' : 'float32';
+      st.lrT = keep(tensor(g.options.lr, { dtype, device }));
       st.stepsT = keep(tensor(Array.from(st.steps), { dtype: 'float64', device }));
       st.lrWritten = g.options.lr;
     }
