@@ -27,6 +27,8 @@ export interface KilnInfo {
   nativeImageDecoding: { png: boolean; jpeg: boolean };
   /** whether this build can capture CUDA graphs (`kiln.nn.CudaGraph`; needs a CUDA libtorch) */
   cudaGraphs: boolean;
+  /** whether Adam/AdamW's `fused` option is available (PyTorch's fused kernels; libtorch 2.6 or later) */
+  fusedAdam: boolean;
   /** libtorch's build configuration text (at::show_config) */
   buildConfig: string;
 }
@@ -67,6 +69,7 @@ export function info(): KilnInfo {
       driverVersion: driver.driverVersion > 0 ? `${Math.floor(driver.driverVersion / 1000)}.${Math.floor((driver.driverVersion % 1000) / 10)}` : null,
       nativeImageDecoding: N.decodeFormats(),
       cudaGraphs: N.graphsBuilt(),
+      fusedAdam: N.fusedAdamBuilt(),
       allocatorTuned,
       buildConfig: n.config,
     };

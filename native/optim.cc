@@ -13,6 +13,9 @@
 
 // libtorch 2.1 added `_foreach` overloads taking a (0-d, device) tensor operand — the capturable lr, the clip coefficient
 #define KILN_FOREACH_TENSOR_OPERAND (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
+// PyTorch's fused Adam/AdamW kernels with a device (tensor) lr, as `torch.optim.Adam(fused=True)` calls them; compiled and
+// checked from 2.6 on (scripts/check-torch2.sh)
+#define KILN_FUSED_ADAM (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6))
 
 namespace kiln {
 
@@ -126,11 +129,19 @@ napi_value sgdStep(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/** fusedAdamBuilt() -> whether this build has PyTorch's fused Adam kernels with a device lr (Adam's `fused`). */
+napi_value fusedAdamBuilt(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.retBool(KILN_FUSED_ADAM);
+  KILN_CATCH(env)
+}
+
 /**
  * adamStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[] (or []), steps, lr, beta1, beta2, eps, weightDecay, decoupled,
- * amsgrad, maximize[, lrT, stepsT]): the moments and the update as multi-tensor `_foreach` ops over the group (a
+ * amsgrad, maximize, fused[, lrT, stepsT]): the moments and the update as multi-tensor `_foreach` ops over the group (a
  * per-parameter step size where step counts differ); the capturable form's bias corrections, read from the device
- * step counts, and amsgrad's running maximum stay per parameter.
+ * step counts, and amsgrad's running maximum stay per parameter. `fused`: PyTorch's fused kernel does it all in one
+ * multi-tensor launch, reading the device lr (float32) and step counts (float32, counted here first, as PyTorch does).
  */
 napi_value adamStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
@@ -139,10 +150,11 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   auto m = a.tensors(1), v = a.tensors(2), vmax = a.tensors(3);
   double* steps = stepsOf(a, 4, params.size());
   double lr = a.num(5), b1 = a.num(6), b2 = a.num(7), eps = a.num(8), wd = a.num(9);
-  bool decoupled = a.flag(10), amsgrad = a.flag(11), maximize = a.flag(12);
+  bool decoupled = a.flag(10), amsgrad = a.flag(11), maximize = a.flag(12), fused = a.flag(13);
   if (m.size() != params.size() || v.size() != params.size()) fail("INVALID_ARGUMENT", "Adam needs two moment tensors per parameter");
   if (amsgrad && vmax.size() != params.size()) fail("INVALID_ARGUMENT", "amsgrad needs one max_exp_avg_sq per parameter");
-  DeviceScalars ds(a, 13, params.size());
+  DeviceScalars ds(a, 14, params.size());
+  if (fused && !ds.on()) fail("INVALID_ARGUMENT", "a fused Adam step needs the device lr and step counts");
   WithGrad w(params);
   if (w.idx.empty()) return nullptr;
   countOnDevice(ds, w.idx, params.size());  // the bias corrections below read the new counts
@@ -152,6 +164,20 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
     V.push_back(v[i]);
     second.push_back(amsgrad ? vmax[i] : v[i]);
     steps[i] += 1;
+  }
+  if (fused) {
+#if KILN_FUSED_ADAM
+    std::vector<at::Tensor> S, MAX;
+    for (size_t i : w.idx) {
+      S.push_back(ds.steps.select(0, static_cast<int64_t>(i)));
+      if (amsgrad) MAX.push_back(vmax[i]);
+    }
+    if (decoupled) at::_fused_adamw_(w.params, w.grads, M, V, MAX, S, ds.lr, b1, b2, wd, eps, amsgrad, maximize);
+    else at::_fused_adam_(w.params, w.grads, M, V, MAX, S, ds.lr, b1, b2, wd, eps, amsgrad, maximize);
+    return nullptr;
+#else
+    fail("INVALID_ARGUMENT", "this libtorch has no fused Adam kernels with a device lr (2.6 or later has them)");
+#endif
   }
   std::vector<at::Tensor> g = maximize ? at::_foreach_neg(w.grads) : w.grads;
   if (wd != 0) {
@@ -351,7 +377,7 @@ napi_value clipGradValue(napi_env env, napi_callback_info info) {
 
 void registerOptim(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
-      {"sgdStep", sgdStep}, {"ampUnscale", ampUnscale}, {"adamStep", adamStep}, {"rmspropStep", rmspropStep},
+      {"fusedAdamBuilt", fusedAdamBuilt}, {"sgdStep", sgdStep}, {"ampUnscale", ampUnscale}, {"adamStep", adamStep}, {"rmspropStep", rmspropStep},
       {"zeroGrad", zeroGrad}, {"clipGradNorm", clipGradNorm}, {"clipGradValue", clipGradValue},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);

@@ -202,4 +202,49 @@ describe(`40 device-generic (${DEVICE})`, function () {
     opt.dispose();
     m.dispose();
   });
+
+  it('Adam/AdamW fused (PyTorch\'s fused kernels, libtorch 2.6+): the same updates as the multi-tensor step, lr changes and state included; clear errors otherwise', () => {
+    const p = kiln.randn([3], { device: DEVICE }).requiresGrad_(true);
+    expectKilnError(() => new kiln.optim.Adam([p], { fused: 1 as never }), 'INVALID_ARGUMENT', 'fused', 'boolean');
+    if (!kiln.info().fusedAdam) {
+      expectKilnError(() => new kiln.optim.AdamW([p], { fused: true }), 'INVALID_ARGUMENT', 'fused', '2.6 or later', kiln.info().torchVersion);
+      p.dispose();
+      return;
+    }
+    type Make = (ps: kiln.Tensor[], fused: boolean) => kiln.optim.Adam;
+    const cases: [string, Make][] = [
+      ['Adam', (ps, fused) => new kiln.optim.Adam(ps, { lr: 0.05, fused })],
+      ['Adam, L2 decay, amsgrad', (ps, fused) => new kiln.optim.Adam(ps, { lr: 0.05, weightDecay: 0.1, amsgrad: true, fused })],
+      ['AdamW, maximize', (ps, fused) => new kiln.optim.AdamW(ps, { lr: 0.05, maximize: true, fused })],
+      ['AdamW, groups, amsgrad', (ps, fused) => new kiln.optim.AdamW([{ params: [ps[0]] }, { params: [ps[1]], lr: 0.01, weightDecay: 0.05 }], { amsgrad: true, fused })],
+    ];
+    for (const [name, make] of cases) {
+      const [plain, fused] = [false, true].map((f) => {
+        kiln.manualSeed(3);
+        const ps = [kiln.randn([4, 5], { device: DEVICE }).requiresGrad_(true), kiln.randn([7], { device: DEVICE }).requiresGrad_(true)];
+        const opt = make(ps, f);
+        for (let s = 0; s < 5; s++) {
+          if (s === 3) opt.lr = 0.02;
+          kiln.manualSeed(50 + s);
+          for (const q of ps) {
+            const g = kiln.randn(q.shape, { device: DEVICE });
+            q.grad = g;
+            g.dispose();
+          }
+          opt.step();
+        }
+        expect(opt.stateDict().steps, `${name}: step counts`).to.deep.equal(opt.paramGroups.map((g) => g.params.map(() => 5)));
+        opt.dispose();
+        return ps;
+      });
+      plain.forEach((q, i) => close(q, fused[i], 1e-5));
+      for (const q of [...plain, ...fused]) q.dispose();
+    }
+    // one dtype and device per fused group
+    const h = kiln.randn([3], { device: DEVICE, dtype: 'float64' }).requiresGrad_(true);
+    const mixed = new kiln.optim.Adam([p, h], { fused: true });
+    expectKilnError(() => mixed.step(), 'INVALID_ARGUMENT', 'one device with one dtype', 'float32', 'float64');
+    mixed.dispose();
+    for (const t of [p, h]) t.dispose();
+  });
 });

@@ -6,6 +6,7 @@
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
+import { DType } from '../tensor/dtype';
 import { tensor, zerosLike } from '../tensor/creation';
 import { keep, tidy } from '../tensor/memory';
 import { onGraphReplay, recordingGraph } from '../nn/graph';
@@ -67,6 +68,18 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
 
   /** Checks option values (called for every group). */
   protected abstract validate(o: O): void;
+  /** Whether a group keeps its lr and step counts on the device (capturable; Adam's fused kernels read them there too). */
+  protected onDevice(o: O): boolean {
+    return !!o.capturable;
+  }
+  /** The dtypes of a group's device lr and step counts, given its parameters' dtype. */
+  protected deviceScalarDtypes(o: O, paramDtype: DType): { lr: DType; steps: DType } {
+    // the lr in the parameters' dtype (float32 for half ones): libtorch's multi-tensor ops take a device scalar of
+    // the list's own dtype on their fast path (one launch) and loop over the tensors otherwise (one per parameter)
+    return { lr: paramDtype === 'float64' ? 'float64' : 'float32', steps: 'float64' };
+  }
+  /** Checks a group just before its update (the parameters' devices and dtypes, say); nothing by default. */
+  protected checkStep(_g: ParamGroup<O>): void {}
   /** Runs the native update for one group. */
   protected abstract update(params: number[], state: Record<string, number[]>, steps: Float64Array, o: O, device: DeviceScalarIds): void;
 
@@ -94,6 +107,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
   /** Applies one update to every parameter that has a gradient. */
   step(): void {
     this.paramGroups.forEach((g, gi) => {
+      this.checkStep(g);
       const st = this.state[gi];
       for (const name of this.stateNames(g.options))
         st.tensors[name] ??= g.params.map((p) => keep(zerosLike(p, { requiresGrad: false })));
@@ -103,12 +117,19 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
     });
   }
 
-  /** A group's device lr and step counts when it is capturable (created at its first step, then kept current). */
+  /** A group's device lr and step counts when it keeps them there (created at its first step, then kept current). */
   private deviceScalars(gi: number): DeviceScalarIds {
     const g = this.paramGroups[gi], st = this.state[gi];
-    if (!g.options.capturable && recordingGraph())
+    const onDevice = this.onDevice(g.options);
+    if (!onDevice && recordingGraph())
       throw new KilnError('an optimizer stepped inside a CUDA graph recording must be capturable ({capturable: true}): its lr and step counts would be frozen at their recorded values', 'INVALID_ARGUMENT');
-    if (!g.options.capturable || g.params.length === 0) {
+    const want = g.params.length ? this.deviceScalarDtypes(g.options, g.params[0].dtype) : null;
+    if (st.stepsT && want && (st.lrT?.dtype !== want.lr || st.stepsT.dtype !== want.steps) && !recordingGraph()) {
+      // the options or the parameters' dtype changed since: new device scalars from the true counts
+      st.steps.set(st.stepsT.dataSync() as Float64Array);
+      this.dropDeviceScalars(st);
+    }
+    if (!onDevice || !want) {
       if (st.stepsT) { // capturable before: the device counts are the true ones
         st.steps.set(st.stepsT.dataSync() as Float64Array);
         this.dropDeviceScalars(st);
@@ -126,11 +147,8 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       const device = g.params[0].device;
       const other = g.params.find((p) => p.device !== device);
       if (other) throw new KilnError(`a capturable optimizer group must have all its parameters on one device (${device} and ${other.device})`, 'INVALID_ARGUMENT');
-      // the lr in the parameters' dtype (float32 for half ones): libtorch's multi-tensor ops take a device scalar of
-      // the list's own dtype on their fast path (one launch) and loop over the tensors otherwise (one per parameter)
-      const dtype = g.params[0].dtype === 'float64' ? 'float64' : 'float32';
-      st.lrT = keep(tensor(g.options.lr, { dtype, device }));
-      st.stepsT = keep(tensor(Array.from(st.steps), { dtype: 'float64', device }));
+      st.lrT = keep(tensor(g.options.lr, { dtype: want.lr, device }));
+      st.stepsT = keep(tensor(Array.from(st.steps), { dtype: want.steps, device }));
       st.lrWritten = g.options.lr;
     }
     const sync = () => this.writeLr(gi);
@@ -229,8 +247,18 @@ export class SGD extends Optimizer<SGDOptions> {
 }
 
 /** Adam / AdamW options. */
-export interface AdamOptions { lr: number; betas: [number, number]; eps: number; weightDecay: number; amsgrad: boolean; maximize: boolean; capturable: boolean }
+export interface AdamOptions {
+  lr: number; betas: [number, number]; eps: number; weightDecay: number; amsgrad: boolean; maximize: boolean; capturable: boolean;
+  /**
+   * PyTorch's fused kernels (`torch.optim.Adam(fused=True)`): the whole group's update in one multi-tensor launch,
+   * reading the lr and step counts on the device (so it may be recorded into a CUDA graph like `capturable`). Needs
+   * a libtorch 2.6 or later (`kiln.info().fusedAdam`) and every parameter of a group on one device with one dtype.
+   */
+  fused: boolean;
+}
 function checkAdam(o: AdamOptions): void {
+  if (typeof o.fused !== 'boolean') throw invalidParameterError('fused', 'a boolean', o.fused);
+  if (o.fused && !N.fusedAdamBuilt()) throw new KilnError(`Adam: fused needs a libtorch with PyTorch's fused Adam kernels (2.6 or later; this one is ${N.info().torchVersion}); leave fused off`, 'INVALID_ARGUMENT');
   checkNum(o as never, 'lr', 0);
   checkNum(o as never, 'eps', 0);
   checkNum(o as never, 'weightDecay', 0);
@@ -242,11 +270,24 @@ const adamState = (o: AdamOptions) => (o.amsgrad ? ['exp_avg', 'exp_avg_sq', 'ma
 export class Adam extends Optimizer<AdamOptions> {
   protected decoupled = false;
   constructor(params: Params<AdamOptions>, o: Partial<AdamOptions> = {}) {
-    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false, maximize: false, capturable: false, ...o }, adamState);
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false, maximize: false, capturable: false, fused: false, ...o }, adamState);
   }
   protected validate(o: AdamOptions): void { checkAdam(o); }
+  protected override onDevice(o: AdamOptions): boolean {
+    return o.capturable || o.fused;
+  }
+  protected override deviceScalarDtypes(o: AdamOptions, paramDtype: DType): { lr: DType; steps: DType } {
+    // the fused kernels read a float32 lr and float32 step counts
+    return o.fused ? { lr: 'float32', steps: 'float32' } : super.deviceScalarDtypes(o, paramDtype);
+  }
+  protected override checkStep(g: ParamGroup<AdamOptions>): void {
+    if (!g.options.fused || g.params.length === 0) return;
+    const { device, dtype } = g.params[0];
+    const other = g.params.find((p) => p.device !== device || p.dtype !== dtype);
+    if (other) throw new KilnError(`Adam: a fused group needs all its parameters on one device with one dtype (${device} ${dtype} and ${other.device} ${other.dtype}); use separate groups or leave fused off`, 'INVALID_ARGUMENT');
+  }
   protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: AdamOptions, d: DeviceScalarIds): void {
-    N.adamStep(p, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq ?? [], steps, o.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, this.decoupled, o.amsgrad, o.maximize, ...d);
+    N.adamStep(p, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq ?? [], steps, o.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, this.decoupled, o.amsgrad, o.maximize, o.fused, ...d);
   }
 }
 /** AdamW: Adam with decoupled weight decay (default 0.01, as PyTorch). */
