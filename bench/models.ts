@@ -19,8 +19,10 @@ const GPU = DEVICE !== 'cpu';
  * compiled native program (what `forwardAsync` and the server run; no JS between ops), PyTorch the same eager forward.
  * `part` (training): time only the forward and loss ('forward'), or those and the backward pass ('backward') — no
  * optimizer step — to tell which part of a recorded step a difference between the two sides comes from.
+ * `optimizer` (training): AdamW instead of Nesterov SGD, as the multi-tensor step or (`'adamw-fused'`) PyTorch's fused
+ * kernels on both sides.
  */
-interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; native?: boolean; part?: 'forward' | 'backward'; iters: number; warmup: number }
+interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; native?: boolean; part?: 'forward' | 'backward'; optimizer?: 'adamw' | 'adamw-fused'; iters: number; warmup: number }
 
 const CASES: Case[] = GPU
   ? [
@@ -36,6 +38,8 @@ const CASES: Case[] = GPU
       { name: 'resnet18 train step 32² b32', kind: 'train', batch: 32, size: 32, iters: 30, warmup: 5 },
       { name: 'resnet18 train step 32² b512, CUDA graph (both)', kind: 'train', batch: 512, size: 32, graph: true, iters: 20, warmup: 5 },
       { name: 'resnet18 train step 32² b32, CUDA graph (both)', kind: 'train', batch: 32, size: 32, graph: true, iters: 30, warmup: 5 },
+      { name: 'resnet18 train step 32² b512, AdamW', kind: 'train', batch: 512, size: 32, optimizer: 'adamw', iters: 20, warmup: 5 },
+      { name: 'resnet18 train step 32² b512, AdamW fused (both)', kind: 'train', batch: 512, size: 32, optimizer: 'adamw-fused', iters: 20, warmup: 5 },
       { name: 'resnet18 train 32² b32, CUDA graph (both): forward + loss only', kind: 'train', batch: 32, size: 32, graph: true, part: 'forward', iters: 30, warmup: 5 },
       { name: 'resnet18 train 32² b32, CUDA graph (both): + backward, no optimizer step', kind: 'train', batch: 32, size: 32, graph: true, part: 'backward', iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b1 fp32, CUDA graph (both)', kind: 'infer', batch: 1, size: 224, graph: true, iters: 50, warmup: 10 },
@@ -107,7 +111,9 @@ function kilnCase(c: Case): number {
     const graph = c.graph || c.compile; // Kiln's answer to torch.compile is the recorded step
     if (graph && !kiln.nn.cudaGraphsAvailable()) return NaN;
     // recorded: the optimizer reads its lr on the device (capturable), so schedules still apply
-    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, capturable: !!graph });
+    const opt = c.optimizer
+      ? new kiln.optim.AdamW(m.parameters(), { lr: 1e-3, fused: c.optimizer === 'adamw-fused', capturable: !!graph })
+      : new kiln.optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, capturable: !!graph });
     const x = kiln.randn([c.batch, 3, c.size, c.size], { device: DEVICE });
     const y = kiln.randint(0, 10, [c.batch], { device: DEVICE });
     const step = () => {

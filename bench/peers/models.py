@@ -65,7 +65,10 @@ for c in cases:
                 t = timed(infer_fn(m, x, c), c["iters"], c["warmup"])
         else:
             m.train()
-            opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+            if c.get("optimizer"):  # AdamW, multi-tensor (PyTorch's default on CUDA) or fused
+                opt = torch.optim.AdamW(m.parameters(), lr=1e-3, **({"fused": True} if c["optimizer"] == "adamw-fused" else {}))
+            else:
+                opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, nesterov=True)
             x = torch.randn(c["batch"], 3, c["size"], c["size"], device=device)
             y = torch.randint(0, 10, (c["batch"],), device=device)
             fwd = torch.compile(m) if c.get("compile") else m
