@@ -26,9 +26,9 @@ interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infe
 
 const CASES: Case[] = GPU
   ? [
-      { name: 'resnet18 infer 224² b1 fp32', kind: 'infer', batch: 1, size: 224, iters: 50, warmup: 10 },
-      { name: 'resnet18 infer 224² b1 fp32, host enqueue only', kind: 'infer', batch: 1, size: 224, enqueue: true, iters: 50, warmup: 10 },
-      { name: 'resnet18 infer 224² b1 fp32, Kiln native program', kind: 'infer', batch: 1, size: 224, native: true, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b1 fp32', kind: 'infer', batch: 1, size: 224, iters: 200, warmup: 20 },
+      { name: 'resnet18 infer 224² b1 fp32, host enqueue only', kind: 'infer', batch: 1, size: 224, enqueue: true, iters: 200, warmup: 20 },
+      { name: 'resnet18 infer 224² b1 fp32, Kiln native program', kind: 'infer', batch: 1, size: 224, native: true, iters: 200, warmup: 20 },
       { name: 'resnet18 infer 224² b32 fp32', kind: 'infer', batch: 32, size: 224, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
       { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
@@ -42,9 +42,9 @@ const CASES: Case[] = GPU
       { name: 'resnet18 train step 32² b512, AdamW fused (both)', kind: 'train', batch: 512, size: 32, optimizer: 'adamw-fused', iters: 20, warmup: 5 },
       { name: 'resnet18 train 32² b32, CUDA graph (both): forward + loss only', kind: 'train', batch: 32, size: 32, graph: true, part: 'forward', iters: 30, warmup: 5 },
       { name: 'resnet18 train 32² b32, CUDA graph (both): + backward, no optimizer step', kind: 'train', batch: 32, size: 32, graph: true, part: 'backward', iters: 30, warmup: 5 },
-      { name: 'resnet18 infer 224² b1 fp32, CUDA graph (both)', kind: 'infer', batch: 1, size: 224, graph: true, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b1 fp32, CUDA graph (both)', kind: 'infer', batch: 1, size: 224, graph: true, iters: 200, warmup: 20 },
       { name: 'resnet18 infer 224² b32 fp32, CUDA graph (both)', kind: 'infer', batch: 32, size: 224, graph: true, iters: 30, warmup: 5 },
-      { name: 'resnet18 infer 224² b1 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 1, size: 224, compile: true, iters: 50, warmup: 10 },
+      { name: 'resnet18 infer 224² b1 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 1, size: 224, compile: true, iters: 200, warmup: 20 },
       { name: 'resnet18 infer 224² b256 fp32, Kiln graph vs torch.compile', kind: 'infer', batch: 256, size: 224, compile: true, iters: 10, warmup: 3 },
       // compiling a training step takes Python a minute or more: only on request (BENCH_COMPILE_TRAIN=1)
       ...(process.env.BENCH_COMPILE_TRAIN === '1'
