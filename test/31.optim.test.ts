@@ -205,6 +205,33 @@ describe('31 optimizers', () => {
       }
     });
 
+    it('device scalars are remade, counts kept, when the parameters change dtype (the lr follows their dtype)', () => {
+      const run = (capturable: boolean) => {
+        kiln.manualSeed(4);
+        const m = new kiln.nn.Linear(3, 2);
+        const opt = new kiln.optim.Adam(m.parameters(), { lr: 0.1, capturable });
+        const x = kiln.randn([5, 3]);
+        const step = () => kiln.tidy(() => {
+          const loss = m.call(x.to(m.weight.dtype)).square().mean();
+          loss.backward();
+          opt.step();
+          opt.zeroGrad();
+        });
+        step();
+        step();
+        m.to('float64');
+        step();
+        expect(opt.stateDict().steps).to.deep.equal([[3, 3]]);
+        const w = values(m.weight);
+        x.dispose();
+        opt.dispose();
+        m.dispose();
+        return w;
+      };
+      const plain = run(false), capt = run(true);
+      capt.forEach((v, i) => expect(v).to.be.closeTo(plain[i], 1e-6));
+    });
+
     it('state round trip through the device step counts; turning capturable off keeps the counts', () => {
       const a = kiln.tensor([1, 2], { requiresGrad: true }), b = kiln.tensor([1, 2], { requiresGrad: true });
       const opt = new kiln.optim.Adam([a], { lr: 0.1, capturable: true });

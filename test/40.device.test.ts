@@ -181,9 +181,9 @@ describe(`40 device-generic (${DEVICE})`, function () {
     expect(kiln.cuda.memoryAllocated()).to.equal(before);
   });
 
-  it('a capturable optimizer follows its parameters to the device (its lr and step counts move with them)', () => {
+  it('a capturable optimizer follows its parameters to the device (its lr, step counts and momentum buffers move with them)', () => {
     const m = new kiln.nn.Linear(3, 2);
-    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.5, capturable: true });
+    const opt = new kiln.optim.SGD(m.parameters(), { lr: 0.5, momentum: 0.9, capturable: true });
     const step = () => kiln.tidy(() => {
       const loss = m.call(kiln.ones([4, 3], { device: m.weight.device })).sum();
       loss.backward();
@@ -193,10 +193,11 @@ describe(`40 device-generic (${DEVICE})`, function () {
     step();
     m.to(DEVICE);
     const before = kiln.tidy(() => m.weight.detach().clone().cpu());
-    step(); // d(sum)/dW = 4 for every weight: W − 0.5·4
+    step(); // d(sum)/dW = 4 for every weight; the buffer 0.9·4 + 4: W − 0.5·7.6
     const after = kiln.tidy(() => m.weight.detach().clone().cpu());
     const moved = kiln.tidy(() => after.sub(before).abs().max().item());
-    expect(moved).to.be.closeTo(2, 1e-6);
+    expect(moved).to.be.closeTo(3.8, 1e-5);
+    expect(opt.stateDict().tensors.get('0.0.momentum_buffer')!.device).to.equal(m.weight.device);
     expect(opt.stateDict().steps).to.deep.equal([[2, 2]]);
     for (const t of [before, after]) t.dispose();
     opt.dispose();

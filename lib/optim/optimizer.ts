@@ -111,10 +111,24 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       const st = this.state[gi];
       for (const name of this.stateNames(g.options))
         st.tensors[name] ??= g.params.map((p) => keep(zerosLike(p, { requiresGrad: false })));
+      this.followParams(g, st);
       const ids: Record<string, number[]> = {};
       for (const [k, ts] of Object.entries(st.tensors)) ids[k] = ts.map((t) => t.id);
       this.update(g.params.map((p) => p.id), ids, st.steps, g.options, this.deviceScalars(gi));
     });
+  }
+
+  /** State tensors follow their parameters to another device or dtype (a model moved with `to()` after some steps). */
+  private followParams(g: ParamGroup<O>, st: GroupState): void {
+    for (const ts of Object.values(st.tensors))
+      ts.forEach((t, i) => {
+        const p = g.params[i];
+        if (t.device === p.device && t.dtype === p.dtype) return;
+        if (recordingGraph())
+          throw new KilnError(`optimizer state of params[${i}] is ${t.dtype} on ${t.device} but the parameter is ${p.dtype} on ${p.device}: take one step outside the CUDA graph recording first`, 'INVALID_ARGUMENT');
+        ts[i] = keep(t.to({ device: p.device, dtype: p.dtype }));
+        t.dispose();
+      });
   }
 
   /** A group's device lr and step counts when it keeps them there (created at its first step, then kept current). */
@@ -124,8 +138,10 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
     if (!onDevice && recordingGraph())
       throw new KilnError('an optimizer stepped inside a CUDA graph recording must be capturable ({capturable: true}): its lr and step counts would be frozen at their recorded values', 'INVALID_ARGUMENT');
     const want = g.params.length ? this.deviceScalarDtypes(g.options, g.params[0].dtype) : null;
-    if (st.stepsT && want && (st.lrT?.dtype !== want.lr || st.stepsT.dtype !== want.steps) && !recordingGraph()) {
+    if (st.stepsT && want && (st.lrT?.dtype !== want.lr || st.stepsT.dtype !== want.steps)) {
       // the options or the parameters' dtype changed since: new device scalars from the true counts
+      if (recordingGraph())
+        throw new KilnError("an optimizer group's options or parameter dtype changed since its last step (its device lr and step counts must be remade, which cannot be recorded): take one step outside the CUDA graph recording first", 'INVALID_ARGUMENT');
       st.steps.set(st.stepsT.dataSync() as Float64Array);
       this.dropDeviceScalars(st);
     }
