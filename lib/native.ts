@@ -115,7 +115,7 @@ export interface NativeAddon {
   /** multiplies every gradient of the parameters by invScale; whether any holds an inf/NaN */
   ampUnscale(p: H[], invScale: number): boolean;
   sgdStep(p: H[], buf: H[], steps: Float64Array, lr: number, momentum: number, dampening: number, wd: number, nesterov: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;
-  adamStep(p: H[], m: H[], v: H[], vmax: H[], steps: Float64Array, lr: number, b1: number, b2: number, eps: number, wd: number, decoupled: boolean, amsgrad: boolean, maximize: boolean, fused: boolean, lrT?: H, stepsT?: H): void;
+  adamStep(p: H[], m: H[], v: H[], vmax: H[], steps: Float64Array, lr: number, b1: number, b2: number, eps: number, wd: number, decoupled: boolean, amsgrad: boolean, maximize: boolean, fused: boolean, uniform: boolean, lrT?: H, stepsT?: H): void;
   /** whether this build has PyTorch's fused Adam kernels with a device lr (libtorch 2.6+) */
   fusedAdamBuilt(): boolean;
   rmspropStep(p: H[], sq: H[], mb: H[], ga: H[], steps: Float64Array, lr: number, alpha: number, eps: number, wd: number, momentum: number, centered: boolean, maximize: boolean, lrT?: H, stepsT?: H): void;

@@ -138,10 +138,11 @@ napi_value fusedAdamBuilt(napi_env env, napi_callback_info info) {
 
 /**
  * adamStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[] (or []), steps, lr, beta1, beta2, eps, weightDecay, decoupled,
- * amsgrad, maximize, fused[, lrT, stepsT]): the moments and the update as multi-tensor `_foreach` ops over the group (a
+ * amsgrad, maximize, fused, uniform[, lrT, stepsT]): the moments and the update as multi-tensor `_foreach` ops over the group (a
  * per-parameter step size where step counts differ); the capturable form's bias corrections, read from the device
  * step counts, and amsgrad's running maximum stay per parameter. `fused`: PyTorch's fused kernel does it all in one
  * multi-tensor launch, reading the device lr (float32) and step counts (float32, counted here first, as PyTorch does).
+ * `uniform`: every parameter of the group has taken every step so far (their counts are one number).
  */
 napi_value adamStep(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
@@ -150,10 +151,10 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   auto m = a.tensors(1), v = a.tensors(2), vmax = a.tensors(3);
   double* steps = stepsOf(a, 4, params.size());
   double lr = a.num(5), b1 = a.num(6), b2 = a.num(7), eps = a.num(8), wd = a.num(9);
-  bool decoupled = a.flag(10), amsgrad = a.flag(11), maximize = a.flag(12), fused = a.flag(13);
+  bool decoupled = a.flag(10), amsgrad = a.flag(11), maximize = a.flag(12), fused = a.flag(13), uniform = a.flag(14);
   if (m.size() != params.size() || v.size() != params.size()) fail("INVALID_ARGUMENT", "Adam needs two moment tensors per parameter");
   if (amsgrad && vmax.size() != params.size()) fail("INVALID_ARGUMENT", "amsgrad needs one max_exp_avg_sq per parameter");
-  DeviceScalars ds(a, 14, params.size());
+  DeviceScalars ds(a, 15, params.size());
   if (fused && !ds.on()) fail("INVALID_ARGUMENT", "a fused Adam step needs the device lr and step counts");
   WithGrad w(params);
   if (w.idx.empty()) return nullptr;
@@ -199,6 +200,25 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   at::_foreach_addcmul_(V, g, g, 1 - b2);
   if (amsgrad)
     for (size_t k = 0; k < V.size(); ++k) at::maximum_out(second[k], second[k], V[k]);
+#if KILN_FOREACH_TENSOR_OPERAND
+  // every parameter has always stepped together (uniform, from the TS side's host counts) and has a gradient now: one
+  // step count for all, so the bias corrections are two 0-d tensors in the parameters' dtype and the update a few
+  // multi-tensor launches instead of several kernels per parameter
+  bool together = ds.on() && uniform && w.idx.size() == params.size() && ds.lr.scalar_type() == params[0].scalar_type() &&
+                  std::all_of(params.begin(), params.end(), [&](const at::Tensor& p) { return p.scalar_type() == params[0].scalar_type(); });
+  if (together) {
+    at::Tensor t = ds.steps.select(0, 0).to(ds.lr.scalar_type());
+    at::Tensor negStep = ds.lr.div(at::pow(b1, t).neg_().add_(1)).neg_();  // -lr / (1 - b1^t)
+    at::Tensor bc2Sqrt = at::pow(b2, t).neg_().add_(1).sqrt_();           // sqrt(1 - b2^t)
+    std::vector<at::Tensor> denom = at::_foreach_sqrt(second);
+    at::_foreach_div_(denom, bc2Sqrt);
+    at::_foreach_add_(denom, eps);
+    std::vector<at::Tensor> upd = at::_foreach_div(M, denom);
+    at::_foreach_mul_(upd, negStep);
+    at::_foreach_add_(w.params, upd);
+    return nullptr;
+  }
+#endif
   if (ds.on()) {
     for (size_t k = 0; k < w.idx.size(); ++k) {
       // PyTorch's capturable form: bias corrections from the device step count

@@ -38,7 +38,7 @@ struct Args {
   napi_env env;
   KilnEnv* k = nullptr;
   void* op = nullptr;
-  static constexpr size_t kMaxArgs = 16;
+  static constexpr size_t kMaxArgs = 20;
   size_t argc = kMaxArgs;
   napi_value argv[kMaxArgs];
 

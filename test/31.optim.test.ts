@@ -205,6 +205,29 @@ describe('31 optimizers', () => {
       }
     });
 
+    it('knows whether a group\'s parameters have always stepped together (Adam\'s one-count capturable update, libtorch 2.1+)', () => {
+      const a = kiln.tensor([1, 2], { requiresGrad: true }), b = kiln.tensor([3], { requiresGrad: true });
+      const opt = new kiln.optim.Adam([a, b], { lr: 0.1, capturable: true });
+      const uniform = () => (opt as unknown as { state: { uniform: boolean }[] }).state[0].uniform;
+      const grads = (...ps: kiln.Tensor[]) => ps.forEach((p) => { const g = kiln.onesLike(p); p.grad = g; g.dispose(); });
+      grads(a, b);
+      opt.step();
+      opt.step();
+      expect(uniform()).to.equal(true);
+      a.grad = null; // b steps alone: the counts differ from the next step on, for good
+      opt.step();
+      b.grad = null;
+      grads(a); // a catches up alone
+      opt.step();
+      expect(opt.stateDict().steps).to.deep.equal([[3, 3]]);
+      expect(uniform(), 'equal counts again, but they once differed').to.equal(false);
+      const sd = opt.stateDict();
+      opt.loadStateDict(sd);
+      expect(uniform(), 'a loaded state with equal counts').to.equal(true);
+      opt.dispose();
+      for (const t of [a, b]) t.dispose();
+    });
+
     it('device scalars are remade, counts kept, when the parameters change dtype (the lr follows their dtype)', () => {
       const run = (capturable: boolean) => {
         kiln.manualSeed(4);

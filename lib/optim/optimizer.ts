@@ -26,6 +26,8 @@ interface GroupState {
   lrT?: Tensor;
   stepsT?: Tensor;
   lrWritten?: number;
+  /** every parameter has taken every step so far (their counts are one number); false for good once they differ */
+  uniform: boolean;
 }
 
 /** Handles of a capturable group's device lr and step counts, appended to the native step's arguments. */
@@ -63,7 +65,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       if (typeof options.capturable !== 'boolean' && options.capturable !== undefined) throw invalidParameterError('capturable', 'a boolean', options.capturable);
       return { params: ps, options };
     });
-    this.state = this.paramGroups.map((g) => ({ steps: new Float64Array(g.params.length), tensors: {} }));
+    this.state = this.paramGroups.map((g) => ({ steps: new Float64Array(g.params.length), tensors: {}, uniform: true }));
   }
 
   /** Checks option values (called for every group). */
@@ -81,7 +83,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
   /** Checks a group just before its update (the parameters' devices and dtypes, say); nothing by default. */
   protected checkStep(_g: ParamGroup<O>): void {}
   /** Runs the native update for one group. */
-  protected abstract update(params: number[], state: Record<string, number[]>, steps: Float64Array, o: O, device: DeviceScalarIds): void;
+  protected abstract update(params: number[], state: Record<string, number[]>, steps: Float64Array, o: O, device: DeviceScalarIds, uniform: boolean): void;
 
   /** Learning rate of group 0 (set: all groups). */
   get lr(): number {
@@ -114,7 +116,11 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       this.followParams(g, st);
       const ids: Record<string, number[]> = {};
       for (const [k, ts] of Object.entries(st.tensors)) ids[k] = ts.map((t) => t.id);
-      this.update(g.params.map((p) => p.id), ids, st.steps, g.options, this.deviceScalars(gi));
+      const device = this.deviceScalars(gi); // (may first bring the host counts back from the device)
+      // a parameter that skipped a step (no gradient) makes the counts differ, even if others later catch up: the
+      // device counts of a recorded step's replays may then differ where the host's do not
+      if (st.uniform && st.steps.some((n) => n !== st.steps[0])) st.uniform = false;
+      this.update(g.params.map((p) => p.id), ids, st.steps, g.options, device, st.uniform);
     });
   }
 
@@ -216,6 +222,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
         throw new KilnError(`optimizer state group ${gi} has ${sd.steps[gi].length} parameters, this optimizer has ${g.params.length}`, 'INVALID_ARGUMENT');
       Object.assign(g.options as object, sd.groups[gi]);
       this.state[gi].steps.set(sd.steps[gi]);
+      this.state[gi].uniform = sd.steps[gi].every((n) => n === sd.steps[gi][0]);
       const stepsT = this.state[gi].stepsT;
       if (stepsT) tidy(() => stepsT.copy_(tensor(sd.steps[gi], { dtype: 'float64' })));
       for (const name of this.stateNames(g.options)) {
@@ -302,8 +309,8 @@ export class Adam extends Optimizer<AdamOptions> {
     const other = g.params.find((p) => p.device !== device || p.dtype !== dtype);
     if (other) throw new KilnError(`Adam: a fused group needs all its parameters on one device with one dtype (${device} ${dtype} and ${other.device} ${other.dtype}); use separate groups or leave fused off`, 'INVALID_ARGUMENT');
   }
-  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: AdamOptions, d: DeviceScalarIds): void {
-    N.adamStep(p, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq ?? [], steps, o.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, this.decoupled, o.amsgrad, o.maximize, o.fused, ...d);
+  protected update(p: number[], s: Record<string, number[]>, steps: Float64Array, o: AdamOptions, d: DeviceScalarIds, uniform: boolean): void {
+    N.adamStep(p, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq ?? [], steps, o.lr, o.betas[0], o.betas[1], o.eps, o.weightDecay, this.decoupled, o.amsgrad, o.maximize, o.fused, uniform, ...d);
   }
 }
 /** AdamW: Adam with decoupled weight decay (default 0.01, as PyTorch). */
