@@ -10,6 +10,7 @@ import { DType } from '../tensor/dtype';
 import { tensor, zerosLike } from '../tensor/creation';
 import { keep, tidy } from '../tensor/memory';
 import { onGraphReplay, recordingGraph } from '../nn/graph';
+import { weightMoveCount } from '../nn/module';
 
 /** A parameter group: its tensors and the options that override the optimizer's defaults. */
 export interface ParamGroup<O> {
@@ -28,6 +29,8 @@ interface GroupState {
   lrWritten?: number;
   /** every parameter has taken every step so far (their counts are one number); false for good once they differ */
   uniform: boolean;
+  /** `weightMoveCount()` when the state tensors last matched their parameters' devices and dtypes */
+  moves: number;
 }
 
 /** Handles of a capturable group's device lr and step counts, appended to the native step's arguments. */
@@ -65,7 +68,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       if (typeof options.capturable !== 'boolean' && options.capturable !== undefined) throw invalidParameterError('capturable', 'a boolean', options.capturable);
       return { params: ps, options };
     });
-    this.state = this.paramGroups.map((g) => ({ steps: new Float64Array(g.params.length), tensors: {}, uniform: true }));
+    this.state = this.paramGroups.map((g) => ({ steps: new Float64Array(g.params.length), tensors: {}, uniform: true, moves: weightMoveCount() }));
   }
 
   /** Checks option values (called for every group). */
@@ -126,6 +129,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
 
   /** State tensors follow their parameters to another device or dtype (a model moved with `to()` after some steps). */
   private followParams(g: ParamGroup<O>, st: GroupState): void {
+    if (st.moves === weightMoveCount()) return; // no weights were moved or converted since the last check
     for (const ts of Object.values(st.tensors))
       ts.forEach((t, i) => {
         const p = g.params[i];
@@ -135,6 +139,7 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
         ts[i] = keep(t.to({ device: p.device, dtype: p.dtype }));
         t.dispose();
       });
+    st.moves = weightMoveCount();
   }
 
   /** A group's device lr and step counts when it keeps them there (created at its first step, then kept current). */
