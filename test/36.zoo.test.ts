@@ -346,6 +346,13 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     await rejects(['train', '--data', 'shapes', '--model', 'mobilenet_v2', '--width-mult', '0', ...out], /--width-mult must be ≥ 0.01/);
     await rejects(['train', '--data', 'shapes', '--mixed-precision', 'fp16', ...out], /--mixed-precision fp16 needs --device cuda/);
     await rejects(['train', '--data', 'shapes', '--cuda-graph', ...out], /--cuda-graph needs --device cuda/);
+    await rejects(['train', '--data', 'shapes', '--optimizer', 'sgd', '--fused-optimizer', ...out], /--fused-optimizer applies to --optimizer adam or adamw \(got sgd\)/);
+    if (kiln.info().fusedAdam) {
+      // where the build has the fused kernels: a short run with them
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'train', '--data', 'shapes', '--fused-optimizer', '--epochs', '1', '--limit', '64', '--batch-size', '32', '--out', path.join(tmp, 'fused')], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } });
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stderr).to.match(/adamw \(fused\) lr/);
+    } else await rejects(['train', '--data', 'shapes', '--fused-optimizer', ...out], new RegExp(`--fused-optimizer needs a libtorch with PyTorch's fused Adam kernels \\(2\\.6 or later; this one is ${kiln.info().torchVersion.replace(/\./g, '\\.')}\\)`));
     // with --device cuda (refused earlier where CUDA is missing): the combinations a recorded step cannot take
     const cudaFlags = { model: 'simple-cnn', device: 'cuda', robust: 'none', mixup: 0, cutmix: 0, 'mixed-precision': 'none', 'cuda-graph': true };
     expect(() => checkSpeedFlags(cudaFlags)).to.not.throw();

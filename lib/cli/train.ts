@@ -21,6 +21,7 @@ import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
 import { plotHistory, plotConfusionMatrix } from '../train/plots';
 import { FlagSpec, UsageError, parseFraction } from './args';
+import { info } from '../info';
 import { adversarialTraining, trades } from '../robust/objectives';
 import { Objective } from '../train/options';
 import { loadData } from './data';
@@ -37,6 +38,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'batch-size': { type: 'int', min: 1, default: 128, help: 'images per batch' },
   lr: { type: 'number', min: 0, help: 'learning rate (peak lr with onecycle; default 0.01 for adam/adamw, 0.1 for sgd)' },
   optimizer: { type: 'string', choices: ['sgd', 'adam', 'adamw'], default: 'adamw', help: 'optimizer' },
+  'fused-optimizer': { type: 'boolean', help: "with adam/adamw: PyTorch's fused kernels, one launch per update (libtorch 2.6 or later; see kiln info)" },
   'weight-decay': { type: 'number', min: 0, default: 5e-4, help: 'weight decay' },
   schedule: { type: 'string', choices: ['none', 'cosine', 'onecycle'], default: 'onecycle', help: 'learning-rate schedule' },
   balance: { type: 'boolean', help: 'draw every class equally often (a class-balanced WeightedRandomSampler), for imbalanced data' },
@@ -107,8 +109,12 @@ function trainObjective(f: Flags, mean: number[], std: number[]): Objective | un
   return mixing(f) ? mixupCutmix({ mixupAlpha: f.mixup as number, cutmixAlpha: f.cutmix as number }) : robustObjective(f, mean, std);
 }
 
-/** `--width-mult`, `--mixed-precision` and `--cuda-graph` against the model, device and objective flags. */
+/** `--width-mult`, `--mixed-precision`, `--fused-optimizer` and `--cuda-graph` against the model, device, optimizer and objective flags. */
 export function checkSpeedFlags(f: Flags): void {
+  if (f['fused-optimizer']) {
+    if (f.optimizer === 'sgd') throw new UsageError('--fused-optimizer applies to --optimizer adam or adamw (got sgd)');
+    if (!info().fusedAdam) throw new UsageError(`--fused-optimizer needs a libtorch with PyTorch's fused Adam kernels (2.6 or later; this one is ${info().torchVersion})`);
+  }
   if (f['width-mult'] !== undefined && !WIDTH_MULT_MODELS.includes(String(f.model))) throw new UsageError(`--width-mult applies to --model ${WIDTH_MULT_MODELS.join(', ')} (got ${f.model})`);
   if (f['mixed-precision'] === 'fp16' && f.device !== 'cuda') throw new UsageError('--mixed-precision fp16 needs --device cuda (on the CPU use bf16)');
   if (f['cuda-graph']) {
@@ -174,7 +180,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const wd = f['weight-decay'] as number;
   const params = model.parameters().filter((p) => p.requiresGrad); // --freeze-backbone: the head only
   const optimizer = f.optimizer === 'sgd' ? new SGD(params, { lr, momentum: 0.9, nesterov: true, weightDecay: wd })
-    : f.optimizer === 'adam' ? new Adam(params, { lr, weightDecay: wd }) : new AdamW(params, { lr, weightDecay: wd });
+    : f.optimizer === 'adam' ? new Adam(params, { lr, weightDecay: wd, fused: !!f['fused-optimizer'] }) : new AdamW(params, { lr, weightDecay: wd, fused: !!f['fused-optimizer'] });
   const steps = epochs * trainLoader.length;
   let scheduler: Scheduler | undefined;
   if (f.schedule === 'onecycle') scheduler = new OneCycleLR(optimizer, { maxLr: lr, totalSteps: steps + 1 });
@@ -198,7 +204,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
   const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)
     + (f.balance ? ', class-balanced sampling' : '') + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '');
-  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f['mixed-precision'] !== 'none' ? `, ${f['mixed-precision']} autocast` : ''}${f['channels-last'] ? ', channels-last' : ''}${f['cuda-graph'] ? ', training step as a CUDA graph' : ''}${f.resume ? ', resuming' : ''}`);
+  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer}${f['fused-optimizer'] ? ' (fused)' : ''} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f['mixed-precision'] !== 'none' ? `, ${f['mixed-precision']} autocast` : ''}${f['channels-last'] ? ', channels-last' : ''}${f['cuda-graph'] ? ', training step as a CUDA graph' : ''}${f.resume ? ', resuming' : ''}`);
   const history = await trainer.fit(trainLoader, {
     epochs, validation: testLoader, checkpointDir: ckptDir,
     resumeFrom: f.resume ? ckptDir : undefined,
