@@ -77,6 +77,19 @@ struct WithGrad {
   }
 };
 
+/** The gradients the parameters have (the others are skipped), detached. */
+std::vector<at::Tensor> definedGrads(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> grads;
+  for (auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad().detach());
+  return grads;
+}
+
+/** Adam's capturable bias corrections from a device step count: -lr / (1 - b1^t) and sqrt(1 - b2^t). */
+std::pair<at::Tensor, at::Tensor> biasCorrections(const at::Tensor& lr, const at::Tensor& step, double b1, double b2) {
+  return {lr.div(at::pow(b1, step).neg_().add_(1)).neg_(), at::pow(b2, step).neg_().add_(1).sqrt_()};
+}
+
 /** Counts a step of the given parameters on the device (one launch when every parameter took part). */
 void countOnDevice(const DeviceScalars& ds, const std::vector<size_t>& idx, size_t n) {
   if (!ds.on() || idx.empty()) return;
@@ -139,8 +152,9 @@ napi_value fusedAdamBuilt(napi_env env, napi_callback_info info) {
 /**
  * adamStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[] (or []), steps, lr, beta1, beta2, eps, weightDecay, decoupled,
  * amsgrad, maximize, fused, uniform[, lrT, stepsT]): the moments and the update as multi-tensor `_foreach` ops over the group (a
- * per-parameter step size where step counts differ); the capturable form's bias corrections, read from the device
- * step counts, and amsgrad's running maximum stay per parameter. `fused`: PyTorch's fused kernel does it all in one
+ * per-parameter step size where step counts differ). The capturable form reads its bias corrections from the device
+ * step counts: one count for the whole group while its parameters have stepped together (libtorch 2.1+), else per
+ * parameter; amsgrad's running maximum stays per parameter. `fused`: PyTorch's fused kernel does it all in one
  * multi-tensor launch, reading the device lr (float32) and step counts (float32, counted here first, as PyTorch does).
  * `uniform`: every parameter of the group has taken every step so far (their counts are one number).
  */
@@ -207,9 +221,7 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   bool together = ds.on() && uniform && w.idx.size() == params.size() && ds.lr.scalar_type() == params[0].scalar_type() &&
                   std::all_of(params.begin(), params.end(), [&](const at::Tensor& p) { return p.scalar_type() == params[0].scalar_type(); });
   if (together) {
-    at::Tensor t = ds.steps.select(0, 0).to(ds.lr.scalar_type());
-    at::Tensor negStep = ds.lr.div(at::pow(b1, t).neg_().add_(1)).neg_();  // -lr / (1 - b1^t)
-    at::Tensor bc2Sqrt = at::pow(b2, t).neg_().add_(1).sqrt_();           // sqrt(1 - b2^t)
+    auto [negStep, bc2Sqrt] = biasCorrections(ds.lr, ds.steps.select(0, 0).to(ds.lr.scalar_type()), b1, b2);
     std::vector<at::Tensor> denom = at::_foreach_sqrt(second);
     at::_foreach_div_(denom, bc2Sqrt);
     at::_foreach_add_(denom, eps);
@@ -222,9 +234,7 @@ napi_value adamStep(napi_env env, napi_callback_info info) {
   if (ds.on()) {
     for (size_t k = 0; k < w.idx.size(); ++k) {
       // PyTorch's capturable form: bias corrections from the device step count
-      at::Tensor step = ds.steps.select(0, static_cast<int64_t>(w.idx[k]));
-      at::Tensor stepSizeNeg = ds.lr.div(at::pow(b1, step).neg_().add_(1)).neg_();
-      at::Tensor bc2Sqrt = at::pow(b2, step).neg_().add_(1).sqrt_();
+      auto [stepSizeNeg, bc2Sqrt] = biasCorrections(ds.lr, ds.steps.select(0, static_cast<int64_t>(w.idx[k])), b1, b2);
       at::Tensor denom = second[k].sqrt().div_(bc2Sqrt.mul(stepSizeNeg)).add_(stepSizeNeg.reciprocal().mul_(eps));
       w.params[k].addcdiv_(M[k], denom);
     }
@@ -321,9 +331,7 @@ napi_value zeroGrad(napi_env env, napi_callback_info info) {
 napi_value clipGradNorm(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
-  std::vector<at::Tensor> grads;
-  for (auto& p : a.tensors(0))
-    if (p.grad().defined()) grads.push_back(p.grad().detach());
+  std::vector<at::Tensor> grads = definedGrads(a.tensors(0));
   double maxNorm = a.num(1), normType = a.num(2);
   if (grads.empty()) return a.ret(at::zeros({}));
   at::Tensor total;
@@ -361,9 +369,7 @@ napi_value ampUnscale(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   at::NoGradGuard ng;
   double inv = a.num(1);
-  std::vector<at::Tensor> grads;
-  for (auto& p : a.tensors(0))
-    if (p.grad().defined()) grads.push_back(p.grad().detach());
+  std::vector<at::Tensor> grads = definedGrads(a.tensors(0));
   if (grads.empty()) return a.retBool(false);
   at::Device d = grads[0].device();
   bool oneCuda = d.is_cuda() && std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) { return g.device() == d; });

@@ -153,21 +153,13 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       // the options or the parameters' dtype changed since: new device scalars from the true counts
       if (recordingGraph())
         throw new KilnError("an optimizer group's options or parameter dtype changed since its last step (its device lr and step counts must be remade, which cannot be recorded): take one step outside the CUDA graph recording first", 'INVALID_ARGUMENT');
-      st.steps.set(st.stepsT.dataSync() as Float64Array);
-      this.dropDeviceScalars(st);
+      this.countsBack(st);
     }
     if (!onDevice || !want) {
-      if (st.stepsT) { // capturable before: the device counts are the true ones
-        st.steps.set(st.stepsT.dataSync() as Float64Array);
-        this.dropDeviceScalars(st);
-      }
+      this.countsBack(st); // capturable before: the device counts are the true ones
       return [];
     }
-    if (st.stepsT && st.stepsT.device !== g.params[0].device && !recordingGraph()) {
-      // the parameters were moved since: the device scalars follow them
-      st.steps.set(st.stepsT.dataSync() as Float64Array);
-      this.dropDeviceScalars(st);
-    }
+    if (st.stepsT && st.stepsT.device !== g.params[0].device && !recordingGraph()) this.countsBack(st); // the parameters were moved since: the device scalars follow them
     if (!st.lrT || !st.stepsT) {
       if (recordingGraph())
         throw new KilnError('a capturable optimizer must take one step outside a CUDA graph recording first (its device-side lr and step counts are created then)', 'INVALID_ARGUMENT');
@@ -190,6 +182,12 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       st.lrT.fill_(lr);
       st.lrWritten = lr;
     }
+  }
+
+  /** Frees a group's device lr and step counts, the counts first brought back to the host (they are the true ones). */
+  private countsBack(st: GroupState): void {
+    if (st.stepsT) st.steps.set(st.stepsT.dataSync() as Float64Array);
+    this.dropDeviceScalars(st);
   }
 
   private dropDeviceScalars(st: GroupState): void {
