@@ -1,7 +1,7 @@
 /**
  * Op profiles of one resnet18 inference forward (eval, no grad), Kiln and Python PyTorch side by side, each from
  * libtorch's own profiler (kiln.profiler / torch.autograd.profiler) over the same forward: the ops each side issues,
- * their counts and CPU time (and GPU time with BENCH_DEVICE=cuda). Where a small batch is slower in one of them, the
+ * their counts and CPU time (and GPU time with BENCH_DEVICE=cuda: each kernel's time where libtorch has Kineto). Where a small batch is slower in one of them, the
  * table shows which ops it runs more of or spends longer in. Batch 1 at 224² on a GPU, 64² on the CPU.
  */
 import * as path from 'path';
@@ -37,5 +37,5 @@ export function run(): void {
   const t = table(['op', 'Kiln calls', 'PyTorch calls', 'Kiln CPU ms', 'PyTorch CPU ms', ...(GPU ? ['Kiln CUDA ms', 'PyTorch CUDA ms'] : [])], rows);
   const totals = `All ops: Kiln ${sum(p.rows)} calls, PyTorch ${peer ? sum(pyRows.values()) : 'n/a'} (times include the ops each op calls).`;
   console.log(`${t}\n${totals}`);
-  record(`Op profile, resnet18 b1 (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; one eval forward of resnet18 at 1×3×${SIZE}×${SIZE} after 5 warm-ups, each side under libtorch's profiler${GPU ? ' with CUDA events' : ''}; the ${TOP} costliest ops of each side.\n\n${t}\n\n${totals}`);
+  record(`Op profile, resnet18 b1 (${DEVICE})`, `${new Date().toISOString().slice(0, 10)} — ${machine()}; one eval forward of resnet18 at 1×3×${SIZE}×${SIZE} after 5 warm-ups, each side under libtorch's profiler${GPU ? (p.gpuTiming === 'kernels' ? ' with kernel times (Kineto)' : ' with CUDA events') : ''}; the ${TOP} costliest ops of each side.\n\n${t}\n\n${totals}`);
 }

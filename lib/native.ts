@@ -57,8 +57,8 @@ export interface NativeAddon {
   /** replaces a tensor that has an autograd history by its detached self (same storage and handle); leaves stay */
   dropHistory(x: H): void;
   /** libtorch's (legacy) profiler on this thread: start, then stop with JSON rows [name, calls, cpuUs, cudaUs] */
-  profilerStart(cuda: boolean): void;
-  profilerStop(trace?: string): string;
+  profilerStart(cuda: boolean, shapes: boolean): number;
+  profilerStop(trace: string | undefined, gpuMode: number): string;
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
   // elementwise and friends (native/ops.cc)

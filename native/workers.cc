@@ -1,7 +1,6 @@
 #include "workers.h"
-#include <torch/csrc/autograd/profiler_legacy.h>
-#include <fstream>
-#include <map>
+#include <torch/csrc/autograd/profiler_kineto.h>
+#include <set>
 #include <sstream>
 #ifdef KILN_WITH_CUDA_GRAPHS
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -174,71 +173,130 @@ napi_value cudaResetPeakStats(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
-/** profilerStart(cuda): libtorch's profiler records the ops this thread runs from now on (with cuda: their GPU time too). */
-napi_value profilerStart(napi_env env, napi_callback_info info) {
-  KILN_TRY
-  Args a(env, info);
-  bool cuda = a.flag(0);
-  if (torch::profiler::impl::profilerEnabled()) fail("INVALID_ARGUMENT", "profiler: a profile is already being recorded (profiles do not nest)");
-  if (cuda && !torch::cuda::is_available()) fail("CUDA_UNAVAILABLE", "profiler: cuda timing needs CUDA (this libtorch has no CUDA support or no GPU is visible)");
-  using torch::profiler::impl::ProfilerState;
-  torch::autograd::profiler::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(cuda ? ProfilerState::CUDA : ProfilerState::CPU));
-  return nullptr;
-  KILN_CATCH(env)
+using torch::profiler::impl::ActivityType;
+using torch::profiler::impl::ProfilerConfig;
+using torch::profiler::impl::ProfilerState;
+
+// KinetoEvent's times are in ns from libtorch 2.x on (startNs/durationNs), in µs before (startUs/durationUs)
+template <class E>
+auto startNsOf(const E& e, int) -> decltype(e.startNs()) { return e.startNs(); }
+template <class E>
+uint64_t startNsOf(const E& e, long) { return e.startUs() * 1000; }
+template <class E>
+auto durationNsOf(const E& e, int) -> decltype(e.durationNs()) { return e.durationNs(); }
+template <class E>
+uint64_t durationNsOf(const E& e, long) { return e.durationUs() * 1000; }
+
+/**
+ * Whether this libtorch was built with Kineto (CUPTI kernel traces; PyTorch's `torch.autograd.kineto_available()`):
+ * only such a build saves a trace, so one empty profile, saved once, tells.
+ */
+bool kinetoBuilt() {
+  static const bool built = [] {
+    ProfilerConfig cfg(ProfilerState::KINETO);
+    std::set<ActivityType> cpu{ActivityType::CPU};
+    torch::autograd::profiler::prepareProfiler(cfg, cpu);
+    torch::autograd::profiler::enableProfiler(cfg, cpu);
+    auto r = torch::autograd::profiler::disableProfiler();
+    try {
+      r->save("/dev/null");
+      return true;
+    } catch (const c10::Error&) {
+      return false;
+    }
+  }();
+  return built;
 }
 
 /**
- * profilerStop(tracePath) -> JSON rows [name, calls, cpuUs, cudaUs] of every op recorded since profilerStart (times
- * inclusive of the ops each one called); writes a Chrome trace (chrome://tracing, Perfetto) when a path is given.
+ * profilerStart(cuda, shapes) -> GPU timing mode: libtorch's (Kineto) profiler records the ops this thread runs from
+ * now on, with `shapes` their input shapes; with `cuda` the GPU time too — each kernel, memcpy and memset (mode 1) on
+ * a libtorch built with Kineto, else CUDA events around each op (mode 2, PyTorch's KINETO_GPU_FALLBACK).
+ */
+napi_value profilerStart(napi_env env, napi_callback_info info) {
+  KILN_TRY
+  Args a(env, info);
+  bool cuda = a.flag(0), shapes = a.flag(1);
+  if (torch::profiler::impl::profilerEnabled()) fail("INVALID_ARGUMENT", "profiler: a profile is already being recorded (profiles do not nest)");
+  if (cuda && !torch::cuda::is_available()) fail("CUDA_UNAVAILABLE", "profiler: cuda timing needs CUDA (this libtorch has no CUDA support or no GPU is visible)");
+  int gpu = cuda ? (kinetoBuilt() ? 1 : 2) : 0;
+  ProfilerConfig cfg(gpu == 2 ? ProfilerState::KINETO_GPU_FALLBACK : ProfilerState::KINETO, shapes);
+  std::set<ActivityType> acts{ActivityType::CPU};
+  if (gpu == 1) acts.insert(ActivityType::CUDA);
+  torch::autograd::profiler::prepareProfiler(cfg, acts);
+  torch::autograd::profiler::enableProfiler(cfg, acts);
+  return a.retNum(gpu);
+  KILN_CATCH(env)
+}
+
+void jsonString(std::ostringstream& json, const std::string& s) {
+  json << '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\') json << '\\' << c;
+    else if (static_cast<unsigned char>(c) >= 0x20) json << c;
+  }
+  json << '"';
+}
+
+/**
+ * profilerStop(tracePath, gpuMode) -> JSON `{saved, events}`: every event recorded since profilerStart, each
+ * [name, onGpu, thread (or stream), startNs (from the first event's), durationNs, correlationId, linkedCorrelationId, cudaEventUs, async,
+ * Kineto activity type (0 an op, 1 a user range, others GPU work or CUDA runtime calls), shapes or null] (cudaEventUs: an op's CUDA-event time in
+ * mode 2, else -1). With a path, a Kineto build writes
+ * its Chrome trace there (`saved`); other builds leave the trace to the caller.
  */
 napi_value profilerStop(napi_env env, napi_callback_info info) {
   KILN_TRY
   Args a(env, info);
   std::string trace = a.has(0) ? a.str(0) : "";
+  int gpu = static_cast<int>(a.num(1));  // what profilerStart returned
   if (!torch::profiler::impl::profilerEnabled()) fail("INVALID_ARGUMENT", "profiler: no profile is being recorded");
-  auto lists = torch::autograd::profiler::disableProfilerLegacy();
-  struct Row {
-    int64_t calls = 0;
-    double cpu = 0, cuda = 0;
-  };
-  std::map<std::string, Row> rows;
-  std::vector<torch::autograd::profiler::LegacyEvent*> all;
-  for (auto& list : lists) {
-    std::unordered_map<at::RecordFunctionHandle, torch::autograd::profiler::LegacyEvent*> open;
-    for (auto& e : list) {
-      all.push_back(&e);
-      std::string kind = e.kindStr();
-      if (kind == "push") open[e.handle()] = &e;
-      if (kind != "pop") continue;
-      auto it = open.find(e.handle());
-      if (it == open.end()) continue;
-      Row& r = rows[it->second->name()];
-      r.calls++;
-      r.cpu += it->second->cpuElapsedUs(e);
-      if (it->second->hasCuda() && e.hasCuda()) r.cuda += it->second->cudaElapsedUs(e);
-      open.erase(it);
-    }
-  }
-  if (!trace.empty()) {
-    std::ofstream out(trace);
-    if (!out) fail("IO", "profiler: cannot write the trace file " + trace);
-    torch::autograd::profiler::writeProfilerEventsToStream(out, all);
-    if (!out) fail("IO", "profiler: writing the trace file " + trace + " failed");
+  auto result = torch::autograd::profiler::disableProfiler();
+  bool saved = false;
+  if (!trace.empty() && kinetoBuilt()) {
+    result->save(trace);
+    saved = true;
   }
   std::ostringstream json;
-  json.precision(17);
-  json << "[";
+  json << "{\"saved\":" << (saved ? "true" : "false") << ",\"events\":[";
+  uint64_t t0 = UINT64_MAX;  // starts are sent relative to the first (ns since the epoch lose precision as doubles)
+  for (const auto& e : result->events()) t0 = std::min<uint64_t>(t0, startNsOf(e, 0));
   bool first = true;
-  for (auto& [name, r] : rows) {
-    std::string escaped;
-    for (char c : name) {
-      if (c == '"' || c == '\\') escaped += '\\';
-      if (static_cast<unsigned char>(c) >= 0x20) escaped += c;
+  for (const auto& e : result->events()) {
+    if (e.name() == "[memory]") continue;
+    bool onGpu = e.deviceType() != c10::DeviceType::CPU;
+    int64_t cudaUs = -1;
+    if (gpu == 2 && !onGpu) {
+      try {
+        cudaUs = e.cudaElapsedUs();
+      } catch (const c10::Error&) {
+        cudaUs = -1;
+      }
     }
-    json << (first ? "" : ",") << "[\"" << escaped << "\"," << r.calls << "," << r.cpu << "," << r.cuda << "]";
+    json << (first ? "[" : ",[");
     first = false;
+    jsonString(json, e.name());
+    json << "," << (onGpu ? 1 : 0) << "," << (onGpu ? e.deviceResourceId() : static_cast<int64_t>(e.startThreadId())) << ","
+         << startNsOf(e, 0) - t0 << "," << durationNsOf(e, 0) << "," << e.correlationId() << "," << e.linkedCorrelationId() << ","
+         << cudaUs << "," << (e.isAsync() ? 1 : 0) << "," << static_cast<int>(e.activityType()) << ",";
+    if (e.hasShapes()) {
+      std::ostringstream sh;
+      sh << "[";
+      bool f = true;
+      for (const auto& s : e.shapes()) {
+        sh << (f ? "[" : ", [");
+        f = false;
+        for (size_t i = 0; i < s.size(); ++i) sh << (i ? ", " : "") << s[i];
+        sh << "]";
+      }
+      sh << "]";
+      jsonString(json, sh.str());
+    } else {
+      json << "null";
+    }
+    json << "]";
   }
-  json << "]";
+  json << "]}";
   return a.retStr(json.str());
   KILN_CATCH(env)
 }

@@ -1,5 +1,6 @@
 # Python PyTorch peer of bench/profile.ts: one resnet18 eval forward under torch.autograd.profiler, each op's
-# calls and total CPU (and CUDA) time, one JSON line per op.
+# calls and total CPU (and CUDA) time, one JSON line per op. On the GPU, Kineto's kernel times where this torch has
+# Kineto (as kiln.profiler takes them), else CUDA events around each op.
 import json, sys
 import torch, torchvision
 device, size = sys.argv[1], int(sys.argv[2])
@@ -13,8 +14,9 @@ def forward():
 for _ in range(5): forward()
 def profiler():
     if not gpu: return torch.autograd.profiler.profile()
-    try: return torch.autograd.profiler.profile(use_device="cuda")  # PyTorch 2.4+
-    except TypeError: return torch.autograd.profiler.profile(use_cuda=True)
+    kineto = torch.autograd.kineto_available()
+    try: return torch.autograd.profiler.profile(use_device="cuda", use_kineto=kineto)  # PyTorch 2.4+
+    except TypeError: return torch.autograd.profiler.profile(use_cuda=True, use_kineto=kineto)
 with profiler() as prof:
     forward()
 for e in prof.key_averages():

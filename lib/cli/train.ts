@@ -14,6 +14,7 @@ import { saveModel } from '../io/model';
 import { Trainer } from '../train/trainer';
 import { CSVLogger } from '../train/loggers';
 import { ModelEMA } from '../train/ema';
+import { ProfileSteps } from '../train/profile-steps';
 import { findLR, plotLRFinder } from '../train/lr-finder';
 import { mixupCutmix } from '../train/mix';
 import { Scheduler } from '../train/callbacks';
@@ -57,6 +58,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'mixed-precision': { type: 'string', choices: ['none', 'bf16', 'fp16'], default: 'none', help: 'autocast: bf16 (CPU or CUDA) or fp16 with a gradient scaler (CUDA)' },
   'channels-last': { type: 'boolean', help: 'channels-last (NHWC) weights, faster convolutions on GPU tensor cores' },
   'cuda-graph': { type: 'boolean', help: 'with --device cuda: record the training step as a CUDA graph and replay it (not with fp16, --robust, --mixup or --cutmix)' },
+  profile: { type: 'string', help: "profile COUNT training steps from global step FIRST (COUNT default 5) with libtorch's profiler: print the costliest ops by self time (GPU kernels too on cuda), write <out>/profile.txt and the Chrome trace <out>/profile-trace.json", meta: 'first[:count]' },
   seed: { type: 'int', min: 0, default: 0, help: 'random seed (runs with the same seed repeat exactly on the CPU)' },
   out: { type: 'string', default: 'kiln-out', help: 'output folder', meta: 'dir' },
   resume: { type: 'boolean', help: 'continue the run whose checkpoint is in <out>/checkpoint' },
@@ -97,6 +99,30 @@ function robustObjective(f: Flags, mean: number[], std: number[]): Objective | u
   if (f.robust === 'trades') return trades({ eps, steps, mean, std });
   if (f.robust === 'fgsm') return adversarialTraining({ attack: 'fgsm', eps, randomStart: true, stepSize: 1.25 * eps, mean, std });
   return adversarialTraining({ eps, steps, mean, std });
+}
+
+/** `--profile FIRST[:COUNT]` as the steps it covers (undefined without it). */
+function profileSteps(f: Flags): { first: number; steps: number } | undefined {
+  if (f.profile === undefined) return undefined;
+  const m = /^(\d+)(?::(\d+))?$/.exec(String(f.profile));
+  if (!m || (m[2] !== undefined && Number(m[2]) < 1)) throw new UsageError(`--profile takes FIRST[:COUNT], a global step and a step count ≥ 1, e.g. 5:5 (got ${f.profile})`);
+  return { first: Number(m[1]), steps: m[2] === undefined ? 5 : Number(m[2]) };
+}
+
+/** The ProfileSteps callback of --profile: its tables to the log and <out>/profile.txt, its trace to <out>/profile-trace.json. */
+function profileCallback(f: Flags, out: string, log: (s: string) => void): ProfileSteps[] {
+  const steps = profileSteps(f);
+  if (!steps) return [];
+  const trace = path.join(out, 'profile-trace.json');
+  return [new ProfileSteps({
+    ...steps, cuda: f.device === 'cuda', shapes: true, trace,
+    onProfile: (p, s) => {
+      const sortBy = p.gpuTiming === 'none' ? 'selfCpu' : 'selfCuda';
+      const text = `kiln: profile of training steps ${s.first}–${s.last} (${f.model}, batch ${f['batch-size']}, device ${f.device}), by self ${p.gpuTiming === 'none' ? 'CPU' : 'GPU'} time, per op and input shapes\n${p.table(25, sortBy)}${p.kernels.length ? `\n\nGPU kernels\n${p.kernelTable(15)}` : ''}`;
+      writeFileAtomic(path.join(out, 'profile.txt'), `${text}\n`);
+      log(`${text}\nkiln: wrote ${path.join(out, 'profile.txt')}, ${trace}`);
+    },
+  })];
 }
 
 /** Whether --mixup or --cutmix is on. */
@@ -142,6 +168,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   }
   if (f['freeze-backbone'] && f.pretrained === undefined) throw new UsageError('--freeze-backbone needs --pretrained (a backbone worth keeping)');
   checkSpeedFlags(f);
+  profileSteps(f); // a malformed --profile fails before any data is loaded
   if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
   const config = { data: f.data, model: f.model, width: f.width, ...(f['width-mult'] !== undefined ? { widthMult: f['width-mult'] } : {}), epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
     ...(f.pretrained !== undefined ? { pretrained: path.resolve(String(f.pretrained)), freezeBackbone: !!f['freeze-backbone'] } : {}),
@@ -210,7 +237,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
     resumeFrom: f.resume ? ckptDir : undefined,
     resumeHint: `kiln ${args.join(' ')} --resume`,
     checkpointExtra: { config: JSON.stringify(config) },
-    callbacks: [...(f.ema ? [new ModelEMA({ decay: f.ema as number })] : []), new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume })],
+    callbacks: [...(f.ema ? [new ModelEMA({ decay: f.ema as number })] : []), new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume }), ...profileCallback(f, out, log)],
   });
   if (history.interrupted) return 130;
   const ev = await trainer.evaluate(testLoader);

@@ -17,6 +17,7 @@ export {
   writeFolderAtomic, writeFileAtomic, formatPath,
 } from './checkpoint';
 export { CSVLogger, JSONLinesLogger } from './loggers';
+export { ProfileSteps, ProfileStepsOptions } from './profile-steps';
 export { ModelEMA, ModelEMAOptions, updateBatchNorm } from './ema';
 export { findLR, plotLRFinder, LRFinderOptions, LRFinderResult } from './lr-finder';
 export { mixup, cutmix, mixupCutmix, MixOptions, MixInfo, MixObjective, sampleBeta, cutmixBox } from './mix';
