@@ -136,6 +136,25 @@ describe('train: Trainer', function () {
     q.dispose();
   });
 
+  it('a TensorDataset of uint8 images goes through a DataLoader (scaled to [0, 1]), not as raw {x, y} tensors', async () => {
+    kiln.manualSeed(5);
+    const x = kiln.randint(0, 256, [40, 1, 4, 4]).to({ dtype: 'uint8' });
+    const y = kiln.randint(0, 3, [40]);
+    const ds = new kiln.data.TensorDataset(x, y);
+    const model = toyModel();
+    const t = trainer(model);
+    const direct = await t.evaluate(ds, { batchSize: 16 });
+    const viaLoader = await t.evaluate(new kiln.data.DataLoader(ds, { batchSize: 16 }));
+    expect(direct.samples).to.equal(40);
+    expect(direct.loss).to.be.closeTo(viaLoader.loss, 1e-6);
+    const h = await t.fit(ds, { epochs: 1, batchSize: 16 });
+    expect(h.length).to.equal(1);
+    expect(Number.isFinite(h.get('loss')[0])).to.equal(true);
+    x.dispose();
+    y.dispose();
+    model.dispose();
+  });
+
   it('accepts a custom loss, class weights, label smoothing, accumulation and clipping', async () => {
     const model = toyModel();
     const mse = (l: kiln.Tensor, y: kiln.Tensor) => kiln.tidy(() => l.softmax(1).sub(y.oneHot(3).float()).square().mean());
@@ -441,6 +460,17 @@ describe('train: progress', function () {
     expect(plain.split('\n').filter(Boolean)).to.have.length(2);
     expect(plain).to.not.include('\r');
     expect(await capture(0, true)).to.equal('');
+  });
+
+  it("an epoch resumed part-way counts its earlier images and time in the summary's img/s", () => {
+    let out = '';
+    const p = new train.Progress(1, { write: (s: string) => { out += s; return true; }, isTTY: false } as never);
+    p.epochBegin(1, 6, 469, Date.now() - 20000); // 20 s spent on this epoch before the interruption
+    p.epochEnd({ loss: 0.5 }, 469, 60000);
+    const m = /· ([\d.]+)s · (\d+) img\/s/.exec(out);
+    expect(m, out).to.not.equal(null);
+    expect(Number(m![1])).to.be.within(20, 25);
+    expect(Number(m![2])).to.be.within(60000 / 25, 60000 / 20);
   });
 });
 

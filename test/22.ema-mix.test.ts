@@ -394,11 +394,18 @@ describe(`train: trainOnBatch and the learning-rate range test (${DEVICE})`, fun
     const bestBefore = Math.min(...r.losses.slice(0, -1));
     expect(!Number.isFinite(last) || last > 4 * bestBefore).to.equal(true);
     r.losses.slice(1, -1).forEach((l, i) => expect(l, `step ${i + 1}`).to.be.at.most(4 * Math.min(...r.losses.slice(0, i + 1)))); // no earlier stop
-    // the suggestions, recomputed from the curve (the diverged point left out)
-    const n = r.losses.length - 1, ys = r.losses.slice(0, n), xs = r.lrs.slice(0, n).map(Math.log);
+    // the suggestions, recomputed from the curve without its first 4 points (a tenth of 40 steps), the diverged point
+    // and the 5 before it (fastai's window)
+    const [from, to] = [4, r.losses.length - 6];
+    expect(to - from, 'enough points for the window').to.be.at.least(3);
+    expect(kiln.train.suggestionWindow(r.losses.length, 40, true)).to.deep.equal([from, to]);
+    const n = to - from, ys = r.losses.slice(from, to), xs = r.lrs.slice(from, to).map(Math.log);
     const slopes = ys.map((_, i) => { const lo = Math.max(0, i - 1), hi = Math.min(n - 1, i + 1); return (ys[hi] - ys[lo]) / (xs[hi] - xs[lo]); });
-    expect(r.steepest).to.equal(r.lrs[slopes.indexOf(Math.min(...slopes))]);
-    expect(r.minimum).to.equal(r.lrs[ys.indexOf(Math.min(...ys))] / 10);
+    expect(r.steepest).to.equal(r.lrs[from + slopes.indexOf(Math.min(...slopes))]);
+    expect(r.minimum).to.equal(r.lrs[from + ys.indexOf(Math.min(...ys))] / 10);
+    // short curves use every point
+    expect(kiln.train.suggestionWindow(8, 10, false)).to.deep.equal([0, 8]);
+    expect(kiln.train.suggestionWindow(100, 100, false)).to.deep.equal([10, 95]);
     expect(r.steepest).to.be.within(1e-5, 1e3);
     // everything is back
     const after = copyState(model);

@@ -20,7 +20,7 @@ export { transforms };
 export {
   BatchTransform, compose, normalize, randomHorizontalFlip, randomVerticalFlip, randomCrop, randomTranslate,
   randomErasing, cutout, colorJitter, resize, randomResizedCrop, randomAffine, randomRotation, centerCrop, forEvaluation,
-  trivialAugmentWide, randAugment, autoAugment, augMix,
+  trivialAugmentWide, randAugment, autoAugment, augMix, augmentation, augmentationSpace, AUTOAUGMENT_POLICIES,
 } from './transforms';
 
 import { idx } from './idx';

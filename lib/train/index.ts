@@ -19,7 +19,7 @@ export {
 export { CSVLogger, JSONLinesLogger } from './loggers';
 export { ProfileSteps, ProfileStepsOptions } from './profile-steps';
 export { ModelEMA, ModelEMAOptions, updateBatchNorm } from './ema';
-export { findLR, plotLRFinder, LRFinderOptions, LRFinderResult } from './lr-finder';
+export { findLR, plotLRFinder, suggestionWindow, LRFinderOptions, LRFinderResult } from './lr-finder';
 export { mixup, cutmix, mixupCutmix, MixOptions, MixInfo, MixObjective, sampleBeta, cutmixBox } from './mix';
 export {
   TensorBoardLogger, TensorBoardLoggerOptions, SummaryWriter, crc32c, maskedCrc32c, tfRecord, readTFRecords, encodeEvent, decodeProto,

@@ -2,7 +2,8 @@
  * The learning-rate range test (Smith 2017; fastai's `lr_find`): train for a few steps while the
  * learning rate grows exponentially from `startLr` to `endLr`, record the smoothed loss, stop once
  * it diverges, then put the model, the optimizer and the random generators (CPU and CUDA) back as they were.
- * Suggests the rate of steepest descent of the smoothed loss, and the rate at its minimum ÷ 10.
+ * Suggests the rate of steepest descent of the smoothed loss, and the rate at its minimum ÷ 10 (both, as fastai, away
+ * from the curve's first tenth and last points).
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
@@ -57,6 +58,16 @@ function positive(v: unknown, name: string): number {
 export function lrAt(i: number, n: number, a: number, b: number, mode: 'exp' | 'linear'): number {
   const t = n > 1 ? i / (n - 1) : 0;
   return mode === 'exp' ? a * (b / a) ** t : a + (b - a) * t;
+}
+
+/**
+ * The points `[lo, hi)` the suggestions look at: as fastai, not the first tenth of the planned steps (the smoothed loss
+ * is still settling there) nor the last 5 — nor a diverged last point —, unless that leaves fewer than 3 points.
+ */
+export function suggestionWindow(recorded: number, steps: number, stoppedEarly: boolean): [number, number] {
+  const n = stoppedEarly ? Math.max(1, recorded - 1) : recorded;
+  const lo = Math.floor(steps / 10), hi = n - 5;
+  return hi - lo >= 3 ? [lo, hi] : [0, n];
 }
 
 /** Index of the steepest descent of `ys` against `xs` (central differences inside, one-sided at the ends, as numpy.gradient). */
@@ -145,12 +156,11 @@ export async function findLR(trainer: Trainer, data: BatchSource, options: LRFin
     trainer.optimizerSteps = optimizerSteps;
     for (const t of [...weights.values(), ...optTensors.values()]) t.dispose();
   }
-  // the suggestions ignore a diverged last point
-  const n = stoppedEarly ? Math.max(1, losses.length - 1) : losses.length;
-  const xs = lrs.slice(0, n).map((l) => (mode === 'exp' ? Math.log(l) : l)), ys = losses.slice(0, n);
+  const [lo, hi] = suggestionWindow(losses.length, steps, stoppedEarly);
+  const xs = lrs.slice(lo, hi).map((l) => (mode === 'exp' ? Math.log(l) : l)), ys = losses.slice(lo, hi);
   let iMin = 0;
-  for (let i = 1; i < n; i++) if (ys[i] < ys[iMin]) iMin = i;
-  return { lrs, losses, rawLosses, steepest: lrs[steepestIndex(xs, ys)], minimum: lrs[iMin] / 10, stoppedEarly };
+  for (let i = 1; i < ys.length; i++) if (ys[i] < ys[iMin]) iMin = i;
+  return { lrs, losses, rawLosses, steepest: lrs[lo + steepestIndex(xs, ys)], minimum: lrs[lo + iMin] / 10, stoppedEarly };
 }
 
 /** Writes the range test's smoothed loss against the learning rate (log scale for 'exp' runs) to a PNG file, marking the suggestions. */

@@ -86,7 +86,9 @@ export interface PanelSpec {
 /** Draws one line panel into `parts` inside the box. */
 export function linePanel(parts: string[], box: { x: number; y: number; width: number; height: number }, p: PanelSpec): void {
   const { x: ox, y: oy, width: pw, height: ph } = box;
-  const L = ox + 62, R = ox + pw - 16, T = oy + 42, B = oy + ph - 48;
+  const L = ox + 62, R = ox + pw - 16, B = oy + ph - 48;
+  // the legend shares the title's row unless the title (15 px bold: ~8.8 px a character) would run into it
+  const T = oy + (L + p.title.length * 8.8 + 12 > R - p.series.length * 96 ? 60 : 42);
   const vals = p.series.flatMap((s) => s.ys).filter(Number.isFinite);
   const yt = p.yRange ? niceTicks(p.yRange[0], p.yRange[1]) : niceTicks(vals.length ? Math.min(...vals) : 0, vals.length ? Math.max(...vals) : 1);
   const y0 = yt[0], y1 = yt[yt.length - 1];

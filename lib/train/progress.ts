@@ -60,11 +60,12 @@ export class Progress {
     return this.live && now - this.lastDraw >= Progress.REDRAW_MS;
   }
 
-  epochBegin(epoch: number, epochs: number, totalSteps: number | undefined): void {
+  /** `start`: when the epoch began (earlier than now for an epoch resumed part-way: its time so far counts). */
+  epochBegin(epoch: number, epochs: number, totalSteps: number | undefined, start = Date.now()): void {
     this.epoch = epoch;
     this.epochs = epochs;
     this.total = totalSteps;
-    this.start = Date.now();
+    this.start = start;
     this.lastDraw = 0;
     this.drawn = false;
   }

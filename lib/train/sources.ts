@@ -33,8 +33,9 @@ export interface Source {
   classNames?: string[];
 }
 
+/** `{x, y}` tensors — not a Dataset that also has them (a TensorDataset goes through a DataLoader, which scales uint8 images). */
 function isTensorPair(d: unknown): d is TensorPair {
-  return !!d && typeof d === 'object' && (d as TensorPair).x instanceof Tensor && (d as TensorPair).y instanceof Tensor && !(Symbol.asyncIterator in (d as object));
+  return !!d && typeof d === 'object' && (d as TensorPair).x instanceof Tensor && (d as TensorPair).y instanceof Tensor && !(Symbol.asyncIterator in (d as object)) && typeof (d as Dataset).get !== 'function';
 }
 function isDataset(d: unknown): d is Dataset {
   return !!d && typeof d === 'object' && typeof (d as Dataset).get === 'function' && typeof (d as Dataset).length === 'number' && !(Symbol.asyncIterator in (d as object));

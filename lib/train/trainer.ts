@@ -213,7 +213,7 @@ export class Trainer {
         this.model.train();
         acc.reset(skip > 0 && resume?.partial ? resume.partial.sums : undefined, skip > 0 && resume?.partial ? resume.partial.samples : 0);
         await runHook(callbacks, 'onEpochBegin', epoch, {});
-        progress.epochBegin(epoch, o.epochs, src.length);
+        progress.epochBegin(epoch, o.epochs, src.length, t0); // a resumed epoch's images and time so far both count
         let b = 0, lastYield = Date.now(), pending = 0;
         for await (const batch of src.batches(epoch)) {
           if (b < skip) {
