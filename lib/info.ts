@@ -77,9 +77,12 @@ export function info(): KilnInfo {
   return { ...cached, devices: cached.devices.map((d) => ({ ...d })), numThreads: n.numThreads, numInteropThreads: n.numInteropThreads };
 }
 
-/** Sets the number of intra-op threads CPU kernels use. */
+/** The most intra-op threads `setNumThreads` takes (libgomp allocates per thread: 1e9 aborted the process). */
+export const MAX_THREADS = 1024;
+
+/** Sets the number of intra-op threads CPU kernels use (1 … MAX_THREADS). */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw invalidParameterError('setNumThreads(n)', 'a positive integer', n);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) throw invalidParameterError('setNumThreads(n)', `a positive integer up to ${MAX_THREADS}`, n);
   N.setNumThreads(n);
 }
 
@@ -89,7 +92,7 @@ export function defaultNumThreads(env: NodeJS.ProcessEnv = process.env): number 
     const v = env[name];
     if (v !== undefined && v !== '') {
       const n = Number(v);
-      if (Number.isInteger(n) && n > 0) return n;
+      if (Number.isInteger(n) && n > 0 && n <= MAX_THREADS) return n;
     }
   }
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;

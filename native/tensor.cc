@@ -89,18 +89,28 @@ bool Args::has(size_t i) const {
   return t != napi_undefined && t != napi_null;
 }
 
+namespace {
+/**
+ * Reads an integer exactly: N-API's int32/int64 readers wrap, saturate or truncate (2^32 + h read as handle h, a group
+ * count of 2^32 as 0, 1.5 as 1), so the value is read as a double and must be a whole number in [lo, hi].
+ */
+int64_t exactInt(napi_env env, napi_value v, size_t i, double lo, double hi, const char* what) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= lo && d <= hi) || d != std::floor(d))
+    fail("INVALID_ARGUMENT", "argument " + std::to_string(i) + " must be " + what);
+  return static_cast<int64_t>(d);
+}
+constexpr double kI64Lo = -9223372036854775808.0, kI64Hi = 9223372036854774784.0;  // the doubles inside int64's range
+}  // namespace
+
 int32_t Args::i32(size_t i) const {
-  int32_t v;
-  if (i >= argc || napi_get_value_int32(env, argv[i], &v) != napi_ok)
-    fail("INVALID_ARGUMENT", "argument " + std::to_string(i) + " must be a number");
-  return v;
+  if (i >= argc) fail("INVALID_ARGUMENT", "argument " + std::to_string(i) + " must be a number");
+  return static_cast<int32_t>(exactInt(env, argv[i], i, -2147483648.0, 2147483647.0, "an integer in the 32-bit range"));
 }
 
 int64_t Args::i64(size_t i) const {
-  int64_t v;
-  if (i >= argc || napi_get_value_int64(env, argv[i], &v) != napi_ok)
-    fail("INVALID_ARGUMENT", "argument " + std::to_string(i) + " must be an integer");
-  return v;
+  if (i >= argc) fail("INVALID_ARGUMENT", "argument " + std::to_string(i) + " must be an integer");
+  return exactInt(env, argv[i], i, kI64Lo, kI64Hi, "an integer");
 }
 
 double Args::num(size_t i) const {
@@ -144,8 +154,7 @@ std::vector<int64_t> Args::ints(size_t i) const {
   for (uint32_t j = 0; j < n; ++j) {
     napi_value e;
     napi_get_element(env, argv[i], j, &e);
-    if (napi_get_value_int64(env, e, &out[j]) != napi_ok)
-      fail("INVALID_ARGUMENT", "argument " + std::to_string(i) + " must be an array of integers");
+    out[j] = exactInt(env, e, i, kI64Lo, kI64Hi, "an array of integers");
   }
   return out;
 }
@@ -154,7 +163,10 @@ std::vector<at::Tensor> Args::tensors(size_t i) const {
   std::vector<int64_t> ids = ints(i);
   std::vector<at::Tensor> out;
   out.reserve(ids.size());
-  for (int64_t id : ids) out.push_back(k->get(static_cast<int32_t>(id)));
+  for (int64_t id : ids) {
+    if (id < INT32_MIN || id > INT32_MAX) fail("INVALID_ARGUMENT", "argument " + std::to_string(i) + " holds a tensor handle out of range");
+    out.push_back(k->get(static_cast<int32_t>(id)));
+  }
   return out;
 }
 

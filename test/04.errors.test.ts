@@ -211,7 +211,7 @@ describe('error cases', () => {
     expectKilnError(() => kiln.tensor([1, 2]).sum().backward(), 'INVALID_ARGUMENT', 'backward()', 'does not require grad');
     expectKilnError(() => kiln.noGrad(() => kiln.tensor([1], { requiresGrad: true }).mul(2)).sum().backward(), 'INVALID_ARGUMENT', 'does not require grad');
     expectKilnError(() => kiln.tensor([1, 2], { requiresGrad: true }).mul(2).backward(), 'INVALID_ARGUMENT', 'non-scalar', '[2]');
-    expectKilnError(() => kiln.tensor([1, 2], { requiresGrad: true }).mul(2).backward(kiln.zeros([3])), 'TORCH', 'invalid gradient', '[3]', '[2]');
+    expectKilnError(() => kiln.tensor([1, 2], { requiresGrad: true }).mul(2).backward(kiln.zeros([3])), 'INVALID_ARGUMENT', 'gradient has shape [3]', '[2]');
     const x = kiln.zeros([2], { requiresGrad: true });
     expectKilnError(() => { x.grad = kiln.zeros([3]); }, 'INVALID_ARGUMENT', 'grad', '[3]', '[2]');
     expectKilnError(() => { x.grad = kiln.zeros([2], { dtype: 'float64' }); }, 'INVALID_ARGUMENT', 'grad', 'float64');
@@ -257,5 +257,77 @@ describe('error cases', () => {
     expect(m, r.stdout + r.stderr).to.not.equal(null);
     expect(Number(m![2]), 'errors that are not KilnErrors').to.equal(0);
     expect(Number(m![1])).to.equal(Number(m![3]));
+  });
+
+  it('absurd numbers are clear errors, not aborts, hangs or huge allocations (found by fuzzing)', async () => {
+    const threads = kiln.info().numThreads;
+    for (const n of [1e9, 100000, 2 ** 32 + 1, 0, 1.5]) expectKilnError(() => kiln.setNumThreads(n), 'INVALID_ARGUMENT', 'setNumThreads');
+    expect(kiln.info().numThreads).to.equal(threads);
+    const x = kiln.rand([1, 3, 8, 8]), w = kiln.rand([4, 3, 3, 3]);
+    // a group count of 2^32 wrapped to 0 in libtorch's 32-bit arithmetic: SIGFPE
+    for (const groups of [2 ** 32, 2 ** 40, 4]) expectKilnError(() => kiln.nn.functional.conv2d(x, w, null, { groups }), 'INVALID_ARGUMENT', 'groups', '3 channels');
+    expectKilnError(() => new kiln.nn.Conv2d(3, 3, 3, { groups: 2 ** 32 }), 'INVALID_ARGUMENT', 'groups');
+    // sizes past 2^31 wrapped to 0 ("kH: 0")
+    expectKilnError(() => kiln.nn.functional.avgPool2d(x, 2 ** 40), 'INVALID_ARGUMENT', 'kernelSize', 'below 2^31');
+    expectKilnError(() => kiln.nn.functional.maxPool2d(x, 2, { stride: 2 ** 31 }), 'INVALID_ARGUMENT', 'stride');
+    // dirac_'s loop over groups never ended for Infinity
+    for (const g of [Infinity, 2 ** 40, 0, -1, 3]) expectKilnError(() => kiln.nn.init.dirac_(w, g), 'INVALID_ARGUMENT', 'groups');
+    // the path's JS arrays: 1e9 steps aborted V8 (heap out of memory)
+    const model = new kiln.nn.Sequential(new kiln.nn.Flatten(), new kiln.nn.Linear(192, 2));
+    expectKilnError(() => kiln.explain.integratedGradients(model, x, { target: 0, steps: 1e9 }), 'INVALID_ARGUMENT', 'steps');
+    expectKilnError(() => kiln.explain.smoothGrad(model, x, { target: 0, samples: 1e9 }), 'INVALID_ARGUMENT', 'samples');
+    // a decode to 46341² (6.4 GB) is refused before anything is allocated
+    const png = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'images');
+    const file = path.join(png, require('fs').readdirSync(png).find((f: string) => /\.(png|jpe?g)$/i.test(f)));
+    let err: unknown;
+    try { await kiln.data.decodeImage(file, { channels: 3, size: [46341, 46341] }); } catch (e) { err = e; }
+    expect((err as kiln.KilnError)?.code, String(err)).to.equal('INVALID_ARGUMENT');
+    expect(String(err)).to.match(/size.*16384/);
+    // integers the addon reads exactly: a handle past 2^32 no longer aliases another tensor, 1.5 is not 1
+    expectKilnError(() => new kiln.Tensor(2 ** 32 + x.id), 'INVALID_ARGUMENT', 'Tensor(id)');
+    expectKilnError(() => kiln.ones([2]).reshape([2 ** 32 + 2]), 'TORCH');
+    expectKilnError(() => kiln.cat([x, x], 1.5), 'INVALID_ARGUMENT');
+    for (const t of [x, w]) t.dispose();
+    model.dispose();
+  });
+
+  it('inputs that were silently accepted or failed as TypeErrors are KilnErrors naming them (found by fuzzing)', () => {
+    const fs = require('fs') as typeof import('fs');
+    const os = require('os') as typeof import('os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-fuzzed-'));
+    // a gradient of the wrong shape was summed into a.grad; PyTorch refuses it
+    const a = kiln.ones([2, 2]).requiresGrad_(true);
+    const s = a.mul(2);
+    expectKilnError(() => s.backward(kiln.tensor([1, 2, 3])), 'INVALID_ARGUMENT', 'backward', '[3]', '[2, 2]');
+    expect(a.grad, 'nothing accumulated').to.equal(null);
+    // safetensors: negative or fractional offsets read the header as data; metadata must be strings
+    const st = (header: object, data = Buffer.alloc(8)) => {
+      const json = Buffer.from(JSON.stringify(header));
+      const n = Buffer.alloc(8);
+      n.writeBigUInt64LE(BigInt(json.length));
+      const f = path.join(dir, `h${Math.random()}.safetensors`);
+      fs.writeFileSync(f, Buffer.concat([n, json, data]));
+      return f;
+    };
+    for (const off of [[-8, -4], [0.5, 4.5], ['0', '4']])
+      expectKilnError(() => kiln.io.loadSafetensors(st({ t: { dtype: 'F32', shape: [1], data_offsets: off } })), 'IO', 'outside the file');
+    expectKilnError(() => kiln.io.loadSafetensors(st({ __metadata__: { a: 1 } })), 'IO', '__metadata__');
+    expectKilnError(() => kiln.io.loadSafetensors(st({ __metadata__: [] })), 'IO', '__metadata__');
+    // a tensor named __metadata__ was written and then lost; a directory as the target was a raw EISDIR
+    const t = kiln.ones([2]);
+    expectKilnError(() => kiln.io.saveSafetensors(path.join(dir, 'm.safetensors'), { __metadata__: t }), 'INVALID_ARGUMENT', '__metadata__');
+    expectKilnError(() => kiln.io.saveSafetensors(dir, { t }), 'IO', 'cannot write', 'directory');
+    expect(fs.readdirSync(path.dirname(dir)).filter((f) => f.startsWith(`${path.basename(dir)}.tmp-`)), 'no temp file left').to.deep.equal([]);
+    // null options and arguments
+    const x = kiln.rand([1, 3, 8, 8]), w = kiln.rand([4, 3, 3, 3]);
+    expectKilnError(() => kiln.nn.functional.conv2d(x, w, null, null as never), 'INVALID_ARGUMENT', 'options');
+    expectKilnError(() => kiln.nn.functional.interpolate(x, undefined as never), 'INVALID_ARGUMENT', 'options');
+    expectKilnError(() => new kiln.nn.Conv2d(3, 4, 3, null as never), 'INVALID_ARGUMENT', 'options');
+    expectKilnError(() => new kiln.nn.Linear(3, 4, null as never), 'INVALID_ARGUMENT', 'options');
+    expectKilnError(() => new kiln.nn.Sequential(null as never), 'INVALID_ARGUMENT', 'layers[0]');
+    expectKilnError(() => kiln.keep(5 as never), 'INVALID_ARGUMENT', 'keep');
+    expect(new kiln.nn.Linear(3, 4, { bias: false }).bias).to.equal(null);
+    for (const v of [a, s, t, x, w]) v.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

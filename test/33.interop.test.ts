@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
-import { det, maxAbsDiff } from './helpers';
+import { det, expectKilnError, maxAbsDiff } from './helpers';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const fixture = JSON.parse(fs.readFileSync(path.join(FIX, 'interop.json'), 'utf8'));
@@ -128,6 +128,32 @@ describe('interop with PyTorch', function () {
     for (const t of [x, a, b]) t.dispose();
     m.dispose();
     model.dispose();
+  });
+
+  it("loadModel checks the architecture metadata before building: zoo names only, no pretrained paths, no sizes the weights do not have", () => {
+    const m = kiln.models.simpleCnn({ numClasses: 3, inChannels: 1, width: 8 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-arch-'));
+    const sd = m.stateDict();
+    const withArch = (name: string, arch: string) => {
+      const f = path.join(dir, name);
+      kiln.io.saveSafetensors(f, sd, { 'kiln.architecture': arch });
+      return f;
+    };
+    const cases: [string, string, RegExp][] = [
+      ['huge.safetensors', JSON.stringify({ name: 'resnet18', options: { numClasses: 4000000 } }), /asks for numClasses 4000000, more than any dimension of the file's weights \(256\)/],
+      ['path.safetensors', JSON.stringify({ name: 'resnet18', options: { pretrained: '/etc/passwd' } }), /names pretrained weights/],
+      ['proto.safetensors', JSON.stringify({ name: '__proto__', options: {} }), /names no zoo model \("__proto__"\)/],
+      ['null.safetensors', 'null', /is not an object/],
+      ['opts.safetensors', JSON.stringify({ name: 'simple-cnn', options: [1] }), /options that are not an object/],
+    ];
+    for (const [name, arch, re] of cases) expectKilnError(() => kiln.loadModel(withArch(name, arch)), 'IO', re);
+    const before = kiln.memory().numTensors;
+    expectKilnError(() => kiln.loadModel(withArch('huge2.safetensors', JSON.stringify({ name: 'resnet18', options: { numClasses: 4000000 } }))), 'IO', 'numClasses');
+    expect(kiln.memory().numTensors, 'the file\'s tensors are freed').to.equal(before);
+    expectKilnError(() => kiln.models.create('__proto__'), 'INVALID_ARGUMENT', 'model');
+    for (const t of sd.values()) t.dispose();
+    m.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('loadModelAsync reads the file off the main thread and gives the same model; its errors are loadModel’s', async () => {

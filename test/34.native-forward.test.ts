@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as kiln from '../lib';
-import { det, maxAbsDiff } from './helpers';
+import { det, expectKilnError, maxAbsDiff, zipArchive, zipFiles } from './helpers';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const script = JSON.parse(fs.readFileSync(path.join(FIX, 'script.json'), 'utf8'));
@@ -172,6 +172,29 @@ describe('native forward', function () {
       expect([...sd.keys()]).to.deep.equal(script.keys);
       for (const t of [x, y, ya, ...sd.values()]) t.dispose();
       m.dispose();
+    });
+
+    it('refuses a damaged archive before libtorch reads it: a record shorter than its storage, a truncated pickle', () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-ts-'));
+      const entries = zipFiles(file);
+      const write = (name: string, change: (e: { name: string; data: Buffer }) => Buffer) => {
+        const f = path.join(dir, name);
+        fs.writeFileSync(f, zipArchive(entries.map((e) => ({ name: e.name, data: change(e) }))));
+        return f;
+      };
+      // libtorch 1.x would build fc.weight's 432 floats over a 4-byte buffer (reads past it; a write crashed)
+      const short = write('short.pt', (e) => (e.name === 'tiny_script/data/7' ? e.data.subarray(0, 4) : e.data));
+      expectKilnError(() => kiln.jit.load(short), 'IO', /data\/7 holds 4 bytes, its storage needs 1728/);
+      const cut = write('cut.pt', (e) => (e.name === 'tiny_script/data.pkl' ? e.data.subarray(0, 600) : e.data));
+      expectKilnError(() => kiln.jit.load(cut), 'IO', /data\.pkl ends before a value it declares/);
+      // the same archive, undamaged and rewritten, loads
+      const same = write('same.pt', (e) => e.data);
+      const m = kiln.jit.load(same);
+      const sd = m.stateDict();
+      expect([...sd.keys()]).to.deep.equal(script.keys);
+      for (const t of sd.values()) t.dispose();
+      m.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
     });
 
     it('gives gradients with respect to the input', () => {

@@ -9,7 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as kiln from '../lib';
-import { det, expectKilnError, expectRejects, maxAbsDiff, values } from './helpers';
+import { det, expectKilnError, expectRejects, maxAbsDiff, values, zipArchive } from './helpers';
+import * as zlib from 'zlib';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIX = path.join(ROOT, 'test', 'fixtures');
@@ -104,6 +105,14 @@ describe('kiln.io.loadTorchStateDict (torch.save files)', function () {
     };
     const flipped = Buffer.from(good);
     flipped.fill(0x41, 200, 400); // inside data.pkl
+    const pkl = (...parts: Buffer[]) => zipArchive([{ name: 'archive/data.pkl', data: Buffer.concat([Buffer.from([0x80, 0x02]), ...parts, Buffer.from('.')]) }]);
+    const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
+    // a 1 MB LONG4 (was quadratic: minutes), 500 000 APPENDS items (overflowed the call stack), a deflate bomb whose
+    // directory entry says 100 bytes (was inflated whole, 64 MiB here, before the size check)
+    const long4 = pkl(Buffer.from([0x8b]), u32(1 << 20), Buffer.alloc(1 << 20, 1));
+    const appends = pkl(Buffer.from(']('), Buffer.alloc(1_000_000).fill(Buffer.from([0x4b, 0x01])), Buffer.from('e'));
+    const zeros = Buffer.alloc(64 << 20);
+    const bomb = zipArchive([{ name: 'archive/data.pkl', data: zeros, deflated: zlib.deflateRawSync(zeros), declaredSize: 100 }]);
     const cases: [string, RegExp | string, ...(RegExp | string)[]][] = [
       [path.join(tmp, 'missing.pt'), 'no such file'],
       [write('random.pt', Buffer.from('this is not a zip archive at all')), 'not a torch.save file', 'not a zip'],
@@ -116,6 +125,10 @@ describe('kiln.io.loadTorchStateDict (torch.save files)', function () {
       [path.join(DIR, 'module.pt'), 'torch.nn.modules.linear.Linear', 'only Python can rebuild'],
       [path.join(DIR, 'int16.pt'), "tensor 'x'", 'torch.Short', 'does not support'],
       [path.join(DIR, 'checkpoint.pt'), "entry 'model' is a dict", "{ key: 'model' }"],
+      [write('long4.pt', long4), 'not a state dict'],
+      [write('appends.pt', appends), 'holds a list, not a state dict'],
+      [write('bomb.pt', bomb), 'inflates to more than the 100 bytes'],
+      [write('odict.pt', pkl(Buffer.from('ccollections\nOrderedDict\n]K\x05a\x85R', 'latin1'))), 'not a (key, value) pair'],
     ];
     for (const [file, ...fragments] of cases) expectKilnError(() => kiln.io.loadTorchStateDict(file), 'IO', path.basename(file), ...fragments);
     // the async form reads the file off the main thread and fails the same way

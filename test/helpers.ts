@@ -373,3 +373,41 @@ export function writeCifar10(dir: string, perBatch: number, tests: number): stri
   writeCifarRecords(path.join(c10, 'test_batch.bin'), 100, tests, (k) => [k % 10]);
   return c10;
 }
+
+/**
+ * A zip archive of `entries` (stored, or with `deflated` bytes and a `declaredSize` that may lie), for tests that hand
+ * damaged archives (.pt, TorchScript) to the loaders.
+ */
+export function zipArchive(entries: { name: string; data: Buffer; deflated?: Buffer; declaredSize?: number }[]): Buffer {
+  const zlib = require('zlib') as typeof import('zlib') & { crc32(b: Buffer): number };
+  const locals: Buffer[] = [], centrals: Buffer[] = [];
+  let offset = 0;
+  for (const e of entries) {
+    const name = Buffer.from(e.name);
+    const body = e.deflated ?? e.data;
+    const crc = zlib.crc32(e.data) >>> 0, size = e.declaredSize ?? e.data.length, method = e.deflated ? 8 : 0;
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0); local.writeUInt16LE(20, 4); local.writeUInt16LE(method, 8);
+    local.writeUInt32LE(crc, 14); local.writeUInt32LE(body.length, 18); local.writeUInt32LE(size, 22); local.writeUInt16LE(name.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0); central.writeUInt16LE(20, 4); central.writeUInt16LE(20, 6); central.writeUInt16LE(method, 10);
+    central.writeUInt32LE(crc, 16); central.writeUInt32LE(body.length, 20); central.writeUInt32LE(size, 24); central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, name, body);
+    centrals.push(central, name);
+    offset += 30 + name.length + body.length;
+  }
+  const dir = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0); end.writeUInt16LE(entries.length, 8); end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(dir.length, 12); end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, dir, end]);
+}
+
+/** The entries of a zip archive (a test fixture), to change and write back with zipArchive. */
+export function zipFiles(file: string): { name: string; data: Buffer }[] {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { zipEntries, zipRead } = require('../lib/io/zip') as typeof import('../lib/io/zip');
+  const buf = fs.readFileSync(file);
+  return [...zipEntries(buf).values()].map((e) => ({ name: e.name, data: Buffer.from(zipRead(buf, e)) }));
+}

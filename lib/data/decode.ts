@@ -54,11 +54,14 @@ export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif
 const FITS: Fit[] = ['cover', 'contain', 'fill'];
 const usableCores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 
-/** Validates `size` ([h, w] positive integers, or one number for a square). */
+/** The largest output side a decode takes (a 16384² RGB float image is already 3 GiB). */
+export const MAX_IMAGE_SIDE = 16384;
+
+/** Validates `size` ([h, w] positive integers up to MAX_IMAGE_SIDE, or one number for a square). */
 export function checkSize(size: unknown, name = 'size'): [number, number] {
   const s = typeof size === 'number' ? [size, size] : size;
-  if (!Array.isArray(s) || s.length !== 2 || !s.every((v) => typeof v === 'number' && Number.isInteger(v) && v > 0))
-    throw invalidParameterError(name, 'a positive integer or [height, width]', size);
+  if (!Array.isArray(s) || s.length !== 2 || !s.every((v) => typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= MAX_IMAGE_SIDE))
+    throw invalidParameterError(name, `a positive integer up to ${MAX_IMAGE_SIDE} or [height, width]`, size);
   return [s[0], s[1]];
 }
 
@@ -67,7 +70,7 @@ export function checkDecoderOptions(o: { decoder?: unknown; autoOrient?: unknown
   if (o.shrinkOnLoad !== undefined && typeof o.shrinkOnLoad !== 'boolean') throw invalidParameterError('shrinkOnLoad', 'a boolean', o.shrinkOnLoad);
   if (o.decoder !== undefined && o.decoder !== 'auto' && o.decoder !== 'sharp') throw invalidParameterError('decoder', "'auto' or 'sharp'", o.decoder);
   if (o.autoOrient !== undefined && typeof o.autoOrient !== 'boolean') throw invalidParameterError('autoOrient', 'a boolean', o.autoOrient);
-  if (o.threads !== undefined && (!Number.isInteger(o.threads) || (o.threads as number) < 1)) throw invalidParameterError('threads', 'a positive integer', o.threads);
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || (o.threads as number) < 1 || (o.threads as number) > 1024)) throw invalidParameterError('threads', 'an integer in [1, 1024]', o.threads);
 }
 
 function ioError(file: string, e: unknown): KilnError {

@@ -79,8 +79,11 @@ export async function readIdx(path: string): Promise<IdxData> {
   }
   if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
     try {
-      buf = await gunzip(buf);
+      // at most what the gzip trailer declares (its size mod 2^32): data that inflates past it is refused, not held
+      const declared = buf.length >= 18 ? buf.readUInt32LE(buf.length - 4) : 0;
+      buf = await gunzip(buf, { maxOutputLength: Math.max(1, declared + 1) });
     } catch (e) {
+      if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw new KilnError(`${path}: corrupt gzip data (it inflates past the size its trailer declares)`, 'IO');
       throw new KilnError(`${path}: corrupt or truncated gzip data (${(e as Error).message})`, 'IO');
     }
   }

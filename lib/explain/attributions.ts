@@ -9,7 +9,7 @@ import { tensor, zerosLike } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
 import { autograd, noGrad, enableGrad } from '../autograd';
 import { Module } from '../nn/module';
-import { Classifier, Target, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits, inputGradient } from './common';
+import { Classifier, MAX_COUNT, Target, checkModel, checkInput, checkOptions, positiveInt, targetIndex, targetLogits, inputGradient } from './common';
 
 export type { Classifier, Target } from './common';
 
@@ -34,7 +34,8 @@ export interface Attribution {
 
 /** Path points and weights of a Riemann rule with `steps` points (Captum's conventions). */
 export function riemann(method: NonNullable<IntegratedGradientsOptions['method']>, steps: number): { alphas: number[]; weights: number[] } {
-  if (!Number.isInteger(steps) || steps < 2) throw invalidParameterError('steps', 'an integer ≥ 2', steps);
+  // the path's points are JS arrays: a bound keeps an absurd count a clear error, not a V8 heap abort
+  if (!Number.isInteger(steps) || steps < 2 || steps > MAX_COUNT) throw invalidParameterError('steps', `an integer in [2, ${MAX_COUNT}]`, steps);
   const idx = [...Array(steps).keys()];
   switch (method) {
     case 'riemannTrapezoid':

@@ -44,10 +44,13 @@ export function checkOptions<T extends { target: Target }>(o: T | undefined, fn:
   return o;
 }
 
-/** A positive integer option (or its default). */
+/** The largest step, sample or batch count an explanation takes (its plans are JS arrays of that length). */
+export const MAX_COUNT = 1_000_000;
+
+/** A positive integer option up to MAX_COUNT (or its default). */
 export function positiveInt(v: unknown, name: string, dflt: number): number {
   if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw invalidParameterError(name, 'a positive integer', v);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_COUNT) throw invalidParameterError(name, `a positive integer up to ${MAX_COUNT}`, v);
   return v;
 }
 

@@ -1,6 +1,7 @@
 /** Saving and loading whole models: weights as safetensors plus the zoo architecture in metadata. */
 import { KilnError, invalidParameterError } from '../errors';
 import { Module } from '../nn/module';
+import { Tensor } from '../tensor/tensor';
 import { models, architectureOf, Architecture } from '../models';
 import { saveSafetensors, loadSafetensors, loadSafetensorsAsync, SafetensorsFile } from './safetensors';
 
@@ -39,12 +40,33 @@ function rebuild(file: string, { tensors, metadata }: SafetensorsFile): { model:
     } catch {
       throw new KilnError(`${file}: '${ARCH_KEY}' metadata is not valid JSON`, 'IO');
     }
-    const model = models.create(arch.name, arch.options);
+    const model = models.create(...savedArchitecture(file, arch, tensors));
     model.loadStateDict(tensors);
     return { model, metadata };
   } finally {
     for (const t of tensors.values()) t.dispose();
   }
+}
+
+/**
+ * The zoo name and options a file's metadata gives, checked before anything is built: an object with a string name
+ * and plain options, no `pretrained` (the weights are the file's own; a file must not name other files to read), and
+ * no integer option larger than every dimension of the file's tensors (numClasses, widths and depths show up in the
+ * weights' shapes; a metadata edit asking for 4 million classes would otherwise allocate gigabytes first).
+ */
+function savedArchitecture(file: string, arch: unknown, tensors: Map<string, Tensor>): [string, Record<string, unknown>] {
+  const bad = (why: string) => new KilnError(`${file}: '${ARCH_KEY}' metadata ${why}`, 'IO');
+  if (arch === null || typeof arch !== 'object' || Array.isArray(arch)) throw bad('is not an object');
+  const { name, options = {} } = arch as { name?: unknown; options?: unknown };
+  if (typeof name !== 'string' || !models.names.includes(name)) throw bad(`names no zoo model (${JSON.stringify(name)})`);
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw bad('has options that are not an object');
+  const opts = options as Record<string, unknown>;
+  if ('pretrained' in opts) throw bad('names pretrained weights: a saved model carries its own');
+  let largest = 1;
+  for (const t of tensors.values()) for (const d of t.shape) largest = Math.max(largest, d);
+  for (const [k, v] of Object.entries(opts))
+    if (typeof v === 'number' && Number.isInteger(v) && v > largest) throw bad(`asks for ${k} ${v}, more than any dimension of the file's weights (${largest})`);
+  return [name, opts];
 }
 
 /** `kiln.save(path, model)`: `saveModel`. */

@@ -10,6 +10,9 @@
 /** A malformed pickle, or one that needs a Python class this reader does not rebuild. */
 export class PickleError extends Error {}
 
+/** The pickle ends before a value it declares (truncated, or a length field that lies). */
+export class PickleTruncated extends PickleError {}
+
 /** A Python tuple. */
 export class PyTuple {
   constructor(readonly items: unknown[]) {}
@@ -37,7 +40,7 @@ export function unpickle(data: Buffer, hooks: UnpickleHooks): unknown {
   const marks: number[] = [];
   const memo = new Map<number, unknown>();
   const need = (n: number) => {
-    if (p + n > data.length) throw new PickleError('the pickle ends early (truncated?)');
+    if (p + n > data.length) throw new PickleTruncated('the pickle ends early (truncated?)');
   };
   const u8 = () => { need(1); return data[p++]; };
   const bytes = (n: number) => { need(n); const b = data.subarray(p, p + n); p += n; return b; };
@@ -47,7 +50,7 @@ export function unpickle(data: Buffer, hooks: UnpickleHooks): unknown {
     need(8);
     const v = data.readBigUInt64LE(p);
     p += 8;
-    if (v > BigInt(data.length)) throw new PickleError('a length runs past the end of the pickle');
+    if (v > BigInt(data.length)) throw new PickleTruncated('a length runs past the end of the pickle');
     return Number(v);
   };
   const line = () => {
@@ -82,8 +85,8 @@ export function unpickle(data: Buffer, hooks: UnpickleHooks): unknown {
   };
   const long = (b: Buffer) => {
     if (b.length === 0) return 0;
-    let v = 0n;
-    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+    // little-endian two's complement; read through hex, linear in the length (a shift per byte is quadratic)
+    let v = BigInt(`0x${Buffer.from(b).reverse().toString('hex')}`);
     if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
     return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   };
@@ -93,7 +96,7 @@ export function unpickle(data: Buffer, hooks: UnpickleHooks): unknown {
   };
   const append = (list: unknown, items: unknown[]) => {
     if (!Array.isArray(list)) throw new PickleError('the pickle appends to something that is not a list');
-    list.push(...items);
+    for (const it of items) list.push(it); // not push(...items): a long APPENDS would overflow the call stack
   };
   for (;;) {
     const op = u8();

@@ -35,6 +35,7 @@ export function saveSafetensors(file: string, tensors: Map<string, Tensor> | Rec
   const chunks: Buffer[] = [];
   let offset = 0;
   for (const [name, t] of entries) {
+    if (name === '__metadata__') throw invalidParameterError('tensors', "names other than '__metadata__' (the format's metadata key)", name);
     idOf(t, `tensors['${name}']`);
     const bytes = Buffer.from(N.toBuffer(t.id, true));
     header[name] = { dtype: ST_DTYPE[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes.length] };
@@ -46,17 +47,23 @@ export function saveSafetensors(file: string, tensors: Map<string, Tensor> | Rec
   const head = Buffer.alloc(8);
   head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const fd = fs.openSync(tmp, 'w');
   try {
-    fs.writeSync(fd, head);
-    fs.writeSync(fd, Buffer.from(json));
-    for (const c of chunks) fs.writeSync(fd, c);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new Error('it is a directory');
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, head);
+      fs.writeSync(fd, Buffer.from(json));
+      for (const c of chunks) fs.writeSync(fd, c);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw new KilnError(`cannot write ${file}: ${(e as Error).message}`, 'IO');
   }
-  fs.renameSync(tmp, file);
 }
 
 /** What `loadSafetensors` returns. */
@@ -112,6 +119,8 @@ function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
   const dataStart = 8 + n;
   const dataLen = buf.length - dataStart;
   const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata) || !Object.values(metadata).every((v) => typeof v === 'string'))
+    throw corrupt(file, '__metadata__ is not an object of strings');
   const tensors = new Map<string, Tensor>();
   try {
     for (const [name, info] of Object.entries(header)) {
@@ -120,7 +129,8 @@ function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
       const d = dtype ? KILN_DTYPE[dtype] : undefined;
       if (!d) throw corrupt(file, `tensor '${name}' has unsupported dtype ${dtype}`);
       if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0)) throw corrupt(file, `tensor '${name}' has a bad shape`);
-      if (!Array.isArray(off) || off.length !== 2 || !(off[0] <= off[1]) || off[1] > dataLen) throw corrupt(file, `tensor '${name}' data lies outside the file (truncated?)`);
+      if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isInteger(o) && o >= 0) || !(off[0] <= off[1]) || off[1] > dataLen)
+        throw corrupt(file, `tensor '${name}' data lies outside the file (truncated?)`);
       const numel = shape.reduce((a, b) => a * b, 1);
       if (numel * ELEMENT[d] !== off[1] - off[0]) throw corrupt(file, `tensor '${name}' has ${off[1] - off[0]} bytes for shape [${shape}] of ${dtype}`);
       tensors.set(name, tensorFromBytes(buf.subarray(dataStart + off[0], dataStart + off[1]), shape, d));

@@ -58,7 +58,11 @@ function rebuildTensor(args: unknown[]): TensorRef {
 function resolve(module: string, name: string): unknown {
   const fn = (f: (a: unknown[]) => unknown) => new PyCallable(`${module}.${name}`, f);
   if (module === 'collections' && name === 'OrderedDict')
-    return fn((a) => new Map(Array.isArray(a[0]) ? a[0].map((kv) => (kv instanceof PyTuple ? kv.items : kv) as [unknown, unknown]) : []));
+    return fn((a) => new Map(Array.isArray(a[0]) ? a[0].map((kv) => {
+      const pair = kv instanceof PyTuple ? kv.items : kv;
+      if (!Array.isArray(pair) || pair.length !== 2) throw new PickleError('an OrderedDict is pickled with an entry that is not a (key, value) pair');
+      return pair as [unknown, unknown];
+    }) : []));
   if (module === 'torch._utils' && (name === '_rebuild_tensor_v2' || name === '_rebuild_tensor')) return fn(rebuildTensor);
   if (module === 'torch._utils' && (name === '_rebuild_parameter' || name === '_rebuild_parameter_with_state')) return fn((a) => a[0]);
   if (module === 'torch._tensor' && name === '_rebuild_from_type_v2')

@@ -94,8 +94,10 @@ export function zipRead(buf: Buffer, e: ZipEntry): Buffer {
   if (e.method === 0) out = raw;
   else if (e.method === 8) {
     try {
-      out = zlib.inflateRawSync(raw);
-    } catch {
+      // capped at the declared size (+1 byte to notice more): a deflate bomb stops there instead of filling memory
+      out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size + 1) });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw new ZipError(`'${e.name}' inflates to more than the ${e.size} bytes its directory entry says`);
       throw new ZipError(`'${e.name}' does not inflate`);
     }
   } else throw new ZipError(`'${e.name}' uses compression method ${e.method} (only stored and deflate are read)`);

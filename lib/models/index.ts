@@ -66,7 +66,7 @@ export const cifarOnlyNames = ['preact_resnet18', 'wide_resnet28_10'];
  * `pretrained`: a torch.save state dict file loaded strictly, its head replaced when `numClasses` differs.
  */
 export function create(name: string, options: Record<string, unknown> = {}): Module {
-  const entry = zoo[name];
+  const entry = Object.prototype.hasOwnProperty.call(zoo, name) ? zoo[name] : undefined;
   if (!entry) throw invalidParameterError('model', `one of ${modelNames.join(', ')}`, name);
   if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
   for (const k of ['numClasses', 'inChannels'])

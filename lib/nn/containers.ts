@@ -21,7 +21,7 @@ export function callChain(x: Tensor, mods: Iterable<Module>): Tensor {
 export class Sequential extends Module {
   constructor(...layers: Module[] | [Record<string, Module>]) {
     super();
-    if (layers.length === 1 && !(layers[0] instanceof Module) && typeof layers[0] === 'object') {
+    if (layers.length === 1 && !(layers[0] instanceof Module) && layers[0] !== null && typeof layers[0] === 'object') {
       for (const [name, m] of Object.entries(layers[0] as Record<string, Module>)) this.registerModule(name, m);
     } else {
       (layers as Module[]).forEach((m, i) => {

@@ -12,15 +12,25 @@ function reduction(r: unknown): number {
   if (typeof r !== 'string' || !(r in REDUCTION)) throw invalidParameterError('reduction', "'none', 'mean' or 'sum'", r);
   return REDUCTION[r as Reduction];
 }
-function pair(v: Pair, name: string): number[] {
+/** The largest kernel size, stride, padding, dilation or group count: libtorch keeps them in 32-bit ints. */
+const MAX_INT32 = 2 ** 31 - 1;
+/** A size pair (`n` or `[h, w]`) of integers in [min, 2^31): what convolution and pooling take. */
+export function pairOf(v: Pair, name: string, min = 0): [number, number] {
   const p = typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0))
-    throw invalidParameterError(name, 'a non-negative integer or [h, w]', v);
-  return p;
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= min && x <= MAX_INT32))
+    throw invalidParameterError(name, `${min === 0 ? 'a non-negative' : 'a positive'} integer below 2^31 or [h, w]`, v);
+  return p as [number, number];
+}
+function pair(v: Pair, name: string): number[] {
+  return pairOf(v, name);
 }
 function prob(p: unknown, name = 'p'): number {
   if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw invalidParameterError(name, 'a probability in [0, 1]', p);
   return p;
+}
+/** Checks that an options argument is an object (null or a number would fail later as a TypeError). */
+export function optionsObject(o: unknown, fn: string): void {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw invalidParameterError(`${fn}: options`, 'an options object', o);
 }
 function need4d(x: Tensor, fn: string): void {
   idOf(x, 'input');
@@ -37,9 +47,13 @@ export interface Conv2dOptions {
 /** 2-D convolution: input [N, Cin, H, W], weight [Cout, Cin/groups, kH, kW]. */
 export function conv2d(input: Tensor, weight: Tensor, bias?: Tensor | null, o: Conv2dOptions = {}): Tensor {
   need4d(input, 'conv2d');
+  optionsObject(o, 'conv2d');
   const padding = o.padding === 'same' || o.padding === 'valid' ? o.padding : pair(o.padding ?? 0, 'padding');
   const groups = o.groups ?? 1;
-  if (!Number.isInteger(groups) || groups < 1) throw invalidParameterError('groups', 'a positive integer', groups);
+  const inChannels = input.shape[input.ndim - 3];
+  // a group count past 2^31 wraps in libtorch's 32-bit arithmetic (a division by zero: SIGFPE)
+  if (!Number.isInteger(groups) || groups < 1 || groups > Math.max(1, inChannels))
+    throw invalidParameterError('groups', `a positive integer dividing the input's ${inChannels} channels`, groups);
   return new Tensor(N.conv2d(input.id, idOf(weight, 'weight'), optId(bias, 'bias'), pair(o.stride ?? 1, 'stride'), padding, pair(o.dilation ?? 1, 'dilation'), groups));
 }
 
@@ -190,6 +204,7 @@ export interface InterpolateOptions {
 /** Resizes [N, C, H, W] images to `size` or by `scaleFactor`. */
 export function interpolate(input: Tensor, o: InterpolateOptions): Tensor {
   need4d(input, 'interpolate');
+  optionsObject(o, 'interpolate');
   if ((o.size === undefined) === (o.scaleFactor === undefined)) throw new KilnError('interpolate: give exactly one of size and scaleFactor', 'INVALID_ARGUMENT');
   const mode = o.mode ?? 'nearest';
   if (!['nearest', 'bilinear', 'bicubic', 'area'].includes(mode)) throw invalidParameterError('mode', "'nearest', 'bilinear', 'bicubic' or 'area'", mode);

@@ -82,6 +82,8 @@ export function truncNormal_(t: Tensor, mean = 0, std = 1, a = -2, b = 2): Tenso
 export function dirac_(t: Tensor, groups = 1): Tensor {
   const s = t.shape;
   if (s.length < 3) throw new KilnError(`dirac_ needs a conv weight (3-5 dims), got [${s.join(', ')}]`, 'INVALID_ARGUMENT');
+  if (!Number.isInteger(groups) || groups < 1 || s[0] % groups !== 0)
+    throw invalidParameterError('dirac_: groups', `a positive integer dividing the ${s[0]} output channels`, groups);
   const outPerGroup = s[0] / groups;
   const data = new Float32Array(t.numel);
   const strides = s.map((_, i) => s.slice(i + 1).reduce((x, y) => x * y, 1));

@@ -2,6 +2,7 @@
  * `kiln.jit`: TorchScript models saved by Python's `torch.jit.save`, for inference and input
  * gradients; and `save`, which exports a Kiln model as TorchScript for Python, TorchServe and C++.
  */
+import { torchScriptArchiveProblem } from '../io/archive';
 import * as fs from 'fs';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
@@ -59,6 +60,13 @@ export function load(path: string, options: { device?: Device } = {}): ScriptMod
   if (typeof path !== 'string' || !path) throw invalidParameterError('path', 'a file path', path);
   if (!fs.existsSync(path)) throw new KilnError(`cannot load TorchScript file ${path}: no such file`, 'IO');
   const device = options.device === undefined ? undefined : checkDevice(options.device);
+  let problem: string | null = null;
+  try {
+    problem = torchScriptArchiveProblem(fs.readFileSync(path));
+  } catch {
+    // unreadable here: libtorch's loader reports it
+  }
+  if (problem) throw new KilnError(`cannot load TorchScript file ${path}: ${problem} (truncated or damaged)`, 'IO');
   return new ScriptModule(N.jitLoad(path, device));
 }
 

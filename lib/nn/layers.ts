@@ -12,16 +12,8 @@ function posInt(v: unknown, name: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw invalidParameterError(name, 'a positive integer', v);
   return v;
 }
-function pairOf(v: Pair, name: string): [number, number] {
-  const p = typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0)) throw invalidParameterError(name, 'a non-negative integer or [h, w]', v);
-  return p as [number, number];
-}
-function posPairOf(v: Pair, name: string): [number, number] {
-  const p = typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 1)) throw invalidParameterError(name, 'a positive integer or [h, w]', v);
-  return p as [number, number];
-}
+const pairOf = (v: Pair, name: string): [number, number] => F.pairOf(v, name, 0);
+const posPairOf = (v: Pair, name: string): [number, number] => F.pairOf(v, name, 1);
 function intOf(v: unknown, name: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidParameterError(name, 'an integer', v);
   return v;
@@ -63,9 +55,11 @@ export class Conv2d extends Module {
   };
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: Pair, o: Conv2dOptions = {}) {
     super();
+    F.optionsObject(o, 'Conv2d');
     posInt(inChannels, 'inChannels');
     posInt(outChannels, 'outChannels');
     const groups = posInt(o.groups ?? 1, 'groups');
+    if (groups > inChannels) throw invalidParameterError('groups', `a positive integer dividing inChannels (${inChannels})`, groups);
     if (inChannels % groups || outChannels % groups) throw new KilnError(`Conv2d: inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${groups})`, 'INVALID_ARGUMENT');
     const k = posPairOf(kernelSize, 'kernelSize');
     const padding = o.padding === 'same' || o.padding === 'valid' ? o.padding : pairOf(o.padding ?? 0, 'padding');
@@ -97,8 +91,10 @@ export class Conv2d extends Module {
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, { bias = true } = {}) {
+  constructor(readonly inFeatures: number, readonly outFeatures: number, o: { bias?: boolean } = {}) {
     super();
+    F.optionsObject(o, 'Linear');
+    const bias = o.bias ?? true;
     posInt(inFeatures, 'inFeatures');
     posInt(outFeatures, 'outFeatures');
     this.weight = this.registerParameter('weight', empty([outFeatures, inFeatures]))!;

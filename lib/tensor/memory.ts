@@ -16,7 +16,11 @@ export interface Tracked {
 }
 
 const registry = new FinalizationRegistry<number>((id) => {
-  N.free(id);
+  try {
+    N.free(id);
+  } catch {
+    // nothing to free: a finalizer must not throw (it would end the process)
+  }
 });
 
 type Scope = Tracked[];
@@ -153,7 +157,10 @@ export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
 
 /** Marks tensors so that no enclosing `tidy` frees them; returns the argument. */
 export function keep<T extends Tracked | Tracked[]>(t: T): T {
-  for (const x of Array.isArray(t) ? t : [t]) x._kept = true;
+  for (const x of Array.isArray(t) ? t : [t]) {
+    if (x === null || typeof x !== 'object') throw invalidParameterError('keep', 'a tensor or an array of tensors', x);
+    x._kept = true;
+  }
   return t;
 }
 

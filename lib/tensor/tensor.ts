@@ -70,6 +70,10 @@ export interface ToOptions {
   copy?: boolean;
 }
 
+function sameShape(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 export class Tensor implements Tracked {
   /** @internal native handle; -1 once disposed */
   _id: number;
@@ -82,6 +86,8 @@ export class Tensor implements Tracked {
 
   /** @internal Wraps a native handle (use the creation functions instead). */
   constructor(id: number) {
+    // a native handle is a 32-bit integer (2^32 + h would have named tensor h)
+    if ((id | 0) !== id) throw invalidParameterError('Tensor(id)', 'a native tensor handle (a 32-bit integer)', id);
     this._id = id;
     track(this);
   }
@@ -166,6 +172,8 @@ export class Tensor implements Tracked {
    * A non-scalar tensor needs `grad` (the gradient of some scalar w.r.t. this tensor).
    */
   backward(grad?: Tensor, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
+    if (grad !== undefined && grad !== null && grad instanceof Tensor && !sameShape(grad.shape, this.shape))
+      throw new KilnError(`backward: the gradient has shape [${grad.shape.join(', ')}], the tensor [${this.shape.join(', ')}] (they must match)`, 'INVALID_ARGUMENT');
     N.backward(this.id, optId(grad, 'grad'), !!options.retainGraph, !!options.createGraph);
   }
   /** The accumulated gradient, or null. Each access returns a new handle to the same memory. */
