@@ -327,6 +327,18 @@ describe('error cases', () => {
     expectKilnError(() => new kiln.nn.Sequential(null as never), 'INVALID_ARGUMENT', 'layers[0]');
     expectKilnError(() => kiln.keep(5 as never), 'INVALID_ARGUMENT', 'keep');
     expect(new kiln.nn.Linear(3, 4, { bias: false }).bias).to.equal(null);
+    // an optimizer state with step counts that are not counts made the parameters NaN at the next step; its group
+    // options went in unchecked
+    const lin = new kiln.nn.Linear(2, 1);
+    const opt = new kiln.optim.Adam(lin.parameters(), { lr: 0.1 });
+    const sd = opt.stateDict();
+    expectKilnError(() => opt.loadStateDict({ ...sd, steps: [['a', 'b']] as never }), 'INVALID_ARGUMENT', 'steps[0]');
+    expectKilnError(() => opt.loadStateDict({ ...sd, groups: [{ ...sd.groups[0], lr: -1 }] }), 'INVALID_ARGUMENT', 'lr');
+    expectKilnError(() => opt.loadStateDict({ ...sd, groups: [null as never] }), 'INVALID_ARGUMENT', 'groups[0]');
+    expect(opt.lr, 'a refused state changes nothing').to.equal(0.1);
+    for (const v of sd.tensors.values()) v.dispose();
+    opt.dispose();
+    lin.dispose();
     for (const v of [a, s, t, x, w]) v.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -220,9 +220,18 @@ export abstract class Optimizer<O extends { lr: number; capturable?: boolean }> 
       throw invalidParameterError('state', 'an optimizer stateDict() result', sd);
     if (sd.groups.length !== this.paramGroups.length)
       throw new KilnError(`optimizer state has ${sd.groups.length} parameter groups, this optimizer has ${this.paramGroups.length}`, 'INVALID_ARGUMENT');
+    // everything is checked before anything changes: a bad state leaves the optimizer as it was
     this.paramGroups.forEach((g, gi) => {
-      if (sd.steps[gi].length !== g.params.length)
-        throw new KilnError(`optimizer state group ${gi} has ${sd.steps[gi].length} parameters, this optimizer has ${g.params.length}`, 'INVALID_ARGUMENT');
+      const steps = sd.steps[gi] as unknown;
+      if (!Array.isArray(steps) || !steps.every((n) => Number.isInteger(n) && n >= 0))
+        throw invalidParameterError(`state.steps[${gi}]`, 'an array of step counts (integers ≥ 0)', steps);
+      if (steps.length !== g.params.length)
+        throw new KilnError(`optimizer state group ${gi} has ${steps.length} parameters, this optimizer has ${g.params.length}`, 'INVALID_ARGUMENT');
+      const opts = sd.groups[gi] as unknown;
+      if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw invalidParameterError(`state.groups[${gi}]`, 'an options object', opts);
+      this.validate({ ...(g.options as object), ...opts } as O);
+    });
+    this.paramGroups.forEach((g, gi) => {
       Object.assign(g.options as object, sd.groups[gi]);
       this.state[gi].steps.set(sd.steps[gi]);
       this.state[gi].uniform = sd.steps[gi].every((n) => n === sd.steps[gi][0]);

@@ -70,6 +70,9 @@ export interface ToOptions {
   copy?: boolean;
 }
 
+/** Whether libtorch sees CUDA (asked once, by pinMemory). */
+let cudaAvailable: boolean | undefined;
+
 function sameShape(a: number[], b: number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
@@ -227,7 +230,11 @@ export class Tensor implements Tracked {
   bool(): Tensor { return this.to({ dtype: 'bool' }); }
   clone(): Tensor { return new Tensor(U('clone')(this.id)); }
   /** A copy in page-locked host memory (fast, asynchronous copies to CUDA); needs a CUDA libtorch. */
-  pinMemory(): Tensor { return new Tensor(U('pinMemory')(this.id)); }
+  pinMemory(): Tensor {
+    // page-locked memory comes from the CUDA driver: without it libtorch's message talks about a missing backend
+    if (!(cudaAvailable ??= N.info().cudaAvailable)) throw new KilnError('pinMemory: page-locked host memory needs CUDA (this libtorch has no CUDA support or no GPU is visible)', 'CUDA_UNAVAILABLE');
+    return new Tensor(U('pinMemory')(this.id));
+  }
   /** Whether the tensor lives in page-locked host memory. */
   isPinned(): boolean { return N.isPinned(this.id); }
   contiguous(memoryFormat: 'contiguous' | 'channelsLast' = 'contiguous'): Tensor {
