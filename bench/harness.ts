@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { info } from '../lib';
+import { callerEnv } from '../lib/native';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -37,7 +38,8 @@ export function medianSeconds(fn: () => void, iters: number, warmup: number): nu
 
 /** Runs a command and returns its stdout lines parsed as JSON (null if the peer is unavailable). */
 export function runPeer(cmd: string, args: string[], opts: { cwd?: string } = {}): Record<string, unknown>[] | null {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd ?? ROOT, maxBuffer: 1 << 24 });
+  // the peer gets the caller's environment, not the GOMP_SPINCOUNT Kiln set for its own libgomp
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd ?? ROOT, maxBuffer: 1 << 24, env: callerEnv() });
   if (r.status !== 0) {
     console.error(`peer ${cmd} ${args.join(' ')} failed: ${(r.stderr || r.error?.message || '').slice(-600)}`);
     return null;

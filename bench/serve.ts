@@ -10,6 +10,7 @@
  * client on its own channel.
  * `--quick`: shorter runs. BENCH_SERVE_SECONDS, BENCH_SERVE_CLIENTS (e.g. "1,8,32") override.
  */
+import { callerEnv } from '../lib/native';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -28,7 +29,7 @@ interface Load { rps: number; p50: number; p99: number; errors: number; meanBatc
 
 /** Starts a server process and resolves to its URL (the first group of `ready` in its output: its "listening on URL" line). */
 function start(cmd: string, args: string[], ready = /listening on (http:\/\/[\d.:]+)/): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: callerEnv() }); // Kiln's servers set their own
   let out = '';
   return new Promise((resolve, reject) => {
     const onData = (d: Buffer) => {

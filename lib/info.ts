@@ -1,7 +1,7 @@
 /** Library facts (`kiln.info()`) and the intra-op thread count. */
 import * as os from 'os';
 import * as path from 'path';
-import { N } from './native';
+import { N, ompSpinSet } from './native';
 import { invalidParameterError } from './errors';
 
 /** What `kiln.info()` reports. */
@@ -23,6 +23,8 @@ export interface KilnInfo {
   numInteropThreads: number;
   /** whether glibc's allocator keeps large blocks on the heap (see tuneAllocator; KILN_MALLOC_TUNING=0 turns it off) */
   allocatorTuned: boolean;
+  /** libgomp's spin settings: OMP_WAIT_POLICY / GOMP_SPINCOUNT as set, or Kiln's GOMP_SPINCOUNT=1000 (see native.ts) */
+  ompSpin: string;
   /** formats decoded natively (libspng, libturbojpeg) for data loading; others go through sharp */
   nativeImageDecoding: { png: boolean; jpeg: boolean };
   /** whether this build can capture CUDA graphs (`kiln.nn.CudaGraph`; needs a CUDA libtorch) */
@@ -71,6 +73,7 @@ export function info(): KilnInfo {
       cudaGraphs: N.graphsBuilt(),
       fusedAdam: N.fusedAdamBuilt(),
       allocatorTuned,
+      ompSpin: ompSpinSet ? 'GOMP_SPINCOUNT=1000 (set by Kiln)' : [process.env.OMP_WAIT_POLICY && `OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY}`, process.env.GOMP_SPINCOUNT && `GOMP_SPINCOUNT=${process.env.GOMP_SPINCOUNT}`].filter(Boolean).join(', '),
       buildConfig: n.config,
     };
   }

@@ -183,6 +183,25 @@ function addonPath(): string {
   );
 }
 
+/**
+ * Whether Kiln chose libgomp's spin count. After each parallel region libgomp's idle threads busy-wait for 300,000
+ * spins unless OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise, and for only a short count once its threads outnumber
+ * the cores — which in Kiln happens as soon as a native worker (forwardAsync, a readback) has run an op. Before that,
+ * a synchronous script's idle OpenMP thread spun on the cores the main thread needed: a convnext_tiny forward (b32,
+ * 64², 2 cores) took 330–450 ms before the first async op and 180–230 ms after (Python: 232 ms). So Kiln sets
+ * GOMP_SPINCOUNT=1000 — the steady state from the start — before libtorch (and libgomp, which reads it as it loads) is
+ * loaded, unless either variable is set. Child processes get the caller's environment from `callerEnv()`.
+ */
+export const ompSpinSet = process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined;
+if (ompSpinSet) process.env.GOMP_SPINCOUNT = '1000';
+
+/** The environment as the process started, without what Kiln set for libgomp (for child processes such as peers). */
+export function callerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  if (ompSpinSet) delete env.GOMP_SPINCOUNT;
+  return env;
+}
+
 function load(): NativeAddon {
   const file = addonPath();
   let addon: NativeAddon;
