@@ -160,6 +160,16 @@ describe('nn.functional (reference numbers from PyTorch)', () => {
       expect(F.pad(x, [1, 0]).arraySync()).to.deep.equal([[0, 1, 2, 3]]);
       expect(F.pad(x, [-1, 1]).arraySync()).to.deep.equal([[2, 3, 0]]);
     });
+    it('says which pads a mode takes and when pads remove more than a dim holds (libtorch: "Dimension out of range … got 100")', () => {
+      const x = kiln.zeros([1, 3, 8, 8]);
+      expectKilnError(() => F.pad(x, [1, 1], 'reflect'), 'INVALID_ARGUMENT', "'reflect' padding takes 2, 4 or 6 pads", '4-D input got 2');
+      expectKilnError(() => F.pad(x, [-100, 0]), 'INVALID_ARGUMENT', 'pads [-100, 0] would remove more than the 8 elements of dim 3');
+      expectKilnError(() => F.pad(x, Array(10).fill(1)), 'INVALID_ARGUMENT', '10 pads cover 5 dims, the input has 4');
+      expect(F.pad(x, [1, 1, 1, 1, 1, 1], 'reflect').shape, "6 pads: the 4-D input as one [C, D, H, W] volume, as PyTorch").to.deep.equal([1, 5, 10, 10]);
+      expect(F.pad(x, [-4, -4]).shape).to.deep.equal([1, 3, 8, 0]);
+      expectKilnError(() => x.logsumexp(undefined as never), 'INVALID_ARGUMENT', 'logsumexp', 'dim');
+      x.dispose();
+    });
   });
 
   describe('argument validation', () => {

@@ -205,6 +205,17 @@ describe('serve: explanations', function () {
     for (const t of [x, img, sal]) t.dispose();
   });
 
+  it('resolveTarget: names or indices; a model without class names takes indices below its output count', () => {
+    expect(kiln.explain.resolveTarget('dog', ['cat', 'dog'])).to.equal(1);
+    expect(kiln.explain.resolveTarget('1', ['cat', 'dog'])).to.equal(1);
+    expect(() => kiln.explain.resolveTarget('2', ['cat', 'dog'])).to.throw(kiln.KilnError, /index below 2 \(classes: cat, dog\)/);
+    // no class names: every index was refused ("below 0 (classes: )")
+    expect(kiln.explain.resolveTarget(4, [], 10)).to.equal(4);
+    expect(kiln.explain.resolveTarget('4', [], -1), 'outputs not known yet').to.equal(4);
+    expect(() => kiln.explain.resolveTarget('10', [], 10)).to.throw(kiln.KilnError, /not a class index below 10 \(the model has no class names\)/);
+    expect(() => kiln.explain.resolveTarget('dog', [], 10)).to.throw(kiln.KilnError, /no class names/);
+  });
+
   it('answers bad options and bodies with 4xx JSON naming the problem', async () => {
     const png = await image(1);
     const cases: [string, string | Buffer, string, number, RegExp][] = [

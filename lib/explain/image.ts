@@ -73,14 +73,19 @@ export interface ImageExplanation {
   layer?: string;
 }
 
-/** The class a `target` names: a class name, or an index below the number of classes (given as a number or digits). */
-export function resolveTarget(spec: string | number, classNames: string[]): number {
+/**
+ * The class a `target` names: a class name, or an index (a number or digits) below the number of classes — the class
+ * names', or `numClasses` for a model without names (-1: not known yet, any index).
+ */
+export function resolveTarget(spec: string | number, classNames: string[], numClasses = classNames.length): number {
   if (typeof spec === 'string') {
     const byName = classNames.indexOf(spec);
     if (byName >= 0) return byName;
   }
   const s = String(spec);
-  if (/^\d+$/.test(s) && Number(s) < classNames.length) return Number(s);
+  const limit = classNames.length > 0 ? classNames.length : numClasses;
+  if (/^\d+$/.test(s) && (limit < 0 || Number(s) < limit)) return Number(s);
+  if (classNames.length === 0) throw new KilnError(`target '${s}' is not a class index below ${limit} (the model has no class names)`, 'INVALID_ARGUMENT');
   throw new KilnError(`target '${s}' is neither a class name nor an index below ${classNames.length} (classes: ${classNames.slice(0, 12).join(', ')}${classNames.length > 12 ? ', …' : ''})`, 'INVALID_ARGUMENT');
 }
 

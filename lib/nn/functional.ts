@@ -255,7 +255,19 @@ export function affineGrid(theta: Tensor, size: number[], alignCorners = false):
 export function pad(input: Tensor, pads: number[], mode: 'constant' | 'reflect' | 'replicate' | 'circular' = 'constant', value = 0): Tensor {
   if (!Array.isArray(pads) || pads.length % 2 !== 0 || !pads.every(Number.isInteger)) throw invalidParameterError('pads', 'an even-length array of integers', pads);
   if (!['constant', 'reflect', 'replicate', 'circular'].includes(mode)) throw invalidParameterError('mode', "'constant', 'reflect', 'replicate' or 'circular'", mode);
-  return new Tensor(N.pad(idOf(input, 'input'), pads, mode, value));
+  idOf(input, 'input');
+  const shape = input.shape;
+  if (pads.length / 2 > shape.length) throw new KilnError(`pad: ${pads.length} pads cover ${pads.length / 2} dims, the input has ${shape.length}`, 'INVALID_ARGUMENT');
+  // libtorch's non-constant modes pad k = 1, 2 or 3 trailing dims of a (k+1)-D or (k+2)-D input (unbatched or batched)
+  const k = pads.length / 2;
+  if (mode !== 'constant' && !(k >= 1 && k <= 3 && (shape.length === k + 1 || shape.length === k + 2)))
+    throw new KilnError(`pad: '${mode}' padding takes 2, 4 or 6 pads for a 2-/3-D, 3-/4-D or 4-/5-D input; this ${shape.length}-D input got ${pads.length}`, 'INVALID_ARGUMENT');
+  for (let i = 0; i < pads.length / 2; i++) {
+    const size = shape[shape.length - 1 - i];
+    if (size + pads[2 * i] + pads[2 * i + 1] < 0)
+      throw new KilnError(`pad: pads [${pads[2 * i]}, ${pads[2 * i + 1]}] would remove more than the ${size} elements of dim ${shape.length - 1 - i}`, 'INVALID_ARGUMENT');
+  }
+  return new Tensor(N.pad(input.id, pads, mode, value));
 }
 /** One-hot encoding of int64 class indices. */
 export function oneHot(x: Tensor, numClasses = -1): Tensor {

@@ -339,7 +339,7 @@ export class ModelEndpoint {
       throw new HttpError(415, `unsupported media type '${type || '(no content-type header)'}': send image bytes (${IMAGE_CONTENT_TYPES.join(', ')}) or application/json {"instances": [...]}`, 'UNSUPPORTED_MEDIA_TYPE');
     const body = await readBody(req, maxBodyBytes);
     const doc = isJson ? Preprocessor.parseJson(body) : null;
-    const o = explainRequest(url.searchParams, doc ?? {}, this.classNames, isJson ? 'json' : 'png');
+    const o = explainRequest(url.searchParams, doc ?? {}, this.classNames, isJson ? 'json' : 'png', this.numClasses);
     track.method = o.method;
     const model = checkExplainable(this.explainable, o.method);
     const inputs = doc ? await this.preprocessor.instances(doc) : [await this.preprocessor.image(body, 'request body')];

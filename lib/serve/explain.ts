@@ -71,7 +71,7 @@ function intOption(v: unknown, name: string, min: number, max: number): number {
  * `steps` (ig only), `samples` (smoothgrad, gradientshap, lime, kernelshap, shapley only), `format` (default: png for image bytes, json for a
  * JSON body). `fields` are the JSON body's top-level fields (they override the query). 400 naming a bad one.
  */
-export function explainRequest(query: URLSearchParams, fields: Record<string, unknown>, classNames: string[], defaultFormat: ExplainRequest['format']): ExplainRequest {
+export function explainRequest(query: URLSearchParams, fields: Record<string, unknown>, classNames: string[], defaultFormat: ExplainRequest['format'], numClasses = classNames.length): ExplainRequest {
   const get = (k: string): unknown => (fields[k] !== undefined ? fields[k] : query.get(k) ?? undefined);
   const method = get('method') ?? 'gradcam';
   if (typeof method !== 'string' || !(IMAGE_METHODS as readonly string[]).includes(method)) throw bad(`method must be one of ${IMAGE_METHODS.join(', ')}, got ${JSON.stringify(method)}`);
@@ -83,7 +83,7 @@ export function explainRequest(query: URLSearchParams, fields: Record<string, un
   if (target !== undefined) {
     if (typeof target !== 'string' && typeof target !== 'number') throw bad(`target must be a class name or index, got ${JSON.stringify(target)}`);
     try {
-      out.target = resolveTarget(target, classNames);
+      out.target = resolveTarget(target, classNames, numClasses);
     } catch (e) {
       throw bad((e as Error).message);
     }

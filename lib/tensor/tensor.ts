@@ -438,7 +438,10 @@ export class Tensor implements Tracked {
   norm(p = 2, dim?: number | number[], keepdim = false): Tensor {
     return new Tensor(N.norm(this.id, dimsArg(dim), keepdim, numArg(p, 'p')));
   }
-  logsumexp(dim: number | number[], keepdim = false): Tensor { return new Tensor(N.logsumexp(this.id, dimsArg(dim), keepdim)); }
+  logsumexp(dim: number | number[], keepdim = false): Tensor {
+    if (dim === undefined || (Array.isArray(dim) && dim.length === 0)) throw invalidParameterError('logsumexp: dim', 'a dim or a non-empty list of dims (it has no all-dims form)', dim);
+    return new Tensor(N.logsumexp(this.id, dimsArg(dim), keepdim));
+  }
   amax(dim: number | number[], keepdim = false): Tensor { return new Tensor(N.amax(this.id, dimsArg(dim), keepdim)); }
   amin(dim: number | number[], keepdim = false): Tensor { return new Tensor(N.amin(this.id, dimsArg(dim), keepdim)); }
   /** Maximum of all elements, or `{values, indices}` along `dim`. */
