@@ -4,6 +4,9 @@
 // Anything this path does not decode (other formats, CMYK JPEG, a decode error) is reported per
 // file; lib/data/decode.ts decodes it with sharp (which also words the error for corrupt files)
 // and sends the pixels back here for the same grey conversion and resizing.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "workers.h"
 
 #include <atomic>
@@ -55,8 +58,21 @@ struct Item {
 };
 
 bool readFile(const std::string& path, std::vector<uint8_t>& out, std::string& reason) {
-  FILE* f = std::fopen(path.c_str(), "rb");
+  // opened without blocking and checked to be a regular file: fopen on a FIFO waits for a writer, forever
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    reason = "cannot open file";
+    return false;
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    reason = "not a regular file";
+    return false;
+  }
+  FILE* f = ::fdopen(fd, "rb");
   if (!f) {
+    ::close(fd);
     reason = "cannot open file";
     return false;
   }

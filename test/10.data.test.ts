@@ -717,4 +717,74 @@ describe('10 data', function () {
       for (const a of [x, out]) a.dispose();
     });
   });
+
+  describe('inputs found by fuzzing', () => {
+    const png = async (f: string) => { await rgb(4, 4, [10, 20, 30]).png().toFile(f); return f; };
+
+    it('imageList: a huge class index needs classNames (5e8 aborted V8); long label lists and nested folders do not overflow the stack', async () => {
+      const dir = fs.mkdtempSync(path.join(TMP, 'fz-'));
+      const a = await png(path.join(dir, 'a.png'));
+      await expectRejects(data.imageList([a], [5e8]), 'INVALID_ARGUMENT', 'labels[0]', 'classNames');
+      await expectRejects(data.imageList([a], [3e9]), 'INVALID_ARGUMENT', 'labels[0]');
+      const many = await data.imageList(new Array(300000).fill(a), new Array(300000).fill(1));
+      expect(many.length).to.equal(300000);
+      expect(many.classNames).to.deep.equal(['0', '1']);
+      // a class folder with links back to itself: its image once, no endless recursion
+      fs.mkdirSync(path.join(dir, 'tree', 'cat'), { recursive: true });
+      await png(path.join(dir, 'tree', 'cat', 'x.png'));
+      fs.symlinkSync('.', path.join(dir, 'tree', 'cat', 's1'));
+      fs.symlinkSync('.', path.join(dir, 'tree', 'cat', 's2'));
+      const tree = await data.imageFolder(path.join(dir, 'tree'), { size: [4, 4] });
+      expect(tree.length).to.equal(1);
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('a FIFO or a device named as an image or weights file is an IO error, not a read that never ends', async function () {
+      const dir = fs.mkdtempSync(path.join(TMP, 'fifo-'));
+      const fifo = path.join(dir, 'x.png');
+      if (require('child_process').spawnSync('mkfifo', [fifo]).status !== 0) this.skip();
+      for (const decoder of ['auto', 'sharp'] as const) await expectRejects(data.decodeImage(fifo, { decoder, channels: 3 }), 'IO', 'not a regular file');
+      expectKilnError(() => kiln.io.loadSafetensors(fifo), 'IO', 'FIFO');
+      await expectRejects(kiln.io.loadSafetensorsAsync('/dev/zero'), 'IO', 'a device');
+      expectKilnError(() => kiln.loadModel('/dev/zero'), 'IO', 'a device');
+      expectKilnError(() => kiln.io.loadTorchStateDict(fifo), 'IO', 'FIFO');
+      expectKilnError(() => kiln.jit.load(dir), 'IO', 'a directory');
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('DataLoader: a failing get() stops the other reads and leaks nothing; bad samples, batches and transforms are named', async () => {
+      const base = kiln.memory().numTensors;
+      let calls = 0;
+      const failing: kiln.data.Dataset = {
+        length: 64,
+        async get(i: number) {
+          calls++;
+          await new Promise((r) => setTimeout(r, 2));
+          if (i === 5) throw new Error('boom');
+          return { x: kiln.zeros([1, 4, 4]), y: 0 };
+        },
+      };
+      let err: unknown;
+      try { for await (const b of new kiln.data.DataLoader(failing, { batchSize: 64, concurrency: 4 })) { b.x.dispose(); b.y.dispose(); } } catch (e) { err = e; }
+      expect((err as Error).message).to.equal('boom');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(calls, 'the other workers stopped').to.be.below(20);
+      expect(kiln.memory().numTensors, 'late samples were freed').to.equal(base);
+      const ds = (get: (i: number) => unknown): kiln.data.Dataset => ({ length: 4, get: async (i: number) => get(i) as never });
+      const first = async (d: kiln.data.Dataset, o: kiln.data.DataLoaderOptions = {}) => {
+        for await (const b of new kiln.data.DataLoader(d, { batchSize: 4, ...o })) { b.x.dispose(); b.y.dispose(); }
+      };
+      // a mix of uint8 and float32 samples was stacked as float32 and the uint8 ones never scaled
+      await expectRejects(first(ds((i) => ({ x: i % 2 ? kiln.full([1, 2, 2], 255, { dtype: 'uint8' }) : kiln.ones([1, 2, 2]), y: 0 }))), 'INVALID_ARGUMENT', 'different dtypes', 'uint8');
+      for (const y of [NaN, 1.7, -3, '5', undefined]) await expectRejects(first(ds(() => ({ x: kiln.zeros([1, 2, 2]), y }))), 'INVALID_ARGUMENT', 'not a class index');
+      await expectRejects(first(ds(() => undefined)), 'INVALID_ARGUMENT', 'must return a sample');
+      const batchDs = (x: number[], y: number[]): kiln.data.Dataset => ({ length: 4, get: async () => { throw new Error('unused'); }, getBatch: async () => ({ x: kiln.zeros(x), y: kiln.zeros(y, { dtype: 'int64' }) }) });
+      await expectRejects(first(batchDs([4, 1, 2, 2], [3])), 'INVALID_ARGUMENT', 'getBatch()', 'y [3]');
+      await expectRejects(first(ds(() => ({ x: kiln.zeros([1, 2, 2]), y: 0 })), { transform: (x) => kiln.zeros([5, ...x.shape.slice(1)]) }), 'INVALID_ARGUMENT', 'transform', "4 images", 'shape [5, 1, 2, 2]');
+      await expectRejects(first(ds(() => ({ x: kiln.zeros([1, 2, 2]), y: 0 })), { transform: (async (x: kiln.Tensor) => x) as never }), 'INVALID_ARGUMENT', 'a Promise');
+      expectKilnError(() => new kiln.data.DataLoader(ds(() => 0), { prefetch: 1e9 }), 'INVALID_ARGUMENT', 'prefetch', '[0, 64]');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(kiln.memory().numTensors, 'nothing leaked by the refused batches').to.equal(base);
+    });
+  });
 });

@@ -240,6 +240,27 @@ describe('train: reproducibility and resume', function () {
     expect(resumed.get('val_accuracy')).to.deep.equal(full.get('val_accuracy'));
   });
 
+  it('a failed resume leaves the model as it was; a damaged trainer.json and empty data are named (found by fuzzing)', async () => {
+    const dir = tmpDir('badresume');
+    await run(1, { checkpointDir: path.join(dir, 'ckpt') }, fresh());
+    // an SGD trainer resuming an Adam checkpoint: refused before the weights were overwritten (they were)
+    const m = toyModel(2);
+    const before = m.parameters().map((p) => Array.from(p.dataSync() as Float32Array));
+    const sgd = new Trainer(m, { optimizer: new optim.SGD(m.parameters(), { lr: 0.1 }), verbose: 0 });
+    await expectReject(sgd.fit(data, { epochs: 2, resumeFrom: path.join(dir, 'ckpt') }), /written with optimizer Adam, this trainer uses SGD/);
+    expect(m.parameters().map((p) => Array.from(p.dataSync() as Float32Array))).to.deep.equal(before);
+    const st = JSON.parse(fs.readFileSync(path.join(dir, 'ckpt', 'trainer.json'), 'utf8'));
+    const damaged = (change: (j: Record<string, unknown>) => unknown) => {
+      fs.writeFileSync(path.join(dir, 'ckpt', 'trainer.json'), JSON.stringify(change({ ...st })));
+      return path.join(dir, 'ckpt');
+    };
+    await expectReject(fresh().fit(data, { epochs: 2, resumeFrom: damaged(() => null) }), /not a Kiln checkpoint/);
+    await expectReject(fresh().fit(data, { epochs: 2, resumeFrom: damaged((j) => ({ ...j, optimizer: undefined })) }), /no optimizer state/);
+    await expectReject(fresh().fit(data, { epochs: 2, resumeFrom: damaged((j) => ({ ...j, epoch: 'two' })) }), /checkpoint's epoch "two" is not a non-negative integer/);
+    await expectReject(fresh().fit({ x: data.x.narrow(0, 0, 0), y: data.y.narrow(0, 0, 0) }, { epochs: 1 }), /no batches/);
+    m.dispose();
+  });
+
   it('callback state (EarlyStopping best/patience/best weights, ModelCheckpoint best) survives a resume', async () => {
     const dirA = tmpDir('cbA'), dirB = tmpDir('cbB');
     // mode 'max' on a falling loss: the best epoch is the first one, before the resume point

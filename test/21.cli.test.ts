@@ -71,6 +71,11 @@ describe('cli: kiln command', function () {
 
   it('user errors exit non-zero with one line and no stack', async () => {
     expectUserError(['fly'], /unknown command 'fly'/);
+    // an --out that is a file was "kiln: internal error: EEXIST"
+    const file = path.join(out, 'a-file');
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(file, 'x');
+    expectUserError(['train', '--data', 'shapes', '--out', file], /--out .*a-file is a file, not a folder/);
     expectUserError(['train', '--data', 'shapes', '--optimizer', 'lion'], /--optimizer must be one of sgd, adam, adamw/);
     expectUserError(['train', '--data', 'shapes', '--augment', 'cutmix'], /--augment must be one of none, basic, trivial, randaugment, autoaugment, augmix \(got 'cutmix'\)/);
     const rejects = async (argv: string[], re: RegExp) => {

@@ -117,6 +117,18 @@ describe('serve', function () {
   describe('DynamicBatcher', () => {
     const inputs = (n: number) => Array.from({ length: n }, (_, i) => kiln.tidy(() => kiln.randn([3, 32, 32]).add(i)));
 
+    it('refuses delays and timeouts a timer cannot wait (past 2^31 − 1 ms setTimeout fired every 1 ms, for good); a missing modelStore; long gRPC details are cut', async () => {
+      for (const k of ['maxDelayMs', 'timeoutMs'] as const)
+        for (const v of [2 ** 31, 1e300]) expectKilnError(() => new DynamicBatcher(model, { [k]: v }), 'INVALID_ARGUMENT', k, '2147483647');
+      await expectRejects(serve({ port: 0, managementPort: 0, modelStore: '/no/such/store' }), 'INVALID_ARGUMENT', 'modelStore', 'not a folder');
+      const { grpcStatus } = await import('../lib/serve/grpc');
+      const { HttpError } = await import('../lib/serve/inputs');
+      // a 100 KB name quoted in a NOT_FOUND passed HTTP/2's header limit and broke the client's channel
+      const s = grpcStatus(new HttpError(404, `model '${'x'.repeat(100000)}' is not served`, 'MODEL_NOT_FOUND'));
+      expect(s.details.length).to.be.at.most(1025);
+      expect(s.details.startsWith("model 'xxx")).to.equal(true);
+    });
+
     it('runs concurrent submits as one forward and gives each caller its own row', async () => {
       const g = gated(model);
       const b = new DynamicBatcher(g, { maxBatchSize: 8, maxDelayMs: 1000 });

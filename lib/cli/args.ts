@@ -153,3 +153,16 @@ export function parseFraction(s: string, flag: string): number {
   if (!Number.isFinite(v) || v < 0) throw new UsageError(`${flag}: '${s}' is not a non-negative number (use numbers like 0.03 or fractions like 8/255)`);
   return v;
 }
+
+/** Creates the output folder `dir` (`--out`); a path that is a file, or one that cannot be made, is a usage error. */
+export function outputFolder(dir: string, flag = '--out'): void {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const fs = require('fs') as typeof import('fs');
+  try {
+    if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new UsageError(`${flag} ${dir} is a file, not a folder`);
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${flag} ${dir}: cannot create the folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}

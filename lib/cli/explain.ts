@@ -12,7 +12,7 @@ import { decodeImage } from '../data/decode';
 import { explainImage, explanationPixels, resolveTarget as classOf, IMAGE_METHODS, MASK_METHODS, ImageMethod } from '../explain/image';
 import { encodePng, Sign } from '../explain/render';
 import { COLORMAP_NAMES, ColormapName } from '../explain/colormaps';
-import { FlagSpec, UsageError } from './args';
+import { FlagSpec, UsageError, outputFolder } from './args';
 import { loadTrained } from './inference';
 
 type Flags = Record<string, string | number | boolean | undefined>;
@@ -82,7 +82,7 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
     const cell = f.cell as number | undefined;
     if (MASK_METHODS.includes(method) && (cell ?? 1) > Math.min(H, W)) throw new UsageError(`--cell ${cell} is larger than the model's ${H}×${W} input`);
     const outDir = path.resolve((f.out as string | undefined) ?? 'explanations');
-    fs.mkdirSync(outDir, { recursive: true });
+    outputFolder(outDir);
     let layer: string | undefined = f.layer as string | undefined;
     const used = new Set<string>();
     const results: Result[] = [];

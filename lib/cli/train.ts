@@ -21,7 +21,7 @@ import { Scheduler } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
 import { plotHistory, plotConfusionMatrix } from '../train/plots';
-import { FlagSpec, UsageError, parseFraction } from './args';
+import { FlagSpec, UsageError, outputFolder, parseFraction } from './args';
 import { info } from '../info';
 import { adversarialTraining, trades } from '../robust/objectives';
 import { Objective } from '../train/options';
@@ -169,6 +169,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (f['freeze-backbone'] && f.pretrained === undefined) throw new UsageError('--freeze-backbone needs --pretrained (a backbone worth keeping)');
   checkSpeedFlags(f);
   profileSteps(f); // a malformed --profile fails before any data is loaded
+  outputFolder(out); // so does an --out that is a file
   if (f.resume && !findCheckpoint(ckptDir)) throw new UsageError(`--resume: no checkpoint in ${ckptDir} (train without --resume first)`);
   const config = { data: f.data, model: f.model, width: f.width, ...(f['width-mult'] !== undefined ? { widthMult: f['width-mult'] } : {}), epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
     ...(f.pretrained !== undefined ? { pretrained: path.resolve(String(f.pretrained)), freezeBackbone: !!f['freeze-backbone'] } : {}),
@@ -217,7 +218,6 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
     loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: trainObjective(f, data.mean, data.std),
     mixedPrecision: f['mixed-precision'] === 'none' ? false : (f['mixed-precision'] as 'bf16' | 'fp16'), cudaGraph: !!f['cuda-graph'],
   });
-  fs.mkdirSync(out, { recursive: true });
   if (f['find-lr']) {
     const r = await findLR(trainer, trainLoader);
     const png = path.join(out, 'lr-finder.png');

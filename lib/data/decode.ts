@@ -10,6 +10,7 @@
  * so a PNG/JPEG folder gives exactly what torchvision's PIL loader gives.
  */
 import sharp from 'sharp';
+import * as fs from 'fs';
 import * as os from 'os';
 import { KilnError, invalidParameterError } from '../errors';
 import { N } from '../native';
@@ -180,6 +181,12 @@ export async function decodeImages(files: string[], o: DecodeOptions, sharpConcu
   const worker = async () => {
     while (next < pending.length) {
       const i = pending[next++];
+      // sharp would block on a FIFO (its open waits for a writer) and read a device without end
+      const st = await fs.promises.stat(files[i]).catch(() => null);
+      if (st && !st.isFile()) {
+        out[i] = new KilnError(`${files[i]}: cannot decode image (not a regular file)`, 'IO');
+        continue;
+      }
       try {
         raws.push({ i, raw: await sharpPixels(files[i], o.autoOrient !== false, files[i]) });
       } catch (e) {

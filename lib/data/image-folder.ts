@@ -60,9 +60,17 @@ async function readDir(dir: string): Promise<Dirent[]> {
 
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** Image files under `dir`, recursively, in sorted order (hidden entries skipped; symlinks followed). */
-async function listImages(dir: string): Promise<string[]> {
-  const out: string[] = [];
+/** Class indices imageList takes without `classNames` (the largest sets the class count). */
+const MAX_UNNAMED_CLASSES = 1_000_000;
+
+/**
+ * Image files under `dir`, recursively, in sorted order (hidden entries skipped; symlinks followed, each real folder
+ * once: a link back to a folder above is a loop, not more images).
+ */
+async function listImages(dir: string, out: string[] = [], seen = new Set<string>()): Promise<string[]> {
+  const real = await fsp.realpath(dir).catch(() => dir);
+  if (seen.has(real)) return out;
+  seen.add(real);
   const entries = (await readDir(dir)).filter((e) => !e.name.startsWith('.')).sort((a, b) => byName(a.name, b.name));
   for (const e of entries) {
     const p = path.join(dir, e.name);
@@ -73,7 +81,7 @@ async function listImages(dir: string): Promise<string[]> {
       isDir = !!st?.isDirectory();
       isFile = !!st?.isFile();
     }
-    if (isDir) out.push(...(await listImages(p)));
+    if (isDir) await listImages(p, out, seen); // into the same list: spreading a big folder's list overflowed the stack
     else if (isFile && hasImageExtension(e.name)) out.push(p);
   }
   return out;
@@ -326,10 +334,14 @@ export async function imageList(files: string[], labels: (number | string)[], op
     throw invalidParameterError('imageList: classNames', 'distinct class names', classNames);
   let targets: Int32Array;
   if (numeric) {
-    const bad = labels.findIndex((l) => !Number.isInteger(l) || (l as number) < 0 || (classNames !== undefined && (l as number) >= classNames.length));
-    if (bad >= 0) throw invalidParameterError(`imageList: labels[${bad}]`, `a class index in [0, ${classNames ? classNames.length - 1 : '∞'})`, labels[bad]);
+    // without class names the largest index sets the class count: a bound keeps one stray 5e8 from allocating 5e8 names
+    const limit = classNames ? classNames.length : MAX_UNNAMED_CLASSES;
+    const bad = labels.findIndex((l) => !Number.isInteger(l) || (l as number) < 0 || (l as number) >= limit);
+    if (bad >= 0) throw invalidParameterError(`imageList: labels[${bad}]`, `a class index in [0, ${limit})${classNames ? '' : ' (more classes need classNames)'}`, labels[bad]);
     targets = Int32Array.from(labels as number[]);
-    classNames ??= Array.from({ length: Math.max(...targets) + 1 }, (_, i) => String(i));
+    let most = 0;
+    for (const t of targets) most = Math.max(most, t); // not Math.max(...targets): a long list overflows the stack
+    classNames ??= Array.from({ length: most + 1 }, (_, i) => String(i));
   } else {
     classNames ??= [...new Set(labels as string[])].sort(byName);
     const index = new Map(classNames.map((c, i) => [c, i]));

@@ -76,9 +76,9 @@ export class DataLoader implements AsyncIterable<Batch> {
   constructor(dataset: Dataset, options: DataLoaderOptions = {}) {
     this.dataset = checkDataset(dataset);
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
-    const int = (v: unknown, name: string, min: number, dflt: number) => {
+    const int = (v: unknown, name: string, min: number, dflt: number, max = 2 ** 31 - 1) => {
       if (v === undefined) return dflt;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw invalidParameterError(name, `an integer ≥ ${min}`, v);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalidParameterError(name, `an integer in [${min}, ${max}]`, v);
       return v;
     };
     const bool = (v: unknown, name: string, dflt: boolean) => {
@@ -92,8 +92,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.sampler = options.sampler === undefined ? undefined : checkSampler(options.sampler);
     if (this.sampler && this.shuffle) throw new KilnError('DataLoader: sampler and shuffle exclude each other (the sampler decides the order)', 'INVALID_ARGUMENT');
     this.dropLast = bool(options.dropLast, 'dropLast', false);
-    this.prefetch = int(options.prefetch, 'prefetch', 0, 2);
-    this.concurrency = int(options.concurrency, 'concurrency', 1, 16);
+    // batches held in memory at once: a prefetch of 1e9 read the whole data set ahead
+    this.prefetch = int(options.prefetch, 'prefetch', 0, 2, 64);
+    this.concurrency = int(options.concurrency, 'concurrency', 1, 16, 1024);
     this.device = options.device === undefined ? 'cpu' : checkDevice(options.device);
     this.pinMemory = bool(options.pinMemory, 'pinMemory', this.device.startsWith('cuda'));
     if (options.transform !== undefined && typeof options.transform !== 'function') throw invalidParameterError('transform', 'a function (x: Tensor) => Tensor', options.transform);
@@ -156,7 +157,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       }
     } else {
       const ids = order.a.subarray(start, start + len);
-      b = typeof this.dataset.getBatch === 'function' ? await this.dataset.getBatch(ids) : await this.readSamples(ids);
+      b = typeof this.dataset.getBatch === 'function' ? checkBatch(await this.dataset.getBatch(ids), ids.length, 'dataset.getBatch()') : await this.readSamples(ids);
     }
     if (this.device !== 'cpu') {
       // page-locked staging makes the host→device copies asynchronous (PyTorch's pin_memory=True)
@@ -183,18 +184,43 @@ export class DataLoader implements AsyncIterable<Batch> {
     const xs: Tensor[] = new Array(ids.length);
     const ys = new Int32Array(ids.length);
     let next = 0;
+    let failed = false; // after the first failure the other workers stop, and what they still get is freed
     const worker = async () => {
-      while (next < ids.length) {
+      while (next < ids.length && !failed) {
         const j = next++;
-        const s = await this.dataset.get(ids[j]);
-        xs[j] = s.x;
-        ys[j] = s.y;
+        let s: { x?: unknown; y?: unknown } | undefined;
+        try {
+          s = await this.dataset.get(ids[j]);
+        } catch (e) {
+          failed = true;
+          throw e;
+        }
+        if (failed) {
+          if (s?.x instanceof Tensor) s.x.dispose();
+          return;
+        }
+        if (!s || typeof s !== 'object') {
+          failed = true;
+          throw new KilnError(`DataLoader: dataset.get(${ids[j]}) must return a sample {x, y}, got ${s === null ? 'null' : typeof s}`, 'INVALID_ARGUMENT');
+        }
+        xs[j] = s.x as Tensor;
+        if (!Number.isInteger(s.y) || (s.y as number) < 0 || (s.y as number) > 2 ** 31 - 1) {
+          failed = true;
+          throw new KilnError(`DataLoader: dataset.get(${ids[j]}) gave the label ${JSON.stringify(s.y) ?? String(s.y)}, not a class index (an integer ≥ 0)`, 'INVALID_ARGUMENT');
+        }
+        ys[j] = s.y as number;
       }
     };
     try {
       await Promise.all(Array.from({ length: Math.min(this.concurrency, ids.length) }, worker));
       for (const x of xs) if (!(x instanceof Tensor) || x.ndim !== 3) throw new KilnError(`DataLoader: dataset.get() must return x as a [C, H, W] tensor, got ${x instanceof Tensor ? `shape [${x.shape.join(', ')}]` : typeof x}`, 'INVALID_ARGUMENT');
+      // stacking would promote a mix (uint8 and float32) to float32, and the uint8 images would miss their / 255
+      const mixed = xs.find((x) => x.dtype !== xs[0].dtype);
+      if (mixed) throw new KilnError(`DataLoader: the samples of one batch have different dtypes (${xs[0].dtype} and ${mixed.dtype}); return one dtype from dataset.get()`, 'INVALID_ARGUMENT');
       return { x: stack(xs), y: tensor(ys, { dtype: 'int64' }) };
+    } catch (e) {
+      failed = true;
+      throw e;
     } finally {
       for (const x of xs) if (x instanceof Tensor) x.dispose();
     }
@@ -219,10 +245,14 @@ export class DataLoader implements AsyncIterable<Batch> {
         b.y.dispose();
         throw e;
       }
-      if (!(t instanceof Tensor)) {
+      const n = b.y.size(0);
+      if (!(t instanceof Tensor) || t.ndim < 1 || t.size(0) !== n) {
+        const got = t instanceof Tensor ? `shape [${t.shape.join(', ')}] for ${n} labels`
+          : (t as unknown) instanceof Promise ? 'a Promise (transforms run synchronously: no async functions)' : typeof t;
         x.dispose();
         b.y.dispose();
-        throw new KilnError(`DataLoader: transform must return a Tensor, got ${typeof t}`, 'INVALID_ARGUMENT');
+        if (t instanceof Tensor && t !== x) t.dispose();
+        throw new KilnError(`DataLoader: transform must return a Tensor with the batch's ${n} images, got ${got}`, 'INVALID_ARGUMENT');
       }
       if (t !== x) x.dispose();
       x = t;
@@ -267,4 +297,18 @@ export class DataLoader implements AsyncIterable<Batch> {
       }
     }
   }
+}
+
+/**
+ * Checks what a data set's getBatch gave for `n` indices: {x, y} tensors with as many images as labels, at most `n`
+ * (fewer where it skipped unreadable files); a refused batch is freed.
+ */
+function checkBatch(b: unknown, n: number, who: string): Batch {
+  const bb = b as Partial<Batch> | null | undefined;
+  const ok = !!bb && bb.x instanceof Tensor && bb.y instanceof Tensor && bb.x.ndim === 4 && bb.y.ndim === 1 && bb.x.size(0) === bb.y.size(0) && bb.y.size(0) <= n;
+  if (ok) return bb as Batch;
+  const what = !bb || typeof bb !== 'object' ? String(bb)
+    : `x ${bb.x instanceof Tensor ? `[${bb.x.shape.join(', ')}]` : typeof bb.x}, y ${bb.y instanceof Tensor ? `[${bb.y.shape.join(', ')}]` : typeof bb.y}`;
+  for (const t of [bb?.x, bb?.y]) if (t instanceof Tensor) t.dispose();
+  throw new KilnError(`DataLoader: ${who} must return {x: [B, C, H, W], y: [B]} tensors, B ≤ ${n} (the indices asked for), got ${what}`, 'INVALID_ARGUMENT');
 }

@@ -4,6 +4,7 @@
  * little-endian data. Keys are PyTorch state_dict names, so files exchange with Python.
  */
 import * as fs from 'fs';
+import { readRegularFile, readRegularFileAsync } from './files';
 import * as path from 'path';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
@@ -85,7 +86,7 @@ export function loadSafetensors(file: string): SafetensorsFile {
   if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
   let buf: Buffer;
   try {
-    buf = fs.readFileSync(file);
+    buf = readRegularFile(file);
   } catch (e) {
     throw unreadable(file, e);
   }
@@ -97,7 +98,7 @@ export async function loadSafetensorsAsync(file: string): Promise<SafetensorsFil
   if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
   let buf: Buffer;
   try {
-    buf = await fs.promises.readFile(file);
+    buf = await readRegularFileAsync(file);
   } catch (e) {
     throw unreadable(file, e);
   }

@@ -9,6 +9,7 @@
  * which rebuilds data only (never runs Python code, like `torch.load(weights_only=True)`).
  */
 import * as fs from 'fs';
+import { readRegularFile, readRegularFileAsync } from './files';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { DType } from '../tensor/dtype';
@@ -137,7 +138,7 @@ export function loadTorchStateDict(file: string, options: TorchStateDictOptions 
   checkArgs(file, options);
   let buf: Buffer;
   try {
-    buf = fs.readFileSync(file);
+    buf = readRegularFile(file);
   } catch (e) {
     throw unreadable(file, e);
   }
@@ -149,7 +150,7 @@ export async function loadTorchStateDictAsync(file: string, options: TorchStateD
   checkArgs(file, options);
   let buf: Buffer;
   try {
-    buf = await fs.promises.readFile(file);
+    buf = await readRegularFileAsync(file);
   } catch (e) {
     throw unreadable(file, e);
   }

@@ -3,6 +3,7 @@
  * gradients; and `save`, which exports a Kiln model as TorchScript for Python, TorchServe and C++.
  */
 import { torchScriptArchiveProblem } from '../io/archive';
+import { readRegularFile } from '../io/files';
 import * as fs from 'fs';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
@@ -60,12 +61,13 @@ export function load(path: string, options: { device?: Device } = {}): ScriptMod
   if (typeof path !== 'string' || !path) throw invalidParameterError('path', 'a file path', path);
   if (!fs.existsSync(path)) throw new KilnError(`cannot load TorchScript file ${path}: no such file`, 'IO');
   const device = options.device === undefined ? undefined : checkDevice(options.device);
-  let problem: string | null = null;
+  let buf: Buffer;
   try {
-    problem = torchScriptArchiveProblem(fs.readFileSync(path));
-  } catch {
-    // unreadable here: libtorch's loader reports it
+    buf = readRegularFile(path); // a FIFO or device would block or never end in libtorch's reader too
+  } catch (e) {
+    throw new KilnError(`cannot load TorchScript file ${path}: ${(e as Error).message}`, 'IO');
   }
+  const problem = torchScriptArchiveProblem(buf);
   if (problem) throw new KilnError(`cannot load TorchScript file ${path}: ${problem} (truncated or damaged)`, 'IO');
   return new ScriptModule(N.jitLoad(path, device));
 }

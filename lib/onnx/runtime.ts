@@ -5,11 +5,12 @@
  * (`npm run bench -- onnx`). onnxruntime-node is an optional dependency the application installs itself.
  */
 import * as fs from 'fs';
+import { checkRegularFile } from '../io/files';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
 import { tensor } from '../tensor/creation';
 import { tidy } from '../tensor/memory';
-import { info } from '../info';
+import { info, MAX_THREADS } from '../info';
 
 type Ort = typeof import('onnxruntime-node');
 type Session = import('onnxruntime-node').InferenceSession;
@@ -64,11 +65,16 @@ export class OnnxModel {
     if (typeof file !== 'string' || !file) throw invalidParameterError('file', 'an ONNX file path', file);
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
     const threads = options.threads ?? info().numThreads;
-    if (!Number.isInteger(threads) || threads < 1) throw invalidParameterError('threads', 'a positive integer', options.threads);
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw invalidParameterError('threads', `a positive integer up to ${MAX_THREADS}`, options.threads);
     for (const k of ['inputName', 'outputName'] as const)
       if (options[k] !== undefined && (typeof options[k] !== 'string' || !options[k])) throw invalidParameterError(k, 'a non-empty string', options[k]);
     const rt = ort();
     if (!fs.existsSync(file)) throw new KilnError(`${file}: no such file`, 'IO');
+    try {
+      checkRegularFile(file); // a FIFO would block ONNX Runtime's reader
+    } catch (e) {
+      throw new KilnError(`${file}: ${(e as Error).message}`, 'IO');
+    }
     let session: Session;
     try {
       session = await rt.InferenceSession.create(file, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });

@@ -82,8 +82,10 @@ function positiveInt(v: unknown, name: string, min = 1): number {
   return v;
 }
 
+/** The longest delay a timer can wait (setTimeout turns anything longer into 1 ms, again and again). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 function nonNegative(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw invalidParameterError(name, 'a non-negative number of milliseconds', v);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > MAX_TIMER_MS) throw invalidParameterError(name, `a number of milliseconds in [0, ${MAX_TIMER_MS}] (about 24.8 days)`, v);
   return v;
 }
 

@@ -52,8 +52,14 @@ export function grpcStatus(e: unknown): { code: grpcTypes.status; details: strin
   const err = toHttpError(e, 1);
   const code = err.status === 404 ? status.NOT_FOUND : err.status === 413 ? status.RESOURCE_EXHAUSTED : err.status === 503 ? status.UNAVAILABLE
     : err.status === 504 ? status.DEADLINE_EXCEEDED : err.status >= 400 && err.status < 500 ? status.INVALID_ARGUMENT : status.INTERNAL;
-  return { code, details: err.message };
+  // the details travel in a trailer: one that quotes a 100 KB model name passed HTTP/2's header limit and broke the
+  // client's channel, so they are cut to a size any header list takes
+  const details = err.message.length > MAX_DETAILS ? `${err.message.slice(0, MAX_DETAILS)}…` : err.message;
+  return { code, details };
 }
+
+/** The longest error detail sent (characters). */
+const MAX_DETAILS = 1024;
 
 /** An InferParameter map → plain values ({key: true | 12 | 'text'}). */
 function plainParams(p: unknown): Record<string, unknown> {

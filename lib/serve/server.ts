@@ -23,6 +23,7 @@
  * large, 415 unsupported media type, 503 overloaded (with Retry-After), loading or shutting down, 504 timeout.
  */
 import * as http from 'http';
+import * as fs from 'fs';
 import { KilnError, invalidParameterError } from '../errors';
 import { Module } from '../nn/module';
 import type { BatchModel } from './batcher';
@@ -155,6 +156,8 @@ export class Server {
     const tlsOptions = options.tls === undefined ? undefined : checkTls(options.tls);
     if (typeof this.grpcHost !== 'string') throw invalidParameterError('grpcHost', 'an interface address', this.grpcHost);
     if (options.modelStore !== undefined && typeof options.modelStore !== 'string') throw invalidParameterError('modelStore', 'a folder path', options.modelStore);
+    if (options.modelStore !== undefined && !(fs.existsSync(options.modelStore) && fs.statSync(options.modelStore).isDirectory()))
+      throw new KilnError(`modelStore ${options.modelStore} is not a folder (the management API registers models from inside it)`, 'INVALID_ARGUMENT');
     this.defaults = Object.fromEntries(RUNTIME_KEYS.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]));
     try {
       if (single) this.add(options.name ?? 'model', first, options);

@@ -149,20 +149,21 @@ export function loadCheckpoint(dir: string, trainer: Trainer): CheckpointState {
   } catch (e) {
     throw new KilnError(`${path.join(found, 'trainer.json')}: unreadable checkpoint state (${(e as Error).message})`, 'IO');
   }
-  if (json.format !== 'kiln-checkpoint') throw new KilnError(`${found}: not a Kiln checkpoint`, 'IO');
+  if (json === null || typeof json !== 'object' || json.format !== 'kiln-checkpoint') throw new KilnError(`${found}: not a Kiln checkpoint`, 'IO');
+  const o = json.optimizer as { type?: unknown } | undefined;
+  if (!o || typeof o !== 'object' || typeof o.type !== 'string') throw new KilnError(`${path.join(found, 'trainer.json')}: no optimizer state (damaged checkpoint)`, 'IO');
+  // everything is read and checked before the model or optimizer changes: a failed resume leaves them as they were
+  if (o.type !== trainer.optimizer.constructor.name)
+    throw new KilnError(`checkpoint ${found} was written with optimizer ${o.type}, this trainer uses ${trainer.optimizer.constructor.name}`, 'INVALID_ARGUMENT');
   const weights = loadSafetensors(path.join(found, 'model.safetensors'));
+  let opt: ReturnType<typeof loadSafetensors> | null = null;
   try {
+    opt = loadSafetensors(path.join(found, 'optimizer.safetensors'));
+    trainer.optimizer.loadStateDict({ groups: json.optimizer.groups as Record<string, number | boolean>[], steps: json.optimizer.steps, tensors: opt.tensors });
     trainer.model.loadStateDict(weights.tensors);
   } finally {
     for (const t of weights.tensors.values()) t.dispose();
-  }
-  if (json.optimizer.type !== trainer.optimizer.constructor.name)
-    throw new KilnError(`checkpoint ${found} was written with optimizer ${json.optimizer.type}, this trainer uses ${trainer.optimizer.constructor.name}`, 'INVALID_ARGUMENT');
-  const opt = loadSafetensors(path.join(found, 'optimizer.safetensors'));
-  try {
-    trainer.optimizer.loadStateDict({ groups: json.optimizer.groups as Record<string, number | boolean>[], steps: json.optimizer.steps, tensors: opt.tensors });
-  } finally {
-    for (const t of opt.tensors.values()) t.dispose();
+    if (opt) for (const t of opt.tensors.values()) t.dispose();
   }
   if (json.scheduler && trainer.scheduler) trainer.scheduler.loadStateDict(json.scheduler);
   return json;

@@ -173,12 +173,16 @@ export class Trainer {
       this.globalStep = 0;
     }
     let initialEpoch = o.initialEpoch ?? resume?.epoch ?? 0;
-    if (!Number.isInteger(initialEpoch) || initialEpoch < 0) throw invalidParameterError('fit: initialEpoch', 'a non-negative integer', o.initialEpoch);
+    if (!Number.isInteger(initialEpoch) || initialEpoch < 0) {
+      if (o.initialEpoch === undefined && resume) throw new KilnError(`${o.resumeFrom}: the checkpoint's epoch ${JSON.stringify(resume.epoch)} is not a non-negative integer (damaged checkpoint)`, 'IO');
+      throw invalidParameterError('fit: initialEpoch', 'a non-negative integer', o.initialEpoch);
+    }
     let skip = resume && initialEpoch === resume.epoch ? resume.batchInEpoch : 0;
     const seed = this.seed ?? 0;
     let trainData: unknown = train, valData: unknown = o.validation;
     if (o.validationSplit !== undefined) ({ train: trainData, validation: valData } = await splitForValidation(train, o.validationSplit, seed, o));
     const src = toSource(trainData, 'fit: train', { batchSize: o.batchSize, shuffle: o.shuffle ?? true, seed });
+    if (src.length === 0) throw new KilnError('fit: the training data has no batches (an empty data set, or dropLast with fewer samples than a batch)', 'INVALID_ARGUMENT');
     const val = valData === undefined ? null : toSource(valData, 'fit: validation', { batchSize: o.batchSize });
     this.classNames ??= src.classNames ?? val?.classNames ?? null;
 
