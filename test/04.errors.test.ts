@@ -312,6 +312,13 @@ describe('error cases', () => {
     for (const off of [[-8, -4], [0.5, 4.5], ['0', '4']])
       expectKilnError(() => kiln.io.loadSafetensors(st({ t: { dtype: 'F32', shape: [1], data_offsets: off } })), 'IO', 'outside the file');
     expectKilnError(() => kiln.io.loadSafetensors(st({ __metadata__: { a: 1 } })), 'IO', '__metadata__');
+    // the tensors must cover the data exactly: bytes appended to a file were accepted
+    expectKilnError(() => kiln.io.loadSafetensors(st({ t: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } })), 'IO', '4 bytes follow the last tensor');
+    expectKilnError(() => kiln.io.loadSafetensors(st({ t: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } })), 'IO', '4 bytes no tensor covers');
+    expectKilnError(() => kiln.io.loadSafetensors(st({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } })), 'IO', 'share bytes');
+    const ok = kiln.io.loadSafetensors(st({ e: { dtype: 'F32', shape: [0], data_offsets: [0, 0] }, t: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }));
+    expect([...ok.tensors.keys()].sort()).to.deep.equal(['e', 't']);
+    for (const v of ok.tensors.values()) v.dispose();
     expectKilnError(() => kiln.io.loadSafetensors(st({ __metadata__: [] })), 'IO', '__metadata__');
     // a tensor named __metadata__ was written and then lost; a directory as the target was a raw EISDIR
     const t = kiln.ones([2]);

@@ -20,7 +20,7 @@ export const ROBUST_FLAGS: Record<string, FlagSpec> = {
   attack: { type: 'string', choices: [...REPORT_ATTACKS, 'none'], default: 'pgd', help: "the attack ('fab': untargeted FAB; 'autoattack': APGD-CE, APGD-T, FAB-T and Square in turn, the worst case; 'cw' (L2) and 'deepfool': minimum-norm attacks, an image counts as fooled when their point is within eps)" },
   norm: { type: 'string', choices: ['linf', 'l2'], help: "the perturbation ball (default: linf; cw: l2, its only norm)" },
   eps: { type: 'string', default: '1/255,2/255,4/255,8/255', help: 'comma-separated radii in pixel units (fractions like 8/255 allowed)', meta: 'list' },
-  steps: { type: 'int', min: 1, help: 'gradient steps (default: PGD 10, APGD and autoattack 100, DeepFool 50; cw: Adam steps per binary-search run, 100)' },
+  steps: { type: 'int', min: 1, max: 1000000, help: 'gradient steps (default: PGD 10, APGD and autoattack 100, DeepFool 50; cw: Adam steps per binary-search run, 100)' },
   restarts: { type: 'int', min: 1, help: "PGD/APGD/FAB restarts (default 1, autoattack's version's; PGD keeps the strongest run per image; APGD and FAB rerun on the images still robust)" },
   queries: { type: 'int', min: 1, default: 5000, help: 'Square attack queries (square, autoattack)' },
   'aa-version': { type: 'string', choices: ['standard', 'plus', 'rand'], default: 'standard', help: "autoattack's version: 'plus' (adds APGD-DLR and untargeted FAB, 5 restarts), 'rand' (APGD-CE and APGD-DLR with 20-call EOT) for randomised models" },

@@ -35,7 +35,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'freeze-backbone': { type: 'boolean', help: 'with --pretrained: train the new classifier only (batch-norm statistics still adapt)' },
   width: { type: 'int', min: 4, help: 'channel width of simple-cnn (default 16 on fashion-mnist/mnist, else 32)' },
   'width-mult': { type: 'number', min: 0.01, help: "channel width multiplier of mobilenet_v2 / mobilenet_v3_small / mobilenet_v3_large (torchvision's width_mult; default 1)", meta: 'x' },
-  epochs: { type: 'int', min: 1, default: 6, help: 'epochs to train' },
+  epochs: { type: 'int', min: 1, max: 100000, default: 6, help: 'epochs to train' },
   'batch-size': { type: 'int', min: 1, default: 128, help: 'images per batch' },
   lr: { type: 'number', min: 0, help: 'learning rate (peak lr with onecycle; default 0.01 for adam/adamw, 0.1 for sgd)' },
   optimizer: { type: 'string', choices: ['sgd', 'adam', 'adamw'], default: 'adamw', help: 'optimizer' },

@@ -123,6 +123,7 @@ function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
   if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata) || !Object.values(metadata).every((v) => typeof v === 'string'))
     throw corrupt(file, '__metadata__ is not an object of strings');
   const tensors = new Map<string, Tensor>();
+  const spans: [number, number][] = [];
   try {
     for (const [name, info] of Object.entries(header)) {
       if (name === '__metadata__') continue;
@@ -135,7 +136,17 @@ function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
       const numel = shape.reduce((a, b) => a * b, 1);
       if (numel * ELEMENT[d] !== off[1] - off[0]) throw corrupt(file, `tensor '${name}' has ${off[1] - off[0]} bytes for shape [${shape}] of ${dtype}`);
       tensors.set(name, tensorFromBytes(buf.subarray(dataStart + off[0], dataStart + off[1]), shape, d));
+      spans.push([off[0], off[1]]);
     }
+    // as the format (and Python's safetensors) requires, the tensors cover the data exactly: no holes, no overlaps,
+    // nothing after — bytes appended to a file (or a header that skips some) mean it is not what was written
+    spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let end = 0;
+    for (const [from, to] of spans) {
+      if (from !== end) throw corrupt(file, from > end ? `its data has ${from - end} bytes no tensor covers (at ${end})` : 'two tensors share bytes');
+      end = to;
+    }
+    if (end !== dataLen) throw corrupt(file, `${dataLen - end} bytes follow the last tensor's data`);
   } catch (e) {
     for (const t of tensors.values()) t.dispose();
     throw e;

@@ -78,12 +78,12 @@ export interface ModelOptions extends RuntimeOptions {
 /** Where a served model version is in its life. */
 export type ModelState = 'loading' | 'ready' | 'draining' | 'closed';
 
-/** Names and versions in routes: letters, digits, '.', '_' or '-'. */
-export const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
+/** Names and versions in routes: 1–128 letters, digits, '.', '_' or '-'. */
+export const NAME_PATTERN = /^[A-Za-z0-9._-]{1,128}$/; // at most 128 characters: names appear in routes, logs and metric labels
 
 /** Checks a model name or version for routes. */
 export function checkName(v: unknown, what: 'name' | 'version'): string {
-  if (typeof v !== 'string' || !NAME_PATTERN.test(v)) throw invalidParameterError(what, 'letters, digits, ".", "_" or "-"', v);
+  if (typeof v !== 'string' || !NAME_PATTERN.test(v)) throw invalidParameterError(what, 'up to 128 letters, digits, ".", "_" or "-"', v);
   return v;
 }
 

@@ -25,7 +25,7 @@ const PARAMS = {
   max_batch_delay: { option: 'maxDelayMs', kind: 'number', min: 0 },
   max_queue: { option: 'maxQueue', kind: 'int', min: 1 },
   timeout_ms: { option: 'timeoutMs', kind: 'number', min: 0 },
-  top: { option: 'top', kind: 'int', min: 1 },
+  top: { option: 'top', kind: 'int', min: 1 },  // above the model's classes the endpoint answers them all
   set_default: { option: 'default', kind: 'bool', min: 0 },
 } as const;
 
@@ -43,7 +43,7 @@ function parseParam(key: string, raw: string, kind: 'int' | 'number' | 'bool', m
 
 /** A name or version from the query; 400 naming the parameter when it cannot appear in routes. */
 function routeName(key: string, v: string): string {
-  if (!NAME_PATTERN.test(v)) throw new HttpError(400, `query parameter ${key} must use letters, digits, '.', '_' or '-', got '${v}'`, 'BAD_PARAMETER');
+  if (!NAME_PATTERN.test(v)) throw new HttpError(400, `query parameter ${key} must be up to 128 letters, digits, '.', '_' or '-', got '${v.length > 64 ? `${v.slice(0, 64)}…` : v}'`, 'BAD_PARAMETER');
   return v;
 }
 
