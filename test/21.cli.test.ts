@@ -5,7 +5,7 @@ import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { parseArgs, UsageError, FlagSpec } from '../lib/cli/args';
+import { parseArgs, parseFraction, UsageError, FlagSpec } from '../lib/cli/args';
 import { run } from '../lib/cli/main';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
@@ -38,6 +38,9 @@ describe('cli: argument parser', () => {
     expect(p.flags).to.deep.equal({ lr: 0.5, model: 'b', json: false, quiet: true, epochs: 3 });
     expect(p.positional).to.deep.equal(['img.png', '--x']);
     expect(parseArgs(['--lr', '-1e-3'], spec, 't').flags.lr).to.equal(-0.001);
+    // --eps: numbers (exponents too: '1e-3' was "not a non-negative number") and fractions
+    expect(['8/255', '0.03', '1.', '.5', '1e-3', '2/1e3'].map((v) => parseFraction(v, '--eps'))).to.deep.equal([8 / 255, 0.03, 1, 0.5, 0.001, 0.002]);
+    for (const v of ['abc', '-1', '8/0', '1e', '.']) expect(() => parseFraction(v, '--eps')).to.throw(UsageError, /--eps: .* is not a non-negative number/);
   });
   it('rejects mistakes with UsageErrors naming the flag', () => {
     const bad = (argv: string[], re: RegExp) => expect(() => parseArgs(argv, spec, 't')).to.throw(UsageError, re);

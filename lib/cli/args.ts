@@ -148,7 +148,8 @@ export function formatOptions(spec: Record<string, FlagSpec>): string {
 
 /** Parses a non-negative number written as a decimal or a fraction ("0.03", "8/255") for `flag`. */
 export function parseFraction(s: string, flag: string): number {
-  const m = /^\s*([0-9.]+)\s*(?:\/\s*([0-9.]+))?\s*$/.exec(s);
+  const num = '((?:[0-9]+\\.?[0-9]*|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?)'; // 0.03, 1., .5, 1e-3
+  const m = new RegExp(`^\\s*${num}\\s*(?:\\/\\s*${num})?\\s*$`).exec(s);
   const v = m ? Number(m[1]) / (m[2] === undefined ? 1 : Number(m[2])) : NaN;
   if (!Number.isFinite(v) || v < 0) throw new UsageError(`${flag}: '${s}' is not a non-negative number (use numbers like 0.03 or fractions like 8/255)`);
   return v;

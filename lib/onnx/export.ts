@@ -424,8 +424,8 @@ export function exportOnnx(model: Module, file: string, example: Tensor, options
   if (!(model instanceof Module)) throw invalidParameterError('model', 'a Module', model);
   if (typeof file !== 'string' || !file) throw invalidParameterError('path', 'a file path', file);
   idOf(example, 'example');
-  if (example.dtype !== 'float32') throw invalidParameterError('example', 'a float32 tensor', `${example.dtype} tensor`);
-  if (example.ndim !== 4) throw invalidParameterError('example', 'an [N, C, H, W] tensor', `a tensor of shape [${example.shape}]`);
+  if (example.dtype !== 'float32') throw new KilnError(`onnx.export: example: expected a float32 tensor, got ${example.dtype}`, 'INVALID_ARGUMENT');
+  if (example.ndim !== 4) throw new KilnError(`onnx.export: example: expected an [N, C, H, W] tensor, got shape [${example.shape.join(', ')}]`, 'INVALID_ARGUMENT');
   if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
   const opset = options.opset ?? 17;
   if (!Number.isInteger(opset) || opset < 14 || opset > 21) throw invalidParameterError('opset', 'an integer from 14 to 21', opset);
