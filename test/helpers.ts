@@ -379,13 +379,16 @@ export function writeCifar10(dir: string, perBatch: number, tests: number): stri
  * damaged archives (.pt, TorchScript) to the loaders.
  */
 export function zipArchive(entries: { name: string; data: Buffer; deflated?: Buffer; declaredSize?: number }[]): Buffer {
-  const zlib = require('zlib') as typeof import('zlib') & { crc32(b: Buffer): number };
+  const zlib = require('zlib') as typeof import('zlib') & { crc32?(b: Buffer): number };
+  // zlib.crc32 is Node 20.15+; the table form for older Nodes (the package takes 20.9)
+  const crcTable = Array.from({ length: 256 }, (_, n) => { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; return c >>> 0; });
+  const crc32 = zlib.crc32 ?? ((b: Buffer) => { let c = 0xffffffff; for (const x of b) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; });
   const locals: Buffer[] = [], centrals: Buffer[] = [];
   let offset = 0;
   for (const e of entries) {
     const name = Buffer.from(e.name);
     const body = e.deflated ?? e.data;
-    const crc = zlib.crc32(e.data) >>> 0, size = e.declaredSize ?? e.data.length, method = e.deflated ? 8 : 0;
+    const crc = crc32(e.data) >>> 0, size = e.declaredSize ?? e.data.length, method = e.deflated ? 8 : 0;
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0); local.writeUInt16LE(20, 4); local.writeUInt16LE(method, 8);
     local.writeUInt32LE(crc, 14); local.writeUInt32LE(body.length, 18); local.writeUInt32LE(size, 22); local.writeUInt16LE(name.length, 26);
