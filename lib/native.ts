@@ -185,12 +185,13 @@ function addonPath(): string {
 
 /**
  * Whether Kiln chose libgomp's spin count. After each parallel region libgomp's idle threads busy-wait for 300,000
- * spins unless OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise, and for only a short count once its threads outnumber
- * the cores — which in Kiln happens as soon as a native worker (forwardAsync, a readback) has run an op. Before that,
- * a synchronous script's idle OpenMP thread spun on the cores the main thread needed: a convnext_tiny forward (b32,
- * 64², 2 cores) took 330–450 ms before the first async op and 180–230 ms after (Python: 232 ms). So Kiln sets
- * GOMP_SPINCOUNT=1000 — the steady state from the start — before libtorch (and libgomp, which reads it as it loads) is
- * loaded, unless either variable is set. Child processes get the caller's environment from `callerEnv()`.
+ * spins unless OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise, and for only 100 once its threads outnumber the cores
+ * — which in Kiln happens as soon as a native worker (forwardAsync, a readback) has run an op. Before that, a
+ * synchronous script's idle OpenMP thread spun on the cores the main thread needed: a convnext_tiny forward (b32, 64²,
+ * 2 cores) took 330–450 ms before the first async op and 180–230 ms after (Python: 232 ms). So Kiln sets
+ * GOMP_SPINCOUNT=1000 — a short spin from the start; the 100 after is libgomp's own — before libtorch (and libgomp,
+ * which reads it as it loads) is loaded, unless either variable is set. Child processes get the caller's environment
+ * from `callerEnv()`.
  */
 export const ompSpinSet = process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined;
 if (ompSpinSet) process.env.GOMP_SPINCOUNT = '1000';
