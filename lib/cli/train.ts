@@ -14,7 +14,7 @@ import { saveModel } from '../io/model';
 import { Trainer } from '../train/trainer';
 import { CSVLogger } from '../train/loggers';
 import { ModelEMA } from '../train/ema';
-import { ProfileSteps } from '../train/profile-steps';
+import { ProfileSteps, selfTimeTables } from '../train/profile-steps';
 import { findLR, plotLRFinder } from '../train/lr-finder';
 import { mixupCutmix } from '../train/mix';
 import { Scheduler } from '../train/callbacks';
@@ -117,8 +117,8 @@ function profileCallback(f: Flags, out: string, log: (s: string) => void): Profi
   return [new ProfileSteps({
     ...steps, cuda: f.device === 'cuda', shapes: true, trace,
     onProfile: (p, s) => {
-      const sortBy = p.gpuTiming === 'none' ? 'selfCpu' : 'selfCuda';
-      const text = `kiln: profile of training steps ${s.first}–${s.last} (${f.model}, batch ${f['batch-size']}, device ${f.device}), by self ${p.gpuTiming === 'none' ? 'CPU' : 'GPU'} time, per op and input shapes\n${p.table(25, sortBy)}${p.kernels.length ? `\n\nGPU kernels\n${p.kernelTable(15)}` : ''}`;
+      const r = selfTimeTables(p, 25, 15);
+      const text = `kiln: profile of training steps ${s.first}–${s.last} (${f.model}, batch ${f['batch-size']}, device ${f.device}), by self ${r.by} time, per op and input shapes\n${r.text}`;
       writeFileAtomic(path.join(out, 'profile.txt'), `${text}\n`);
       log(`${text}\nkiln: wrote ${path.join(out, 'profile.txt')}, ${trace}`);
     },

@@ -17,7 +17,7 @@ export {
   writeFolderAtomic, writeFileAtomic, formatPath,
 } from './checkpoint';
 export { CSVLogger, JSONLinesLogger } from './loggers';
-export { ProfileSteps, ProfileStepsOptions } from './profile-steps';
+export { ProfileSteps, ProfileStepsOptions, selfTimeTables } from './profile-steps';
 export { ModelEMA, ModelEMAOptions, updateBatchNorm } from './ema';
 export { findLR, plotLRFinder, suggestionWindow, LRFinderOptions, LRFinderResult } from './lr-finder';
 export { mixup, cutmix, mixupCutmix, MixOptions, MixInfo, MixObjective, sampleBeta, cutmixBox } from './mix';

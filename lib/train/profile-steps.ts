@@ -21,6 +21,16 @@ export interface ProfileStepsOptions extends ProfileOptions {
 }
 
 /**
+ * A profile's `top` ops by self time — GPU time where it was measured, else CPU time — and, with GPU kernels, its
+ * `kernelTop` costliest kernels under their own heading.
+ */
+export function selfTimeTables(p: ProfileSummary, top: number, kernelTop: number): { by: 'CPU' | 'GPU'; text: string } {
+  const gpu = p.gpuTiming !== 'none';
+  const kernels = p.kernels.length ? `\n\nGPU kernels\n${p.kernelTable(kernelTop)}` : '';
+  return { by: gpu ? 'GPU' : 'CPU', text: `${p.table(top, gpu ? 'selfCuda' : 'selfCpu')}${kernels}` };
+}
+
+/**
  * Profiles `steps` training steps from global step `first` (fewer where the epoch or training ends first: a profile
  * never spans validation or an epoch boundary); the result is also kept in `profile`.
  */
@@ -45,9 +55,8 @@ export class ProfileSteps implements Callback {
     this.steps = steps;
     this.options = profile;
     this.onProfile = onProfile ?? ((p, s) => {
-      const sortBy = p.gpuTiming === 'none' ? 'selfCpu' : 'selfCuda';
-      console.log(`ProfileSteps: steps ${s.first}–${s.last}, by ${sortBy === 'selfCpu' ? 'self CPU' : 'self GPU'} time\n${p.table(20, sortBy)}`);
-      if (p.kernels.length) console.log(`\n${p.kernelTable(10)}`);
+      const r = selfTimeTables(p, 20, 10);
+      console.log(`ProfileSteps: steps ${s.first}–${s.last}, by self ${r.by} time\n${r.text}`);
     });
   }
 
