@@ -127,7 +127,7 @@ export interface NativeAddon {
   freeRunnable(h: number): void;
   runSync(h: number, x: H, grad: boolean): H;
   runAsync(h: number, x: H): Promise<H>;
-  jitLoad(path: string, device?: string): number;
+  jitLoad(bytes: Uint8Array, device: string | undefined, name: string): number;
   jitTrain(h: number, on: boolean): void;
   jitTo(h: number, device: string, dtype: number): void;
   jitState(h: number): [string, H][];

@@ -1,6 +1,7 @@
 #include "module.h"
 #include "workers.h"
 #include <torch/script.h>
+#include <caffe2/serialize/read_adapter_interface.h>
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <atomic>
 #include <mutex>
@@ -600,19 +601,40 @@ napi_value graphsBuilt(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------- TorchScript
 
-/** jitLoad(path, device|undefined) -> handle */
+/** A TorchScript archive's bytes, owned (libtorch may keep its reader past the load). */
+struct BytesReader : caffe2::serialize::ReadAdapterInterface {
+  std::vector<uint8_t> bytes;
+  explicit BytesReader(std::vector<uint8_t> b) : bytes(std::move(b)) {}
+  size_t size() const override { return bytes.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char*) const override {
+    if (pos >= bytes.size()) return 0;
+    size_t m = std::min<uint64_t>(n, bytes.size() - pos);
+    std::memcpy(buf, bytes.data() + pos, m);
+    return m;
+  }
+};
+
+/** jitLoad(bytes: Uint8Array, device|undefined, name) -> handle (the archive read from memory: TS has read and checked the file) */
 napi_value jitLoad(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
-  std::string path = a.str(0);
+  bool typed = false;
+  napi_is_typedarray(env, a.argv[0], &typed);
+  napi_typedarray_type tt = napi_int8_array;
+  size_t len = 0;
+  void* ptr = nullptr;
+  if (typed) napi_get_typedarray_info(env, a.argv[0], &tt, &len, &ptr, nullptr, nullptr);
+  if (!typed || tt != napi_uint8_array) fail("INVALID_ARGUMENT", "jitLoad: bytes must be a Uint8Array");
+  std::string name = a.str(2);
   auto s = std::make_shared<ScriptRunnable>();
   c10::optional<at::Device> device;
   if (a.has(1)) device = parseDevice(a.str(1));
+  const auto* p = static_cast<const uint8_t*>(ptr);
   try {
-    s->module = torch::jit::load(path, device);
+    s->module = torch::jit::load(std::make_shared<BytesReader>(std::vector<uint8_t>(p, p + len)), device);
   } catch (const c10::Error& e) {
-    fail("IO", "cannot load TorchScript file " + path + ": " + torchMessage(e));
+    fail("IO", "cannot load TorchScript file " + name + ": " + torchMessage(e));
   } catch (const std::exception& e) {
-    fail("IO", "cannot load TorchScript file " + path + ": " + e.what());
+    fail("IO", "cannot load TorchScript file " + name + ": " + e.what());
   }
   s->module.eval();
   return a.retNum(table(a.k).put(s));

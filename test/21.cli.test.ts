@@ -40,7 +40,9 @@ describe('cli: argument parser', () => {
     expect(parseArgs(['--lr', '-1e-3'], spec, 't').flags.lr).to.equal(-0.001);
     // --eps: numbers (exponents too: '1e-3' was "not a non-negative number") and fractions
     expect(['8/255', '0.03', '1.', '.5', '1e-3', '2/1e3'].map((v) => parseFraction(v, '--eps'))).to.deep.equal([8 / 255, 0.03, 1, 0.5, 0.001, 0.002]);
-    for (const v of ['abc', '-1', '8/0', '1e', '.']) expect(() => parseFraction(v, '--eps')).to.throw(UsageError, /--eps: .* is not a non-negative number/);
+    for (const v of ['abc', '-1', '1e', '.']) expect(() => parseFraction(v, '--eps')).to.throw(UsageError, /--eps: .* is not a non-negative number/);
+    expect(() => parseFraction('8/0', '--eps')).to.throw(UsageError, "--eps: '8/0' is not a finite number (division by zero)");
+    expect(() => parseFraction('1e309', '--eps')).to.throw(UsageError, "--eps: '1e309' is not a finite number (too large)");
   });
   it('rejects mistakes with UsageErrors naming the flag', () => {
     const bad = (argv: string[], re: RegExp) => expect(() => parseArgs(argv, spec, 't')).to.throw(UsageError, re);

@@ -38,6 +38,8 @@ export interface Parsed {
   positional: string[];
   /** every value of each `multiple` flag, in order (`flags` holds the last) */
   lists: Record<string, string[]>;
+  /** the flags given on the command line (the rest of `flags` are defaults) */
+  given: Set<string>;
 }
 
 /** Parses `argv` (without the command name) against `spec`. */
@@ -45,6 +47,7 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, comman
   const flags: Parsed['flags'] = {};
   const positional: string[] = [];
   const lists: Parsed['lists'] = {};
+  const given = new Set<string>();
   const aliases = new Map<string, string>();
   for (const [k, s] of Object.entries(spec)) if (s.alias) aliases.set(s.alias, k);
   for (let i = 0; i < argv.length; i++) {
@@ -70,6 +73,7 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, comman
     let s = spec[name];
     if (!s && name.startsWith('no-') && spec[name.slice(3)]?.type === 'boolean') {
       flags[name.slice(3)] = false;
+      given.add(name.slice(3));
       continue;
     }
     if (!s) {
@@ -79,6 +83,7 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, comman
     if (s.type === 'boolean') {
       if (value !== undefined && !['true', 'false', '1', '0'].includes(value)) throw new UsageError(`--${name} takes no value (got '${value}')`);
       flags[name] = value === undefined ? true : value === 'true' || value === '1';
+      given.add(name);
       continue;
     }
     if (value === undefined) {
@@ -86,25 +91,41 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, comman
       value = argv[++i];
     }
     flags[name] = convert(name, value, s);
+    given.add(name);
     if (s.multiple) (lists[name] ??= []).push(String(flags[name]));
     s = spec[name];
   }
   for (const [k, s] of Object.entries(spec)) if (flags[k] === undefined && s.default !== undefined) flags[k] = s.default;
-  return { flags, positional, lists };
+  return { flags, positional, lists, given };
 }
 
-function convert(name: string, v: string, s: FlagSpec): string | number {
+function convert(name: string, v: string, s: FlagSpec, label = `--${name}`): string | number {
   if (s.type === 'string') {
-    if (s.choices && !s.choices.includes(v)) throw new UsageError(`--${name} must be one of ${s.choices.join(', ')} (got '${v}')`);
-    if (v === '') throw new UsageError(`--${name} needs a non-empty value`);
+    if (s.choices && !s.choices.includes(v)) throw new UsageError(`${label} must be one of ${s.choices.join(', ')} (got '${clip(v)}')`);
+    if (v === '') throw new UsageError(`${label} needs a non-empty value`);
     return v;
   }
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || (s.type === 'int' && !Number.isInteger(n)))
-    throw new UsageError(`--${name} must be ${s.type === 'int' ? 'an integer' : 'a number'} (got '${v}')`);
-  if (s.min !== undefined && n < s.min) throw new UsageError(`--${name} must be ≥ ${s.min} (got ${v})`);
-  if (s.max !== undefined && n > s.max) throw new UsageError(`--${name} must be ≤ ${s.max} (got ${v})`);
+    throw new UsageError(`${label} must be ${s.type === 'int' ? 'an integer' : 'a number'} (got '${clip(v)}')`);
+  if (s.min !== undefined && n < s.min) throw new UsageError(`${label} must be ≥ ${s.min} (got ${v})`);
+  if (s.max !== undefined && n > s.max) throw new UsageError(`${label} must be ≤ ${s.max} (got ${v})`);
   return n;
+}
+
+const clip = (v: string) => (v.length > 64 ? `${v.slice(0, 64)}…` : v);
+
+/**
+ * A flag's value read from a JSON file rather than the command line: it must already have the flag's JSON type (a
+ * string, a number or true/false) and pass the same checks; `label` names it in the error (e.g. `serve.json: port`).
+ */
+export function checkJsonValue(v: unknown, s: FlagSpec, label: string): string | number | boolean {
+  const want = s.type === 'boolean' ? 'boolean' : s.type === 'string' ? 'string' : 'number';
+  if (typeof v !== want) {
+    const got = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `'${clip(v)}'` : typeof v === 'object' ? 'an object' : String(v);
+    throw new UsageError(`${label} must be ${s.type === 'boolean' ? 'true or false' : s.type === 'string' ? (s.choices ? `one of ${s.choices.join(', ')}` : 'a string') : s.type === 'int' ? 'an integer' : 'a number'} (got ${got})`);
+  }
+  return typeof v === 'boolean' ? v : convert('', String(v), s, label);
 }
 
 /** The closest known name by edit distance (for "did you mean"), if close enough. */
@@ -151,6 +172,7 @@ export function parseFraction(s: string, flag: string): number {
   const num = '((?:[0-9]+\\.?[0-9]*|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?)'; // 0.03, 1., .5, 1e-3
   const m = new RegExp(`^\\s*${num}\\s*(?:\\/\\s*${num})?\\s*$`).exec(s);
   const v = m ? Number(m[1]) / (m[2] === undefined ? 1 : Number(m[2])) : NaN;
+  if (m && !Number.isFinite(v)) throw new UsageError(`${flag}: '${s}' is not a finite number (${m[2] !== undefined && Number(m[2]) === 0 ? 'division by zero' : 'too large'})`);
   if (!Number.isFinite(v) || v < 0) throw new UsageError(`${flag}: '${s}' is not a non-negative number (use numbers like 0.03 or fractions like 8/255)`);
   return v;
 }

@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write((await commandHelp(cmd)) + '\n');
     return 0;
   }
-  const { flags, positional, lists } = parseArgs(rest, spec, cmd);
+  const { flags, positional, lists, given } = parseArgs(rest, spec, cmd);
   if (cmd !== 'predict' && cmd !== 'explain' && positional.length) throw new UsageError(`unexpected argument '${positional[0]}' for 'kiln ${cmd}' (options start with --)`);
   const log = (s: string) => (flags.json ? process.stderr : process.stdout).write(s + '\n');
   if (cmd === 'info') {
@@ -102,7 +102,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (cmd === 'train') return (await import('./train')).train(flags, log);
   if (cmd === 'evaluate') return (await import('./inference')).evaluate(flags, log);
-  if (cmd === 'serve') return (await import('./serve')).serveCommand(flags, log, lists);
+  if (cmd === 'serve') return (await import('./serve')).serveCommand(flags, log, lists, given);
   if (cmd === 'robust') return (await import('./robust')).robustCommand(flags, log);
   if (cmd === 'explain') return (await import('./explain')).explainCommand(flags, positional, log);
   if (cmd === 'export') return (await import('./export')).exportCommand(flags, log);

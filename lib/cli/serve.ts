@@ -7,8 +7,12 @@ import { zeros } from '../tensor/creation';
 import { exportOnnx } from '../onnx/export';
 import { load as loadOnnx, OnnxModel } from '../onnx/runtime';
 import { serve, Server, ModelSpec } from '../serve/server';
-import { FlagSpec, UsageError } from './args';
+import { FlagSpec, UsageError, checkJsonValue } from './args';
+import { Module } from '../nn/module';
+import { info } from '../info';
+import type { RuntimeOptions } from '../serve/endpoint';
 import { loadTrained } from './inference';
+import { checkRegularFile } from '../io/files';
 import { IMAGE_METHODS } from '../explain/image';
 import { OPEN_INFERENCE_PROTO } from '../serve/grpc-proto';
 import { checkTls } from '../serve/http';
@@ -17,6 +21,7 @@ type Flags = Record<string, string | number | boolean | undefined>;
 
 /** Options of `kiln serve`. */
 export const SERVE_FLAGS: Record<string, FlagSpec> = {
+  config: { type: 'string', help: 'a JSON file of settings (these flags without the dashes) and "models": name → {"path", "version"?, "default"?, and settings of that model alone: max-batch, precision, device, …}; flags given on the command line win over its top level', meta: 'file' },
   model: { type: 'string', multiple: true, help: 'a folder written by kiln train (or its model.safetensors); NAME=DIR or NAME@VERSION=DIR to serve several models and versions', meta: '[name[@version]=]dir' },
   name: { type: 'string', default: 'model', help: 'the model name in routes (/v1/models/<name>:predict) of a --model DIR without NAME=' },
   host: { type: 'string', default: '127.0.0.1', help: 'interface to listen on (0.0.0.0: all)' },
@@ -46,54 +51,176 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
 
-/** One `--model` value: a folder, with the name and version it is served under. */
+/** Flags a model of `--config` may set for itself; the other flags are the server's. */
+export const MODEL_SETTINGS = ['max-batch', 'max-delay-ms', 'max-queue', 'timeout-ms', 'device', 'precision', 'channels-last', 'cuda-graphs', 'top', 'explanations', 'max-explain-queue', 'explain-thread', 'runtime'] as const;
+/** Flags that are not settings, so not keys of `--config`. */
+const NOT_SETTINGS = new Set(['config', 'help', 'print-proto', 'model', 'name']);
+
+/** One model to load: a folder, the name and version it is served under, and its own settings (from `--config`). */
 interface ModelFlag {
   name: string;
   version?: string;
   dir: string;
+  /** make it its name's default version */
+  default?: boolean;
+  /** flags set for this model alone, over the server's */
+  settings: Flags;
+  /** where it was given, for errors: `--model` or the config file's `models.<name>[i]` */
+  origin: string;
 }
+
+const NAME = /^[A-Za-z0-9._-]+$/;
 
 /** Parses the `--model` values: `DIR` (named by --name; at most one) or `NAME[@VERSION]=DIR`. */
 export function parseModelFlags(values: string[], defaultName: string, management: boolean): ModelFlag[] {
   if (values.length === 0) {
     if (management) return [];
-    throw new UsageError('--model is required: the folder written by kiln train --out (or give --management-port to register models later)');
+    throw new UsageError('--model is required: the folder written by kiln train --out (or give --config with models, or --management-port to register models later)');
   }
   const out = values.map((v): ModelFlag => {
     const m = /^([A-Za-z0-9._-]+)(?:@([A-Za-z0-9._-]+))?=(.+)$/.exec(v);
-    return m && !fs.existsSync(v) ? { name: m[1], version: m[2], dir: m[3] } : { name: '', dir: v };
+    return { ...(m && !fs.existsSync(v) ? { name: m[1], version: m[2], dir: m[3] } : { name: '', dir: v }), settings: {}, origin: '--model' };
   });
   if (out.filter((m) => m.name === '').length > 1) throw new UsageError('several --model flags need names: --model NAME=DIR (or NAME@VERSION=DIR)');
-  if (!/^[A-Za-z0-9._-]+$/.test(defaultName)) throw new UsageError(`--name must use letters, digits, '.', '_' or '-' (got '${defaultName}')`);
-  const seen = new Set<string>();
-  for (const m of out) {
-    m.name ||= defaultName;
-    const key = `${m.name}@${m.version ?? '1'}`;
-    if (seen.has(key)) throw new UsageError(`--model: '${m.name}' version '${m.version ?? '1'}' is given twice (give versions as NAME@VERSION=DIR)`);
-    seen.add(key);
-  }
+  if (!NAME.test(defaultName)) throw new UsageError(`--name must use letters, digits, '.', '_' or '-' (got '${defaultName}')`);
+  for (const m of out) m.name ||= defaultName;
+  checkUnique(out);
   return out;
 }
 
+/** Refuses a name and version given twice. */
+function checkUnique(models: ModelFlag[]): void {
+  const seen = new Set<string>();
+  for (const m of models) {
+    const key = `${m.name}@${m.version ?? '1'}`;
+    if (seen.has(key)) throw new UsageError(`${m.origin}: '${m.name}' version '${m.version ?? '1'}' is given twice (give versions as NAME@VERSION=DIR, or "version" in --config)`);
+    seen.add(key);
+  }
+}
+
+/** What a `--config` file holds: server settings (flag names → values) and models with their own settings. */
+export interface ServeConfig {
+  settings: Flags;
+  models: ModelFlag[];
+}
+
+const describe = (v: unknown) => (v === undefined ? 'nothing' : v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : JSON.stringify(v).slice(0, 64));
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 /**
- * Loads every `--model` folder into the `models` option of `serve` (the server disposes them). With `onnx`, each
- * model is exported to ONNX (a temporary file, removed once loaded) and predictions run in ONNX Runtime, while the
- * Kiln model stays for explanations.
+ * Reads a `kiln serve --config` file: a JSON object whose keys are `kiln serve` flags without the dashes (`"port": 8080`,
+ * `"max-batch": 64`, `"device": "cuda"`), and `"models"`: name → `{"path", "version"?, "default"?, …settings}` or an
+ * array of them (versions); a model's settings (MODEL_SETTINGS) are its own. Relative paths resolve against the
+ * file's folder. Every mistake is a UsageError naming the file and the key.
  */
-async function loadModels(flags: ModelFlag[], device: Device, runtime: 'libtorch' | 'onnx'): Promise<Record<string, ModelSpec[]>> {
+export function readServeConfig(file: string): ServeConfig {
+  let text: string;
+  try {
+    checkRegularFile(file);
+    if (fs.statSync(file).size > 2 ** 20) throw new Error('larger than 1 MiB: not a settings file');
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--config ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--config ${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const label = path.basename(file);
+  if (!isObject(doc)) throw new UsageError(`${label}: the file must hold a JSON object of settings and "models" (got ${describe(doc)})`);
+  const settings: Flags = {};
+  for (const [k, v] of Object.entries(doc)) {
+    if (k === 'models') continue;
+    settings[k] = setting(k, v, `${label}: ${k}`, Object.keys(SERVE_FLAGS).filter((f) => !NOT_SETTINGS.has(f)));
+  }
+  const base = path.dirname(path.resolve(file));
+  const models: ModelFlag[] = [];
+  const given = doc.models ?? {};
+  if (!isObject(given)) throw new UsageError(`${label}: models must be an object of name → {"path", …} (got ${describe(given)})`);
+  for (const [name, entry] of Object.entries(given)) {
+    if (!NAME.test(name) || name.length > 128) throw new UsageError(`${label}: models: the name '${name.slice(0, 64)}' must be up to 128 letters, digits, '.', '_' or '-'`);
+    const entries = Array.isArray(entry) ? entry : [entry];
+    if (entries.length === 0) throw new UsageError(`${label}: models.${name} is an empty list: give {"path": DIR} for each version`);
+    entries.forEach((e, i) => {
+      const at = `${label}: models.${name}${Array.isArray(entry) ? `[${i}]` : ''}`;
+      if (!isObject(e)) throw new UsageError(`${at} must be {"path": DIR, …} (got ${describe(e)})`);
+      if (typeof e.path !== 'string' || e.path === '') throw new UsageError(`${at}.path is required: the folder written by kiln train --out (got ${describe(e.path)})`);
+      if (e.version !== undefined && (typeof e.version !== 'string' || !NAME.test(e.version) || e.version.length > 128))
+        throw new UsageError(`${at}.version must be a string of up to 128 letters, digits, '.', '_' or '-' (got ${describe(e.version)})`);
+      if (e.default !== undefined && typeof e.default !== 'boolean') throw new UsageError(`${at}.default must be true or false (got ${describe(e.default)})`);
+      const own: Flags = {};
+      for (const [k, v] of Object.entries(e)) {
+        if (k === 'path' || k === 'version' || k === 'default') continue;
+        own[k] = setting(k, v, `${at}.${k}`, ['path', 'version', 'default', ...MODEL_SETTINGS]);
+      }
+      models.push({ name, version: e.version as string | undefined, dir: path.resolve(base, e.path), default: e.default as boolean | undefined, settings: own, origin: at });
+    });
+  }
+  return { settings, models };
+}
+
+/** One key of a config file, checked as its flag; unknown keys are refused naming the known ones (or the nearest). */
+function setting(key: string, v: unknown, at: string, known: readonly string[]): string | number | boolean {
+  if (!known.includes(key) || !(key in SERVE_FLAGS)) {
+    const perServer = key in SERVE_FLAGS && !NOT_SETTINGS.has(key);
+    throw new UsageError(`${at}: unknown setting${perServer ? ' for a model (it is the server\'s: put it at the top level)' : ''} (known: ${known.join(', ')})`);
+  }
+  return checkJsonValue(v, SERVE_FLAGS[key], at);
+}
+
+/** The runtime options of `serve` (and of each model's spec) from flag values. */
+function runtimeOptions(f: Flags): RuntimeOptions {
+  return {
+    device: f.device as Device, top: f.top as number, maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number,
+    maxQueue: f['max-queue'] as number, timeoutMs: f['timeout-ms'] as number, precision: f.precision as 'fp32' | 'bf16' | 'fp16',
+    channelsLast: !!f['channels-last'], cudaGraphs: !!f['cuda-graphs'], explanations: f.explanations !== false,
+    maxExplainQueue: f['max-explain-queue'] as number, explainThread: f['explain-thread'] as 'auto' | 'worker' | 'main',
+  };
+}
+
+/** Refuses settings that cannot go together; `where` names the model of a config file ('' for the command line). */
+function checkSettings(f: Flags, where: string): void {
+  const flag = (k: string) => (where ? `"${k}"` : `--${k}`);
+  const at = where ? `${where}: ` : '';
+  if (f.precision === 'fp16' && f.device !== 'cuda') throw new UsageError(`${at}${flag('precision')} fp16 needs ${flag('device')} cuda (on the CPU use bf16)`);
+  if (f.runtime === 'onnx' && (f.device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs']))
+    throw new UsageError(`${at}${flag('runtime')} onnx runs on the CPU in float32: leave ${['device', 'precision', 'channels-last', 'cuda-graphs'].map(flag).join(', ')} at their defaults`);
+  if (f['cuda-graphs'] && f.device !== 'cuda') throw new UsageError(`${at}${flag('cuda-graphs')} needs ${flag('device')} cuda`);
+  if (f.device === 'cuda' && !info().cudaAvailable) throw new UsageError(`${at}${flag('device')} cuda: CUDA is not available in this libtorch build or on this machine (kiln info)`);
+}
+
+/** `loadTrained` of one model; a config file's model is named by its key in errors (not `--model`). */
+function loadFrom(f: ModelFlag, device: Device): ReturnType<typeof loadTrained> {
+  try {
+    return loadTrained(f.dir, device);
+  } catch (e) {
+    if (f.origin === '--model' || !(e instanceof UsageError)) throw e;
+    throw new UsageError(`${f.origin}.path: ${e.message.replace(/^--model: /, '')}`);
+  }
+}
+
+/**
+ * Loads every model folder into the `models` option of `serve` (the server disposes them), each with its own
+ * settings. A model with runtime 'onnx' is exported to ONNX (a temporary file, removed once loaded) and its
+ * predictions run in ONNX Runtime, while the Kiln model stays for explanations.
+ */
+async function loadModels(flags: ModelFlag[], settingsOf: (m: ModelFlag) => Flags): Promise<Record<string, ModelSpec[]>> {
   const models: Record<string, ModelSpec[]> = {};
   const loaded: { dispose(): unknown }[] = [];
-  const tmp = runtime === 'onnx' ? fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-serve-onnx-')) : null;
+  const tmp = flags.some((f) => settingsOf(f).runtime === 'onnx') ? fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-serve-onnx-')) : null;
   try {
     for (const f of flags) {
-      const m = loadTrained(f.dir, device);
+      const s = settingsOf(f);
+      const m = loadFrom(f, s.device as Device);
       loaded.push(m.model);
-      const meta = { version: f.version, dispose: true, classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std };
-      if (!tmp) {
+      const meta = { version: f.version, default: f.default, dispose: true, classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std, ...runtimeOptions(s) };
+      if (s.runtime !== 'onnx') {
         (models[f.name] ??= []).push({ model: m.model, ...meta });
         continue;
       }
-      const file = path.join(tmp, `${f.name}@${f.version ?? '1'}.onnx`);
+      const file = path.join(tmp!, `${f.name}@${f.version ?? '1'}.onnx`);
       const example = zeros([1, m.channels, m.size[0], m.size[1]]);
       try {
         exportOnnx(m.model, file, example);
@@ -114,23 +241,27 @@ async function loadModels(flags: ModelFlag[], device: Device, runtime: 'libtorch
 }
 
 /** Runs `kiln serve` until SIGINT or SIGTERM, then drains in-flight requests and resolves to 0. */
-export async function serveCommand(f: Flags, log: (s: string) => void, lists: Record<string, string[]> = {}): Promise<number> {
-  if (f['print-proto']) {
+export async function serveCommand(cli: Flags, log: (s: string) => void, lists: Record<string, string[]> = {}, given: Set<string> = new Set()): Promise<number> {
+  if (cli['print-proto']) {
     process.stdout.write(OPEN_INFERENCE_PROTO);
     return 0;
   }
-  const device = f.device as Device;
-  if (f.precision === 'fp16' && device !== 'cuda') throw new UsageError('--precision fp16 needs --device cuda (on the CPU use bf16)');
+  // the command line's flags win over the config file's top level, which wins over the defaults
+  const config = cli.config !== undefined ? readServeConfig(String(cli.config)) : { settings: {}, models: [] };
+  const f: Flags = { ...cli };
+  for (const [k, v] of Object.entries(config.settings)) if (!given.has(k)) f[k] = v;
   const mport = f['management-port'] as number | undefined;
   if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`--management-port must differ from --port (both ${mport})`);
   const gport = f['grpc-port'] as number | undefined;
   if (gport !== undefined && gport !== 0 && (gport === f.port || gport === mport)) throw new UsageError(`--grpc-port must differ from --port and --management-port (${gport})`);
   if (f['grpc-host'] !== undefined && gport === undefined) throw new UsageError('--grpc-host needs --grpc-port');
-  const flags = parseModelFlags(lists.model ?? (f.model === undefined ? [] : [String(f.model)]), String(f.name), mport !== undefined);
-  const runtime = f.runtime as 'libtorch' | 'onnx';
-  if (runtime === 'onnx' && (device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs']))
-    throw new UsageError('--runtime onnx runs on the CPU in float32: leave --device, --precision, --channels-last and --cuda-graphs at their defaults');
-  if (f['cuda-graphs'] && device !== 'cuda') throw new UsageError('--cuda-graphs needs --device cuda');
+  const cliModels = lists.model ?? (cli.model === undefined ? [] : [String(cli.model)]);
+  const flags = [...parseModelFlags(cliModels, String(f.name), mport !== undefined || config.models.length > 0), ...config.models];
+  checkUnique(flags);
+  // a model's own settings (from the config file) win over the server's
+  const settingsOf = (m: ModelFlag): Flags => ({ ...f, ...m.settings });
+  checkSettings(f, '');
+  for (const m of flags) if (Object.keys(m.settings).length) checkSettings(settingsOf(m), m.origin);
   const [certFile, keyFile] = [f['tls-cert'], f['tls-key']] as (string | undefined)[];
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together: give both (PEM files) or neither');
   const read = (file: string, flag: string) => {
@@ -148,17 +279,14 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
       throw new UsageError((e as Error).message);
     }
   }
-  const models = await loadModels(flags, device, runtime);
+  const models = await loadModels(flags, settingsOf);
   let server: Server;
   try {
     server = await serve({
-      models, host: String(f.host), port: f.port as number, device, top: f.top as number,
+      models, host: String(f.host), port: f.port as number,
       managementPort: mport, managementHost: String(f['management-host']), modelStore: f['model-store'] as string | undefined,
       tls, grpcPort: gport, grpcHost: f['grpc-host'] === undefined ? undefined : String(f['grpc-host']),
-      maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number, maxQueue: f['max-queue'] as number,
-      maxBodyBytes: f['max-body'] as number, timeoutMs: f['timeout-ms'] as number,
-      precision: f.precision as 'fp32' | 'bf16' | 'fp16', channelsLast: !!f['channels-last'], cudaGraphs: !!f['cuda-graphs'],
-      explanations: f.explanations !== false, maxExplainQueue: f['max-explain-queue'] as number, explainThread: f['explain-thread'] as 'auto' | 'worker' | 'main',
+      maxBodyBytes: f['max-body'] as number, ...runtimeOptions(f),
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { port?: number };
@@ -173,7 +301,8 @@ export async function serveCommand(f: Flags, log: (s: string) => void, lists: Re
   const s = server;
   for (const ep of s.registry.endpoints()) {
     const [c, h, w] = ep.preprocessor.shape;
-    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${device}${runtime === 'onnx' ? ' in ONNX Runtime' : ''}, ${f.precision}${f['channels-last'] ? ', channels-last' : ''}${ep.graphed ? `, CUDA graphs for batches of ${ep.graphed.buckets.join('/')}` : ''}; max batch ${ep.batcher.maxBatchSize}, max delay ${ep.batcher.maxDelayMs} ms`);
+    const b = ep.batcher;
+    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${b.device}${ep.model instanceof Module ? '' : ' in ONNX Runtime'}, ${ep.precision}${b.channelsLast ? ', channels-last' : ''}${ep.graphed ? `, CUDA graphs for batches of ${ep.graphed.buckets.join('/')}` : ''}; max batch ${b.maxBatchSize}, max delay ${b.maxDelayMs} ms`);
   }
   const names = s.registry.names();
   const one = names.length === 1 ? '' : '/<name>';

@@ -69,7 +69,7 @@ export function load(path: string, options: { device?: Device } = {}): ScriptMod
   }
   const problem = torchScriptArchiveProblem(buf);
   if (problem) throw new KilnError(`cannot load TorchScript file ${path}: ${problem} (truncated or damaged)`, 'IO');
-  return new ScriptModule(N.jitLoad(path, device));
+  return new ScriptModule(N.jitLoad(buf, device, path)); // from these bytes: the file is read once
 }
 
 /** A TorchScript class name for a Kiln module (its constructor's name, made an identifier). */

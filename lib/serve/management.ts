@@ -1,8 +1,10 @@
 /**
  * The management API (TorchServe-style), served on its own port — off unless `managementPort` is given, and on
  * 127.0.0.1 unless `managementHost` says otherwise, because it loads models from paths:
- *   POST   /models?url=<dir>[&model_name=][&version=][&batch_size=][&max_batch_delay=][&max_queue=][&timeout_ms=][&top=][&set_default=true]
- *          registers a model folder written by `kiln train` / `saveModel` (relative to `modelStore` when set)
+ *   POST   /models?url=<dir>[&model_name=][&version=][&batch_size=][&max_batch_delay=][&max_queue=][&timeout_ms=][&top=]
+ *          [&device=cpu|cuda][&precision=fp32|bf16|fp16][&channels_last=true][&set_default=true]
+ *          registers a model folder written by `kiln train` / `saveModel` (relative to `modelStore` when set); the
+ *          options not given are the server's
  *   DELETE /models/<name>[/<version>]      unregisters: stops routing, drains in-flight requests, disposes the model
  *   PUT    /models/<name>/<version>/set-default
  *   GET    /models, /models/<name>[/<version>]   as on the inference port
@@ -26,11 +28,18 @@ const PARAMS = {
   max_queue: { option: 'maxQueue', kind: 'int', min: 1 },
   timeout_ms: { option: 'timeoutMs', kind: 'number', min: 0 },
   top: { option: 'top', kind: 'int', min: 1 },  // above the model's classes the endpoint answers them all
+  device: { option: 'device', kind: ['cpu', 'cuda'], min: 0 },
+  precision: { option: 'precision', kind: ['fp32', 'bf16', 'fp16'], min: 0 },
+  channels_last: { option: 'channelsLast', kind: 'bool', min: 0 },
   set_default: { option: 'default', kind: 'bool', min: 0 },
 } as const;
 
 /** One query parameter's value, parsed; 400 naming it when malformed. */
-function parseParam(key: string, raw: string, kind: 'int' | 'number' | 'bool', min: number): number | boolean {
+function parseParam(key: string, raw: string, kind: 'int' | 'number' | 'bool' | readonly string[], min: number): number | boolean | string {
+  if (typeof kind !== 'string') {
+    if (!kind.includes(raw)) throw new HttpError(400, `query parameter ${key} must be one of ${kind.join(', ')}, got '${raw.slice(0, 64)}'`, 'BAD_PARAMETER');
+    return raw;
+  }
   if (kind === 'bool') {
     if (raw !== 'true' && raw !== 'false') throw new HttpError(400, `query parameter ${key} must be true or false, got '${raw}'`, 'BAD_PARAMETER');
     return raw === 'true';
