@@ -39,19 +39,38 @@ function optionalImageLibs() {
 function ensureTools() {
   const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
   const missing = [['cmake', 'cmake'], ['g++', 'g++'], ['ninja', 'ninja-build'], ['ccache', 'ccache']].filter(([c]) => !has(c)).map(([, p]) => p);
-  if (!missing.length) return;
-  if (canApt()) {
+  if (missing.length && canApt()) {
     console.log(`kiln: installing ${missing.join(' ')} with apt-get`);
     aptInstall(missing);
   }
-  optionalImageLibs();
   for (const required of ['cmake', 'g++'])
     if (!has(required)) throw new Error(`kiln: '${required}' is needed to build the native addon (Debian/Ubuntu: sudo apt-get install cmake g++)`);
 }
 
+/**
+ * Debian's libtorch links the system's libblas.so.3, which is the slow reference BLAS unless an optimised one is
+ * installed (libtorch-dev only recommends one): batch-1 convolutions then run ~9× slower. With a libtorch under
+ * /usr and the reference BLAS selected, installs OpenBLAS's OpenMP build (libtorch's own threading) when we can.
+ */
+function optimisedBlas(lt) {
+  if (!lt.torchDir.startsWith('/usr/') || !canApt()) return;
+  const reference = fs.readdirSync('/usr/lib').filter((d) => d.endsWith('-linux-gnu')).some((d) => {
+    try {
+      return /\/blas\/libblas\.so/.test(fs.realpathSync(path.join('/usr/lib', d, 'libblas.so.3')));
+    } catch {
+      return false;
+    }
+  });
+  if (!reference) return;
+  console.log('kiln: installing libopenblas0-openmp with apt-get (libtorch would run on the reference BLAS)');
+  if (!aptInstall(['libopenblas0-openmp'])) console.warn('kiln: could not install libopenblas0-openmp; libtorch runs on the reference BLAS (kiln info says which)');
+}
+
 function main() {
   ensureTools();
+  optionalImageLibs();
   const lt = findLibtorch();
+  optimisedBlas(lt);
   console.log(`kiln: building against libtorch ${lt.version}${lt.cuda ? ' (CUDA)' : ' (CPU)'} from ${lt.source} (C++${lt.cxxStandard})`);
   console.log(`kiln:   Torch_DIR=${lt.torchDir}`);
   const stamp = path.join(root, 'build', 'libtorch.json');

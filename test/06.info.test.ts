@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as kiln from '../lib';
+import { blasInUse } from '../lib/info';
 import { expectKilnError } from './helpers';
 
 const usableCores = () => (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
@@ -40,6 +41,43 @@ describe('info', () => {
     expect(i.cudaAvailable).to.equal(i.deviceCount > 0);
     expect(i.numThreads).to.be.a('number').and.to.be.at.least(1);
     expect(i.numInteropThreads).to.be.a('number').and.to.be.at.least(1);
+  });
+
+  it('names the BLAS libtorch runs on: MKL when built in, else the library mapped in (the reference one first: libtorch links it)', function () {
+    const map = (...files: string[]) => () => files.map((f, i) => `7f${i}000-7f${i}fff r-xp 00000000 08:01 ${100 + i}    ${f}`).join('\n');
+    const generic = 'BLAS_INFO=generic, LAPACK_INFO=generic';
+    expect(blasInUse('BLAS_INFO=mkl, LAPACK_INFO=mkl', map())).to.deep.equal({ name: 'MKL (bundled)', path: null, optimized: true });
+    const ob = '/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblasp-r0.3.21.so';
+    expect(blasInUse(generic, map('/usr/lib/x86_64-linux-gnu/libtorch_cpu.so', ob))).to.deep.equal({ name: 'OpenBLAS (openmp)', path: ob, optimized: true });
+    const ref = '/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0';
+    // the reference libblas.so.3 with OpenBLAS mapped too (liblapack.so.3's alternative pulls it in): the reference one is used
+    expect(blasInUse(generic, map(ref, ob))).to.deep.equal({ name: 'reference (netlib)', path: ref, optimized: false });
+    expect(blasInUse(generic, map('/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4'))).to.include({ name: 'BLIS', optimized: true });
+    expect(blasInUse(generic, () => { throw new Error('no /proc'); })).to.deep.equal({ name: 'generic', path: null, optimized: true });
+    const i = kiln.info();
+    expect(i.blas.name).to.be.a('string');
+    if (process.platform === 'linux' && /BLAS_INFO=generic/.test(i.buildConfig)) expect(i.blas.path).to.be.a('string').and.match(/\.so/);
+    // CI installs libopenblas0-openmp (.ci/run): the fast BLAS must be the one in use there
+    if (process.env.KILN_REQUIRE_OPTIMIZED_BLAS === '1') expect(i.blas, 'libtorch runs on the reference BLAS').to.include({ optimized: true });
+  });
+
+  it('kiln info names the BLAS; on the reference BLAS a KILN_SLOW_BLAS warning at load names the fix', function () {
+    const i = kiln.info();
+    const bin = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
+    const r = spawnSync(process.execPath, [bin, 'info'], { encoding: 'utf8', timeout: 60000 });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout).to.include(`BLAS ${i.blas.name}`);
+    if (i.blas.optimized) expect(r.stderr).not.to.include('KILN_SLOW_BLAS');
+    // the reference library preloaded: its symbols win, as when it is libblas.so.3's alternative
+    const ref = ['/usr/lib/x86_64-linux-gnu/blas/libblas.so.3', '/usr/lib/aarch64-linux-gnu/blas/libblas.so.3'].find((f) => fs.existsSync(f));
+    if (!ref || !/BLAS_INFO=generic/.test(i.buildConfig)) return;
+    const slow = spawnSync(process.execPath, [bin, 'info'], { encoding: 'utf8', timeout: 60000, env: { ...process.env, LD_PRELOAD: ref } });
+    expect(slow.status, slow.stderr).to.equal(0);
+    expect(slow.stdout).to.include('BLAS reference (netlib)').and.include('apt-get install libopenblas0-openmp');
+    expect(slow.stderr.match(/\[KILN_SLOW_BLAS\]/g), slow.stderr).to.have.length(1);
+    expect(slow.stderr).to.include('apt-get install libopenblas0-openmp');
+    const quiet = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.resolve(__dirname, '..', 'lib'))})`], { encoding: 'utf8', timeout: 60000, env: { ...process.env, LD_PRELOAD: ref, KILN_NO_BLAS_WARNING: '1' } });
+    expect(quiet.stderr).not.to.include('KILN_SLOW_BLAS');
   });
 
   it("on this machine: Debian's CPU libtorch 1.13, no CUDA", function () {

@@ -88,11 +88,12 @@ export async function run(argv: string[]): Promise<number> {
   if (cmd !== 'predict' && cmd !== 'explain' && positional.length) throw new UsageError(`unexpected argument '${positional[0]}' for 'kiln ${cmd}' (options start with --)`);
   const log = (s: string) => (flags.json ? process.stderr : process.stdout).write(s + '\n');
   if (cmd === 'info') {
-    const { info } = await import('../info');
+    const { info, BLAS_HINT } = await import('../info');
     const i = info();
-    const short = { kiln: i.kilnVersion, torch: i.torchVersion, cuda: i.cudaAvailable, cudaVersion: i.cudaVersion, cudnn: i.cudnnVersion, devices: i.deviceCount, gpus: i.devices, driver: i.driverVersion, threads: i.numThreads, nativeImageDecoding: i.nativeImageDecoding };
+    const short = { kiln: i.kilnVersion, torch: i.torchVersion, cuda: i.cudaAvailable, cudaVersion: i.cudaVersion, cudnn: i.cudnnVersion, devices: i.deviceCount, gpus: i.devices, driver: i.driverVersion, threads: i.numThreads, blas: i.blas.name, nativeImageDecoding: i.nativeImageDecoding };
     if (flags.json) process.stdout.write(JSON.stringify(short) + '\n');
-    else log(`kiln ${i.kilnVersion} · libtorch ${i.torchVersion} · CUDA ${i.cudaAvailable ? `${i.cudaVersion ?? 'yes'} (${i.deviceCount} device${i.deviceCount === 1 ? '' : 's'})` : 'not available'} · cuDNN ${i.cudnnVersion ?? 'no'} · ${i.numThreads} CPU threads · native decoding: ${Object.entries(i.nativeImageDecoding).filter(([, on]) => on).map(([f]) => f.toUpperCase()).join(', ') || 'none (sharp)'}`);
+    else log(`kiln ${i.kilnVersion} · libtorch ${i.torchVersion} · CUDA ${i.cudaAvailable ? `${i.cudaVersion ?? 'yes'} (${i.deviceCount} device${i.deviceCount === 1 ? '' : 's'})` : 'not available'} · cuDNN ${i.cudnnVersion ?? 'no'} · ${i.numThreads} CPU threads · BLAS ${i.blas.name} · native decoding: ${Object.entries(i.nativeImageDecoding).filter(([, on]) => on).map(([f]) => f.toUpperCase()).join(', ') || 'none (sharp)'}`);
+    if (!i.blas.optimized) log(`  the reference BLAS (${i.blas.path}) makes batch-1 convolutions ~9× slower: ${BLAS_HINT}`);
     for (const d of i.devices) log(`  cuda:${d.index} ${d.name} · compute capability ${d.capability} · ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB · ${d.multiprocessors} SMs · driver ${i.driverVersion}${i.cudaAvailable ? '' : ' (this libtorch has no CUDA)'}`);
     return 0;
   }
