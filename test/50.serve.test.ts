@@ -759,6 +759,56 @@ describe('serve', function () {
       }
     });
 
+    it('access log: one entry per finished request on each listener, with the x-request-id every answer carries', async () => {
+      const entries: kiln.serving.AccessLogEntry[] = [];
+      const s = await serve({ models: { shapes: { model, metadata } }, port: 0, managementPort: 0, modelStore: dir, accessLog: (e) => entries.push(e) });
+      try {
+        entries.length = 0; // (none from the warm-up)
+        const png = await image(3);
+        const r = await fetch(s.url + '/predictions/shapes', { method: 'POST', body: png, headers: { 'content-type': 'image/png', 'x-request-id': 'client-42' } });
+        expect(r.status).to.equal(200);
+        expect(r.headers.get('x-request-id')).to.equal('client-42');
+        const text = await r.text();
+        const bad = await fetch(s.url + '/predictions/shapes', { method: 'POST', body: 'not an image', headers: { 'content-type': 'image/png', 'x-request-id': 'has spaces in it' } });
+        expect(bad.status).to.equal(400);
+        const made = bad.headers.get('x-request-id')!;
+        expect(made, 'a new id replaces an unusable one').to.match(/^[0-9a-f-]{36}$/);
+        await bad.text();
+        const lost = await fetch(s.url + '/nowhere');
+        expect(lost.headers.get('x-request-id')).to.match(/^[0-9a-f-]{36}$/);
+        await lost.text();
+        const mg = await fetch(s.managementUrl + '/models');
+        await mg.text();
+        await until(() => entries.length === 4);
+        const [ok, failed, unknown, management] = entries;
+        expect(ok).to.include({ id: 'client-42', listener: 'inference', method: 'POST', path: '/predictions/shapes', route: '/predictions', status: 200, model: 'shapes', version: '1', bytesIn: png.length, bytesOut: Buffer.byteLength(text) });
+        expect(ok.remote).to.match(/127\.0\.0\.1/);
+        expect(ok.ms).to.be.a('number').and.be.above(0);
+        expect(Date.parse(ok.time)).to.be.closeTo(Date.now(), 60000);
+        expect(ok).not.to.have.property('error');
+        expect(failed).to.include({ id: made, status: 400, error: 'BAD_IMAGE', model: 'shapes', bytesIn: 12 });
+        expect(unknown).to.include({ status: 404, error: 'NOT_FOUND', path: '/nowhere', bytesIn: null });
+        expect(unknown).not.to.have.property('model');
+        expect(management).to.include({ listener: 'management', method: 'GET', path: '/models', status: 200 });
+      } finally {
+        await s.close();
+      }
+      // a logger that throws: warned about once, every request still answered
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarning);
+      const t = await serve({ models: { shapes: { model, metadata } }, port: 0, accessLog: () => { throw new Error('disk full'); } });
+      try {
+        for (let i = 0; i < 3; i++) expect((await fetch(t.url + '/health')).status).to.equal(200);
+        await new Promise((r) => setImmediate(r));
+        expect(warnings.filter((w) => w.includes('the access logger threw (disk full)'))).to.have.length(1);
+      } finally {
+        process.off('warning', onWarning);
+        await t.close();
+      }
+      expectKilnError(() => new Server({ models: { shapes: model }, accessLog: 'log.txt' as never }), 'INVALID_ARGUMENT', 'accessLog', 'a function');
+    });
+
     it('rejects bad model specs with clear errors', async () => {
       expectKilnError(() => new Server({}), 'INVALID_ARGUMENT', 'models', 'at least one');
       expectKilnError(() => new Server({ models: { 'a b': model } }), 'INVALID_ARGUMENT', 'name', 'letters, digits');
@@ -862,6 +912,25 @@ describe('serve', function () {
       }
       await bad({ models: { a: { path: 'nothere' } } }, /serve\.json: models\.a\.path: \S+nothere\S* does not exist/);
       fs.rmSync(file);
+    });
+
+    it('--access-log FILE: JSON lines appended, one per request; a file that cannot be opened is a usage error', async () => {
+      const file = path.join(dir, 'access.jsonl');
+      fs.writeFileSync(file, '{"kept":true}\n'); // appended to, not replaced
+      const { child, found: [u], output } = await startCli(['--model', dir, '--port', '0', '--access-log', file], [/listening on (http:\/\/\S+)/]);
+      try {
+        expect(output()).to.include(`access log (JSON lines) → ${file}`);
+        expect((await call(u + '/predictions', await image(2))).status).to.equal(200);
+        expect((await fetch(u + '/health', { headers: { 'x-request-id': 'probe-1' } })).status).to.equal(200);
+      } finally {
+        expect(await stopCli(child), output()).to.equal(0);
+      }
+      const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines[0]).to.deep.equal({ kept: true });
+      const requests = lines.slice(1);
+      expect(requests.map((l) => [l.method, l.path, l.status])).to.deep.equal([['POST', '/predictions', 200], ['GET', '/health', 200]]);
+      expect(requests[1].id).to.equal('probe-1');
+      await expectRejects(run(['serve', '--model', dir, '--access-log', path.join(dir, 'no', 'such', 'folder', 'a.log')]), 'USAGE', /^--access-log \S+a\.log: cannot open it for appending \(ENOENT\)$/);
     });
 
     it('has help and examples, and refuses a missing model or a busy port with one line', async () => {

@@ -323,6 +323,27 @@ describe('serve: Open Inference Protocol over gRPC', function () {
     }
   });
 
+  it('writes gRPC calls to the access log: method, status name, model, the request id (ModelInfer\'s id)', async () => {
+    const entries: kiln.serving.AccessLogEntry[] = [];
+    const s = await serve(model, { ...opts, name: 'logged', port: 0, grpcPort: 0, accessLog: (e) => entries.push(e) });
+    const c = grpcClient(s.grpcAddress);
+    try {
+      const x = kiln.randn([1, 3, S, S]);
+      await c.modelInfer({ model_name: 'logged', id: 'req-9', inputs: [fp32(x)] });
+      await c.modelInfer({ model_name: 'logged', inputs: [{ ...fp32(x), name: 'x' }] }).catch(() => {});
+      await c.serverLive();
+      x.dispose();
+      const g = entries.filter((e) => e.listener === 'grpc');
+      expect(g.map((e) => [e.method, e.status])).to.deep.equal([['ModelInfer', 'OK'], ['ModelInfer', 'INVALID_ARGUMENT'], ['ServerLive', 'OK']]);
+      expect(g[0]).to.include({ id: 'req-9', path: '/inference.GRPCInferenceService/ModelInfer', model: 'logged', version: '1', remote: '127.0.0.1' });
+      expect(g[1].id).to.match(/^[0-9a-f-]{36}$/);
+      expect(g[1]).to.include({ error: 'BAD_REQUEST', bytesIn: null, bytesOut: null });
+    } finally {
+      c.close();
+      await s.close();
+    }
+  });
+
   it('leaks no tensors over many gRPC requests, good and bad', async () => {
     const png = await image(5);
     const x = kiln.randn([2, 3, S, S]);

@@ -16,6 +16,7 @@ import { checkRegularFile } from '../io/files';
 import { IMAGE_METHODS } from '../explain/image';
 import { OPEN_INFERENCE_PROTO } from '../serve/grpc-proto';
 import { checkTls } from '../serve/http';
+import { jsonLinesLog } from '../serve/access-log';
 
 type Flags = Record<string, string | number | boolean | undefined>;
 
@@ -31,6 +32,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   'grpc-host': { type: 'string', help: 'interface of the gRPC service (default: --host)' },
   'tls-cert': { type: 'string', help: 'serve HTTPS (and TLS on the gRPC and management ports) with this certificate chain (PEM file); needs --tls-key', meta: 'file' },
   'tls-key': { type: 'string', help: "the certificate's private key (PEM file)", meta: 'file' },
+  'access-log': { type: 'string', help: "append one JSON line per finished request (time, id, listener, client, method, path, status, ms, model, version, bytes, error) to this file ('-': standard output); answers carry x-request-id (the client's own, or a new one)", meta: 'file|-' },
   'print-proto': { type: 'boolean', help: "print the gRPC service's .proto (package inference) for generating clients, and exit" },
   'management-host': { type: 'string', default: '127.0.0.1', help: 'interface of the management API (it loads models from paths: keep it local)' },
   'model-store': { type: 'string', help: "folder the management API's url= paths resolve against; paths outside it are refused", meta: 'dir' },
@@ -131,11 +133,13 @@ export function readServeConfig(file: string): ServeConfig {
   const label = path.basename(file);
   if (!isObject(doc)) throw new UsageError(`${label}: the file must hold a JSON object of settings and "models" (got ${describe(doc)})`);
   const settings: Flags = {};
+  const base = path.dirname(path.resolve(file));
   for (const [k, v] of Object.entries(doc)) {
     if (k === 'models') continue;
-    settings[k] = setting(k, v, `${label}: ${k}`, Object.keys(SERVE_FLAGS).filter((f) => !NOT_SETTINGS.has(f)));
+    const value = setting(k, v, `${label}: ${k}`, Object.keys(SERVE_FLAGS).filter((f) => !NOT_SETTINGS.has(f)));
+    // paths (model store, TLS files, access log) are read from the file's folder, as the models' are
+    settings[k] = /^(file|dir)/.test(SERVE_FLAGS[k].meta ?? '') && value !== '-' ? path.resolve(base, String(value)) : value;
   }
-  const base = path.dirname(path.resolve(file));
   const models: ModelFlag[] = [];
   const given = doc.models ?? {};
   if (!isObject(given)) throw new UsageError(`${label}: models must be an object of name → {"path", …} (got ${describe(given)})`);
@@ -241,7 +245,7 @@ async function loadModels(flags: ModelFlag[], settingsOf: (m: ModelFlag) => Flag
 }
 
 /** Runs `kiln serve` until SIGINT or SIGTERM, then drains in-flight requests and resolves to 0. */
-export async function serveCommand(cli: Flags, log: (s: string) => void, lists: Record<string, string[]> = {}, given: Set<string> = new Set()): Promise<number> {
+export async function serveCommand(cli: Flags, say: (s: string) => void, lists: Record<string, string[]> = {}, given: Set<string> = new Set()): Promise<number> {
   if (cli['print-proto']) {
     process.stdout.write(OPEN_INFERENCE_PROTO);
     return 0;
@@ -250,6 +254,8 @@ export async function serveCommand(cli: Flags, log: (s: string) => void, lists: 
   const config = cli.config !== undefined ? readServeConfig(String(cli.config)) : { settings: {}, models: [] };
   const f: Flags = { ...cli };
   for (const [k, v] of Object.entries(config.settings)) if (!given.has(k)) f[k] = v;
+  // with the access log on standard output, the server's own lines go to standard error
+  const log = f['access-log'] === '-' ? (line: string) => void process.stderr.write(line + '\n') : say;
   const mport = f['management-port'] as number | undefined;
   if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`--management-port must differ from --port (both ${mport})`);
   const gport = f['grpc-port'] as number | undefined;
@@ -279,16 +285,32 @@ export async function serveCommand(cli: Flags, log: (s: string) => void, lists: 
       throw new UsageError((e as Error).message);
     }
   }
-  const models = await loadModels(flags, settingsOf);
+  let accessLog: ReturnType<typeof jsonLinesLog> | null = null;
+  if (f['access-log'] !== undefined) {
+    try {
+      accessLog = jsonLinesLog(String(f['access-log']));
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^access log /, '--access-log '));
+    }
+  }
+  let models: Record<string, ModelSpec[]>;
+  try {
+    models = await loadModels(flags, settingsOf);
+  } catch (e) {
+    await accessLog?.close();
+    throw e;
+  }
   let server: Server;
   try {
     server = await serve({
+      accessLog: accessLog?.log,
       models, host: String(f.host), port: f.port as number,
       managementPort: mport, managementHost: String(f['management-host']), modelStore: f['model-store'] as string | undefined,
       tls, grpcPort: gport, grpcHost: f['grpc-host'] === undefined ? undefined : String(f['grpc-host']),
       maxBodyBytes: f['max-body'] as number, ...runtimeOptions(f),
     });
   } catch (e) {
+    await accessLog?.close();
     const err = e as NodeJS.ErrnoException & { port?: number };
     if (err.code === 'GRPC_BIND') throw new UsageError(`--grpc-port ${gport}: ${err.message}`);
     const [flag, host] = mport !== undefined && err.port === mport && err.port !== f.port ? ['--management-port', f['management-host']] : ['--port', f.host];
@@ -310,6 +332,7 @@ export async function serveCommand(cli: Flags, log: (s: string) => void, lists: 
   log(`kiln: listening on ${s.url} — POST ${s.url}/predictions${one} (image bytes or JSON)${explain}, GET /health /ready /metrics /models; Ctrl-C stops`);
   log(`kiln: Open Inference Protocol (KServe v2) — POST ${s.url}/v2/models/${names.length === 1 ? names[0] : '<name>'}/infer, GET /v2 /v2/health/ready /v2/models/<name>[/ready]`);
   if (gport !== undefined) log(`kiln: Open Inference Protocol over gRPC on ${s.grpcAddress} — inference.GRPCInferenceService/ModelInfer, ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata (kiln serve --print-proto)`);
+  if (accessLog) log(`kiln: access log (JSON lines) → ${f['access-log'] === '-' ? 'standard output' : path.resolve(String(f['access-log']))}`);
   if (mport !== undefined) log(`kiln: management API on ${s.managementUrl} — POST /models?url=DIR&model_name=NAME, DELETE /models/<name>[/<version>], PUT /models/<name>/<version>/set-default`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -323,6 +346,7 @@ export async function serveCommand(cli: Flags, log: (s: string) => void, lists: 
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
   });
+  await accessLog?.close();
   log('kiln: stopped');
   return 0;
 }

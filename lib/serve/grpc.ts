@@ -20,6 +20,7 @@ import { V2Host, V2_EXTENSIONS, V2OutputValues, modelMetadata, outputValues, raw
 import { V2InputData, inputTensor, parseOutputs } from './v2-request';
 import type { ModelEndpoint } from './endpoint';
 import type { RequestContext } from './server';
+import { requestId } from './access-log';
 
 type Grpc = typeof grpcTypes;
 type Unary = grpcTypes.handleUnaryCall<Record<string, any>, Record<string, unknown>>;
@@ -226,17 +227,26 @@ export class GrpcInference {
     return this.host.registry.resolve(name === '' ? undefined : name, version === '' ? undefined : version);
   }
 
-  /** Wraps a method: counts it in flight, maps failures to statuses, records its metrics. */
+  /** Wraps a method: counts it in flight, maps failures to statuses, records its metrics and its access-log entry. */
   private unary(method: GrpcMethod | 'Check', fn: (req: Record<string, any>, ctx: RequestContext, call: grpcTypes.ServerUnaryCall<Record<string, any>, unknown>) => Promise<Record<string, unknown>>): Unary {
     const { grpc } = grpcService();
     return (call, callback) => {
       const t0 = performance.now();
+      const arrived = new Date();
       const ctx: RequestContext = { url: new URL('grpc://localhost'), method, route: { kind: 'v2-infer', label: method, protocol: 'v2' }, label: method };
       this.requests.enter();
-      const finish = (code: grpcTypes.status) => {
+      const finish = (code: grpcTypes.status, error?: unknown) => {
+        const ms = performance.now() - t0;
         const live = ctx.model && this.host.registry.all().includes(ctx.model) ? ctx.model : undefined;
-        this.host.metrics.grpc(method, grpc.status[code], (performance.now() - t0) / 1000, live);
+        this.host.metrics.grpc(method, grpc.status[code], ms / 1000, live);
         this.requests.leave();
+        const errorCode = (error as { code?: unknown } | undefined)?.code;
+        this.host.logAccess({
+          time: arrived.toISOString(), id: requestId(call.metadata?.get('x-request-id')?.[0] || call.request?.id), listener: 'grpc', remote: peerOf(call),
+          method, path: method === 'Check' ? '/grpc.health.v1.Health/Check' : `/inference.GRPCInferenceService/${method}`, route: method,
+          status: grpc.status[code], ms: Math.round(ms * 1000) / 1000, ...(ctx.model ? { model: ctx.model.name, version: ctx.model.version } : {}),
+          bytesIn: null, bytesOut: null, ...(error !== undefined ? { error: typeof errorCode === 'string' ? errorCode : grpc.status[code] } : {}),
+        });
       };
       (this.closed ? Promise.reject(new HttpError(503, 'the server is shutting down', 'SHUTTING_DOWN')) : fn(call.request, ctx, call)).then(
         (answer) => {
@@ -245,7 +255,7 @@ export class GrpcInference {
         },
         (e: unknown) => {
           const s = grpcStatus(e);
-          finish(s.code);
+          finish(s.code, e);
           callback({ code: s.code, details: s.details });
         },
       );
@@ -338,4 +348,15 @@ export function grpcClient(address: string, options: { maxReceiveBytes?: number;
       healthClient?.close();
     },
   };
+}
+
+/** The client's address from a call's peer ('127.0.0.1:5000', 'ipv4:…', '[::1]:5000' → the address; null when unknown). */
+function peerOf(call: { getPeer?: () => string }): string | null {
+  try {
+    const p = call.getPeer?.() ?? '';
+    const m = /^(?:ipv[46]:)?(?:\[([^\]]+)\]|([^:]+)):\d+$/.exec(p);
+    return m ? (m[1] ?? m[2]) : p || null;
+  } catch {
+    return null;
+  }
 }

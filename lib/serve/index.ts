@@ -43,3 +43,5 @@ export type { InputSpec } from './inputs';
 export { Counter, Gauge, Histogram, Registry, PROMETHEUS_CONTENT_TYPE, LATENCY_BUCKETS, BATCH_BUCKETS } from './metrics';
 export type { GaugeSample, MetricLabels } from './metrics';
 export { ServerMetrics } from './server-metrics';
+export { jsonLinesLog, requestId } from './access-log';
+export type { AccessLogEntry, AccessLogger } from './access-log';

@@ -37,6 +37,7 @@ import { InFlight, TlsOptions, allowOnly, checkTls, createHttpServer, json, list
 import { V2Host, dispatchV2 } from './v2';
 import { GrpcInference } from './grpc';
 import { info } from '../info';
+import { AccessLogger, accessLogger, requestId, sizeOf } from './access-log';
 
 /** A model to serve: the model itself, or `{ model | path, ...options }` (`path`: a folder written by `kiln train`). */
 export type ModelSpec = Module | BatchModel | (RegisterOptions & { model?: Module | BatchModel; path?: string });
@@ -71,6 +72,8 @@ export interface ServerOptions extends RuntimeOptions {
   tls?: TlsOptions;
   /** Retry-After seconds sent with 503 overload answers (default 1) */
   retryAfterSeconds?: number;
+  /** called with every finished request on every listener (see access-log.ts; `kiln serve --access-log`) */
+  accessLog?: AccessLogger;
 }
 
 /** Options of the single-model form `serve(model, options)`: the server's and the model's options in one object. */
@@ -131,6 +134,7 @@ export class Server {
   private readonly grpcPort: number | undefined;
   private readonly grpcHost: string;
   private readonly retryAfter: number;
+  private readonly accessLog: AccessLogger | null;
   private readonly requests = new InFlight();
   private listening = false;
   private closing: Promise<void> | null = null;
@@ -145,6 +149,7 @@ export class Server {
     if (single && options.models !== undefined) throw new KilnError('pass either a model (serve(model, options)) or { models: {...} }, not both', 'INVALID_ARGUMENT');
     this.maxBodyBytes = options.maxBodyBytes ?? 10 * 2 ** 20;
     if (!Number.isInteger(this.maxBodyBytes) || this.maxBodyBytes < 1) throw invalidParameterError('maxBodyBytes', 'a positive integer', this.maxBodyBytes);
+    this.accessLog = accessLogger(options.accessLog);
     this.retryAfter = options.retryAfterSeconds ?? 1;
     if (!Number.isInteger(this.retryAfter) || this.retryAfter < 0) throw invalidParameterError('retryAfterSeconds', 'a non-negative integer', this.retryAfter);
     this.host = options.host ?? '127.0.0.1';
@@ -173,7 +178,7 @@ export class Server {
     }
     this.metrics.bind(() => this.registry.endpoints(), () => this.requests.count);
     this.http = createHttpServer(this.handle, tlsOptions);
-    this.managementHttp = this.managementPort === undefined ? null : createHttpServer(this.handler(managementRoutes(this, options.modelStore)), tlsOptions);
+    this.managementHttp = this.managementPort === undefined ? null : createHttpServer(this.handler(managementRoutes(this, options.modelStore), 'management'), tlsOptions);
     this.grpc = this.grpcPort === undefined ? null : new GrpcInference(this.v2, this.requests, { maxReceiveBytes: this.maxBodyBytes, tls: tlsOptions });
   }
 
@@ -270,7 +275,7 @@ export class Server {
   }
 
   /** The inference request handler (usable with another http server: `http.createServer(server.handle)`). */
-  readonly handle = this.handler((req, res, ctx) => this.dispatch(req, res, ctx));
+  readonly handle = this.handler((req, res, ctx) => this.dispatch(req, res, ctx), 'inference');
 
   /** Creates an endpoint from a spec (loading a `path`) and adds it to the registry, not yet warmed up. */
   private add(name: string, spec: ModelSpec, extra: ModelOptions = {}): ModelEndpoint {
@@ -322,13 +327,20 @@ export class Server {
     }
   }
 
-  /** Wraps a dispatch: parses the URL, counts the request in flight, answers errors as JSON and records metrics. */
-  private handler(dispatch: Dispatch): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> {
+  /**
+   * Wraps a dispatch: parses the URL, counts the request in flight, answers errors as JSON, records metrics, and gives
+   * every answer its `x-request-id` (and the access log its entry).
+   */
+  private handler(dispatch: Dispatch, listener: 'inference' | 'management'): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> {
     return async (req, res) => {
       const t0 = performance.now();
+      const arrived = new Date();
       req.on('error', () => {});
       res.on('error', () => {});
+      const id = requestId(req.headers['x-request-id']);
+      res.setHeader('x-request-id', id);
       const ctx: RequestContext = { url: new URL('http://localhost'), method: req.method ?? 'GET', route: { kind: 'unknown', label: 'other' }, label: 'other' };
+      let error: string | undefined;
       this.requests.enter();
       try {
         ctx.url = new URL(req.url ?? '/', 'http://localhost');
@@ -337,13 +349,22 @@ export class Server {
         await dispatch(req, res, ctx);
       } catch (e) {
         const err = toHttpError(e, this.retryAfter);
+        error = err.code;
         // the Open Inference Protocol's error object is {"error": message}
         json(res, err.status, ctx.route.protocol === 'v2' ? { error: err.message } : { error: err.message, code: err.code }, err.headers);
       } finally {
+        const ms = performance.now() - t0;
         // (a version already retired, its series dropped, is not brought back by a request that finishes late)
         const live = ctx.model && this.registry.all().includes(ctx.model) ? ctx.model : undefined;
-        this.metrics.request(ctx.label, ctx.method, res.statusCode, (performance.now() - t0) / 1000, live);
+        this.metrics.request(ctx.label, ctx.method, res.statusCode, ms / 1000, live);
         this.requests.leave();
+        this.accessLog?.({
+          time: arrived.toISOString(), id, listener, remote: req.socket?.remoteAddress ?? null, method: ctx.method,
+          path: ctx.url.pathname, route: ctx.label, status: res.statusCode, ms: Math.round(ms * 1000) / 1000,
+          ...(ctx.model ? { model: ctx.model.name, version: ctx.model.version } : {}),
+          bytesIn: sizeOf(req.headers['content-length']), bytesOut: sizeOf(res.getHeader('content-length')),
+          ...(error ? { error } : {}),
+        });
       }
     };
   }
@@ -405,6 +426,7 @@ export class Server {
   /** What the Open Inference Protocol routes (v2.ts) use. */
   private readonly v2: V2Host = {
     registry: this.registry, metrics: this.metrics, version: info().kilnVersion,
+    logAccess: (entry) => this.accessLog?.(entry),
     bodyLimit: () => this.maxBodyBytes,
     readiness: () => this.readiness(),
     open: (ctx) => this.open(ctx),

@@ -9,6 +9,7 @@
  * Errors are `{"error": message}` (the server's handler drops its "code" on /v2 paths).
  */
 import type * as http from 'http';
+import type { AccessLogEntry } from './access-log';
 import { Tensor } from '../tensor/tensor';
 import { tidy } from '../tensor/memory';
 import { HttpError, readBody } from './inputs';
@@ -36,6 +37,8 @@ export interface V2Host {
   readiness(): { ready: boolean; reason?: string };
   /** the model version an inference request reaches (503 while shutting down or loading, 404 unknown) */
   open(ctx: RequestContext): ModelEndpoint;
+  /** writes an access-log entry, when the server keeps a log (gRPC calls write to it too) */
+  logAccess(entry: AccessLogEntry): void;
 }
 
 /** Model metadata: name, every version, platform, and the input and outputs with -1 for the batch dimension. */
