@@ -165,7 +165,7 @@ export function readServeConfig(file: string): ServeConfig {
   return { settings, models };
 }
 
-/** One key of a config file, checked as its flag; unknown keys are refused naming the known ones (or the nearest). */
+/** One key of a config file, checked as its flag; unknown keys are refused naming the known ones. */
 function setting(key: string, v: unknown, at: string, known: readonly string[]): string | number | boolean {
   if (!known.includes(key) || !(key in SERVE_FLAGS)) {
     const perServer = key in SERVE_FLAGS && !NOT_SETTINGS.has(key);
