@@ -208,6 +208,31 @@ describe('cli: kiln command', function () {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'folder', 'metrics.json'), 'utf8')).per_class).to.have.all.keys(...Object.keys(csvMetrics.per_class));
   });
 
+  it('--val-split validates on held-out training images; --early-stopping stops on them and keeps the best epoch', () => {
+    const dir = path.join(out, 'early');
+    const args = ['train', '--data', 'shapes', '--epochs', '6', '--limit', '200', '--val-split', '0.25', '--early-stopping', '1', '--lr', '0', '--schedule', 'none', '--out', dir, '--json'];
+    // lr 0: only the batch-norm statistics move, so val_loss settles and stops improving within the 6 epochs
+    const r = kilnCli(args);
+    expect(r.code, r.stderr).to.equal(0);
+    const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(m).to.include({ train_images: 150, validation_images: 50, test_images: 64 }); // 200 split 3:1 by class; the test set untouched
+    expect(r.stdout + r.stderr).to.include('validating on 50 held-out training images').and.include('early stopping after 1 epoch(s)');
+    expect(m.epochs, 'stopped before the last epoch').to.be.below(6);
+    expect(m.stop_reason).to.match(/^EarlyStopping: val_loss did not improve for 1 epoch\(s\) \(best val_loss [\d.]+ at epoch \d+\)$/);
+    const valLoss = (JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')).history as { val_loss: number[] }).val_loss;
+    expect(valLoss).to.have.length(m.epochs);
+    const best = valLoss.indexOf(Math.min(...valLoss));
+    expect(best, 'patience 1: the best epoch is the one before the last').to.equal(m.epochs - 2);
+    expect(r.stdout + r.stderr).to.include(`restored the weights of epoch ${best + 1}`);
+    // the saved model is the restored one: evaluating it gives the reported test loss
+    const ev = kilnCli(['evaluate', '--model', dir, '--limit', '200', '--json']);
+    expect(ev.code, ev.stderr).to.equal(0);
+    expect(JSON.parse(ev.stdout.trim().split('\n').pop()!).test_loss).to.be.closeTo(m.test_loss, 1e-5);
+    expectUserError(['train', '--data', 'shapes', '--early-stopping', '2'], /--early-stopping needs --val-split \(e\.g\. 0\.1\): stopping on the test set/);
+    expectUserError(['train', '--data', 'shapes', '--val-split', '0.6'], /--val-split must be ≤ 0\.5 \(got 0\.6\)/);
+    expectUserError([...args.filter((a) => a !== '--json').map((a) => (a === '0.25' ? '0.2' : a)), '--resume'], /--resume: the checkpoint was written with --val-split 0\.25 \(now 0\.2\)/);
+  });
+
   it('Ctrl-C during kiln train checkpoints and says how to resume; --resume finishes the run', async () => {
     const dir = path.join(out, 'int');
     const args = ['train', '--data', 'shapes', '--epochs', '4', '--limit', '320', '--batch-size', '16', '--out', dir];

@@ -79,8 +79,11 @@ export function loadTrained(spec: string | undefined, device: Device): Loaded {
   };
 }
 
+/** A Trainer that only evaluates, with the loss the model was trained with (its label smoothing), as `kiln train` reports it. */
 function dummyTrainer(m: Loaded, device: Device): Trainer {
-  return new Trainer(m.model, { optimizer: new SGD(m.model.parameters(), { lr: 0 }), device, verbose: 0, classNames: m.classNames });
+  const ls = m.config.labelSmoothing;
+  const labelSmoothing = typeof ls === 'number' && ls >= 0 && ls < 1 ? ls : 0;
+  return new Trainer(m.model, { optimizer: new SGD(m.model.parameters(), { lr: 0 }), device, verbose: 0, classNames: m.classNames, loss: { labelSmoothing } });
 }
 
 /** Runs `kiln evaluate`. */

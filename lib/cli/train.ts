@@ -9,6 +9,7 @@ import { CosineAnnealingLR, OneCycleLR } from '../optim/schedulers';
 import { DataLoader } from '../data/loader';
 import { WeightedRandomSampler, classBalancedWeights } from '../data/sampler';
 import { labelsOf } from '../data/dataset';
+import { stratifiedSplit } from '../data/split';
 import { compose, normalize, randomCrop, randomHorizontalFlip, BatchTransform, trivialAugmentWide, randAugment, autoAugment, augMix } from '../data/transforms';
 import { saveModel } from '../io/model';
 import { Trainer } from '../train/trainer';
@@ -17,7 +18,7 @@ import { ModelEMA } from '../train/ema';
 import { ProfileSteps, selfTimeTables } from '../train/profile-steps';
 import { findLR, plotLRFinder } from '../train/lr-finder';
 import { mixupCutmix } from '../train/mix';
-import { Scheduler } from '../train/callbacks';
+import { Scheduler, EarlyStopping } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
 import { plotHistory, plotConfusionMatrix } from '../train/plots';
@@ -64,6 +65,8 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   resume: { type: 'boolean', help: 'continue the run whose checkpoint is in <out>/checkpoint' },
   'find-lr': { type: 'boolean', help: 'run the learning-rate range test (100 steps from 1e-7 to 10) instead of training: print the suggested rates, write <out>/lr-finder.png' },
   limit: { type: 'int', min: 1, help: 'use only the first N training images (and N/4 test images) for a quick run' },
+  'val-split': { type: 'number', min: 0, max: 0.5, default: 0, help: 'hold out this fraction of the training images (stratified by class, seeded) as the validation set: the val_* metrics and --early-stopping then never see the test set (0: validate on the test set)', meta: 'fraction' },
+  'early-stopping': { type: 'int', min: 1, help: "stop when val_loss has not improved for N epochs and keep the best epoch's weights (needs --val-split: the test set must not choose the model)", meta: 'n' },
   json: { type: 'boolean', help: 'print one JSON object with the final metrics as the last line' },
   quiet: { type: 'boolean', alias: 'q', help: 'no progress output' },
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
@@ -74,7 +77,7 @@ type Flags = Record<string, string | number | boolean | undefined>;
 /** The zoo models with torchvision's `width_mult` (`--width-mult`). */
 const WIDTH_MULT_MODELS = ['mobilenet_v2', 'mobilenet_v3_small', 'mobilenet_v3_large'];
 
-const FLAG_OF: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', labelSmoothing: 'label-smoothing', widthMult: 'width-mult' };
+const FLAG_OF: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', labelSmoothing: 'label-smoothing', widthMult: 'width-mult', valSplit: 'val-split', earlyStopping: 'early-stopping' };
 
 /** --resume must repeat the options that shape the run (data, model, epochs, schedule, …). */
 function checkSameConfig(ckptDir: string, now: Record<string, unknown>): void {
@@ -167,6 +170,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
     if (!fs.existsSync(String(f.pretrained))) throw new UsageError(`--pretrained: ${f.pretrained} does not exist`);
   }
   if (f['freeze-backbone'] && f.pretrained === undefined) throw new UsageError('--freeze-backbone needs --pretrained (a backbone worth keeping)');
+  if (f['early-stopping'] !== undefined && !f['val-split']) throw new UsageError('--early-stopping needs --val-split (e.g. 0.1): stopping on the test set would let it choose the model its accuracy then reports');
   checkSpeedFlags(f);
   profileSteps(f); // a malformed --profile fails before any data is loaded
   outputFolder(out); // so does an --out that is a file
@@ -174,7 +178,8 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const config = { data: f.data, model: f.model, width: f.width, ...(f['width-mult'] !== undefined ? { widthMult: f['width-mult'] } : {}), epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
     ...(f.pretrained !== undefined ? { pretrained: path.resolve(String(f.pretrained)), freezeBackbone: !!f['freeze-backbone'] } : {}),
     ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}),
-    ...(f.balance ? { balance: true } : {}), ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}) };
+    ...(f.balance ? { balance: true } : {}), ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}),
+    ...(f['val-split'] ? { valSplit: f['val-split'] } : {}), ...(f['early-stopping'] !== undefined ? { earlyStopping: f['early-stopping'] } : {}) };
 
   if (f.resume) checkSameConfig(ckptDir, config);
   manualSeed(seed);
@@ -201,9 +206,13 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (f.augment === 'basic') transform = compose(randomCrop(data.size, { padding: 2 }), randomHorizontalFlip(), norm);
   else if (policy) transform = compose(randomCrop(data.size, { padding: 2 }), randomHorizontalFlip(), policy(), norm);
   const bs = f['batch-size'] as number;
-  const sampler = f.balance ? new WeightedRandomSampler(classBalancedWeights(await labelsOf(data.train)), { seed }) : undefined;
-  const trainLoader = new DataLoader(data.train, { batchSize: bs, shuffle: !sampler, sampler, seed, transform, device });
+  // --val-split: a class-stratified, seeded part of the training images validates; the test set only reports at the end
+  const [trainSet, valSet] = f['val-split'] ? await stratifiedSplit(data.train, [1 - (f['val-split'] as number), f['val-split'] as number], seed) : [data.train, null];
+  if (valSet && (valSet.length === 0 || trainSet.length === 0)) throw new UsageError(`--val-split ${f['val-split']} of ${data.train.length} training images leaves ${valSet.length === 0 ? 'no validation image' : 'no training image'}`);
+  const sampler = f.balance ? new WeightedRandomSampler(classBalancedWeights(await labelsOf(trainSet)), { seed }) : undefined;
+  const trainLoader = new DataLoader(trainSet, { batchSize: bs, shuffle: !sampler, sampler, seed, transform, device });
   const testLoader = new DataLoader(data.test, { batchSize: Math.max(bs, 256), transform: norm, device });
+  const valLoader = valSet ? new DataLoader(valSet, { batchSize: Math.max(bs, 256), transform: norm, device }) : testLoader;
   const lr = (f.lr as number | undefined) ?? (f.optimizer === 'sgd' ? 0.1 : 0.01);
   const wd = f['weight-decay'] as number;
   const params = model.parameters().filter((p) => p.requiresGrad); // --freeze-backbone: the head only
@@ -230,14 +239,16 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (!f.resume) fs.rmSync(ckptDir, { recursive: true, force: true });
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
   const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)
-    + (f.balance ? ', class-balanced sampling' : '') + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '');
-  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${data.train.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer}${f['fused-optimizer'] ? ' (fused)' : ''} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f['mixed-precision'] !== 'none' ? `, ${f['mixed-precision']} autocast` : ''}${f['channels-last'] ? ', channels-last' : ''}${f['cuda-graph'] ? ', training step as a CUDA graph' : ''}${f.resume ? ', resuming' : ''}`);
+    + (f.balance ? ', class-balanced sampling' : '') + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '')
+    + (valSet ? `, validating on ${valSet.length} held-out training images` : '') + (f['early-stopping'] !== undefined ? `, early stopping after ${f['early-stopping']} epoch(s) without a better val_loss` : '');
+  log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${trainSet.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer}${f['fused-optimizer'] ? ' (fused)' : ''} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f['mixed-precision'] !== 'none' ? `, ${f['mixed-precision']} autocast` : ''}${f['channels-last'] ? ', channels-last' : ''}${f['cuda-graph'] ? ', training step as a CUDA graph' : ''}${f.resume ? ', resuming' : ''}`);
   const history = await trainer.fit(trainLoader, {
-    epochs, validation: testLoader, checkpointDir: ckptDir,
+    epochs, validation: valLoader, checkpointDir: ckptDir,
     resumeFrom: f.resume ? ckptDir : undefined,
     resumeHint: `kiln ${args.join(' ')} --resume`,
     checkpointExtra: { config: JSON.stringify(config) },
-    callbacks: [...(f.ema ? [new ModelEMA({ decay: f.ema as number })] : []), new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume }), ...profileCallback(f, out, log)],
+    callbacks: [...(f.ema ? [new ModelEMA({ decay: f.ema as number })] : []), new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume }), ...profileCallback(f, out, log),
+      ...(f['early-stopping'] !== undefined ? [new EarlyStopping({ monitor: 'val_loss', patience: f['early-stopping'] as number, restoreBestWeights: true, verbose: !f.quiet })] : [])],
   });
   if (history.interrupted) return 130;
   const ev = await trainer.evaluate(testLoader);
@@ -250,7 +261,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const report = ev.confusionMatrix ? classificationReport(ev.confusionMatrix) : null;
   const metrics = {
     test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report?.macroF1 ?? null, test_ece: ev.ece,
-    epochs: history.length, seconds: +seconds.toFixed(2), train_images: data.train.length, test_images: ev.samples,
+    epochs: history.length, seconds: +seconds.toFixed(2), train_images: trainSet.length, validation_images: valSet ? valSet.length : null, test_images: ev.samples,
     model: f.model, parameters: model.numParameters(), stop_reason: history.stopReason,
     per_class: report ? Object.fromEntries(data.classNames.map((c, i) => [c, { precision: report.precision[i], recall: report.recall[i], f1: report.f1[i], support: report.support[i] }])) : null,
     confusion_matrix: ev.confusionMatrix, history: history.toJSON().history, config, out,
