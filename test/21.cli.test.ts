@@ -210,14 +210,14 @@ describe('cli: kiln command', function () {
 
   it('--val-split validates on held-out training images; --early-stopping stops on them and keeps the best epoch', () => {
     const dir = path.join(out, 'early');
-    const args = ['train', '--data', 'shapes', '--epochs', '6', '--limit', '200', '--val-split', '0.25', '--early-stopping', '1', '--lr', '0', '--schedule', 'none', '--out', dir, '--json'];
-    // lr 0: only the batch-norm statistics move, so val_loss settles and stops improving within the 6 epochs
+    const args = ['train', '--data', 'shapes', '--epochs', '12', '--limit', '200', '--val-split', '0.25', '--early-stopping', '1', '--lr', '0', '--schedule', 'none', '--out', dir, '--json'];
+    // lr 0: only the batch-norm statistics move (shuffled batches), so val_loss wanders and soon fails to improve
     const r = kilnCli(args);
     expect(r.code, r.stderr).to.equal(0);
     const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(m).to.include({ train_images: 150, validation_images: 50, test_images: 64 }); // 200 split 3:1 by class; the test set untouched
     expect(r.stdout + r.stderr).to.include('validating on 50 held-out training images').and.include('early stopping after 1 epoch(s)');
-    expect(m.epochs, 'stopped before the last epoch').to.be.below(6);
+    expect(m.epochs, 'stopped before the last epoch').to.be.below(12);
     expect(m.stop_reason).to.match(/^EarlyStopping: val_loss did not improve for 1 epoch\(s\) \(best val_loss [\d.]+ at epoch \d+\)$/);
     const valLoss = (JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')).history as { val_loss: number[] }).val_loss;
     expect(valLoss).to.have.length(m.epochs);

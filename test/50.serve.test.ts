@@ -856,19 +856,21 @@ describe('serve', function () {
     it('--config: server settings and each model its own (precision, batching, top, default version); command-line flags win over the file', async () => {
       const file = path.join(dir, 'serve.json');
       fs.writeFileSync(file, JSON.stringify({
-        port: 1, 'max-batch': 4, 'max-delay-ms': 7, top: 1, // port 1 and the delay are overridden on the command line below
+        port: 1, 'max-batch': 4, 'max-delay-ms': 7, top: 1, explanations: true, // port 1, the delay and explanations are overridden on the command line below
         models: {
           shapes: { path: '.', precision: 'bf16', 'max-batch': 8, 'channels-last': true },
           bw: [{ path: 'bw1', default: true }, { path: path.join(dir, 'bw2'), version: '2', top: 2, 'max-queue': 16 }],
         },
       }));
-      const { child, found: [u], output } = await startCli(['--config', file, '--port', '0', '--max-delay-ms', '3', '--model', `extra=${path.join(dir, 'bw1')}`], [/listening on (http:\/\/\S+)/]);
+      const { child, found: [u], output } = await startCli(['--config', file, '--port', '0', '--max-delay-ms', '3', '--no-explanations', '--model', `extra=${path.join(dir, 'bw1')}`], [/listening on (http:\/\/\S+)/]);
       try {
         expect(output()).to.include("serving 'shapes' version '1' (3 classes, input 3×32×32) on cpu, bf16, channels-last; max batch 8, max delay 3 ms")
           .and.include("serving 'bw' version '1' (2 classes, input 1×24×24) on cpu, fp32; max batch 4, max delay 3 ms")
           .and.include("serving 'extra' version '1'");
         const shapes = await (await fetch(u + '/models/shapes/1')).json() as Record<string, unknown>;
         expect(shapes).to.deep.include({ precision: 'bf16', channelsLast: true, top: 1 });
+        expect(shapes.routes, '--no-explanations on the command line beats the file').not.to.have.property('explain');
+        expect(output()).not.to.include('POST /explanations');
         const bw2 = await (await fetch(u + '/models/bw/2')).json() as { top: number; batching: Record<string, number> };
         expect(bw2.top).to.equal(2);
         expect(bw2.batching).to.include({ maxBatchSize: 4, maxDelayMs: 3, maxQueue: 16 });
@@ -908,8 +910,11 @@ describe('serve', function () {
       if (!kiln.info().cudaAvailable) {
         await bad({ models: { a: { path: 'bw1', precision: 'fp16' } } }, /serve\.json: models\.a: "precision" fp16 needs "device" cuda \(on the CPU use bf16\)/);
         await bad({ models: { a: { path: 'bw1', device: 'cuda' } } }, /serve\.json: models\.a: "device" cuda: CUDA is not available/);
-        await bad({ precision: 'fp16', models: { a: { path: 'bw1' } } }, /--precision fp16 needs --device cuda/);
+        await bad({ precision: 'fp16', models: { a: { path: 'bw1' } } }, /^serve\.json: "precision" fp16 needs --device cuda/); // a file setting is named as the file's key
       }
+      await bad({ models: { a: [{ path: 'bw1', default: true }, { path: 'bw2', version: '2', default: true }] } }, /serve\.json: models\.a: more than one version has "default": true/);
+      await bad({ 'model-store': 'nostore', models: { a: { path: 'bw1' } } }, /^serve\.json: "model-store" \S+nostore is not a folder$/);
+      await bad({ 'management-port': 9001, models: { a: { path: 'bw1' } } }, /^serve\.json: "management-port" must differ from --port \(both 9001\)$/, ['--port', '9001']);
       await bad({ models: { a: { path: 'nothere' } } }, /serve\.json: models\.a\.path: \S+nothere\S* does not exist/);
       fs.rmSync(file);
     });
@@ -917,9 +922,10 @@ describe('serve', function () {
     it('--access-log FILE: JSON lines appended, one per request; a file that cannot be opened is a usage error', async () => {
       const file = path.join(dir, 'access.jsonl');
       fs.writeFileSync(file, '{"kept":true}\n'); // appended to, not replaced
-      const { child, found: [u], output } = await startCli(['--model', dir, '--port', '0', '--access-log', file], [/listening on (http:\/\/\S+)/]);
+      // (named 'constructor': a name every JS object has a property for, which once broke the model table)
+      const { child, found: [u, logged], output } = await startCli(['--model', `constructor=${dir}`, '--port', '0', '--access-log', file], [/listening on (http:\/\/\S+)/, /access log \(JSON lines\) → (\S+)/]);
       try {
-        expect(output()).to.include(`access log (JSON lines) → ${file}`);
+        expect(logged).to.equal(file);
         expect((await call(u + '/predictions', await image(2))).status).to.equal(200);
         expect((await fetch(u + '/health', { headers: { 'x-request-id': 'probe-1' } })).status).to.equal(200);
       } finally {

@@ -138,7 +138,7 @@ export function readServeConfig(file: string): ServeConfig {
     if (k === 'models') continue;
     const value = setting(k, v, `${label}: ${k}`, Object.keys(SERVE_FLAGS).filter((f) => !NOT_SETTINGS.has(f)));
     // paths (model store, TLS files, access log) are read from the file's folder, as the models' are
-    settings[k] = /^(file|dir)/.test(SERVE_FLAGS[k].meta ?? '') && value !== '-' ? path.resolve(base, String(value)) : value;
+    settings[k] = /^(file|dir)/.test(SERVE_FLAGS[k].meta ?? '') && !(k === 'access-log' && value === '-') ? path.resolve(base, String(value)) : value;
   }
   const models: ModelFlag[] = [];
   const given = doc.models ?? {};
@@ -147,6 +147,7 @@ export function readServeConfig(file: string): ServeConfig {
     if (!NAME.test(name) || name.length > 128) throw new UsageError(`${label}: models: the name '${name.slice(0, 64)}' must be up to 128 letters, digits, '.', '_' or '-'`);
     const entries = Array.isArray(entry) ? entry : [entry];
     if (entries.length === 0) throw new UsageError(`${label}: models.${name} is an empty list: give {"path": DIR} for each version`);
+    if (entries.filter((e) => isObject(e) && e.default === true).length > 1) throw new UsageError(`${label}: models.${name}: more than one version has "default": true (one name has one default version)`);
     entries.forEach((e, i) => {
       const at = `${label}: models.${name}${Array.isArray(entry) ? `[${i}]` : ''}`;
       if (!isObject(e)) throw new UsageError(`${at} must be {"path": DIR, …} (got ${describe(e)})`);
@@ -184,9 +185,12 @@ function runtimeOptions(f: Flags): RuntimeOptions {
   };
 }
 
-/** Refuses settings that cannot go together; `where` names the model of a config file ('' for the command line). */
-function checkSettings(f: Flags, where: string): void {
-  const flag = (k: string) => (where ? `"${k}"` : `--${k}`);
+/**
+ * Refuses settings that cannot go together; `where` names the model of a config file ('' for the server's settings,
+ * where `name` says how to call each: its flag, or the config file's key).
+ */
+function checkSettings(f: Flags, where: string, name: (k: string) => string = (k) => `--${k}`): void {
+  const flag = (k: string) => (where ? `"${k}"` : name(k));
   const at = where ? `${where}: ` : '';
   if (f.precision === 'fp16' && f.device !== 'cuda') throw new UsageError(`${at}${flag('precision')} fp16 needs ${flag('device')} cuda (on the CPU use bf16)`);
   if (f.runtime === 'onnx' && (f.device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs']))
@@ -211,7 +215,7 @@ function loadFrom(f: ModelFlag, device: Device): ReturnType<typeof loadTrained> 
  * predictions run in ONNX Runtime, while the Kiln model stays for explanations.
  */
 async function loadModels(flags: ModelFlag[], settingsOf: (m: ModelFlag) => Flags): Promise<Record<string, ModelSpec[]>> {
-  const models: Record<string, ModelSpec[]> = {};
+  const models: Record<string, ModelSpec[]> = Object.create(null); // names such as 'constructor' are fine
   const loaded: { dispose(): unknown }[] = [];
   const tmp = flags.some((f) => settingsOf(f).runtime === 'onnx') ? fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-serve-onnx-')) : null;
   try {
@@ -253,21 +257,31 @@ export async function serveCommand(cli: Flags, say: (s: string) => void, lists: 
   // the command line's flags win over the config file's top level, which wins over the defaults
   const config = cli.config !== undefined ? readServeConfig(String(cli.config)) : { settings: {}, models: [] };
   const f: Flags = { ...cli };
-  for (const [k, v] of Object.entries(config.settings)) if (!given.has(k)) f[k] = v;
+  const fromFile = new Set<string>();
+  for (const [k, v] of Object.entries(config.settings)) {
+    if (given.has(k)) continue;
+    f[k] = v;
+    fromFile.add(k);
+  }
+  // a server setting in errors: its flag, or the config file's key when it came from there
+  const flag = (k: string) => (fromFile.has(k) ? `${path.basename(String(cli.config))}: "${k}"` : `--${k}`);
   // with the access log on standard output, the server's own lines go to standard error
   const log = f['access-log'] === '-' ? (line: string) => void process.stderr.write(line + '\n') : say;
   const mport = f['management-port'] as number | undefined;
-  if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`--management-port must differ from --port (both ${mport})`);
+  if (mport !== undefined && mport !== 0 && mport === f.port) throw new UsageError(`${flag('management-port')} must differ from ${flag('port')} (both ${mport})`);
   const gport = f['grpc-port'] as number | undefined;
-  if (gport !== undefined && gport !== 0 && (gport === f.port || gport === mport)) throw new UsageError(`--grpc-port must differ from --port and --management-port (${gport})`);
-  if (f['grpc-host'] !== undefined && gport === undefined) throw new UsageError('--grpc-host needs --grpc-port');
+  if (gport !== undefined && gport !== 0 && (gport === f.port || gport === mport)) throw new UsageError(`${flag('grpc-port')} must differ from ${flag('port')} and ${flag('management-port')} (${gport})`);
+  if (f['grpc-host'] !== undefined && gport === undefined) throw new UsageError(`${flag('grpc-host')} needs ${flag('grpc-port')}`);
   const cliModels = lists.model ?? (cli.model === undefined ? [] : [String(cli.model)]);
   const flags = [...parseModelFlags(cliModels, String(f.name), mport !== undefined || config.models.length > 0), ...config.models];
   checkUnique(flags);
   // a model's own settings (from the config file) win over the server's
   const settingsOf = (m: ModelFlag): Flags => ({ ...f, ...m.settings });
-  checkSettings(f, '');
+  checkSettings(f, '', flag);
   for (const m of flags) if (Object.keys(m.settings).length) checkSettings(settingsOf(m), m.origin);
+  // a model store that is not a folder is refused before any model loads (the server would refuse it after)
+  const store = f['model-store'];
+  if (store !== undefined && !(fs.existsSync(String(store)) && fs.statSync(String(store)).isDirectory())) throw new UsageError(`${flag('model-store')} ${store} is not a folder`);
   const [certFile, keyFile] = [f['tls-cert'], f['tls-key']] as (string | undefined)[];
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together: give both (PEM files) or neither');
   const read = (file: string, flag: string) => {
@@ -328,7 +342,7 @@ export async function serveCommand(cli: Flags, say: (s: string) => void, lists: 
   }
   const names = s.registry.names();
   const one = names.length === 1 ? '' : '/<name>';
-  const explain = f.explanations !== false ? `, POST /explanations${one}?method=${IMAGE_METHODS.join('|')} (PNG heat map or JSON)` : '';
+  const explain = (names.length === 0 ? f.explanations !== false : s.registry.endpoints().some((ep) => ep.explanations)) ? `, POST /explanations${one}?method=${IMAGE_METHODS.join('|')} (PNG heat map or JSON)` : '';
   log(`kiln: listening on ${s.url} — POST ${s.url}/predictions${one} (image bytes or JSON)${explain}, GET /health /ready /metrics /models; Ctrl-C stops`);
   log(`kiln: Open Inference Protocol (KServe v2) — POST ${s.url}/v2/models/${names.length === 1 ? names[0] : '<name>'}/infer, GET /v2 /v2/health/ready /v2/models/<name>[/ready]`);
   if (gport !== undefined) log(`kiln: Open Inference Protocol over gRPC on ${s.grpcAddress} — inference.GRPCInferenceService/ModelInfer, ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata (kiln serve --print-proto)`);
