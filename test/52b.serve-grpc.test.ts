@@ -338,6 +338,22 @@ describe('serve: Open Inference Protocol over gRPC', function () {
       expect(g[0]).to.include({ id: 'req-9', path: '/inference.GRPCInferenceService/ModelInfer', model: 'logged', version: '1', remote: '127.0.0.1' });
       expect(g[1].id).to.match(/^[0-9a-f-]{36}$/);
       expect(g[1]).to.include({ error: 'BAD_REQUEST', bytesIn: null, bytesOut: null });
+      // the id travels back in the response metadata: the client's x-request-id, or the one the server made
+      const { grpc: g2, service } = kiln.serving.grpcService();
+      const raw = new service(s.grpcAddress, g2.credentials.createInsecure());
+      const idOf = (md: grpc.Metadata) => new Promise<string>((resolve, reject) => {
+        const call = (raw as unknown as Record<string, (...a: unknown[]) => grpc.ClientUnaryCall>).ServerLive({}, md, (e: Error | null) => { if (e) reject(e); });
+        call.on('metadata', (m: grpc.Metadata) => resolve(String(m.get('x-request-id')[0])));
+      });
+      const asked = new g2.Metadata();
+      asked.set('x-request-id', 'meta-5');
+      expect(await idOf(asked)).to.equal('meta-5');
+      const made = await idOf(new g2.Metadata());
+      expect(made).to.match(/^[0-9a-f-]{36}$/);
+      raw.close();
+      await c.serverReady({ requestId: 'ready-1' }); // the client's option sends it
+      while (entries.filter((e) => e.listener === 'grpc').length < 6) await new Promise((r) => setTimeout(r, 5));
+      expect(entries.filter((e) => e.listener === 'grpc').slice(3).map((e) => e.id)).to.deep.equal(['meta-5', made, 'ready-1']);
     } finally {
       c.close();
       await s.close();

@@ -233,6 +233,15 @@ export class GrpcInference {
     return (call, callback) => {
       const t0 = performance.now();
       const arrived = new Date();
+      // the request id: the x-request-id metadata, else ModelInfer's id, else a new one — sent back in the response metadata
+      const id = requestId(call.metadata?.get('x-request-id')?.[0] || call.request?.id);
+      try {
+        const md = new grpc.Metadata();
+        md.set('x-request-id', id);
+        call.sendMetadata(md);
+      } catch {
+        // (a call already cancelled by its client: nothing to send it to)
+      }
       const ctx: RequestContext = { url: new URL('grpc://localhost'), method, route: { kind: 'v2-infer', label: method, protocol: 'v2' }, label: method };
       this.requests.enter();
       const finish = (code: grpcTypes.status, error?: unknown) => {
@@ -242,7 +251,7 @@ export class GrpcInference {
         this.requests.leave();
         const errorCode = (error as { code?: unknown } | undefined)?.code;
         this.host.logAccess({
-          time: arrived.toISOString(), id: requestId(call.metadata?.get('x-request-id')?.[0] || call.request?.id), listener: 'grpc', remote: peerOf(call),
+          time: arrived.toISOString(), id, listener: 'grpc', remote: peerOf(call),
           method, path: method === 'Check' ? '/grpc.health.v1.Health/Check' : `/inference.GRPCInferenceService/${method}`, route: method,
           status: grpc.status[code], ms: Math.round(ms * 1000) / 1000, ...(ctx.model ? { model: ctx.model.name, version: ctx.model.version } : {}),
           bytesIn: null, bytesOut: null, ...(error !== undefined ? { error: typeof errorCode === 'string' ? errorCode : grpc.status[code] } : {}),
@@ -303,6 +312,8 @@ export class GrpcInference {
 export interface GrpcCallOptions {
   /** give up after this many ms (the server sees the deadline too: DEADLINE_EXCEEDED) */
   timeoutMs?: number;
+  /** sent as the x-request-id metadata: the server logs the call under it and sends it back */
+  requestId?: string;
 }
 
 /** A promise-returning client of the Open Inference Protocol's gRPC service (requests and answers as plain objects). */
@@ -332,7 +343,9 @@ export function grpcClient(address: string, options: { maxReceiveBytes?: number;
   let healthClient: grpcTypes.Client | null = null;
   const callOn = (c: grpcTypes.Client, method: string, req: Record<string, unknown>, o: GrpcCallOptions = {}) => new Promise<any>((resolve, reject) => {
     const callOptions = o.timeoutMs === undefined ? {} : { deadline: Date.now() + o.timeoutMs };
-    (c as unknown as Record<string, (...a: unknown[]) => void>)[method](req, new grpc.Metadata(), callOptions, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r)));
+    const md = new grpc.Metadata();
+    if (o.requestId !== undefined) md.set('x-request-id', o.requestId);
+    (c as unknown as Record<string, (...a: unknown[]) => void>)[method](req, md, callOptions, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r)));
   });
   const call = (method: GrpcMethod, req: Record<string, unknown>, o?: GrpcCallOptions) => callOn(client, method, req, o);
   return {
