@@ -76,6 +76,12 @@ export function blasInUse(config: string, maps: () => string = () => fs.readFile
   return { name, path: lib, optimized: name !== 'reference (netlib)' };
 }
 
+let blasSeen: BlasInfo | null = null;
+/** This process's BLAS, read once (the libraries are mapped when the addon loads): for info() and the load-time warning. */
+function processBlas(config: string): BlasInfo {
+  return (blasSeen ??= blasInUse(config));
+}
+
 /** One CUDA device in `kiln.info().devices`. */
 export interface CudaDeviceInfo {
   /** its index, as in 'cuda:N' */
@@ -115,7 +121,7 @@ export function info(): KilnInfo {
       fusedAdam: N.fusedAdamBuilt(),
       allocatorTuned,
       ompSpin: ompSpinSet ? 'GOMP_SPINCOUNT=1000 (set by Kiln)' : [process.env.OMP_WAIT_POLICY && `OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY}`, process.env.GOMP_SPINCOUNT && `GOMP_SPINCOUNT=${process.env.GOMP_SPINCOUNT}`].filter(Boolean).join(', '),
-      blas: blasInUse(n.config),
+      blas: processBlas(n.config),
       buildConfig: n.config,
     };
   }
@@ -150,7 +156,7 @@ export const BLAS_HINT = 'install an optimised BLAS (Debian/Ubuntu: apt-get inst
 
 // once per process, at load: a reference BLAS makes batch-1 convolutions ~9× slower (KILN_NO_BLAS_WARNING=1: quiet)
 if (isMainThread && process.env.KILN_NO_BLAS_WARNING !== '1') {
-  const b = blasInUse(N.info().config);
+  const b = processBlas(N.info().config);
   if (!b.optimized) process.emitWarning(`libtorch runs on the reference BLAS (${b.path}): batch-1 convolutions are ~9× slower; ${BLAS_HINT}`, { code: 'KILN_SLOW_BLAS' });
 }
 

@@ -10,7 +10,7 @@ import { serve, Server, ModelSpec } from '../serve/server';
 import { FlagSpec, UsageError, checkJsonValue } from './args';
 import { Module } from '../nn/module';
 import { info } from '../info';
-import type { RuntimeOptions } from '../serve/endpoint';
+import { NAME_PATTERN, RuntimeOptions } from '../serve/endpoint';
 import { loadTrained } from './inference';
 import { checkRegularFile } from '../io/files';
 import { IMAGE_METHODS } from '../explain/image';
@@ -144,7 +144,7 @@ export function readServeConfig(file: string): ServeConfig {
   const given = doc.models ?? {};
   if (!isObject(given)) throw new UsageError(`${label}: models must be an object of name → {"path", …} (got ${describe(given)})`);
   for (const [name, entry] of Object.entries(given)) {
-    if (!NAME.test(name) || name.length > 128) throw new UsageError(`${label}: models: the name '${name.slice(0, 64)}' must be up to 128 letters, digits, '.', '_' or '-'`);
+    if (!NAME_PATTERN.test(name)) throw new UsageError(`${label}: models: the name '${name.slice(0, 64)}' must be up to 128 letters, digits, '.', '_' or '-'`);
     const entries = Array.isArray(entry) ? entry : [entry];
     if (entries.length === 0) throw new UsageError(`${label}: models.${name} is an empty list: give {"path": DIR} for each version`);
     if (entries.filter((e) => isObject(e) && e.default === true).length > 1) throw new UsageError(`${label}: models.${name}: more than one version has "default": true (one name has one default version)`);
@@ -152,7 +152,7 @@ export function readServeConfig(file: string): ServeConfig {
       const at = `${label}: models.${name}${Array.isArray(entry) ? `[${i}]` : ''}`;
       if (!isObject(e)) throw new UsageError(`${at} must be {"path": DIR, …} (got ${describe(e)})`);
       if (typeof e.path !== 'string' || e.path === '') throw new UsageError(`${at}.path is required: the folder written by kiln train --out (got ${describe(e.path)})`);
-      if (e.version !== undefined && (typeof e.version !== 'string' || !NAME.test(e.version) || e.version.length > 128))
+      if (e.version !== undefined && (typeof e.version !== 'string' || !NAME_PATTERN.test(e.version)))
         throw new UsageError(`${at}.version must be a string of up to 128 letters, digits, '.', '_' or '-' (got ${describe(e.version)})`);
       if (e.default !== undefined && typeof e.default !== 'boolean') throw new UsageError(`${at}.default must be true or false (got ${describe(e.default)})`);
       const own: Flags = {};
