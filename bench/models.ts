@@ -21,8 +21,10 @@ const GPU = DEVICE !== 'cpu';
  * optimizer step — to tell which part of a recorded step a difference between the two sides comes from.
  * `optimizer` (training): AdamW instead of Nesterov SGD, as the multi-tensor step or (`'adamw-fused'`) PyTorch's fused
  * kernels on both sides.
+ * `optimize`: both sides freeze the model and run libtorch's inference optimisation on it (Kiln
+ * `kiln.jit.optimizeForInference`, PyTorch `torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(...)))`).
  */
-interface Case { name: string; model?: 'resnet18' | 'convnext_tiny'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; native?: boolean; part?: 'forward' | 'backward'; optimizer?: 'adamw' | 'adamw-fused'; iters: number; warmup: number }
+interface Case { name: string; model?: 'resnet18' | 'convnext_tiny' | 'mobilenet_v3_small'; kind: 'infer' | 'train'; batch: number; size: number; bf16?: boolean; graph?: boolean; compile?: boolean; enqueue?: boolean; native?: boolean; part?: 'forward' | 'backward'; optimizer?: 'adamw' | 'adamw-fused'; optimize?: boolean; iters: number; warmup: number }
 
 const CASES: Case[] = GPU
   ? [
@@ -30,6 +32,8 @@ const CASES: Case[] = GPU
       { name: 'resnet18 infer 224² b1 fp32, host enqueue only', kind: 'infer', batch: 1, size: 224, enqueue: true, iters: 200, warmup: 20 },
       { name: 'resnet18 infer 224² b1 fp32, Kiln native program', kind: 'infer', batch: 1, size: 224, native: true, iters: 200, warmup: 20 },
       { name: 'resnet18 infer 224² b32 fp32', kind: 'infer', batch: 32, size: 224, iters: 30, warmup: 5 },
+      { name: 'resnet18 infer 224² b1 fp32, optimised (both)', kind: 'infer', batch: 1, size: 224, optimize: true, iters: 200, warmup: 20 },
+      { name: 'resnet18 infer 224² b32 fp32, optimised (both)', kind: 'infer', batch: 32, size: 224, optimize: true, iters: 30, warmup: 5 },
       { name: 'resnet18 infer 224² b256 fp32', kind: 'infer', batch: 256, size: 224, iters: 10, warmup: 3 },
       { name: 'resnet18 infer 224² b256 bf16', kind: 'infer', batch: 256, size: 224, bf16: true, iters: 10, warmup: 3 },
       { name: 'convnext_tiny infer 224² b32 fp32', model: 'convnext_tiny', kind: 'infer', batch: 32, size: 224, iters: 20, warmup: 5 },
@@ -54,6 +58,10 @@ const CASES: Case[] = GPU
   : [
       { name: 'resnet18 infer 64² b1', kind: 'infer', batch: 1, size: 64, iters: 20, warmup: 3 },
       { name: 'resnet18 infer 64² b32', kind: 'infer', batch: 32, size: 64, iters: 5, warmup: 2 },
+      { name: 'resnet18 infer 64² b1, optimised (both)', kind: 'infer', batch: 1, size: 64, optimize: true, iters: 20, warmup: 3 },
+      { name: 'resnet18 infer 64² b32, optimised (both)', kind: 'infer', batch: 32, size: 64, optimize: true, iters: 5, warmup: 2 },
+      { name: 'mobilenet_v3_small infer 64² b1', model: 'mobilenet_v3_small', kind: 'infer', batch: 1, size: 64, iters: 30, warmup: 5 },
+      { name: 'mobilenet_v3_small infer 64² b1, optimised (both)', model: 'mobilenet_v3_small', kind: 'infer', batch: 1, size: 64, optimize: true, iters: 30, warmup: 5 },
       { name: 'resnet18 train step 32² b64', kind: 'train', batch: 64, size: 32, iters: 5, warmup: 2 },
       { name: 'convnext_tiny infer 64² b1', model: 'convnext_tiny', kind: 'infer', batch: 1, size: 64, iters: 30, warmup: 10 },
       { name: 'convnext_tiny infer 64² b32', model: 'convnext_tiny', kind: 'infer', batch: 32, size: 64, iters: 10, warmup: 3 },
@@ -80,6 +88,13 @@ function kilnCase(c: Case): number {
         return t;
       }
       if (c.graph || c.compile) return NaN; // this build cannot capture CUDA graphs
+      if (c.optimize) {
+        const f = kiln.jit.optimizeForInference(m, x);
+        const t = medianSeconds(() => kiln.tidy(() => { f.forward(x); sync(); }), c.iters, c.warmup);
+        f.dispose();
+        x.dispose();
+        return t;
+      }
       if (c.native) {
         const prog = m.program();
         if (prog < 0) throw new Error('the model has no native program');

@@ -132,6 +132,8 @@ export interface NativeAddon {
   jitTo(h: number, device: string, dtype: number): void;
   jitState(h: number): [string, H][];
   jitExport(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H, file: string): void;
+  jitOptimize(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H): number;
+  jitOptimizeScript(h: number): number;
   graphCapture(h: number, example: H, warmup: number, keep: H[]): number;
   graphsBuilt(): boolean;
   graphBegin(device: string): number;

@@ -194,7 +194,10 @@ std::shared_ptr<Node> build(const Spec& s) {
   }
   if (op == "adaptiveavgpool2d") {
     auto size = s.ints("size");
-    return fn([=](const at::Tensor& x) { return at::adaptive_avg_pool2d(x, size); });
+    if (size.size() == 2 && size[0] == 1 && size[1] == 1) return fn([=](const at::Tensor& x) { return at::adaptive_avg_pool2d(x, size); });
+    // what adaptive_avg_pool2d runs for any other size; traced as itself, so libtorch's inference optimisation keeps
+    // it out of oneDNN, whose adaptive pooling refuses sizes that do not divide the input's (vgg, simple-cnn at 28²)
+    return fn([=](const at::Tensor& x) { return at::_adaptive_avg_pool2d(x, size); });
   }
   if (op == "adaptivemaxpool2d") {
     auto size = s.ints("size");
@@ -702,15 +705,13 @@ std::pair<std::string, std::string> splitLast(const std::string& key) {
 }
 
 /**
- * jitExport(spec, modules, state, example, file): builds a torch::jit::Module tree mirroring the
- * Kiln module tree (modules: [[dotted path, class name], ...] in pre-order, the root first; state:
- * [[key, handle, isBuffer], ...]) with every parameter and buffer registered as an attribute under
- * its PyTorch key, traces the native program's forward on `example` with the module as `self` (as
- * Python's torch.jit.trace does: the graph reaches weights through prim::GetAttr, no tensor is
- * baked in as a constant), adds the graph as the `forward` method and saves the module to `file`.
+ * The Kiln module tree as a torch::jit::Module (args 0–3 of jitExport/jitOptimize: spec, modules, state, example):
+ * a module tree mirroring the Kiln one (modules: [[dotted path, class name], ...] in pre-order, the root first;
+ * state: [[key, handle, isBuffer], ...]) with every parameter and buffer registered as an attribute under its
+ * PyTorch key, and as `forward` the native program's forward traced on `example` with the module as `self` (as
+ * Python's torch.jit.trace does: the graph reaches weights through prim::GetAttr, no tensor is baked in as a constant).
  */
-napi_value jitExport(napi_env env, napi_callback_info info) {
-  KILN_TRY Args a(env, info);
+torch::jit::Module tracedModule(napi_env env, Args& a) {
   std::shared_ptr<Node> program = build(Spec{env, a.argv[0], a.k});
   auto cu = std::make_shared<torch::jit::CompilationUnit>();
   std::map<std::string, torch::jit::Module> mods;
@@ -746,9 +747,8 @@ napi_value jitExport(napi_env env, napi_callback_info info) {
     if (isBuffer) it->second.register_buffer(name, t);
     else it->second.register_parameter(name, t, /*is_buffer=*/false);
   }
-  torch::jit::Module& root = mods.at("");
+  torch::jit::Module root = mods.at("");
   at::Tensor example = a.t(3);
-  std::string file = a.str(4);
   std::shared_ptr<torch::jit::Graph> graph;
   try {
     at::NoGradGuard ng;
@@ -757,13 +757,21 @@ napi_value jitExport(napi_env env, napi_callback_info info) {
         [](const torch::autograd::Variable&) { return std::string(); }, /*strict=*/true, /*force_outplace=*/false, &root, {"input"});
     graph = traced.first->graph;
   } catch (const c10::Error& e) {
-    fail("TORCH", "tracing the model's forward failed: " + torchMessage(e));
+    fail("TORCH", "tracing the model's forward on the example " + c10::str(example.sizes()) + " failed: " + torchMessage(e));
   }
   for (torch::jit::Node* n : graph->nodes())
     if (n->kind() == c10::prim::Constant && n->output()->type()->isSubtypeOf(*c10::TensorType::get()))
       fail("INVALID_ARGUMENT", "the traced forward uses a tensor that is not one of the model's parameters or buffers (it would be baked in as a constant)");
   auto fn = root._ivalue()->compilation_unit()->create_function(c10::QualifiedName(*root.type()->name(), "forward"), graph);
   root.type()->addMethod(fn);
+  return root;
+}
+
+/** jitExport(spec, modules, state, example, file): saves tracedModule's module as a TorchScript file. */
+napi_value jitExport(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  torch::jit::Module root = tracedModule(env, a);
+  std::string file = a.str(4);
   try {
     root.save(file);
   } catch (const c10::Error& e) {
@@ -775,13 +783,48 @@ napi_value jitExport(napi_env env, napi_callback_info info) {
   KILN_CATCH(env)
 }
 
+/**
+ * A frozen, inference-optimised copy of `m` (torch.jit.optimize_for_inference): weights become constants (a
+ * deep copy first, so the result is a snapshot that later training of the source does not reach), batch norm
+ * is folded into the convolutions before it, and on the CPU convolutions run on oneDNN with prepacked weights
+ * and activations kept in its blocked layout between them.
+ */
+int32_t putOptimized(KilnEnv* k, const torch::jit::Module& m) {
+  auto s = std::make_shared<ScriptRunnable>();
+  try {
+    at::NoGradGuard ng;
+    torch::jit::Module copy = m.clone();
+    copy.eval();
+    s->module = torch::jit::optimize_for_inference(copy);
+  } catch (const c10::Error& e) {
+    fail("TORCH", "optimizing the model for inference failed: " + torchMessage(e));
+  }
+  return table(k).put(s);
+}
+
+/** jitOptimize(spec, modules, state, example) -> handle of a runnable: tracedModule's module frozen and optimised. */
+napi_value jitOptimize(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  return a.retNum(putOptimized(a.k, tracedModule(env, a)));
+  KILN_CATCH(env)
+}
+
+/** jitOptimizeScript(handle) -> handle of a runnable: a loaded TorchScript module frozen and optimised. */
+napi_value jitOptimizeScript(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto* s = table(a.k).as<ScriptRunnable>(a.i32(0));
+  std::lock_guard<std::mutex> lock(s->mu);
+  return a.retNum(putOptimized(a.k, s->module));
+  KILN_CATCH(env)
+}
+
 }  // namespace
 
 void registerModule(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
       {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runSync", runSync},
       {"runAsync", runAsync}, {"jitLoad", jitLoad}, {"jitTrain", jitTrain}, {"jitTo", jitTo},
-      {"jitState", jitState}, {"jitExport", jitExport}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
+      {"jitState", jitState}, {"jitExport", jitExport}, {"jitOptimize", jitOptimize}, {"jitOptimizeScript", jitOptimizeScript}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
       {"graphBegin", graphBegin}, {"graphEnd", graphEnd}, {"graphAbort", graphAbort}, {"graphReplay", graphReplay},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);

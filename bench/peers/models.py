@@ -36,6 +36,12 @@ def infer_fn(m, x, c):
         def f():
             static_x.copy_(x); g.replay(); static_y.clone()
         return f
+    if c.get("optimize"):
+        with torch.no_grad():
+            om = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, x)))
+        def f():
+            with torch.no_grad(): om(x)
+        return f
     if c.get("compile"):
         cm = torch.compile(m)
         def f():

@@ -44,6 +44,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   precision: { type: 'string', choices: ['fp32', 'bf16', 'fp16'], default: 'fp32', help: 'weights and inputs in float32, bfloat16 or float16 (fp16: CUDA only)' },
   'channels-last': { type: 'boolean', help: 'channels-last (NHWC) weights and batches (faster convolutions on GPUs)' },
   'cuda-graphs': { type: 'boolean', help: 'with --device cuda: capture the forward as CUDA graphs for batch sizes 1, 2, 4, … up to --max-batch, padding each batch to the next one' },
+  optimize: { type: 'boolean', help: "predictions on a frozen, inference-optimised copy of each model (batch norm folded into convolutions, oneDNN convolutions with prepacked weights on the CPU), checked against the model at start-up; explanations use the model as it is" },
   top: { type: 'int', min: 1, default: 5, help: 'classes returned per image' },
   'timeout-ms': { type: 'int', min: 0, default: 0, help: 'per-request limit in ms, 504 after it (0: none; explanations too)' },
   explanations: { type: 'boolean', default: true, help: 'serve POST /explanations[/<name>] and /v1/models/<name>:explain (attribution heat maps; on by default, --no-explanations: 404)' },
@@ -54,7 +55,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
 };
 
 /** Flags a model of `--config` may set for itself; the other flags are the server's. */
-export const MODEL_SETTINGS = ['max-batch', 'max-delay-ms', 'max-queue', 'timeout-ms', 'device', 'precision', 'channels-last', 'cuda-graphs', 'top', 'explanations', 'max-explain-queue', 'explain-thread', 'runtime'] as const;
+export const MODEL_SETTINGS = ['max-batch', 'max-delay-ms', 'max-queue', 'timeout-ms', 'device', 'precision', 'channels-last', 'cuda-graphs', 'optimize', 'top', 'explanations', 'max-explain-queue', 'explain-thread', 'runtime'] as const;
 /** Flags that are not settings, so not keys of `--config`. */
 const NOT_SETTINGS = new Set(['config', 'help', 'print-proto', 'model', 'name']);
 
@@ -180,7 +181,7 @@ function runtimeOptions(f: Flags): RuntimeOptions {
   return {
     device: f.device as Device, top: f.top as number, maxBatchSize: f['max-batch'] as number, maxDelayMs: f['max-delay-ms'] as number,
     maxQueue: f['max-queue'] as number, timeoutMs: f['timeout-ms'] as number, precision: f.precision as 'fp32' | 'bf16' | 'fp16',
-    channelsLast: !!f['channels-last'], cudaGraphs: !!f['cuda-graphs'], explanations: f.explanations !== false,
+    channelsLast: !!f['channels-last'], cudaGraphs: !!f['cuda-graphs'], optimize: !!f.optimize, explanations: f.explanations !== false,
     maxExplainQueue: f['max-explain-queue'] as number, explainThread: f['explain-thread'] as 'auto' | 'worker' | 'main',
   };
 }
@@ -193,8 +194,9 @@ function checkSettings(f: Flags, where: string, name: (k: string) => string = (k
   const flag = (k: string) => (where ? `"${k}"` : name(k));
   const at = where ? `${where}: ` : '';
   if (f.precision === 'fp16' && f.device !== 'cuda') throw new UsageError(`${at}${flag('precision')} fp16 needs ${flag('device')} cuda (on the CPU use bf16)`);
-  if (f.runtime === 'onnx' && (f.device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs']))
-    throw new UsageError(`${at}${flag('runtime')} onnx runs on the CPU in float32: leave ${['device', 'precision', 'channels-last', 'cuda-graphs'].map(flag).join(', ')} at their defaults`);
+  if (f.runtime === 'onnx' && (f.device !== 'cpu' || f.precision !== 'fp32' || f['channels-last'] || f['cuda-graphs'] || f.optimize))
+    throw new UsageError(`${at}${flag('runtime')} onnx runs on the CPU in float32: leave ${['device', 'precision', 'channels-last', 'cuda-graphs', 'optimize'].map(flag).join(', ')} at their defaults`);
+  if (f.optimize && f['cuda-graphs']) throw new UsageError(`${at}${flag('optimize')} and ${flag('cuda-graphs')}: choose one (CUDA graphs of an optimised model are not supported)`);
   if (f['cuda-graphs'] && f.device !== 'cuda') throw new UsageError(`${at}${flag('cuda-graphs')} needs ${flag('device')} cuda`);
   if (f.device === 'cuda' && !info().cudaAvailable) throw new UsageError(`${at}${flag('device')} cuda: CUDA is not available in this libtorch build or on this machine (kiln info)`);
 }
@@ -338,7 +340,7 @@ export async function serveCommand(cli: Flags, say: (s: string) => void, lists: 
   for (const ep of s.registry.endpoints()) {
     const [c, h, w] = ep.preprocessor.shape;
     const b = ep.batcher;
-    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${b.device}${ep.model instanceof Module ? '' : ' in ONNX Runtime'}, ${ep.precision}${b.channelsLast ? ', channels-last' : ''}${ep.graphed ? `, CUDA graphs for batches of ${ep.graphed.buckets.join('/')}` : ''}; max batch ${b.maxBatchSize}, max delay ${b.maxDelayMs} ms`);
+    log(`kiln: serving '${ep.name}' version '${ep.version}' (${ep.classNames.length} classes, input ${c}×${h}×${w}) on ${b.device}${ep.model instanceof Module ? '' : ' in ONNX Runtime'}, ${ep.precision}${b.channelsLast ? ', channels-last' : ''}${ep.graphed ? `, CUDA graphs for batches of ${ep.graphed.buckets.join('/')}` : ''}${ep.optimized ? ', optimised (frozen)' : ''}; max batch ${b.maxBatchSize}, max delay ${b.maxDelayMs} ms`);
   }
   const names = s.registry.names();
   const one = names.length === 1 ? '' : '/<name>';

@@ -16,6 +16,8 @@ import { loadModel, loadModelAsync } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
 import { GraphedBatches, checkBuckets } from './graphs';
 import { cudaGraphsAvailable } from '../nn/graph';
+import { FrozenModule, ScriptModule, optimizeForInference } from '../nn/jit';
+import { Device } from '../tensor/dtype';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
 import { ExplainQueue, ExplainRequest, Explainable, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
@@ -48,6 +50,13 @@ export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'on
    * holds it and replayed with one launch (default false). The model must be a Module built from Kiln layers.
    */
   cudaGraphs?: boolean | number[];
+  /**
+   * predictions run on `kiln.jit.optimizeForInference` of the model (a Module or a TorchScript module), made at
+   * start-up after the device, precision and channels-last conversions and checked against the model there: frozen
+   * weights, batch norm folded into convolutions, oneDNN convolutions with prepacked weights on the CPU (default
+   * false). Explanations still run on the model itself. Not with `cudaGraphs`.
+   */
+  optimize?: boolean;
 }
 
 /** Options of one served model (version). */
@@ -141,6 +150,8 @@ export class ModelEndpoint {
   private closing: Promise<void> | null = null;
   /** the CUDA graphs batches replay (`cudaGraphs`), or null */
   readonly graphed: GraphedBatches | null = null;
+  /** the optimised copy predictions run on (`optimize`), or null */
+  readonly optimized: FrozenModule | null = null;
 
   constructor(readonly name: string, readonly model: Module | BatchModel, options: ModelOptions, onBatch: (b: BatchInfo, ep: ModelEndpoint) => void) {
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
@@ -203,24 +214,41 @@ export class ModelEndpoint {
       if (!servedOn.startsWith('cuda')) throw new KilnError(`cudaGraphs: CUDA graphs replay on a CUDA device; model '${name}' is served on '${servedOn}'`, 'INVALID_ARGUMENT');
       if (!cudaGraphsAvailable()) throw new KilnError('cudaGraphs: this Kiln build has no CUDA graph support (see kiln.info().cudaGraphs)', 'CUDA_UNAVAILABLE');
     }
+    if (options.optimize !== undefined && typeof options.optimize !== 'boolean') throw invalidParameterError('optimize', 'a boolean', options.optimize);
+    if (options.optimize) {
+      if (!(model instanceof Module) && !(model instanceof ScriptModule)) throw new KilnError('optimize: the served model must be a kiln.nn Module or a TorchScript module (kiln.jit.load)', 'INVALID_ARGUMENT');
+      if (buckets) throw new KilnError('optimize and cudaGraphs: choose one (CUDA graphs of an optimised model are not supported)', 'INVALID_ARGUMENT');
+    }
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
-    if (buckets) {
-      try {
-        this.graphed = new GraphedBatches(model as Module, buckets, { device: servedOn, image: this.preprocessor.shape, dtype, channelsLast: options.channelsLast });
-      } catch (e) {
-        this.preprocessor.dispose();
-        throw e;
-      }
+    try {
+      if (buckets) this.graphed = new GraphedBatches(model as Module, buckets, { device: servedOn, image: this.preprocessor.shape, dtype, channelsLast: options.channelsLast });
+      if (options.optimize) this.optimized = this.optimize(model as Module | ScriptModule, servedOn as Device, dtype, !!options.channelsLast);
+    } catch (e) {
+      this.preprocessor.dispose();
+      throw e;
     }
     this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor };
-    this.batcher = new DynamicBatcher(this.graphed ?? model, {
+    this.batcher = new DynamicBatcher(this.graphed ?? this.optimized ?? model, {
       maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
-      timeoutMs: options.timeoutMs, device: options.device, dtype, channelsLast: options.channelsLast,
+      timeoutMs: options.timeoutMs, device: options.device ?? (this.optimized ? (servedOn as Device) : undefined), dtype, channelsLast: options.channelsLast,
       postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
       onBatch: (b) => onBatch(b, this),
     });
     this.explainQueue = new ExplainQueue(options.maxExplainQueue ?? 8, this.batcher.timeoutMs);
     if (this.explanations && thread !== 'main' && !obstacle) this.explainWorker = new ExplainWorker(() => this.workerInit());
+  }
+
+  /** `optimizeForInference` of the model for one image as the batcher delivers it (device, dtype, memory layout). */
+  private optimize(model: Module | ScriptModule, device: Device, dtype: 'bfloat16' | 'float16' | undefined, channelsLast: boolean): FrozenModule {
+    const example = tidy(() => {
+      const z = zeros([1, ...this.preprocessor.shape], { device, dtype });
+      return channelsLast ? z.contiguous('channelsLast') : z;
+    });
+    try {
+      return optimizeForInference(model, example);
+    } finally {
+      example.dispose();
+    }
   }
 
   /** Where explanations run: 'worker' or 'main'. */
@@ -275,7 +303,7 @@ export class ModelEndpoint {
     const v = encodeURIComponent(this.version), n = encodeURIComponent(this.name);
     return {
       name: this.name, version: this.version, status: this.stateNow, inputShape: p.shape, classes: this.classNames, mean: p.spec.mean, std: p.spec.std, top: this.top,
-      device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null,
+      device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null, optimized: this.optimized !== null,
       batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
       queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,
       routes: {
@@ -385,6 +413,7 @@ export class ModelEndpoint {
       await this.explainWorker?.close('the model is being unregistered');
       await this.batcher.close();
       this.graphed?.dispose();
+      this.optimized?.dispose();
       this.preprocessor.dispose();
       if (this.owned) {
         if (this.model instanceof Module) this.model.dispose();

@@ -2,7 +2,7 @@
  * The management API (TorchServe-style), served on its own port — off unless `managementPort` is given, and on
  * 127.0.0.1 unless `managementHost` says otherwise, because it loads models from paths:
  *   POST   /models?url=<dir>[&model_name=][&version=][&batch_size=][&max_batch_delay=][&max_queue=][&timeout_ms=][&top=]
- *          [&device=cpu|cuda][&precision=fp32|bf16|fp16][&channels_last=true][&set_default=true]
+ *          [&device=cpu|cuda][&precision=fp32|bf16|fp16][&channels_last=true][&optimize=true][&set_default=true]
  *          registers a model folder written by `kiln train` / `saveModel` (relative to `modelStore` when set); the
  *          options not given are the server's
  *   DELETE /models/<name>[/<version>]      unregisters: stops routing, drains in-flight requests, disposes the model
@@ -31,6 +31,7 @@ const PARAMS = {
   device: { option: 'device', kind: ['cpu', 'cuda'], min: 0 },
   precision: { option: 'precision', kind: ['fp32', 'bf16', 'fp16'], min: 0 },
   channels_last: { option: 'channelsLast', kind: 'bool', min: 0 },
+  optimize: { option: 'optimize', kind: 'bool', min: 0 },
   set_default: { option: 'default', kind: 'bool', min: 0 },
 } as const;
 
