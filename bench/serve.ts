@@ -1,7 +1,7 @@
 /**
  * Inference serving under load: Kiln's server (`kiln serve`) with dynamic batching (waiting up to
  * 2 ms for a batch to fill, or 0 ms: batching only what queues while the previous batch runs),
- * the same with `--max-batch 1`, and a Python peer (bench/peers/serve.py: http.server.ThreadingHTTPServer, the
+ * the same with `--max-batch 1` and with `--optimize` (predictions on kiln.jit.optimizeForInference of the model), and a Python peer (bench/peers/serve.py: http.server.ThreadingHTTPServer, the
  * same simple-cnn and weights, one eval forward per request under torch.no_grad), each in its own
  * process, hit by N concurrent keep-alive clients POSTing PNG images from this process.
  * Throughput (requests/s) and p50/p99 latency; ratios against the Python peer. Then the same over gRPC (the Open
@@ -116,6 +116,7 @@ export async function run(): Promise<void> {
     { name: 'Kiln, dynamic batching (max 32, 2 ms)', cmd: process.execPath, args: kilnArgs(32, 2) },
     { name: 'Kiln, dynamic batching (max 32, 0 ms)', cmd: process.execPath, args: kilnArgs(32, 0) },
     { name: 'Kiln, maxBatchSize 1', cmd: process.execPath, args: kilnArgs(1, 0) },
+    { name: 'Kiln, --optimize (max 32, 0 ms)', cmd: process.execPath, args: [...kilnArgs(32, 0), '--optimize'] },
   ];
   let ort = false;
   try {

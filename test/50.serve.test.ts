@@ -624,6 +624,13 @@ describe('serve', function () {
         expect(half.status).to.equal(200);
         expect(half.body.predictions[0].top[0].probability).to.be.closeTo(Math.max(...(await bwDirect(bw2, png))), 0.02);
         expect((await call(m + '/models/bwbf', undefined, undefined, 'DELETE')).status).to.equal(200);
+        // an optimised (frozen) copy answers as the model does
+        const v4 = await call(`${m}/models?url=bw2&model_name=bwopt&optimize=true`);
+        expect(v4.status, JSON.stringify(v4.body)).to.equal(200);
+        expect(v4.body.model).to.include({ optimized: true });
+        const fast = await call(s.url + '/predictions/bwopt', png);
+        expect(fast.body.predictions[0].top[0].probability).to.be.closeTo(Math.max(...(await bwDirect(bw2, png))), 1e-4);
+        expect((await call(m + '/models/bwopt', undefined, undefined, 'DELETE')).status).to.equal(200);
         const def = await call(m + '/models/bw1/1/set-default', undefined, undefined, 'PUT');
         expect(def.status).to.equal(200);
         expect(def.body.model.defaultVersion).to.equal('1');
@@ -666,6 +673,7 @@ describe('serve', function () {
           ['POST', '/models?url=bw1&model_name=n&precision=fp8', 400, 'BAD_PARAMETER', /precision must be one of fp32, bf16, fp16, got 'fp8'/],
           ['POST', '/models?url=bw1&model_name=n&device=tpu', 400, 'BAD_PARAMETER', /device must be one of cpu, cuda, got 'tpu'/],
           ['POST', '/models?url=bw1&model_name=n&channels_last=1', 400, 'BAD_PARAMETER', /channels_last must be true or false/],
+          ['POST', '/models?url=bw1&model_name=n&optimize=yes', 400, 'BAD_PARAMETER', /optimize must be true or false/],
           ...(kiln.info().cudaAvailable ? [] : [
             ['POST', '/models?url=bw1&model_name=n&precision=fp16', 400, 'BAD_MODEL', /cannot serve \S+ as 'n': precision 'fp16' needs a CUDA device/],
           ] as [string, string, number, string, RegExp][]),
