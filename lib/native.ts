@@ -134,6 +134,8 @@ export interface NativeAddon {
   jitExport(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H, file: string): void;
   jitOptimize(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H): number;
   jitOptimizeScript(h: number): number;
+  jitGraph(h: number): string;
+  runnableCount(): number;
   graphCapture(h: number, example: H, warmup: number, keep: H[]): number;
   graphsBuilt(): boolean;
   graphBegin(device: string): number;

@@ -3,6 +3,7 @@
 #include <torch/script.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 #include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <atomic>
 #include <mutex>
 #ifdef KILN_WITH_CUDA_GRAPHS
@@ -194,10 +195,7 @@ std::shared_ptr<Node> build(const Spec& s) {
   }
   if (op == "adaptiveavgpool2d") {
     auto size = s.ints("size");
-    if (size.size() == 2 && size[0] == 1 && size[1] == 1) return fn([=](const at::Tensor& x) { return at::adaptive_avg_pool2d(x, size); });
-    // what adaptive_avg_pool2d runs for any other size; traced as itself, so libtorch's inference optimisation keeps
-    // it out of oneDNN, whose adaptive pooling refuses sizes that do not divide the input's (vgg, simple-cnn at 28²)
-    return fn([=](const at::Tensor& x) { return at::_adaptive_avg_pool2d(x, size); });
+    return fn([=](const at::Tensor& x) { return at::adaptive_avg_pool2d(x, size); });
   }
   if (op == "adaptivemaxpool2d") {
     auto size = s.ints("size");
@@ -260,9 +258,11 @@ struct ProgramRunnable : Runnable {
 
 struct ScriptRunnable : Runnable {
   torch::jit::Module module;
-  std::mutex mu;  // a scripted module's forward is not guaranteed re-entrant
+  std::mutex mu;  // a scripted module's forward is not guaranteed re-entrant (it may change its attributes)
+  bool reentrant = false;  // a frozen module has no attributes left: its graph executor runs calls side by side
   at::Tensor run(const at::Tensor& x) override {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu, std::defer_lock);
+    if (!reentrant) lock.lock();
     c10::IValue out = module.forward({x});
     if (out.isTensor()) return out.toTensor();
     if (out.isTuple() && !out.toTuple()->elements().empty() && out.toTuple()->elements()[0].isTensor())
@@ -319,6 +319,14 @@ napi_value freeRunnable(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   table(a.k).release(a.i32(0));
   return nullptr;
+  KILN_CATCH(env)
+}
+
+/** runnableCount() -> live runnables (programs, TorchScript and optimised modules, CUDA graphs): for leak tests. */
+napi_value runnableCount(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  const RunnableTable& t = table(a.k);
+  return a.retNum(static_cast<double>(t.slots.size() - t.freeList.size()));
   KILN_CATCH(env)
 }
 
@@ -784,18 +792,43 @@ napi_value jitExport(napi_env env, napi_callback_info info) {
 }
 
 /**
+ * oneDNN's adaptive average pooling refuses output sizes that do not divide the input's (VGG's 7×7 from 2×2,
+ * simple-cnn at 28²), and libtorch's inference optimisation moves every adaptive_avg_pool2d into oneDNN whatever
+ * the size. Those with another output size than 1×1 become `_adaptive_avg_pool2d` — the kernel adaptive_avg_pool2d
+ * runs for such sizes anyway — which the optimisation leaves on dense tensors.
+ */
+void keepAdaptivePoolingDense(torch::jit::Graph& g) {
+  static const c10::Symbol pool = c10::Symbol::fromQualString("aten::adaptive_avg_pool2d");
+  static const c10::Symbol dense = c10::Symbol::fromQualString("aten::_adaptive_avg_pool2d");
+  std::vector<torch::jit::Node*> found;
+  for (torch::jit::Node* n : g.nodes())
+    if (n->kind() == pool && n->inputs().size() == 2) {
+      c10::optional<c10::IValue> size = torch::jit::toIValue(n->input(1));
+      if (size && size->isIntList() && size->toIntVector() == std::vector<int64_t>{1, 1}) continue;
+      found.push_back(n);
+    }
+  for (torch::jit::Node* n : found) {
+    n->replaceWithNewSymbol(dense);
+    n->destroy();
+  }
+}
+
+/**
  * A frozen, inference-optimised copy of `m` (torch.jit.optimize_for_inference): weights become constants (a
  * deep copy first, so the result is a snapshot that later training of the source does not reach), batch norm
- * is folded into the convolutions before it, and on the CPU convolutions run on oneDNN with prepacked weights
- * and activations kept in its blocked layout between them.
+ * is folded into the convolutions before it, and on the CPU in float32 convolutions run on oneDNN with prepacked
+ * weights and activations kept in its blocked layout between them (on CUDA, conv + add + ReLU fuse in cuDNN).
  */
 int32_t putOptimized(KilnEnv* k, const torch::jit::Module& m) {
   auto s = std::make_shared<ScriptRunnable>();
+  s->reentrant = true;
   try {
     at::NoGradGuard ng;
     torch::jit::Module copy = m.clone();
     copy.eval();
-    s->module = torch::jit::optimize_for_inference(copy);
+    torch::jit::Module frozen = torch::jit::freeze(copy);
+    keepAdaptivePoolingDense(*frozen.get_method("forward").graph());
+    s->module = torch::jit::optimize_for_inference(frozen);  // frozen already: the oneDNN and fusion passes only
   } catch (const c10::Error& e) {
     fail("TORCH", "optimizing the model for inference failed: " + torchMessage(e));
   }
@@ -806,6 +839,14 @@ int32_t putOptimized(KilnEnv* k, const torch::jit::Module& m) {
 napi_value jitOptimize(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   return a.retNum(putOptimized(a.k, tracedModule(env, a)));
+  KILN_CATCH(env)
+}
+
+/** jitGraph(handle) -> the forward graph of a TorchScript or optimised module, as text (what Python's `.graph` prints). */
+napi_value jitGraph(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto* s = table(a.k).as<ScriptRunnable>(a.i32(0));
+  return a.retStr(s->module.get_method("forward").graph()->toString());
   KILN_CATCH(env)
 }
 
@@ -822,9 +863,9 @@ napi_value jitOptimizeScript(napi_env env, napi_callback_info info) {
 
 void registerModule(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
-      {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runSync", runSync},
+      {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runnableCount", runnableCount}, {"runSync", runSync},
       {"runAsync", runAsync}, {"jitLoad", jitLoad}, {"jitTrain", jitTrain}, {"jitTo", jitTo},
-      {"jitState", jitState}, {"jitExport", jitExport}, {"jitOptimize", jitOptimize}, {"jitOptimizeScript", jitOptimizeScript}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
+      {"jitState", jitState}, {"jitExport", jitExport}, {"jitOptimize", jitOptimize}, {"jitOptimizeScript", jitOptimizeScript}, {"jitGraph", jitGraph}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
       {"graphBegin", graphBegin}, {"graphEnd", graphEnd}, {"graphAbort", graphAbort}, {"graphReplay", graphReplay},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);

@@ -12,6 +12,7 @@ import * as kiln from '../lib';
 import { DEVICE, ON_CPU, det, expectKilnError, expectRejects, maxAbsDiff, skipWithoutDevice, seededPng, startKilnServe } from './helpers';
 import { run } from '../lib/cli/main';
 import { checkAgainst } from '../lib/nn/jit';
+import { N } from '../lib/native';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const script = JSON.parse(fs.readFileSync(path.join(FIX, 'script.json'), 'utf8'));
@@ -52,6 +53,10 @@ describe('kiln.jit.optimizeForInference', function () {
       const example = kiln.zeros([1, c, h, w], { device: DEVICE });
       const f = kiln.jit.optimizeForInference(m, example);
       try {
+        // it was optimised: batch norm folded away; on the CPU in float32 the convolutions run on oneDNN
+        expect(f.graph).to.not.include('aten::batch_norm');
+        if (ON_CPU) expect(f.graph).to.include('prim::mkldnn_convolution');
+        if (c === 1) expect(f.graph, 'adaptive pooling to 3×3 stays off oneDNN').to.include('aten::_adaptive_avg_pool2d');
         for (const shape of [[1, c, h, w], [5, c, h, w], [2, c, h + 16, w + 8]]) {
           const x = det(`x${shape}`, shape).to(DEVICE);
           const want = reference(m, x);
@@ -69,6 +74,23 @@ describe('kiln.jit.optimizeForInference', function () {
       }
     });
   }
+
+  it('bfloat16 and channels-last models: the model\'s outputs to bf16 rounding; concurrent forwardAsync calls agree', async () => {
+    const m = kiln.models.resnet18({ numClasses: 10 }).to(DEVICE).eval();
+    randomizeNorms(m);
+    m.to('bfloat16').to({ memoryFormat: 'channelsLast' });
+    const example = kiln.zeros([1, 3, 32, 32], { device: DEVICE, dtype: 'bfloat16' }).contiguous('channelsLast');
+    const f = kiln.jit.optimizeForInference(m, example);
+    const x = det('bf16', [4, 3, 32, 32]).to({ device: DEVICE, dtype: 'bfloat16' }).contiguous('channelsLast');
+    const want = reference(m, x), got = f.forward(x);
+    expect(got.dtype).to.equal('bfloat16');
+    expect(relDiff(got.float(), want.float())).to.be.below(5e-2);
+    const outs = await Promise.all(Array.from({ length: 6 }, () => f.forwardAsync(x))); // side by side on worker threads
+    for (const o of outs) expect(relDiff(o.float(), got.float())).to.equal(0);
+    for (const t of [example, x, want, got, ...outs]) t.dispose();
+    f.dispose();
+    m.dispose();
+  });
 
   it('is a snapshot: changing or disposing the model later does not change (or break) the optimised copy', () => {
     const m = kiln.models.resnet18({ numClasses: 4 }).to(DEVICE).eval();
@@ -139,6 +161,12 @@ describe('kiln.jit.optimizeForInference', function () {
     expect(disposed).to.equal(2);
     checkAgainst({ forward: (x: kiln.Tensor) => x.mul(2).add(1e-6), dispose: () => { disposed++; } }, id, ex, 'who'); // rounding passes
     expect(disposed).to.equal(2);
+    // NaN where the model has NaN passes; NaN elsewhere is named; a throwing reference disposes the optimised module too
+    const withNan = (x: kiln.Tensor) => x.mul(2).maskedFill(x.gt(0.5), NaN);
+    checkAgainst({ forward: withNan, dispose: () => { disposed++; } }, withNan, ex, 'who');
+    expectKilnError(() => checkAgainst({ forward: withNan, dispose: () => { disposed++; } }, id, ex, 'who'), 'TORCH', 'NaN or infinite');
+    expect(() => checkAgainst({ forward: id, dispose: () => { disposed++; } }, () => { throw new Error('reference broke'); }, ex, 'who')).to.throw('reference broke');
+    expect(disposed).to.equal(4);
     // bad inputs to the optimised module
     const f = kiln.jit.optimizeForInference(m, ex);
     expectKilnError(() => f.forward(gray), 'TORCH');
@@ -182,7 +210,7 @@ describe('kiln.jit.optimizeForInference', function () {
       try {
         const pngs = await Promise.all([1, 2, 3, 4, 5].map((s) => seededPng(s, 36, 30)));
         const want = await Promise.all(pngs.map((p) => probabilities(plain.url, p)));
-        const got = await Promise.all(pngs.map((p) => probabilities(opt.url, p))); // concurrent: batches of several
+        const got = await Promise.all(pngs.map((p) => probabilities(opt.url, p))); // concurrent requests
         got.forEach((g, i) => expect(maxAbsDiff(g, want[i])).to.be.below(ON_CPU ? 1e-4 : 2e-3));
         const info = (await (await fetch(`${opt.url}/models/opt/1`)).json()) as { versions?: { optimized: boolean }[]; optimized?: boolean };
         const v = info.versions ? info.versions[0] : info;
@@ -194,7 +222,27 @@ describe('kiln.jit.optimizeForInference', function () {
         await plain.close();
         m.dispose();
       }
-      const s = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 4 });
+      // a server-wide optimize is every model's default, also for models registered later through the management API
+      const small = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 4 });
+      kiln.saveModel(path.join(dir, 'store', 'small', 'model.safetensors'), small, metadata);
+      const managed = await kiln.serve({ port: 0, managementPort: 0, modelStore: path.join(dir, 'store'), optimize: true, device: DEVICE });
+      try {
+        const r = await fetch(`${managed.managementUrl}/models?url=small`, { method: 'POST' });
+        expect(r.status).to.equal(200);
+        expect(((await r.json()) as { model: { optimized: boolean } }).model.optimized).to.equal(true);
+        const off = await fetch(`${managed.managementUrl}/models?url=small&model_name=plain&optimize=false`, { method: 'POST' });
+        expect(((await off.json()) as { model: { optimized: boolean } }).model.optimized).to.equal(false);
+      } finally {
+        await managed.close();
+        small.dispose();
+      }
+      // a batcher option refused after the optimisation: the optimised copy is freed with the throwing constructor
+      const s = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 4 }).eval();
+      expect(s.runsNatively).to.equal(true); // its own program compiled now, not counted below
+      const live = kiln.memory().numTensors, runnables = N.runnableCount();
+      expectKilnError(() => new kiln.Server(s, { metadata, optimize: true, maxQueue: 0 }), 'INVALID_ARGUMENT', 'maxQueue');
+      expect(kiln.memory().numTensors).to.equal(live);
+      expect(N.runnableCount(), 'the optimised module is freed').to.equal(runnables);
       expectKilnError(() => new kiln.Server(s, { metadata, optimize: 'yes' as never }), 'INVALID_ARGUMENT', 'optimize');
       expectKilnError(() => new kiln.Server({ forwardAsync: async (x: kiln.Tensor) => x } as never, { metadata, optimize: true }), 'INVALID_ARGUMENT', 'optimize', 'Module');
       s.dispose();

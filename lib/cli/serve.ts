@@ -44,7 +44,7 @@ export const SERVE_FLAGS: Record<string, FlagSpec> = {
   precision: { type: 'string', choices: ['fp32', 'bf16', 'fp16'], default: 'fp32', help: 'weights and inputs in float32, bfloat16 or float16 (fp16: CUDA only)' },
   'channels-last': { type: 'boolean', help: 'channels-last (NHWC) weights and batches (faster convolutions on GPUs)' },
   'cuda-graphs': { type: 'boolean', help: 'with --device cuda: capture the forward as CUDA graphs for batch sizes 1, 2, 4, … up to --max-batch, padding each batch to the next one' },
-  optimize: { type: 'boolean', help: "predictions on a frozen, inference-optimised copy of each model (batch norm folded into convolutions, oneDNN convolutions with prepacked weights on the CPU), checked against the model at start-up; explanations use the model as it is" },
+  optimize: { type: 'boolean', help: "predictions on a frozen, inference-optimised copy of each model (batch norm folded into convolutions; on the CPU in float32, oneDNN convolutions with prepacked weights), checked against the model at start-up; explanations use the model as it is" },
   top: { type: 'int', min: 1, default: 5, help: 'classes returned per image' },
   'timeout-ms': { type: 'int', min: 0, default: 0, help: 'per-request limit in ms, 504 after it (0: none; explanations too)' },
   explanations: { type: 'boolean', default: true, help: 'serve POST /explanations[/<name>] and /v1/models/<name>:explain (attribution heat maps; on by default, --no-explanations: 404)' },

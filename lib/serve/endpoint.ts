@@ -53,8 +53,8 @@ export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'on
   /**
    * predictions run on `kiln.jit.optimizeForInference` of the model (a Module or a TorchScript module), made at
    * start-up after the device, precision and channels-last conversions and checked against the model there: frozen
-   * weights, batch norm folded into convolutions, oneDNN convolutions with prepacked weights on the CPU (default
-   * false). Explanations still run on the model itself. Not with `cudaGraphs`.
+   * weights, batch norm folded into convolutions, oneDNN convolutions with prepacked weights on the CPU in float32
+   * (default false); the warm-up runs two batches. Explanations still run on the model itself. Not with `cudaGraphs`.
    */
   optimize?: boolean;
 }
@@ -82,6 +82,16 @@ export interface ModelOptions extends RuntimeOptions {
    * disposed with the endpoint when `dispose` says so)
    */
   explainModel?: Module;
+}
+
+/** The device of a model's first parameter (a Module's or a TorchScript module's), or undefined. */
+function deviceOf(model: Module | BatchModel): string | undefined {
+  if (model instanceof Module) return model.parameters()[0]?.device;
+  if (!(model instanceof ScriptModule)) return undefined;
+  const state = [...model.stateDict().values()];
+  const device = state[0]?.device;
+  for (const t of state) t.dispose();
+  return device;
 }
 
 /** Where a served model version is in its life. */
@@ -204,11 +214,11 @@ export class ModelEndpoint {
     const explainPrecision = options.explainModel ? 'fp32' : this.precision;
     const obstacle = workerObstacle(this.explainSubject, explainPrecision);
     if (thread === 'worker' && obstacle && this.explanations) throw new KilnError(`explainThread 'worker': model '${name}' cannot be explained on a worker thread: ${obstacle}`, 'INVALID_ARGUMENT');
-    // every check that can throw comes before the batcher, which a throwing constructor would leave behind
+    // the endpoint's own checks come before anything that needs freeing (the batcher's, of its options, are below)
     const maxBatchSize = options.maxBatchSize ?? 32;
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) throw invalidParameterError('maxBatchSize', 'a positive integer', options.maxBatchSize);
     const buckets = checkBuckets(options.cudaGraphs, maxBatchSize);
-    const servedOn = String(options.device ?? (model instanceof Module ? model.parameters()[0]?.device : undefined) ?? 'cpu');
+    const servedOn = String(options.device ?? deviceOf(model) ?? 'cpu');
     if (buckets) {
       if (!(model instanceof Module)) throw new KilnError('cudaGraphs: the served model must be a kiln.nn Module (built from Kiln layers)', 'INVALID_ARGUMENT');
       if (!servedOn.startsWith('cuda')) throw new KilnError(`cudaGraphs: CUDA graphs replay on a CUDA device; model '${name}' is served on '${servedOn}'`, 'INVALID_ARGUMENT');
@@ -228,12 +238,20 @@ export class ModelEndpoint {
       throw e;
     }
     this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor };
-    this.batcher = new DynamicBatcher(this.graphed ?? this.optimized ?? model, {
-      maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
-      timeoutMs: options.timeoutMs, device: options.device ?? (this.optimized ? (servedOn as Device) : undefined), dtype, channelsLast: options.channelsLast,
-      postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
-      onBatch: (b) => onBatch(b, this),
-    });
+    try {
+      this.batcher = new DynamicBatcher(this.graphed ?? this.optimized ?? model, {
+        maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
+        timeoutMs: options.timeoutMs, device: servedOn as Device, dtype, channelsLast: options.channelsLast,
+        postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
+        onBatch: (b) => onBatch(b, this),
+      });
+    } catch (e) {
+      // the batcher checks its own options: what was made for it goes with a throwing constructor
+      this.graphed?.dispose();
+      this.optimized?.dispose();
+      this.preprocessor.dispose();
+      throw e;
+    }
     this.explainQueue = new ExplainQueue(options.maxExplainQueue ?? 8, this.batcher.timeoutMs);
     if (this.explanations && thread !== 'main' && !obstacle) this.explainWorker = new ExplainWorker(() => this.workerInit());
   }
@@ -277,9 +295,12 @@ export class ModelEndpoint {
   async warmUp(): Promise<void> {
     const x = zeros(this.preprocessor.shape);
     try {
-      const row = await this.batcher.submit(x);
-      this.classes = row.shape[0];
-      row.dispose();
+      // an optimised model's graph executor profiles its first call and optimises on the second: both before requests
+      for (let i = this.optimized ? 2 : 1; i > 0; i--) {
+        const row = await this.batcher.submit(x);
+        this.classes = row.shape[0];
+        row.dispose();
+      }
     } finally {
       x.dispose();
     }

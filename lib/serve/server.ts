@@ -82,7 +82,7 @@ export interface ServeOptions extends Omit<ServerOptions, 'models'>, ModelOption
   name?: string;
 }
 
-const RUNTIME_KEYS = ['maxBatchSize', 'maxDelayMs', 'maxQueue', 'maxConcurrentBatches', 'timeoutMs', 'device', 'precision', 'channelsLast', 'top', 'maxExplainQueue', 'explanations', 'explainThread', 'cudaGraphs'] as const;
+const RUNTIME_KEYS = ['maxBatchSize', 'maxDelayMs', 'maxQueue', 'maxConcurrentBatches', 'timeoutMs', 'device', 'precision', 'channelsLast', 'top', 'maxExplainQueue', 'explanations', 'explainThread', 'cudaGraphs', 'optimize'] as const;
 
 const isModel = (v: unknown): v is Module | BatchModel => v instanceof Module || (!!v && typeof (v as BatchModel).forwardAsync === 'function');
 
