@@ -84,10 +84,9 @@ export interface ModelOptions extends RuntimeOptions {
   explainModel?: Module;
 }
 
-/** The device of a model's first parameter (a Module's or a TorchScript module's), or undefined. */
+/** The device of a model's first parameter (a Module's, a TorchScript module's, a BatchModel's `parameters()`), or undefined. */
 function deviceOf(model: Module | BatchModel): string | undefined {
-  if (model instanceof Module) return model.parameters()[0]?.device;
-  if (!(model instanceof ScriptModule)) return undefined;
+  if (!(model instanceof ScriptModule)) return model.parameters?.()[0]?.device;
   const state = [...model.stateDict().values()];
   const device = state[0]?.device;
   for (const t of state) t.dispose();
