@@ -135,6 +135,8 @@ export interface NativeAddon {
   jitOptimize(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H): number;
   jitOptimizeScript(h: number): number;
   jitGraph(h: number): string;
+  jitOptimizeAsync(spec: object, modules: string[][], state: (string | number | boolean)[][], example: H): Promise<number>;
+  jitOptimizeScriptAsync(h: number): Promise<number>;
   runnableCount(): number;
   graphCapture(h: number, example: H, warmup: number, keep: H[]): number;
   graphsBuilt(): boolean;

@@ -819,7 +819,7 @@ void keepAdaptivePoolingDense(torch::jit::Graph& g) {
  * is folded into the convolutions before it, and on the CPU in float32 convolutions run on oneDNN with prepacked
  * weights and activations kept in its blocked layout between them (on CUDA, conv + add + ReLU fuse in cuDNN).
  */
-int32_t putOptimized(KilnEnv* k, const torch::jit::Module& m) {
+std::shared_ptr<ScriptRunnable> optimizedRunnable(const torch::jit::Module& m) {
   auto s = std::make_shared<ScriptRunnable>();
   s->reentrant = true;
   try {
@@ -832,13 +832,68 @@ int32_t putOptimized(KilnEnv* k, const torch::jit::Module& m) {
   } catch (const c10::Error& e) {
     fail("TORCH", "optimizing the model for inference failed: " + torchMessage(e));
   }
-  return table(k).put(s);
+  return s;
+}
+
+/** A job of jitOptimizeAsync / jitOptimizeScriptAsync: the clone, freeze and optimisation on a libuv worker thread. */
+struct OptimizeJob {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  torch::jit::Module module;                // a traced Kiln model (its tensors shared with the model's), or
+  std::shared_ptr<ScriptRunnable> source;   // a loaded TorchScript module (kept alive; its lock held while cloned)
+  std::shared_ptr<ScriptRunnable> out;
+  std::string error, code;
+};
+
+void optimizeExecute(napi_env, void* data) {
+  auto* job = static_cast<OptimizeJob*>(data);
+  try {
+    if (job->source) {
+      std::unique_lock<std::mutex> lock(job->source->mu, std::defer_lock);
+      if (!job->source->reentrant) lock.lock();
+      job->out = optimizedRunnable(job->source->module);
+    } else {
+      job->out = optimizedRunnable(job->module);
+    }
+  } catch (...) {
+    captureCurrent(job->code, job->error);
+  }
+}
+
+void optimizeComplete(napi_env env, napi_status status, void* data) {
+  std::unique_ptr<OptimizeJob> job(static_cast<OptimizeJob*>(data));
+  napi_delete_async_work(env, job->work);
+  if (rejectFailed(env, status, *job, "kiln.jit.optimizeForInferenceAsync cancelled")) return;
+  KilnEnv* k = nullptr;
+  napi_get_instance_data(env, reinterpret_cast<void**>(&k));
+  napi_value id;
+  napi_create_int32(env, table(k).put(job->out), &id);
+  napi_resolve_deferred(env, job->deferred, id);
+}
+
+/** jitOptimizeAsync(spec, modules, state, example) -> Promise<handle>: jitOptimize with the trace here, the rest on a worker. */
+napi_value jitOptimizeAsync(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto job = std::make_unique<OptimizeJob>();
+  job->module = tracedModule(env, a);
+  return queueJob(env, std::move(job), "kiln.jit.optimizeForInferenceAsync", optimizeExecute, optimizeComplete);
+  KILN_CATCH(env)
+}
+
+/** jitOptimizeScriptAsync(handle) -> Promise<handle>: jitOptimizeScript on a worker. */
+napi_value jitOptimizeScriptAsync(napi_env env, napi_callback_info info) {
+  KILN_TRY Args a(env, info);
+  auto job = std::make_unique<OptimizeJob>();
+  job->source = std::dynamic_pointer_cast<ScriptRunnable>(table(a.k).get(a.i32(0)));
+  if (!job->source) fail("INVALID_ARGUMENT", "module handle " + std::to_string(a.i32(0)) + " has the wrong kind");
+  return queueJob(env, std::move(job), "kiln.jit.optimizeForInferenceAsync", optimizeExecute, optimizeComplete);
+  KILN_CATCH(env)
 }
 
 /** jitOptimize(spec, modules, state, example) -> handle of a runnable: tracedModule's module frozen and optimised. */
 napi_value jitOptimize(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
-  return a.retNum(putOptimized(a.k, tracedModule(env, a)));
+  return a.retNum(table(a.k).put(optimizedRunnable(tracedModule(env, a))));
   KILN_CATCH(env)
 }
 
@@ -855,7 +910,7 @@ napi_value jitOptimizeScript(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   auto* s = table(a.k).as<ScriptRunnable>(a.i32(0));
   std::lock_guard<std::mutex> lock(s->mu);
-  return a.retNum(putOptimized(a.k, s->module));
+  return a.retNum(table(a.k).put(optimizedRunnable(s->module)));
   KILN_CATCH(env)
 }
 
@@ -865,7 +920,7 @@ void registerModule(napi_env env, napi_value exports, KilnEnv* k) {
   struct { const char* name; RawFn fn; } fns[] = {
       {"compileProgram", compileProgram}, {"freeRunnable", freeRunnable}, {"runnableCount", runnableCount}, {"runSync", runSync},
       {"runAsync", runAsync}, {"jitLoad", jitLoad}, {"jitTrain", jitTrain}, {"jitTo", jitTo},
-      {"jitState", jitState}, {"jitExport", jitExport}, {"jitOptimize", jitOptimize}, {"jitOptimizeScript", jitOptimizeScript}, {"jitGraph", jitGraph}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
+      {"jitState", jitState}, {"jitExport", jitExport}, {"jitOptimize", jitOptimize}, {"jitOptimizeScript", jitOptimizeScript}, {"jitGraph", jitGraph}, {"jitOptimizeAsync", jitOptimizeAsync}, {"jitOptimizeScriptAsync", jitOptimizeScriptAsync}, {"graphCapture", graphCapture}, {"graphsBuilt", graphsBuilt},
       {"graphBegin", graphBegin}, {"graphEnd", graphEnd}, {"graphAbort", graphAbort}, {"graphReplay", graphReplay},
   };
   for (auto& f : fns) defineFn(env, exports, k, f.name, f.fn);

@@ -57,6 +57,7 @@ describe('kiln.jit.optimizeForInference', function () {
         expect(f.graph).to.not.include('aten::batch_norm');
         if (ON_CPU) expect(f.graph).to.include('prim::mkldnn_convolution');
         if (c === 1) expect(f.graph, 'adaptive pooling to 3×3 stays off oneDNN').to.include('aten::_adaptive_avg_pool2d');
+        const fa = await kiln.jit.optimizeForInferenceAsync(m, example); // the same, made off the event loop
         for (const shape of [[1, c, h, w], [5, c, h, w], [2, c, h + 16, w + 8]]) {
           const x = det(`x${shape}`, shape).to(DEVICE);
           const want = reference(m, x);
@@ -65,8 +66,11 @@ describe('kiln.jit.optimizeForInference', function () {
           expect(got.device).to.equal(want.device);
           expect(relDiff(got, want), `${shape}`).to.be.below(ON_CPU ? 1e-4 : 2e-3); // CUDA: TF32 convolutions may differ more
           expect(relDiff(gotAsync, got)).to.be.below(1e-6);
-          for (const t of [x, want, got, gotAsync]) t.dispose();
+          const fromAsync = await fa.forwardAsync(x);
+          expect(relDiff(fromAsync, got)).to.be.below(1e-6);
+          for (const t of [x, want, got, gotAsync, fromAsync]) t.dispose();
         }
+        fa.dispose();
       } finally {
         f.dispose();
         example.dispose();
@@ -110,7 +114,7 @@ describe('kiln.jit.optimizeForInference', function () {
     for (const t of [x, before, after, moved, still]) t.dispose();
   });
 
-  it('optimises a TorchScript module loaded from Python (kiln.jit.load) to its outputs', () => {
+  it('optimises a TorchScript module loaded from Python (kiln.jit.load) to its outputs', async () => {
     const s = kiln.jit.load(path.join(FIX, 'tiny_script.pt'), { device: DEVICE }).eval();
     const x = det('input', script.inputShape).to(DEVICE);
     const f = kiln.jit.optimizeForInference(s, x);
@@ -120,9 +124,13 @@ describe('kiln.jit.optimizeForInference', function () {
     const g = kiln.jit.optimizeForInference(s);
     const y2 = g.forward(x);
     expect(maxAbsDiff(y2.cpu(), script.output)).to.be.below(ON_CPU ? 1e-5 : 1e-3);
-    for (const t of [x, y, y2]) t.dispose();
+    const h = await kiln.jit.optimizeForInferenceAsync(s, x); // on a worker thread, checked with forwardAsync
+    const y3 = await h.forwardAsync(x);
+    expect(maxAbsDiff(y3.cpu(), script.output)).to.be.below(ON_CPU ? 1e-5 : 1e-3);
+    for (const t of [x, y, y2, y3]) t.dispose();
     f.dispose();
     g.dispose();
+    h.dispose();
     s.dispose();
   });
 
@@ -135,6 +143,8 @@ describe('kiln.jit.optimizeForInference', function () {
     expectKilnError(() => kiln.jit.optimizeForInference(m, ints), 'INVALID_ARGUMENT', 'floating-point');
     const gray = kiln.zeros([1, 1, 28, 28], { device: DEVICE });
     expectKilnError(() => kiln.jit.optimizeForInference(m, gray), 'TORCH', 'tracing', '[1, 1, 28, 28]', 'channels');
+    await expectRejects(kiln.jit.optimizeForInferenceAsync(m, gray), 'TORCH', 'tracing', '[1, 1, 28, 28]');
+    await expectRejects(kiln.jit.optimizeForInferenceAsync(m), 'INVALID_ARGUMENT', 'example');
     if (DEVICE !== 'cpu') {
       const cpuEx = kiln.zeros([1, 3, 28, 28]);
       expectKilnError(() => kiln.jit.optimizeForInference(m, cpuEx), 'INVALID_ARGUMENT', `on ${DEVICE}`, 'example is on cpu');
@@ -236,7 +246,7 @@ describe('kiln.jit.optimizeForInference', function () {
         await managed.close();
         small.dispose();
       }
-      // a batcher option refused after the optimisation: the optimised copy is freed with the throwing constructor
+      // a batcher option refused: nothing made for the endpoint is left behind
       const s = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 4 }).eval();
       expect(s.runsNatively).to.equal(true); // its own program compiled now, not counted below
       const live = kiln.memory().numTensors, runnables = N.runnableCount();

@@ -162,22 +162,54 @@ export function optimizeForInference(model: Module | ScriptModule, example?: Ten
     if (example !== undefined) checkAgainst(frozen, (x) => noGrad(() => model.forward(x)), example, who);
     return frozen;
   }
-  if (example === undefined) throw invalidParameterError('example', "an input tensor to trace the model with (e.g. zeros([1, 3, 224, 224]) on the model's device)", example);
-  const [spec, ...rest] = traceArgs(model, example, who, 'the optimised trace');
+  const [spec, ...rest] = traceArgs(model, requireExample(example), who, 'the optimised trace');
   const frozen = new FrozenModule(N.jitOptimize(spec, ...rest));
-  let program = -1;
+  const program = compileFor(frozen, spec);
   try {
-    program = N.compileProgram(spec); // the model's own native forward, in eval mode, as the trace saw it
-  } catch (e) {
-    frozen.dispose();
-    throw e;
-  }
-  try {
-    checkAgainst(frozen, (x) => new Tensor(N.runSync(program, x.id, false)), example, who);
+    checkAgainst(frozen, (x) => new Tensor(N.runSync(program, x.id, false)), example!, who);
   } finally {
     N.freeRunnable(program);
   }
   return frozen;
+}
+
+/**
+ * `optimizeForInference` without blocking the event loop: a Kiln model is traced on the calling thread (one
+ * forward), then copied, frozen and optimised on a native worker thread, and checked with `forwardAsync` calls. The
+ * model must not change until the promise settles (its weights are copied on the worker).
+ */
+export async function optimizeForInferenceAsync(model: Module | ScriptModule, example?: Tensor): Promise<FrozenModule> {
+  const who = 'kiln.jit.optimizeForInferenceAsync';
+  if (model instanceof ScriptModule) {
+    if (example !== undefined) idOf(example, 'example');
+    const frozen = new FrozenModule(await N.jitOptimizeScriptAsync(model.runnableHandle()));
+    if (example !== undefined) await checkAgainstAsync(frozen, (x) => model.forwardAsync(x), example, who);
+    return frozen;
+  }
+  const [spec, ...rest] = traceArgs(model, requireExample(example), who, 'the optimised trace');
+  const frozen = new FrozenModule(await N.jitOptimizeAsync(spec, ...rest));
+  const program = compileFor(frozen, spec);
+  try {
+    await checkAgainstAsync(frozen, async (x) => new Tensor(await N.runAsync(program, x.id)), example!, who);
+  } finally {
+    N.freeRunnable(program);
+  }
+  return frozen;
+}
+
+function requireExample(example: Tensor | undefined): Tensor {
+  if (example === undefined) throw invalidParameterError('example', "an input tensor to trace the model with (e.g. zeros([1, 3, 224, 224]) on the model's device)", example);
+  return example;
+}
+
+/** The model's own native forward (eval mode, as the trace saw it) to check `frozen` against; frees `frozen` if it fails. */
+function compileFor(frozen: FrozenModule, spec: object): number {
+  try {
+    return N.compileProgram(spec);
+  } catch (e) {
+    frozen.dispose();
+    throw e;
+  }
 }
 
 /** Relative tolerance of the start-up check: float rounding, cuDNN's TF32 convolutions on CUDA, bf16/fp16's 8 and 11 bits. */
@@ -186,44 +218,95 @@ function checkTolerance(example: Tensor): number {
   return example.device.startsWith('cuda') ? 1e-2 : 1e-3;
 }
 
+/** The check's input: a fixed, varied pattern (no random numbers: the global generator is left alone) shaped, typed and laid out like `example`. */
+function checkInput(example: Tensor): Tensor {
+  return tidy(() => {
+    const n = example.shape.reduce((a, b) => a * b, 1);
+    const x = arange(0, n).mul(0.7).sin().reshape(example.shape).to({ device: example.device, dtype: example.dtype });
+    return example.ndim === 4 && !example.isContiguous() ? x.contiguous('channelsLast') : x; // as the batcher delivers it
+  });
+}
+
+/** What is wrong when the optimised graph threw on the check's input. */
+function cannotRun(e: unknown, example: Tensor): string {
+  return `libtorch's optimised graph cannot run this model on a [${example.shape.join(', ')}] ${example.dtype} input (${String((e as Error)?.message ?? e).split('\n').filter((l) => l.trim()).pop()})`;
+}
+
 /**
- * Runs `frozen` and `reference` on a fixed, varied input shaped and laid out like `example` (no random numbers:
- * the global generator is left alone) and throws — after disposing `frozen` — unless both run and agree to
- * rounding (non-finite outputs must be non-finite in the same places; the rest within the tolerance, relative to
- * the largest finite |output| or 1).
+ * Whether the optimised output `got` matches the model's `want`: null, or what differs (non-finite values must be in
+ * the same places; the rest within the tolerance, relative to the largest finite |output| or 1).
+ */
+function compareOutputs(got: Tensor, want: Tensor, example: Tensor): string | null {
+  const shape = `[${example.shape.join(', ')}] ${example.dtype}`;
+  if (got.shape.join() !== want.shape.join()) return `the optimised graph's output is [${got.shape.join(', ')}], the model's [${want.shape.join(', ')}]`;
+  if (want.numel === 0) return null;
+  return tidy(() => {
+    const w = want.float(), g = got.float();
+    const finite = w.isfinite();
+    if (finite.ne(g.isfinite()).any().item()) return `the optimised graph's output has NaN or infinite values where the model's has not (or the other way round) on a ${shape} input`;
+    const off = finite.logicalNot();
+    const scale = Math.max(1, w.abs().maskedFill(off, 0).max().item() as number);
+    const diff = g.sub(w).abs().maskedFill(off, 0).max().item() as number;
+    return diff <= checkTolerance(example) * scale ? null : `the optimised graph's output differs from the model's by ${diff.toPrecision(3)} (largest |output| ${scale.toPrecision(3)}) on a ${shape} input`;
+  });
+}
+
+/** When the check found a problem: disposes `frozen` and throws a TORCH KilnError naming it. */
+function refuseOn(frozen: Pick<FrozenModule, 'dispose'>, who: string, problem: string | null): void {
+  if (!problem) return;
+  frozen.dispose();
+  throw new KilnError(`${who}: ${problem}; use the model as it is`, 'TORCH');
+}
+
+/**
+ * Runs `frozen` and `reference` on `checkInput(example)` and throws — after disposing `frozen` — unless both run and
+ * agree to rounding (`compareOutputs`).
  * @internal
  */
 export function checkAgainst(frozen: Pick<FrozenModule, 'forward' | 'dispose'>, reference: (x: Tensor) => Tensor, example: Tensor, who: string): void {
-  const shape = `[${example.shape.join(', ')}] ${example.dtype}`;
   let problem: string | null;
   try {
     problem = tidy((): string | null => {
-      const n = example.shape.reduce((a, b) => a * b, 1);
-      let x = arange(0, n).mul(0.7).sin().reshape(example.shape).to({ device: example.device, dtype: example.dtype });
-      if (example.ndim === 4 && !example.isContiguous()) x = x.contiguous('channelsLast'); // as the batcher delivers it
+      const x = checkInput(example);
       let got: Tensor;
       try {
         got = frozen.forward(x);
       } catch (e) {
-        return `libtorch's optimised graph cannot run this model on a ${shape} input (${(e as Error).message.split('\n').filter((l) => l.trim()).pop()})`;
+        return cannotRun(e, example);
       }
-      const want = reference(x);
-      if (got.shape.join() !== want.shape.join()) return `the optimised graph's output is [${got.shape.join(', ')}], the model's [${want.shape.join(', ')}]`;
-      if (want.numel === 0) return null;
-      const w = want.float(), g = got.float();
-      const finite = w.isfinite();
-      if (finite.ne(g.isfinite()).any().item()) return `the optimised graph's output has NaN or infinite values where the model's has not (or the other way round) on a ${shape} input`;
-      const off = finite.logicalNot();
-      const scale = Math.max(1, w.abs().maskedFill(off, 0).max().item() as number);
-      const diff = g.sub(w).abs().maskedFill(off, 0).max().item() as number;
-      return diff <= checkTolerance(example) * scale ? null : `the optimised graph's output differs from the model's by ${diff.toPrecision(3)} (largest |output| ${scale.toPrecision(3)}) on a ${shape} input`;
+      return compareOutputs(got, reference(x), example);
     });
   } catch (e) {
     frozen.dispose();
     throw e;
   }
-  if (problem) {
+  refuseOn(frozen, who, problem);
+}
+
+/** `checkAgainst` with forwards on worker threads. */
+async function checkAgainstAsync(frozen: FrozenModule, reference: (x: Tensor) => Promise<Tensor>, example: Tensor, who: string): Promise<void> {
+  const made: Tensor[] = [];
+  let problem: string | null = null;
+  try {
+    const x = checkInput(example);
+    made.push(x);
+    let got: Tensor | null = null;
+    try {
+      got = await frozen.forwardAsync(x);
+      made.push(got);
+    } catch (e) {
+      problem = cannotRun(e, example);
+    }
+    if (got) {
+      const want = await reference(x);
+      made.push(want);
+      problem = compareOutputs(got, want, example);
+    }
+  } catch (e) {
     frozen.dispose();
-    throw new KilnError(`${who}: ${problem}; use the model as it is`, 'TORCH');
+    throw e;
+  } finally {
+    for (const t of made) t.dispose();
   }
+  refuseOn(frozen, who, problem);
 }

@@ -16,7 +16,7 @@ import { loadModel, loadModelAsync } from '../io/model';
 import { DynamicBatcher, BatcherOptions, BatchInfo, BatchModel } from './batcher';
 import { GraphedBatches, checkBuckets } from './graphs';
 import { cudaGraphsAvailable } from '../nn/graph';
-import { FrozenModule, ScriptModule, optimizeForInference } from '../nn/jit';
+import { FrozenModule, ScriptModule, optimizeForInferenceAsync } from '../nn/jit';
 import { Device } from '../tensor/dtype';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
@@ -159,8 +159,10 @@ export class ModelEndpoint {
   private closing: Promise<void> | null = null;
   /** the CUDA graphs batches replay (`cudaGraphs`), or null */
   readonly graphed: GraphedBatches | null = null;
-  /** the optimised copy predictions run on (`optimize`), or null */
-  readonly optimized: FrozenModule | null = null;
+  /** the optimised copy predictions run on (`optimize`; made by the warm-up), or null */
+  private optimizedNow: FrozenModule | null = null;
+  /** what `optimize` optimises (with `optimize`), or null */
+  private readonly toOptimize: { model: Module | ScriptModule; device: Device; dtype: 'bfloat16' | 'float16' | undefined; channelsLast: boolean } | null = null;
 
   constructor(readonly name: string, readonly model: Module | BatchModel, options: ModelOptions, onBatch: (b: BatchInfo, ep: ModelEndpoint) => void) {
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
@@ -231,14 +233,16 @@ export class ModelEndpoint {
     this.preprocessor = new Preprocessor({ size: checkSize(size, 'inputSize'), channels, mean, std });
     try {
       if (buckets) this.graphed = new GraphedBatches(model as Module, buckets, { device: servedOn, image: this.preprocessor.shape, dtype, channelsLast: options.channelsLast });
-      if (options.optimize) this.optimized = this.optimize(model as Module | ScriptModule, servedOn as Device, dtype, !!options.channelsLast);
     } catch (e) {
       this.preprocessor.dispose();
       throw e;
     }
+    if (options.optimize) this.toOptimize = { model: model as Module | ScriptModule, device: servedOn as Device, dtype, channelsLast: !!options.channelsLast };
+    // with optimize, batches run on the optimised copy the warm-up makes (no request is routed here before it)
+    const optimizedOrModel: BatchModel = { forwardAsync: (x) => (this.optimizedNow ?? model).forwardAsync(x) };
     this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor };
     try {
-      this.batcher = new DynamicBatcher(this.graphed ?? this.optimized ?? model, {
+      this.batcher = new DynamicBatcher(this.graphed ?? (this.toOptimize ? optimizedOrModel : model), {
         maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
         timeoutMs: options.timeoutMs, device: servedOn as Device, dtype, channelsLast: options.channelsLast,
         postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
@@ -247,7 +251,6 @@ export class ModelEndpoint {
     } catch (e) {
       // the batcher checks its own options: what was made for it goes with a throwing constructor
       this.graphed?.dispose();
-      this.optimized?.dispose();
       this.preprocessor.dispose();
       throw e;
     }
@@ -255,17 +258,32 @@ export class ModelEndpoint {
     if (this.explanations && thread !== 'main' && !obstacle) this.explainWorker = new ExplainWorker(() => this.workerInit());
   }
 
-  /** `optimizeForInference` of the model for one image as the batcher delivers it (device, dtype, memory layout). */
-  private optimize(model: Module | ScriptModule, device: Device, dtype: 'bfloat16' | 'float16' | undefined, channelsLast: boolean): FrozenModule {
+  /** The optimised copy predictions run on (`optimize`, once the warm-up has made it), or null. */
+  get optimized(): FrozenModule | null {
+    return this.optimizedNow;
+  }
+
+  /**
+   * `optimizeForInferenceAsync` of the model for one image as the batcher delivers it (device, dtype, memory layout):
+   * off the event loop, so the other models keep answering while it runs.
+   */
+  private async optimize(): Promise<void> {
+    const o = this.toOptimize!;
     const example = tidy(() => {
-      const z = zeros([1, ...this.preprocessor.shape], { device, dtype });
-      return channelsLast ? z.contiguous('channelsLast') : z;
+      const z = zeros([1, ...this.preprocessor.shape], { device: o.device, dtype: o.dtype });
+      return o.channelsLast ? z.contiguous('channelsLast') : z;
     });
+    let frozen: FrozenModule;
     try {
-      return optimizeForInference(model, example);
+      frozen = await optimizeForInferenceAsync(o.model, example);
     } finally {
       example.dispose();
     }
+    if (this.closing) {
+      frozen.dispose(); // unregistered meanwhile: close() has run without it
+      throw new KilnError(`model '${this.name}' version '${this.version}' was unregistered while it was being optimised`, 'INVALID_ARGUMENT');
+    }
+    this.optimizedNow = frozen;
   }
 
   /** Where explanations run: 'worker' or 'main'. */
@@ -292,10 +310,11 @@ export class ModelEndpoint {
 
   /** Runs one warm-up batch of zeros; then the endpoint is ready. */
   async warmUp(): Promise<void> {
+    if (this.toOptimize && !this.optimizedNow) await this.optimize();
     const x = zeros(this.preprocessor.shape);
     try {
       // an optimised model's graph executor profiles its first call and optimises on the second: both before requests
-      for (let i = this.optimized ? 2 : 1; i > 0; i--) {
+      for (let i = this.optimizedNow ? 2 : 1; i > 0; i--) {
         const row = await this.batcher.submit(x);
         this.classes = row.shape[0];
         row.dispose();
@@ -433,7 +452,8 @@ export class ModelEndpoint {
       await this.explainWorker?.close('the model is being unregistered');
       await this.batcher.close();
       this.graphed?.dispose();
-      this.optimized?.dispose();
+      this.optimizedNow?.dispose();
+      this.optimizedNow = null;
       this.preprocessor.dispose();
       if (this.owned) {
         if (this.model instanceof Module) this.model.dispose();
