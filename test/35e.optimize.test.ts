@@ -13,6 +13,7 @@ import { DEVICE, ON_CPU, det, expectKilnError, expectRejects, maxAbsDiff, skipWi
 import { run } from '../lib/cli/main';
 import { checkAgainst } from '../lib/nn/jit';
 import { N } from '../lib/native';
+import { ModelEndpoint } from '../lib/serve/endpoint';
 
 const FIX = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 const script = JSON.parse(fs.readFileSync(path.join(FIX, 'script.json'), 'utf8'));
@@ -256,6 +257,19 @@ describe('kiln.jit.optimizeForInference', function () {
       expectKilnError(() => new kiln.Server(s, { metadata, optimize: 'yes' as never }), 'INVALID_ARGUMENT', 'optimize');
       expectKilnError(() => new kiln.Server({ forwardAsync: async (x: kiln.Tensor) => x } as never, { metadata, optimize: true }), 'INVALID_ARGUMENT', 'optimize', 'Module');
       s.dispose();
+    });
+
+    it('a model unregistered while its warm-up optimises it: the warm-up fails saying so, and the optimised copy is freed', async () => {
+      const m = kiln.models.resnet18({ numClasses: 3 }).eval();
+      expect(m.runsNatively).to.equal(true);
+      const runnables = N.runnableCount();
+      const ep = new ModelEndpoint('late', m, { metadata, optimize: true, device: DEVICE }, () => undefined);
+      const warm = ep.warmUp(); // the trace runs now; the freeze and the passes on a worker thread
+      await ep.close();
+      await expectRejects(warm, 'INVALID_ARGUMENT', "model 'late' version '1' was unregistered while it was being optimised");
+      expect(ep.optimized).to.equal(null);
+      expect(N.runnableCount()).to.equal(runnables);
+      m.dispose();
     });
 
     it('kiln serve --optimize (and "optimize" in --config) serves the optimised model; refused with --runtime onnx and --cuda-graphs', async () => {
