@@ -814,17 +814,23 @@ void keepAdaptivePoolingDense(torch::jit::Graph& g) {
 }
 
 /**
- * A frozen, inference-optimised copy of `m` (torch.jit.optimize_for_inference): weights become constants (a
+ * A frozen, inference-optimised copy of `m` (torch.jit.optimize_for_inference; `lock`, when given, is held while `m`
+ * is copied): weights become constants (a
  * deep copy first, so the result is a snapshot that later training of the source does not reach), batch norm
  * is folded into the convolutions before it, and on the CPU in float32 convolutions run on oneDNN with prepacked
  * weights and activations kept in its blocked layout between them (on CUDA, conv + add + ReLU fuse in cuDNN).
  */
-std::shared_ptr<ScriptRunnable> optimizedRunnable(const torch::jit::Module& m) {
+std::shared_ptr<ScriptRunnable> optimizedRunnable(const torch::jit::Module& m, std::mutex* lock = nullptr) {
   auto s = std::make_shared<ScriptRunnable>();
   s->reentrant = true;
   try {
     at::NoGradGuard ng;
-    torch::jit::Module copy = m.clone();
+    torch::jit::Module copy;
+    {
+      std::unique_lock<std::mutex> held;
+      if (lock) held = std::unique_lock<std::mutex>(*lock);  // the source's lock, for the copy only
+      copy = m.clone();
+    }
     copy.eval();
     torch::jit::Module frozen = torch::jit::freeze(copy);
     keepAdaptivePoolingDense(*frozen.get_method("forward").graph());
@@ -839,7 +845,7 @@ std::shared_ptr<ScriptRunnable> optimizedRunnable(const torch::jit::Module& m) {
 struct OptimizeJob {
   napi_async_work work = nullptr;
   napi_deferred deferred = nullptr;
-  torch::jit::Module module;                // a traced Kiln model (its tensors shared with the model's), or
+  torch::jit::Module module;                // a traced Kiln model (tensors of its own over the model's memory), or
   std::shared_ptr<ScriptRunnable> source;   // a loaded TorchScript module (kept alive; its lock held while cloned)
   std::shared_ptr<ScriptRunnable> out;
   std::string error, code;
@@ -849,9 +855,7 @@ void optimizeExecute(napi_env, void* data) {
   auto* job = static_cast<OptimizeJob*>(data);
   try {
     if (job->source) {
-      std::unique_lock<std::mutex> lock(job->source->mu, std::defer_lock);
-      if (!job->source->reentrant) lock.lock();
-      job->out = optimizedRunnable(job->source->module);
+      job->out = optimizedRunnable(job->source->module, job->source->reentrant ? nullptr : &job->source->mu);
     } else {
       job->out = optimizedRunnable(job->module);
     }
@@ -876,6 +880,14 @@ napi_value jitOptimizeAsync(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   auto job = std::make_unique<OptimizeJob>();
   job->module = tracedModule(env, a);
+  // the trace matched the model's own tensor objects; the worker gets its own over the same memory, so that the
+  // model's later to() (which swaps a tensor's storage) or dispose cannot reach what it copies
+  for (torch::jit::Module m : job->module.modules()) {
+    std::vector<std::pair<std::string, at::Tensor>> slots;
+    for (const auto& p : m.named_parameters(false)) slots.emplace_back(p.name, p.value.detach());
+    for (const auto& b : m.named_buffers(false)) slots.emplace_back(b.name, b.value.detach());
+    for (auto& [name, t] : slots) m._ivalue()->setAttr(name, t);
+  }
   return queueJob(env, std::move(job), "kiln.jit.optimizeForInferenceAsync", optimizeExecute, optimizeComplete);
   KILN_CATCH(env)
 }
@@ -909,8 +921,7 @@ napi_value jitGraph(napi_env env, napi_callback_info info) {
 napi_value jitOptimizeScript(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   auto* s = table(a.k).as<ScriptRunnable>(a.i32(0));
-  std::lock_guard<std::mutex> lock(s->mu);
-  return a.retNum(table(a.k).put(optimizedRunnable(s->module)));
+  return a.retNum(table(a.k).put(optimizedRunnable(s->module, &s->mu)));
   KILN_CATCH(env)
 }
 

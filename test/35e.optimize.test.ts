@@ -270,6 +270,23 @@ describe('kiln.jit.optimizeForInference', function () {
       expect(ep.optimized).to.equal(null);
       expect(N.runnableCount()).to.equal(runnables);
       m.dispose();
+      // the same with a model the endpoint owns (disposed by close() while the worker copies it)
+      const base = N.runnableCount(); // m's own program went with it
+      const owned = kiln.models.resnet18({ numClasses: 3 });
+      const ep2 = new ModelEndpoint('owned', owned, { metadata, optimize: true, device: DEVICE, dispose: true }, () => undefined);
+      const warm2 = ep2.warmUp();
+      await ep2.close();
+      await expectRejects(warm2, 'INVALID_ARGUMENT', 'was unregistered while it was being optimised');
+      expect(N.runnableCount()).to.equal(base);
+      // two warm-ups at once share one optimisation (one optimised copy, freed on close)
+      const m3 = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 4 });
+      const ep3 = new ModelEndpoint('twice', m3, { metadata, optimize: true, device: DEVICE, dispose: true }, () => undefined);
+      expect(ep3.info().optimized).to.equal(true); // the setting, before the copy exists
+      await Promise.all([ep3.warmUp(), ep3.warmUp()]);
+      expect(ep3.optimized).to.not.equal(null);
+      expect(N.runnableCount()).to.be.at.most(base + 2); // the copy, and the model's own program
+      await ep3.close();
+      expect(N.runnableCount()).to.equal(base);
     });
 
     it('kiln serve --optimize (and "optimize" in --config) serves the optimised model; refused with --runtime onnx and --cuda-graphs', async () => {

@@ -187,14 +187,15 @@ export async function optimizeForInferenceAsync(model: Module | ScriptModule, ex
     return frozen;
   }
   const [spec, ...rest] = traceArgs(model, requireExample(example), who, 'the optimised trace');
-  const frozen = new FrozenModule(await N.jitOptimizeAsync(spec, ...rest));
-  const program = compileFor(frozen, spec);
+  // compiled now: the spec names the weights by handle, which may be gone (a disposed model) by the time the job ends
+  const program = N.compileProgram(spec);
   try {
+    const frozen = new FrozenModule(await N.jitOptimizeAsync(spec, ...rest));
     await checkAgainstAsync(frozen, async (x) => new Tensor(await N.runAsync(program, x.id)), example!, who);
+    return frozen;
   } finally {
     N.freeRunnable(program);
   }
-  return frozen;
 }
 
 function requireExample(example: Tensor | undefined): Tensor {

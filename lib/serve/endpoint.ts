@@ -161,6 +161,8 @@ export class ModelEndpoint {
   readonly graphed: GraphedBatches | null = null;
   /** the optimised copy predictions run on (`optimize`; made by the warm-up), or null */
   private optimizedNow: FrozenModule | null = null;
+  /** the optimisation under way (one per endpoint, whoever warms it up), or null */
+  private optimizing: Promise<void> | null = null;
   /** what `optimize` optimises (with `optimize`), or null */
   private readonly toOptimize: { model: Module | ScriptModule; device: Device; dtype: 'bfloat16' | 'float16' | undefined; channelsLast: boolean } | null = null;
 
@@ -258,7 +260,7 @@ export class ModelEndpoint {
     if (this.explanations && thread !== 'main' && !obstacle) this.explainWorker = new ExplainWorker(() => this.workerInit());
   }
 
-  /** The optimised copy predictions run on (`optimize`, once the warm-up has made it), or null. */
+  /** The optimised copy predictions run on (`optimize`, once the warm-up has made it; null before and after), or null. */
   get optimized(): FrozenModule | null {
     return this.optimizedNow;
   }
@@ -273,15 +275,18 @@ export class ModelEndpoint {
       const z = zeros([1, ...this.preprocessor.shape], { device: o.device, dtype: o.dtype });
       return o.channelsLast ? z.contiguous('channelsLast') : z;
     });
+    const unregistered = () => new KilnError(`model '${this.name}' version '${this.version}' was unregistered while it was being optimised`, 'INVALID_ARGUMENT');
     let frozen: FrozenModule;
     try {
       frozen = await optimizeForInferenceAsync(o.model, example);
+    } catch (e) {
+      throw this.closing ? unregistered() : e; // closed meanwhile, its model disposed: whatever broke, that is why
     } finally {
       example.dispose();
     }
     if (this.closing) {
       frozen.dispose(); // unregistered meanwhile: close() has run without it
-      throw new KilnError(`model '${this.name}' version '${this.version}' was unregistered while it was being optimised`, 'INVALID_ARGUMENT');
+      throw unregistered();
     }
     this.optimizedNow = frozen;
   }
@@ -310,7 +315,7 @@ export class ModelEndpoint {
 
   /** Runs one warm-up batch of zeros; then the endpoint is ready. */
   async warmUp(): Promise<void> {
-    if (this.toOptimize && !this.optimizedNow) await this.optimize();
+    if (this.toOptimize) await (this.optimizing ??= this.optimize());
     const x = zeros(this.preprocessor.shape);
     try {
       // an optimised model's graph executor profiles its first call and optimises on the second: both before requests
@@ -342,7 +347,7 @@ export class ModelEndpoint {
     const v = encodeURIComponent(this.version), n = encodeURIComponent(this.name);
     return {
       name: this.name, version: this.version, status: this.stateNow, inputShape: p.shape, classes: this.classNames, mean: p.spec.mean, std: p.spec.std, top: this.top,
-      device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null, optimized: this.optimized !== null,
+      device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null, optimized: this.toOptimize !== null,
       batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
       queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,
       routes: {
