@@ -631,6 +631,12 @@ describe('serve', function () {
         const fast = await call(s.url + '/predictions/bwopt', png);
         expect(fast.body.predictions[0].top[0].probability).to.be.closeTo(Math.max(...(await bwDirect(bw2, png))), 1e-4);
         expect((await call(m + '/models/bwopt', undefined, undefined, 'DELETE')).status).to.equal(200);
+        // CUDA graphs per model: refused off CUDA, and `false` turns a server-wide default off
+        const graphs = await call(`${m}/models?url=bw2&model_name=bwg&cuda_graphs=true`);
+        expect(graphs.status).to.equal(400);
+        expect(graphs.body.error).to.match(/cudaGraphs: CUDA graphs replay on a CUDA device/);
+        expect((await call(`${m}/models?url=bw2&model_name=bwg&cuda_graphs=false&optimize=true`)).status).to.equal(200);
+        expect((await call(m + '/models/bwg', undefined, undefined, 'DELETE')).status).to.equal(200);
         const def = await call(m + '/models/bw1/1/set-default', undefined, undefined, 'PUT');
         expect(def.status).to.equal(200);
         expect(def.body.model.defaultVersion).to.equal('1');
@@ -674,6 +680,7 @@ describe('serve', function () {
           ['POST', '/models?url=bw1&model_name=n&device=tpu', 400, 'BAD_PARAMETER', /device must be one of cpu, cuda, got 'tpu'/],
           ['POST', '/models?url=bw1&model_name=n&channels_last=1', 400, 'BAD_PARAMETER', /channels_last must be true or false/],
           ['POST', '/models?url=bw1&model_name=n&optimize=yes', 400, 'BAD_PARAMETER', /optimize must be true or false/],
+          ['POST', '/models?url=bw1&model_name=n&cuda_graphs=1', 400, 'BAD_PARAMETER', /cuda_graphs must be true or false/],
           ...(kiln.info().cudaAvailable ? [] : [
             ['POST', '/models?url=bw1&model_name=n&precision=fp16', 400, 'BAD_MODEL', /cannot serve \S+ as 'n': precision 'fp16' needs a CUDA device/],
           ] as [string, string, number, string, RegExp][]),

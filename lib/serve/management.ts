@@ -2,7 +2,8 @@
  * The management API (TorchServe-style), served on its own port — off unless `managementPort` is given, and on
  * 127.0.0.1 unless `managementHost` says otherwise, because it loads models from paths:
  *   POST   /models?url=<dir>[&model_name=][&version=][&batch_size=][&max_batch_delay=][&max_queue=][&timeout_ms=][&top=]
- *          [&device=cpu|cuda][&precision=fp32|bf16|fp16][&channels_last=true][&optimize=true][&set_default=true]
+ *          [&device=cpu|cuda][&precision=fp32|bf16|fp16][&channels_last=true][&optimize=true][&cuda_graphs=true|false]
+ *          [&set_default=true]
  *          registers a model folder written by `kiln train` / `saveModel` (relative to `modelStore` when set); the
  *          options not given are the server's
  *   DELETE /models/<name>[/<version>]      unregisters: stops routing, drains in-flight requests, disposes the model
@@ -32,6 +33,7 @@ const PARAMS = {
   precision: { option: 'precision', kind: ['fp32', 'bf16', 'fp16'], min: 0 },
   channels_last: { option: 'channelsLast', kind: 'bool', min: 0 },
   optimize: { option: 'optimize', kind: 'bool', min: 0 },
+  cuda_graphs: { option: 'cudaGraphs', kind: 'bool', min: 0 },
   set_default: { option: 'default', kind: 'bool', min: 0 },
 } as const;
 
