@@ -289,11 +289,16 @@ struct RunnableTable {
     if (id < 0 || static_cast<size_t>(id) >= slots.size() || !slots[id]) fail("DISPOSED", "module handle " + std::to_string(id) + " is not alive (it was disposed)");
     return slots[id];
   }
+  /** The runnable as a T (a shared reference: a worker job keeps it alive), or an error naming the wrong kind. */
   template <typename T>
-  T* as(int32_t id) const {
-    auto* p = dynamic_cast<T*>(get(id).get());
+  std::shared_ptr<T> shared(int32_t id) const {
+    auto p = std::dynamic_pointer_cast<T>(get(id));
     if (!p) fail("INVALID_ARGUMENT", "module handle " + std::to_string(id) + " has the wrong kind");
     return p;
+  }
+  template <typename T>
+  T* as(int32_t id) const {
+    return shared<T>(id).get();
   }
   void release(int32_t id) {
     if (id < 0 || static_cast<size_t>(id) >= slots.size() || !slots[id]) return;
@@ -855,7 +860,7 @@ void optimizeExecute(napi_env, void* data) {
   auto* job = static_cast<OptimizeJob*>(data);
   try {
     if (job->source) {
-      job->out = optimizedRunnable(job->source->module, job->source->reentrant ? nullptr : &job->source->mu);
+      job->out = optimizedRunnable(job->source->module, &job->source->mu);
     } else {
       job->out = optimizedRunnable(job->module);
     }
@@ -896,8 +901,7 @@ napi_value jitOptimizeAsync(napi_env env, napi_callback_info info) {
 napi_value jitOptimizeScriptAsync(napi_env env, napi_callback_info info) {
   KILN_TRY Args a(env, info);
   auto job = std::make_unique<OptimizeJob>();
-  job->source = std::dynamic_pointer_cast<ScriptRunnable>(table(a.k).get(a.i32(0)));
-  if (!job->source) fail("INVALID_ARGUMENT", "module handle " + std::to_string(a.i32(0)) + " has the wrong kind");
+  job->source = table(a.k).shared<ScriptRunnable>(a.i32(0));
   return queueJob(env, std::move(job), "kiln.jit.optimizeForInferenceAsync", optimizeExecute, optimizeComplete);
   KILN_CATCH(env)
 }

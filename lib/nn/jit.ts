@@ -163,14 +163,14 @@ export function optimizeForInference(model: Module | ScriptModule, example?: Ten
     return frozen;
   }
   const [spec, ...rest] = traceArgs(model, requireExample(example), who, 'the optimised trace');
-  const frozen = new FrozenModule(N.jitOptimize(spec, ...rest));
-  const program = compileFor(frozen, spec);
+  const program = N.compileProgram(spec); // the model's own native forward, in eval mode, as the trace saw it
   try {
+    const frozen = new FrozenModule(N.jitOptimize(spec, ...rest));
     checkAgainst(frozen, (x) => new Tensor(N.runSync(program, x.id, false)), example!, who);
+    return frozen;
   } finally {
     N.freeRunnable(program);
   }
-  return frozen;
 }
 
 /**
@@ -201,16 +201,6 @@ export async function optimizeForInferenceAsync(model: Module | ScriptModule, ex
 function requireExample(example: Tensor | undefined): Tensor {
   if (example === undefined) throw invalidParameterError('example', "an input tensor to trace the model with (e.g. zeros([1, 3, 224, 224]) on the model's device)", example);
   return example;
-}
-
-/** The model's own native forward (eval mode, as the trace saw it) to check `frozen` against; frees `frozen` if it fails. */
-function compileFor(frozen: FrozenModule, spec: object): number {
-  try {
-    return N.compileProgram(spec);
-  } catch (e) {
-    frozen.dispose();
-    throw e;
-  }
 }
 
 /** Relative tolerance of the start-up check: float rounding, cuDNN's TF32 convolutions on CUDA, bf16/fp16's 8 and 11 bits. */

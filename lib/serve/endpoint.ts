@@ -163,8 +163,8 @@ export class ModelEndpoint {
   private optimizedNow: FrozenModule | null = null;
   /** the optimisation under way (one per endpoint, whoever warms it up), or null */
   private optimizing: Promise<void> | null = null;
-  /** what `optimize` optimises (with `optimize`), or null */
-  private readonly toOptimize: { model: Module | ScriptModule; device: Device; dtype: 'bfloat16' | 'float16' | undefined; channelsLast: boolean } | null = null;
+  /** whether predictions run on an optimised copy of the model (`optimize`) */
+  private readonly optimizeOn: boolean;
 
   constructor(readonly name: string, readonly model: Module | BatchModel, options: ModelOptions, onBatch: (b: BatchInfo, ep: ModelEndpoint) => void) {
     if (options === null || typeof options !== 'object') throw invalidParameterError('options', 'an object', options);
@@ -239,12 +239,12 @@ export class ModelEndpoint {
       this.preprocessor.dispose();
       throw e;
     }
-    if (options.optimize) this.toOptimize = { model: model as Module | ScriptModule, device: servedOn as Device, dtype, channelsLast: !!options.channelsLast };
+    this.optimizeOn = !!options.optimize;
     // with optimize, batches run on the optimised copy the warm-up makes (no request is routed here before it)
     const optimizedOrModel: BatchModel = { forwardAsync: (x) => (this.optimizedNow ?? model).forwardAsync(x) };
     this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor };
     try {
-      this.batcher = new DynamicBatcher(this.graphed ?? (this.toOptimize ? optimizedOrModel : model), {
+      this.batcher = new DynamicBatcher(this.graphed ?? (this.optimizeOn ? optimizedOrModel : model), {
         maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
         timeoutMs: options.timeoutMs, device: servedOn as Device, dtype, channelsLast: options.channelsLast,
         postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
@@ -270,15 +270,15 @@ export class ModelEndpoint {
    * off the event loop, so the other models keep answering while it runs.
    */
   private async optimize(): Promise<void> {
-    const o = this.toOptimize!;
+    const b = this.batcher;
     const example = tidy(() => {
-      const z = zeros([1, ...this.preprocessor.shape], { device: o.device, dtype: o.dtype });
-      return o.channelsLast ? z.contiguous('channelsLast') : z;
+      const z = zeros([1, ...this.preprocessor.shape], { device: b.device, dtype: b.dtype });
+      return b.channelsLast ? z.contiguous('channelsLast') : z;
     });
     const unregistered = () => new KilnError(`model '${this.name}' version '${this.version}' was unregistered while it was being optimised`, 'INVALID_ARGUMENT');
     let frozen: FrozenModule;
     try {
-      frozen = await optimizeForInferenceAsync(o.model, example);
+      frozen = await optimizeForInferenceAsync(this.model as Module | ScriptModule, example);
     } catch (e) {
       throw this.closing ? unregistered() : e; // closed meanwhile, its model disposed: whatever broke, that is why
     } finally {
@@ -315,7 +315,7 @@ export class ModelEndpoint {
 
   /** Runs one warm-up batch of zeros; then the endpoint is ready. */
   async warmUp(): Promise<void> {
-    if (this.toOptimize) await (this.optimizing ??= this.optimize());
+    if (this.optimizeOn) await (this.optimizing ??= this.optimize());
     const x = zeros(this.preprocessor.shape);
     try {
       // an optimised model's graph executor profiles its first call and optimises on the second: both before requests
@@ -347,7 +347,7 @@ export class ModelEndpoint {
     const v = encodeURIComponent(this.version), n = encodeURIComponent(this.name);
     return {
       name: this.name, version: this.version, status: this.stateNow, inputShape: p.shape, classes: this.classNames, mean: p.spec.mean, std: p.spec.std, top: this.top,
-      device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null, optimized: this.toOptimize !== null,
+      device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null, optimized: this.optimizeOn,
       batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
       queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,
       routes: {
