@@ -23,6 +23,7 @@ import { BatchLogs, Callback, checkCallbacks, runHook } from './callback';
 import { Scheduler, checkScheduler, needsMetric } from './callbacks';
 import { Accumulator, MetricSpec, resolveMetrics } from './accumulator';
 import { accumulateConfusion, confusionFromCounts, accumulateCalibration, calibrationFromSums } from './metrics';
+import { fitTemperature, checkTemperature, FitTemperatureOptions, TemperatureFit } from './calibration';
 import { Progress, Verbosity, ProgressStream } from './progress';
 import { BatchSource, Source, toSource, splitForValidation } from './sources';
 import { LossFn, TrainerOptions, FitOptions, EvaluateResult, Objective, ObjectiveContext, makeLoss, disposeBatch } from './options';
@@ -408,39 +409,57 @@ export class Trainer {
     this.optimizer.zeroGrad();
   }
 
-  /** Loss and metrics of the model on `data` (eval mode, no gradients), with the confusion matrix and ECE. */
-  async evaluate(data: BatchSource, options: { batchSize?: number } = {}): Promise<EvaluateResult> {
+  /**
+   * Loss and metrics of the model on `data` (eval mode, no gradients), with the confusion matrix and ECE. With
+   * `temperature` (from `calibrate`), the logits are divided by it first: the loss and ECE of the calibrated model.
+   */
+  async evaluate(data: BatchSource, options: { batchSize?: number; temperature?: number } = {}): Promise<EvaluateResult> {
     if (options === null || typeof options !== 'object') throw invalidParameterError('evaluate: options', 'an object', options);
+    const temperature = options.temperature === undefined ? 1 : checkTemperature(options.temperature, 'evaluate: temperature');
     const src = toSource(data, 'evaluate: data', { batchSize: options.batchSize });
-    const r = await this.evaluateSource(src, resolveMetrics(this.metricSpecs), true);
+    const r = await this.evaluateSource(src, resolveMetrics(this.metricSpecs), true, temperature);
     if (r.confusion) this.lastConfusion = r.confusion;
     return { ...r.means, samples: r.samples, confusionMatrix: r.confusion, ece: r.ece } as EvaluateResult;
   }
 
-  private async evaluateSource(src: Source, metrics: ReturnType<typeof resolveMetrics>, calibration: boolean): Promise<{ means: Record<string, number>; samples: number; confusion: number[][] | null; ece: number }> {
+  /**
+   * Temperature scaling: the T that makes the model's softmax probabilities on `data` (held-out images, not the test
+   * set) best calibrated — the minimum of their negative log-likelihood, found exactly (`fitTemperature`). The model
+   * is not changed: divide its logits by `temperature` (`evaluate(data, { temperature })`, the `temperature` of a
+   * served model, `kiln train --calibrate`).
+   */
+  async calibrate(data: BatchSource, options: { batchSize?: number } & FitTemperatureOptions = {}): Promise<TemperatureFit> {
+    if (options === null || typeof options !== 'object') throw invalidParameterError('calibrate: options', 'an object', options);
+    const src = toSource(data, 'calibrate: data', { batchSize: options.batchSize });
+    const logits: Tensor[] = [], targets: Tensor[] = [];
+    try {
+      await this.forEachEvalBatch(src, (x, y) => {
+        const out = this.amp(() => this.model.call(x));
+        if (!(out instanceof Tensor) || out.ndim !== 2 || y.ndim !== 1)
+          throw new KilnError(`calibrate: the model must give logits [N, classes] for class-index targets [N], got ${out instanceof Tensor ? `[${out.shape.join(', ')}]` : typeof out} for [${y.shape.join(', ')}]`, 'INVALID_ARGUMENT');
+        logits.push(keep(out.float()));
+        targets.push(keep(y.to({ dtype: 'int64' })));
+      });
+      if (logits.length === 0) throw new KilnError('calibrate: the data has no batches', 'INVALID_ARGUMENT');
+      return tidy(() => fitTemperature(cat(logits), cat(targets), { bins: options.bins }));
+    } finally {
+      for (const t of [...logits, ...targets]) t.dispose();
+    }
+  }
+
+  /**
+   * Runs `fn` on every batch of `src` moved to the trainer's device, in eval mode without gradients, inside a tidy
+   * scope (what it keeps, it `keep`s), freeing the batches and yielding to the event loop every 25 ms.
+   */
+  private async forEachEvalBatch(src: Source, fn: (x: Tensor, y: Tensor) => void): Promise<void> {
     const wasTraining = this.model.training;
     this.model.eval();
-    const acc = new Accumulator(metrics, this.device);
-    let cm: Tensor | null = null, cal: Tensor | null = null, classes = 0;
     let lastYield = Date.now();
     try {
       for await (const batch of src.batches(0)) {
         const { x, y } = this.onDevice(batch, src.owned);
         try {
-          tidy(() => noGrad(() => {
-            const logits = this.amp(() => this.model.call(x));
-            const loss = this.lossFn(logits, y);
-            acc.update(logits, y, loss, -1);
-            if (logits.ndim === 2 && y.ndim === 1) {
-              if (!cm) {
-                classes = logits.size(1);
-                cm = keep(zeros([classes * classes], { dtype: 'float64', device: this.device }));
-                if (calibration) cal = keep(zeros([3, 15], { dtype: 'float64', device: this.device }));
-              }
-              accumulateConfusion(cm, logits, y, classes);
-              if (cal) accumulateCalibration(cal, logits, y, 15);
-            }
-          }));
+          tidy(() => noGrad(() => fn(x, y)));
         } finally {
           disposeBatch({ x, y });
           if (src.owned && (batch.x !== x || batch.y !== y)) disposeBatch(batch);
@@ -450,6 +469,30 @@ export class Trainer {
           lastYield = Date.now();
         }
       }
+    } finally {
+      this.model.train(wasTraining);
+    }
+  }
+
+  private async evaluateSource(src: Source, metrics: ReturnType<typeof resolveMetrics>, calibration: boolean, temperature = 1): Promise<{ means: Record<string, number>; samples: number; confusion: number[][] | null; ece: number }> {
+    const acc = new Accumulator(metrics, this.device);
+    let cm: Tensor | null = null, cal: Tensor | null = null, classes = 0;
+    try {
+      await this.forEachEvalBatch(src, (x, y) => {
+        const raw = this.amp(() => this.model.call(x));
+        const logits = temperature === 1 ? raw : raw.div(temperature);
+        const loss = this.lossFn(logits, y);
+        acc.update(logits, y, loss, -1);
+        if (logits.ndim === 2 && y.ndim === 1) {
+          if (!cm) {
+            classes = logits.size(1);
+            cm = keep(zeros([classes * classes], { dtype: 'float64', device: this.device }));
+            if (calibration) cal = keep(zeros([3, 15], { dtype: 'float64', device: this.device }));
+          }
+          accumulateConfusion(cm, logits, y, classes);
+          if (cal) accumulateCalibration(cal, logits, y, 15);
+        }
+      });
       const r = await acc.read();
       const c = cm as Tensor | null, k = cal as Tensor | null;
       return { means: r.means, samples: acc.samples, confusion: c ? confusionFromCounts(c, classes) : null, ece: k ? calibrationFromSums(k) : NaN };
@@ -457,7 +500,6 @@ export class Trainer {
       acc.dispose();
       (cm as Tensor | null)?.dispose();
       (cal as Tensor | null)?.dispose();
-      this.model.train(wasTraining);
     }
   }
 
