@@ -233,6 +233,52 @@ describe('cli: kiln command', function () {
     expectUserError([...args.filter((a) => a !== '--json').map((a) => (a === '0.25' ? '0.2' : a)), '--resume'], /--resume: the checkpoint was written with --val-split 0\.25 \(now 0\.2\)/);
   });
 
+  it('--calibrate fits a temperature on the validation images; evaluate and predict use it', async () => {
+    const dir = path.join(out, 'calibrated');
+    const r = kilnCli(['train', '--data', 'shapes', '--epochs', '10', '--limit', '400', '--val-split', '0.25', '--calibrate', '--out', dir, '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(m.temperature, 'a model still learning (≈ 40% here) is overconfident').to.be.a('number').within(1.05, 50);
+    expect(m).to.include.keys('test_ece_uncalibrated', 'test_loss_uncalibrated', 'validation_ece', 'validation_ece_uncalibrated');
+    expect(m.validation_ece, 'the fit lowers the validation ECE').to.be.at.most(m.validation_ece_uncalibrated);
+    expect(r.stdout + r.stderr).to.match(new RegExp(`temperature ${m.temperature.toFixed(3)} \\(fitted on 100 validation images\\): test ECE [\\d.]+ → [\\d.]+`));
+    const file = path.join(dir, 'model.safetensors');
+    const { model, metadata } = kiln.loadModel(file);
+    expect(Number(metadata.temperature)).to.equal(m.temperature);
+    // evaluate reports the calibrated loss and ECE (as train did), the uncalibrated ones next to them
+    const ev = kilnCli(['evaluate', '--model', dir, '--limit', '400', '--json']);
+    expect(ev.code, ev.stderr).to.equal(0);
+    const e = JSON.parse(ev.stdout.trim().split('\n').pop()!);
+    expect(e.temperature).to.equal(m.temperature);
+    expect(e.test_ece).to.be.closeTo(m.test_ece, 1e-9);
+    expect(e.test_loss).to.be.closeTo(m.test_loss, 1e-5);
+    expect(e.test_ece_uncalibrated).to.be.closeTo(m.test_ece_uncalibrated, 1e-9);
+    expect(ev.stderr + ev.stdout).to.include(`(temperature ${m.temperature.toFixed(3)}; uncalibrated: loss`);
+    // predict's probabilities are softmax(logits / T) of the saved model
+    const img = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('kiln-shapes-circle-square-triangle-n600-s32'))[0];
+    const png = path.join(os.tmpdir(), img, 'circle', fs.readdirSync(path.join(os.tmpdir(), img, 'circle'))[0]);
+    const pr = kilnCli(['predict', '--model', dir, '--top', '3', png, '--json']);
+    expect(pr.code, pr.stderr).to.equal(0);
+    const got = JSON.parse(pr.stdout.trim().split('\n').pop()!)[0].predictions as { class: string; probability: number }[];
+    const names = JSON.parse(metadata.classNames) as string[];
+    const decoded = await kiln.data.decodeImage(png, { size: JSON.parse(metadata.inputSize), channels: Number(metadata.channels) as 1 | 3 });
+    const want = kiln.tidy(() => {
+      const x = kiln.data.normalize(JSON.parse(metadata.mean), JSON.parse(metadata.std))(kiln.tensor(decoded.data, { shape: [1, decoded.channels, decoded.height, decoded.width] }).float().div(255));
+      model.eval();
+      return Array.from(kiln.noGrad(() => model.call(x).div(m.temperature).softmax(1)).dataSync() as Float32Array);
+    });
+    for (const p of got) expect(p.probability, p.class).to.be.closeTo(want[names.indexOf(p.class)], 1e-5);
+    model.dispose();
+    // a model file whose temperature is not a positive number is a usage error naming it
+    const bad = path.join(out, 'bad-temperature');
+    fs.mkdirSync(bad);
+    const loaded = kiln.loadModel(file);
+    kiln.saveModel(path.join(bad, 'model.safetensors'), loaded.model, { ...loaded.metadata, temperature: '-2' });
+    loaded.model.dispose();
+    expectUserError(['evaluate', '--model', bad], /metadata 'temperature' must be a number > 0, got "-2"/);
+    expectUserError(['train', '--data', 'shapes', '--calibrate'], /--calibrate needs --val-split \(e\.g\. 0\.1\): the temperature is fitted on held-out training images, never on the test set/);
+  });
+
   it('Ctrl-C during kiln train checkpoints and says how to resume; --resume finishes the run', async () => {
     const dir = path.join(out, 'int');
     const args = ['train', '--data', 'shapes', '--epochs', '4', '--limit', '320', '--batch-size', '16', '--out', dir];

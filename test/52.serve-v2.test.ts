@@ -256,3 +256,59 @@ describe('serve: Open Inference Protocol (v2)', function () {
     }
   });
 });
+
+describe('serve: a calibrated model (temperature)', function () {
+  this.timeout(60000);
+  const opts = { classNames: CLASSES, inputSize: [S, S] as [number, number], channels: 3 as const, mean: MEAN, std: STD };
+
+  it('divides the logits by the temperature (option or metadata): v2 logits and probabilities, predictions, explanations on both threads, /models', async () => {
+    kiln.manualSeed(3);
+    const model = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 8 }).eval();
+    const meta = { classNames: JSON.stringify(CLASSES), inputSize: JSON.stringify([S, S]), channels: '3', mean: JSON.stringify(MEAN), std: JSON.stringify(STD), temperature: '0.4' };
+    const server = await serve({ models: { t: [{ model, ...opts, temperature: 2.5 }, { model, metadata: meta, version: '2', default: false, explainThread: 'main' }] }, port: 0, maxDelayMs: 5 });
+    try {
+      const x = kiln.randn([2, 3, S, S]);
+      const raw = direct(model, x);
+      for (const [v, T] of [['1', 2.5], ['2', 0.4]] as const) {
+        const r = await call(`${server.url}/v2/models/t/versions/${v}/infer`, { inputs: [fp32(x)] });
+        expect(r.status, JSON.stringify(r.body)).to.equal(200);
+        const logits = raw.logits.map((l) => l / T);
+        const probs = [0, 1].flatMap((i) => {
+          const row = logits.slice(3 * i, 3 * i + 3), mx = Math.max(...row), e = row.map((l) => Math.exp(l - mx)), s = e.reduce((a, b) => a + b);
+          return e.map((u) => u / s);
+        });
+        expectClose(output(r.body, 'logits').data, logits, 1e-5, 1e-6);
+        expectClose(output(r.body, 'probabilities').data, probs, 1e-5, 1e-7);
+        const info = (await call(`${server.url}/models/t/${v}`)).body;
+        expect((Array.isArray(info) ? info[0] : info).temperature, `/models of version ${v}`).to.equal(T);
+        // an image: /predictions answers what v2 answers for the same bytes; the explanation's probability is the top one
+        const png = await image(4);
+        const pred = await call(`${server.url}/predictions/t/${v}?top=3`, png, { type: 'image/png' });
+        const byBytes = await call(`${server.url}/v2/models/t/versions/${v}/infer`, { inputs: [{ name: 'input', shape: [1], datatype: 'BYTES', data: [png.toString('base64')] }], outputs: [{ name: 'probabilities' }] });
+        const byIndex = [0, 0, 0];
+        for (const t of pred.body.predictions[0].top) byIndex[t.index] = t.probability;
+        expectClose(byBytes.body.outputs[0].data, byIndex, 1e-6, 1e-7);
+        const ex = await call(`${server.url}/explanations/t/${v}?method=saliency&format=json`, png, { type: 'image/png' });
+        expect(ex.status, JSON.stringify(ex.body)).to.equal(200);
+        expect(ex.body.explanations[0].predicted.probability, `explanation of version ${v}`).to.be.closeTo(Math.max(...byIndex), 1e-5);
+      }
+      x.dispose();
+    } finally {
+      await server.close();
+      model.dispose();
+    }
+  });
+
+  it('refuses a temperature that is not a positive number, from the options or the metadata', () => {
+    const model = kiln.models.simpleCnn({ numClasses: 3, inChannels: 3, width: 8 });
+    try {
+      for (const bad of [0, -1, NaN, Infinity, '2'])
+        expect(() => new Server(model, { ...opts, temperature: bad as number }), String(bad)).to.throw(kiln.KilnError, /temperature: expected a finite number > 0/);
+      const meta = { inputSize: JSON.stringify([S, S]), channels: '3' };
+      expect(() => new Server(model, { metadata: { ...meta, temperature: '-3' } })).to.throw(kiln.KilnError, /metadata 'temperature': expected a finite number > 0 .*got number -3/);
+      expect(() => new Server(model, { metadata: { ...meta, temperature: 'hot' } })).to.throw(kiln.KilnError, /metadata 'temperature' is not valid JSON/);
+    } finally {
+      model.dispose();
+    }
+  });
+});

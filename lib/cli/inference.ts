@@ -48,6 +48,8 @@ interface Loaded {
   std: number[];
   dataset: string | undefined;
   config: Record<string, unknown>;
+  /** what its logits are divided by before the softmax (kiln train --calibrate; 1 when not calibrated) */
+  temperature: number;
 }
 
 function parseJson<T>(s: string | undefined, what: string, file: string): T {
@@ -66,8 +68,14 @@ export function loadTrained(spec: string | undefined, device: Device): Loaded {
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
   if (!fs.existsSync(file)) throw new UsageError(`--model: ${file} does not exist (train one with kiln train --out ${spec})`);
   const { model, metadata } = loadModel(file);
+  const temperature = metadata.temperature === undefined ? 1 : Number(metadata.temperature);
+  if (!Number.isFinite(temperature) || temperature <= 0) {
+    model.dispose();
+    throw new UsageError(`${file}: metadata 'temperature' must be a number > 0, got ${JSON.stringify(metadata.temperature)}`);
+  }
   model.to(device).eval();
   return {
+    temperature,
     model,
     classNames: parseJson<string[]>(metadata.classNames, 'classNames', file),
     size: parseJson<[number, number]>(metadata.inputSize, 'inputSize', file),
@@ -96,10 +104,17 @@ export async function evaluate(f: Flags, log: (s: string) => void): Promise<numb
   if (data.classNames.length !== m.classNames.length) throw new UsageError(`--data has ${data.classNames.length} classes but the model was trained on ${m.classNames.length}`);
   const loader = new DataLoader(data.test, { batchSize: f['batch-size'] as number, transform: normalize(m.mean, m.std), device });
   const t0 = Date.now();
-  const ev = await dummyTrainer(m, device).evaluate(loader);
+  const trainer = dummyTrainer(m, device);
+  const ev = await trainer.evaluate(loader, { temperature: m.temperature });
+  // a calibrated model: the loss and ECE are the calibrated ones, the uncalibrated ECE is shown next to them
+  const raw = m.temperature === 1 ? null : await trainer.evaluate(loader);
   const report = classificationReport(ev.confusionMatrix!);
-  const res = { test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report.macroF1, test_ece: ev.ece, test_images: ev.samples, seconds: +((Date.now() - t0) / 1000).toFixed(2) };
-  log(`kiln: ${ev.samples} test images · accuracy ${(100 * res.test_accuracy).toFixed(2)}% · loss ${ev.loss.toFixed(4)} · macro F1 ${report.macroF1.toFixed(4)} · ECE ${ev.ece.toFixed(4)}`);
+  const res = {
+    test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report.macroF1, test_ece: ev.ece, test_images: ev.samples, seconds: +((Date.now() - t0) / 1000).toFixed(2),
+    ...(raw ? { temperature: m.temperature, test_ece_uncalibrated: raw.ece, test_loss_uncalibrated: raw.loss } : {}),
+  };
+  const calibrated = raw ? ` (temperature ${m.temperature.toFixed(3)}; uncalibrated: loss ${raw.loss.toFixed(4)}, ECE ${raw.ece.toFixed(4)})` : '';
+  log(`kiln: ${ev.samples} test images · accuracy ${(100 * res.test_accuracy).toFixed(2)}% · loss ${ev.loss.toFixed(4)} · macro F1 ${report.macroF1.toFixed(4)} · ECE ${ev.ece.toFixed(4)}${calibrated}`);
   const w = Math.max(...m.classNames.map((c) => c.length), 5);
   log(`  ${'class'.padEnd(w)}  precision  recall  f1      support`);
   m.classNames.forEach((c, i) => log(`  ${c.padEnd(w)}  ${report.precision[i].toFixed(4).padEnd(9)}  ${report.recall[i].toFixed(4)}  ${report.f1[i].toFixed(4)}  ${report.support[i]}`));
@@ -121,7 +136,7 @@ export async function predict(f: Flags, files: string[], log: (s: string) => voi
     const probs = tidy(() => noGrad(() => {
       const chw = tensor(img.data, { shape: [1, img.channels, img.height, img.width] });
       const x = norm(chw.float().div(255).to({ device }));
-      return m.model.call(x).softmax(1).cpu();
+      return m.model.call(x).div(m.temperature).softmax(1).cpu();
     }));
     const p = Array.from(probs.dataSync() as Float32Array);
     probs.dispose();

@@ -225,7 +225,7 @@ async function loadModels(flags: ModelFlag[], settingsOf: (m: ModelFlag) => Flag
       const s = settingsOf(f);
       const m = loadFrom(f, s.device as Device);
       loaded.push(m.model);
-      const meta = { version: f.version, default: f.default, dispose: true, classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std, ...runtimeOptions(s) };
+      const meta = { version: f.version, default: f.default, dispose: true, classNames: m.classNames, inputSize: m.size, channels: m.channels, mean: m.mean, std: m.std, temperature: m.temperature, ...runtimeOptions(s) };
       if (s.runtime !== 'onnx') {
         (models[f.name] ??= []).push({ model: m.model, ...meta });
         continue;

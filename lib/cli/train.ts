@@ -66,6 +66,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'find-lr': { type: 'boolean', help: 'run the learning-rate range test (100 steps from 1e-7 to 10) instead of training: print the suggested rates, write <out>/lr-finder.png' },
   limit: { type: 'int', min: 1, help: 'use only the first N training images (and N/4 test images) for a quick run' },
   'val-split': { type: 'number', min: 0, max: 0.5, default: 0, help: 'hold out this fraction of the training images (stratified by class, seeded) as the validation set: the val_* metrics and --early-stopping then never see the test set (0: validate on the test set)', meta: 'fraction' },
+  calibrate: { type: 'boolean', help: 'after training, fit a temperature on the --val-split images (temperature scaling: calibrated probabilities, no prediction changes) and save it with the model: kiln evaluate, predict and serve use it' },
   'early-stopping': { type: 'int', min: 1, help: "stop when val_loss has not improved for N epochs and keep the best epoch's weights (needs --val-split: the test set must not choose the model)", meta: 'n' },
   json: { type: 'boolean', help: 'print one JSON object with the final metrics as the last line' },
   quiet: { type: 'boolean', alias: 'q', help: 'no progress output' },
@@ -171,6 +172,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   }
   if (f['freeze-backbone'] && f.pretrained === undefined) throw new UsageError('--freeze-backbone needs --pretrained (a backbone worth keeping)');
   if (f['early-stopping'] !== undefined && !f['val-split']) throw new UsageError('--early-stopping needs --val-split (e.g. 0.1): stopping on the test set would let it choose the model its accuracy then reports');
+  if (f.calibrate && !f['val-split']) throw new UsageError('--calibrate needs --val-split (e.g. 0.1): the temperature is fitted on held-out training images, never on the test set');
   checkSpeedFlags(f);
   profileSteps(f); // a malformed --profile fails before any data is loaded
   outputFolder(out); // so does an --out that is a file
@@ -251,16 +253,21 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
       ...(f['early-stopping'] !== undefined ? [new EarlyStopping({ monitor: 'val_loss', patience: f['early-stopping'] as number, restoreBestWeights: true, verbose: !f.quiet })] : [])],
   });
   if (history.interrupted) return 130;
-  const ev = await trainer.evaluate(testLoader);
+  // --calibrate: a temperature fitted on the validation images; the test loss and ECE are then the calibrated model's
+  const fit = f.calibrate ? await trainer.calibrate(valLoader) : null;
+  const ev = await trainer.evaluate(testLoader, { temperature: fit?.temperature });
+  const raw = fit ? await trainer.evaluate(testLoader) : null;
   const seconds = (Date.now() - t0) / 1000;
   const meta = {
     classNames: JSON.stringify(data.classNames), inputSize: JSON.stringify(data.size), channels: String(data.channels),
     mean: JSON.stringify(data.mean), std: JSON.stringify(data.std), dataset: String(f.data), config: JSON.stringify(config),
+    ...(fit ? { temperature: String(fit.temperature) } : {}),
   };
   saveModel(path.join(out, 'model.safetensors'), model, meta);
   const report = ev.confusionMatrix ? classificationReport(ev.confusionMatrix) : null;
   const metrics = {
     test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report?.macroF1 ?? null, test_ece: ev.ece,
+    ...(fit && raw ? { temperature: fit.temperature, test_loss_uncalibrated: raw.loss, test_ece_uncalibrated: raw.ece, validation_ece_uncalibrated: fit.eceBefore, validation_ece: fit.eceAfter } : {}),
     epochs: history.length, seconds: +seconds.toFixed(2), train_images: trainSet.length, validation_images: valSet ? valSet.length : null, test_images: ev.samples,
     model: f.model, parameters: model.numParameters(), stop_reason: history.stopReason,
     per_class: report ? Object.fromEntries(data.classNames.map((c, i) => [c, { precision: report.precision[i], recall: report.recall[i], f1: report.f1[i], support: report.support[i] }])) : null,
@@ -269,6 +276,8 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   writeFileAtomic(path.join(out, 'metrics.json'), JSON.stringify(metrics, null, 1));
   if (history.length > 0) await plotHistory(history, path.join(out, 'curves.png'), { title: `${f.model} on ${path.basename(String(f.data))}` });
   if (ev.confusionMatrix) await plotConfusionMatrix(ev.confusionMatrix, path.join(out, 'confusion.png'), { classNames: data.classNames, title: `${path.basename(String(f.data))} test set` });
+  if (fit && raw)
+    log(`kiln: temperature ${fit.temperature.toFixed(3)} (fitted on ${fit.samples} validation images${fit.atBound ? ', at the end of its range' : ''}): test ECE ${raw.ece.toFixed(4)} → ${ev.ece.toFixed(4)}, test loss ${raw.loss.toFixed(4)} → ${ev.loss.toFixed(4)}`);
   log(`kiln: test accuracy ${(100 * metrics.test_accuracy).toFixed(2)}% · test loss ${ev.loss.toFixed(4)} · ${history.length} epochs in ${seconds.toFixed(1)} s`);
   log(`kiln: wrote ${['model.safetensors', 'checkpoint/', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png'].map((n) => path.join(out, n)).join(', ')}`);
   if (f.json) {

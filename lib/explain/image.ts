@@ -27,6 +27,7 @@ import { lrp, lrpChain } from './lrp';
 import { gridMask } from './masks';
 import { heatmapPixels, Sign } from './render';
 import { ColormapName } from './colormaps';
+import { checkTemperature } from '../train/calibration';
 
 /** The methods by their `kiln explain --method` names. */
 export const IMAGE_METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam', 'ablation', 'lime', 'kernelshap', 'shapley', 'lrp'] as const;
@@ -59,6 +60,8 @@ export interface ExplainImageOptions {
   stride?: number;
   /** ablation, lime, kernelshap, shapley: side of the grid mask's square cells (default 1/8 of the shorter side) */
   cell?: number;
+  /** the reported `probability` is softmax(logits / temperature) (a calibrated model's, `Trainer.calibrate`; default 1); the attributions are of the logits */
+  temperature?: number;
 }
 
 /** What `explainImage` returns: attributions [1, C, H, W] ([1, 1, H, W] for gradcam; the caller disposes them) and the prediction. */
@@ -118,9 +121,10 @@ export function explainImage(model: Classifier | Module, x: Tensor, image: Tenso
   const samples = positiveInt(o.samples, 'samples', method === 'shapley' ? 10 : MASK_METHODS.includes(method) ? 50 : 20);
   const cell = positiveInt(o.cell, 'cell', Math.max(1, Math.floor(Math.min(H, W) / 8)));
   const stdevs = o.stdevs === undefined ? undefined : nonNegativeNumber(o.stdevs, 'stdevs', 0, 'the noise standard deviation');
+  const temperature = o.temperature === undefined ? 1 : checkTemperature(o.temperature, 'explainImage: temperature');
   let layer = o.layer;
   return tidy(() => {
-    const probs = noGrad(() => m.call(x).softmax(1));
+    const probs = noGrad(() => m.call(x).div(temperature).softmax(1));
     const top = probs.max(1) as { values: Tensor; indices: Tensor };
     const predicted = top.indices.item(), probability = top.values.item();
     const cls = o.target ?? predicted;

@@ -24,6 +24,7 @@ import { ExplainQueue, ExplainRequest, Explainable, ExplanationJson, checkExplai
 import type { Classifier } from '../nn/classifier';
 import { ExplainWorker, WorkerResult, WorkerInit, tensorBytes, workerObstacle } from './explain-worker';
 import { architectureOf } from '../models';
+import { checkTemperature } from '../train/calibration';
 
 /** How a model runs: batching, device and conversion. Given at the server level they are every model's defaults. */
 export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'onBatch' | 'dtype'> {
@@ -63,7 +64,7 @@ export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'on
 export interface ModelOptions extends RuntimeOptions {
   /** the version in routes (`/predictions/<name>/<version>`); letters, digits, '.', '_' or '-' (default '1') */
   version?: string;
-  /** metadata as `loadModel` returns it (written by `kiln train`): fills the five fields below */
+  /** metadata as `loadModel` returns it (written by `kiln train`): fills the six fields below */
   metadata?: Record<string, string>;
   /** class names, in output order (default: the indices as strings) */
   classNames?: string[];
@@ -74,6 +75,11 @@ export interface ModelOptions extends RuntimeOptions {
   /** per-channel mean and std of the normalisation (default [0] and [1]: pixels / 255 only) */
   mean?: number[];
   std?: number[];
+  /**
+   * divide the logits by this before the softmax: a calibrated model's temperature (`Trainer.calibrate`, `kiln train
+   * --calibrate`, which writes it to the metadata); answers, v2 logits and the explanations' probability use it (default 1)
+   */
+  temperature?: number;
   /** dispose the model when it is unregistered or the server closes (default: true for a model loaded from a folder by the server, false for one you pass) */
   dispose?: boolean;
   /**
@@ -134,6 +140,8 @@ export type ExplainResult =
 export class ModelEndpoint {
   readonly version: string;
   readonly classNames: string[];
+  /** what the logits are divided by before the softmax (`temperature`, default 1) */
+  readonly temperature: number;
   readonly top: number;
   readonly precision: 'fp32' | 'bf16' | 'fp16';
   readonly batcher: DynamicBatcher;
@@ -181,6 +189,7 @@ export class ModelEndpoint {
     const okList = (v: unknown) => Array.isArray(v) && (v.length === 1 || v.length === channels) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
     if (!okList(mean)) throw invalidParameterError('mean', `1 or ${channels} numbers`, mean);
     if (!okList(std) || std.some((s) => s <= 0)) throw invalidParameterError('std', `1 or ${channels} positive numbers`, std);
+    this.temperature = options.temperature !== undefined ? checkTemperature(options.temperature) : checkTemperature(parseMeta<number>(meta, 'temperature') ?? 1, "metadata 'temperature'");
     this.classNames = options.classNames ?? parseMeta<string[]>(meta, 'classNames') ?? [];
     if (!Array.isArray(this.classNames) || !this.classNames.every((c) => typeof c === 'string')) throw invalidParameterError('classNames', 'an array of strings', this.classNames);
     this.top = options.top ?? 5;
@@ -242,12 +251,13 @@ export class ModelEndpoint {
     this.optimizeOn = !!options.optimize;
     // with optimize, batches run on the optimised copy the warm-up makes (no request is routed here before it)
     const optimizedOrModel: BatchModel = { forwardAsync: (x) => (this.optimizedNow ?? model).forwardAsync(x) };
-    this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor };
+    this.explainable = { name, version: this.version, model: this.explainSubject, classNames: this.classNames, precision: explainPrecision, preprocessor: this.preprocessor, temperature: this.temperature };
     try {
       this.batcher = new DynamicBatcher(this.graphed ?? (this.optimizeOn ? optimizedOrModel : model), {
         maxBatchSize: options.maxBatchSize, maxDelayMs: options.maxDelayMs, maxQueue: options.maxQueue, maxConcurrentBatches: options.maxConcurrentBatches,
         timeoutMs: options.timeoutMs, device: servedOn as Device, dtype, channelsLast: options.channelsLast,
-        postprocess: (y) => y.float(), // logits: /predictions takes each row's softmax, the v2 protocol answers both
+        // logits (over the temperature): /predictions takes each row's softmax, the v2 protocol answers both
+        postprocess: this.temperature === 1 ? (y) => y.float() : (y) => y.float().div(this.temperature),
         onBatch: (b) => onBatch(b, this),
       });
     } catch (e) {
@@ -300,7 +310,7 @@ export class ModelEndpoint {
   private workerInit(): WorkerInit {
     const m = this.explainSubject as Module;
     const weights = [...m.stateDict()].map(([k, t]): [string, ReturnType<typeof tensorBytes>] => [k, tensorBytes(t)]);
-    return { name: this.name, version: this.version, architecture: architectureOf(m)!, weights, device: this.batcher.device, classNames: this.classNames, spec: this.preprocessor.spec };
+    return { name: this.name, version: this.version, architecture: architectureOf(m)!, weights, device: this.batcher.device, classNames: this.classNames, spec: this.preprocessor.spec, temperature: this.temperature };
   }
 
   /** loading, ready, draining or closed. */
@@ -346,7 +356,7 @@ export class ModelEndpoint {
     const b = this.batcher, p = this.preprocessor;
     const v = encodeURIComponent(this.version), n = encodeURIComponent(this.name);
     return {
-      name: this.name, version: this.version, status: this.stateNow, inputShape: p.shape, classes: this.classNames, mean: p.spec.mean, std: p.spec.std, top: this.top,
+      name: this.name, version: this.version, status: this.stateNow, inputShape: p.shape, classes: this.classNames, mean: p.spec.mean, std: p.spec.std, temperature: this.temperature, top: this.top,
       device: b.device, precision: this.precision, channelsLast: b.channelsLast, cudaGraphs: this.graphed?.buckets ?? null, optimized: this.optimizeOn,
       batching: { maxBatchSize: b.maxBatchSize, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, maxConcurrentBatches: b.maxConcurrentBatches, timeoutMs: b.timeoutMs },
       queueDepth: b.queueDepth, inflightRequests: this.requests.count, inflightBatches: b.inFlightBatches,

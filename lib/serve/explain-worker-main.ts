@@ -30,7 +30,7 @@ try {
   }
   model.eval();
   model.to(init.device as 'cpu');
-  ep = { name: init.name, version: init.version, model, classNames: init.classNames, precision: 'fp32', preprocessor: new Preprocessor(init.spec) };
+  ep = { name: init.name, version: init.version, model, classNames: init.classNames, precision: 'fp32', preprocessor: new Preprocessor(init.spec), temperature: init.temperature };
   post({ type: 'ready' });
 } catch (e) {
   post({ type: 'init-error', message: (e as Error).message.split('\n')[0] });

@@ -32,6 +32,7 @@ export interface WorkerInit {
   device: string;
   classNames: string[];
   spec: InputSpec;
+  temperature: number;
 }
 
 /** A message from the worker. */

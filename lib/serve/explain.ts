@@ -56,6 +56,8 @@ export interface Explainable {
   readonly classNames: string[];
   readonly precision: string;
   readonly preprocessor: Preprocessor;
+  /** the served probabilities' temperature (the explanations' `predicted.probability` uses it) */
+  readonly temperature: number;
 }
 
 const bad = (msg: string) => new HttpError(400, msg, 'BAD_REQUEST');
@@ -248,7 +250,7 @@ export function explainInputs(ep: Explainable, model: Classifier, inputs: Tensor
       out.push(tidy(() => {
         const x = input.unsqueeze(0).to({ device: device as 'cpu' });
         const image = pre.unnormalize(input.unsqueeze(0));
-        const e = explainImage(model, x, image, (imgs) => pre.normalize(imgs), { method: o.method, target: o.target, steps: o.steps, samples: o.samples });
+        const e = explainImage(model, x, image, (imgs) => pre.normalize(imgs), { method: o.method, target: o.target, steps: o.steps, samples: o.samples, temperature: ep.temperature });
         const cls = (i: number) => ep.classNames[i] ?? String(i);
         const info: ExplanationJson = {
           predicted: { class: cls(e.predicted), index: e.predicted, probability: e.probability },
