@@ -1,6 +1,6 @@
 /**
  * `kiln.train`: the Trainer (fit / evaluate / predict), metrics, callbacks, progress,
- * checkpoints, temperature scaling, weight averaging (ModelEMA), MixUp/CutMix objectives, TensorBoard event files and plots.
+ * checkpoints, temperature scaling, knowledge distillation, weight averaging (ModelEMA), MixUp/CutMix objectives, TensorBoard event files and plots.
  */
 export { Trainer, TrainerOptions, FitOptions, EvaluateResult, LossFn, Objective, ObjectiveContext } from './trainer';
 export { CudaGraphTrainOptions, GraphSteps, StepTensors } from './graph-steps';
@@ -29,6 +29,7 @@ export {
   accuracy, topKAccuracy, confusionMatrix, classificationReport, ClassificationReport, precisionRecallF1,
   expectedCalibrationError, CalibrationOptions,
 } from './metrics';
+export { distillation, DistillationOptions, DistillationObjective } from './distill';
 export { fitTemperature, FitTemperatureOptions, TemperatureFit, TEMPERATURE_RANGE } from './calibration';
 export {
   plotHistory, plotConfusionMatrix, trainingCurvesSvg, confusionMatrixSvg, confusionMatrixPng, CurvesOptions, ConfusionPlotOptions,
