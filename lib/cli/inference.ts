@@ -61,12 +61,12 @@ function parseJson<T>(s: string | undefined, what: string, file: string): T {
   }
 }
 
-/** Loads `--model` (a folder holding model.safetensors, or the file). */
-export function loadTrained(spec: string | undefined, device: Device): Loaded {
-  if (!spec) throw new UsageError('--model is required: the folder written by kiln train --out');
+/** Loads `--model` (a folder holding model.safetensors, or the file); `flag` names it in errors. */
+export function loadTrained(spec: string | undefined, device: Device, flag = '--model'): Loaded {
+  if (!spec) throw new UsageError(`${flag} is required: the folder written by kiln train --out`);
   let file = path.resolve(spec);
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
-  if (!fs.existsSync(file)) throw new UsageError(`--model: ${file} does not exist (train one with kiln train --out ${spec})`);
+  if (!fs.existsSync(file)) throw new UsageError(`${flag}: ${file} does not exist (train one with kiln train --out ${spec})`);
   const { model, metadata } = loadModel(file);
   const temperature = metadata.temperature === undefined ? 1 : Number(metadata.temperature);
   if (!Number.isFinite(temperature) || temperature <= 0) {
@@ -105,16 +105,16 @@ export async function evaluate(f: Flags, log: (s: string) => void): Promise<numb
   const loader = new DataLoader(data.test, { batchSize: f['batch-size'] as number, transform: normalize(m.mean, m.std), device });
   const t0 = Date.now();
   const trainer = dummyTrainer(m, device);
-  const ev = await trainer.evaluate(loader, { temperature: m.temperature });
-  // a calibrated model: the loss and ECE are the calibrated ones, the uncalibrated ECE is shown next to them
-  const raw = m.temperature === 1 ? null : await trainer.evaluate(loader);
+  const ev = await trainer.evaluate(loader);
+  // a calibrated model (kiln train --calibrate): the ECE of its calibrated probabilities, as kiln train reports it
+  const cal = m.temperature === 1 ? null : await trainer.evaluate(loader, { temperature: m.temperature });
   const report = classificationReport(ev.confusionMatrix!);
   const res = {
-    test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report.macroF1, test_ece: ev.ece, test_images: ev.samples, seconds: +((Date.now() - t0) / 1000).toFixed(2),
-    ...(raw ? { temperature: m.temperature, test_ece_uncalibrated: raw.ece, test_loss_uncalibrated: raw.loss } : {}),
+    test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report.macroF1, test_ece: cal?.ece ?? ev.ece, test_images: ev.samples, seconds: +((Date.now() - t0) / 1000).toFixed(2),
+    ...(cal ? { temperature: m.temperature, test_ece_uncalibrated: ev.ece } : {}),
   };
-  const calibrated = raw ? ` (temperature ${m.temperature.toFixed(3)}; uncalibrated: loss ${raw.loss.toFixed(4)}, ECE ${raw.ece.toFixed(4)})` : '';
-  log(`kiln: ${ev.samples} test images · accuracy ${(100 * res.test_accuracy).toFixed(2)}% · loss ${ev.loss.toFixed(4)} · macro F1 ${report.macroF1.toFixed(4)} · ECE ${ev.ece.toFixed(4)}${calibrated}`);
+  const calibrated = cal ? ` (temperature ${m.temperature.toFixed(3)}; uncalibrated ${ev.ece.toFixed(4)})` : '';
+  log(`kiln: ${ev.samples} test images · accuracy ${(100 * res.test_accuracy).toFixed(2)}% · loss ${ev.loss.toFixed(4)} · macro F1 ${report.macroF1.toFixed(4)} · ECE ${res.test_ece.toFixed(4)}${calibrated}`);
   const w = Math.max(...m.classNames.map((c) => c.length), 5);
   log(`  ${'class'.padEnd(w)}  precision  recall  f1      support`);
   m.classNames.forEach((c, i) => log(`  ${c.padEnd(w)}  ${report.precision[i].toFixed(4).padEnd(9)}  ${report.recall[i].toFixed(4)}  ${report.f1[i].toFixed(4)}  ${report.support[i]}`));

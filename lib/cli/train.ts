@@ -18,6 +18,9 @@ import { ModelEMA } from '../train/ema';
 import { ProfileSteps, selfTimeTables } from '../train/profile-steps';
 import { findLR, plotLRFinder } from '../train/lr-finder';
 import { mixupCutmix } from '../train/mix';
+import { distillation } from '../train/distill';
+import { loadTrained } from './inference';
+import { Module } from '../nn/module';
 import { Scheduler, EarlyStopping } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
@@ -46,6 +49,9 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   balance: { type: 'boolean', help: 'draw every class equally often (a class-balanced WeightedRandomSampler), for imbalanced data' },
   augment: { type: 'string', choices: ['none', 'basic', 'trivial', 'randaugment', 'autoaugment', 'augmix'], default: 'none', help: 'basic: random crop (pad 2) and horizontal flip; trivial / randaugment / autoaugment / augmix: basic, then TrivialAugmentWide / RandAugment / AutoAugment (imagenet policy) / AugMix per image' },
   'label-smoothing': { type: 'number', min: 0, max: 0.99, default: 0.1, help: 'label smoothing of the cross-entropy' },
+  teacher: { type: 'string', help: 'knowledge distillation: learn from this trained model\'s softened probabilities as well as the labels (a folder written by kiln train on the same data set)', meta: 'dir' },
+  'distill-temperature': { type: 'number', min: 0.01, help: 'with --teacher: the temperature softening both models\' probabilities (default 4)', meta: 't' },
+  'distill-alpha': { type: 'number', min: 0, max: 1, help: 'with --teacher: the weight of the teacher\'s term; 1 − alpha weighs the labels\' loss (default 0.9)', meta: 'alpha' },
   mixup: { type: 'number', min: 0, default: 0, help: 'MixUp with Beta(α, α) (0: off; e.g. 0.2)', meta: 'alpha' },
   cutmix: { type: 'number', min: 0, default: 0, help: 'CutMix with Beta(α, α) (0: off; e.g. 1); with --mixup too, each batch uses one of them', meta: 'alpha' },
   ema: { type: 'number', min: 0, max: 0.999999, default: 0, help: 'keep an exponential moving average of the weights with this decay (e.g. 0.999), validate and save it (0: off)', meta: 'decay' },
@@ -78,7 +84,7 @@ type Flags = Record<string, string | number | boolean | undefined>;
 /** The zoo models with torchvision's `width_mult` (`--width-mult`). */
 const WIDTH_MULT_MODELS = ['mobilenet_v2', 'mobilenet_v3_small', 'mobilenet_v3_large'];
 
-const FLAG_OF: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', labelSmoothing: 'label-smoothing', widthMult: 'width-mult', valSplit: 'val-split', earlyStopping: 'early-stopping' };
+const FLAG_OF: Record<string, string> = { distillTemperature: 'distill-temperature', distillAlpha: 'distill-alpha', batchSize: 'batch-size', weightDecay: 'weight-decay', labelSmoothing: 'label-smoothing', widthMult: 'width-mult', valSplit: 'val-split', earlyStopping: 'early-stopping' };
 
 /** --resume must repeat the options that shape the run (data, model, epochs, schedule, …). */
 function checkSameConfig(ckptDir: string, now: Record<string, unknown>): void {
@@ -134,9 +140,24 @@ function mixing(f: Flags): boolean {
   return (f.mixup as number) > 0 || (f.cutmix as number) > 0;
 }
 
-/** The training objective: --robust, or --mixup / --cutmix (checked not to be combined), or undefined. */
-function trainObjective(f: Flags, mean: number[], std: number[]): Objective | undefined {
+/** The training objective: --teacher, --robust, or --mixup / --cutmix (checked not to be combined), or undefined. */
+function trainObjective(f: Flags, mean: number[], std: number[], teacher: Module | null): Objective | undefined {
+  if (teacher) return distillation({ teacher, temperature: f['distill-temperature'] as number, alpha: f['distill-alpha'] as number });
   return mixing(f) ? mixupCutmix({ mixupAlpha: f.mixup as number, cutmixAlpha: f.cutmix as number }) : robustObjective(f, mean, std);
+}
+
+/** --teacher: the trained model, checked to take the same images (size, channels, normalisation) and give the same classes. */
+function loadTeacher(dir: string, device: Device, data: { classNames: string[]; size: [number, number]; channels: number; mean: number[]; std: number[] }): Module {
+  const t = loadTrained(dir, device, '--teacher');
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const why = !same(t.classNames, data.classNames) ? `its classes ${JSON.stringify(t.classNames)} are not the data's ${JSON.stringify(data.classNames)}`
+    : !same(t.size, data.size) || t.channels !== data.channels ? `it takes ${t.channels}×${t.size.join('×')} images, the data has ${data.channels}×${data.size.join('×')}`
+      : !same(t.mean, data.mean) || !same(t.std, data.std) ? `it was trained with another normalisation (mean ${JSON.stringify(t.mean)}, std ${JSON.stringify(t.std)})` : null;
+  if (why) {
+    t.model.dispose();
+    throw new UsageError(`--teacher ${dir}: ${why}; a teacher must be trained on the same data set (with the same --size and --channels)`);
+  }
+  return t.model;
 }
 
 /** `--width-mult`, `--mixed-precision`, `--fused-optimizer` and `--cuda-graph` against the model, device, optimizer and objective flags. */
@@ -150,7 +171,7 @@ export function checkSpeedFlags(f: Flags): void {
   if (f['cuda-graph']) {
     if (f.device !== 'cuda') throw new UsageError('--cuda-graph needs --device cuda');
     if (f['mixed-precision'] === 'fp16') throw new UsageError('--cuda-graph cannot record fp16 training (its gradient scaler reads values back every step); use --mixed-precision bf16');
-    if (f.robust !== 'none' || mixing(f)) throw new UsageError('--cuda-graph cannot record --robust, --mixup or --cutmix training (a custom objective); train them without it');
+    if (f.robust !== 'none' || mixing(f) || f.teacher !== undefined) throw new UsageError('--cuda-graph cannot record --robust, --mixup, --cutmix or --teacher training (a custom objective); train them without it');
   }
 }
 
@@ -161,6 +182,10 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (f.channels !== undefined && f.channels !== 1 && f.channels !== 3) throw new UsageError(`--channels must be 1 or 3 (got ${f.channels})`);
   if (f.robust !== 'none') parseFraction(String(f.eps), '--eps'); // a typo fails before any data is loaded
   if (mixing(f) && f.robust !== 'none') throw new UsageError('--mixup / --cutmix and --robust cannot be combined (each is a training objective)');
+  if (f.teacher !== undefined && (mixing(f) || f.robust !== 'none')) throw new UsageError('--teacher cannot be combined with --mixup, --cutmix or --robust (each is a training objective)');
+  if (f.teacher === undefined && (f['distill-temperature'] !== undefined || f['distill-alpha'] !== undefined)) throw new UsageError('--distill-temperature and --distill-alpha apply with --teacher');
+  f['distill-temperature'] ??= 4;
+  f['distill-alpha'] ??= 0.9;
   const out = path.resolve(String(f.out));
   const ckptDir = path.join(out, 'checkpoint');
   const seed = f.seed as number;
@@ -180,6 +205,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const config = { data: f.data, model: f.model, width: f.width, ...(f['width-mult'] !== undefined ? { widthMult: f['width-mult'] } : {}), epochs, batchSize: f['batch-size'], lr: f.lr, optimizer: f.optimizer, weightDecay: f['weight-decay'], schedule: f.schedule, augment: f.augment, labelSmoothing: f['label-smoothing'], size: f.size, channels: f.channels, seed, limit: f.limit,
     ...(f.pretrained !== undefined ? { pretrained: path.resolve(String(f.pretrained)), freezeBackbone: !!f['freeze-backbone'] } : {}),
     ...(f.robust !== 'none' ? { robust: f.robust, eps: f.eps, attackSteps: f['attack-steps'] } : {}),
+    ...(f.teacher !== undefined ? { teacher: path.resolve(String(f.teacher)), distillTemperature: f['distill-temperature'], distillAlpha: f['distill-alpha'] } : {}),
     ...(f.balance ? { balance: true } : {}), ...(f.mixup ? { mixup: f.mixup } : {}), ...(f.cutmix ? { cutmix: f.cutmix } : {}), ...(f.ema ? { ema: f.ema } : {}),
     ...(f['val-split'] ? { valSplit: f['val-split'] } : {}), ...(f['early-stopping'] !== undefined ? { earlyStopping: f['early-stopping'] } : {}) };
 
@@ -191,13 +217,14 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   const opts: Record<string, unknown> = { numClasses, inChannels: data.channels };
   if (f.model === 'simple-cnn') opts.width = (f.width as number | undefined) ?? (small ? 16 : 32);
   if (f['width-mult'] !== undefined) opts.widthMult = f['width-mult'];
-  else if (f.width !== undefined) throw new UsageError('--width applies only to --model simple-cnn');
+  else if (f.width !== undefined && f.model !== 'simple-cnn') throw new UsageError('--width applies only to --model simple-cnn');
   if (models.cifarOnlyNames.includes(String(f.model)) && (data.size[0] !== 32 || data.size[1] !== 32))
     throw new UsageError(`--model ${f.model} takes 32×32 images (RobustBench's CIFAR architecture), these are ${data.size[0]}×${data.size[1]}${String(f.data).includes('mnist') ? '' : '; use --size 32'}`);
   if (f.pretrained !== undefined) {
     if (data.channels !== 3) throw new UsageError(`--pretrained: torchvision's weights take 3-channel images, these have ${data.channels}${String(f.data).includes('mnist') ? '' : ' (use --channels 3)'}`);
     opts.pretrained = String(f.pretrained);
   }
+  const teacher = f.teacher !== undefined ? loadTeacher(String(f.teacher), device, data) : null;
   const model = models.create(String(f.model), opts);
   if (f['freeze-backbone']) models.freezeBackbone(model);
   model.to(device);
@@ -226,7 +253,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   else if (f.schedule === 'cosine') scheduler = new CosineAnnealingLR(optimizer, { tMax: steps });
   const trainer = new Trainer(model, {
     optimizer, scheduler, schedulerInterval: 'batch', seed, device, classNames: data.classNames,
-    loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: trainObjective(f, data.mean, data.std),
+    loss: { labelSmoothing: f['label-smoothing'] as number }, verbose: f.quiet ? 0 : 1, objective: trainObjective(f, data.mean, data.std, teacher),
     mixedPrecision: f['mixed-precision'] === 'none' ? false : (f['mixed-precision'] as 'bf16' | 'fp16'), cudaGraph: !!f['cuda-graph'],
   });
   if (f['find-lr']) {
@@ -236,11 +263,13 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
     const fmt = (v: number) => v.toPrecision(2);
     log(`kiln: learning-rate range test over ${r.lrs.length} steps${r.stoppedEarly ? ' (stopped: the loss diverged)' : ''}: steepest descent at lr ${fmt(r.steepest)}, minimum loss at ${fmt(r.minimum * 10)} (÷10: ${fmt(r.minimum)}); plot: ${png}`);
     if (f.json) console.log(JSON.stringify({ steepest: r.steepest, minimum: r.minimum, stoppedEarly: r.stoppedEarly, lrs: r.lrs, losses: r.losses }));
+    teacher?.dispose();
     return 0;
   }
   if (!f.resume) fs.rmSync(ckptDir, { recursive: true, force: true });
   const args = process.argv.slice(2).filter((a) => a !== '--resume');
   const robust = (f.robust === 'none' ? '' : `, ${f.robust === 'trades' ? 'TRADES' : `${String(f.robust).toUpperCase()} adversarial training`} eps ${f.eps}`)
+    + (teacher ? `, distilled from ${String(f.teacher)} (${teacher.numParameters().toLocaleString('en-US')} parameters; temperature ${f['distill-temperature']}, alpha ${f['distill-alpha']})` : '')
     + (f.balance ? ', class-balanced sampling' : '') + (f.mixup ? `, MixUp α ${f.mixup}` : '') + (f.cutmix ? `, CutMix α ${f.cutmix}` : '') + (f.ema ? `, weight EMA ${f.ema}` : '')
     + (valSet ? `, validating on ${valSet.length} held-out training images` : '') + (f['early-stopping'] !== undefined ? `, early stopping after ${f['early-stopping']} epoch(s) without a better val_loss` : '');
   log(`kiln: training ${f.model} (${model.numParameters().toLocaleString('en-US')} parameters${f['freeze-backbone'] ? `, ${model.numParameters(true).toLocaleString('en-US')} trainable` : ''}${f.pretrained !== undefined ? `, from ${String(f.pretrained)}` : ''}) on ${trainSet.length} images of ${String(f.data)} (${numClasses} classes), ${epochs} epochs, ${f.optimizer}${f['fused-optimizer'] ? ' (fused)' : ''} lr ${lr}, ${f.schedule} schedule${robust}, device ${device}${f['mixed-precision'] !== 'none' ? `, ${f['mixed-precision']} autocast` : ''}${f['channels-last'] ? ', channels-last' : ''}${f['cuda-graph'] ? ', training step as a CUDA graph' : ''}${f.resume ? ', resuming' : ''}`);
@@ -252,11 +281,13 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
     callbacks: [...(f.ema ? [new ModelEMA({ decay: f.ema as number })] : []), new CSVLogger(path.join(out, 'history.csv'), { append: !!f.resume }), ...profileCallback(f, out, log),
       ...(f['early-stopping'] !== undefined ? [new EarlyStopping({ monitor: 'val_loss', patience: f['early-stopping'] as number, restoreBestWeights: true, verbose: !f.quiet })] : [])],
   });
+  teacher?.dispose();
   if (history.interrupted) return 130;
-  // --calibrate: a temperature fitted on the validation images; the test loss and ECE are then the calibrated model's
+  // --calibrate: a temperature fitted on the validation images; the test ECE is then the calibrated model's (the test
+  // loss stays the training loss of the logits as they are, comparable with uncalibrated runs)
   const fit = f.calibrate ? await trainer.calibrate(valLoader) : null;
-  const ev = await trainer.evaluate(testLoader, { temperature: fit?.temperature });
-  const raw = fit ? await trainer.evaluate(testLoader) : null;
+  const ev = await trainer.evaluate(testLoader);
+  const cal = fit ? await trainer.evaluate(testLoader, { temperature: fit.temperature }) : null;
   const seconds = (Date.now() - t0) / 1000;
   const meta = {
     classNames: JSON.stringify(data.classNames), inputSize: JSON.stringify(data.size), channels: String(data.channels),
@@ -266,8 +297,8 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   saveModel(path.join(out, 'model.safetensors'), model, meta);
   const report = ev.confusionMatrix ? classificationReport(ev.confusionMatrix) : null;
   const metrics = {
-    test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report?.macroF1 ?? null, test_ece: ev.ece,
-    ...(fit && raw ? { temperature: fit.temperature, test_loss_uncalibrated: raw.loss, test_ece_uncalibrated: raw.ece, validation_ece_uncalibrated: fit.eceBefore, validation_ece: fit.eceAfter } : {}),
+    test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report?.macroF1 ?? null, test_ece: cal?.ece ?? ev.ece,
+    ...(fit ? { temperature: fit.temperature, test_ece_uncalibrated: ev.ece, validation_nll: fit.nllAfter, validation_nll_uncalibrated: fit.nllBefore, validation_ece: fit.eceAfter, validation_ece_uncalibrated: fit.eceBefore } : {}),
     epochs: history.length, seconds: +seconds.toFixed(2), train_images: trainSet.length, validation_images: valSet ? valSet.length : null, test_images: ev.samples,
     model: f.model, parameters: model.numParameters(), stop_reason: history.stopReason,
     per_class: report ? Object.fromEntries(data.classNames.map((c, i) => [c, { precision: report.precision[i], recall: report.recall[i], f1: report.f1[i], support: report.support[i] }])) : null,
@@ -276,8 +307,8 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   writeFileAtomic(path.join(out, 'metrics.json'), JSON.stringify(metrics, null, 1));
   if (history.length > 0) await plotHistory(history, path.join(out, 'curves.png'), { title: `${f.model} on ${path.basename(String(f.data))}` });
   if (ev.confusionMatrix) await plotConfusionMatrix(ev.confusionMatrix, path.join(out, 'confusion.png'), { classNames: data.classNames, title: `${path.basename(String(f.data))} test set` });
-  if (fit && raw)
-    log(`kiln: temperature ${fit.temperature.toFixed(3)} (fitted on ${fit.samples} validation images${fit.atBound ? ', at the end of its range' : ''}): test ECE ${raw.ece.toFixed(4)} → ${ev.ece.toFixed(4)}, test loss ${raw.loss.toFixed(4)} → ${ev.loss.toFixed(4)}`);
+  if (fit && cal)
+    log(`kiln: temperature ${fit.temperature.toFixed(3)} (fitted on ${fit.samples} validation images${fit.atBound ? ', at the end of its range' : ''}: NLL ${fit.nllBefore.toFixed(4)} → ${fit.nllAfter.toFixed(4)}): test ECE ${ev.ece.toFixed(4)} → ${cal.ece.toFixed(4)}`);
   log(`kiln: test accuracy ${(100 * metrics.test_accuracy).toFixed(2)}% · test loss ${ev.loss.toFixed(4)} · ${history.length} epochs in ${seconds.toFixed(1)} s`);
   log(`kiln: wrote ${['model.safetensors', 'checkpoint/', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png'].map((n) => path.join(out, n)).join(', ')}`);
   if (f.json) {
