@@ -56,6 +56,18 @@ describe('temperature scaling', function () {
     expect(FIX.cases.find((c) => c.name === 'separable')!.temperature).to.be.closeTo(TEMPERATURE_RANGE[0], 1e-12);
   });
 
+  it('goes to an end of the range when the likelihood keeps improving: uninformative logits, a single right image', () => {
+    const same = kiln.zeros([4, 3], { device: DEVICE }).add(0.7), y = kiln.tensor([0, 1, 2, 0], { dtype: 'int64', device: DEVICE });
+    const flat = fitTemperature(same, y); // every T gives log 3: the largest is taken
+    expect(flat).to.include({ temperature: TEMPERATURE_RANGE[1], atBound: true, samples: 4 });
+    expect(flat.nllAfter).to.be.closeTo(Math.log(3), 1e-12);
+    const one = kiln.tensor([[2, -1, 0.5]], { dtype: 'float64', device: DEVICE }), right = kiln.tensor([0], { dtype: 'int64', device: DEVICE });
+    expect(fitTemperature(one, right)).to.include({ temperature: TEMPERATURE_RANGE[0], atBound: true, samples: 1 });
+    const wrong = kiln.tensor([1], { dtype: 'int64', device: DEVICE });
+    expect(fitTemperature(one, wrong)).to.include({ temperature: TEMPERATURE_RANGE[1], atBound: true });
+    for (const t of [same, y, one, right, wrong]) t.dispose();
+  });
+
   it('fitTemperature takes float32 logits and int32 targets, and leaves its inputs alone', () => {
     const c = FIX.cases[0];
     const z64 = fixture64(c.logits);
@@ -92,6 +104,14 @@ describe('temperature scaling', function () {
     expect(scaled.ece).to.be.closeTo(fit.eceAfter, 1e-6);
     expect(scaled.accuracy, 'scaling changes no prediction').to.equal(plain.accuracy);
     expect(scaled.confusionMatrix).to.deep.equal(plain.confusionMatrix);
+    // predict with the temperature: the calibrated probabilities
+    const probs = await trainer.predict(val.x, { softmax: true, temperature: fit.temperature });
+    const raw = await trainer.predict(val.x);
+    const want = raw.div(fit.temperature).softmax(1);
+    expect(probs.sub(want).abs().max().item()).to.be.below(1e-6);
+    for (const t of [probs, raw, want]) t.dispose();
+    await expectRejects(trainer.predict(val.x, { temperature: -1 }), 'INVALID_ARGUMENT', 'predict: temperature');
+    await expectRejects(trainer.calibrate(val, { bins: 0 }), 'INVALID_ARGUMENT', 'calibrate: bins');
     await expectFlatMemory(() => trainer.calibrate(val, { batchSize: 128 }), 3);
     for (const t of [val.x, val.y, train.x, train.y]) t.dispose();
     model.dispose();

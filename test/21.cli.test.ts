@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import * as kiln from '../lib';
 import { parseArgs, parseFraction, UsageError, FlagSpec } from '../lib/cli/args';
 import { run } from '../lib/cli/main';
+import { startKilnServe } from './helpers';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'kiln.js');
 
@@ -269,6 +270,32 @@ describe('cli: kiln command', function () {
     });
     for (const p of got) expect(p.probability, p.class).to.be.closeTo(want[names.indexOf(p.class)], 1e-5);
     model.dispose();
+    // kiln explain and kiln serve give the same calibrated probability; serve's /models shows the temperature
+    const ex = kilnCli(['explain', '--model', dir, '--method', 'saliency', '--out', path.join(out, 'cal-heat'), png, '--json']);
+    expect(ex.code, ex.stderr).to.equal(0);
+    expect(JSON.parse(ex.stdout.trim().split('\n').pop()!)[0].probability).to.be.closeTo(got[0].probability, 1e-5);
+    const srv = await startKilnServe(['--model', dir, '--port', '0']);
+    try {
+      expect(((await (await fetch(`${srv.url}/models/model/1`)).json()) as { temperature: number }).temperature).to.equal(m.temperature);
+      const answer = (await (await fetch(`${srv.url}/predictions`, { method: 'POST', body: fs.readFileSync(png), headers: { 'content-type': 'image/png' } })).json()) as { predictions: { top: { class: string; probability: number }[] }[] };
+      for (const p of answer.predictions[0].top) expect(p.probability, `served ${p.class}`).to.be.closeTo(want[names.indexOf(p.class)], 1e-5);
+    } finally {
+      await srv.stop();
+    }
+    // kiln export says the file's logits are not divided by the temperature
+    const exp = kilnCli(['export', '--model', dir, '--out', path.join(out, 'cal.pt'), '--json']);
+    expect(exp.code, exp.stderr).to.equal(0);
+    expect(exp.stdout + exp.stderr).to.include(`not divided by the model's temperature ${m.temperature}`);
+    expect(JSON.parse(exp.stdout.trim().split('\n').pop()!).temperature).to.equal(m.temperature);
+    // a model no better than chance on its validation images: the fit is at an end of the range, and nothing is saved
+    const chance = path.join(out, 'chance');
+    const c = kilnCli(['train', '--data', 'shapes', '--epochs', '1', '--limit', '96', '--val-split', '0.25', '--calibrate', '--out', chance, '--json']);
+    expect(c.code, c.stderr).to.equal(0);
+    expect(JSON.parse(c.stdout.trim().split('\n').pop()!)).to.include({ temperature: null, temperature_at_bound: true });
+    expect(c.stdout + c.stderr).to.include('warning: no temperature saved: the best one for the 24 validation images is at an end of its range (T = 100: the model is no better than chance on them)');
+    const chanceModel = kiln.loadModel(path.join(chance, 'model.safetensors'));
+    expect(chanceModel.metadata).to.not.have.property('temperature');
+    chanceModel.model.dispose();
     // a model file whose temperature is not a positive number is a usage error naming it
     const bad = path.join(out, 'bad-temperature');
     fs.mkdirSync(bad);

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import * as kiln from '../lib';
 import { Trainer, distillation } from '../lib/train';
 import { crossEntropy } from '../lib/nn/functional';
-import { DEVICE, toyData, fixture64, expectClose, expectKilnError, expectRejects, expectNoFileLeaks, ShapedValues } from './helpers';
+import { DEVICE, toyData, fixture64, expectClose, expectKilnError, expectRejects, expectFlatMemory, expectNoFileLeaks, ShapedValues } from './helpers';
 
 const FIX = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'distillation.json'), 'utf8')) as {
   student: Record<string, ShapedValues>; teacher: Record<string, ShapedValues>; x: ShapedValues; y: number[];
@@ -82,6 +82,27 @@ describe('knowledge distillation', function () {
     for (const t of [...before.values(), data.x, data.y, held.x, held.y]) t.dispose();
     teacher.dispose();
     student.dispose();
+  });
+
+  it('compares half-precision logits in float32 and leaves no tensor behind', async () => {
+    const student = linear(FIX.student), teacher = linear(FIX.teacher);
+    const x = fixture64(FIX.x), y = kiln.tensor(FIX.y, { dtype: 'int64', device: DEVICE });
+    const c = FIX.cases[0];
+    const objective = distillation({ teacher, temperature: c.temperature, alpha: c.alpha });
+    for (const m of [student, teacher]) m.to({ dtype: 'bfloat16' });
+    const xb = x.to({ dtype: 'bfloat16' });
+    kiln.tidy(() => {
+      const { loss } = objective({ model: student, x: xb, y, loss: (l, t) => crossEntropy(l.float(), t), step: 0 });
+      expect(loss.dtype).to.equal('float32');
+      expect(loss.item(), 'bf16 weights and inputs: within their rounding').to.be.closeTo(c.loss, 0.05 * c.loss);
+    });
+    for (const m of [student, teacher]) m.to({ dtype: 'float64' });
+    const data = toyData(64, 5);
+    const s2 = new nn.Sequential(new nn.Flatten(), new nn.Linear(16, 3)), t2 = new nn.Sequential(new nn.Flatten(), new nn.Linear(16, 3));
+    const trainer = new Trainer(s2, { optimizer: new optim.SGD(s2.parameters(), { lr: 0.1 }), objective: distillation({ teacher: t2 }), verbose: 0, device: DEVICE });
+    await expectFlatMemory(() => trainer.fit(data, { epochs: 1, batchSize: 16 }), 3);
+    for (const t of [x, xb, y, data.x, data.y]) t.dispose();
+    for (const m of [student, teacher, s2, t2]) m.dispose();
   });
 
   it('refuses bad options and teachers with errors naming them', async () => {

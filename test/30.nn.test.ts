@@ -250,18 +250,35 @@ describe('30 nn modules', () => {
       const live = kiln.memory().numTensors;
       const s = m.summary([1, 3, 8, 8]);
       expect(kiln.memory().numTensors, 'summary leaves no tensors behind').to.equal(live);
-      expect(s).to.include('Layer (type)').and.include('Output shape').and.include('Param #');
-      expect(s).to.match(/0 \(Conv2d\)\s+\[1, 4, 8, 8\]\s+112/);
-      expect(s).to.match(/1 \(BatchNorm2d\)\s+\[1, 4, 8, 8\]\s+8/);
-      expect(s).to.match(/3 \(AdaptiveAvgPool2d\)\s+\[1, 4, 1, 1\]\s+0/);
-      expect(s).to.match(/5 \(Linear\)\s+\[1, 2\]\s+10/);
-      expect(s).to.include('Total params: 130').and.include('Trainable params: 130').and.include('Non-trainable params: 0');
+      expect(s).to.include('Layer (type)').and.include('Output shape').and.include('Param #').and.include('Mult-adds');
+      // multiply-adds: the conv's 4·8·8 outputs sum 3·3·3 inputs each, the linear layer's 2 sum 4
+      expect(s).to.match(/0 \(Conv2d\)\s+\[1, 4, 8, 8\]\s+112\s+6,912\n/);
+      expect(s).to.match(/1 \(BatchNorm2d\)\s+\[1, 4, 8, 8\]\s+8\s+0\n/);
+      expect(s).to.match(/3 \(AdaptiveAvgPool2d\)\s+\[1, 4, 1, 1\]\s+0\s+0\n/);
+      expect(s).to.match(/5 \(Linear\)\s+\[1, 2\]\s+10\s+8\n/);
+      expect(s).to.include('Total params: 130 (0.00 MiB)').and.include('Trainable params: 130').and.include('Non-trainable params: 0');
+      expect(s).to.include('Total mult-adds: 6,920 (0.00 G) for input [1, 3, 8, 8]');
+      expect(m.multiplyAdds([2, 3, 8, 8]), 'twice the images, twice the work').to.equal(2 * 6920);
       // summary runs in eval mode and restores training mode; running stats untouched
       expect(m.training).to.equal(true);
       expect(values((m.get('1') as kiln.nn.BatchNorm2d).numBatchesTracked!)).to.deep.equal([0]);
       m.freeze('0');
       expect(m.summary([1, 3, 8, 8])).to.include('Trainable params: 18').and.include('Non-trainable params: 112');
       m.dispose();
+    });
+
+    it("multiplyAdds() counts torchvision's resnet18 and mobilenet_v3_small as PyTorch forward hooks do", () => {
+      // /usr/bin/python3 with torchvision: hooks on Conv2d (out.numel() · in/groups · kh · kw) and Linear (out.numel() ·
+      // in_features) over one forward of zeros [1, 3, 224, 224] give 1,814,073,344 and 56,510,400
+      const r18 = kiln.models.resnet18({ numClasses: 1000 });
+      expect(r18.multiplyAdds([1, 3, 224, 224])).to.equal(1814073344);
+      expect(r18.summary([1, 3, 224, 224])).to.include('Total params: 11,689,512 (44.59 MiB)').and.include('Total mult-adds: 1,814,073,344 (1.81 G)');
+      expect(() => r18.multiplyAdds([1, 5, 32, 32])).to.throw(kiln.KilnError);
+      expect(r18.training, 'the mode is restored after a failing forward').to.equal(true);
+      r18.dispose();
+      const mb = kiln.models.create('mobilenet_v3_small', { numClasses: 1000 });
+      expect(mb.multiplyAdds([1, 3, 224, 224])).to.equal(56510400);
+      mb.dispose();
     });
 
     it("get('0') finds children; set('5', layer) replaces a head", () => {

@@ -93,7 +93,7 @@ export async function explainCommand(f: Flags, files: string[], log: (s: string)
         const x = norm(chw.float().div(255).to({ device }));
         const e = explainImage(m.model, x, chw, norm, {
           method, target, layer, steps: f.steps as number | undefined, samples: f.samples as number | undefined, stdevs: f.stdevs as number | undefined,
-          baselines: f.baselines as 'black' | 'blur' | 'both' | undefined, window, stride, cell,
+          baselines: f.baselines as 'black' | 'blur' | 'both' | undefined, window, stride, cell, temperature: m.temperature,
         });
         layer = e.layer;
         const pixels = explanationPixels(e.attributions, chw, method, { sign: f.sign as Sign | undefined, colormap: f.colormap as ColormapName | undefined, alpha: f.alpha as number | undefined, size: side });

@@ -47,7 +47,7 @@ export async function exportCommand(f: Flags, log: (s: string) => void): Promise
   }
   const file = path.resolve(out);
   const label = dynamicSize ? `${FORMATS[format].label}, height H and width W` : FORMATS[format].label;
-  log(`kiln: wrote ${file} (${label}; input [N, ${inputShape.slice(1).join(', ')}] scaled to [0, 1] then normalised with mean [${m.mean}] and std [${m.std}]; outputs logits over ${m.classNames.length} classes)`);
-  if (f.json) process.stdout.write(JSON.stringify({ file, format, inputShape, mean: m.mean, std: m.std, classNames: m.classNames }) + '\n');
+  log(`kiln: wrote ${file} (${label}; input [N, ${inputShape.slice(1).join(', ')}] scaled to [0, 1] then normalised with mean [${m.mean}] and std [${m.std}]; outputs logits over ${m.classNames.length} classes${m.temperature === 1 ? '' : `, not divided by the model's temperature ${m.temperature}: divide them by it before the softmax for calibrated probabilities`})`);
+  if (f.json) process.stdout.write(JSON.stringify({ file, format, inputShape, mean: m.mean, std: m.std, classNames: m.classNames, temperature: m.temperature }) + '\n');
   return 0;
 }

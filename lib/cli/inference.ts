@@ -7,6 +7,7 @@ import { noGrad } from '../autograd';
 import { Device } from '../tensor/dtype';
 import { Module } from '../nn/module';
 import { loadModel } from '../io/model';
+import { checkTemperature } from '../nn/classifier';
 import { DataLoader } from '../data/loader';
 import { normalize } from '../data/transforms';
 import { decodeImage } from '../data/decode';
@@ -68,8 +69,10 @@ export function loadTrained(spec: string | undefined, device: Device, flag = '--
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'model.safetensors');
   if (!fs.existsSync(file)) throw new UsageError(`${flag}: ${file} does not exist (train one with kiln train --out ${spec})`);
   const { model, metadata } = loadModel(file);
-  const temperature = metadata.temperature === undefined ? 1 : Number(metadata.temperature);
-  if (!Number.isFinite(temperature) || temperature <= 0) {
+  let temperature = 1;
+  try {
+    if (metadata.temperature !== undefined) temperature = checkTemperature(JSON.parse(metadata.temperature));
+  } catch {
     model.dispose();
     throw new UsageError(`${file}: metadata 'temperature' must be a number > 0, got ${JSON.stringify(metadata.temperature)}`);
   }

@@ -285,20 +285,22 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (history.interrupted) return 130;
   // --calibrate: a temperature fitted on the validation images; the test ECE is then the calibrated model's (the test
   // loss stays the training loss of the logits as they are, comparable with uncalibrated runs)
+  // a temperature at an end of its range (every validation image right, or none better than chance) is not saved
   const fit = f.calibrate ? await trainer.calibrate(valLoader) : null;
   const ev = await trainer.evaluate(testLoader);
-  const cal = fit ? await trainer.evaluate(testLoader, { temperature: fit.temperature }) : null;
+  const cal = fit && !fit.atBound ? await trainer.evaluate(testLoader, { temperature: fit.temperature }) : null;
   const seconds = (Date.now() - t0) / 1000;
   const meta = {
     classNames: JSON.stringify(data.classNames), inputSize: JSON.stringify(data.size), channels: String(data.channels),
     mean: JSON.stringify(data.mean), std: JSON.stringify(data.std), dataset: String(f.data), config: JSON.stringify(config),
-    ...(fit ? { temperature: String(fit.temperature) } : {}),
+    ...(cal ? { temperature: String(fit!.temperature) } : {}),
   };
   saveModel(path.join(out, 'model.safetensors'), model, meta);
   const report = ev.confusionMatrix ? classificationReport(ev.confusionMatrix) : null;
   const metrics = {
     test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report?.macroF1 ?? null, test_ece: cal?.ece ?? ev.ece,
-    ...(fit ? { temperature: fit.temperature, test_ece_uncalibrated: ev.ece, validation_nll: fit.nllAfter, validation_nll_uncalibrated: fit.nllBefore, validation_ece: fit.eceAfter, validation_ece_uncalibrated: fit.eceBefore } : {}),
+    ...(fit ? { temperature: cal ? fit.temperature : null, temperature_at_bound: fit.atBound, test_ece_uncalibrated: ev.ece } : {}),
+    ...(fit && cal ? { validation_nll: fit.nllAfter, validation_nll_uncalibrated: fit.nllBefore, validation_ece: fit.eceAfter, validation_ece_uncalibrated: fit.eceBefore } : {}),
     epochs: history.length, seconds: +seconds.toFixed(2), train_images: trainSet.length, validation_images: valSet ? valSet.length : null, test_images: ev.samples,
     model: f.model, parameters: model.numParameters(), stop_reason: history.stopReason,
     per_class: report ? Object.fromEntries(data.classNames.map((c, i) => [c, { precision: report.precision[i], recall: report.recall[i], f1: report.f1[i], support: report.support[i] }])) : null,
@@ -308,7 +310,9 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (history.length > 0) await plotHistory(history, path.join(out, 'curves.png'), { title: `${f.model} on ${path.basename(String(f.data))}` });
   if (ev.confusionMatrix) await plotConfusionMatrix(ev.confusionMatrix, path.join(out, 'confusion.png'), { classNames: data.classNames, title: `${path.basename(String(f.data))} test set` });
   if (fit && cal)
-    log(`kiln: temperature ${fit.temperature.toFixed(3)} (fitted on ${fit.samples} validation images${fit.atBound ? ', at the end of its range' : ''}: NLL ${fit.nllBefore.toFixed(4)} → ${fit.nllAfter.toFixed(4)}): test ECE ${ev.ece.toFixed(4)} → ${cal.ece.toFixed(4)}`);
+    log(`kiln: temperature ${fit.temperature.toFixed(3)} (fitted on ${fit.samples} validation images: NLL ${fit.nllBefore.toFixed(4)} → ${fit.nllAfter.toFixed(4)}): test ECE ${ev.ece.toFixed(4)} → ${cal.ece.toFixed(4)}`);
+  else if (fit)
+    log(`kiln: warning: no temperature saved: the best one for the ${fit.samples} validation images is at an end of its range (T = ${fit.temperature}: ${fit.temperature < 1 ? 'every one of them is classified right, so the fit would make every answer certain' : 'the model is no better than chance on them'}); use a larger --val-split`);
   log(`kiln: test accuracy ${(100 * metrics.test_accuracy).toFixed(2)}% · test loss ${ev.loss.toFixed(4)} · ${history.length} epochs in ${seconds.toFixed(1)} s`);
   log(`kiln: wrote ${['model.safetensors', 'checkpoint/', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png'].map((n) => path.join(out, n)).join(', ')}`);
   if (f.json) {

@@ -12,6 +12,7 @@ import { noGrad } from '../autograd';
 import { Module } from '../nn/module';
 import { gaussianBlur } from '../robust/filters';
 import { Classifier, checkModel, positiveInt, nonNegativeNumber } from './common';
+import { checkTemperature } from '../nn/classifier';
 import { integratedGradients, saliency } from './attributions';
 import { noiseTunnel } from './noise';
 import { gradientShap } from './shap';
@@ -27,7 +28,6 @@ import { lrp, lrpChain } from './lrp';
 import { gridMask } from './masks';
 import { heatmapPixels, Sign } from './render';
 import { ColormapName } from './colormaps';
-import { checkTemperature } from '../train/calibration';
 
 /** The methods by their `kiln explain --method` names. */
 export const IMAGE_METHODS = ['ig', 'saliency', 'smoothgrad', 'gradientshap', 'gradcam', 'occlusion', 'deeplift', 'guidedbackprop', 'guidedgradcam', 'ablation', 'lime', 'kernelshap', 'shapley', 'lrp'] as const;

@@ -9,14 +9,14 @@ import * as path from 'path';
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
-import { DType, DTYPE_CODE } from '../tensor/dtype';
+import { DType, DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype';
 
 const ST_DTYPE: Record<DType, string> = {
   float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', uint8: 'U8', bool: 'BOOL',
 };
 const KILN_DTYPE: Record<string, DType> = Object.fromEntries(Object.entries(ST_DTYPE).map(([k, v]) => [v, k as DType]));
 /** Bytes per element of each dtype. */
-export const ELEMENT: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, uint8: 1, bool: 1 };
+export const ELEMENT: Record<DType, number> = DTYPE_BYTES;
 
 /** A CPU tensor of `shape` and `dtype` from little-endian bytes (copied into an aligned buffer first). */
 export function tensorFromBytes(src: Uint8Array, shape: number[], d: DType): Tensor {

@@ -10,6 +10,12 @@ export interface Classifier {
   call(x: Tensor): Tensor;
 }
 
+/** Checks a temperature the logits are divided by (calibration, distillation): a finite number > 0. */
+export function checkTemperature(t: unknown, name = 'temperature'): number {
+  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw invalidParameterError(name, 'a finite number > 0 (the logits are divided by it)', t);
+  return t;
+}
+
 /** Checks that `model` can be called; returns it typed. `name` prefixes the error. */
 export function checkClassifier(model: unknown, name = 'model'): Classifier {
   if (!model || typeof (model as Classifier).call !== 'function') throw invalidParameterError(name, 'a Module (or anything with call(x) returning logits)', model);

@@ -7,7 +7,7 @@
 import { N } from '../native';
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor, idOf } from '../tensor/tensor';
-import { DType, Device, checkDevice, dtypeCode, isFloating } from '../tensor/dtype';
+import { DType, DTYPE_BYTES, Device, checkDevice, dtypeCode, isFloating } from '../tensor/dtype';
 import { keep, tidy } from '../tensor/memory';
 import { noGrad } from '../autograd';
 import { zeros } from '../tensor/creation';
@@ -397,15 +397,21 @@ export abstract class Module {
     }
   }
 
-  /** A Keras-style table: layer, output shape, parameters (runs one forward on zeros). */
-  summary(inputShape: number[]): string {
-    const rows: [string, string, string, number][] = [];
+  /**
+   * Each leaf layer as one forward on zeros of `inputShape` (eval mode, no gradients) meets it: its name, type, output
+   * shape, own parameters and multiply-adds — those of convolutions and linear layers (output elements × the inputs
+   * each one sums: in/groups × kernel for a convolution, in_features for a linear layer), as torchinfo and fvcore count.
+   */
+  private layerStats(inputShape: number[]): { name: string; type: string; shape: number[]; params: number; multAdds: number }[] {
+    const rows: { name: string; type: string; shape: number[]; params: number; multAdds: number }[] = [];
     const removers: (() => void)[] = [];
     for (const [name, m] of this.namedModules()) {
       if (name === '' || m._modules.size > 0) continue;
       removers.push(m.registerForwardHook((mod, _i, out) => {
         const own = [...mod._parameters.values()].reduce((a, p) => a + (p ? p.numel : 0), 0);
-        rows.push([name, mod.constructor.name, `[${out.shape.join(', ')}]`, own]);
+        const w = mod._parameters.get('weight');
+        const multAdds = w && (w.ndim === 2 || w.ndim === 4) ? out.numel * (w.numel / w.shape[0]) : 0;
+        rows.push({ name, type: mod.constructor.name, shape: out.shape, params: own, multAdds });
       }));
     }
     const wasTraining = this.training;
@@ -417,15 +423,29 @@ export abstract class Module {
       removers.forEach((r) => r());
       this.train(wasTraining);
     }
-    const header = ['Layer (type)', 'Output shape', 'Param #'];
-    const body = rows.map(([n, t, s, p]) => [`${n} (${t})`, s, p.toLocaleString('en-US')]);
+    return rows;
+  }
+
+  /** Multiply-adds of one forward on an input of `inputShape` (convolutions and linear layers; see `summary`). */
+  multiplyAdds(inputShape: number[]): number {
+    return this.layerStats(inputShape).reduce((a, r) => a + r.multAdds, 0);
+  }
+
+  /** A Keras-style table: layer, output shape, parameters, multiply-adds (runs one forward on zeros of `inputShape`). */
+  summary(inputShape: number[]): string {
+    const rows = this.layerStats(inputShape);
+    const header = ['Layer (type)', 'Output shape', 'Param #', 'Mult-adds'];
+    const body = rows.map((r) => [`${r.name} (${r.type})`, `[${r.shape.join(', ')}]`, r.params.toLocaleString('en-US'), r.multAdds.toLocaleString('en-US')]);
     const w = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-    const line = (r: string[]) => r.map((c, i) => (i === 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('   ');
+    const line = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(w[i]) : c.padEnd(w[i]))).join('   ');
     const total = this.numParameters(), trainable = this.numParameters(true);
+    const multAdds = rows.reduce((a, r) => a + r.multAdds, 0);
+    const bytes = this.parameters().reduce((a, p) => a + p.numel * DTYPE_BYTES[p.dtype], 0);
     const sep = '─'.repeat(w.reduce((a, b) => a + b + 3, -3));
     return [sep, line(header), sep, ...body.map(line), sep,
-      `Total params: ${total.toLocaleString('en-US')}`, `Trainable params: ${trainable.toLocaleString('en-US')}`,
-      `Non-trainable params: ${(total - trainable).toLocaleString('en-US')}`, sep].join('\n');
+      `Total params: ${total.toLocaleString('en-US')} (${(bytes / 2 ** 20).toFixed(2)} MiB)`, `Trainable params: ${trainable.toLocaleString('en-US')}`,
+      `Non-trainable params: ${(total - trainable).toLocaleString('en-US')}`,
+      `Total mult-adds: ${multAdds.toLocaleString('en-US')} (${(multAdds / 1e9).toFixed(2)} G) for input [${inputShape.join(', ')}]`, sep].join('\n');
   }
 
   /** Frees every parameter and buffer of this module and its descendants. */

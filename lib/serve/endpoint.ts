@@ -21,10 +21,9 @@ import { Device } from '../tensor/dtype';
 import { HttpError, Preprocessor, IMAGE_CONTENT_TYPES, mediaType, readBody } from './inputs';
 import { InFlight } from './http';
 import { ExplainQueue, ExplainRequest, Explainable, ExplanationJson, checkExplainable, encodeOverlays, explainInputs, explainRequest } from './explain';
-import type { Classifier } from '../nn/classifier';
+import { type Classifier, checkTemperature } from '../nn/classifier';
 import { ExplainWorker, WorkerResult, WorkerInit, tensorBytes, workerObstacle } from './explain-worker';
 import { architectureOf } from '../models';
-import { checkTemperature } from '../train/calibration';
 
 /** How a model runs: batching, device and conversion. Given at the server level they are every model's defaults. */
 export interface RuntimeOptions extends Omit<BatcherOptions, 'postprocess' | 'onBatch' | 'dtype'> {

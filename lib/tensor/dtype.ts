@@ -14,6 +14,8 @@ const CODE_DTYPE: Record<number, DType> = Object.fromEntries(
   Object.entries(DTYPE_CODE).map(([k, v]) => [v, k as DType]),
 ) as Record<number, DType>;
 
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, uint8: 1, bool: 1 };
 export const DTYPES = Object.keys(DTYPE_CODE) as DType[];
 
 /** The TypedArray that holds a tensor's data when read back. */

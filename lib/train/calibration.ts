@@ -121,9 +121,3 @@ export function fitTemperature(logits: Tensor, targets: Tensor, options: FitTemp
     y.dispose();
   }
 }
-
-/** Checks a temperature: a finite number > 0. */
-export function checkTemperature(t: unknown, name = 'temperature'): number {
-  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw invalidParameterError(name, 'a finite number > 0 (the logits are divided by it)', t);
-  return t;
-}

@@ -3,14 +3,14 @@
  * teacher's softened probabilities as well as from the labels,
  *   α·T²·KL(softmax(teacher(x)/T) ‖ softmax(student(x)/T)) + (1 − α)·loss(student(x), y),
  * the KL averaged over the batch (PyTorch's `kl_div(..., reduction='batchmean')`); T² keeps the soft term's gradients
- * on the scale of the hard one's as T changes. The teacher runs in eval mode without gradients and is left as it was.
+ * on the scale of the hard one's as T changes. The teacher runs in eval mode without gradients.
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { noGrad } from '../autograd';
 import { Module, saveModes } from '../nn/module';
 import { klDiv } from '../nn/functional';
-import { Classifier, checkClassifier } from '../nn/classifier';
+import { Classifier, checkClassifier, checkTemperature } from '../nn/classifier';
 import type { Objective } from './options';
 
 /** Half-precision logits (autocast) as float32; float32 and float64 as they are. */
@@ -36,20 +36,21 @@ export interface DistillationObjective extends Objective {
 
 /**
  * The distillation objective for `new Trainer(student, { objective: distillation({ teacher }) })` (`kiln train
- * --teacher DIR`). The step's metrics are the student's on the labels. The teacher must take the student's inputs.
+ * --teacher DIR`). The training `loss` logged is this objective; accuracy and the other metrics are the student's on
+ * the labels, and validation measures the student alone (its loss is the trainer's loss on the labels). The teacher
+ * must take the student's inputs. A Module teacher is put back in the modes it had; a TorchScript one stays in eval mode.
  */
 export function distillation(options: DistillationOptions): DistillationObjective {
   if (options === null || typeof options !== 'object') throw invalidParameterError('distillation: options', 'an object with a teacher', options);
   const teacher = checkClassifier(options.teacher, 'distillation: teacher');
-  const T = options.temperature ?? 4;
-  if (typeof T !== 'number' || !Number.isFinite(T) || T <= 0) throw invalidParameterError('distillation: temperature', 'a finite number > 0', options.temperature);
+  const T = checkTemperature(options.temperature ?? 4, 'distillation: temperature');
   const alpha = options.alpha ?? 0.9;
   if (typeof alpha !== 'number' || !(alpha >= 0 && alpha <= 1)) throw invalidParameterError('distillation: alpha', 'a number in [0, 1]', options.alpha);
   const objective: Objective = ({ model, x, y, loss }) => {
     if (teacher === (model as unknown)) throw new KilnError('distillation: the teacher is the model being trained; give it a trained model of its own', 'INVALID_ARGUMENT');
     const soft = noGrad(() => {
       const restore = teacher instanceof Module ? saveModes(teacher) : null;
-      if (teacher instanceof Module) teacher.eval();
+      (teacher as { eval?: () => unknown }).eval?.(); // a TorchScript teacher too (its earlier mode is not known to put back)
       try {
         let t: Tensor;
         try {

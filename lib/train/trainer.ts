@@ -23,7 +23,8 @@ import { BatchLogs, Callback, checkCallbacks, runHook } from './callback';
 import { Scheduler, checkScheduler, needsMetric } from './callbacks';
 import { Accumulator, MetricSpec, resolveMetrics } from './accumulator';
 import { accumulateConfusion, confusionFromCounts, accumulateCalibration, calibrationFromSums } from './metrics';
-import { fitTemperature, checkTemperature, FitTemperatureOptions, TemperatureFit } from './calibration';
+import { fitTemperature, FitTemperatureOptions, TemperatureFit } from './calibration';
+import { checkTemperature } from '../nn/classifier';
 import { Progress, Verbosity, ProgressStream } from './progress';
 import { BatchSource, Source, toSource, splitForValidation } from './sources';
 import { LossFn, TrainerOptions, FitOptions, EvaluateResult, Objective, ObjectiveContext, makeLoss, disposeBatch } from './options';
@@ -430,6 +431,7 @@ export class Trainer {
    */
   async calibrate(data: BatchSource, options: { batchSize?: number } & FitTemperatureOptions = {}): Promise<TemperatureFit> {
     if (options === null || typeof options !== 'object') throw invalidParameterError('calibrate: options', 'an object', options);
+    if (options.bins !== undefined && (!Number.isInteger(options.bins) || options.bins < 1)) throw invalidParameterError('calibrate: bins', 'a positive integer', options.bins);
     const src = toSource(data, 'calibrate: data', { batchSize: options.batchSize });
     const logits: Tensor[] = [], targets: Tensor[] = [];
     try {
@@ -506,10 +508,11 @@ export class Trainer {
   /**
    * The model's outputs for a tensor of inputs [N, …] or for data batches (targets ignored),
    * computed in batches in eval mode without gradients; returns one CPU tensor [N, C]
-   * (probabilities with `softmax: true`).
+   * (probabilities with `softmax: true`). With `temperature` (from `calibrate`) the outputs are divided by it first.
    */
-  async predict(data: Tensor | BatchSource, options: { batchSize?: number; softmax?: boolean } = {}): Promise<Tensor> {
+  async predict(data: Tensor | BatchSource, options: { batchSize?: number; softmax?: boolean; temperature?: number } = {}): Promise<Tensor> {
     if (options === null || typeof options !== 'object') throw invalidParameterError('predict: options', 'an object', options);
+    const temperature = options.temperature === undefined ? 1 : checkTemperature(options.temperature, 'predict: temperature');
     const bs = options.batchSize ?? 256;
     if (!Number.isInteger(bs) || bs < 1) throw invalidParameterError('predict: batchSize', 'a positive integer', options.batchSize);
     const wasTraining = this.model.training;
@@ -519,7 +522,8 @@ export class Trainer {
       const run = (x: Tensor) => outs.push(tidy(() => noGrad(() => {
         const xd = x.device === this.device ? x : x.to({ device: this.device });
         const out = this.amp(() => this.model.call(xd));
-        const o2 = options.softmax ? out.softmax(1) : out;
+        const scaled = temperature === 1 ? out : out.div(temperature);
+        const o2 = options.softmax ? scaled.softmax(1) : scaled;
         return o2.device === 'cpu' ? (o2 === x ? o2.clone() : o2) : o2.cpu();
       })));
       if (data instanceof Tensor) {
