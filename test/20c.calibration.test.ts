@@ -4,6 +4,7 @@
  * trained model, and every bad input. Runs on KILN_TEST_DEVICE (default 'cpu').
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
@@ -114,6 +115,40 @@ describe('temperature scaling', function () {
     await expectRejects(trainer.calibrate(val, { bins: 0 }), 'INVALID_ARGUMENT', 'calibrate: bins');
     await expectFlatMemory(() => trainer.calibrate(val, { batchSize: 128 }), 3);
     for (const t of [val.x, val.y, train.x, train.y]) t.dispose();
+    model.dispose();
+  });
+
+  it('reliability() gives the bins the ECE comes from; evaluate returns them; plotReliability draws them', async () => {
+    // top probabilities 0.9, 0.9, 0.55, 0.4 in 5 bins: two images in [0.8, 1) (one right), one in [0.4, 0.6) twice
+    const p = kiln.tensor([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.55, 0.25, 0.2], [0.3, 0.3, 0.4]], { device: DEVICE });
+    const y = kiln.tensor([0, 2, 0, 2], { dtype: 'int64', device: DEVICE });
+    const r = kiln.train.reliability(p, y, { bins: 5, probabilities: true });
+    expect(r.bins.map((b) => b.count)).to.deep.equal([0, 0, 2, 0, 2]);
+    expect(r.bins[4]).to.deep.include({ lower: 0.8, upper: 1, accuracy: 0.5 });
+    expect(r.bins[4].confidence).to.be.closeTo(0.9, 1e-6);
+    expect(r.bins[2].accuracy).to.equal(1);
+    expect(r.bins[2].confidence).to.be.closeTo(0.475, 1e-6);
+    expect(Number.isNaN(r.bins[0].accuracy) && Number.isNaN(r.bins[0].confidence)).to.equal(true);
+    expect(r.ece).to.be.closeTo(0.5 * 0.4 + 0.5 * 0.525, 1e-6);
+    expect(r.ece).to.be.closeTo(kiln.train.expectedCalibrationError(p, y, { bins: 5, probabilities: true }), 1e-12);
+    expectKilnError(() => kiln.train.reliability(p, y, { bins: 0 }), 'INVALID_ARGUMENT', 'reliability: bins');
+    // evaluate: 15 bins whose ECE is the one it reports
+    const data = toyData(60, 4);
+    const model = new nn.Sequential(new nn.Flatten(), new nn.Linear(16, 3));
+    const trainer = new Trainer(model, { optimizer: new optim.SGD(model.parameters(), { lr: 0.1 }), verbose: 0, device: DEVICE });
+    const ev = await trainer.evaluate(data);
+    expect(ev.reliability).to.have.length(15);
+    expect(ev.reliability.reduce((a, b) => a + b.count, 0)).to.equal(60);
+    const { svg } = kiln.train.reliabilityDiagramSvg([{ label: 'before', bins: ev.reliability }, { label: 'after', bins: r.bins }], { title: 'Reliability' });
+    expect(svg).to.include(`before (ECE ${ev.ece.toFixed(3)})`).and.include(`after (ECE ${r.ece.toFixed(3)})`).and.include('stroke-dasharray');
+    expect((svg.match(/<polyline/g) ?? []).length, 'the diagonal and two curves').to.equal(3);
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-rel-')), 'r.png');
+    await kiln.train.plotReliability([{ label: 'model', bins: ev.reliability }], file);
+    expect(fs.readFileSync(file).subarray(1, 4).toString()).to.equal('PNG');
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    expect(() => kiln.train.reliabilityDiagramSvg([])).to.throw(kiln.KilnError, /curves/);
+    expect(() => kiln.train.reliabilityDiagramSvg([{ label: 1 } as never])).to.throw(kiln.KilnError, /curves\[0\]/);
+    for (const t of [p, y, data.x, data.y]) t.dispose();
     model.dispose();
   });
 

@@ -114,7 +114,7 @@ describe('cli: kiln command', function () {
     const last = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(last).to.include.keys('test_accuracy', 'test_loss', 'epochs', 'seconds');
     expect(last.epochs).to.equal(1);
-    for (const f of ['model.safetensors', 'checkpoint/trainer.json', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png']) expect(fs.existsSync(path.join(dir, f)), f).to.equal(true);
+    for (const f of ['model.safetensors', 'checkpoint/trainer.json', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png', 'reliability.png']) expect(fs.existsSync(path.join(dir, f)), f).to.equal(true);
     const { metadata, tensors } = kiln.loadSafetensors(path.join(dir, 'model.safetensors'));
     for (const t of tensors.values()) t.dispose();
     expect(JSON.parse(metadata['kiln.architecture']).name).to.equal('simple-cnn');

@@ -24,7 +24,7 @@ import { Module } from '../nn/module';
 import { Scheduler, EarlyStopping } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
-import { plotHistory, plotConfusionMatrix } from '../train/plots';
+import { plotHistory, plotConfusionMatrix, plotReliability } from '../train/plots';
 import { FlagSpec, UsageError, outputFolder, parseFraction } from './args';
 import { info } from '../info';
 import { adversarialTraining, trades } from '../robust/objectives';
@@ -309,12 +309,16 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   writeFileAtomic(path.join(out, 'metrics.json'), JSON.stringify(metrics, null, 1));
   if (history.length > 0) await plotHistory(history, path.join(out, 'curves.png'), { title: `${f.model} on ${path.basename(String(f.data))}` });
   if (ev.confusionMatrix) await plotConfusionMatrix(ev.confusionMatrix, path.join(out, 'confusion.png'), { classNames: data.classNames, title: `${path.basename(String(f.data))} test set` });
+  if (ev.reliability.length > 0) {
+    const curves = [{ label: cal ? 'uncalibrated' : 'model', bins: ev.reliability }, ...(cal ? [{ label: `T = ${fit!.temperature.toFixed(2)}`, bins: cal.reliability }] : [])];
+    await plotReliability(curves, path.join(out, 'reliability.png'), { title: `Reliability on the ${path.basename(String(f.data))} test set` });
+  }
   if (fit && cal)
     log(`kiln: temperature ${fit.temperature.toFixed(3)} (fitted on ${fit.samples} validation images: NLL ${fit.nllBefore.toFixed(4)} → ${fit.nllAfter.toFixed(4)}): test ECE ${ev.ece.toFixed(4)} → ${cal.ece.toFixed(4)}`);
   else if (fit)
     log(`kiln: warning: no temperature saved: the best one for the ${fit.samples} validation images is at an end of its range (T = ${fit.temperature}: ${fit.temperature < 1 ? 'every one of them is classified right, so the fit would make every answer certain' : 'the model is no better than chance on them'}); use a larger --val-split`);
   log(`kiln: test accuracy ${(100 * metrics.test_accuracy).toFixed(2)}% · test loss ${ev.loss.toFixed(4)} · ${history.length} epochs in ${seconds.toFixed(1)} s`);
-  log(`kiln: wrote ${['model.safetensors', 'checkpoint/', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png'].map((n) => path.join(out, n)).join(', ')}`);
+  log(`kiln: wrote ${['model.safetensors', 'checkpoint/', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png', 'reliability.png'].map((n) => path.join(out, n)).join(', ')}`);
   if (f.json) {
     const { per_class: _p, confusion_matrix: _c, history: _h, config: _cfg, ...short } = metrics;
     process.stdout.write(JSON.stringify(short) + '\n');

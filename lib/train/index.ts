@@ -27,10 +27,11 @@ export {
 export { Progress, Verbosity } from './progress';
 export {
   accuracy, topKAccuracy, confusionMatrix, classificationReport, ClassificationReport, precisionRecallF1,
-  expectedCalibrationError, CalibrationOptions,
+  expectedCalibrationError, CalibrationOptions, reliability, ReliabilityBin,
 } from './metrics';
 export { distillation, DistillationOptions, DistillationObjective } from './distill';
 export { fitTemperature, FitTemperatureOptions, TemperatureFit, TEMPERATURE_RANGE } from './calibration';
 export {
   plotHistory, plotConfusionMatrix, trainingCurvesSvg, confusionMatrixSvg, confusionMatrixPng, CurvesOptions, ConfusionPlotOptions,
+  plotReliability, reliabilityDiagramSvg, ReliabilityCurve,
 } from './plots';

@@ -183,18 +183,52 @@ export function accumulateCalibration(acc: Tensor, logits: Tensor, targets: Tens
   }));
 }
 
-/** ECE from accumulated [3, bins] sums: Σ_b (n_b / N) · |accuracy_b − confidence_b|. */
-export function calibrationFromSums(acc: Tensor): number {
+/** One equal-width confidence bin of a reliability diagram: [lower, upper), its images, their mean confidence and accuracy (NaN when empty). */
+export interface ReliabilityBin {
+  lower: number;
+  upper: number;
+  count: number;
+  confidence: number;
+  accuracy: number;
+}
+
+/** The bins of accumulated [3, bins] sums (count, confidence sum, correct sum). */
+export function binsFromSums(acc: Tensor): ReliabilityBin[] {
   const d = acc.dataSync() as Float64Array;
   const bins = d.length / 3;
-  let total = 0, ece = 0;
-  for (let b = 0; b < bins; b++) total += d[b];
-  if (total === 0) return NaN;
-  for (let b = 0; b < bins; b++) {
+  return Array.from({ length: bins }, (_, b) => {
     const n = d[b];
-    if (n > 0) ece += (n / total) * Math.abs(d[2 * bins + b] / n - d[bins + b] / n);
-  }
-  return ece;
+    return { lower: b / bins, upper: (b + 1) / bins, count: n, confidence: n > 0 ? d[bins + b] / n : NaN, accuracy: n > 0 ? d[2 * bins + b] / n : NaN };
+  });
+}
+
+/** ECE of reliability bins: Σ_b (n_b / N) · |accuracy_b − confidence_b| (NaN without images). */
+export function eceOfBins(bins: ReliabilityBin[]): number {
+  const total = bins.reduce((a, b) => a + b.count, 0);
+  if (total === 0) return NaN;
+  return bins.reduce((e, b) => (b.count > 0 ? e + (b.count / total) * Math.abs(b.accuracy - b.confidence) : e), 0);
+}
+
+/** ECE from accumulated [3, bins] sums. */
+export function calibrationFromSums(acc: Tensor): number {
+  return eceOfBins(binsFromSums(acc));
+}
+
+/**
+ * The reliability diagram's data: per equal-width bin of top softmax probability, how many images fall in it, their
+ * mean confidence and their accuracy — and the ECE they make. `plotReliability` draws it.
+ */
+export function reliability(logits: Tensor, targets: Tensor, options: CalibrationOptions = {}): { bins: ReliabilityBin[]; ece: number } {
+  checkPair(logits, targets, 'reliability', true);
+  if (options === null || typeof options !== 'object') throw invalidParameterError('reliability: options', 'an object', options);
+  const bins = options.bins ?? 15;
+  if (typeof bins !== 'number' || !Number.isInteger(bins) || bins < 1) throw invalidParameterError('reliability: bins', 'a positive integer', bins);
+  return tidy(() => {
+    const acc = zeros([3, bins], { dtype: 'float64', device: logits.device });
+    accumulateCalibration(acc, logits, targets, bins, !!options.probabilities);
+    const b = binsFromSums(acc);
+    return { bins: b, ece: eceOfBins(b) };
+  });
 }
 
 /**

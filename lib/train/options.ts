@@ -10,6 +10,7 @@ import { Batch } from '../data/dataset';
 import { Callback } from './callback';
 import { Scheduler } from './callbacks';
 import { MetricSpec } from './accumulator';
+import type { ReliabilityBin } from './metrics';
 import { Verbosity, ProgressStream } from './progress';
 import { BatchSource } from './sources';
 import { CudaGraphTrainOptions } from './graph-steps';
@@ -113,6 +114,8 @@ export interface EvaluateResult {
   confusionMatrix: number[][] | null;
   /** expected calibration error (15 bins) */
   ece: number;
+  /** the 15 bins the ECE comes from (a reliability diagram: `plotReliability`); empty when the outputs are not [N, classes] logits */
+  reliability: ReliabilityBin[];
 }
 
 /** Frees a batch's tensors. */

@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import * as fs from 'fs';
 import * as path from 'path';
 import { KilnError, invalidParameterError } from '../errors';
+import { ReliabilityBin, eceOfBins } from './metrics';
 import { History } from './history';
 
 const FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
@@ -65,6 +66,10 @@ export interface Series {
   ys: number[];
   color: string;
   label: string;
+  /** an SVG stroke-dasharray (default: solid) */
+  dash?: string;
+  /** dots at the points (default true) */
+  markers?: boolean;
 }
 
 /** A line-chart panel: axes, ticks, grid, labels, lines with markers and a legend above the plot area. */
@@ -81,6 +86,10 @@ export interface PanelSpec {
   yRange?: [number, number];
   /** formats x tick labels (default: short numbers) */
   xTickLabel?: (v: number) => string;
+  /** x ticks (default: whole numbers with integerX, else every x of the data) */
+  xTicks?: number[];
+  /** width of each legend entry in pixels (default 96), or 'auto': as its label needs */
+  legendWidth?: number | 'auto';
 }
 
 /** Draws one line panel into `parts` inside the box. */
@@ -88,7 +97,9 @@ export function linePanel(parts: string[], box: { x: number; y: number; width: n
   const { x: ox, y: oy, width: pw, height: ph } = box;
   const L = ox + 62, R = ox + pw - 16, B = oy + ph - 48;
   // the legend shares the title's row unless the title (15 px bold: ~8.8 px a character) would run into it
-  const T = oy + (L + p.title.length * 8.8 + 12 > R - p.series.length * 96 ? 60 : 42);
+  const lws = p.series.map((s) => (p.legendWidth === 'auto' ? 34 + 6.4 * s.label.length : p.legendWidth ?? 96));
+  const legendW = lws.reduce((a, b) => a + b, 0);
+  const T = oy + (L + p.title.length * 8.8 + 12 > R - legendW ? 60 : 42);
   const vals = p.series.flatMap((s) => s.ys).filter(Number.isFinite);
   const yt = p.yRange ? niceTicks(p.yRange[0], p.yRange[1]) : niceTicks(vals.length ? Math.min(...vals) : 0, vals.length ? Math.max(...vals) : 1);
   const y0 = yt[0], y1 = yt[yt.length - 1];
@@ -101,7 +112,7 @@ export function linePanel(parts: string[], box: { x: number; y: number; width: n
     parts.push(`<line x1="${L}" x2="${R}" y1="${sy(v)}" y2="${sy(v)}" stroke="#e5e5e5"/>`);
     parts.push(`<text x="${L - 6}" y="${sy(v) + 4}" font-size="11" text-anchor="end">${tickLabel(v)}</text>`);
   }
-  const xt = p.integerX ? niceTicks(x0, x1, Math.min(8, x1 - x0)).filter((v) => Number.isInteger(v) && v >= x0 && v <= x1) : [...new Set(allX)].sort((a, b) => a - b);
+  const xt = p.xTicks ?? (p.integerX ? niceTicks(x0, x1, Math.min(8, x1 - x0)).filter((v) => Number.isInteger(v) && v >= x0 && v <= x1) : [...new Set(allX)].sort((a, b) => a - b));
   for (const v of xt) {
     parts.push(`<line x1="${sx(v)}" x2="${sx(v)}" y1="${B}" y2="${B + 5}" stroke="#333"/>`);
     parts.push(`<text x="${sx(v)}" y="${B + 18}" font-size="11" text-anchor="middle">${esc((p.xTickLabel ?? tickLabel)(v))}</text>`);
@@ -109,18 +120,18 @@ export function linePanel(parts: string[], box: { x: number; y: number; width: n
   parts.push(`<line x1="${L}" x2="${R}" y1="${B}" y2="${B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${B}" stroke="#333"/>`);
   parts.push(`<text x="${(L + R) / 2}" y="${B + 36}" font-size="12" text-anchor="middle">${esc(p.xLabel)}</text>`);
   parts.push(`<text transform="translate(${ox + 16} ${(T + B) / 2}) rotate(-90)" font-size="12" text-anchor="middle">${esc(p.yLabel)}</text>`);
-  for (const { xs, ys, color } of p.series) {
+  for (const { xs, ys, color, dash, markers } of p.series) {
     const pts = ys.map((v, j) => (Number.isFinite(v) ? `${sx(xs[j]).toFixed(1)},${sy(v).toFixed(1)}` : null)).filter((q): q is string => q !== null);
-    if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
-    for (const pt of pts) {
+    if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`);
+    if (markers !== false) for (const pt of pts) {
       const [cx, cy] = pt.split(',');
       parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${color}"/>`);
     }
   }
   // legend: one row above the plot area, right-aligned
-  p.series.forEach(({ color, label }, j) => {
-    const lx = R - (p.series.length - j) * 96 + 6, ly = T - 20;
-    parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5"/>`);
+  p.series.forEach(({ color, label, dash }, j) => {
+    const lx = R - legendW + lws.slice(0, j).reduce((a, b) => a + b, 0) + 6, ly = T - 20;
+    parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`);
     parts.push(`<text x="${lx + 24}" y="${ly + 4}" font-size="11">${esc(label)}</text>`);
   });
 }
@@ -245,4 +256,37 @@ export async function plotHistory(history: History, file: string, o: CurvesOptio
 /** Writes the confusion matrix to a PNG file. */
 export async function plotConfusionMatrix(cm: number[][], file: string, o: ConfusionPlotOptions = {}): Promise<void> {
   await writePng(file, confusionMatrixSvg(cm, o).svg);
+}
+
+/** One curve of a reliability diagram: a label and the bins (`evaluate(...).reliability`, `reliability(...)`). */
+export interface ReliabilityCurve {
+  label: string;
+  bins: ReliabilityBin[];
+}
+
+/**
+ * A reliability diagram: accuracy against mean confidence per confidence bin (the non-empty ones), one line per curve
+ * (e.g. before and after `calibrate`), over the diagonal of a perfectly calibrated model; the legend gives each ECE.
+ */
+export function reliabilityDiagramSvg(curves: ReliabilityCurve[], o: { title?: string } = {}): { svg: string; width: number; height: number } {
+  if (!Array.isArray(curves) || curves.length === 0 || curves.length > 4) throw invalidParameterError('curves', '1 to 4 curves {label, bins}', curves);
+  const colors = [TRAIN_COLOR, VAL_COLOR, '#2ca02c', '#9467bd'];
+  const series: Series[] = curves.map((c, i) => {
+    if (!c || typeof c.label !== 'string' || !Array.isArray(c.bins)) throw invalidParameterError(`curves[${i}]`, 'a curve {label, bins}', c);
+    const full = c.bins.filter((b) => b.count > 0);
+    return { xs: full.map((b) => b.confidence), ys: full.map((b) => b.accuracy), color: colors[i], label: `${c.label} (ECE ${eceOfBins(c.bins).toFixed(3)})` };
+  });
+  const ticks = [0, 0.2, 0.4, 0.6, 0.8, 1];
+  const width = 600, height = 480;
+  const parts: string[] = [`<rect width="100%" height="100%" fill="white"/>`];
+  linePanel(parts, { x: 0, y: 0, width, height }, {
+    title: o.title ?? 'Reliability', xLabel: 'confidence (top softmax probability, mean per bin)', yLabel: 'accuracy', xMin: 0, xMax: 1, yRange: [0, 1], xTicks: ticks,
+    series: [{ xs: ticks, ys: ticks, color: '#999', label: 'perfect', dash: '5 4', markers: false }, ...series], legendWidth: 'auto',
+  });
+  return { svg: svgDocument(width, height, parts), width, height };
+}
+
+/** Writes a reliability diagram to a PNG file. */
+export async function plotReliability(curves: ReliabilityCurve[], file: string, o: { title?: string } = {}): Promise<void> {
+  await writePng(file, reliabilityDiagramSvg(curves, o).svg);
 }

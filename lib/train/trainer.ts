@@ -22,7 +22,7 @@ import { History, Logs } from './history';
 import { BatchLogs, Callback, checkCallbacks, runHook } from './callback';
 import { Scheduler, checkScheduler, needsMetric } from './callbacks';
 import { Accumulator, MetricSpec, resolveMetrics } from './accumulator';
-import { accumulateConfusion, confusionFromCounts, accumulateCalibration, calibrationFromSums } from './metrics';
+import { accumulateConfusion, confusionFromCounts, accumulateCalibration, binsFromSums, eceOfBins, ReliabilityBin } from './metrics';
 import { fitTemperature, FitTemperatureOptions, TemperatureFit } from './calibration';
 import { checkTemperature } from '../nn/classifier';
 import { Progress, Verbosity, ProgressStream } from './progress';
@@ -420,7 +420,7 @@ export class Trainer {
     const src = toSource(data, 'evaluate: data', { batchSize: options.batchSize });
     const r = await this.evaluateSource(src, resolveMetrics(this.metricSpecs), true, temperature);
     if (r.confusion) this.lastConfusion = r.confusion;
-    return { ...r.means, samples: r.samples, confusionMatrix: r.confusion, ece: r.ece } as EvaluateResult;
+    return { ...r.means, samples: r.samples, confusionMatrix: r.confusion, ece: r.bins ? eceOfBins(r.bins) : NaN, reliability: r.bins ?? [] } as EvaluateResult;
   }
 
   /**
@@ -476,7 +476,7 @@ export class Trainer {
     }
   }
 
-  private async evaluateSource(src: Source, metrics: ReturnType<typeof resolveMetrics>, calibration: boolean, temperature = 1): Promise<{ means: Record<string, number>; samples: number; confusion: number[][] | null; ece: number }> {
+  private async evaluateSource(src: Source, metrics: ReturnType<typeof resolveMetrics>, calibration: boolean, temperature = 1): Promise<{ means: Record<string, number>; samples: number; confusion: number[][] | null; bins: ReliabilityBin[] | null }> {
     const acc = new Accumulator(metrics, this.device);
     let cm: Tensor | null = null, cal: Tensor | null = null, classes = 0;
     try {
@@ -497,7 +497,7 @@ export class Trainer {
       });
       const r = await acc.read();
       const c = cm as Tensor | null, k = cal as Tensor | null;
-      return { means: r.means, samples: acc.samples, confusion: c ? confusionFromCounts(c, classes) : null, ece: k ? calibrationFromSums(k) : NaN };
+      return { means: r.means, samples: acc.samples, confusion: c ? confusionFromCounts(c, classes) : null, bins: k ? binsFromSums(k) : null };
     } finally {
       acc.dispose();
       (cm as Tensor | null)?.dispose();
