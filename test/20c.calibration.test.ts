@@ -139,6 +139,11 @@ describe('temperature scaling', function () {
     const ev = await trainer.evaluate(data);
     expect(ev.reliability).to.have.length(15);
     expect(ev.reliability.reduce((a, b) => a + b.count, 0)).to.equal(60);
+    const logits = await trainer.predict(data.x);
+    const direct = kiln.train.reliability(logits, data.y);
+    logits.dispose();
+    expect(direct.ece, 'the ECE evaluate reports is its bins’').to.be.closeTo(ev.ece, 1e-12);
+    expect(direct.bins.map((b) => b.count)).to.deep.equal(ev.reliability.map((b) => b.count));
     const { svg } = kiln.train.reliabilityDiagramSvg([{ label: 'before', bins: ev.reliability }, { label: 'after', bins: r.bins }], { title: 'Reliability' });
     expect(svg).to.include(`before (ECE ${ev.ece.toFixed(3)})`).and.include(`after (ECE ${r.ece.toFixed(3)})`).and.include('stroke-dasharray');
     expect((svg.match(/<polyline/g) ?? []).length, 'the diagonal and two curves').to.equal(3);

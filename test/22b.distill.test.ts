@@ -84,6 +84,25 @@ describe('knowledge distillation', function () {
     student.dispose();
   });
 
+  it('runs a TorchScript teacher (dropout, batch norm) in eval mode', () => {
+    const teacher = kiln.jit.load(path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'tiny_script.pt'));
+    teacher.to(DEVICE);
+    teacher.train(); // dropout 0.5 on and batch statistics: the objective must not use them
+    kiln.manualSeed(4);
+    const x = kiln.randn([6, 3, 6, 6], { device: DEVICE }), y = kiln.tensor([0, 1, 2, 0, 1, 2], { dtype: 'int64', device: DEVICE });
+    const student = new nn.Sequential(new nn.Flatten(), new nn.Linear(108, 3));
+    student.to(DEVICE);
+    const objective = distillation({ teacher, temperature: 2, alpha: 1 });
+    const got = [0, 1].map(() => kiln.tidy(() => objective({ model: student, x, y, loss: crossEntropy, step: 0 }).loss.item()));
+    teacher.eval();
+    const want = kiln.tidy(() => kiln.noGrad(() => kiln.nn.functional.klDiv(student.call(x).div(2).logSoftmax(1), teacher.call(x).div(2).softmax(1), { reduction: 'batchmean' }).mul(4).item()));
+    expect(got[0]).to.be.closeTo(want, 1e-6);
+    expect(got[1]).to.be.closeTo(want, 1e-6);
+    for (const t of [x, y]) t.dispose();
+    student.dispose();
+    teacher.dispose();
+  });
+
   it('compares half-precision logits in float32 and leaves no tensor behind', async () => {
     const student = linear(FIX.student), teacher = linear(FIX.teacher);
     const x = fixture64(FIX.x), y = kiln.tensor(FIX.y, { dtype: 'int64', device: DEVICE });

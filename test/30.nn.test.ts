@@ -279,6 +279,15 @@ describe('30 nn modules', () => {
       const mb = kiln.models.create('mobilenet_v3_small', { numClasses: 1000 });
       expect(mb.multiplyAdds([1, 3, 224, 224])).to.equal(56510400);
       mb.dispose();
+      // only convolutions (grouped: in/groups) and linear layers count; a LayerNorm's 2-D weight does not; a frozen
+      // BatchNorm in eval mode stays so; a bf16 model gets bf16 zeros
+      const m = new nn.Sequential(new nn.Conv2d(4, 8, 3, { padding: 1, groups: 2 }), new nn.LayerNorm([8, 8]), new nn.BatchNorm2d(8), new nn.Flatten(), new nn.Linear(512, 3));
+      m.get('2').eval();
+      expect(m.multiplyAdds([1, 4, 8, 8])).to.equal(8 * 64 * 2 * 9 + 3 * 512);
+      expect([m.training, m.get('2').training, m.get('0').training]).to.deep.equal([true, false, true]);
+      m.to({ dtype: 'bfloat16' });
+      expect(m.summary([2, 4, 8, 8])).to.include(`Total mult-adds: ${(2 * (8 * 64 * 18 + 3 * 512)).toLocaleString('en-US')}`);
+      m.dispose();
     });
 
     it("get('0') finds children; set('5', layer) replaces a head", () => {

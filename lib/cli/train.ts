@@ -316,7 +316,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (fit && cal)
     log(`kiln: temperature ${fit.temperature.toFixed(3)} (fitted on ${fit.samples} validation images: NLL ${fit.nllBefore.toFixed(4)} → ${fit.nllAfter.toFixed(4)}): test ECE ${ev.ece.toFixed(4)} → ${cal.ece.toFixed(4)}`);
   else if (fit)
-    log(`kiln: warning: no temperature saved: the best one for the ${fit.samples} validation images is at an end of its range (T = ${fit.temperature}: ${fit.temperature < 1 ? 'every one of them is classified right, so the fit would make every answer certain' : 'the model is no better than chance on them'}); use a larger --val-split`);
+    log(`kiln: warning: no temperature saved: the best one for the ${fit.samples} validation images is at an end of its range (T = ${fit.temperature}: ${fit.temperature < 1 ? 'every one of them is classified right, so the fit would make every answer certain; a larger --val-split gives it wrong ones to learn from' : 'the model is no better than chance on them; train it further'})`);
   log(`kiln: test accuracy ${(100 * metrics.test_accuracy).toFixed(2)}% · test loss ${ev.loss.toFixed(4)} · ${history.length} epochs in ${seconds.toFixed(1)} s`);
   log(`kiln: wrote ${['model.safetensors', 'checkpoint/', 'history.csv', 'metrics.json', 'curves.png', 'confusion.png', 'reliability.png'].map((n) => path.join(out, n)).join(', ')}`);
   if (f.json) {

@@ -85,6 +85,10 @@ export class Conv2d extends Module {
       padded.dispose();
     }
   }
+  /** Each output element sums in/groups × kh × kw products. */
+  protected override ownMultiplyAdds(output: Tensor): number {
+    return output.numel * (this.weight.numel / this.weight.shape[0]);
+  }
 }
 
 /** Fully connected layer: y = x Wᵀ + b, weight [out, in]. */
@@ -103,6 +107,10 @@ export class Linear extends Module {
   }
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);
+  }
+  /** Each output element sums in_features products. */
+  protected override ownMultiplyAdds(output: Tensor): number {
+    return output.numel * this.weight.shape[1];
   }
 }
 

@@ -398,9 +398,17 @@ export abstract class Module {
   }
 
   /**
-   * Each leaf layer as one forward on zeros of `inputShape` (eval mode, no gradients) meets it: its name, type, output
-   * shape, own parameters and multiply-adds — those of convolutions and linear layers (output elements × the inputs
-   * each one sums: in/groups × kernel for a convolution, in_features for a linear layer), as torchinfo and fvcore count.
+   * Multiply-adds of one call of this layer that gave `output` (`multiplyAdds`, `summary`): 0 here; convolutions and
+   * linear layers override it (output elements × the inputs each one sums).
+   */
+  protected ownMultiplyAdds(_output: Tensor): number {
+    return 0;
+  }
+
+  /**
+   * Each leaf layer as one forward on zeros of `inputShape` (in the parameters' device and floating dtype; eval mode,
+   * no gradients, every submodule's mode put back after) meets it: its name, type, output shape, own parameters and
+   * multiply-adds (`ownMultiplyAdds`). A layer called twice is listed and counted twice.
    */
   private layerStats(inputShape: number[]): { name: string; type: string; shape: number[]; params: number; multAdds: number }[] {
     const rows: { name: string; type: string; shape: number[]; params: number; multAdds: number }[] = [];
@@ -409,24 +417,24 @@ export abstract class Module {
       if (name === '' || m._modules.size > 0) continue;
       removers.push(m.registerForwardHook((mod, _i, out) => {
         const own = [...mod._parameters.values()].reduce((a, p) => a + (p ? p.numel : 0), 0);
-        const w = mod._parameters.get('weight');
-        const multAdds = w && (w.ndim === 2 || w.ndim === 4) ? out.numel * (w.numel / w.shape[0]) : 0;
-        rows.push({ name, type: mod.constructor.name, shape: out.shape, params: own, multAdds });
+        rows.push({ name, type: mod.constructor.name, shape: out.shape, params: own, multAdds: mod.ownMultiplyAdds(out) });
       }));
     }
-    const wasTraining = this.training;
-    const device = this.parameters()[0]?.device ?? 'cpu';
+    const restore = saveModes(this);
+    const params = this.parameters();
+    const device = params[0]?.device ?? 'cpu';
+    const dtype = params.find((p) => isFloating(p.dtype))?.dtype ?? 'float32';
     this.eval();
     try {
-      tidy(() => { noGrad(() => this.call(zeros(inputShape, { device }))); });
+      tidy(() => { noGrad(() => this.call(zeros(inputShape, { device, dtype }))); });
     } finally {
       removers.forEach((r) => r());
-      this.train(wasTraining);
+      restore();
     }
     return rows;
   }
 
-  /** Multiply-adds of one forward on an input of `inputShape` (convolutions and linear layers; see `summary`). */
+  /** Multiply-adds of one forward on an input of `inputShape`: its convolutions' and linear layers' (`ownMultiplyAdds`). */
   multiplyAdds(inputShape: number[]): number {
     return this.layerStats(inputShape).reduce((a, r) => a + r.multAdds, 0);
   }

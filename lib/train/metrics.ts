@@ -183,7 +183,7 @@ export function accumulateCalibration(acc: Tensor, logits: Tensor, targets: Tens
   }));
 }
 
-/** One equal-width confidence bin of a reliability diagram: [lower, upper), its images, their mean confidence and accuracy (NaN when empty). */
+/** One equal-width confidence bin of a reliability diagram: [lower, upper) (the last one includes 1), its images, their mean confidence and accuracy (NaN when empty). */
 export interface ReliabilityBin {
   lower: number;
   upper: number;

@@ -97,9 +97,16 @@ export function linePanel(parts: string[], box: { x: number; y: number; width: n
   const { x: ox, y: oy, width: pw, height: ph } = box;
   const L = ox + 62, R = ox + pw - 16, B = oy + ph - 48;
   // the legend shares the title's row unless the title (15 px bold: ~8.8 px a character) would run into it
+  // legend entries, right-aligned in rows as wide as the plot area (more rows push the plot down)
   const lws = p.series.map((s) => (p.legendWidth === 'auto' ? 34 + 6.4 * s.label.length : p.legendWidth ?? 96));
-  const legendW = lws.reduce((a, b) => a + b, 0);
-  const T = oy + (L + p.title.length * 8.8 + 12 > R - legendW ? 60 : 42);
+  const rows: number[][] = [[]];
+  lws.forEach((w, j) => {
+    const row = rows[rows.length - 1];
+    if (row.length > 0 && row.reduce((a, k) => a + lws[k], 0) + w > R - L) rows.push([j]);
+    else row.push(j);
+  });
+  const firstW = rows[0].reduce((a, k) => a + lws[k], 0);
+  const T = oy + (L + p.title.length * 8.8 + 12 > R - firstW ? 60 : 42) + 18 * (rows.length - 1);
   const vals = p.series.flatMap((s) => s.ys).filter(Number.isFinite);
   const yt = p.yRange ? niceTicks(p.yRange[0], p.yRange[1]) : niceTicks(vals.length ? Math.min(...vals) : 0, vals.length ? Math.max(...vals) : 1);
   const y0 = yt[0], y1 = yt[yt.length - 1];
@@ -129,11 +136,13 @@ export function linePanel(parts: string[], box: { x: number; y: number; width: n
     }
   }
   // legend: one row above the plot area, right-aligned
-  p.series.forEach(({ color, label, dash }, j) => {
-    const lx = R - legendW + lws.slice(0, j).reduce((a, b) => a + b, 0) + 6, ly = T - 20;
+  rows.forEach((row, r) => row.forEach((j, i) => {
+    const { color, label, dash } = p.series[j];
+    const rowW = row.reduce((a, k) => a + lws[k], 0);
+    const lx = R - rowW + row.slice(0, i).reduce((a, k) => a + lws[k], 0) + 6, ly = T - 20 - 18 * (rows.length - 1 - r);
     parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`);
     parts.push(`<text x="${lx + 24}" y="${ly + 4}" font-size="11">${esc(label)}</text>`);
-  });
+  }));
 }
 
 /** Options of the training-curves plot. */
@@ -273,7 +282,7 @@ export function reliabilityDiagramSvg(curves: ReliabilityCurve[], o: { title?: s
   const colors = [TRAIN_COLOR, VAL_COLOR, '#2ca02c', '#9467bd'];
   const series: Series[] = curves.map((c, i) => {
     if (!c || typeof c.label !== 'string' || !Array.isArray(c.bins)) throw invalidParameterError(`curves[${i}]`, 'a curve {label, bins}', c);
-    const full = c.bins.filter((b) => b.count > 0);
+    const full = c.bins.filter((b) => b.count > 0 && Number.isFinite(b.confidence) && Number.isFinite(b.accuracy));
     return { xs: full.map((b) => b.confidence), ys: full.map((b) => b.accuracy), color: colors[i], label: `${c.label} (ECE ${eceOfBins(c.bins).toFixed(3)})` };
   });
   const ticks = [0, 0.2, 0.4, 0.6, 0.8, 1];
