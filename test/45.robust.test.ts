@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { expect } from 'chai';
 import * as kiln from '../lib';
-import { expectKilnError, maxAbsDiff, DEVICE, skipWithoutDevice } from './helpers';
+import { expectKilnError, expectRejects, maxAbsDiff, DEVICE, skipWithoutDevice } from './helpers';
 import { glassBlurCore, motionBlurCore, elasticTransformCore, fogCore, plasmaFractal } from '../lib/robust/corruptions-random';
 import { spatterCore, SpatterParams } from '../lib/robust/corruptions-spatter';
 import { snowCore, SnowParams } from '../lib/robust/corruptions-snow';
@@ -652,12 +652,26 @@ describe(`45 robust (${DEVICE})`, function () {
       expect(r.attacks[2].accuracy).to.be.below(r.clean.accuracy);
       expect(r.corruptions.map((c) => `${c.name}/${c.severity}/${c.family}`)).to.deep.equal(['contrast/1/digital', 'contrast/5/digital', 'gaussianNoise/1/noise', 'gaussianNoise/5/noise']);
       expect(r.corruptionAccuracy).to.be.closeTo(r.corruptions.reduce((s, c) => s + c.accuracy, 0) / 4, 1e-12);
+      // calibration under shift: the clean ECE is evaluate's; contrast (no randomness) at severity 5 is the ECE of the
+      // model on those images; with a temperature, the ECEs of logits / T and the same accuracies
+      expect(r.clean.ece).to.be.closeTo(ev.ece, 1e-9);
+      const dark = await robust.corrupt(pixels, 'contrast', 5);
+      const darkLogits = kiln.tidy(() => kiln.noGrad(() => model.call(normalise(dark))));
+      expect(r.corruptions[1].ece).to.be.closeTo(kiln.train.expectedCalibrationError(darkLogits, yy), 1e-6);
+      expect(r.corruptionEce).to.be.closeTo(r.corruptions.reduce((s, c) => s + c.ece, 0) / 4, 1e-12);
+      const hot = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, corruptions: ['contrast'], severities: [5], temperature: 2 });
+      expect(hot.clean.ece).to.be.closeTo((await t.evaluate({ x, y: yy }, { batchSize: 16, temperature: 2 })).ece, 1e-9);
+      expect(hot.corruptions[0].ece).to.be.closeTo(kiln.tidy(() => kiln.train.expectedCalibrationError(darkLogits.div(2), yy)), 1e-6);
+      expect([hot.clean.accuracy, hot.corruptions[0].accuracy]).to.deep.equal([r.clean.accuracy, r.corruptions[1].accuracy]);
+      await expectRejects(robust.robustnessReport(model, { x, y: yy }, { ...norm, temperature: 0 }), 'INVALID_ARGUMENT', 'robustnessReport: temperature');
+      for (const tt of [dark, darkLogits]) tt.dispose();
       const again = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, corruptions: ['gaussianNoise'], severities: [1, 5] });
       expect(again.corruptions.map((c) => c.accuracy)).to.deep.equal(r.corruptions.slice(2).map((c) => c.accuracy));
       const limited = await robust.robustnessReport(model, { x, y: yy }, { ...norm, batchSize: 16, limit: 20, corruptions: 'none' });
       expect(limited.samples).to.equal(20);
       const text = robust.formatRobustnessReport(r);
-      expect(text).to.include('40 images').and.include('FGSM-L∞ eps 8.00/255').and.include('contrast').and.include('mean corruption accuracy');
+      expect(text).to.include('40 images').and.include('FGSM-L∞ eps 8.00/255').and.include('contrast').and.include('mean corruption accuracy')
+        .and.include(`· ECE ${r.clean.ece.toFixed(4)}`).and.include(`mean ECE ${r.corruptionEce!.toFixed(4)} (clean ${r.clean.ece.toFixed(4)})`);
       // forgetting mean/std is caught
       const e = await robust.robustnessReport(model, { x, y: yy }, { corruptions: 'none' }).then(() => null, (err) => err);
       expect(e).to.be.instanceOf(kiln.KilnError);
@@ -668,9 +682,9 @@ describe(`45 robust (${DEVICE})`, function () {
 
     it('plots accuracy against eps and severity for several reports', async () => {
       const mk = (acc: number) => ({
-        samples: 10, clean: { accuracy: acc, loss: 1 }, seconds: 1, corruptionAccuracy: acc - 0.1,
+        samples: 10, clean: { accuracy: acc, loss: 1, ece: 0.05 }, seconds: 1, corruptionAccuracy: acc - 0.1, corruptionEce: 0.1,
         attacks: [0.01, 0.03].map((eps) => ({ attack: 'pgd' as const, norm: 'linf' as const, eps, steps: 10, accuracy: acc - eps })),
-        corruptions: [1, 5].map((severity) => ({ name: 'contrast' as const, family: 'digital' as const, severity, accuracy: acc - 0.02 * severity })),
+        corruptions: [1, 5].map((severity) => ({ name: 'contrast' as const, family: 'digital' as const, severity, accuracy: acc - 0.02 * severity, ece: 0.02 * severity })),
       });
       const file = path.join(require('os').tmpdir(), `kiln-robust-plot-${process.pid}.png`);
       await robust.plotRobustness([mk(0.9), mk(0.8)], file, { labels: ['standard', 'hardened'], title: 'two models' });

@@ -72,7 +72,7 @@ export async function robustCommand(f: Flags, log: (s: string) => void): Promise
     ...(attack === 'autoattack' ? { version: f['aa-version'] as 'standard' | 'plus' | 'rand' } : {}),
   }));
   const report = await robustnessReport(m.model, loader, {
-    mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number, smoothing,
+    mean: m.mean, std: m.std, attacks, corruptions, severities, limit: f.limit as number, device, seed: f.seed as number, smoothing, temperature: m.temperature,
     onProgress: (k) => process.stderr.write(`\rkiln: ${k} images`),
   });
   process.stderr.write('\n');

@@ -19,6 +19,8 @@ import { Module, saveModes } from '../nn/module';
 import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
 import { Domain, Normalization } from './domain';
 import { CertifyOptions, certify, resolveSmoothing } from './smoothing';
+import { accumulateCalibration, binsFromSums, eceOfBins } from '../train/metrics';
+import { checkTemperature } from '../nn/classifier';
 
 /** Options of `robustnessReport`. */
 export interface RobustnessReportOptions extends Normalization {
@@ -38,6 +40,8 @@ export interface RobustnessReportOptions extends Normalization {
   seed?: number;
   /** called after each batch with the images done so far */
   onProgress?: (images: number) => void;
+  /** the model's logits are divided by this for the calibration errors (a calibrated model's, `Trainer.calibrate`; default 1); accuracies do not depend on it */
+  temperature?: number;
   /** certify the model smoothed with Gaussian noise (`certify`'s options but the report's mean/std/bounds/seed) and report certified accuracy at `radii` */
   smoothing?: SmoothingReportOptions;
 }
@@ -79,16 +83,21 @@ export interface CorruptionResult {
   family: CorruptionFamily;
   severity: number;
   accuracy: number;
+  /** expected calibration error (15 bins) on the corrupted images: how far confidence drifts from accuracy under the shift */
+  ece: number;
 }
 
 /** What `robustnessReport` returns. */
 export interface RobustnessReport {
   samples: number;
-  clean: { accuracy: number; loss: number };
+  /** accuracy, mean cross-entropy and expected calibration error (15 bins) on the clean images */
+  clean: { accuracy: number; loss: number; ece: number };
   attacks: AttackResult[];
   corruptions: CorruptionResult[];
   /** mean accuracy over all corruptions and severities (null without corruptions) */
   corruptionAccuracy: number | null;
+  /** mean ECE over all corruptions and severities (null without corruptions) */
+  corruptionEce: number | null;
   /** with the `smoothing` option */
   smoothing?: SmoothingResult;
   seconds: number;
@@ -132,6 +141,9 @@ function correct(model: Classifier, x: Tensor, y: Tensor): Tensor {
   return noGrad(() => tidy(() => logitsOf(model, x).argmax(1).eq(y).sum()));
 }
 
+/** ECE bins of a report's rows (clean, then each corruption cell). */
+const ECE_BINS = 15;
+
 /**
  * Accuracy of `model` on `data` (batches of {x, y}, x as the model takes it — pass the
  * normalisation's mean/std when it is normalised): clean, under each attack (on every
@@ -146,6 +158,9 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
   const cells = o.names.flatMap((name) => o.severities.map((severity) => ({ name, severity })));
   const k = 1 + o.attacks.length + cells.length;
   const counts = zeros([k + 1], { dtype: 'float64', device });
+  // calibration sums (count, confidence, correct per bin) of the clean images and of each corruption cell
+  const temperature = options.temperature === undefined ? 1 : checkTemperature(options.temperature, 'robustnessReport: temperature');
+  const cal = zeros([1 + cells.length, 3, ECE_BINS], { dtype: 'float64', device });
   // autoattack's per-stage robust counts (a stage never run, such as APGD-T below 4 classes, stays out)
   const stageCounts = o.attacks.map((a) => (a.stages ? zeros([a.stages.length], { dtype: 'float64', device }) : null));
   const stagesRan = o.attacks.map(() => new Set<number>());
@@ -183,9 +198,10 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
             return raw.clamp(o.domain.lo, o.domain.hi);
           });
           tidy(() => noGrad(() => {
-            const z = logitsOf(m, x); // one forward for clean accuracy and loss
+            const z = logitsOf(m, x); // one forward for clean accuracy, loss and calibration
             counts.narrow(0, 0, 1).add_(z.argmax(1).eq(y).sum());
             counts.narrow(0, k, 1).add_(crossEntropy(z.float(), y, { reduction: 'sum' }));
+            accumulateCalibration(cal.select(0, 0), z.float().div(temperature), y, ECE_BINS);
           }));
           for (let i = 0; i < o.attacks.length; i++) {
             const onStage = stageCounts[i] ? (j: number, robust: Tensor) => { stagesRan[i].add(j); stageCounts[i]!.narrow(0, j, 1).add_(robust.sum()); } : undefined;
@@ -194,7 +210,11 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
           }
           for (let i = 0; i < cells.length; i++) {
             const c = await corruptPixels(pixels, cells[i].name, cells[i].severity, mixSeed(o.seed, b, i));
-            tidy(() => { counts.narrow(0, 1 + o.attacks.length + i, 1).add_(correct(m, conv.toModel(c), y)); });
+            tidy(() => noGrad(() => {
+              const z = logitsOf(m, conv.toModel(c));
+              counts.narrow(0, 1 + o.attacks.length + i, 1).add_(z.argmax(1).eq(y).sum());
+              accumulateCalibration(cal.select(0, 1 + i), z.float().div(temperature), y, ECE_BINS);
+            }));
             c.dispose();
           }
           if (o.smoothing) {
@@ -226,13 +246,15 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
       const c = Array.from((await t.data()) as Float64Array);
       return o.attacks[i].stages!.flatMap((attack, j) => (stagesRan[i].has(j) ? [{ attack, accuracy: c[j] / seen }] : []));
     }));
-    const corruptions = cells.map((c, i) => ({ ...c, family: families[c.name], accuracy: acc(1 + o.attacks.length + i) }));
+    const eces = tidy(() => Array.from({ length: 1 + cells.length }, (_, i) => eceOfBins(binsFromSums(cal.select(0, i)))));
+    const corruptions = cells.map((c, i) => ({ ...c, family: families[c.name], accuracy: acc(1 + o.attacks.length + i), ece: eces[1 + i] }));
     return {
       samples: seen,
-      clean: { accuracy: acc(0), loss: v[k] / seen },
+      clean: { accuracy: acc(0), loss: v[k] / seen, ece: eces[0] },
       attacks: o.attacks.map(({ attack, norm, eps, steps }, i) => ({ attack, norm, eps, steps, accuracy: acc(1 + i), ...(stageAcc[i] ? { stages: stageAcc[i] } : {}) })),
       corruptions,
       corruptionAccuracy: corruptions.length ? corruptions.reduce((s, c) => s + c.accuracy, 0) / corruptions.length : null,
+      corruptionEce: corruptions.length ? corruptions.reduce((s, c) => s + c.ece, 0) / corruptions.length : null,
       ...(o.smoothing ? { smoothing: {
         sigma: o.smoothing.sigma, n: o.smoothing.n, n0: o.smoothing.n0, alpha: o.smoothing.alpha, radii: o.smoothing.radii,
         certifiedAccuracy: certified.map((c) => c / seen), abstained: abstained / seen,
@@ -241,6 +263,7 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
     };
   } finally {
     counts.dispose();
+    cal.dispose();
     for (const t of stageCounts) t?.dispose();
     restoreModes();
   }
@@ -263,7 +286,7 @@ export function attackBudget(a: Pick<AttackResult, 'attack' | 'steps'>): string 
 /** The report as a text table (attacks, then corruptions by severity). */
 export function formatRobustnessReport(r: RobustnessReport): string {
   const pct = (a: number) => `${(100 * a).toFixed(2)}%`;
-  const lines = [`${r.samples} images · clean accuracy ${pct(r.clean.accuracy)} · loss ${r.clean.loss.toFixed(4)}`];
+  const lines = [`${r.samples} images · clean accuracy ${pct(r.clean.accuracy)} · loss ${r.clean.loss.toFixed(4)} · ECE ${r.clean.ece.toFixed(4)}`];
   for (const a of r.attacks) {
     const eps = a.norm === 'linf' ? `${(a.eps * 255).toFixed(a.eps * 255 < 10 ? 2 : 1)}/255` : a.eps.toFixed(3);
     const budget = attackBudget(a);
@@ -280,7 +303,7 @@ export function formatRobustnessReport(r: RobustnessReport): string {
       const mean = row.reduce((s, c) => s + c.accuracy, 0) / row.length;
       lines.push(`  ${n.padEnd(w)}  ${sev.map((s) => pct(row.find((c) => c.severity === s)!.accuracy).padStart(8)).join('')}  ${pct(mean).padStart(7)}`);
     }
-    lines.push(`  mean corruption accuracy ${pct(r.corruptionAccuracy!)}`);
+    lines.push(`  mean corruption accuracy ${pct(r.corruptionAccuracy!)} · mean ECE ${r.corruptionEce!.toFixed(4)} (clean ${r.clean.ece.toFixed(4)})`);
   }
   if (r.smoothing) {
     const s = r.smoothing;
