@@ -357,8 +357,11 @@ function forward(model: Module, x: Tensor, ro: RunOptions): Tensor {
   }
 }
 
+/** airbench's tta_level as Kiln's test-time augmentation (`kiln.train.ttaLogits`). */
+const TTA_OF_LEVEL = { 0: 'none', 1: 'flip', 2: 'flip-translate' } as const;
+
 /**
- * Logits of normalised images [N, C, H, W] with airbench's test-time augmentation:
+ * Logits of normalised images [N, C, H, W] with airbench's test-time augmentation (`kiln.train.ttaLogits`):
  * level 0 none, 1 mirror (½ identity + ½ flip), 2 mirror + translate (6 views: also the
  * mirrored views of the reflect-padded image shifted by one pixel up-left and down-right,
  * weighted ½ for the untranslated pair and ¼ for each translated pair). Runs in eval mode
@@ -372,20 +375,12 @@ export function inferTTA(model: Module, images: Tensor, level: 0 | 1 | 2 = 2, o:
   const wasTraining = model.training;
   model.eval();
   try {
-    const [n, , h, w] = images.shape;
+    const n = images.size(0);
     const parts: Tensor[] = [];
     for (let s = 0; s < n; s += bs) {
       parts.push(kiln.tidy(() => kiln.noGrad(() => {
         const x = images.narrow(0, s, Math.min(bs, n - s));
-        const net = (v: Tensor) => forward(model, v, ro).to({ dtype: 'float32' });
-        const mirror = (v: Tensor) => net(v).add(net(v.flip(3))).mul(0.5);
-        if (level === 0) return net(x);
-        const logits = mirror(x);
-        if (level === 1) return logits;
-        const padded = F.pad(x, [1, 1, 1, 1], 'reflect');
-        const a = mirror(padded.narrow(2, 0, h).narrow(3, 0, w));
-        const b = mirror(padded.narrow(2, 2, h).narrow(3, 2, w));
-        return logits.mul(0.5).add(a.add(b).mul(0.25));
+        return kiln.train.ttaLogits((v) => forward(model, v, ro).to({ dtype: 'float32' }), x, TTA_OF_LEVEL[level]);
       })));
     }
     const out = kiln.cat(parts, 0);

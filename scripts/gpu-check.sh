@@ -47,7 +47,7 @@ node -e 'const k=require("./dist/lib"); console.log(JSON.stringify(k.info(), (ke
 # GPU_BENCHES picks the benchmarks (default: dispatch models profile airbench explain robust serve; serve last and
 # short — BENCH_SERVE_SECONDS 2, clients 1 and 32 — as a cut stage loses only what had not run)
 # the device-generic tests (README, Development): each skips with a message where CUDA is missing
-cuda_tests="40.device 41.amp 54.profiler 35e.optimize 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 46c.robust-minnorm 22.ema-mix 22b.distill 20c.calibration 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 48c.explain-shapley 48d.explain-lrp 49.explain-guided"
+cuda_tests="40.device 41.amp 54.profiler 35e.optimize 43.explain 44.explain-methods 45.robust 46.autoattack 46b.robust-smoothing 46c.robust-minnorm 22.ema-mix 22b.distill 20c.calibration 20d.tta 13.autoaugment 13b.augmix 14.sampler 47.explain-metrics 47b.explain-layer 48.explain-deeplift 48b.explain-ablation 48c.explain-shapley 48d.explain-lrp 49.explain-guided"
 # the CUDA-graph tests in a process of their own: a failed capture leaves a process unable to capture again
 graph_tests="40b.cuda-graphs 53.serve-graphs"
 graphrun=skip

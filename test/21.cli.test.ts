@@ -254,6 +254,10 @@ describe('cli: kiln command', function () {
     expect(e.test_ece).to.be.closeTo(m.test_ece, 1e-9);
     expect(e.test_loss).to.be.closeTo(m.test_loss, 1e-5);
     expect(e.test_ece_uncalibrated).to.be.closeTo(m.test_ece_uncalibrated, 1e-9);
+    const flipped = kilnCli(['evaluate', '--model', dir, '--limit', '400', '--tta', 'flip', '--json']);
+    expect(flipped.code, flipped.stderr).to.equal(0);
+    expect(JSON.parse(flipped.stdout.trim().split('\n').pop()!)).to.include({ tta: 'flip', test_images: 100 });
+    expect(flipped.stderr + flipped.stdout).to.include('100 test images (tta flip) · accuracy');
     expect(ev.stderr + ev.stdout).to.include(`ECE ${m.test_ece.toFixed(4)} (temperature ${m.temperature.toFixed(3)}; uncalibrated ${m.test_ece_uncalibrated.toFixed(4)})`);
     // predict's probabilities are softmax(logits / T) of the saved model
     const img = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('kiln-shapes-circle-square-triangle-n600-s32'))[0];

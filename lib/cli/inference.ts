@@ -8,6 +8,7 @@ import { Device } from '../tensor/dtype';
 import { Module } from '../nn/module';
 import { loadModel } from '../io/model';
 import { checkTemperature } from '../nn/classifier';
+import { TTA, TTA_MODES } from '../train/tta';
 import { DataLoader } from '../data/loader';
 import { normalize } from '../data/transforms';
 import { decodeImage } from '../data/decode';
@@ -26,6 +27,7 @@ export const EVALUATE_FLAGS: Record<string, FlagSpec> = {
   'batch-size': { type: 'int', min: 1, default: 256, help: 'images per batch' },
   device: { type: 'string', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where to run' },
   limit: { type: 'int', min: 1, help: 'evaluate on at most N/4 (≥ 64) test images, as train --limit N' },
+  tta: { type: 'string', choices: [...TTA_MODES], default: 'none', help: "test-time augmentation: average the logits over the image and its mirror ('flip'), and one-pixel shifts of both ('flip-translate', airbench94's six views)" },
   json: { type: 'boolean', help: 'print one JSON object with the metrics as the last line' },
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
@@ -108,16 +110,17 @@ export async function evaluate(f: Flags, log: (s: string) => void): Promise<numb
   const loader = new DataLoader(data.test, { batchSize: f['batch-size'] as number, transform: normalize(m.mean, m.std), device });
   const t0 = Date.now();
   const trainer = dummyTrainer(m, device);
-  const ev = await trainer.evaluate(loader);
+  const tta = f.tta as TTA;
+  const ev = await trainer.evaluate(loader, { tta });
   // a calibrated model (kiln train --calibrate): the ECE of its calibrated probabilities, as kiln train reports it
-  const cal = m.temperature === 1 ? null : await trainer.evaluate(loader, { temperature: m.temperature });
+  const cal = m.temperature === 1 ? null : await trainer.evaluate(loader, { temperature: m.temperature, tta });
   const report = classificationReport(ev.confusionMatrix!);
   const res = {
     test_accuracy: ev.accuracy as number, test_loss: ev.loss, test_macro_f1: report.macroF1, test_ece: cal?.ece ?? ev.ece, test_images: ev.samples, seconds: +((Date.now() - t0) / 1000).toFixed(2),
-    ...(cal ? { temperature: m.temperature, test_ece_uncalibrated: ev.ece } : {}),
+    ...(cal ? { temperature: m.temperature, test_ece_uncalibrated: ev.ece } : {}), ...(tta !== 'none' ? { tta } : {}),
   };
   const calibrated = cal ? ` (temperature ${m.temperature.toFixed(3)}; uncalibrated ${ev.ece.toFixed(4)})` : '';
-  log(`kiln: ${ev.samples} test images · accuracy ${(100 * res.test_accuracy).toFixed(2)}% · loss ${ev.loss.toFixed(4)} · macro F1 ${report.macroF1.toFixed(4)} · ECE ${res.test_ece.toFixed(4)}${calibrated}`);
+  log(`kiln: ${ev.samples} test images${tta !== 'none' ? ` (tta ${tta})` : ''} · accuracy ${(100 * res.test_accuracy).toFixed(2)}% · loss ${ev.loss.toFixed(4)} · macro F1 ${report.macroF1.toFixed(4)} · ECE ${res.test_ece.toFixed(4)}${calibrated}`);
   const w = Math.max(...m.classNames.map((c) => c.length), 5);
   log(`  ${'class'.padEnd(w)}  precision  recall  f1      support`);
   m.classNames.forEach((c, i) => log(`  ${c.padEnd(w)}  ${report.precision[i].toFixed(4).padEnd(9)}  ${report.recall[i].toFixed(4)}  ${report.f1[i].toFixed(4)}  ${report.support[i]}`));

@@ -29,6 +29,7 @@ export {
   accuracy, topKAccuracy, confusionMatrix, classificationReport, ClassificationReport, precisionRecallF1,
   expectedCalibrationError, CalibrationOptions, reliability, ReliabilityBin,
 } from './metrics';
+export { ttaLogits, checkTTA, TTA, TTA_MODES } from './tta';
 export { distillation, DistillationOptions, DistillationObjective } from './distill';
 export { fitTemperature, FitTemperatureOptions, TemperatureFit, TEMPERATURE_RANGE } from './calibration';
 export {

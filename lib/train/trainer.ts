@@ -25,6 +25,7 @@ import { Accumulator, MetricSpec, resolveMetrics } from './accumulator';
 import { accumulateConfusion, confusionFromCounts, accumulateCalibration, binsFromSums, eceOfBins, ReliabilityBin } from './metrics';
 import { fitTemperature, FitTemperatureOptions, TemperatureFit } from './calibration';
 import { checkTemperature } from '../nn/classifier';
+import { TTA, checkTTA, ttaLogits } from './tta';
 import { Progress, Verbosity, ProgressStream } from './progress';
 import { BatchSource, Source, toSource, splitForValidation } from './sources';
 import { LossFn, TrainerOptions, FitOptions, EvaluateResult, Objective, ObjectiveContext, makeLoss, disposeBatch } from './options';
@@ -413,12 +414,14 @@ export class Trainer {
   /**
    * Loss and metrics of the model on `data` (eval mode, no gradients), with the confusion matrix and ECE. With
    * `temperature` (from `calibrate`), the logits are divided by it first: the loss and ECE of the calibrated model.
+   * `tta` averages the logits over flipped (and shifted) views of each image (`kiln.train.ttaLogits`).
    */
-  async evaluate(data: BatchSource, options: { batchSize?: number; temperature?: number } = {}): Promise<EvaluateResult> {
+  async evaluate(data: BatchSource, options: { batchSize?: number; temperature?: number; tta?: TTA } = {}): Promise<EvaluateResult> {
     if (options === null || typeof options !== 'object') throw invalidParameterError('evaluate: options', 'an object', options);
     const temperature = options.temperature === undefined ? 1 : checkTemperature(options.temperature, 'evaluate: temperature');
+    const tta = checkTTA(options.tta, 'evaluate: tta');
     const src = toSource(data, 'evaluate: data', { batchSize: options.batchSize });
-    const r = await this.evaluateSource(src, resolveMetrics(this.metricSpecs), true, temperature);
+    const r = await this.evaluateSource(src, resolveMetrics(this.metricSpecs), true, temperature, tta);
     if (r.confusion) this.lastConfusion = r.confusion;
     return { ...r.means, samples: r.samples, confusionMatrix: r.confusion, ece: r.bins ? eceOfBins(r.bins) : NaN, reliability: r.bins ?? [] } as EvaluateResult;
   }
@@ -429,14 +432,15 @@ export class Trainer {
    * is not changed: divide its logits by `temperature` (`evaluate(data, { temperature })`, the `temperature` of a
    * served model, `kiln train --calibrate`).
    */
-  async calibrate(data: BatchSource, options: { batchSize?: number } & FitTemperatureOptions = {}): Promise<TemperatureFit> {
+  async calibrate(data: BatchSource, options: { batchSize?: number; tta?: TTA } & FitTemperatureOptions = {}): Promise<TemperatureFit> {
     if (options === null || typeof options !== 'object') throw invalidParameterError('calibrate: options', 'an object', options);
+    const tta = checkTTA(options.tta, 'calibrate: tta');
     if (options.bins !== undefined && (!Number.isInteger(options.bins) || options.bins < 1)) throw invalidParameterError('calibrate: bins', 'a positive integer', options.bins);
     const src = toSource(data, 'calibrate: data', { batchSize: options.batchSize });
     const logits: Tensor[] = [], targets: Tensor[] = [];
     try {
       await this.forEachEvalBatch(src, (x, y) => {
-        const out = this.amp(() => this.model.call(x));
+        const out = this.amp(() => ttaLogits((v) => this.model.call(v), x, tta));
         if (!(out instanceof Tensor) || out.ndim !== 2 || y.ndim !== 1)
           throw new KilnError(`calibrate: the model must give logits [N, classes] for class-index targets [N], got ${out instanceof Tensor ? `[${out.shape.join(', ')}]` : typeof out} for [${y.shape.join(', ')}]`, 'INVALID_ARGUMENT');
         logits.push(keep(out.float()));
@@ -476,12 +480,12 @@ export class Trainer {
     }
   }
 
-  private async evaluateSource(src: Source, metrics: ReturnType<typeof resolveMetrics>, calibration: boolean, temperature = 1): Promise<{ means: Record<string, number>; samples: number; confusion: number[][] | null; bins: ReliabilityBin[] | null }> {
+  private async evaluateSource(src: Source, metrics: ReturnType<typeof resolveMetrics>, calibration: boolean, temperature = 1, tta: TTA = 'none'): Promise<{ means: Record<string, number>; samples: number; confusion: number[][] | null; bins: ReliabilityBin[] | null }> {
     const acc = new Accumulator(metrics, this.device);
     let cm: Tensor | null = null, cal: Tensor | null = null, classes = 0;
     try {
       await this.forEachEvalBatch(src, (x, y) => {
-        const raw = this.amp(() => this.model.call(x));
+        const raw = this.amp(() => ttaLogits((v) => this.model.call(v), x, tta));
         const logits = temperature === 1 ? raw : raw.div(temperature);
         const loss = this.lossFn(logits, y);
         acc.update(logits, y, loss, -1);
@@ -508,11 +512,13 @@ export class Trainer {
   /**
    * The model's outputs for a tensor of inputs [N, …] or for data batches (targets ignored),
    * computed in batches in eval mode without gradients; returns one CPU tensor [N, C]
-   * (probabilities with `softmax: true`). With `temperature` (from `calibrate`) the outputs are divided by it first.
+   * (probabilities with `softmax: true`). With `temperature` (from `calibrate`) the outputs are divided by it first;
+   * `tta` averages them over flipped (and shifted) views of each image.
    */
-  async predict(data: Tensor | BatchSource, options: { batchSize?: number; softmax?: boolean; temperature?: number } = {}): Promise<Tensor> {
+  async predict(data: Tensor | BatchSource, options: { batchSize?: number; softmax?: boolean; temperature?: number; tta?: TTA } = {}): Promise<Tensor> {
     if (options === null || typeof options !== 'object') throw invalidParameterError('predict: options', 'an object', options);
     const temperature = options.temperature === undefined ? 1 : checkTemperature(options.temperature, 'predict: temperature');
+    const tta = checkTTA(options.tta, 'predict: tta');
     const bs = options.batchSize ?? 256;
     if (!Number.isInteger(bs) || bs < 1) throw invalidParameterError('predict: batchSize', 'a positive integer', options.batchSize);
     const wasTraining = this.model.training;
@@ -521,7 +527,7 @@ export class Trainer {
     try {
       const run = (x: Tensor) => outs.push(tidy(() => noGrad(() => {
         const xd = x.device === this.device ? x : x.to({ device: this.device });
-        const out = this.amp(() => this.model.call(xd));
+        const out = this.amp(() => ttaLogits((v) => this.model.call(v), xd, tta));
         const scaled = temperature === 1 ? out : out.div(temperature);
         const o2 = options.softmax ? scaled.softmax(1) : scaled;
         return o2.device === 'cpu' ? (o2 === x ? o2.clone() : o2) : o2.cpu();
