@@ -356,7 +356,8 @@ describe('kiln.models: the torchvision and RobustBench zoo against Python', func
     // with --device cuda (refused earlier where CUDA is missing): the combinations a recorded step cannot take
     const cudaFlags = { model: 'simple-cnn', device: 'cuda', robust: 'none', mixup: 0, cutmix: 0, 'mixed-precision': 'none', 'cuda-graph': true };
     expect(() => checkSpeedFlags(cudaFlags)).to.not.throw();
-    expect(() => checkSpeedFlags({ ...cudaFlags, mixup: 0.2 })).to.throw(UsageError, /--cuda-graph cannot record --robust, --mixup or --cutmix/);
+    expect(() => checkSpeedFlags({ ...cudaFlags, mixup: 0.2 })).to.throw(UsageError, /--cuda-graph cannot record --robust, --mixup, --cutmix or --teacher training/);
+    expect(() => checkSpeedFlags({ ...cudaFlags, teacher: 'runs/big' })).to.throw(UsageError, /--cuda-graph cannot record .*--teacher training \(a custom objective\)/);
     expect(() => checkSpeedFlags({ ...cudaFlags, robust: 'pgd' })).to.throw(UsageError, /--cuda-graph cannot record --robust/);
     expect(() => checkSpeedFlags({ ...cudaFlags, 'mixed-precision': 'fp16' })).to.throw(UsageError, /--cuda-graph cannot record fp16/);
   });
