@@ -16,11 +16,10 @@ import { BatchSource, toSource } from '../train/sources';
 import { AutoAttackName, EvalAttackSpec, ReportAttackName, resolveEvalAttack } from './autoattack';
 import { CORRUPTIONS, CorruptionName, CorruptionFamily, corruptPixels, corruptionFamilies } from './corruptions';
 import { Module, saveModes } from '../nn/module';
-import { Classifier, checkClassifier, logits as logitsOf } from '../nn/classifier';
+import { Classifier, checkClassifier, checkTemperature, logits as logitsOf } from '../nn/classifier';
 import { Domain, Normalization } from './domain';
 import { CertifyOptions, certify, resolveSmoothing } from './smoothing';
 import { accumulateCalibration, binsFromSums, eceOfBins } from '../train/metrics';
-import { checkTemperature } from '../nn/classifier';
 
 /** Options of `robustnessReport`. */
 export interface RobustnessReportOptions extends Normalization {
@@ -152,6 +151,7 @@ const ECE_BINS = 15;
 export async function robustnessReport(model: Classifier | Module, data: BatchSource, options: RobustnessReportOptions = {}): Promise<RobustnessReport> {
   const m = checkClassifier(model, 'robustnessReport: model');
   const o = checkOptions(options);
+  const temperature = options.temperature === undefined ? 1 : checkTemperature(options.temperature, 'robustnessReport: temperature');
   const device = options.device === undefined ? ((m instanceof Module ? m.parameters()[0]?.device : undefined) ?? 'cpu') as Device : checkDevice(options.device);
   const src = toSource(data, 'robustnessReport: data', { batchSize: o.bs });
   const families = corruptionFamilies();
@@ -159,7 +159,6 @@ export async function robustnessReport(model: Classifier | Module, data: BatchSo
   const k = 1 + o.attacks.length + cells.length;
   const counts = zeros([k + 1], { dtype: 'float64', device });
   // calibration sums (count, confidence, correct per bin) of the clean images and of each corruption cell
-  const temperature = options.temperature === undefined ? 1 : checkTemperature(options.temperature, 'robustnessReport: temperature');
   const cal = zeros([1 + cells.length, 3, ECE_BINS], { dtype: 'float64', device });
   // autoattack's per-stage robust counts (a stage never run, such as APGD-T below 4 classes, stays out)
   const stageCounts = o.attacks.map((a) => (a.stages ? zeros([a.stages.length], { dtype: 'float64', device }) : null));
