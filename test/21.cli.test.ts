@@ -254,6 +254,11 @@ describe('cli: kiln command', function () {
     expect(e.test_ece).to.be.closeTo(m.test_ece, 1e-9);
     expect(e.test_loss).to.be.closeTo(m.test_loss, 1e-5);
     expect(e.test_ece_uncalibrated).to.be.closeTo(m.test_ece_uncalibrated, 1e-9);
+    const relPng = path.join(out, 'cal-reliability.png');
+    const rel = kilnCli(['evaluate', '--model', dir, '--limit', '400', '--reliability', relPng]);
+    expect(rel.code, rel.stderr).to.equal(0);
+    expect(rel.stderr + rel.stdout).to.include(`wrote ${relPng}`);
+    expect(fs.readFileSync(relPng).subarray(1, 4).toString()).to.equal('PNG');
     const flipped = kilnCli(['evaluate', '--model', dir, '--limit', '400', '--tta', 'flip', '--json']);
     expect(flipped.code, flipped.stderr).to.equal(0);
     expect(JSON.parse(flipped.stdout.trim().split('\n').pop()!)).to.include({ tta: 'flip', test_images: 100 });

@@ -15,6 +15,7 @@ import { decodeImage } from '../data/decode';
 import { Trainer } from '../train/trainer';
 import { SGD } from '../optim/optimizer';
 import { classificationReport } from '../train/metrics';
+import { plotReliability } from '../train/plots';
 import { FlagSpec, UsageError } from './args';
 import { loadData } from './data';
 
@@ -29,6 +30,7 @@ export const EVALUATE_FLAGS: Record<string, FlagSpec> = {
   limit: { type: 'int', min: 1, help: 'evaluate on at most N/4 (≥ 64) test images, as train --limit N' },
   tta: { type: 'string', choices: [...TTA_MODES], default: 'none', help: "test-time augmentation: average the logits over the image and its mirror ('flip'), and one-pixel shifts of both ('flip-translate', airbench94's six views)" },
   json: { type: 'boolean', help: 'print one JSON object with the metrics as the last line' },
+  reliability: { type: 'string', help: 'write a reliability diagram (accuracy against confidence; before and after the temperature of a calibrated model) to this PNG', meta: 'file.png' },
   help: { type: 'boolean', alias: 'h', help: 'show this help' },
 };
 
@@ -124,6 +126,12 @@ export async function evaluate(f: Flags, log: (s: string) => void): Promise<numb
   const w = Math.max(...m.classNames.map((c) => c.length), 5);
   log(`  ${'class'.padEnd(w)}  precision  recall  f1      support`);
   m.classNames.forEach((c, i) => log(`  ${c.padEnd(w)}  ${report.precision[i].toFixed(4).padEnd(9)}  ${report.recall[i].toFixed(4)}  ${report.f1[i].toFixed(4)}  ${report.support[i]}`));
+  if (f.reliability !== undefined) {
+    const file = path.resolve(String(f.reliability));
+    const curves = [{ label: cal ? 'uncalibrated' : 'model', bins: ev.reliability }, ...(cal ? [{ label: `T = ${m.temperature.toFixed(2)}`, bins: cal.reliability }] : [])];
+    await plotReliability(curves, file, { title: `Reliability on the ${path.basename(spec)} test set${tta !== 'none' ? ` (tta ${tta})` : ''}` });
+    log(`kiln: wrote ${file}`);
+  }
   if (f.json) process.stdout.write(JSON.stringify(res) + '\n');
   return 0;
 }
