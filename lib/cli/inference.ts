@@ -15,7 +15,7 @@ import { decodeImage } from '../data/decode';
 import { Trainer } from '../train/trainer';
 import { SGD } from '../optim/optimizer';
 import { classificationReport } from '../train/metrics';
-import { plotReliability } from '../train/plots';
+import { plotReliability, calibrationCurves } from '../train/plots';
 import { FlagSpec, UsageError } from './args';
 import { loadData } from './data';
 
@@ -128,7 +128,7 @@ export async function evaluate(f: Flags, log: (s: string) => void): Promise<numb
   m.classNames.forEach((c, i) => log(`  ${c.padEnd(w)}  ${report.precision[i].toFixed(4).padEnd(9)}  ${report.recall[i].toFixed(4)}  ${report.f1[i].toFixed(4)}  ${report.support[i]}`));
   if (f.reliability !== undefined) {
     const file = path.resolve(String(f.reliability));
-    const curves = [{ label: cal ? 'uncalibrated' : 'model', bins: ev.reliability }, ...(cal ? [{ label: `T = ${m.temperature.toFixed(2)}`, bins: cal.reliability }] : [])];
+    const curves = calibrationCurves(ev.reliability, cal ? { temperature: m.temperature, bins: cal.reliability } : undefined);
     await plotReliability(curves, file, { title: `Reliability on the ${path.basename(spec)} test set${tta !== 'none' ? ` (tta ${tta})` : ''}` });
     log(`kiln: wrote ${file}`);
   }

@@ -24,7 +24,7 @@ import { Module } from '../nn/module';
 import { Scheduler, EarlyStopping } from '../train/callbacks';
 import { findCheckpoint, writeFileAtomic } from '../train/checkpoint';
 import { classificationReport } from '../train/metrics';
-import { plotHistory, plotConfusionMatrix, plotReliability } from '../train/plots';
+import { plotHistory, plotConfusionMatrix, plotReliability, calibrationCurves } from '../train/plots';
 import { FlagSpec, UsageError, outputFolder, parseFraction } from './args';
 import { info } from '../info';
 import { adversarialTraining, trades } from '../robust/objectives';
@@ -310,7 +310,7 @@ export async function train(f: Flags, log: (s: string) => void): Promise<number>
   if (history.length > 0) await plotHistory(history, path.join(out, 'curves.png'), { title: `${f.model} on ${path.basename(String(f.data))}` });
   if (ev.confusionMatrix) await plotConfusionMatrix(ev.confusionMatrix, path.join(out, 'confusion.png'), { classNames: data.classNames, title: `${path.basename(String(f.data))} test set` });
   if (ev.reliability.length > 0) {
-    const curves = [{ label: cal ? 'uncalibrated' : 'model', bins: ev.reliability }, ...(cal ? [{ label: `T = ${fit!.temperature.toFixed(2)}`, bins: cal.reliability }] : [])];
+    const curves = calibrationCurves(ev.reliability, cal ? { temperature: fit!.temperature, bins: cal.reliability } : undefined);
     await plotReliability(curves, path.join(out, 'reliability.png'), { title: `Reliability on the ${path.basename(String(f.data))} test set` });
   }
   if (fit && cal)

@@ -13,6 +13,10 @@ function ids(ts: unknown, name: string): number[] {
 export function cat(tensors: Tensor[], dim = 0): Tensor {
   return new Tensor(N.cat(ids(tensors, 'tensors'), dim));
 }
+/** Half-precision values (float16, bfloat16) as float32; other tensors as they are (the same handle). */
+export function atLeastFloat32(t: Tensor): Tensor {
+  return t.dtype === 'float16' || t.dtype === 'bfloat16' ? t.float() : t;
+}
 /** Stacks along a new dimension. */
 export function stack(tensors: Tensor[], dim = 0): Tensor {
   return new Tensor(N.stack(ids(tensors, 'tensors'), dim));

@@ -7,16 +7,12 @@
  */
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
+import { atLeastFloat32 } from '../tensor/ops';
 import { noGrad } from '../autograd';
 import { Module, saveModes } from '../nn/module';
 import { klDiv } from '../nn/functional';
 import { Classifier, checkClassifier, checkTemperature } from '../nn/classifier';
 import type { Objective } from './options';
-
-/** Half-precision logits (autocast) as float32; float32 and float64 as they are. */
-function atLeast32(t: Tensor): Tensor {
-  return t.dtype === 'float16' || t.dtype === 'bfloat16' ? t.float() : t;
-}
 
 /** Options of `distillation`. */
 export interface DistillationOptions {
@@ -59,7 +55,7 @@ export function distillation(options: DistillationOptions): DistillationObjectiv
           throw e instanceof KilnError ? new KilnError(`distillation: the teacher failed on the batch: ${e.message}`, e.code) : e;
         }
         if (!(t instanceof Tensor)) throw new KilnError(`distillation: the teacher must return logits [N, classes], got ${typeof t}`, 'INVALID_ARGUMENT');
-        return atLeast32(t).div(T).softmax(1); // t and the steps between: freed by the trainer's step scope
+        return atLeastFloat32(t).div(T).softmax(1); // t and the steps between: freed by the trainer's step scope
       } finally {
         restore?.();
       }
@@ -69,7 +65,7 @@ export function distillation(options: DistillationOptions): DistillationObjectiv
       if (soft.ndim !== 2 || logits.ndim !== 2 || soft.size(0) !== logits.size(0) || soft.size(1) !== logits.size(1))
         throw new KilnError(`distillation: the teacher's logits [${soft.shape.join(', ')}] do not match the student's [${logits.shape.join(', ')}] (the same classes, in the same order)`, 'INVALID_ARGUMENT');
       const hard = alpha === 1 ? null : loss(logits, y);
-      const kd = klDiv(atLeast32(logits).div(T).logSoftmax(1), soft, { reduction: 'batchmean' }).mul(alpha * T * T);
+      const kd = klDiv(atLeastFloat32(logits).div(T).logSoftmax(1), soft, { reduction: 'batchmean' }).mul(alpha * T * T);
       return { logits, loss: hard ? kd.add(hard.mul(1 - alpha)) : kd };
     } finally {
       soft.dispose();

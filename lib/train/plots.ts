@@ -299,3 +299,9 @@ export function reliabilityDiagramSvg(curves: ReliabilityCurve[], o: { title?: s
 export async function plotReliability(curves: ReliabilityCurve[], file: string, o: { title?: string } = {}): Promise<void> {
   await writePng(file, reliabilityDiagramSvg(curves, o).svg);
 }
+
+/** The curves of a model's reliability diagram: its own bins, and with a temperature the calibrated bins next to them. */
+export function calibrationCurves(raw: ReliabilityBin[], calibrated?: { temperature: number; bins: ReliabilityBin[] }): ReliabilityCurve[] {
+  if (!calibrated) return [{ label: 'model', bins: raw }];
+  return [{ label: 'uncalibrated', bins: raw }, { label: `T = ${calibrated.temperature.toFixed(2)}`, bins: calibrated.bins }];
+}

@@ -5,6 +5,7 @@
 import { KilnError, invalidParameterError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { pad } from '../nn/functional';
+import { atLeastFloat32 } from '../tensor/ops';
 
 /**
  * Which views: 'none'; 'flip' — ½·(f(x) + f(flip x)); 'flip-translate' — airbench94's six views: ½·flip-pair(x) +
@@ -29,8 +30,7 @@ export function checkTTA(v: unknown, name = 'tta'): TTA {
 export function ttaLogits(net: (x: Tensor) => Tensor, x: Tensor, tta: TTA): Tensor {
   if (tta === 'none') return net(x);
   if (x.ndim !== 4) throw new KilnError(`test-time augmentation flips and shifts images [N, C, H, W], got shape [${x.shape.join(', ')}]`, 'INVALID_ARGUMENT');
-  const f32 = (t: Tensor) => (t.dtype === 'float16' || t.dtype === 'bfloat16' ? t.float() : t);
-  const mirror = (v: Tensor) => f32(net(v)).add(f32(net(v.flip(3)))).mul(0.5);
+  const mirror = (v: Tensor) => atLeastFloat32(net(v)).add(atLeastFloat32(net(v.flip(3)))).mul(0.5);
   const [h, w] = [x.size(2), x.size(3)];
   if (tta === 'flip-translate' && (h < 2 || w < 2)) throw new KilnError(`tta 'flip-translate' shifts by one pixel with reflection: images need at least 2×2 pixels, got ${h}×${w}`, 'INVALID_ARGUMENT');
   const pair = mirror(x);
